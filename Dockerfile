@@ -1,0 +1,26 @@
+# Parley: Gradio chat UI for OpenAI-compatible providers.
+# docker build -t parley . && docker run -p 7860:7860 --env-file .env -v parley-data:/app/data parley
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    HOST=0.0.0.0 \
+    PORT=7860 \
+    DATABASE_URL=sqlite:////app/data/parley.db
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY webapp ./webapp
+COPY storage ./storage
+RUN pip install ".[postgres]" \
+    && useradd --create-home --uid 10001 parley \
+    && mkdir -p /app/data \
+    && chown parley:parley /app/data
+
+USER parley
+VOLUME ["/app/data"]
+EXPOSE 7860
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+    CMD python -c "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ.get(\"PORT\", \"7860\")}/', timeout=4)" || exit 1
+CMD ["python", "-m", "webapp"]

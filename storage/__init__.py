@@ -1,0 +1,1 @@
+"""Parley's persistence layer: SQLModel tables, engine set-up, migrations, repository."""

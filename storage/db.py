@@ -1,0 +1,127 @@
+"""Engine creation, Alembic migrations and the session factory."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlmodel import Session
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+_SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA busy_timeout=5000",
+    "PRAGMA synchronous=NORMAL",
+)
+
+
+def _normalise_url(url: str) -> str:
+    """Point bare PostgreSQL URLs at the psycopg 3 driver."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """Apply Parley's SQLite settings to a fresh DBAPI connection."""
+    cursor = dbapi_connection.cursor()
+    try:
+        for pragma in _SQLITE_PRAGMAS:
+            cursor.execute(pragma)
+    finally:
+        cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine: SQLite in WAL mode by default, PostgreSQL (psycopg 3) by URL."""
+    url = _normalise_url(url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    database = parsed.database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False})
+    event.listen(engine, "connect", _set_sqlite_pragmas)
+    return engine
+
+
+def alembic_config() -> Config:
+    """Build the Alembic configuration in code (no alembic.ini needed)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+def head_revision() -> str | None:
+    """Return the newest migration revision shipped with Parley."""
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    """Return the database's Alembic revision, or None when unversioned."""
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def _sqlite_file(engine: Engine) -> Path | None:
+    """Return the database file of a file-backed SQLite engine, else None."""
+    if engine.dialect.name != "sqlite":
+        return None
+    database = engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database).expanduser()
+
+
+def _backup_sqlite(engine: Engine, path: Path, revision: str | None) -> Path:
+    """Copy a live SQLite database (WAL included) next to itself and return the copy's path."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    target = path.with_name(f"{path.name}.bak-{revision or 'none'}-{stamp}")
+    with engine.connect() as connection:
+        source = connection.connection.driver_connection
+        assert isinstance(source, sqlite3.Connection)
+        destination = sqlite3.connect(target)
+        try:
+            source.backup(destination)
+        finally:
+            destination.close()
+    return target
+
+
+def migrate(engine: Engine) -> Path | None:
+    """Upgrade the schema to head; back up an existing SQLite file first. Return the backup."""
+    config = alembic_config()
+    head = ScriptDirectory.from_config(config).get_current_head()
+    backup: Path | None = None
+    path = _sqlite_file(engine)
+    if path is not None and path.exists():
+        revision = current_revision(engine)
+        if revision != head and inspect(engine).get_table_names():
+            backup = _backup_sqlite(engine, path, revision)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+    return backup
+
+
+def session_factory(engine: Engine) -> Callable[[], Session]:
+    """Return a callable that opens a new short-lived session on ``engine``."""
+
+    def new_session() -> Session:
+        """Open a session whose objects stay usable after commit."""
+        return Session(engine, expire_on_commit=False)
+
+    return new_session

@@ -1,0 +1,112 @@
+"""SQLModel tables: users, conversations and the tree of messages."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Dialect, Index, Text, TypeDecorator
+from sqlmodel import Field, SQLModel
+
+MESSAGE_ROLES = frozenset({"system", "user", "assistant", "tool"})
+MESSAGE_STATES = frozenset({"complete", "streaming", "stopped", "error", "interrupted"})
+
+
+def utc_now() -> datetime:
+    """Return the current time as an aware UTC datetime."""
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    """Return a new 32-character lowercase hex id."""
+    return uuid.uuid4().hex
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Store naive UTC in the database; always hand back aware UTC datetimes."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Convert an aware datetime to naive UTC (naive values are taken as UTC)."""
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Attach the UTC zone to a naive value read back from the database."""
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+
+def _timestamp(*, index: bool = False) -> Any:
+    """Return a non-null UTC timestamp field defaulting to now."""
+    return Field(default_factory=utc_now, sa_type=UTCDateTime, nullable=False, index=index)
+
+
+class User(SQLModel, table=True):
+    """A person using Parley; for now a single local user."""
+
+    __tablename__ = "users"
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(unique=True, index=True, max_length=150)
+    is_admin: bool = False
+    created_at: datetime = _timestamp()
+
+
+class Conversation(SQLModel, table=True):
+    """A chat: its settings and the tip of its active branch."""
+
+    __tablename__ = "conversations"
+    __table_args__ = (Index("ix_conversations_user_id_updated_at", "user_id", "updated_at"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    user_id: int = Field(foreign_key="users.id", nullable=False)
+    title: str = Field(default="New chat", max_length=200)
+    system_prompt: str = Field(default="", sa_type=Text)
+    provider: str = ""
+    model: str = ""
+    parameters: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    current_leaf_id: str | None = Field(default=None, max_length=32)
+    created_at: datetime = _timestamp()
+    updated_at: datetime = _timestamp()
+
+
+class Message(SQLModel, table=True):
+    """One node of a conversation's message tree."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        Index("ix_messages_conversation_id_created_at", "conversation_id", "created_at"),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    conversation_id: str = Field(
+        foreign_key="conversations.id", ondelete="CASCADE", nullable=False, max_length=32
+    )
+    user_id: int = Field(foreign_key="users.id", index=True, nullable=False)
+    parent_id: str | None = Field(default=None, index=True, max_length=32)
+    role: str
+    content: str = Field(default="", sa_type=Text)
+    reasoning: str = Field(default="", sa_type=Text)
+    tool_calls: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON))
+    tool_call_id: str | None = None
+    name: str | None = None
+    provider: str = ""
+    model: str = ""
+    parameters: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    usage: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    timings: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    finish_reason: str | None = None
+    state: str = Field(default="complete", index=True)
+    error: str | None = Field(default=None, sa_type=Text)
+    feedback: int | None = None
+    choice_index: int = 0
+    batch_id: str | None = Field(default=None, max_length=32)  # choices made together (n>1)
+    attachments: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON))
+    created_at: datetime = _timestamp()
+    updated_at: datetime = _timestamp()

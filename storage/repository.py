@@ -1,0 +1,396 @@
+"""Keyword-only data access functions; each is one unit of work scoped to one user."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, or_, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from storage.models import MESSAGE_ROLES, MESSAGE_STATES, Conversation, Message, User, utc_now
+
+DEFAULT_TITLE = "New chat"
+TITLE_MAX_LENGTH = 200
+INTERRUPTED_ERROR = "The server stopped while this answer was streaming."
+
+_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
+_EXTRA_MESSAGE_FIELDS = frozenset(
+    {
+        "reasoning", "tool_calls", "tool_call_id", "name", "provider", "model", "parameters",
+        "usage", "timings", "finish_reason", "error", "feedback", "choice_index",
+        "batch_id", "attachments",
+    }
+)  # fmt: skip
+
+
+class NotFound(LookupError):
+    """The record does not exist or belongs to another user."""
+
+
+class InvalidId(ValueError):
+    """An id is not 32 lowercase hexadecimal characters."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationSummary:
+    """What the sidebar needs to list one conversation."""
+
+    id: str
+    title: str
+    updated_at: datetime
+
+
+def _check_id(value: object) -> str:
+    """Return ``value`` if it is a well-formed id, else raise InvalidId."""
+    if not isinstance(value, str) or not _ID_PATTERN.fullmatch(value):
+        raise InvalidId(f"Malformed id: {value!r}")
+    return value
+
+
+def _check_state(state: str) -> None:
+    """Raise ValueError for an unknown message state."""
+    if state not in MESSAGE_STATES:
+        raise ValueError(f"Unknown message state: {state!r}")
+
+
+def _clean_title(title: str) -> str:
+    """Strip and shorten a title; an empty one becomes "Untitled"."""
+    return " ".join(title.split())[:TITLE_MAX_LENGTH].strip() or "Untitled"
+
+
+def _owned_conversation(session: Session, user_id: int, conversation_id: str) -> Conversation:
+    """Load a conversation of this user or raise NotFound."""
+    _check_id(conversation_id)
+    conversation = session.get(Conversation, conversation_id)
+    if conversation is None or conversation.user_id != user_id:
+        raise NotFound(f"Conversation {conversation_id} not found")
+    return conversation
+
+
+def _owned_message(session: Session, user_id: int, message_id: str) -> Message:
+    """Load a message of this user or raise NotFound."""
+    _check_id(message_id)
+    message = session.get(Message, message_id)
+    if message is None or message.user_id != user_id:
+        raise NotFound(f"Message {message_id} not found")
+    return message
+
+
+def _order_key(message: Message) -> tuple[datetime, int, str]:
+    """Sort key giving creation order."""
+    return (message.created_at, message.choice_index, message.id)
+
+
+def ensure_user(*, session: Session, username: str) -> User:
+    """Return the user with this name, creating it if needed."""
+    statement = select(User).where(User.username == username)
+    user = session.exec(statement).first()
+    if user is not None:
+        return user
+    user = User(username=username)
+    session.add(user)
+    try:
+        session.commit()
+    except IntegrityError:  # another process created it first
+        session.rollback()
+        return session.exec(statement).one()
+    return user
+
+
+def count_conversations(*, session: Session, user_id: int) -> int:
+    """Return how many conversations the user has."""
+    statement = (
+        select(func.count()).select_from(Conversation).where(Conversation.user_id == user_id)
+    )
+    return session.exec(statement).one()
+
+
+def create_conversation(
+    *,
+    session: Session,
+    user_id: int,
+    title: str = DEFAULT_TITLE,
+    system_prompt: str = "",
+    provider: str = "",
+    model: str = "",
+    parameters: dict[str, Any] | None = None,
+) -> Conversation:
+    """Create an empty conversation for the user."""
+    conversation = Conversation(
+        user_id=user_id,
+        title=_clean_title(title),
+        system_prompt=system_prompt,
+        provider=provider,
+        model=model,
+        parameters=dict(parameters or {}),
+    )
+    session.add(conversation)
+    session.commit()
+    return conversation
+
+
+def get_conversation(*, session: Session, user_id: int, conversation_id: str) -> Conversation:
+    """Return one of the user's conversations."""
+    return _owned_conversation(session, user_id, conversation_id)
+
+
+def list_conversations(
+    *, session: Session, user_id: int, query: str = "", limit: int = 200
+) -> list[ConversationSummary]:
+    """List the user's conversations, newest activity first, optionally filtered by text."""
+    statement = select(Conversation.id, Conversation.title, Conversation.updated_at).where(
+        Conversation.user_id == user_id
+    )
+    needle = query.strip().lower()
+    if needle:
+        in_messages = (
+            select(Message.id)
+            .where(
+                Message.conversation_id == Conversation.id,
+                Message.user_id == user_id,
+                func.lower(Message.content).contains(needle, autoescape=True),
+            )
+            .exists()
+        )
+        in_title = func.lower(Conversation.title).contains(needle, autoescape=True)
+        statement = statement.where(or_(in_title, in_messages))
+    statement = statement.order_by(
+        col(Conversation.updated_at).desc(), col(Conversation.id).desc()
+    ).limit(limit)
+    rows = session.exec(statement).all()
+    return [ConversationSummary(id=row[0], title=row[1], updated_at=row[2]) for row in rows]
+
+
+def rename_conversation(
+    *, session: Session, user_id: int, conversation_id: str, title: str
+) -> None:
+    """Give a conversation a new title."""
+    conversation = _owned_conversation(session, user_id, conversation_id)
+    conversation.title = _clean_title(title)
+    session.commit()
+
+
+def set_title_if_default(
+    *, session: Session, user_id: int, conversation_id: str, title: str
+) -> bool:
+    """Set the title only while it is still the default one; report whether it changed."""
+    conversation = _owned_conversation(session, user_id, conversation_id)
+    if conversation.title != DEFAULT_TITLE:
+        return False
+    conversation.title = _clean_title(title)
+    session.commit()
+    return True
+
+
+def delete_conversation(*, session: Session, user_id: int, conversation_id: str) -> None:
+    """Delete a conversation and all its messages."""
+    conversation = _owned_conversation(session, user_id, conversation_id)
+    session.execute(delete(Message).where(col(Message.conversation_id) == conversation.id))
+    session.delete(conversation)
+    session.commit()
+
+
+def update_conversation_settings(
+    *,
+    session: Session,
+    user_id: int,
+    conversation_id: str,
+    system_prompt: str | None = None,
+    provider: str | None = None,
+    model: str | None = None,
+    parameters: dict[str, Any] | None = None,
+) -> None:
+    """Change only the given settings of a conversation."""
+    conversation = _owned_conversation(session, user_id, conversation_id)
+    if system_prompt is not None:
+        conversation.system_prompt = system_prompt
+    if provider is not None:
+        conversation.provider = provider
+    if model is not None:
+        conversation.model = model
+    if parameters is not None:
+        conversation.parameters = dict(parameters)
+    session.commit()
+
+
+def add_message(
+    *,
+    session: Session,
+    user_id: int,
+    conversation_id: str,
+    parent_id: str | None,
+    role: str,
+    content: str = "",
+    state: str = "complete",
+    make_current: bool = True,
+    **fields: Any,
+) -> Message:
+    """Append a message under ``parent_id`` and (by default) make it the active leaf."""
+    unknown = set(fields) - _EXTRA_MESSAGE_FIELDS
+    if unknown:
+        raise TypeError(f"Unknown message fields: {sorted(unknown)}")
+    if role not in MESSAGE_ROLES:
+        raise ValueError(f"Unknown message role: {role!r}")
+    _check_state(state)
+    if parent_id is not None:
+        _check_id(parent_id)
+    conversation = _owned_conversation(session, user_id, conversation_id)
+    if parent_id is not None:
+        parent = session.get(Message, parent_id)
+        if parent is None or parent.conversation_id != conversation.id:
+            raise NotFound(f"Message {parent_id} not found in this conversation")
+    # Strictly increasing timestamps per conversation keep "created order" well defined.
+    now = max(utc_now(), conversation.updated_at + timedelta(microseconds=1))
+    message = Message(
+        conversation_id=conversation.id,
+        user_id=user_id,
+        parent_id=parent_id,
+        role=role,
+        content=content,
+        state=state,
+        created_at=now,
+        updated_at=now,
+        **fields,
+    )
+    session.add(message)
+    conversation.updated_at = now
+    if make_current:
+        conversation.current_leaf_id = message.id
+    session.commit()
+    return message
+
+
+def complete_message(
+    *,
+    session: Session,
+    user_id: int,
+    message_id: str,
+    content: str,
+    reasoning: str = "",
+    state: str = "complete",
+    usage: dict[str, Any] | None = None,
+    timings: dict[str, Any] | None = None,
+    finish_reason: str | None = None,
+    error: str | None = None,
+    tool_calls: list[dict[str, Any]] | None = None,
+) -> Message:
+    """Store the final content and metadata of a (usually streaming) message."""
+    _check_state(state)
+    message = _owned_message(session, user_id, message_id)
+    now = utc_now()
+    message.content = content
+    message.reasoning = reasoning
+    message.state = state
+    message.usage = usage
+    message.timings = timings
+    message.finish_reason = finish_reason
+    message.error = error
+    message.tool_calls = tool_calls
+    message.updated_at = now
+    session.execute(
+        update(Conversation)
+        .where(col(Conversation.id) == message.conversation_id)
+        .where(col(Conversation.updated_at) < now)
+        .values(updated_at=now)
+    )
+    session.commit()
+    return message
+
+
+def load_messages(*, session: Session, user_id: int, conversation_id: str) -> list[Message]:
+    """Return every message of a conversation in creation order."""
+    conversation = _owned_conversation(session, user_id, conversation_id)
+    statement = (
+        select(Message)
+        .where(Message.conversation_id == conversation.id, Message.user_id == user_id)
+        .order_by(col(Message.created_at), col(Message.choice_index), col(Message.id))
+    )
+    messages = list(session.exec(statement).all())
+    session.commit()
+    return messages
+
+
+def set_current_leaf(
+    *, session: Session, user_id: int, conversation_id: str, message_id: str
+) -> None:
+    """Make ``message_id`` the tip of the conversation's active branch."""
+    _check_id(message_id)
+    conversation = _owned_conversation(session, user_id, conversation_id)
+    message = _owned_message(session, user_id, message_id)
+    if message.conversation_id != conversation.id:
+        raise NotFound(f"Message {message_id} not found in this conversation")
+    conversation.current_leaf_id = message.id
+    session.commit()
+
+
+def set_feedback(*, session: Session, user_id: int, message_id: str, value: int | None) -> None:
+    """Record a like (1), a dislike (-1) or clear the feedback (None)."""
+    if value not in (1, -1, None) or isinstance(value, bool):
+        raise ValueError(f"Feedback must be 1, -1 or None, not {value!r}")
+    message = _owned_message(session, user_id, message_id)
+    message.feedback = value
+    session.commit()
+
+
+def mark_interrupted(*, session: Session) -> int:
+    """Mark every still-streaming message (any user) as interrupted; return how many."""
+    result = session.execute(
+        update(Message)
+        .where(col(Message.state) == "streaming")
+        .values(state="interrupted", error=INTERRUPTED_ERROR, updated_at=utc_now())
+    )
+    session.commit()
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def active_path(messages: list[Message], leaf_id: str | None) -> list[Message]:
+    """Return the root-to-leaf path ending at ``leaf_id`` (or at the newest message)."""
+    by_id = {message.id: message for message in messages}
+    leaf = by_id.get(leaf_id) if leaf_id is not None else None
+    if leaf is None:
+        if not messages:
+            return []
+        leaf = max(messages, key=_order_key)
+    path: list[Message] = []
+    seen: set[str] = set()
+    node: Message | None = leaf
+    while node is not None and node.id not in seen:
+        seen.add(node.id)
+        path.append(node)
+        node = by_id.get(node.parent_id) if node.parent_id is not None else None
+    path.reverse()
+    return path
+
+
+def siblings(messages: list[Message], message_id: str) -> list[Message]:
+    """Return the alternatives of a message (same parent and role) in creation order."""
+    target = next((message for message in messages if message.id == message_id), None)
+    if target is None:
+        return []
+    same = [
+        message
+        for message in messages
+        if message.parent_id == target.parent_id and message.role == target.role
+    ]
+    return sorted(same, key=_order_key)
+
+
+def latest_leaf_under(messages: list[Message], message_id: str) -> str:
+    """Follow the newest child from ``message_id`` down to a leaf and return its id."""
+    children: dict[str, list[Message]] = {}
+    for message in messages:
+        if message.parent_id is not None:
+            children.setdefault(message.parent_id, []).append(message)
+    current = message_id
+    seen = {current}
+    while current in children:
+        newest = max(children[current], key=_order_key)
+        if newest.id in seen:
+            break
+        seen.add(newest.id)
+        current = newest.id
+    return current

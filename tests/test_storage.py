@@ -1,0 +1,560 @@
+"""Storage layer tests on real SQLite files and a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic import command
+from sqlalchemy import Engine, create_engine, inspect, text
+from sqlalchemy.engine import make_url
+
+from storage import repository as repo
+from storage.db import (
+    alembic_config,
+    current_revision,
+    head_revision,
+    make_engine,
+    migrate,
+    session_factory,
+)
+from storage.models import Conversation, Message, User
+from tests.pg import PostgresUnavailable, start_postgres
+
+Call = Callable[..., Any]
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """Run one throwaway PostgreSQL server for the whole test session."""
+    try:
+        url, stop = start_postgres()
+    except PostgresUnavailable as exc:
+        pytest.skip(f"PostgreSQL tests skipped: {exc}")
+    try:
+        yield url
+    finally:
+        stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A URL to an empty database: a SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'data' / 'parley.db'}"
+    server_url: str = request.getfixturevalue("postgres_url")
+    name = f"t_{uuid.uuid4().hex}"
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A URL to a SQLite file that does not exist yet."""
+    return f"sqlite:///{tmp_path / 'parley.db'}"
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    """A migrated engine."""
+    engine = make_engine(db_url)
+    migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def call(engine: Engine) -> Call:
+    """Run one repository function in its own short session, like the app does."""
+    new_session = session_factory(engine)
+
+    def run(function: Call, **kwargs: Any) -> Any:
+        with new_session() as session:
+            return function(session=session, **kwargs)
+
+    return run
+
+
+@pytest.fixture
+def alice(call: Call) -> int:
+    """The id of user "alice"."""
+    return call(repo.ensure_user, username="alice").id
+
+
+@pytest.fixture
+def bob(call: Call) -> int:
+    """The id of user "bob"."""
+    return call(repo.ensure_user, username="bob").id
+
+
+def _chat(call: Call, user_id: int, title: str = "New chat") -> str:
+    """Create a conversation and return its id."""
+    return call(repo.create_conversation, user_id=user_id, title=title).id
+
+
+def _add(call: Call, user_id: int, conversation_id: str, parent_id: str | None, **kw: Any) -> str:
+    """Add a message (role defaults to user) and return its id."""
+    kw.setdefault("role", "user")
+    return call(
+        repo.add_message,
+        user_id=user_id,
+        conversation_id=conversation_id,
+        parent_id=parent_id,
+        **kw,
+    ).id
+
+
+def _backups(url: str) -> list[Path]:
+    """List the backup files written next to a SQLite database."""
+    path = Path(make_url(url).database or "")
+    return sorted(path.parent.glob(f"{path.name}.bak-*"))
+
+
+# --- engine and migrations -------------------------------------------------------------
+
+
+def test_migrate_creates_schema_and_is_idempotent(db_url: str) -> None:
+    engine = make_engine(db_url)
+    try:
+        migrate(engine)
+        assert {"users", "conversations", "messages"} <= set(inspect(engine).get_table_names())
+        assert current_revision(engine) == head_revision()
+        indexes = {ix["name"] for ix in inspect(engine).get_indexes("conversations")}
+        assert "ix_conversations_user_id_updated_at" in indexes
+        assert migrate(engine) is None
+        assert current_revision(engine) == head_revision()
+    finally:
+        engine.dispose()
+
+
+def test_postgres_url_uses_psycopg() -> None:
+    engine = make_engine("postgresql://user@localhost:5432/parley")
+    assert engine.url.drivername == "postgresql+psycopg"
+
+
+def test_sqlite_pragmas_and_parent_directory(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'nested' / 'dir' / 'parley.db'}"
+    engine = make_engine(url)
+    try:
+        migrate(engine)
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
+            assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+        assert (tmp_path / "nested" / "dir" / "parley.db").exists()
+    finally:
+        engine.dispose()
+
+
+def test_no_backup_for_fresh_or_current_database(sqlite_url: str) -> None:
+    engine = make_engine(sqlite_url)
+    try:
+        assert migrate(engine) is None
+        assert migrate(engine) is None
+    finally:
+        engine.dispose()
+    engine = make_engine(sqlite_url)  # a new process opening an up-to-date file
+    try:
+        assert migrate(engine) is None
+    finally:
+        engine.dispose()
+    assert _backups(sqlite_url) == []
+
+
+def test_backup_written_before_upgrading_an_older_file(sqlite_url: str) -> None:
+    engine = make_engine(sqlite_url)
+    try:
+        migrate(engine)
+        with engine.begin() as connection:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.downgrade(config, "base")
+        assert current_revision(engine) is None
+        backup = migrate(engine)
+        assert current_revision(engine) == head_revision()
+    finally:
+        engine.dispose()
+    assert _backups(sqlite_url) == [backup]
+    assert backup is not None and backup.name.startswith("parley.db.bak-none-")
+    with sqlite3.connect(backup) as copy:  # a usable snapshot of the pre-migration file
+        tables = {row[0] for row in copy.execute("SELECT name FROM sqlite_master")}
+    assert "alembic_version" in tables and "messages" not in tables
+
+
+def test_backup_written_for_unversioned_file_with_data(tmp_path: Path, sqlite_url: str) -> None:
+    with sqlite3.connect(tmp_path / "parley.db") as legacy:
+        legacy.execute("CREATE TABLE notes (body TEXT)")
+        legacy.execute("INSERT INTO notes VALUES ('keep me')")
+    engine = make_engine(sqlite_url)
+    try:
+        backup = migrate(engine)
+    finally:
+        engine.dispose()
+    assert backup is not None and backup.exists()
+    with sqlite3.connect(backup) as copy:
+        assert copy.execute("SELECT body FROM notes").fetchall() == [("keep me",)]
+
+
+# --- conversations ---------------------------------------------------------------------
+
+
+def test_ensure_user_is_get_or_create(call: Call) -> None:
+    first = call(repo.ensure_user, username="local")
+    second = call(repo.ensure_user, username="local")
+    assert isinstance(first, User) and first.id == second.id and not first.is_admin
+
+
+def test_conversation_crud(call: Call, alice: int) -> None:
+    created = call(
+        repo.create_conversation,
+        user_id=alice,
+        system_prompt="Be brief.",
+        provider="openai",
+        model="gpt-x",
+        parameters={"temperature": 0.2},
+    )
+    assert len(created.id) == 32 and created.title == "New chat"
+    assert created.created_at.tzinfo is not None
+
+    loaded = call(repo.get_conversation, user_id=alice, conversation_id=created.id)
+    assert isinstance(loaded, Conversation)
+    assert (loaded.system_prompt, loaded.provider, loaded.model) == ("Be brief.", "openai", "gpt-x")
+    assert loaded.parameters == {"temperature": 0.2}
+    assert loaded.updated_at.utcoffset() == timedelta(0)
+
+    call(repo.rename_conversation, user_id=alice, conversation_id=created.id, title="  Trip  ")
+    assert call(repo.get_conversation, user_id=alice, conversation_id=created.id).title == "Trip"
+    call(repo.rename_conversation, user_id=alice, conversation_id=created.id, title="x" * 500)
+    got = call(repo.get_conversation, user_id=alice, conversation_id=created.id)
+    assert got.title == "x" * 200
+    call(repo.rename_conversation, user_id=alice, conversation_id=created.id, title="   ")
+    assert call(repo.get_conversation, user_id=alice, conversation_id=created.id).title == (
+        "Untitled"
+    )
+
+    call(repo.update_conversation_settings, user_id=alice, conversation_id=created.id, model="m2")
+    got = call(repo.get_conversation, user_id=alice, conversation_id=created.id)
+    assert (got.system_prompt, got.provider, got.model) == ("Be brief.", "openai", "m2")
+    call(
+        repo.update_conversation_settings,
+        user_id=alice,
+        conversation_id=created.id,
+        system_prompt="",
+        parameters={"top_p": 0.9},
+    )
+    got = call(repo.get_conversation, user_id=alice, conversation_id=created.id)
+    assert (got.system_prompt, got.parameters, got.model) == ("", {"top_p": 0.9}, "m2")
+
+    _add(call, alice, created.id, None, content="hello")
+    assert call(repo.count_conversations, user_id=alice) == 1
+    call(repo.delete_conversation, user_id=alice, conversation_id=created.id)
+    assert call(repo.count_conversations, user_id=alice) == 0
+    with pytest.raises(repo.NotFound):
+        call(repo.get_conversation, user_id=alice, conversation_id=created.id)
+    with pytest.raises(repo.NotFound):
+        call(repo.load_messages, user_id=alice, conversation_id=created.id)
+
+
+def test_set_title_if_default(call: Call, alice: int) -> None:
+    chat = _chat(call, alice)
+    assert call(repo.set_title_if_default, user_id=alice, conversation_id=chat, title="Paris")
+    assert not call(repo.set_title_if_default, user_id=alice, conversation_id=chat, title="Rome")
+    assert call(repo.get_conversation, user_id=alice, conversation_id=chat).title == "Paris"
+
+
+def test_list_is_newest_activity_first(call: Call, alice: int) -> None:
+    first, second, third = (_chat(call, alice, title) for title in ("one", "two", "three"))
+    assert [c.id for c in call(repo.list_conversations, user_id=alice)] == [third, second, first]
+    _add(call, alice, first, None, content="bump")
+    listed = call(repo.list_conversations, user_id=alice)
+    assert [c.id for c in listed] == [first, third, second]
+    assert listed[0].title == "one" and listed[0].updated_at.tzinfo is not None
+    assert len(call(repo.list_conversations, user_id=alice, limit=2)) == 2
+
+
+def test_search_title_and_content_case_insensitive(call: Call, alice: int) -> None:
+    by_title = _chat(call, alice, "Holiday PLANS")
+    by_content = _chat(call, alice)
+    _add(call, alice, by_content, None, content="Where should we go on holiday?")
+    _add(call, alice, _chat(call, alice, "Unrelated"), None, content="tax forms")
+    found = {c.id for c in call(repo.list_conversations, user_id=alice, query="HOLIDAY")}
+    assert found == {by_title, by_content}
+    assert call(repo.list_conversations, user_id=alice, query="nothing-like-this") == []
+
+
+def test_search_treats_wildcards_literally(call: Call, alice: int) -> None:
+    percent = _chat(call, alice, "Growth 100% sure")
+    underscore = _chat(call, alice)
+    _add(call, alice, underscore, None, content="call my_function")
+    _chat(call, alice, "Growth 100 percent")
+    _chat(call, alice, "myXfunction")
+    hits = call(repo.list_conversations, user_id=alice, query="100%")
+    assert [c.id for c in hits] == [percent]
+    assert [c.id for c in call(repo.list_conversations, user_id=alice, query="my_f")] == [
+        underscore
+    ]
+    assert call(repo.list_conversations, user_id=alice, query="\\") == []
+
+
+# --- messages and the tree -------------------------------------------------------------
+
+
+def test_message_fields_round_trip(call: Call, alice: int) -> None:
+    chat = _chat(call, alice)
+    question = _add(call, alice, chat, None, content="2+2?", attachments=[{"name": "a.png"}])
+    answer = call(
+        repo.add_message,
+        user_id=alice,
+        conversation_id=chat,
+        parent_id=question,
+        role="assistant",
+        state="streaming",
+        provider="openai",
+        model="gpt-x",
+        parameters={"temperature": 0.0, "n": 1},
+    )
+    assert answer.state == "streaming"
+    done = call(
+        repo.complete_message,
+        user_id=alice,
+        message_id=answer.id,
+        content="4",
+        reasoning="2 plus 2",
+        usage={"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+        timings={"ttft_ms": 120, "duration_ms": 300},
+        finish_reason="tool_calls",
+        tool_calls=[{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
+    )
+    assert isinstance(done, Message) and done.content == "4"
+    tool = _add(
+        call, alice, chat, answer.id, role="tool", content="ok", tool_call_id="c1", name="f"
+    )
+    messages = call(repo.load_messages, user_id=alice, conversation_id=chat)
+    assert [m.id for m in messages] == [question, answer.id, tool]
+    stored = messages[1]
+    assert (stored.content, stored.reasoning, stored.state) == ("4", "2 plus 2", "complete")
+    assert stored.usage == {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}
+    assert stored.timings == {"ttft_ms": 120, "duration_ms": 300}
+    assert stored.tool_calls is not None and stored.tool_calls[0]["id"] == "c1"
+    assert stored.parameters == {"temperature": 0.0, "n": 1}
+    assert messages[0].attachments == [{"name": "a.png"}]
+    assert (messages[2].tool_call_id, messages[2].name) == ("c1", "f")
+    conversation = call(repo.get_conversation, user_id=alice, conversation_id=chat)
+    assert conversation.current_leaf_id == tool
+
+
+def test_add_message_validation(call: Call, alice: int) -> None:
+    chat, other = _chat(call, alice), _chat(call, alice)
+    foreign_parent = _add(call, alice, other, None)
+    with pytest.raises(repo.NotFound):
+        _add(call, alice, chat, foreign_parent)
+    with pytest.raises(repo.NotFound):
+        _add(call, alice, chat, uuid.uuid4().hex)
+    with pytest.raises(TypeError):
+        _add(call, alice, chat, None, conversation_id_typo="x")
+    with pytest.raises(ValueError):
+        _add(call, alice, chat, None, state="done")
+    with pytest.raises(ValueError):
+        _add(call, alice, chat, None, role="robot")
+    assert call(repo.load_messages, user_id=alice, conversation_id=chat) == []
+
+
+def test_regenerate_branches_and_active_path(call: Call, alice: int) -> None:
+    chat = _chat(call, alice)
+    question = _add(call, alice, chat, None, content="Q")
+    first = _add(call, alice, chat, question, role="assistant", content="A1")
+    follow_up = _add(call, alice, chat, first, content="Q2")
+    second = _add(call, alice, chat, question, role="assistant", content="A2")  # regenerate
+    leaf = call(repo.get_conversation, user_id=alice, conversation_id=chat).current_leaf_id
+    assert leaf == second
+
+    messages = call(repo.load_messages, user_id=alice, conversation_id=chat)
+    assert [m.content for m in repo.active_path(messages, leaf)] == ["Q", "A2"]
+    assert [m.id for m in repo.siblings(messages, second)] == [first, second]
+    assert [m.id for m in repo.siblings(messages, question)] == [question]
+    assert repo.siblings(messages, uuid.uuid4().hex) == []
+
+    # Switch to version 1/2: its newest descendant becomes the leaf.
+    target = repo.latest_leaf_under(messages, first)
+    assert target == follow_up
+    call(repo.set_current_leaf, user_id=alice, conversation_id=chat, message_id=target)
+    leaf = call(repo.get_conversation, user_id=alice, conversation_id=chat).current_leaf_id
+    assert [m.content for m in repo.active_path(messages, leaf)] == ["Q", "A1", "Q2"]
+    assert repo.latest_leaf_under(messages, question) == second
+    assert repo.latest_leaf_under(messages, second) == second
+
+
+def test_active_path_falls_back_to_newest(call: Call, alice: int) -> None:
+    chat = _chat(call, alice)
+    question = _add(call, alice, chat, None, content="Q")
+    answer = _add(call, alice, chat, question, role="assistant", make_current=False)
+    leaf = call(repo.get_conversation, user_id=alice, conversation_id=chat).current_leaf_id
+    assert leaf == question  # make_current=False left the leaf alone
+    messages = call(repo.load_messages, user_id=alice, conversation_id=chat)
+    assert [m.id for m in repo.active_path(messages, None)] == [question, answer]
+    assert [m.id for m in repo.active_path(messages, uuid.uuid4().hex)] == [question, answer]
+    assert repo.active_path([], None) == []
+
+
+def test_n_choices_are_ordered_by_choice_index(call: Call, alice: int) -> None:
+    chat = _chat(call, alice)
+    question = _add(call, alice, chat, None)
+    ids = [
+        _add(call, alice, chat, question, role="assistant", choice_index=index)
+        for index in range(3)
+    ]
+    messages = call(repo.load_messages, user_id=alice, conversation_id=chat)
+    assert [m.id for m in repo.siblings(messages, ids[1])] == ids
+
+
+def test_set_current_leaf_rejects_other_conversation(call: Call, alice: int) -> None:
+    chat, other = _chat(call, alice), _chat(call, alice)
+    elsewhere = _add(call, alice, other, None)
+    with pytest.raises(repo.NotFound):
+        call(repo.set_current_leaf, user_id=alice, conversation_id=chat, message_id=elsewhere)
+
+
+def test_feedback(call: Call, alice: int) -> None:
+    chat = _chat(call, alice)
+    message = _add(call, alice, chat, None, role="assistant")
+
+    def feedback() -> int | None:
+        return call(repo.load_messages, user_id=alice, conversation_id=chat)[0].feedback
+
+    call(repo.set_feedback, user_id=alice, message_id=message, value=1)
+    assert feedback() == 1
+    call(repo.set_feedback, user_id=alice, message_id=message, value=-1)
+    assert feedback() == -1
+    for bad in (0, 2, True):
+        with pytest.raises(ValueError):
+            call(repo.set_feedback, user_id=alice, message_id=message, value=bad)
+    call(repo.set_feedback, user_id=alice, message_id=message, value=None)
+    assert feedback() is None
+
+
+def test_mark_interrupted(call: Call, alice: int, bob: int) -> None:
+    chats = [_chat(call, alice), _chat(call, bob)]
+    streaming = [
+        _add(call, alice, chats[0], None, role="assistant", state="streaming"),
+        _add(call, bob, chats[1], None, role="assistant", state="streaming"),
+    ]
+    _add(call, alice, chats[0], streaming[0], role="user", content="fine")
+    assert call(repo.mark_interrupted) == 2
+    assert call(repo.mark_interrupted) == 0
+    for user_id, chat in ((alice, chats[0]), (bob, chats[1])):
+        first = call(repo.load_messages, user_id=user_id, conversation_id=chat)[0]
+        assert first.state == "interrupted"
+        assert first.error == repo.INTERRUPTED_ERROR
+    last = call(repo.load_messages, user_id=alice, conversation_id=chats[0])[-1]
+    assert last.state == "complete" and last.error is None
+
+
+# --- isolation and ids -----------------------------------------------------------------
+
+
+def test_other_users_data_behaves_as_missing(call: Call, alice: int, bob: int) -> None:
+    chat = _chat(call, alice, "Secret")
+    message = _add(call, alice, chat, None, content="private")
+    bob_chat = _chat(call, bob)
+    attempts: list[tuple[Call, dict[str, Any]]] = [
+        (repo.get_conversation, {"conversation_id": chat}),
+        (repo.load_messages, {"conversation_id": chat}),
+        (repo.rename_conversation, {"conversation_id": chat, "title": "pwned"}),
+        (repo.set_title_if_default, {"conversation_id": chat, "title": "pwned"}),
+        (repo.update_conversation_settings, {"conversation_id": chat, "model": "pwned"}),
+        (repo.delete_conversation, {"conversation_id": chat}),
+        (repo.add_message, {"conversation_id": chat, "parent_id": message, "role": "user"}),
+        (repo.add_message, {"conversation_id": bob_chat, "parent_id": message, "role": "user"}),
+        (repo.set_feedback, {"message_id": message, "value": -1}),
+        (repo.complete_message, {"message_id": message, "content": "pwned"}),
+        (repo.set_current_leaf, {"conversation_id": chat, "message_id": message}),
+        (repo.set_current_leaf, {"conversation_id": bob_chat, "message_id": message}),
+    ]
+    for function, kwargs in attempts:
+        with pytest.raises(repo.NotFound):
+            call(function, user_id=bob, **kwargs)
+
+    assert call(repo.list_conversations, user_id=bob, query="private") == []
+    assert call(repo.list_conversations, user_id=bob, query="secret") == []
+    assert call(repo.count_conversations, user_id=bob) == 1
+    conversation = call(repo.get_conversation, user_id=alice, conversation_id=chat)
+    assert (conversation.title, conversation.model) == ("Secret", "")
+    assert conversation.current_leaf_id == message
+    messages = call(repo.load_messages, user_id=alice, conversation_id=chat)
+    assert [(m.content, m.feedback) for m in messages] == [("private", None)]
+    assert call(repo.load_messages, user_id=bob, conversation_id=bob_chat) == []
+
+
+@pytest.mark.parametrize(
+    "bad_id", ["", "abc", "G" * 32, uuid.uuid4().hex.upper(), "' OR 1=1 --", str(uuid.uuid4())]
+)
+def test_malformed_ids_are_rejected(call: Call, alice: int, bad_id: str) -> None:
+    chat = _chat(call, alice)
+    attempts: list[tuple[Call, dict[str, Any]]] = [
+        (repo.get_conversation, {"conversation_id": bad_id}),
+        (repo.load_messages, {"conversation_id": bad_id}),
+        (repo.delete_conversation, {"conversation_id": bad_id}),
+        (repo.add_message, {"conversation_id": bad_id, "parent_id": None, "role": "user"}),
+        (repo.add_message, {"conversation_id": chat, "parent_id": bad_id, "role": "user"}),
+        (repo.set_feedback, {"message_id": bad_id, "value": 1}),
+        (repo.set_current_leaf, {"conversation_id": chat, "message_id": bad_id}),
+    ]
+    for function, kwargs in attempts:
+        with pytest.raises(repo.InvalidId):
+            call(function, user_id=alice, **kwargs)
+
+
+# --- scale -----------------------------------------------------------------------------
+
+
+def test_many_conversations_list_fast(engine: Engine, call: Call, alice: int) -> None:
+    start = datetime.now(UTC) - timedelta(days=30)
+    with session_factory(engine)() as session:
+        session.add_all(
+            Conversation(
+                user_id=alice,
+                title=f"chat {index}",
+                updated_at=start + timedelta(minutes=index),
+            )
+            for index in range(10_000)
+        )
+        session.commit()
+    listed = call(repo.list_conversations, user_id=alice)
+    assert len(listed) == 200 and listed[0].title == "chat 9999"
+    assert call(repo.count_conversations, user_id=alice) == 10_000
+    searched = call(repo.list_conversations, user_id=alice, query="chat 42")
+    assert searched[0].title == "chat 4299"  # "chat 42" also matches "chat 42xx"
+
+
+def test_many_messages_load_in_order(engine: Engine, call: Call, alice: int) -> None:
+    chat = _chat(call, alice)
+    conversation = call(repo.get_conversation, user_id=alice, conversation_id=chat)
+    parent: str | None = None
+    rows = []
+    for index in range(1_000):
+        message = Message(
+            conversation_id=chat,
+            user_id=alice,
+            parent_id=parent,
+            role="user" if index % 2 == 0 else "assistant",
+            content=f"message {index} " + "lorem ipsum " * 20,
+            created_at=conversation.created_at + timedelta(milliseconds=index),
+        )
+        rows.append(message)
+        parent = message.id
+    with session_factory(engine)() as session:
+        session.add_all(rows)
+        session.commit()
+    messages = call(repo.load_messages, user_id=alice, conversation_id=chat)
+    path = repo.active_path(messages, parent)
+    assert len(messages) == 1_000 and len(path) == 1_000
+    assert path[-1].id == parent

@@ -1,0 +1,1 @@
+"""Parley: a Gradio chat UI for OpenAI-compatible LLM providers."""

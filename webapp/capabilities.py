@@ -1,0 +1,113 @@
+"""Per-model capabilities: which optional parameters and inputs a model takes.
+
+Seeded from the providers' pages (see shared NOTES.md) and overridable by a JSON file named in
+CAPABILITIES_FILE. Each capability is True, False, or None (unknown: allowed, and the provider's
+own error is shown if it refuses).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What one model accepts."""
+
+    thinking: bool | None = None  # enable_thinking
+    thinking_budget: bool | None = None
+    min_p: bool | None = None
+    vision: bool | None = None  # image parts
+    tools: bool | None = None
+    tools_need_thinking_off: bool = False  # DeepSeek-V3.1: tools require enable_thinking=false
+    reasoning_passback: bool = False  # send reasoning back on tool-call turns (DeepSeek, Kimi)
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """Capabilities set for models whose id matches `pattern` (case-insensitive search)."""
+
+    pattern: str
+    values: dict[str, Any]
+    provider: str = ""  # a provider kind or name; empty means any
+
+
+# SiliconFlow's current page lists exactly these models as taking enable_thinking.
+_THINKING_SWITCH = (
+    r"Qwen/Qwen3-(8B|14B|32B|30B-A3B|235B-A22B)$|Hunyuan-A13B-Instruct|GLM-5V-Turbo|GLM-4\.6V"
+    r"|GLM-4\.5V|DeepSeek-V3\.1$|DeepSeek-V3\.1-Terminus|DeepSeek-V3\.2"
+)
+_REASONING = r"DeepSeek-R1|Thinking|QwQ|GLM-Z1|Ring-|gpt-oss|" + _THINKING_SWITCH
+_VISION = r"-VL|VL2|Omni|GLM-[0-9.]+V(-|$)|GLM-5V|vision|llava|gemma-[34]"
+
+SEED_RULES: tuple[Rule, ...] = (
+    # Order matters: later rules override earlier ones for the fields they set.
+    Rule(r".", {"thinking": False, "thinking_budget": False, "min_p": False}, "siliconflow"),
+    Rule(_THINKING_SWITCH, {"thinking": True}, "siliconflow"),
+    Rule(_REASONING, {"thinking_budget": True}, "siliconflow"),
+    Rule(r"Qwen3", {"min_p": True}, "siliconflow"),
+    Rule(r"Qwen3", {"min_p": True}),
+    Rule(_VISION, {"vision": True}),
+    Rule(r"DeepSeek-V3\.1", {"tools_need_thinking_off": True}),
+    Rule(r"deepseek|kimi.*thinking", {"reasoning_passback": True}),
+)
+
+
+class CapabilityFileError(ValueError):
+    """The capabilities override file is malformed."""
+
+
+def load_rules(path: str) -> tuple[Rule, ...]:
+    """Read override rules: a JSON list of {"match": regex, "provider"?: str, <capability>: v}."""
+    if not path:
+        return ()
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CapabilityFileError(f"Cannot read CAPABILITIES_FILE {path}: {exc.strerror}") from exc
+    except json.JSONDecodeError as exc:
+        raise CapabilityFileError(
+            f"CAPABILITIES_FILE {path} is not valid JSON: {exc.msg} at line {exc.lineno}"
+        ) from exc
+    if not isinstance(raw, list):
+        raise CapabilityFileError(f"CAPABILITIES_FILE {path} must hold a JSON list of rules")
+    known = {f.name for f in fields(Capabilities)}
+    rules = []
+    for number, item in enumerate(raw, 1):
+        if not isinstance(item, dict) or not isinstance(item.get("match"), str):
+            raise CapabilityFileError(f"CAPABILITIES_FILE rule {number} needs a \"match\" regex")
+        values = {k: v for k, v in item.items() if k not in ("match", "provider")}
+        unknown = set(values) - known
+        if unknown:
+            raise CapabilityFileError(
+                f"CAPABILITIES_FILE rule {number} names unknown capabilities {sorted(unknown)}; "
+                f"known: {sorted(known)}"
+            )
+        if any(v not in (True, False, None) for v in values.values()):
+            raise CapabilityFileError(f"CAPABILITIES_FILE rule {number}: use true, false or null")
+        try:
+            re.compile(item["match"])
+        except re.error as exc:
+            raise CapabilityFileError(f"CAPABILITIES_FILE rule {number}: bad regex: {exc}") from exc
+        rules.append(Rule(item["match"], values, str(item.get("provider", ""))))
+    return tuple(rules)
+
+
+class CapabilityTable:
+    """Looks up a model's capabilities from seed rules plus overrides (overrides win)."""
+
+    def __init__(self, overrides: tuple[Rule, ...] = ()) -> None:
+        self._rules = SEED_RULES + overrides
+
+    def lookup(self, model: str, provider_kind: str = "", provider_name: str = "") -> Capabilities:
+        caps = Capabilities()
+        for rule in self._rules:
+            if rule.provider and rule.provider not in (provider_kind, provider_name):
+                continue
+            if re.search(rule.pattern, model, re.IGNORECASE):
+                caps = replace(caps, **rule.values)
+        return caps

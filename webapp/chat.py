@@ -1,0 +1,291 @@
+"""One chat turn with its persistence: save the user message, stream the answer, save it.
+
+This is the seam the UI and the /chat API share. Database work runs in threads in short
+sessions at message boundaries (never per token); no session is held across a `yield`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from sqlmodel import Session
+
+from storage import repository as repo
+from storage.models import Conversation, Message
+from webapp.capabilities import CapabilityTable
+from webapp.config import ProviderConfig, Settings
+from webapp.engine import StreamingClient, TurnRequest, run_turn
+from webapp.history import auto_title, to_provider_messages
+from webapp.params import normalize, request_params
+from webapp.provider import ProviderError
+from webapp.turn import TurnProgress
+from webapp.ui.errors import describe_error
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+UPDATE_INTERVAL_S = 0.07  # coalesce streamed updates: at most ~14 per second per stream
+
+
+class TurnRefused(Exception):
+    """The turn cannot start; the message says why and how to fix it. Nothing was sent."""
+
+
+@dataclass(frozen=True, slots=True)
+class TurnSettings:
+    """The user's choices for one turn."""
+
+    provider: str
+    model: str
+    system_prompt: str = ""
+    params: Mapping[str, Any] = field(default_factory=dict)  # raw values; validated here
+    api_keys: Mapping[str, str] = field(default_factory=dict)  # keys pasted this session
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Regenerate:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class EditMessage:
+    message_id: str
+    text: str
+
+
+Action = NewMessage | Regenerate | EditMessage
+
+
+@dataclass(slots=True)
+class TurnUpdate:
+    """A snapshot of a running turn for the UI or the API to render."""
+
+    conversation_id: str
+    path: list[Message]  # the active path up to and including the user message
+    assistant_ids: list[str]
+    progress: TurnProgress
+    provider_label: str
+    model: str
+    state: str = "streaming"  # streaming | complete | stopped | error
+    error: str = ""
+
+
+@dataclass(slots=True)
+class _Prepared:
+    conversation: Conversation
+    path: list[Message]
+    assistant_ids: list[str]
+
+
+class ChatService:
+    """Runs turns for any user; holds no per-user data between calls."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        session_factory: Callable[[], Session],
+        clients: Mapping[str, StreamingClient],
+        capabilities: CapabilityTable,
+    ) -> None:
+        self.settings = settings
+        self._session_factory = session_factory
+        self._clients = clients
+        self.capabilities = capabilities
+        self._saves: dict[str, asyncio.Event] = {}
+
+    async def db(self, work: Callable[[Session], T]) -> T:
+        """Run one unit of database work in a thread, in its own short session."""
+
+        def run() -> T:
+            with self._session_factory() as session:
+                return work(session)
+
+        return await asyncio.to_thread(run)
+
+    def provider_config(self, name: str) -> ProviderConfig:
+        try:
+            return self.settings.provider(name)
+        except ValueError as exc:
+            raise TurnRefused(str(exc)) from None
+
+    def api_key_for(self, provider: ProviderConfig, pasted: Mapping[str, str]) -> str:
+        """The key to use: one pasted in this browser session wins over the configured one."""
+        key = pasted.get(provider.name, "").strip() or provider.api_key.get()
+        if not key and provider.kind != "openai":
+            raise TurnRefused(
+                f"No API key for {provider.label}: set {provider.key_env} in .env (then restart), "
+                "or paste a key under Settings → API key (kept for this browser session only)."
+            )
+        return key
+
+    async def wait_saved(self, conversation_id: str, timeout: float = 10.0) -> None:
+        """Wait until a stopped turn in this conversation has written its final state."""
+        event = self._saves.get(conversation_id)
+        if event is not None:
+            try:
+                await asyncio.wait_for(event.wait(), timeout)
+            except TimeoutError:
+                log.warning("final save of a stopped turn took longer than %.0f s", timeout)
+
+    async def stream_turn(
+        self, *, user_id: int, conversation_id: str | None, action: Action, turn: TurnSettings
+    ) -> AsyncIterator[TurnUpdate]:
+        """Run one turn, yielding coalesced snapshots; the last one has the final state."""
+        provider = self.provider_config(turn.provider)
+        model = turn.model.strip() or provider.default_model
+        if not model:
+            raise TurnRefused(f"Choose a model for {provider.label} (or type a model id).")
+        clean = normalize(dict(turn.params))  # raises ParamError, shown to the user as is
+        caps = self.capabilities.lookup(model, provider.kind, provider.name)
+        sent_params = request_params(clean, caps, provider.kind)
+        api_key = self.api_key_for(provider, turn.api_keys)
+        if isinstance(action, NewMessage | EditMessage) and not action.text.strip():
+            raise TurnRefused("Type a message first.")
+        n = int(sent_params.get("n", 1))
+        prepared = await self.db(
+            lambda s: self._prepare(s, user_id, conversation_id, action, turn, model, clean, n,
+                                    sent_params)
+        )
+        conversation = prepared.conversation
+        history = to_provider_messages(
+            turn.system_prompt, prepared.path, reasoning_passback=caps.reasoning_passback
+        )
+        request = TurnRequest(model=model, messages=history, params=sent_params, api_key=api_key)
+        progress = TurnProgress(n=n)
+        update = TurnUpdate(conversation.id, prepared.path, prepared.assistant_ids, progress,
+                            provider.label, model)
+        saved = asyncio.Event()
+        self._saves[conversation.id] = saved
+        started = time.monotonic()
+        try:
+            yield update
+            last_yield = time.monotonic()
+            async for event in run_turn(self._clients[provider.name], request):
+                progress.apply(event)
+                now = time.monotonic()
+                if now - last_yield >= UPDATE_INTERVAL_S:
+                    last_yield = now
+                    yield update
+            update.state = "complete"
+        except ProviderError as exc:
+            update.state = "error"
+            update.error = describe_error(exc, partial=bool(progress.choices[0].content))
+            log.info("turn failed: provider=%s model=%s status=%s kind=%s", provider.name, model,
+                     exc.status, exc.kind)
+        except (asyncio.CancelledError, GeneratorExit):
+            update.state = "stopped"
+            raise
+        except Exception:
+            update.state = "error"
+            update.error = "Parley hit an internal error; the partial answer is kept."
+            log.exception("unexpected error in a turn")
+        finally:
+            try:
+                await asyncio.shield(self.db(lambda s: self._finish(s, user_id, update)))
+            finally:
+                saved.set()
+                if self._saves.get(conversation.id) is saved:
+                    del self._saves[conversation.id]
+            log.info("turn %s: provider=%s model=%s %.2fs", update.state, provider.name, model,
+                     time.monotonic() - started)
+        yield update
+
+    def _prepare(
+        self,
+        session: Session,
+        user_id: int,
+        conversation_id: str | None,
+        action: Action,
+        turn: TurnSettings,
+        model: str,
+        clean: dict[str, Any],
+        n: int,
+        sent_params: dict[str, Any],
+    ) -> _Prepared:
+        if conversation_id:
+            conversation = repo.get_conversation(
+                session=session, user_id=user_id, conversation_id=conversation_id
+            )
+        elif isinstance(action, NewMessage):
+            conversation = repo.create_conversation(
+                session=session, user_id=user_id, title="New chat")
+        else:
+            raise TurnRefused("There is no conversation to regenerate or edit yet.")
+        repo.update_conversation_settings(
+            session=session, user_id=user_id, conversation_id=conversation.id,
+            system_prompt=turn.system_prompt, provider=turn.provider, model=model, parameters=clean,
+        )
+        messages = repo.load_messages(session=session, user_id=user_id,
+                                      conversation_id=conversation.id)
+        path = repo.active_path(messages, conversation.current_leaf_id)
+        if isinstance(action, NewMessage):
+            parent_id = path[-1].id if path else None
+            user_message = repo.add_message(
+                session=session, user_id=user_id, conversation_id=conversation.id,
+                parent_id=parent_id, role="user", content=action.text,
+            )
+            if not any(m.role == "user" for m in path):
+                repo.set_title_if_default(session=session, user_id=user_id,
+                                          conversation_id=conversation.id,
+                                          title=auto_title(action.text))
+        elif isinstance(action, EditMessage):
+            original = next((m for m in path if m.id == action.message_id), None)
+            if original is None or original.role != "user":
+                raise TurnRefused("That message can no longer be edited: reload the conversation.")
+            user_message = repo.add_message(
+                session=session, user_id=user_id, conversation_id=conversation.id,
+                parent_id=original.parent_id, role="user", content=action.text,
+            )
+        else:
+            users = [m for m in path if m.role == "user"]
+            if not users:
+                raise TurnRefused("There is no question to regenerate an answer for.")
+            user_message = users[-1]
+        path = [m for m in path if m.id != user_message.id]
+        cut = next((i for i, m in enumerate(path) if m.id == user_message.parent_id), -1)
+        path = path[: cut + 1] + [user_message]
+        assistant_ids = []
+        provider = self.provider_config(turn.provider)
+        batch_id = uuid.uuid4().hex if n > 1 else None
+        for index in range(n):
+            row = repo.add_message(
+                session=session, user_id=user_id, conversation_id=conversation.id,
+                parent_id=user_message.id, role="assistant", state="streaming",
+                provider=provider.name, model=model, parameters=sent_params,
+                choice_index=index, batch_id=batch_id, make_current=index == 0,
+            )
+            assistant_ids.append(row.id)
+        return _Prepared(conversation, path, assistant_ids)
+
+    def _finish(self, session: Session, user_id: int, update: TurnUpdate) -> None:
+        progress = update.progress
+        timings = progress.timings()
+        usage = progress.usage_dict()
+        for index, message_id in enumerate(update.assistant_ids):
+            choice = progress.choices[index]
+            state = update.state
+            error = update.error or None
+            if state == "complete" and choice.finish_reason == "length":
+                error = "The answer hit the max_tokens limit and was cut off."
+            repo.complete_message(
+                session=session, user_id=user_id, message_id=message_id,
+                content=choice.content, reasoning=choice.reasoning, state=state,
+                usage=usage if index == 0 else None, timings=timings,
+                finish_reason=choice.finish_reason, error=error,
+                tool_calls=[
+                    {"id": c.id, "type": "function",
+                     "function": {"name": c.name, "arguments": c.arguments}}
+                    for c in choice.tool_calls
+                ] or None,
+            )

@@ -1,0 +1,252 @@
+"""Settings: `.env` plus the environment, read once into a frozen, typed object."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message says which and how to fix it."""
+
+
+class Secret:
+    """A string that never shows itself in repr, str, logs or tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    """One OpenAI-compatible endpoint."""
+
+    name: str  # stable id: "siliconflow", "jiekou", or an extra provider's name
+    label: str  # shown to users: "SiliconFlow"
+    base_url: str  # ends without a slash, e.g. https://api.siliconflow.cn/v1
+    key_env: str  # the variable that holds its key, named in error messages
+    api_key: Secret = field(default_factory=lambda: Secret(""))
+    kind: str = "openai"  # "siliconflow" | "jiekou" | "openai": selects wire quirks
+    models_params: tuple[tuple[str, str], ...] = ()  # query for GET /models
+    requires_max_tokens: bool = False  # jiekou.ai marks max_tokens as required
+    catalog: tuple[str, ...] = ()  # fallback model ids when listing fails
+    default_model: str = ""
+
+
+SILICONFLOW_CATALOG = (
+    "Qwen/Qwen3-32B",
+    "Qwen/Qwen3-8B",
+    "Qwen/Qwen3-14B",
+    "Qwen/Qwen3-30B-A3B-Instruct-2507",
+    "Qwen/Qwen3-235B-A22B-Instruct-2507",
+    "Qwen/Qwen3-235B-A22B-Thinking-2507",
+    "Qwen/Qwen2.5-72B-Instruct",
+    "Qwen/Qwen2.5-VL-7B-Instruct",
+    "Qwen/Qwen3-Coder-480B-A35B-Instruct",
+    "deepseek-ai/DeepSeek-V3.2",
+    "deepseek-ai/DeepSeek-V3.1-Terminus",
+    "deepseek-ai/DeepSeek-R1",
+    "deepseek-ai/DeepSeek-V3",
+    "moonshotai/Kimi-K2-Instruct-0905",
+    "moonshotai/Kimi-K2-Thinking",
+    "zai-org/GLM-4.6",
+    "zai-org/GLM-4.5V",
+    "tencent/Hunyuan-A13B-Instruct",
+    "MiniMaxAI/MiniMax-M2.1",
+    "openai/gpt-oss-120b",
+)
+
+JIEKOU_CATALOG = (
+    "deepseek/deepseek-v3.2",
+    "deepseek/deepseek-r1",
+    "qwen/qwen3-32b",
+    "qwen/qwen3-235b-a22b-instruct-2507",
+    "moonshotai/kimi-k2-instruct",
+    "zai-org/glm-4.6",
+)
+
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything Parley reads from its environment, once, at start-up."""
+
+    host: str = "127.0.0.1"
+    port: int = 7860
+    database_url: str = "sqlite:///./data/parley.db"
+    providers: tuple[ProviderConfig, ...] = ()
+    default_provider: str = ""
+    default_model: str = ""
+    capabilities_file: str = ""
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 120.0  # longest silence tolerated inside a stream
+    max_retries: int = 3
+    max_upload_mb: int = 10
+    env: str = "development"
+    log_level: str = "INFO"
+
+    def provider(self, name: str) -> ProviderConfig:
+        for provider in self.providers:
+            if provider.name == name:
+                return provider
+        known = ", ".join(p.name for p in self.providers)
+        raise ConfigError(f"Unknown provider {name!r}; configured providers: {known}")
+
+    @property
+    def default_provider_config(self) -> ProviderConfig:
+        return self.provider(self.default_provider)
+
+
+def _int(values: Mapping[str, str], name: str, default: int) -> int:
+    raw = values.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number: fix it in .env") from None
+
+
+def _float(values: Mapping[str, str], name: str, default: float) -> float:
+    raw = values.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number: fix it in .env") from None
+
+
+def _url(values: Mapping[str, str], name: str, default: str) -> str:
+    url = values.get(name, "").strip() or default
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"{name}={url!r} must start with http:// or https://: fix it in .env")
+    return url.rstrip("/")
+
+
+def _builtin_providers(values: Mapping[str, str]) -> list[ProviderConfig]:
+    return [
+        ProviderConfig(
+            name="siliconflow",
+            label="SiliconFlow",
+            base_url=_url(values, "SILICONFLOW_BASE_URL", "https://api.siliconflow.cn/v1"),
+            key_env="SILICONFLOW_API_KEY",
+            api_key=Secret(values.get("SILICONFLOW_API_KEY", "").strip()),
+            kind="siliconflow",
+            models_params=(("type", "text"), ("sub_type", "chat")),
+            catalog=SILICONFLOW_CATALOG,
+            default_model="Qwen/Qwen3-32B",
+        ),
+        ProviderConfig(
+            name="jiekou",
+            label="jiekou.ai",
+            base_url=_url(values, "JIEKOU_BASE_URL", "https://api.jiekou.ai/openai/v1"),
+            key_env="JIEKOU_API_KEY",
+            api_key=Secret(values.get("JIEKOU_API_KEY", "").strip()),
+            kind="jiekou",
+            requires_max_tokens=True,
+            catalog=JIEKOU_CATALOG,
+            default_model="deepseek/deepseek-v3.2",
+        ),
+    ]
+
+
+def _extra_providers(values: Mapping[str, str]) -> list[ProviderConfig]:
+    names = [n.strip().lower() for n in values.get("EXTRA_PROVIDERS", "").split(",") if n.strip()]
+    extras = []
+    for name in names:
+        if not _NAME_RE.match(name) or name in ("siliconflow", "jiekou"):
+            raise ConfigError(
+                f"EXTRA_PROVIDERS names {name!r}: use lowercase letters, digits and _, "
+                "and not a built-in provider's name"
+            )
+        prefix = name.upper()
+        if not values.get(f"{prefix}_BASE_URL", "").strip():
+            raise ConfigError(
+                f"EXTRA_PROVIDERS lists {name!r} but {prefix}_BASE_URL is not set: "
+                f"add {prefix}_BASE_URL=http://host:port/v1 to .env"
+            )
+        catalog = tuple(
+            m.strip() for m in values.get(f"{prefix}_MODELS", "").split(",") if m.strip()
+        )
+        extras.append(
+            ProviderConfig(
+                name=name,
+                label=values.get(f"{prefix}_LABEL", "").strip() or name,
+                base_url=_url(values, f"{prefix}_BASE_URL", ""),
+                key_env=f"{prefix}_API_KEY",
+                api_key=Secret(values.get(f"{prefix}_API_KEY", "").strip()),
+                kind="openai",
+                catalog=catalog,
+                default_model=catalog[0] if catalog else "",
+            )
+        )
+    return extras
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, dotenv_path: str | Path | None = ".env"
+) -> Settings:
+    """Merge `.env` (if present) under the environment and build a frozen Settings."""
+    values: dict[str, str] = {}
+    if dotenv_path is not None and Path(dotenv_path).is_file():
+        values.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
+    values.update(os.environ if environ is None else environ)
+
+    providers = _builtin_providers(values) + _extra_providers(values)
+    names = [p.name for p in providers]
+    default_provider = values.get("DEFAULT_PROVIDER", "").strip().lower()
+    if default_provider and default_provider not in names:
+        raise ConfigError(
+            f"DEFAULT_PROVIDER={default_provider!r} is not one of {', '.join(names)}: "
+            "fix it in .env"
+        )
+    if not default_provider:
+        # The first provider with a key, else the first one configured.
+        keyed = [p.name for p in providers if p.api_key]
+        default_provider = keyed[0] if keyed else names[0]
+
+    env = values.get("ENV", "development").strip().lower() or "development"
+    port = _int(values, "PORT", 7860)
+    if not 0 < port < 65536:
+        raise ConfigError(f"PORT={port} is out of range 1–65535: fix it in .env")
+    return Settings(
+        host=values.get("HOST", "").strip() or "127.0.0.1",
+        port=port,
+        database_url=values.get("DATABASE_URL", "").strip() or "sqlite:///./data/parley.db",
+        providers=tuple(providers),
+        default_provider=default_provider,
+        default_model=values.get("DEFAULT_MODEL", "").strip(),
+        capabilities_file=values.get("CAPABILITIES_FILE", "").strip(),
+        connect_timeout_s=_float(values, "CONNECT_TIMEOUT", 10.0),
+        read_timeout_s=_float(values, "READ_TIMEOUT", 120.0),
+        max_retries=_int(values, "MAX_RETRIES", 3),
+        max_upload_mb=_int(values, "MAX_UPLOAD_MB", 10),
+        env=env,
+        log_level=values.get("LOG_LEVEL", "INFO").strip().upper() or "INFO",
+    )

@@ -1,0 +1,91 @@
+"""Plain types shared by the provider, the engine and the UI. No I/O here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# A conversation message in OpenAI shape: {"role": ..., "content": ..., ...}.
+ChatMessage = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """A piece of the visible answer for one choice."""
+
+    text: str
+    choice: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningDelta:
+    """A piece of the model's reasoning ("thinking") for one choice."""
+
+    text: str
+    choice: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """One fully assembled tool call requested by the model."""
+
+    id: str
+    name: str
+    arguments: str  # raw JSON text as the model sent it; may be invalid JSON
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallsReady:
+    """The model finished a choice asking for these tool calls."""
+
+    calls: tuple[ToolCall, ...]
+    choice: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts as reported by the provider (latest report wins)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reasoning_tokens: int = 0
+    total_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ChoiceFinished:
+    """A choice ended with the provider's finish_reason (stop, length, tool_calls, ...)."""
+
+    reason: str
+    choice: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStarted:
+    """The upstream accepted the request (HTTP 200); retries are no longer possible."""
+
+    attempt: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Retrying:
+    """A retryable failure before the first byte; the client will try again after a delay."""
+
+    attempt: int
+    delay_s: float
+    reason: str
+
+
+StreamEvent = (
+    TextDelta | ReasoningDelta | ToolCallsReady | Usage | ChoiceFinished | StreamStarted | Retrying
+)
+
+
+@dataclass(slots=True)
+class ChoiceState:
+    """The accumulated state of one choice during a turn."""
+
+    content: str = ""
+    reasoning: str = ""
+    finish_reason: str | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)

@@ -1,0 +1,245 @@
+"""The ONE table of request parameters.
+
+UI controls (webapp/ui/controls.py), validation and the request body are all generated from
+`PARAMS`. A value of None means "not set": the parameter is not sent at all.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from webapp.capabilities import Capabilities
+
+Kind = Literal["float", "int", "bool", "stop", "json_object", "response_format"]
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """One request parameter: its type, documented range and where it applies."""
+
+    name: str
+    label: str
+    kind: Kind
+    help: str
+    minimum: float | None = None
+    maximum: float | None = None
+    min_exclusive: bool = False  # top_p and repetition_penalty must be > 0
+    step: float | None = None
+    advanced: bool = True
+    capability: str | None = None  # a Capabilities field that must not be False
+    requires: str | None = None  # another parameter that must be set to true
+    provider_default: str = ""  # shown as the placeholder: what the provider does when unset
+    warn_above: float | None = None
+
+
+PARAMS: tuple[Param, ...] = (
+    Param("temperature", "Temperature", "float", "Randomness: 0 is focused, 2 is wild.",
+          0, 2, step=0.05, advanced=False, provider_default="0.7 on SiliconFlow"),
+    Param("top_p", "Top-p", "float", "Nucleus sampling: keep the smallest token set with this "
+          "much probability.", 0, 1, min_exclusive=True, step=0.05, advanced=False,
+          provider_default="0.7 on SiliconFlow"),
+    Param("max_tokens", "Max tokens", "int", "Longest answer, in tokens.", 1, None,
+          advanced=False, provider_default="4096", warn_above=16384),
+    Param("top_k", "Top-k", "int", "Sample only from the k likeliest tokens (-1: off).", -1, 100,
+          step=1, provider_default="50 on SiliconFlow"),
+    Param("min_p", "Min-p", "float", "Drop tokens below this fraction of the top token's "
+          "probability (Qwen3).", 0, 1, step=0.01, capability="min_p", provider_default="0.05"),
+    Param("frequency_penalty", "Frequency penalty", "float", "Penalise tokens by how often they "
+          "appeared.", -2, 2, step=0.1, provider_default="0.5 on SiliconFlow"),
+    Param("presence_penalty", "Presence penalty", "float", "Penalise tokens that appeared at "
+          "all.", -2, 2, step=0.1, provider_default="0"),
+    Param("repetition_penalty", "Repetition penalty", "float", "Multiplicative penalty on "
+          "repeats (1 = off).", 0, 2, min_exclusive=True, step=0.05, provider_default="1"),
+    Param("n", "Choices (n)", "int", "How many answers to generate at once; you keep one.", 1,
+          None, step=1, provider_default="1"),
+    Param("stop", "Stop sequences", "stop", "Up to 4 sequences, one per line; generation stops "
+          "before them.", provider_default="none"),
+    Param("seed", "Seed", "int", "Same seed and parameters: same answer, where supported.",
+          provider_default="random"),
+    Param("response_format", "Response format", "response_format", "text, json_object, or a "
+          "JSON schema ({name, schema, strict}).", provider_default="text"),
+    Param("enable_thinking", "Thinking", "bool", "Switch the model's reasoning on or off.",
+          capability="thinking", advanced=False, provider_default="model default"),
+    Param("thinking_budget", "Thinking budget", "int", "Most tokens the model may spend "
+          "reasoning.", 128, 32768, step=128, capability="thinking_budget",
+          provider_default="4096"),
+    Param("separate_reasoning", "Separate reasoning", "bool", "jiekou.ai: move thinking into "
+          "its own field.", provider_default="off"),
+    Param("logprobs", "Log-probs", "bool", "Return token log-probabilities.",
+          provider_default="off"),
+    Param("top_logprobs", "Top log-probs", "int", "Alternatives per token (needs Log-probs).",
+          0, 20, step=1, requires="logprobs", provider_default="0"),
+    Param("logit_bias", "Logit bias", "json_object", 'JSON object of token id → bias, e.g. '
+          '{"1234": -100}.', provider_default="none"),
+)
+
+PARAMS_BY_NAME: dict[str, Param] = {p.name: p for p in PARAMS}
+RESPONSE_FORMATS = ("text", "json_object", "json_schema")
+JIEKOU_DEFAULT_MAX_TOKENS = 4096
+
+
+class ParamError(ValueError):
+    """One or more parameter values are invalid; `errors` lists each, ready to show."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("; ".join(errors))
+        self.errors = errors
+
+
+def _range_text(p: Param) -> str:
+    low = f">{p.minimum:g}" if p.min_exclusive else f"{p.minimum:g}"
+    if p.maximum is None:
+        return f"{'more than' if p.min_exclusive else 'at least'} {p.minimum:g}"
+    return f"between {low} and {p.maximum:g}"
+
+
+def _check_number(p: Param, value: Any) -> tuple[float | int | None, str | None]:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None, f"{p.label} must be a number, not {type(value).__name__}"
+    try:
+        number: float | int = float(value) if p.kind == "float" else int(str(value).strip())
+    except ValueError:
+        kind = "a whole number" if p.kind == "int" else "a number"
+        return None, f"{p.label} must be {kind}, got {value!r}"
+    if p.kind == "int" and isinstance(value, float) and not value.is_integer():
+        return None, f"{p.label} must be a whole number, got {value!r}"
+    if p.minimum is not None:
+        too_low = number <= p.minimum if p.min_exclusive else number < p.minimum
+        too_high = p.maximum is not None and number > p.maximum
+        if too_low or too_high:
+            return None, f"{p.label} must be {_range_text(p)} (got {number:g})"
+    if p.name == "top_k" and number == 0:
+        return None, "Top-k must be -1 (off) or between 1 and 100 (got 0)"
+    return number, None
+
+
+def _check_stop(value: Any) -> tuple[list[str] | None, str | None]:
+    items = value.splitlines() if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(s, str) for s in items):
+        return None, "Stop sequences must be text, one sequence per line"
+    # Keep sequences exact (a newline or a leading space can be a real stop sequence in a
+    # list), but a line typed in the UI has no meaning when empty.
+    items = [s for s in items if s != ""]
+    if len(items) > 4:
+        return None, f"At most 4 stop sequences are allowed (got {len(items)})"
+    return (items or None), None
+
+
+def _check_json_object(p: Param, value: Any) -> tuple[dict[str, Any] | None, str | None]:
+    if isinstance(value, str):
+        if not value.strip():
+            return None, None
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            return None, f"{p.label} is not valid JSON: {exc.msg} at line {exc.lineno}"
+    if not isinstance(value, dict):
+        return None, f"{p.label} must be a JSON object"
+    return value, None
+
+
+def _check_response_format(value: Any) -> tuple[dict[str, Any] | None, str | None]:
+    if isinstance(value, str):
+        text = value.strip()
+        if text in RESPONSE_FORMATS[:2]:
+            return {"type": text}, None
+        if not text:
+            return None, None
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            return None, ("Response format must be text, json_object, or a JSON schema object "
+                          '{"name": ..., "schema": {...}}')
+    if not isinstance(value, dict):
+        return None, "Response format must be text, json_object, or a JSON object"
+    if value.get("type") in RESPONSE_FORMATS[:2]:
+        return {"type": value["type"]}, None
+    schema = value.get("json_schema", value) if value.get("type") == "json_schema" else value
+    if not isinstance(schema.get("schema"), dict) or not schema.get("name"):
+        return None, 'A JSON schema response format needs "name" and an object "schema"'
+    return {"type": "json_schema", "json_schema": schema}, None
+
+
+def _check_bool(p: Param, value: Any) -> tuple[bool | None, str | None]:
+    if isinstance(value, bool):
+        return value, None
+    if isinstance(value, str) and value.lower() in ("true", "on", "yes", "1"):
+        return True, None
+    if isinstance(value, str) and value.lower() in ("false", "off", "no", "0"):
+        return False, None
+    return None, f"{p.label} must be true or false, got {value!r}"
+
+
+def _is_unset(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.strip() in ("", "default"))
+
+
+def normalize(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate raw values (from the UI or the API) into typed values; raise ParamError.
+
+    Unknown names are refused, so a typo is not silently ignored.
+    """
+    errors: list[str] = []
+    clean: dict[str, Any] = {}
+    for name, raw in values.items():
+        p = PARAMS_BY_NAME.get(name)
+        if p is None:
+            errors.append(f"Unknown parameter {name!r}; known: {', '.join(PARAMS_BY_NAME)}")
+            continue
+        if _is_unset(raw):
+            continue
+        value: Any
+        if p.kind in ("float", "int"):
+            value, error = _check_number(p, raw)
+        elif p.kind == "bool":
+            value, error = _check_bool(p, raw)
+        elif p.kind == "stop":
+            value, error = _check_stop(raw)
+        elif p.kind == "json_object":
+            value, error = _check_json_object(p, raw)
+        else:
+            value, error = _check_response_format(raw)
+        if error:
+            errors.append(error)
+        elif value is not None:
+            clean[name] = value
+    if "top_logprobs" in clean and clean.get("logprobs") is not True:
+        errors.append("Top log-probs needs Log-probs switched on")
+    if errors:
+        raise ParamError(errors)
+    return clean
+
+
+def warnings_for(clean: Mapping[str, Any]) -> list[str]:
+    """Soft warnings for valid but suspicious values."""
+    notes = []
+    for name, value in clean.items():
+        p = PARAMS_BY_NAME[name]
+        if p.warn_above is not None and value > p.warn_above:
+            notes.append(f"{p.label} {value} is above {p.warn_above:g}: most models' context "
+                         "window is smaller; the provider may refuse it")
+    return notes
+
+
+def applies(p: Param, caps: Capabilities, provider_kind: str) -> bool:
+    """Whether a parameter may be sent for this model and provider (unknown means yes)."""
+    if p.name == "separate_reasoning" and provider_kind != "jiekou":
+        return False
+    if p.capability is None:
+        return True
+    return getattr(caps, p.capability) is not False
+
+
+def request_params(
+    clean: Mapping[str, Any], caps: Capabilities, provider_kind: str, *, tools_sent: bool = False
+) -> dict[str, Any]:
+    """The parameters to put in the request body: only set ones the model accepts."""
+    body = {n: v for n, v in clean.items() if applies(PARAMS_BY_NAME[n], caps, provider_kind)}
+    if provider_kind == "jiekou" and "max_tokens" not in body:
+        body["max_tokens"] = JIEKOU_DEFAULT_MAX_TOKENS
+    if tools_sent and caps.tools_need_thinking_off:
+        body["enable_thinking"] = False
+    return body

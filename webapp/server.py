@@ -1,0 +1,84 @@
+"""Assemble Parley from Settings: HTTP client, database, provider clients, service, UI."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+import httpx
+from sqlalchemy import Engine
+
+from storage import repository as repo
+from storage.db import make_engine, migrate, session_factory
+from webapp.capabilities import CapabilityTable, load_rules
+from webapp.catalog import ModelCatalog
+from webapp.chat import ChatService
+from webapp.config import Settings
+from webapp.provider import ProviderClient, RetryPolicy
+from webapp.ui.api import ChatAPI
+from webapp.ui.app import CSS, build_ui
+from webapp.ui.handlers import ChatUI
+
+log = logging.getLogger(__name__)
+MAX_THREADS = 400  # Gradio's queue runs at most max_threads events at once, async ones too
+
+
+@dataclass
+class Parley:
+    """A built app and the resources to close with it."""
+
+    settings: Settings
+    demo: gr.Blocks
+    http: httpx.AsyncClient
+    engine: Engine
+    service: ChatService
+
+
+def build(settings: Settings) -> Parley:
+    """Migrate the database, mark interrupted streams, and build the UI (no server yet)."""
+    engine = make_engine(settings.database_url)
+    backup = migrate(engine)
+    if backup:
+        log.info("database migrated; the previous file was backed up to %s", backup)
+    sessions = session_factory(engine)
+    with sessions() as session:
+        interrupted = repo.mark_interrupted(session=session)
+    if interrupted:
+        log.warning("%d answers were streaming when the server stopped: marked interrupted",
+                    interrupted)
+    http = httpx.AsyncClient(
+        timeout=httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s),
+        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
+    )
+    retry = RetryPolicy(max_retries=settings.max_retries)
+    clients = {
+        p.name: ProviderClient(http, p, retry=retry, read_timeout_s=settings.read_timeout_s)
+        for p in settings.providers
+    }
+    service = ChatService(
+        settings=settings, session_factory=sessions, clients=clients,
+        capabilities=CapabilityTable(load_rules(settings.capabilities_file)),
+    )
+    catalog = ModelCatalog({p.name: p for p in settings.providers}, clients)
+    demo = build_ui(ChatUI(service, catalog), ChatAPI(service))
+    demo.queue(default_concurrency_limit=None, max_size=2000)
+    return Parley(settings, demo, http, engine, service)
+
+
+def launch_kwargs(settings: Settings) -> dict[str, Any]:
+    """Gradio launch settings that apply everywhere (see GRADIO6.md's checklist)."""
+    return {
+        "server_name": settings.host,
+        "server_port": settings.port,
+        "max_threads": MAX_THREADS,
+        "max_file_size": f"{settings.max_upload_mb}mb",
+        "run_history": False,
+        "enable_monitoring": False,
+        "show_error": settings.env != "production",
+        "share": False,
+        "css": CSS,
+        "footer_links": ["api"],
+        "ssr_mode": False,
+    }

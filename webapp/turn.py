@@ -1,0 +1,127 @@
+"""Accumulates a turn's stream events into displayable state, with timings. Pure; no I/O."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from webapp.messages import (
+    ChoiceFinished,
+    ChoiceState,
+    ReasoningDelta,
+    Retrying,
+    StreamEvent,
+    TextDelta,
+    ToolCallsReady,
+    Usage,
+)
+
+
+@dataclass(slots=True)
+class ChoiceClock:
+    """When one choice's reasoning and answer started and ended (monotonic seconds)."""
+
+    reasoning_start: float | None = None
+    reasoning_end: float | None = None
+    chunks: int = 0  # content/reasoning chunks; a token estimate when no usage arrives
+
+
+@dataclass(slots=True)
+class TurnProgress:
+    """Everything known so far about one turn, updated event by event."""
+
+    n: int = 1
+    clock: Callable[[], float] = time.monotonic
+    started: float = 0.0
+    first_token_at: float | None = None
+    last_event_at: float | None = None
+    usage: Usage | None = None
+    retry_note: str = ""
+    choices: list[ChoiceState] = field(default_factory=list)
+    clocks: list[ChoiceClock] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.started = self.clock()
+        self._grow(self.n)
+
+    def _grow(self, count: int) -> None:
+        while len(self.choices) < count:
+            self.choices.append(ChoiceState())
+            self.clocks.append(ChoiceClock())
+
+    def apply(self, event: StreamEvent) -> None:
+        """Fold one event into the state."""
+        now = self.clock()
+        self.last_event_at = now
+        if isinstance(event, TextDelta | ReasoningDelta):
+            self._grow(event.choice + 1)
+            choice, clock = self.choices[event.choice], self.clocks[event.choice]
+            if self.first_token_at is None:
+                self.first_token_at = now
+            clock.chunks += 1
+            if isinstance(event, ReasoningDelta):
+                choice.reasoning += event.text
+                if clock.reasoning_start is None:
+                    clock.reasoning_start = now
+            else:
+                choice.content += event.text
+                if clock.reasoning_start is not None and clock.reasoning_end is None:
+                    clock.reasoning_end = now
+        elif isinstance(event, Usage):
+            self.usage = event
+        elif isinstance(event, ChoiceFinished):
+            self._grow(event.choice + 1)
+            self.choices[event.choice].finish_reason = event.reason
+            clock = self.clocks[event.choice]
+            if clock.reasoning_start is not None and clock.reasoning_end is None:
+                clock.reasoning_end = now
+        elif isinstance(event, ToolCallsReady):
+            self._grow(event.choice + 1)
+            self.choices[event.choice].tool_calls = list(event.calls)
+        elif isinstance(event, Retrying):
+            self.retry_note = (
+                f"{event.reason}: retrying in {event.delay_s:.1f} s (attempt {event.attempt + 1})"
+            )
+
+    def thinking_seconds(self, index: int) -> float | None:
+        """How long choice `index` has been (or was) reasoning."""
+        clock = self.clocks[index]
+        if clock.reasoning_start is None:
+            return None
+        end = clock.reasoning_end if clock.reasoning_end is not None else self.clock()
+        return max(0.0, end - clock.reasoning_start)
+
+    def is_thinking(self, index: int) -> bool:
+        clock = self.clocks[index]
+        return clock.reasoning_start is not None and clock.reasoning_end is None
+
+    def timings(self) -> dict[str, Any]:
+        """Time to first token, duration, reasoning time and tokens/s, for storage and display."""
+        end = self.last_event_at or self.clock()
+        result: dict[str, Any] = {"duration_ms": round((end - self.started) * 1000)}
+        if self.first_token_at is not None:
+            result["ttft_ms"] = round((self.first_token_at - self.started) * 1000)
+            generating = end - self.first_token_at
+            tokens = self.usage.completion_tokens if self.usage else 0
+            estimated = not tokens
+            if estimated:
+                tokens = sum(c.chunks for c in self.clocks)
+            if generating > 0 and tokens:
+                result["tokens_per_s"] = round(tokens / generating, 1)
+                result["tokens_estimated"] = estimated
+        thinking = self.thinking_seconds(0) if self.clocks else None
+        if thinking is not None:
+            result["reasoning_ms"] = round(thinking * 1000)
+        return result
+
+    def usage_dict(self) -> dict[str, int] | None:
+        if self.usage is None:
+            return None
+        return {
+            "prompt_tokens": self.usage.prompt_tokens,
+            "completion_tokens": self.usage.completion_tokens,
+            "reasoning_tokens": self.usage.reasoning_tokens,
+            "total_tokens": self.usage.total_tokens,
+        }

@@ -1,0 +1,1 @@
+"""Gradio UI: layout, event wiring, and rendering engine events as chat messages."""

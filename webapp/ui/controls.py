@@ -1,0 +1,84 @@
+"""Parameter controls generated from the parameter table (webapp/params.py)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import gradio as gr
+
+from webapp.capabilities import Capabilities
+from webapp.params import PARAMS, RESPONSE_FORMATS, Param, applies
+
+BOOL_CHOICES = ["default", "on", "off"]
+
+
+def _placeholder(p: Param) -> str:
+    default = "not set"
+    if p.provider_default:
+        default += f" (provider default: {p.provider_default})"
+    if p.minimum is not None and p.maximum is not None:
+        low = f">{p.minimum:g}" if p.min_exclusive else f"{p.minimum:g}"
+        return f"{default} · range {low}–{p.maximum:g}"
+    return default
+
+
+def make_control(p: Param) -> gr.components.Component:
+    """One component for one parameter; its empty state means "not set"."""
+    common: dict[str, Any] = {"label": p.label, "info": p.help, "elem_id": f"param-{p.name}"}
+    if p.kind == "bool":
+        return gr.Radio(BOOL_CHOICES, value="default", **common)
+    if p.kind == "stop":
+        return gr.Textbox(lines=2, placeholder=_placeholder(p), **common)
+    if p.kind == "response_format":
+        return gr.Textbox(lines=1, placeholder="not set · " + " | ".join(RESPONSE_FORMATS[:2])
+                          + ' | {"name": ..., "schema": {...}}', **common)
+    if p.kind == "json_object":
+        return gr.Textbox(lines=1, placeholder=_placeholder(p), **common)
+    # Numbers are text boxes so that "empty" is a real, visible state (not set, not sent);
+    # the range is enforced by webapp.params.normalize with a message naming it.
+    return gr.Textbox(lines=1, max_lines=1, placeholder=_placeholder(p), **common)
+
+
+def to_raw(p: Param, value: Any) -> Any:
+    """A control's value → the raw value the parameter table validates."""
+    if p.kind == "bool":
+        return None if value in (None, "default") else value == "on"
+    if isinstance(value, str) and not value.strip():
+        return None
+    return value
+
+
+def from_clean(p: Param, value: Any) -> Any:
+    """A stored (validated) value → what the control shows."""
+    if value is None:
+        return "default" if p.kind == "bool" else ""
+    if p.kind == "bool":
+        return "on" if value else "off"
+    if p.kind == "stop":
+        return "\n".join(value)
+    if p.kind == "response_format":
+        if value.get("type") in RESPONSE_FORMATS[:2]:
+            return value["type"]
+        return json.dumps(value.get("json_schema", value), ensure_ascii=False)
+    if p.kind == "json_object":
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def collect(values: Sequence[Any]) -> dict[str, Any]:
+    """Control values, in PARAMS order → {name: raw value} for the ones that are set."""
+    raw = {p.name: to_raw(p, v) for p, v in zip(PARAMS, values, strict=True)}
+    return {name: value for name, value in raw.items() if value is not None}
+
+
+def show(stored: Mapping[str, Any] | None) -> list[Any]:
+    """Stored parameters → control values, in PARAMS order."""
+    stored = stored or {}
+    return [from_clean(p, stored.get(p.name)) for p in PARAMS]
+
+
+def visibility(caps: Capabilities, provider_kind: str) -> list[Any]:
+    """Hide the controls a model or provider does not take."""
+    return [gr.update(visible=applies(p, caps, provider_kind)) for p in PARAMS]

@@ -1,0 +1,46 @@
+"""User-facing wording for provider errors: the cause and the fix, naming the provider."""
+
+from __future__ import annotations
+
+from webapp import provider as p
+
+
+def describe_error(exc: p.ProviderError, *, partial: bool = False) -> str:
+    """One or two sentences for the chat: what went wrong, and what to do about it."""
+    who = exc.provider
+    status = f" ({exc.status})" if exc.status else ""
+    detail = f" The provider said: “{exc.detail}”." if exc.detail else ""
+    if isinstance(exc, p.AuthenticationError):
+        text = f"{who} rejected the API key{status}: check {exc.key_env} in .env, or paste a key "
+        text += "under Settings → API key."
+    elif isinstance(exc, p.PermissionDenied):
+        text = (f"{who} refused the request{status}: the account may be unverified or out of "
+                f"balance; check it on the {who} console.{detail}")
+    elif isinstance(exc, p.NotFoundError):
+        text = (f"{who} answered “not found”{status}: the base URL or path is wrong; check "
+                f"{exc.key_env.replace('_API_KEY', '_BASE_URL')} in .env.{detail}")
+    elif isinstance(exc, p.BadRequest):
+        text = (f"{who} refused the request{status}.{detail} Check the model id and the "
+                "parameters under Settings.")
+    elif isinstance(exc, p.RateLimited):
+        text = (f"{who} is rate-limiting this key{status} and retries did not get through; wait a "
+                f"minute and try again, or lower the request rate.{detail}")
+    elif isinstance(exc, p.ServerOverloaded):
+        text = (f"{who}'s model service is overloaded{status} and retries did not get through; "
+                f"try again shortly or pick another model.{detail}")
+    elif isinstance(exc, p.GatewayTimeout):
+        text = f"{who}'s gateway timed out{status}; try again, or pick a faster model."
+    elif isinstance(exc, p.RequestTimeout):
+        text = f"{who} did not answer in time; check the network or try again."
+    elif isinstance(exc, p.ConnectionFailed):
+        text = (f"Could not connect to {who}: check the network and "
+                f"{exc.key_env.replace('_API_KEY', '_BASE_URL')} in .env.")
+    elif isinstance(exc, p.StreamInterrupted):
+        text = f"The connection to {who} broke while the answer was streaming."
+    elif isinstance(exc, p.UpstreamStreamError):
+        text = f"{who} reported an error in the middle of the answer.{detail}"
+    else:
+        text = f"{who} sent a response Parley could not read{status}.{detail}"
+    if partial:
+        text += " The partial answer above is kept; use Retry to try again."
+    return text

@@ -1,0 +1,306 @@
+"""Event handlers: thin adapters between Gradio events and ChatService / the repository."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import gradio as gr
+
+from storage import repository as repo
+from storage.models import Message
+from webapp.catalog import ModelCatalog
+from webapp.chat import (
+    Action,
+    ChatService,
+    EditMessage,
+    NewMessage,
+    Regenerate,
+    TurnRefused,
+    TurnSettings,
+)
+from webapp.params import PARAMS, ParamError, normalize, warnings_for
+from webapp.ui import controls
+from webapp.ui.render import View, render_live, render_path
+from webapp.ui.session import LOCAL_USER, SessionState
+
+Updates = tuple[Any, ...]
+
+
+def _refusal(exc: Exception) -> gr.Error:
+    if isinstance(exc, ParamError):
+        return gr.Error("\n".join(exc.errors), title="Check the parameters")
+    if isinstance(exc, repo.NotFound | repo.InvalidId):
+        return gr.Error("That conversation does not exist or is not yours.", title="Not found")
+    return gr.Error(str(exc), title="Cannot send")
+
+
+class ChatUI:
+    """Holds the app's collaborators; every handler gets per-user data from its arguments."""
+
+    def __init__(self, service: ChatService, catalog: ModelCatalog) -> None:
+        self.service = service
+        self.catalog = catalog
+        self.settings = service.settings
+
+    # ---- identity -------------------------------------------------------------------------
+    async def user_id(self, state: SessionState, request: gr.Request | None) -> int:
+        username = (request.username if request is not None else None) or LOCAL_USER
+        if state.user_id is None or state.username != username:
+            user = await self.service.db(lambda s: repo.ensure_user(session=s, username=username))
+            state.username, state.user_id = username, user.id
+        assert state.user_id is not None
+        return state.user_id
+
+    # ---- loading and rendering -------------------------------------------------------------
+    async def _load(self, user_id: int, conversation_id: str) -> tuple[Any, list[Message]]:
+        def work(session: Any) -> tuple[Any, list[Message]]:
+            conversation = repo.get_conversation(
+                session=session, user_id=user_id, conversation_id=conversation_id)
+            messages = repo.load_messages(
+                session=session, user_id=user_id, conversation_id=conversation_id)
+            return conversation, messages
+
+        return await self.service.db(work)
+
+    def _view(self, state: SessionState, conversation: Any, messages: list[Message]) -> View:
+        path = repo.active_path(messages, conversation.current_leaf_id)
+        groups: dict[str, list[Message]] = {}
+        if path and path[-1].role == "assistant" and path[-1].batch_id:
+            last = path[-1]
+            groups[last.id] = [m for m in repo.siblings(messages, last.id)
+                               if m.batch_id == last.batch_id]
+        view = render_path(path, groups)
+        state.message_ids = view.message_ids
+        assistants = [m for m in path if m.role == "assistant"]
+        state.focus_id = assistants[-1].id if assistants else None
+        return view
+
+    def _versions(self, messages: list[Message], focus_id: str | None) -> Updates:
+        if not focus_id:
+            return gr.update(value="", visible=False), gr.update(visible=False), gr.update(
+                visible=False)
+        versions = repo.siblings(messages, focus_id)
+        if len(versions) < 2:
+            return gr.update(value="", visible=False), gr.update(visible=False), gr.update(
+                visible=False)
+        index = next(i for i, m in enumerate(versions) if m.id == focus_id)
+        kind = "Answer" if versions[index].role == "assistant" else "Message"
+        label = f"{kind} version {index + 1} of {len(versions)}"
+        return (gr.update(value=label, visible=True), gr.update(visible=index > 0),
+                gr.update(visible=index < len(versions) - 1))
+
+    async def sidebar(self, state: SessionState, query: str, request: gr.Request) -> Any:
+        user_id = await self.user_id(state, request)
+        items = await self.service.db(
+            lambda s: repo.list_conversations(session=s, user_id=user_id, query=query or ""))
+        return gr.update(choices=[(c.title, c.id) for c in items], value=state.conversation_id)
+
+    # ---- chat turns ------------------------------------------------------------------------
+    async def _run(
+        self, state: SessionState, request: gr.Request, action: Action, provider: str,
+        model: str, system: str, params: tuple[Any, ...], clear_box: bool,
+    ) -> AsyncIterator[Updates]:
+        user_id = await self.user_id(state, request)
+        turn = TurnSettings(provider=provider, model=model or "", system_prompt=system or "",
+                            params=controls.collect(params), api_keys=state.api_keys)
+        try:
+            for note in warnings_for(normalize(dict(turn.params))):
+                gr.Warning(note)
+            stream = self.service.stream_turn(
+                user_id=user_id, conversation_id=state.conversation_id, action=action, turn=turn)
+            first = await anext(stream)
+        except (TurnRefused, ParamError, repo.NotFound, repo.InvalidId) as exc:
+            raise _refusal(exc) from None
+        state.conversation_id = first.conversation_id
+        prior = render_path(first.path)
+        box = "" if clear_box else gr.skip()
+
+        def frame(update: Any) -> View:
+            view = render_live(prior, update.progress, update.assistant_ids, state=update.state,
+                               error=update.error, model=update.model)
+            state.message_ids = view.message_ids
+            return view
+
+        yield frame(first).messages, box, state
+        async for update in stream:
+            yield frame(update).messages, gr.skip(), gr.skip()
+
+    async def send(self, text: str, state: SessionState, provider: str, model: str, system: str,
+                   *params: Any, request: gr.Request) -> AsyncIterator[Updates]:
+        async for item in self._run(state, request, NewMessage(text or ""), provider, model,
+                                    system, params, clear_box=True):
+            yield item
+
+    async def regenerate(self, state: SessionState, provider: str, model: str, system: str,
+                         *params: Any, request: gr.Request) -> AsyncIterator[Updates]:
+        async for item in self._run(state, request, Regenerate(), provider, model, system,
+                                    params, clear_box=False):
+            yield item
+
+    async def edit(self, state: SessionState, provider: str, model: str, system: str,
+                   *params: Any, data: gr.EditData, request: gr.Request) -> AsyncIterator[Updates]:
+        index = data.index if isinstance(data.index, int) else data.index[0]
+        message_id = state.message_ids[index] if index < len(state.message_ids) else None
+        if message_id is None:
+            raise gr.Error("That message cannot be edited.")
+        text = data.value if isinstance(data.value, str) else str(data.value)
+        async for item in self._run(state, request, EditMessage(message_id, text), provider,
+                                    model, system, params, clear_box=False):
+            yield item
+
+    async def after_turn(self, state: SessionState, query: str, request: gr.Request) -> Updates:
+        """Re-render from the database (final marks, versions) and refresh the sidebar."""
+        if state.conversation_id:
+            await self.service.wait_saved(state.conversation_id)
+        chat, versions = await self._reload(state, request)
+        return (chat, state, *versions, await self.sidebar(state, query, request))
+
+    async def _reload(self, state: SessionState, request: gr.Request) -> tuple[Any, Updates]:
+        if not state.conversation_id:
+            state.message_ids, state.focus_id = [], None
+            return [], self._versions([], None)
+        user_id = await self.user_id(state, request)
+        conversation, messages = await self._load(user_id, state.conversation_id)
+        view = self._view(state, conversation, messages)
+        return view.messages, self._versions(messages, state.focus_id)
+
+    async def undo(self, state: SessionState, request: gr.Request) -> Updates:
+        """Step back before the last question; it stays reachable as an earlier version."""
+        user_id = await self.user_id(state, request)
+        if not state.conversation_id:
+            return gr.skip(), gr.skip(), state
+        conversation, messages = await self._load(user_id, state.conversation_id)
+        path = repo.active_path(messages, conversation.current_leaf_id)
+        users = [m for m in path if m.role == "user"]
+        if not users:
+            return gr.skip(), gr.skip(), state
+        last = users[-1]
+        if last.parent_id is None:
+            raise gr.Error("The first message cannot be undone: start a new chat instead.")
+        await self.service.db(lambda s: repo.set_current_leaf(
+            session=s, user_id=user_id, conversation_id=conversation.id,
+            message_id=last.parent_id))
+        chat, _ = await self._reload(state, request)
+        return chat, last.content, state
+
+    async def feedback(self, state: SessionState, data: gr.LikeData, request: gr.Request) -> None:
+        user_id = await self.user_id(state, request)
+        index = data.index if isinstance(data.index, int) else data.index[0]
+        message_id = state.message_ids[index] if index < len(state.message_ids) else None
+        if message_id is None:
+            return
+        value = None if data.liked is None or data.liked == "" else (1 if data.liked else -1)
+        await self.service.db(lambda s: repo.set_feedback(
+            session=s, user_id=user_id, message_id=message_id, value=value))
+
+    async def focus(self, state: SessionState, data: gr.SelectData, request: gr.Request) -> Updates:
+        index = data.index if isinstance(data.index, int) else data.index[0]
+        if index < len(state.message_ids) and state.message_ids[index] and state.conversation_id:
+            state.focus_id = state.message_ids[index]
+            user_id = await self.user_id(state, request)
+            _, messages = await self._load(user_id, state.conversation_id)
+            return (state, *self._versions(messages, state.focus_id))
+        return (state, gr.skip(), gr.skip(), gr.skip())
+
+    async def switch_version(self, state: SessionState, step: int, request: gr.Request) -> Updates:
+        user_id = await self.user_id(state, request)
+        if not state.conversation_id or not state.focus_id:
+            return (gr.skip(), state, gr.skip(), gr.skip(), gr.skip())
+        _, messages = await self._load(user_id, state.conversation_id)
+        versions = repo.siblings(messages, state.focus_id)
+        index = next((i for i, m in enumerate(versions) if m.id == state.focus_id), 0) + step
+        if not 0 <= index < len(versions):
+            return (gr.skip(), state, gr.skip(), gr.skip(), gr.skip())
+        target = versions[index]
+        leaf = repo.latest_leaf_under(messages, target.id)
+        await self.service.db(lambda s: repo.set_current_leaf(
+            session=s, user_id=user_id, conversation_id=state.conversation_id, message_id=leaf))
+        chat, _ = await self._reload(state, request)
+        state.focus_id = target.id
+        return (chat, state, *self._versions(messages, target.id))
+
+    # ---- conversations ---------------------------------------------------------------------
+    async def open(self, conversation_id: str | None, state: SessionState,
+                   request: gr.Request) -> Updates:
+        """Open a conversation from the sidebar: messages and its saved settings."""
+        if not conversation_id or conversation_id == state.conversation_id:
+            return tuple(gr.skip() for _ in range(9 + len(PARAMS)))
+        user_id = await self.user_id(state, request)
+        try:
+            conversation, messages = await self._load(user_id, conversation_id)
+        except (repo.NotFound, repo.InvalidId) as exc:
+            raise _refusal(exc) from None
+        state.conversation_id = conversation.id
+        view = self._view(state, conversation, messages)
+        provider = conversation.provider or self.settings.default_provider
+        return (view.messages, state, conversation.title, conversation.system_prompt,
+                provider, conversation.model or gr.skip(),
+                *self._versions(messages, state.focus_id),
+                *controls.show(conversation.parameters))
+
+    def new_chat(self, state: SessionState) -> Updates:
+        state.conversation_id, state.message_ids, state.focus_id = None, [], None
+        return [], state, "", gr.update(value=None), gr.update(visible=False), gr.update(
+            visible=False), gr.update(visible=False)
+
+    async def rename(self, title: str, state: SessionState, query: str,
+                     request: gr.Request) -> Any:
+        if not state.conversation_id:
+            raise gr.Error("Open a conversation to rename it.")
+        user_id = await self.user_id(state, request)
+        conversation_id = state.conversation_id
+        await self.service.db(lambda s: repo.rename_conversation(
+            session=s, user_id=user_id, conversation_id=conversation_id, title=title))
+        gr.Info("Renamed.")
+        return await self.sidebar(state, query, request)
+
+    async def delete(self, state: SessionState, query: str, request: gr.Request) -> Updates:
+        if not state.conversation_id:
+            raise gr.Error("Open a conversation to delete it.")
+        user_id = await self.user_id(state, request)
+        conversation_id = state.conversation_id
+        await self.service.db(lambda s: repo.delete_conversation(
+            session=s, user_id=user_id, conversation_id=conversation_id))
+        cleared = self.new_chat(state)
+        return (*cleared, await self.sidebar(state, query, request), gr.update(visible=False))
+
+    # ---- settings --------------------------------------------------------------------------
+    async def models_for(self, provider: str, state: SessionState, refresh: bool = False,
+                         current: str = "") -> Updates:
+        config = self.settings.provider(provider)
+        listing = await self.catalog.models(provider, state.api_keys.get(provider, ""),
+                                            refresh=refresh)
+        preferred = current or (self.settings.default_model
+                                if provider == self.settings.default_provider else "")
+        value = preferred or config.default_model or (listing.models[0] if listing.models else "")
+        if refresh and listing.live:
+            gr.Info(f"{len(listing.models)} models listed by {config.label}.")
+        note = listing.note or f"{len(listing.models)} models from {config.label}."
+        return gr.update(choices=list(listing.models), value=value), note
+
+    def capabilities_for(self, provider: str, model: str) -> list[Any]:
+        config = self.settings.provider(provider)
+        caps = self.service.capabilities.lookup(model or "", config.kind, config.name)
+        return controls.visibility(caps, config.kind)
+
+    def key_banner(self, state: SessionState) -> str:
+        missing = [p for p in self.settings.providers
+                   if p.kind != "openai" and not p.api_key and not state.api_keys.get(p.name)]
+        if len(missing) < len([p for p in self.settings.providers if p.kind != "openai"]):
+            return ""
+        names = " or ".join(f"`{p.key_env}`" for p in missing)
+        return (f"⚠ **No API key configured.** Set {names} in `.env` and restart, or paste a key "
+                "under **Settings → API key** (kept in server memory for this browser session "
+                "only, never saved).")
+
+    async def set_key(self, key: str, provider: str, state: SessionState) -> Updates:
+        config = self.settings.provider(provider)
+        if key.strip():
+            state.api_keys[provider] = key.strip()
+            status = f"✓ Using your key for {config.label} in this browser session only."
+        else:
+            state.api_keys.pop(provider, None)
+            status = f"Using the server's {config.key_env}." if config.api_key else ""
+        models, note = await self.models_for(provider, state, refresh=True)
+        return "", status, state, self.key_banner(state), models, note

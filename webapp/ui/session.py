@@ -1,0 +1,23 @@
+"""Per-browser-session state, kept server-side in gr.State (never in module globals)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+LOCAL_USER = "local"  # the single user until accounts exist
+
+
+@dataclass
+class SessionState:
+    """What one browser tab is doing. API keys pasted here live only in server memory."""
+
+    username: str = ""
+    user_id: int | None = None
+    conversation_id: str | None = None
+    api_keys: dict[str, str] = field(default_factory=dict)
+    message_ids: list[str | None] = field(default_factory=list)  # Chatbot index → message id
+    focus_id: str | None = None  # the message whose versions the switcher shows
+
+    def __repr__(self) -> str:  # keys must never reach a log line
+        return (f"SessionState(user={self.username!r}, conversation={self.conversation_id!r}, "
+                f"keys={sorted(self.api_keys)})")
