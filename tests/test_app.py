@@ -117,3 +117,73 @@ def test_twenty_concurrent_conversations_all_finish_and_are_saved(app: RunningAp
         user, assistant = stored(app, conversation_id)
         assert user.content == f"question {index}"
         assert assistant.content == f"Echo: question {index}" and assistant.state == "complete"
+
+
+def test_stop_closes_the_upstream_and_keeps_the_partial_answer(app: RunningApp) -> None:
+    app.fake.enqueue(Reply(content="partial answer that never ends", chunk_chars=4,
+                           stall_after=4))
+    client = app.client()
+    job = client.submit("Tell me everything", "", "", "{}", api_name="/chat")
+    seen: list[tuple[str, str]] = []
+    for output in job:
+        seen.append(tuple(output))
+        if output[0]:  # the first text has arrived; the upstream now stalls
+            break
+    conversation_id = seen[-1][1]
+    job.cancel()
+    assert app.fake.wait_for_disconnect(timeout=10), "upstream never saw the connection close"
+    _, assistant = wait_for_state(app, conversation_id, "stopped")
+    assert assistant.content and "partial answer that never ends".startswith(assistant.content)
+    # Reopening after a "reload" (a new client) sends what was saved, partial answer included.
+    answer, _ = app.client().predict("Continue", conversation_id, "", "{}", api_name="/chat")
+    assert answer == "Echo: Continue"
+    sent = app.fake.requests[-1]["json"]["messages"]
+    assert sent[0] == {"role": "user", "content": "Tell me everything"}
+    assert sent[1] == {"role": "assistant", "content": assistant.content}
+
+
+def wait_for_state(app: RunningApp, conversation_id: str, state: str) -> list[Any]:
+    """Poll the database (bounded) until the last message reaches `state`."""
+    deadline = time.monotonic() + 10
+    while True:
+        path = stored(app, conversation_id)
+        if path[-1].state == state or time.monotonic() > deadline:
+            assert path[-1].state == state, f"state stayed {path[-1].state!r}"
+            return path
+        time.sleep(0.05)
+
+
+def test_answers_streaming_when_the_server_died_are_marked_interrupted(
+    fake_openai: Any, tmp_path: Any
+) -> None:
+    from storage.db import make_engine, migrate
+    from tests.conftest import start_app
+
+    db_path = tmp_path / "parley.db"
+    engine = make_engine(f"sqlite:///{db_path}")
+    migrate(engine)
+    with session_factory(engine)() as session:
+        user = repo.ensure_user(session=session, username="local")
+        chat = repo.create_conversation(session=session, user_id=user.id)
+        question = repo.add_message(session=session, user_id=user.id, conversation_id=chat.id,
+                                    parent_id=None, role="user", content="Still there?")
+        repo.add_message(session=session, user_id=user.id, conversation_id=chat.id,
+                         parent_id=question.id, role="assistant", content="",
+                         state="streaming")
+    engine.dispose()
+    restarted = start_app(fake_openai, db_path)
+    try:
+        user_message, answer = stored(restarted, chat.id)
+        assert user_message.content == "Still there?"
+        assert answer.state == "interrupted" and "server stopped" in (answer.error or "")
+    finally:
+        restarted.parley.demo.close()
+
+
+def test_rate_limit_is_retried_before_the_first_token(app: RunningApp) -> None:
+    app.fake.enqueue(ErrorReply(429, '{"message":"Request was rejected due to rate limiting."}',
+                                {"Retry-After": "0"}),
+                     Reply(content="Got through."))
+    answer, _ = app.client().predict("Hi", "", "", "{}", api_name="/chat")
+    assert answer == "Got through."
+    assert len(app.fake.requests) == 2

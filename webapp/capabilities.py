@@ -69,6 +69,8 @@ def load_rules(path: str) -> tuple[Rule, ...]:
         raw = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
         raise CapabilityFileError(f"Cannot read CAPABILITIES_FILE {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise CapabilityFileError(f"CAPABILITIES_FILE {path} is not UTF-8 text: {exc}") from exc
     except json.JSONDecodeError as exc:
         raise CapabilityFileError(
             f"CAPABILITIES_FILE {path} is not valid JSON: {exc.msg} at line {exc.lineno}"
@@ -87,13 +89,19 @@ def load_rules(path: str) -> tuple[Rule, ...]:
                 f"CAPABILITIES_FILE rule {number} names unknown capabilities {sorted(unknown)}; "
                 f"known: {sorted(known)}"
             )
-        if any(v not in (True, False, None) for v in values.values()):
+        # Not `v in (True, False, None)`: 1 == True and 0 == False would slip through.
+        if any(v is not None and not isinstance(v, bool) for v in values.values()):
             raise CapabilityFileError(f"CAPABILITIES_FILE rule {number}: use true, false or null")
         try:
             re.compile(item["match"])
         except re.error as exc:
             raise CapabilityFileError(f"CAPABILITIES_FILE rule {number}: bad regex: {exc}") from exc
-        rules.append(Rule(item["match"], values, str(item.get("provider", ""))))
+        provider = item.get("provider", "")
+        if not isinstance(provider, str):
+            raise CapabilityFileError(
+                f"CAPABILITIES_FILE rule {number}: \"provider\" must be a provider name"
+            )
+        rules.append(Rule(item["match"], values, provider))
     return tuple(rules)
 
 

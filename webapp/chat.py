@@ -24,6 +24,7 @@ from webapp.engine import StreamingClient, TurnRequest, run_turn
 from webapp.history import auto_title, to_provider_messages
 from webapp.params import normalize, request_params
 from webapp.provider import ProviderError
+from webapp.streaming import batched
 from webapp.turn import TurnProgress
 from webapp.ui.errors import describe_error
 
@@ -170,13 +171,11 @@ class ChatService:
         started = time.monotonic()
         try:
             yield update
-            last_yield = time.monotonic()
-            async for event in run_turn(self._clients[provider.name], request):
-                progress.apply(event)
-                now = time.monotonic()
-                if now - last_yield >= UPDATE_INTERVAL_S:
-                    last_yield = now
-                    yield update
+            events = run_turn(self._clients[provider.name], request)
+            async for batch in batched(events, UPDATE_INTERVAL_S):
+                for event in batch:
+                    progress.apply(event)
+                yield update
             update.state = "complete"
         except ProviderError as exc:
             update.state = "error"

@@ -7,6 +7,7 @@ UI controls (webapp/ui/controls.py), validation and the request body are all gen
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -99,13 +100,18 @@ def _range_text(p: Param) -> str:
 def _check_number(p: Param, value: Any) -> tuple[float | int | None, str | None]:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None, f"{p.label} must be a number, not {type(value).__name__}"
+    kind = "a whole number" if p.kind == "int" else "a number"
+    if p.kind == "int" and isinstance(value, float):
+        # A JSON client may send 4096.0: a whole number, though typed as a float.
+        if not math.isfinite(value) or not value.is_integer():
+            return None, f"{p.label} must be a whole number, got {value!r}"
+        value = int(value)
     try:
         number: float | int = float(value) if p.kind == "float" else int(str(value).strip())
     except ValueError:
-        kind = "a whole number" if p.kind == "int" else "a number"
         return None, f"{p.label} must be {kind}, got {value!r}"
-    if p.kind == "int" and isinstance(value, float) and not value.is_integer():
-        return None, f"{p.label} must be a whole number, got {value!r}"
+    if not math.isfinite(number):  # NaN passes every range check and is not valid JSON
+        return None, f"{p.label} must be {kind}, got {value!r}"
     if p.minimum is not None:
         too_low = number <= p.minimum if p.min_exclusive else number < p.minimum
         too_high = p.maximum is not None and number > p.maximum
@@ -158,7 +164,8 @@ def _check_response_format(value: Any) -> tuple[dict[str, Any] | None, str | Non
     if value.get("type") in RESPONSE_FORMATS[:2]:
         return {"type": value["type"]}, None
     schema = value.get("json_schema", value) if value.get("type") == "json_schema" else value
-    if not isinstance(schema.get("schema"), dict) or not schema.get("name"):
+    if (not isinstance(schema, dict) or not isinstance(schema.get("schema"), dict)
+            or not schema.get("name")):
         return None, 'A JSON schema response format needs "name" and an object "schema"'
     return {"type": "json_schema", "json_schema": schema}, None
 

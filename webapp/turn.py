@@ -82,7 +82,8 @@ class TurnProgress:
             self.choices[event.choice].tool_calls = list(event.calls)
         elif isinstance(event, Retrying):
             self.retry_note = (
-                f"{event.reason}: retrying in {event.delay_s:.1f} s (attempt {event.attempt + 1})"
+                # `attempt` is already the number of the attempt about to be made.
+                f"{event.reason}: retrying in {event.delay_s:.1f} s (attempt {event.attempt})"
             )
 
     def thinking_seconds(self, index: int) -> float | None:
