@@ -58,7 +58,7 @@ def build_ui(ui: ChatUI, api: ChatAPI) -> gr.Blocks:
                     next_btn = gr.Button("▶", size="sm", visible=False, elem_id="next-version",
                                          scale=0, min_width=40)
                 box = gr.Textbox(placeholder="Message (Enter sends, Shift+Enter adds a line)",
-                                 show_label=False, lines=2, max_lines=12, elem_id="message",
+                                 show_label=False, lines=1, max_lines=12, elem_id="message",
                                  submit_btn=True, stop_btn=True, autofocus=True)
             with gr.Column(scale=2, elem_id="settings"):
                 gr.Markdown("#### Settings")
@@ -104,6 +104,9 @@ def build_ui(ui: ChatUI, api: ChatAPI) -> gr.Blocks:
             **after)
         chatbot.undo(ui.undo, [state], [chatbot, box, state], **private).then(**after)
         chatbot.like(ui.feedback, [state], None, **private)
+        chatbot.clear(ui.new_chat, [state],
+                      [chatbot, state, title_box, conversations, version_label, prev_btn,
+                       next_btn], **private)
         chatbot.select(ui.focus, [state], [state, version_label, prev_btn, next_btn], **private)
         version_outputs = [chatbot, state, version_label, prev_btn, next_btn]
         prev_btn.click(partial(ui.switch_version, step=-1), [state], version_outputs, **private)

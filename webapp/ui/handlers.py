@@ -126,20 +126,23 @@ class ChatUI:
         async for update in stream:
             yield frame(update).messages, gr.skip(), gr.skip()
 
-    async def send(self, text: str, state: SessionState, provider: str, model: str, system: str,
-                   *params: Any, request: gr.Request) -> AsyncIterator[Updates]:
+    # gr.Request and event data come first: Gradio only injects them into positional
+    # parameters, and the parameter controls arrive as *params.
+    async def send(self, request: gr.Request, text: str, state: SessionState, provider: str,
+                   model: str, system: str, *params: Any) -> AsyncIterator[Updates]:
         async for item in self._run(state, request, NewMessage(text or ""), provider, model,
                                     system, params, clear_box=True):
             yield item
 
-    async def regenerate(self, state: SessionState, provider: str, model: str, system: str,
-                         *params: Any, request: gr.Request) -> AsyncIterator[Updates]:
+    async def regenerate(self, request: gr.Request, state: SessionState, provider: str,
+                         model: str, system: str, *params: Any) -> AsyncIterator[Updates]:
         async for item in self._run(state, request, Regenerate(), provider, model, system,
                                     params, clear_box=False):
             yield item
 
-    async def edit(self, state: SessionState, provider: str, model: str, system: str,
-                   *params: Any, data: gr.EditData, request: gr.Request) -> AsyncIterator[Updates]:
+    async def edit(self, data: gr.EditData, request: gr.Request, state: SessionState,
+                   provider: str, model: str, system: str, *params: Any
+                   ) -> AsyncIterator[Updates]:
         index = data.index if isinstance(data.index, int) else data.index[0]
         message_id = state.message_ids[index] if index < len(state.message_ids) else None
         if message_id is None:
