@@ -47,15 +47,17 @@ class ChatAPI:
             model = settings.default_model
         username = request.username or LOCAL_USER
         user = await self.service.db(lambda s: repo.ensure_user(session=s, username=username))
+        user_id = user.id
+        assert user_id is not None
         turn = TurnSettings(provider=provider, model=model, params=params)
         try:
             if conversation_id.strip():
                 existing = await self.service.db(lambda s: repo.get_conversation(
-                    session=s, user_id=user.id, conversation_id=conversation_id.strip()))
+                    session=s, user_id=user_id, conversation_id=conversation_id.strip()))
                 turn = TurnSettings(provider=provider, model=model, params=params,
                                     system_prompt=existing.system_prompt)
             stream = self.service.stream_turn(
-                user_id=user.id, conversation_id=conversation_id.strip() or None,
+                user_id=user_id, conversation_id=conversation_id.strip() or None,
                 action=NewMessage(message), turn=turn)
             update = await anext(stream)
         except repo.InvalidId:

@@ -179,11 +179,11 @@ class ChatUI:
         if not users:
             return gr.skip(), gr.skip(), state
         last = users[-1]
-        if last.parent_id is None:
+        parent_id = last.parent_id
+        if parent_id is None:
             raise gr.Error("The first message cannot be undone: start a new chat instead.")
         await self.service.db(lambda s: repo.set_current_leaf(
-            session=s, user_id=user_id, conversation_id=conversation.id,
-            message_id=last.parent_id))
+            session=s, user_id=user_id, conversation_id=conversation.id, message_id=parent_id))
         chat, _ = await self._reload(state, request)
         return chat, last.content, state
 
@@ -208,9 +208,10 @@ class ChatUI:
 
     async def switch_version(self, state: SessionState, step: int, request: gr.Request) -> Updates:
         user_id = await self.user_id(state, request)
-        if not state.conversation_id or not state.focus_id:
+        conversation_id = state.conversation_id
+        if not conversation_id or not state.focus_id:
             return (gr.skip(), state, gr.skip(), gr.skip(), gr.skip())
-        _, messages = await self._load(user_id, state.conversation_id)
+        _, messages = await self._load(user_id, conversation_id)
         versions = repo.siblings(messages, state.focus_id)
         index = next((i for i, m in enumerate(versions) if m.id == state.focus_id), 0) + step
         if not 0 <= index < len(versions):
@@ -218,7 +219,7 @@ class ChatUI:
         target = versions[index]
         leaf = repo.latest_leaf_under(messages, target.id)
         await self.service.db(lambda s: repo.set_current_leaf(
-            session=s, user_id=user_id, conversation_id=state.conversation_id, message_id=leaf))
+            session=s, user_id=user_id, conversation_id=conversation_id, message_id=leaf))
         chat, _ = await self._reload(state, request)
         state.focus_id = target.id
         return (chat, state, *self._versions(messages, target.id))
