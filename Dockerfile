@@ -1,5 +1,6 @@
 # Parley: Gradio chat UI for OpenAI-compatible providers.
-# docker build -t parley . && docker run -p 7860:7860 --env-file .env -v parley-data:/app/data parley
+#   docker build -t parley .
+#   docker run -p 7860:7860 --env-file .env -v parley-data:/app/data parley
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -13,14 +14,16 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY webapp ./webapp
 COPY storage ./storage
+# Dependencies are pinned to a major version in pyproject.toml.
+# hadolint ignore=DL3013
 RUN pip install ".[postgres]" \
     && useradd --create-home --uid 10001 parley \
     && mkdir -p /app/data \
     && chown parley:parley /app/data
 
-USER parley
+USER 10001
 VOLUME ["/app/data"]
 EXPOSE 7860
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-    CMD python -c "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ.get(\"PORT\", \"7860\")}/', timeout=4)" || exit 1
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('PORT', '7860') + '/', timeout=4)"]
 CMD ["python", "-m", "webapp"]

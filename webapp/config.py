@@ -178,6 +178,10 @@ def _builtin_providers(values: Mapping[str, str]) -> list[ProviderConfig]:
 
 def _extra_providers(values: Mapping[str, str]) -> list[ProviderConfig]:
     names = [n.strip().lower() for n in values.get("EXTRA_PROVIDERS", "").split(",") if n.strip()]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"EXTRA_PROVIDERS names {', '.join(duplicates)} more than once: "
+                          "list each provider once in .env")
     extras = []
     for name in names:
         if not _NAME_RE.match(name) or name in ("siliconflow", "jiekou"):

@@ -91,10 +91,11 @@ class ParamError(ValueError):
 
 
 def _range_text(p: Param) -> str:
-    low = f">{p.minimum:g}" if p.min_exclusive else f"{p.minimum:g}"
     if p.maximum is None:
         return f"{'more than' if p.min_exclusive else 'at least'} {p.minimum:g}"
-    return f"between {low} and {p.maximum:g}"
+    if p.min_exclusive:
+        return f"more than {p.minimum:g} and at most {p.maximum:g}"
+    return f"between {p.minimum:g} and {p.maximum:g}"
 
 
 def _check_number(p: Param, value: Any) -> tuple[float | int | None, str | None]:

@@ -13,6 +13,7 @@ from webapp.messages import (
     ReasoningDelta,
     Retrying,
     StreamEvent,
+    StreamStarted,
     TextDelta,
     ToolCallsReady,
     Usage,
@@ -80,6 +81,8 @@ class TurnProgress:
         elif isinstance(event, ToolCallsReady):
             self._grow(event.choice + 1)
             self.choices[event.choice].tool_calls = list(event.calls)
+        elif isinstance(event, StreamStarted):
+            self.retry_note = ""
         elif isinstance(event, Retrying):
             self.retry_note = (
                 # `attempt` is already the number of the attempt about to be made.

@@ -85,8 +85,8 @@ def _answer_items(
     if content:
         items.append(_text("assistant", content))
     mark = STATE_MARKS.get(state, "")
-    if state == "error" and error:
-        mark = f"⚠ {error}"
+    if state == "error":
+        mark = f"⚠ {error or 'This answer failed; use Retry to try again.'}"
     elif error and state == "complete":
         mark = f"ⓘ {error}"
     if mark:
