@@ -223,7 +223,8 @@ def build_ui(ui: ChatUI, api: ChatAPI) -> gr.Blocks:
             api_visibility=PRIVATE,
         )
 
-        provider.change(
+        # .input, not .change: opening a conversation sets provider and model together.
+        provider.input(
             ui.models_for, [provider, state], [model, models_note], api_visibility=PRIVATE
         )
         refresh_btn.click(

@@ -238,8 +238,13 @@ class ChatUI:
         state.conversation_id = conversation.id
         view = self._view(state, conversation, messages)
         provider = conversation.provider or self.settings.default_provider
+        if provider not in {p.name for p in self.settings.providers}:
+            gr.Warning(f"This conversation used provider {provider!r}, which is no longer "
+                       "configured; pick another provider to continue it.")
+            provider = self.settings.default_provider
+        model, _ = await self.models_for(provider, state, current=conversation.model)
         return (view.messages, state, conversation.title, conversation.system_prompt,
-                provider, conversation.model or gr.skip(),
+                provider, model,
                 *self._versions(messages, state.focus_id),
                 *controls.show(conversation.parameters))
 

@@ -1,0 +1,182 @@
+"""ChatService turns with real collaborators: the fake upstream on loopback and a SQLite file."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from storage import repository as repo
+from storage.db import make_engine, migrate, session_factory
+from tests.fake_openai import FakeOpenAI, Reply
+from webapp.capabilities import CapabilityTable
+from webapp.chat import (
+    Action,
+    ChatService,
+    EditMessage,
+    NewMessage,
+    Regenerate,
+    TurnRefused,
+    TurnSettings,
+    TurnUpdate,
+)
+from webapp.config import load_settings
+from webapp.params import ParamError
+from webapp.provider import ProviderClient, RetryPolicy
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI() as server:
+        yield server
+
+
+@pytest.fixture
+async def service(fake: FakeOpenAI, tmp_path: Path) -> AsyncIterator[ChatService]:
+    settings = load_settings({"SILICONFLOW_BASE_URL": fake.base_url, "SILICONFLOW_API_KEY": "k",
+                              "JIEKOU_BASE_URL": fake.base_url}, dotenv_path=None)
+    engine = make_engine(f"sqlite:///{tmp_path / 'chat.db'}")
+    migrate(engine)
+    async with httpx.AsyncClient() as http:
+        clients = {p.name: ProviderClient(http, p, retry=RetryPolicy(max_retries=0))
+                   for p in settings.providers}
+        yield ChatService(settings=settings, session_factory=session_factory(engine),
+                          clients=clients, capabilities=CapabilityTable())
+    engine.dispose()
+
+
+TURN = TurnSettings(provider="siliconflow", model="Qwen/Qwen3-8B", system_prompt="Be brief.")
+
+
+async def run(service: ChatService, user_id: int, conversation_id: str | None, action: Action,
+              turn: TurnSettings = TURN) -> TurnUpdate:
+    last = None
+    async for update in service.stream_turn(user_id=user_id, conversation_id=conversation_id,
+                                            action=action, turn=turn):
+        last = update
+    assert last is not None
+    return last
+
+
+async def user_id(service: ChatService, name: str = "local") -> int:
+    user = await service.db(lambda s: repo.ensure_user(session=s, username=name))
+    assert user.id is not None
+    return user.id
+
+
+async def path_of(service: ChatService, uid: int, conversation_id: str) -> list[Any]:
+    def work(session: Any) -> list[Any]:
+        conversation = repo.get_conversation(session=session, user_id=uid,
+                                             conversation_id=conversation_id)
+        messages = repo.load_messages(session=session, user_id=uid,
+                                      conversation_id=conversation_id)
+        return repo.active_path(messages, conversation.current_leaf_id)
+
+    return await service.db(work)
+
+
+async def test_regenerate_keeps_the_first_answer_as_a_version(
+    service: ChatService, fake: FakeOpenAI
+) -> None:
+    uid = await user_id(service)
+    fake.enqueue(Reply(content="First answer."), Reply(content="Second answer."))
+    first = await run(service, uid, None, NewMessage("Question?"))
+    second = await run(service, uid, first.conversation_id, Regenerate())
+    assert second.state == "complete"
+    path = await path_of(service, uid, first.conversation_id)
+    assert [m.content for m in path] == ["Question?", "Second answer."]
+    messages = await service.db(lambda s: repo.load_messages(
+        session=s, user_id=uid, conversation_id=first.conversation_id))
+    versions = repo.siblings(messages, path[-1].id)
+    assert [m.content for m in versions] == ["First answer.", "Second answer."]
+    # The regenerated request carried the same history and the system prompt.
+    assert fake.requests[-1]["json"]["messages"] == [
+        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "Question?"}]
+
+
+async def test_edit_resends_from_the_edited_question_and_keeps_the_old_branch(
+    service: ChatService, fake: FakeOpenAI
+) -> None:
+    uid = await user_id(service)
+    first = await run(service, uid, None, NewMessage("What is 2+2?"))
+    await run(service, uid, first.conversation_id, NewMessage("And 3+3?"))
+    path = await path_of(service, uid, first.conversation_id)
+    edited = await run(service, uid, first.conversation_id,
+                       EditMessage(path[2].id, "And 4+4?"))
+    assert edited.progress.choices[0].content == "Echo: And 4+4?"
+    new_path = await path_of(service, uid, first.conversation_id)
+    assert [m.content for m in new_path] == [
+        "What is 2+2?", "Echo: What is 2+2?", "And 4+4?", "Echo: And 4+4?"]
+    messages = await service.db(lambda s: repo.load_messages(
+        session=s, user_id=uid, conversation_id=first.conversation_id))
+    assert [m.content for m in repo.siblings(messages, new_path[2].id)] == [
+        "And 3+3?", "And 4+4?"]
+    assert fake.requests[-1]["json"]["messages"][-1] == {"role": "user", "content": "And 4+4?"}
+    assert len(fake.requests[-1]["json"]["messages"]) == 4  # system, q1, a1, edited q2
+
+
+async def test_n_choices_are_saved_as_one_batch_and_the_first_is_kept(
+    service: ChatService, fake: FakeOpenAI
+) -> None:
+    uid = await user_id(service)
+    fake.enqueue(Reply(choices=["Alpha.", "Beta.", "Gamma."]))
+    turn = TurnSettings(provider="siliconflow", model="Qwen/Qwen3-8B", params={"n": 3})
+    update = await run(service, uid, None, NewMessage("Pick a word"), turn)
+    assert [c.content for c in update.progress.choices] == ["Alpha.", "Beta.", "Gamma."]
+    path = await path_of(service, uid, update.conversation_id)
+    assert path[-1].content == "Alpha."
+    messages = await service.db(lambda s: repo.load_messages(
+        session=s, user_id=uid, conversation_id=update.conversation_id))
+    batch = repo.siblings(messages, path[-1].id)
+    assert [m.content for m in batch] == ["Alpha.", "Beta.", "Gamma."]
+    assert len({m.batch_id for m in batch}) == 1 and batch[0].batch_id
+    assert fake.requests[-1]["json"]["n"] == 3
+
+
+async def test_refusals_send_nothing_and_save_nothing(
+    service: ChatService, fake: FakeOpenAI
+) -> None:
+    uid = await user_id(service)
+    bad = TurnSettings(provider="siliconflow", model="Qwen/Qwen3-8B",
+                       params={"temperature": 9})
+    with pytest.raises(ParamError, match="Temperature"):
+        await run(service, uid, None, NewMessage("hi"), bad)
+    with pytest.raises(TurnRefused, match="Type a message"):
+        await run(service, uid, None, NewMessage("   "))
+    with pytest.raises(TurnRefused, match="No API key for jiekou.ai"):
+        await run(service, uid, None, NewMessage("hi"),
+                  TurnSettings(provider="jiekou", model="deepseek/deepseek-v3.2"))
+    assert fake.requests == []
+    count = await service.db(lambda s: repo.count_conversations(session=s, user_id=uid))
+    assert count == 0
+
+
+async def test_a_pasted_key_is_used_and_never_stored(
+    service: ChatService, fake: FakeOpenAI, tmp_path: Path
+) -> None:
+    uid = await user_id(service)
+    turn = TurnSettings(provider="jiekou", model="deepseek/deepseek-v3.2",
+                        api_keys={"jiekou": "sk-pasted-secret-123"})
+    assert not service.settings.provider("jiekou").api_key  # configured without a key
+    update = await run(service, uid, None, NewMessage("hi"), turn)
+    assert update.state == "complete"
+    assert fake.requests[-1]["headers"]["authorization"] == "Bearer sk-pasted-secret-123"
+    assert fake.requests[-1]["json"]["max_tokens"] == 4096  # jiekou requires it
+    database = (tmp_path / "chat.db").read_bytes() + (tmp_path / "chat.db-wal").read_bytes()
+    assert b"sk-pasted-secret-123" not in database
+
+
+async def test_another_users_conversation_cannot_be_continued(
+    service: ChatService, fake: FakeOpenAI
+) -> None:
+    alice, bob = await user_id(service, "alice"), await user_id(service, "bob")
+    first = await run(service, alice, None, NewMessage("Alice's secret plan"))
+    for action in (NewMessage("hijack"), Regenerate()):
+        with pytest.raises(repo.NotFound):
+            await run(service, bob, first.conversation_id, action)
+    assert len(fake.requests) == 1
+    path = await path_of(service, alice, first.conversation_id)
+    assert [m.content for m in path] == ["Alice's secret plan", "Echo: Alice's secret plan"]
