@@ -179,9 +179,8 @@ def test_choice_group_shows_every_sibling_with_its_id() -> None:
     other = assistant("B", choice_index=1, batch_id="b")
     question = user("q")
     view = render_path([question, kept], {kept.id: [kept, other]})
-    assert texts(view) == ["q", "", "A", "", "B"]
-    assert view.messages[1]["metadata"]["title"] == "Choice 1 of 2 (✓ kept)"
-    assert view.messages[3]["metadata"]["title"] == "Choice 2 of 2 (not kept)"
+    assert texts(view) == ["q", "**Choice 1 of 2 (✓ kept)**", "A",
+                           "**Choice 2 of 2 (not kept)**", "B"]
     assert view.message_ids == [question.id, kept.id, kept.id, other.id, other.id]
 
 
@@ -268,9 +267,10 @@ def test_live_every_choice_when_n_is_more_than_one() -> None:
     progress.apply(TextDelta("second", choice=1))
     prior, question = prior_view()
     view = render_live(prior, progress, ["a1", "a2"], state="streaming", error="", model="m")
-    assert texts(view) == ["question", "", "first", "", "second"]
-    assert view.messages[1]["metadata"]["title"] == "Choice 1 of 2 (✓ kept)"
-    assert view.messages[3]["metadata"]["title"] == "Choice 2 of 2"
+    assert texts(view) == ["question", "**Choice 1 of 2 (✓ kept)**", "first",
+                           "**Choice 2 of 2**", "second"]
+    assert text_of(view.messages[1]) == "**Choice 1 of 2 (✓ kept)**"
+    assert text_of(view.messages[3]) == "**Choice 2 of 2**"
     assert view.message_ids == [question.id, "a1", "a1", "a2", "a2"]
 
 

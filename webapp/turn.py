@@ -20,6 +20,9 @@ from webapp.messages import (
 )
 
 
+MIN_RATE_WINDOW_S = 0.05  # below this, a tokens/s figure is noise, not a measurement
+
+
 @dataclass(slots=True)
 class ChoiceClock:
     """When one choice's reasoning and answer started and ended (monotonic seconds)."""
@@ -112,7 +115,7 @@ class TurnProgress:
             estimated = not tokens
             if estimated:
                 tokens = sum(c.chunks for c in self.clocks)
-            if generating > 0 and tokens:
+            if generating >= MIN_RATE_WINDOW_S and tokens:
                 result["tokens_per_s"] = round(tokens / generating, 1)
                 result["tokens_estimated"] = estimated
         thinking = self.thinking_seconds(0) if self.clocks else None

@@ -29,7 +29,7 @@ def build_ui(ui: ChatUI, api: ChatAPI) -> gr.Blocks:
     """Lay out the page and wire every event. Handlers live in ChatUI."""
     settings = ui.settings
     provider_choices = [(p.label, p.name) for p in settings.providers]
-    with gr.Blocks(title="Parley", fill_height=True) as demo:
+    with gr.Blocks(title="Parley") as demo:
         state = gr.State(SessionState())
         with gr.Sidebar(open=True, elem_id="sidebar"):
             gr.Markdown("### Parley")

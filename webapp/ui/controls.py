@@ -15,13 +15,13 @@ BOOL_CHOICES = ["default", "on", "off"]
 
 
 def _placeholder(p: Param) -> str:
-    default = "not set"
-    if p.provider_default:
-        default += f" (provider default: {p.provider_default})"
+    parts = ["not set"]
     if p.minimum is not None and p.maximum is not None:
         low = f">{p.minimum:g}" if p.min_exclusive else f"{p.minimum:g}"
-        return f"{default} · range {low}–{p.maximum:g}"
-    return default
+        parts.append(f"{low} to {p.maximum:g}")
+    if p.provider_default:
+        parts.append(f"default {p.provider_default}")
+    return " · ".join(parts)
 
 
 def make_control(p: Param) -> gr.components.Component:

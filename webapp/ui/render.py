@@ -78,8 +78,7 @@ def _answer_items(
 ) -> list[ChatbotMessage]:
     items = []
     if header:
-        items.append(_text("assistant", header, {"title": header, "status": "done"}))
-        items[-1]["content"] = [{"type": "text", "text": ""}]
+        items.append(_text("assistant", f"**{header}**"))
     if reasoning:
         items.append(_thinking(reasoning, pending=thinking_pending, seconds=thinking_seconds))
     if content:
