@@ -19,7 +19,6 @@ from webapp.messages import (
     Usage,
 )
 
-
 MIN_RATE_WINDOW_S = 0.05  # below this, a tokens/s figure is noise, not a measurement
 
 
