@@ -151,12 +151,16 @@ def build_ui(ui: ChatUI, api: ChatAPI) -> gr.Blocks:
         )
         then_refresh(chatbot.undo(ui.undo, [state], [chatbot, box, state], api_visibility=PRIVATE))
         chatbot.like(ui.feedback, [state], None, api_visibility=PRIVATE)
-        chatbot.clear(
-            ui.new_chat,
-            [state],
-            [chatbot, state, title_box, conversations, version_label, prev_btn, next_btn],
-            api_visibility=PRIVATE,
-        )
+        new_chat_outputs = [
+            chatbot,
+            state,
+            title_box,
+            conversations,
+            version_label,
+            prev_btn,
+            next_btn,
+        ]
+        chatbot.clear(ui.new_chat, [state], new_chat_outputs, api_visibility=PRIVATE)
         chatbot.select(
             ui.focus, [state], [state, version_label, prev_btn, next_btn], api_visibility=PRIVATE
         )
@@ -181,12 +185,7 @@ def build_ui(ui: ChatUI, api: ChatAPI) -> gr.Blocks:
             *params,
         ]
         conversations.input(ui.open, [conversations, state], open_outputs, api_visibility=PRIVATE)
-        new_btn.click(
-            ui.new_chat,
-            [state],
-            [chatbot, state, title_box, conversations, version_label, prev_btn, next_btn],
-            api_visibility=PRIVATE,
-        )
+        new_btn.click(ui.new_chat, [state], new_chat_outputs, api_visibility=PRIVATE)
         search.change(
             ui.sidebar,
             [state, search],
@@ -209,17 +208,7 @@ def build_ui(ui: ChatUI, api: ChatAPI) -> gr.Blocks:
         confirm_btn.click(
             ui.delete,
             [state, search],
-            [
-                chatbot,
-                state,
-                title_box,
-                conversations,
-                version_label,
-                prev_btn,
-                next_btn,
-                conversations,
-                confirm_row,
-            ],
+            [*new_chat_outputs, confirm_row],
             api_visibility=PRIVATE,
         )
 

@@ -271,8 +271,10 @@ class ChatUI:
         conversation_id = state.conversation_id
         await self.service.db(lambda s: repo.delete_conversation(
             session=s, user_id=user_id, conversation_id=conversation_id))
-        cleared = self.new_chat(state)
-        return (*cleared, await self.sidebar(state, query, request), gr.update(visible=False))
+        chat, state, title, _, *versions = self.new_chat(state)
+        listing = await self.sidebar(state, query, request)
+        gr.Info("Conversation deleted.")
+        return (chat, state, title, listing, *versions, gr.update(visible=False))
 
     # ---- settings --------------------------------------------------------------------------
     async def models_for(self, provider: str, state: SessionState, refresh: bool = False,
