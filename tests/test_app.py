@@ -187,3 +187,14 @@ def test_rate_limit_is_retried_before_the_first_token(app: RunningApp) -> None:
     answer, _ = app.client().predict("Hi", "", "", "{}", api_name="/chat")
     assert answer == "Got through."
     assert len(app.fake.requests) == 2
+
+
+def test_chat_api_documents_named_inputs_and_outputs(app: RunningApp) -> None:
+    info = app.client().view_api(print_info=False, return_format="dict")
+    endpoint = info["named_endpoints"]["/chat"]
+    assert [p["label"] for p in endpoint["parameters"]] == [
+        "message", "conversation_id", "model", "parameters_json"]
+    assert [r["label"] for r in endpoint["returns"]] == ["answer_so_far", "conversation_id"]
+    assert list(info["named_endpoints"]) == ["/chat"]  # UI events are not public API
+    answer, conversation_id = app.client().predict("Only the message", api_name="/chat")
+    assert answer == "Echo: Only the message" and len(conversation_id) == 32

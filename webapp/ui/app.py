@@ -234,5 +234,17 @@ def build_ui(ui: ChatUI, api: ChatAPI) -> gr.Blocks:
         demo.load(ui.sidebar, [state, search], [conversations], api_visibility=PRIVATE)
         demo.load(ui.models_for, [provider, state], [model, models_note], api_visibility=PRIVATE)
 
-        gr.api(api.chat, api_name="chat", api_description=api.chat.__doc__)
+        wire_chat_api(api)
     return demo
+
+
+def wire_chat_api(api: ChatAPI) -> None:
+    """The public /chat endpoint, on hidden components so its inputs and outputs are named."""
+    with gr.Row(visible=False):
+        inputs = [gr.Textbox(label="message")] + [
+            gr.Textbox(label=name, value="") for name in ("conversation_id", "model")
+        ] + [gr.Textbox(label="parameters_json", value="{}")]
+        outputs = [gr.Textbox(label=name) for name in ("answer_so_far", "conversation_id")]
+        trigger = gr.Button()
+    trigger.click(api.chat, inputs, outputs, api_name="chat", api_description=api.chat.__doc__,
+                  show_progress="hidden")
