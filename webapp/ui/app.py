@@ -165,12 +165,8 @@ def build_ui(ui: ChatUI, api: ChatAPI) -> gr.Blocks:
             ui.focus, [state], [state, version_label, prev_btn, next_btn], api_visibility=PRIVATE
         )
         version_outputs = [chatbot, state, version_label, prev_btn, next_btn]
-        prev_btn.click(
-            partial(ui.switch_version, step=-1), [state], version_outputs, api_visibility=PRIVATE
-        )
-        next_btn.click(
-            partial(ui.switch_version, step=1), [state], version_outputs, api_visibility=PRIVATE
-        )
+        prev_btn.click(ui.previous_version, [state], version_outputs, api_visibility=PRIVATE)
+        next_btn.click(ui.next_version, [state], version_outputs, api_visibility=PRIVATE)
 
         open_outputs = [
             chatbot,

@@ -206,6 +206,14 @@ class ChatUI:
             return (state, *self._versions(messages, state.focus_id))
         return (state, gr.skip(), gr.skip(), gr.skip())
 
+    # Bound methods, not functools.partial(switch_version, step=...): a partial makes `request`
+    # keyword-only and hides the type hints, so Gradio never injected gr.Request (TypeError).
+    async def previous_version(self, state: SessionState, request: gr.Request) -> Updates:
+        return await self.switch_version(state, -1, request)
+
+    async def next_version(self, state: SessionState, request: gr.Request) -> Updates:
+        return await self.switch_version(state, 1, request)
+
     async def switch_version(self, state: SessionState, step: int, request: gr.Request) -> Updates:
         user_id = await self.user_id(state, request)
         conversation_id = state.conversation_id

@@ -1,0 +1,227 @@
+"""Browser tests: a real headless Chromium drives Parley's page against the fake upstream.
+
+Needs Debian's Chromium at /usr/bin/chromium (`apt-get install -y chromium`); Playwright's own
+browser download is not used. Waits are Playwright's auto-waiting `expect` / `wait_for_function`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Locator, Page, Playwright, expect, sync_playwright
+
+from tests.conftest import RunningApp
+from tests.fake_openai import Reply
+
+CHROMIUM = "/usr/bin/chromium"
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-quic",
+]
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+TIMEOUT_MS = 10_000
+
+expect.set_options(timeout=TIMEOUT_MS)
+
+
+@pytest.fixture(scope="session")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="session")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS,
+                                         headless=True)
+    yield browser
+    browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    yield page
+    context.close()
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+
+def open_app(page: Page, app: RunningApp) -> None:
+    """Load the page and wait until its load events have run (the model list is filled)."""
+    page.goto(app.url)
+    expect(page.locator("#models-note")).to_contain_text("models from")
+
+
+def message_box(page: Page) -> Locator:
+    return page.locator("#message textarea")
+
+
+def send(page: Page, text: str) -> None:
+    box = message_box(page)
+    box.fill(text)
+    box.press("Enter")
+
+
+def bot(page: Page, text: str) -> Locator:
+    """The bot message item whose source text starts with `text`."""
+    return page.locator(f'#chatbot [data-testid="bot"][aria-label^="bot\'s message: {text}"]')
+
+
+def thinking(page: Page) -> Locator:
+    return page.locator("#chatbot .thought-group").filter(
+        has=page.locator(".title", has_text="Thinking"))
+
+
+def expand(page: Page, block: Locator) -> None:
+    """Open a collapsed Thinking block and wait for its slide-open animation to end."""
+    block.locator(".title").click()
+    expect(block.locator(".title")).to_have_class(re.compile(r"\bexpanded\b"))
+    page.wait_for_function(
+        "el => el.getAnimations({subtree: true}).length === 0", arg=block.element_handle()
+    )
+
+
+def chat_requests(app: RunningApp) -> list[dict]:
+    return [r for r in app.fake.requests if r["path"].endswith("/chat/completions")]
+
+
+# ---- tests -----------------------------------------------------------------------------------
+
+QUESTION = "What do you make of streaming?"
+REASONING = "Weighing the options carefully before I answer."
+ANSWER = "Streaming answers arrive piece by piece so you can read along. Final word: **done**."
+ANSWER_TEXT = "Streaming answers arrive piece by piece so you can read along. Final word: done."
+
+# Reads the answer's rendered text while it streams; resolves with a proper, non-empty prefix.
+PREFIX_JS = """([start, final]) => {
+    const sel = `#chatbot [data-testid="bot"][aria-label^="bot's message: ${start}"]`;
+    for (const el of document.querySelectorAll(sel)) {
+        const body = el.querySelector('.message-content');
+        const text = body ? body.innerText.trim() : '';
+        if (text && text.length < final.length && final.startsWith(text)) return text;
+    }
+    return false;
+}"""
+
+
+def test_journey_streams_thinking_and_answer_then_reopens_from_sidebar(
+    page: Page, app: RunningApp
+) -> None:
+    app.fake.enqueue(Reply(reasoning=REASONING, content=ANSWER, chunk_chars=3, delay=0.03))
+    open_app(page, app)
+    send(page, QUESTION)
+
+    partial = page.wait_for_function(PREFIX_JS, arg=["Streaming", ANSWER_TEXT]).json_value()
+    assert partial and partial != ANSWER_TEXT and ANSWER_TEXT.startswith(partial)
+
+    answer = bot(page, "Streaming")
+    expect(answer.locator("strong")).to_have_text("done")
+    expect(answer).to_have_text(ANSWER_TEXT)
+    block = thinking(page)
+    expect(block).to_have_count(1)
+    expect(page.locator("#chatbot")).to_contain_text("completion")  # the stats line: final
+    expand(page, block)
+    expect(block.get_by_text(REASONING)).to_be_visible()
+
+    page.reload()
+    expect(page.locator("#models-note")).to_contain_text("models from")
+    expect(page.locator("#chatbot [data-testid='bot']")).to_have_count(0)
+    entry = page.locator("#conversations label", has_text=QUESTION)
+    expect(entry).to_have_count(1)
+    entry.click()
+
+    expect(page.locator('#chatbot [data-testid="user"]')).to_have_text(QUESTION)
+    expect(bot(page, "Streaming").locator("strong")).to_have_text("done")
+    block = thinking(page)
+    expect(block).to_have_count(1)
+    expand(page, block)
+    expect(block.get_by_text(REASONING)).to_be_visible()
+    assert len(chat_requests(app)) == 1  # reopening did not call the provider
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "journey.png"), full_page=True)
+
+
+def test_stop_button_cancels_upstream_and_marks_partial_answer(
+    page: Page, app: RunningApp
+) -> None:
+    # Role chunk + 3 content chunks of 5 characters, then silence until the client leaves.
+    app.fake.enqueue(Reply(content="Partial answer that never finishes.", chunk_chars=5,
+                           stall_after=4))
+    open_app(page, app)
+    send(page, "Tell me a long story")
+    expect(bot(page, "Partial answer")).to_be_visible()
+
+    page.locator("#message button.stop-button").click()
+    assert app.fake.wait_for_disconnect(timeout=5), "the upstream stream was not closed"
+
+    chat = page.locator("#chatbot")
+    expect(chat).to_contain_text("Stopped by you")
+    expect(bot(page, "Partial answer")).to_contain_text("Partial answer")
+    expect(chat).not_to_contain_text("never finishes")
+
+
+def test_out_of_range_parameter_is_refused_before_any_request(
+    page: Page, app: RunningApp
+) -> None:
+    open_app(page, app)
+    page.locator("#advanced").get_by_text("Advanced parameters").click()
+    expect(page.locator("#param-top_k")).to_be_visible()  # the accordion opened
+    page.locator("#param-temperature textarea, #param-temperature input").first.fill("5")
+    send(page, "Be creative")
+
+    toast = page.locator(".toast-body", has_text="Temperature")
+    expect(toast).to_be_visible()
+    expect(toast).to_contain_text("between 0 and 2")
+    expect(message_box(page)).to_have_value("Be creative")
+    expect(page.locator("#chatbot [data-testid='bot']")).to_have_count(0)
+    assert chat_requests(app) == []
+
+
+def test_html_in_model_output_is_sanitized(page: Page, app: RunningApp) -> None:
+    app.fake.enqueue(Reply(content='Look: <img src=x onerror="window.__pwned=1"> and '
+                                   "<script>window.__pwned=2</script> end of answer."))
+    open_app(page, app)
+    send(page, "Show me some HTML")
+    expect(bot(page, "Look:")).to_contain_text("end of answer")
+    expect(page.locator("#chatbot")).to_contain_text("completion")  # final render
+    # Every image in the chat has finished loading or failing, so onerror had its chance.
+    page.wait_for_function(
+        "() => Array.from(document.querySelectorAll('#chatbot img')).every(i => i.complete)")
+    assert page.evaluate("typeof window.__pwned") == "undefined"
+
+
+def test_regenerate_keeps_both_versions(page: Page, app: RunningApp) -> None:
+    app.fake.enqueue(Reply(content="First answer."),
+                     Reply(content="Second answer, regenerated.", chunk_chars=3, delay=0.02))
+    open_app(page, app)
+    send(page, "Give me an answer")
+    expect(bot(page, "First answer.")).to_be_visible()
+    retry = page.locator('#chatbot button[aria-label="Retry"]')
+    expect(retry).to_be_visible()
+    retry.click()
+
+    expect(bot(page, "Second answer")).to_have_text("Second answer, regenerated.")
+    label = page.locator("#version-label")
+    expect(label).to_contain_text("Answer version 2 of 2")
+    expect(bot(page, "First answer.")).to_have_count(0)
+    assert len(chat_requests(app)) == 2
+
+    page.locator("#prev-version").click()
+    expect(bot(page, "First answer.")).to_be_visible()
+    expect(bot(page, "Second answer")).to_have_count(0)
+    expect(label).to_contain_text("Answer version 1 of 2")
+    expect(page.locator("#next-version")).to_be_visible()
