@@ -110,8 +110,8 @@ def test_stats_item_under_a_complete_answer() -> None:
     view = render_path([answer])
     stats = view.messages[-1]
     expected = "1 prompt · 2 completion tokens · first token 0.50 s · m1"
-    assert text_of(stats) == expected
-    assert stats["metadata"] == {"title": "ⓘ", "log": expected, "status": "done"}
+    assert text_of(stats) == f"<small>{expected}</small>"
+    assert "metadata" not in stats
 
 
 @pytest.mark.parametrize("state", ["stopped", "interrupted"])
@@ -287,8 +287,9 @@ def test_live_done_adds_stats_with_usage_on_the_first_choice_only() -> None:
     prior, _ = prior_view()
     view = render_live(prior, progress, ["a1", "a2"], state="complete", error="", model="m")
     all_texts = texts(view)
-    assert "3 prompt · 40 completion tokens · first token 0.50 s · 20 tok/s · m" in all_texts
-    assert "first token 0.50 s · 20 tok/s · m" in all_texts
+    assert "<small>3 prompt · 40 completion tokens · first token 0.50 s · 20 tok/s · m</small>" \
+        in all_texts
+    assert "<small>first token 0.50 s · 20 tok/s · m</small>" in all_texts
     assert len(view.messages) == len(view.message_ids) == 7
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Literal
@@ -55,6 +56,7 @@ def build_ui(ui: ChatUI, api: ChatAPI) -> gr.Blocks:
                 banner = gr.Markdown(elem_id="banner")
                 chatbot = gr.Chatbot(
                     elem_id="chatbot",
+                    show_label=False,
                     height="68vh",
                     editable="user",
                     latex_delimiters=LATEX,
@@ -82,6 +84,7 @@ def build_ui(ui: ChatUI, api: ChatAPI) -> gr.Blocks:
                     stop_btn=True,
                     autofocus=True,
                 )
+                box.stop_btn = False  # the stop button shows only while an answer streams
             with gr.Column(scale=2, elem_id="settings"):
                 gr.Markdown("#### Settings")
                 provider = gr.Dropdown(
@@ -90,7 +93,7 @@ def build_ui(ui: ChatUI, api: ChatAPI) -> gr.Blocks:
                     label="Provider",
                     elem_id="provider",
                 )
-                with gr.Row():
+                with gr.Row(equal_height=True):
                     model = gr.Dropdown(
                         [],
                         label="Model",
@@ -110,7 +113,7 @@ def build_ui(ui: ChatUI, api: ChatAPI) -> gr.Blocks:
                     elem_id="api-key",
                     placeholder="Paste a key and press Enter",
                 )
-                key_status = gr.Markdown(elem_id="key-status")
+                key_status = gr.Markdown(elem_id="key-status", visible=False)
                 system = gr.Textbox(label="System prompt", lines=3, elem_id="system-prompt")
                 param_controls = []
                 for p in PARAMS:
@@ -130,8 +133,26 @@ def build_ui(ui: ChatUI, api: ChatAPI) -> gr.Blocks:
 
         def then_refresh(event: Dependency) -> None:
             """After a turn: re-render from the database and refresh the sidebar."""
-            event.then(ui.after_turn, [state, search], after_outputs, api_visibility=PRIVATE)
+            event.then(
+                lambda: gr.update(submit_btn=True, stop_btn=False),
+                None,
+                [box],
+                queue=False,
+                api_visibility=PRIVATE,
+            ).then(ui.after_turn, [state, search], after_outputs, api_visibility=PRIVATE)
 
+        def show_stop(trigger: Callable[..., Dependency]) -> None:
+            """While a turn streams, the box shows Stop instead of Send."""
+            trigger(
+                lambda: gr.update(submit_btn=False, stop_btn=True),
+                None,
+                [box],
+                queue=False,
+                api_visibility=PRIVATE,
+            )
+
+        for trigger in (box.submit, chatbot.retry, chatbot.edit):
+            show_stop(trigger)
         send_event = box.submit(ui.send, [box, *turn_inputs], turn_outputs, api_visibility=PRIVATE)
         then_refresh(send_event)
         retry_event = chatbot.retry(
@@ -237,10 +258,18 @@ def build_ui(ui: ChatUI, api: ChatAPI) -> gr.Blocks:
 def wire_chat_api(api: ChatAPI) -> None:
     """The public /chat endpoint, on hidden components so its inputs and outputs are named."""
     with gr.Row(visible=False):
-        inputs = [gr.Textbox(label="message")] + [
-            gr.Textbox(label=name, value="") for name in ("conversation_id", "model")
-        ] + [gr.Textbox(label="parameters_json", value="{}")]
+        inputs = (
+            [gr.Textbox(label="message")]
+            + [gr.Textbox(label=name, value="") for name in ("conversation_id", "model")]
+            + [gr.Textbox(label="parameters_json", value="{}")]
+        )
         outputs = [gr.Textbox(label=name) for name in ("answer_so_far", "conversation_id")]
         trigger = gr.Button()
-    trigger.click(api.chat, inputs, outputs, api_name="chat", api_description=api.chat.__doc__,
-                  show_progress="hidden")
+    trigger.click(
+        api.chat,
+        inputs,
+        outputs,
+        api_name="chat",
+        api_description=api.chat.__doc__,
+        show_progress="hidden",
+    )

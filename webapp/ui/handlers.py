@@ -322,4 +322,5 @@ class ChatUI:
             state.api_keys.pop(provider, None)
             status = f"Using the server's {config.key_env}." if config.api_key else ""
         models, note = await self.models_for(provider, state, refresh=True)
-        return "", status, state, self.key_banner(state), models, note
+        return (gr.update(value=""), gr.update(value=status, visible=bool(status)), state,
+                self.key_banner(state), models, note)

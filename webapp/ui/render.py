@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -93,7 +94,7 @@ def _answer_items(
     if not items and state == "streaming":
         items.append(_text("assistant", "…"))
     if stats:
-        items.append(_text("assistant", stats, {"title": "ⓘ", "log": stats, "status": "done"}))
+        items.append(_text("assistant", f"<small>{html.escape(stats)}</small>"))
     return items
 
 
