@@ -14,6 +14,9 @@ from tests.fake_openai import FakeOpenAI
 from webapp.config import Settings, load_settings
 from webapp.server import Parley, build, launch_kwargs
 
+# Browser fixtures (playwright, browser, page) for test_browser*.py: one Chromium per session.
+pytest_plugins = ["tests.browser"]
+
 
 def free_port() -> int:
     with socket.socket() as sock:

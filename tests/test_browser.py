@@ -1,102 +1,25 @@
 """Browser tests: a real headless Chromium drives Parley's page against the fake upstream.
 
-Needs Debian's Chromium at /usr/bin/chromium (`apt-get install -y chromium`); Playwright's own
-browser download is not used. Waits are Playwright's auto-waiting `expect` / `wait_for_function`.
+Fixtures (`page`, `browser`) and helpers live in tests/browser.py, registered as a plugin by
+tests/conftest.py.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
-from pathlib import Path
+from playwright.sync_api import Page, expect
 
-import pytest
-from playwright.sync_api import Browser, Locator, Page, Playwright, expect, sync_playwright
-
+from tests.browser import (
+    ARTIFACTS,
+    bot,
+    chat_requests,
+    expand,
+    message_box,
+    open_app,
+    send,
+    thinking,
+)
 from tests.conftest import RunningApp
 from tests.fake_openai import Reply
-
-CHROMIUM = "/usr/bin/chromium"
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-    "--disable-quic",
-]
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-TIMEOUT_MS = 10_000
-
-expect.set_options(timeout=TIMEOUT_MS)
-
-
-@pytest.fixture(scope="session")
-def playwright() -> Iterator[Playwright]:
-    with sync_playwright() as p:
-        yield p
-
-
-@pytest.fixture(scope="session")
-def browser(playwright: Playwright) -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
-    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS,
-                                         headless=True)
-    yield browser
-    browser.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 860})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    yield page
-    context.close()
-
-
-# ---- helpers ---------------------------------------------------------------------------------
-
-def open_app(page: Page, app: RunningApp) -> None:
-    """Load the page and wait until its load events have run (the model list is filled)."""
-    page.goto(app.url)
-    expect(page.locator("#models-note")).to_contain_text("models from")
-
-
-def message_box(page: Page) -> Locator:
-    return page.locator("#message textarea")
-
-
-def send(page: Page, text: str) -> None:
-    box = message_box(page)
-    box.fill(text)
-    box.press("Enter")
-
-
-def bot(page: Page, text: str) -> Locator:
-    """The bot message item whose source text starts with `text`."""
-    return page.locator(f'#chatbot [data-testid="bot"][aria-label^="bot\'s message: {text}"]')
-
-
-def thinking(page: Page) -> Locator:
-    return page.locator("#chatbot .thought-group").filter(
-        has=page.locator(".title", has_text="Thinking"))
-
-
-def expand(page: Page, block: Locator) -> None:
-    """Open a collapsed Thinking block and wait for its slide-open animation to end."""
-    block.locator(".title").click()
-    expect(block.locator(".title")).to_have_class(re.compile(r"\bexpanded\b"))
-    page.wait_for_function(
-        "el => el.getAnimations({subtree: true}).length === 0", arg=block.element_handle()
-    )
-
-
-def chat_requests(app: RunningApp) -> list[dict]:
-    return [r for r in app.fake.requests if r["path"].endswith("/chat/completions")]
-
 
 # ---- tests -----------------------------------------------------------------------------------
 
@@ -118,7 +41,7 @@ PREFIX_JS = """([start, final]) => {
 
 
 def test_journey_streams_thinking_and_answer_then_reopens_from_sidebar(
-    page: Page, app: RunningApp
+    app: RunningApp, page: Page
 ) -> None:
     app.fake.enqueue(Reply(reasoning=REASONING, content=ANSWER, chunk_chars=3, delay=0.03))
     open_app(page, app)
@@ -156,7 +79,7 @@ def test_journey_streams_thinking_and_answer_then_reopens_from_sidebar(
 
 
 def test_stop_button_cancels_upstream_and_marks_partial_answer(
-    page: Page, app: RunningApp
+    app: RunningApp, page: Page
 ) -> None:
     # Role chunk + 3 content chunks of 5 characters, then silence until the client leaves.
     app.fake.enqueue(Reply(content="Partial answer that never finishes.", chunk_chars=5,
@@ -175,7 +98,7 @@ def test_stop_button_cancels_upstream_and_marks_partial_answer(
 
 
 def test_out_of_range_parameter_is_refused_before_any_request(
-    page: Page, app: RunningApp
+    app: RunningApp, page: Page
 ) -> None:
     open_app(page, app)
     page.locator("#advanced").get_by_text("Advanced parameters").click()
@@ -191,7 +114,7 @@ def test_out_of_range_parameter_is_refused_before_any_request(
     assert chat_requests(app) == []
 
 
-def test_html_in_model_output_is_sanitized(page: Page, app: RunningApp) -> None:
+def test_html_in_model_output_is_sanitized(app: RunningApp, page: Page) -> None:
     app.fake.enqueue(Reply(content='Look: <img src=x onerror="window.__pwned=1"> and '
                                    "<script>window.__pwned=2</script> end of answer."))
     open_app(page, app)
@@ -204,7 +127,7 @@ def test_html_in_model_output_is_sanitized(page: Page, app: RunningApp) -> None:
     assert page.evaluate("typeof window.__pwned") == "undefined"
 
 
-def test_regenerate_keeps_both_versions(page: Page, app: RunningApp) -> None:
+def test_regenerate_keeps_both_versions(app: RunningApp, page: Page) -> None:
     app.fake.enqueue(Reply(content="First answer."),
                      Reply(content="Second answer, regenerated.", chunk_chars=3, delay=0.02))
     open_app(page, app)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from sqlmodel import select
 
 from storage import repository as repo
 from storage.db import make_engine, migrate, session_factory
+from storage.models import Message
 from tests.fake_openai import FakeOpenAI, Reply
 from webapp.capabilities import CapabilityTable
 from webapp.chat import (
@@ -180,3 +185,79 @@ async def test_another_users_conversation_cannot_be_continued(
     assert len(fake.requests) == 1
     path = await path_of(service, alice, first.conversation_id)
     assert [m.content for m in path] == ["Alice's secret plan", "Echo: Alice's secret plan"]
+
+
+async def test_stop_while_the_rows_are_being_written_leaves_nothing_streaming(
+    fake: FakeOpenAI, tmp_path: Path
+) -> None:
+    settings = load_settings({"SILICONFLOW_BASE_URL": fake.base_url, "SILICONFLOW_API_KEY": "k"},
+                             dotenv_path=None)
+    engine = make_engine(f"sqlite:///{tmp_path / 'slow.db'}")
+    migrate(engine)
+    sessions = session_factory(engine)
+    entered, release = threading.Event(), threading.Event()
+    gate = {"armed": False}
+
+    def slow_sessions() -> Any:
+        if gate["armed"]:
+            gate["armed"] = False
+            entered.set()
+            release.wait(10)  # the prepare is in progress in its thread
+        return sessions()
+
+    async with httpx.AsyncClient() as http:
+        clients = {p.name: ProviderClient(http, p) for p in settings.providers}
+        service = ChatService(settings=settings, session_factory=slow_sessions,
+                              clients=clients, capabilities=CapabilityTable())
+        uid = await user_id(service)
+        gate["armed"] = True
+        task = asyncio.create_task(run(service, uid, None, NewMessage("Stop me early")))
+        await asyncio.to_thread(entered.wait, 10)
+        task.cancel()
+        release.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    with sessions() as session:
+        states = [m.state for m in session.exec(select(Message)).all()]
+    assert sorted(states) == ["complete", "stopped"]  # the question, and the stopped answer
+    assert fake.requests == []
+    engine.dispose()
+
+
+async def test_a_refused_edit_changes_nothing(service: ChatService, fake: FakeOpenAI) -> None:
+    uid = await user_id(service)
+    first = await run(service, uid, None, NewMessage("hello"),
+                      TurnSettings(provider="siliconflow", model="Qwen/Qwen3-8B",
+                                   system_prompt="A", params={"temperature": 0.1}))
+    with pytest.raises(TurnRefused, match="can no longer be edited"):
+        await run(service, uid, first.conversation_id, EditMessage("f" * 32, "changed"),
+                  TurnSettings(provider="siliconflow", model="Qwen/Qwen3-32B", system_prompt="B"))
+    conversation = await service.db(lambda s: repo.get_conversation(
+        session=s, user_id=uid, conversation_id=first.conversation_id))
+    assert (conversation.system_prompt, conversation.model) == ("A", "Qwen/Qwen3-8B")
+    assert conversation.parameters == {"temperature": 0.1}
+
+
+async def test_fewer_choices_than_requested_are_marked(
+    service: ChatService, fake: FakeOpenAI
+) -> None:
+    uid = await user_id(service)
+    fake.enqueue(Reply(content="Only one."))  # a server that ignores n
+    turn = TurnSettings(provider="siliconflow", model="Qwen/Qwen3-8B", params={"n": 2})
+    update = await run(service, uid, None, NewMessage("two please"), turn)
+    messages = await service.db(lambda s: repo.load_messages(
+        session=s, user_id=uid, conversation_id=update.conversation_id))
+    first, second = [m for m in messages if m.role == "assistant"]
+    assert (first.state, first.content) == ("complete", "Only one.")
+    assert second.state == "error" and "fewer choices" in (second.error or "")
+
+
+async def test_oversized_messages_are_refused(service: ChatService, fake: FakeOpenAI) -> None:
+    uid = await user_id(service)
+    limit = service.settings.max_message_chars
+    with pytest.raises(TurnRefused, match="MAX_MESSAGE_CHARS"):
+        await run(service, uid, None, NewMessage("x" * (limit + 1)))
+    with pytest.raises(TurnRefused, match="system prompt"):
+        await run(service, uid, None, NewMessage("hi"),
+                  TurnSettings(provider="siliconflow", model="m", system_prompt="y" * (limit + 1)))
+    assert fake.requests == []

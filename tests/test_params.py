@@ -82,7 +82,8 @@ REFUSED = [
     ("presence_penalty", 2.1, "Presence penalty must be between -2 and 2"),
     ("repetition_penalty", 0, "Repetition penalty must be more than 0 and at most 2"),
     ("repetition_penalty", 2.05, "Repetition penalty must be more than 0 and at most 2"),
-    ("n", 0, "Choices (n) must be at least 1"),
+    ("n", 0, "Choices (n) must be between 1 and 8"),
+    ("n", 9, "Choices (n) must be between 1 and 8"),
     ("max_tokens", 0, "Max tokens must be at least 1"),
     ("thinking_budget", 127, "Thinking budget must be between 128 and 32768"),
     ("thinking_budget", 32769, "Thinking budget must be between 128 and 32768"),
@@ -124,7 +125,7 @@ def test_max_tokens_above_16384_is_valid_but_warned() -> None:
     notes = warnings_for(normalize({"max_tokens": 16385}))
     assert len(notes) == 1
     assert notes[0].startswith("Max tokens 16385 is above 16384")
-    assert warnings_for(normalize({"temperature": 2, "n": 50})) == []
+    assert warnings_for(normalize({"temperature": 2, "n": 8})) == []
 
 
 # --- not set ------------------------------------------------------------------------------

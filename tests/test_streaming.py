@@ -87,3 +87,29 @@ async def test_cancelling_the_consuming_task_cancels_the_source() -> None:
     with contextlib.suppress(asyncio.CancelledError):
         await task
     assert cancelled.is_set()
+
+
+async def test_stop_is_not_lost_while_events_keep_arriving() -> None:
+    """On Python 3.11 asyncio.wait_for could swallow a cancel when an item was ready."""
+    produced = 0
+
+    async def source() -> AsyncIterator[int]:
+        nonlocal produced
+        for _ in range(3000):  # finite: a swallowed cancel shows as a normal finish
+            produced += 1
+            yield produced
+            await asyncio.sleep(0)
+
+    for _ in range(30):
+        first_batch = asyncio.Event()
+
+        async def consume(started: asyncio.Event) -> None:
+            async for _ in batched(source(), interval=0.001):
+                started.set()
+
+        task = asyncio.create_task(consume(first_batch))
+        await asyncio.wait_for(first_batch.wait(), timeout=5)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert task.cancelled(), "the consumer ignored the cancellation"

@@ -172,9 +172,9 @@ def test_n_choices_exist_from_the_start() -> None:
     assert all(c.content == "" for c in progress.choices)
 
 
-def test_choices_grow_and_stay_separate() -> None:
+def test_choices_stay_separate() -> None:
     clock = FakeClock(0.0)
-    progress = TurnProgress(clock=clock)
+    progress = TurnProgress(n=2, clock=clock)
     at(progress, clock, 1.0, TextDelta("A", choice=0))
     at(progress, clock, 2.0, ReasoningDelta("think", choice=1))
     at(progress, clock, 3.0, TextDelta("B", choice=1))
@@ -188,15 +188,18 @@ def test_choices_grow_and_stay_separate() -> None:
     assert progress.first_token_at == 1.0
 
 
-def test_a_finish_for_a_later_choice_grows_the_list() -> None:
-    progress = TurnProgress(clock=FakeClock())
+def test_choices_the_request_did_not_ask_for_are_ignored() -> None:
+    progress = TurnProgress(n=2, clock=FakeClock())
     progress.apply(ChoiceFinished("stop", choice=2))
-    assert len(progress.choices) == 3
-    assert progress.choices[2].finish_reason == "stop"
+    progress.apply(TextDelta("x", choice=3_000_000))  # must not allocate millions of states
+    progress.apply(TextDelta("y", choice=-1))
+    assert len(progress.choices) == 2
+    assert [c.content for c in progress.choices] == ["", ""]
+    assert progress.first_token_at is None
 
 
 def test_tool_calls_are_recorded() -> None:
-    progress = TurnProgress(clock=FakeClock())
+    progress = TurnProgress(n=2, clock=FakeClock())
     call = ToolCall(id="call_1", name="get_time", arguments="{}")
     progress.apply(ToolCallsReady((call,), choice=1))
     progress.apply(ChoiceFinished("tool_calls", choice=1))

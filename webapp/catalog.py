@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from webapp.config import ProviderConfig
+from webapp.error_text import describe_error
 from webapp.provider import ProviderError
-from webapp.ui.errors import describe_error
 
 CACHE_TTL_S = 600.0
 FAILURE_TTL_S = 30.0  # retry a failed listing sooner

@@ -7,10 +7,11 @@ sessions at message boundaries (never per token); no session is held across a `y
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -21,12 +22,12 @@ from storage.models import Conversation, Message
 from webapp.capabilities import CapabilityTable
 from webapp.config import ProviderConfig, Settings
 from webapp.engine import StreamingClient, TurnRequest, run_turn
+from webapp.error_text import describe_error
 from webapp.history import auto_title, to_provider_messages
 from webapp.params import normalize, request_params
 from webapp.provider import ProviderError
 from webapp.streaming import batched
 from webapp.turn import TurnProgress
-from webapp.ui.errors import describe_error
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -45,7 +46,7 @@ class TurnSettings:
     model: str
     system_prompt: str = ""
     params: Mapping[str, Any] = field(default_factory=dict)  # raw values; validated here
-    api_keys: Mapping[str, str] = field(default_factory=dict)  # keys pasted this session
+    api_keys: Mapping[str, str] = field(default_factory=dict, repr=False)  # pasted this session
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +142,7 @@ class ChatService:
 
     async def stream_turn(
         self, *, user_id: int, conversation_id: str | None, action: Action, turn: TurnSettings
-    ) -> AsyncIterator[TurnUpdate]:
+    ) -> AsyncGenerator[TurnUpdate, None]:
         """Run one turn, yielding coalesced snapshots; the last one has the final state."""
         provider = self.provider_config(turn.provider)
         model = turn.model.strip() or provider.default_model
@@ -151,13 +152,23 @@ class ChatService:
         caps = self.capabilities.lookup(model, provider.kind, provider.name)
         sent_params = request_params(clean, caps, provider.kind)
         api_key = self.api_key_for(provider, turn.api_keys)
-        if isinstance(action, NewMessage | EditMessage) and not action.text.strip():
-            raise TurnRefused("Type a message first.")
+        if isinstance(action, NewMessage | EditMessage):
+            if not action.text.strip():
+                raise TurnRefused("Type a message first.")
+            self._check_size("The message", action.text)
+        self._check_size("The system prompt", turn.system_prompt)
         n = int(sent_params.get("n", 1))
-        prepared = await self.db(
+        prepare = asyncio.ensure_future(self.db(
             lambda s: self._prepare(s, user_id, conversation_id, action, turn, model, clean, n,
                                     sent_params)
-        )
+        ))
+        try:
+            prepared = await asyncio.shield(prepare)
+        except asyncio.CancelledError:
+            # Stopped while the rows were being written: let that finish, then mark them
+            # stopped, so no row is left "streaming".
+            await self._stop_prepared(prepare, user_id)
+            raise
         conversation = prepared.conversation
         history = to_provider_messages(
             turn.system_prompt, prepared.path, reasoning_passback=caps.reasoning_passback
@@ -172,10 +183,11 @@ class ChatService:
         try:
             yield update
             events = run_turn(self._clients[provider.name], request)
-            async for batch in batched(events, UPDATE_INTERVAL_S):
-                for event in batch:
-                    progress.apply(event)
-                yield update
+            async with contextlib.aclosing(batched(events, UPDATE_INTERVAL_S)) as batches:
+                async for batch in batches:
+                    for event in batch:
+                        progress.apply(event)
+                    yield update
             update.state = "complete"
         except ProviderError as exc:
             update.state = "error"
@@ -190,15 +202,36 @@ class ChatService:
             update.error = "Parley hit an internal error; the partial answer is kept."
             log.exception("unexpected error in a turn")
         finally:
-            try:
-                await asyncio.shield(self.db(lambda s: self._finish(s, user_id, update)))
-            finally:
-                saved.set()
-                if self._saves.get(conversation.id) is saved:
-                    del self._saves[conversation.id]
+            save = asyncio.ensure_future(self.db(lambda s: self._finish(s, user_id, update)))
+            # The event is set when the save is really done, even if a second cancel (a double
+            # click on Stop) interrupts the wait below.
+            save.add_done_callback(lambda _: self._saved(conversation.id, saved))
+            await asyncio.shield(save)
             log.info("turn %s: provider=%s model=%s %.2fs", update.state, provider.name, model,
                      time.monotonic() - started)
         yield update
+
+    def _check_size(self, what: str, text: str) -> None:
+        limit = self.settings.max_message_chars
+        if len(text) > limit:
+            raise TurnRefused(
+                f"{what} is {len(text):,} characters; the limit is {limit:,} "
+                "(MAX_MESSAGE_CHARS). Shorten it, or attach long material as a file later."
+            )
+
+    def _saved(self, conversation_id: str, saved: asyncio.Event) -> None:
+        saved.set()
+        if self._saves.get(conversation_id) is saved:
+            del self._saves[conversation_id]
+
+    async def _stop_prepared(self, prepare: asyncio.Future[_Prepared], user_id: int) -> None:
+        try:
+            prepared = await prepare
+        except Exception:  # the prepare itself failed: nothing was left streaming
+            return
+        update = TurnUpdate(prepared.conversation.id, prepared.path, prepared.assistant_ids,
+                            TurnProgress(n=len(prepared.assistant_ids)), "", "", state="stopped")
+        await self.db(lambda s: self._finish(s, user_id, update))
 
     def _prepare(
         self,
@@ -221,10 +254,6 @@ class ChatService:
                 session=session, user_id=user_id, title="New chat")
         else:
             raise TurnRefused("There is no conversation to regenerate or edit yet.")
-        repo.update_conversation_settings(
-            session=session, user_id=user_id, conversation_id=conversation.id,
-            system_prompt=turn.system_prompt, provider=turn.provider, model=model, parameters=clean,
-        )
         messages = repo.load_messages(session=session, user_id=user_id,
                                       conversation_id=conversation.id)
         path = repo.active_path(messages, conversation.current_leaf_id)
@@ -254,6 +283,11 @@ class ChatService:
         path = [m for m in path if m.id != user_message.id]
         cut = next((i for i, m in enumerate(path) if m.id == user_message.parent_id), -1)
         path = path[: cut + 1] + [user_message]
+        # Settings are saved only once the action is known to be valid.
+        repo.update_conversation_settings(
+            session=session, user_id=user_id, conversation_id=conversation.id,
+            system_prompt=turn.system_prompt, provider=turn.provider, model=model, parameters=clean,
+        )
         assistant_ids = []
         provider = self.provider_config(turn.provider)
         batch_id = uuid.uuid4().hex if n > 1 else None
@@ -277,6 +311,11 @@ class ChatService:
             error = update.error or None
             if state == "complete" and choice.finish_reason == "length":
                 error = "The answer hit the max_tokens limit and was cut off."
+            elif state == "complete" and index > 0 and not (choice.content or choice.reasoning
+                                                             or choice.finish_reason):
+                state = "error"
+                error = (f"The provider returned fewer choices than the {len(update.assistant_ids)}"
+                         " requested (n); it may not support n > 1.")
             repo.complete_message(
                 session=session, user_id=user_id, message_id=message_id,
                 content=choice.content, reasoning=choice.reasoning, state=state,

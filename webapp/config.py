@@ -107,6 +107,7 @@ class Settings:
     read_timeout_s: float = 120.0  # longest silence tolerated inside a stream
     max_retries: int = 3
     max_upload_mb: int = 10
+    max_message_chars: int = 100_000  # one message or system prompt
     env: str = "development"
     log_level: str = "INFO"
 
@@ -251,6 +252,7 @@ def load_settings(
         read_timeout_s=_float(values, "READ_TIMEOUT", 120.0),
         max_retries=_int(values, "MAX_RETRIES", 3),
         max_upload_mb=_int(values, "MAX_UPLOAD_MB", 10),
+        max_message_chars=_int(values, "MAX_MESSAGE_CHARS", 100_000),
         env=env,
         log_level=values.get("LOG_LEVEL", "INFO").strip().upper() or "INFO",
     )

@@ -27,7 +27,7 @@ class TurnRequest:
     model: str
     messages: list[ChatMessage]
     params: dict[str, Any] = field(default_factory=dict)  # validated, filtered request params
-    api_key: str = ""  # a key the user pasted for this browser session, else ""
+    api_key: str = field(default="", repr=False)  # the key to send; never in reprs or logs
 
 
 def build_body(request: TurnRequest) -> dict[str, Any]:

@@ -34,7 +34,10 @@ class Param:
     requires: str | None = None  # another parameter that must be set to true
     provider_default: str = ""  # shown as the placeholder: what the provider does when unset
     warn_above: float | None = None
+    providers: tuple[str, ...] = ()  # provider kinds that take it; empty means all
 
+
+MAX_CHOICES = 8  # n: the pages set no maximum; every choice is a stored, rendered answer
 
 PARAMS: tuple[Param, ...] = (
     Param("temperature", "Temperature", "float", "Randomness: 0 is focused, 2 is wild.",
@@ -55,7 +58,7 @@ PARAMS: tuple[Param, ...] = (
     Param("repetition_penalty", "Repetition penalty", "float", "Multiplicative penalty on "
           "repeats (1 = off).", 0, 2, min_exclusive=True, step=0.05, provider_default="1"),
     Param("n", "Choices (n)", "int", "How many answers to generate at once; you keep one.", 1,
-          None, step=1, provider_default="1"),
+          MAX_CHOICES, step=1, provider_default="1"),
     Param("stop", "Stop sequences", "stop", "Up to 4 sequences, one per line; generation stops "
           "before them.", provider_default="none"),
     Param("seed", "Seed", "int", "Same seed and parameters: same answer, where supported.",
@@ -68,7 +71,7 @@ PARAMS: tuple[Param, ...] = (
           "reasoning.", 128, 32768, step=128, capability="thinking_budget",
           provider_default="4096"),
     Param("separate_reasoning", "Separate reasoning", "bool", "jiekou.ai: move thinking into "
-          "its own field.", provider_default="off"),
+          "its own field.", provider_default="off", providers=("jiekou",)),
     Param("logprobs", "Log-probs", "bool", "Return token log-probabilities.",
           provider_default="off"),
     Param("top_logprobs", "Top log-probs", "int", "Alternatives per token (needs Log-probs).",
@@ -234,7 +237,7 @@ def warnings_for(clean: Mapping[str, Any]) -> list[str]:
 
 def applies(p: Param, caps: Capabilities, provider_kind: str) -> bool:
     """Whether a parameter may be sent for this model and provider (unknown means yes)."""
-    if p.name == "separate_reasoning" and provider_kind != "jiekou":
+    if p.providers and provider_kind not in p.providers:
         return False
     if p.capability is None:
         return True

@@ -249,7 +249,7 @@ class ChunkAssembler:
         if choices is None and "usage" not in chunk and isinstance(chunk.get("message"), str):
             raise self._error(chunk)  # {"code": ..., "message": ...} sent as a chunk
         events: list[StreamEvent] = []
-        for position, choice in enumerate(choices or []):
+        for position, choice in enumerate(choices if isinstance(choices, list) else []):
             if isinstance(choice, dict):
                 self._choice(choice, position, events)
         usage = chunk.get("usage")

@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TypeVar
 
 T = TypeVar("T")
 _END = object()
 
 
-async def batched(source: AsyncIterator[T], interval: float) -> AsyncIterator[list[T]]:
+async def batched(source: AsyncIterator[T], interval: float) -> AsyncGenerator[list[T], None]:
     """Yield the events of `source` in batches, no more often than every `interval` seconds.
 
     A batch is also flushed when the source goes quiet, so a stalled upstream never hides the
@@ -46,7 +46,10 @@ async def batched(source: AsyncIterator[T], interval: float) -> AsyncIterator[li
             if pending:
                 timeout = max(0.0, last_flush + interval - time.monotonic())
             try:
-                item = await asyncio.wait_for(queue.get(), timeout)
+                # Not asyncio.wait_for: on Python 3.11 it can swallow a cancellation (Stop)
+                # when the get() completes in the same loop step.
+                async with asyncio.timeout(timeout):
+                    item = await queue.get()
             except TimeoutError:
                 item = None
             if item is _END:

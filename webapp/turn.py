@@ -54,12 +54,18 @@ class TurnProgress:
             self.choices.append(ChoiceState())
             self.clocks.append(ChoiceClock())
 
+    def _unexpected(self, choice: int) -> bool:
+        """A choice index the request did not ask for (a server may ignore n, or misbehave)."""
+        return not 0 <= choice < self.n
+
     def apply(self, event: StreamEvent) -> None:
         """Fold one event into the state."""
         now = self.clock()
         self.last_event_at = now
+        per_choice = TextDelta | ReasoningDelta | ChoiceFinished | ToolCallsReady
+        if isinstance(event, per_choice) and self._unexpected(event.choice):
+            return
         if isinstance(event, TextDelta | ReasoningDelta):
-            self._grow(event.choice + 1)
             choice, clock = self.choices[event.choice], self.clocks[event.choice]
             if self.first_token_at is None:
                 self.first_token_at = now
@@ -75,13 +81,11 @@ class TurnProgress:
         elif isinstance(event, Usage):
             self.usage = event
         elif isinstance(event, ChoiceFinished):
-            self._grow(event.choice + 1)
             self.choices[event.choice].finish_reason = event.reason
             clock = self.clocks[event.choice]
             if clock.reasoning_start is not None and clock.reasoning_end is None:
                 clock.reasoning_end = now
         elif isinstance(event, ToolCallsReady):
-            self._grow(event.choice + 1)
             self.choices[event.choice].tool_calls = list(event.calls)
         elif isinstance(event, StreamStarted):
             self.retry_note = ""

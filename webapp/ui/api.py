@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncGenerator
 
@@ -11,6 +12,8 @@ from storage import repository as repo
 from webapp.chat import ChatService, NewMessage, TurnRefused, TurnSettings
 from webapp.params import ParamError
 from webapp.ui.session import LOCAL_USER
+
+MAX_PARAMETERS_JSON = 64_000
 
 
 class ChatAPI:
@@ -34,6 +37,8 @@ class ChatAPI:
         and may name a "provider". With n > 1 the first choice is returned.
         """
         settings = self.service.settings
+        if len(parameters_json) > MAX_PARAMETERS_JSON:
+            raise gr.Error(f"parameters_json is larger than {MAX_PARAMETERS_JSON:,} characters.")
         try:
             params = json.loads(parameters_json) if parameters_json.strip() else {}
         except json.JSONDecodeError as exc:
@@ -73,8 +78,9 @@ class ChatAPI:
         except TurnRefused as exc:
             raise gr.Error(str(exc)) from None
         yield "", update.conversation_id
-        async for update in stream:
-            answer = update.progress.choices[0].content
-            if update.state == "error":
-                answer += ("\n\n" if answer else "") + f"[error] {update.error}"
-            yield answer, update.conversation_id
+        async with contextlib.aclosing(stream):
+            async for update in stream:
+                answer = update.progress.choices[0].content
+                if update.state == "error":
+                    answer += ("\n\n" if answer else "") + f"[error] {update.error}"
+                yield answer, update.conversation_id

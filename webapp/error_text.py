@@ -1,4 +1,8 @@
-"""User-facing wording for provider errors: the cause and the fix, naming the provider."""
+"""User-facing wording for provider errors: the cause and the fix, naming the provider.
+
+Shared by the UI, the /chat API and the saved error of a failed answer (which is what the
+user saw), so it lives outside webapp/ui.
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,103 @@
+"""Browser-test fixtures and helpers: Debian's headless Chromium driven by Playwright.
+
+Registered as a pytest plugin by tests/conftest.py (``pytest_plugins``), so the fixtures
+``playwright``, ``browser`` and ``page`` are available to every test module and one Chromium
+serves the whole session. Needs /usr/bin/chromium (`apt-get install -y chromium`); Playwright's
+own browser download is not used. Waits are Playwright's auto-waiting `expect` /
+`wait_for_function`, never fixed sleeps.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from playwright.sync_api import Browser, Locator, Page, Playwright, expect, sync_playwright
+
+if TYPE_CHECKING:
+    from tests.conftest import RunningApp
+
+CHROMIUM = "/usr/bin/chromium"
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-quic",
+]
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+TIMEOUT_MS = 10_000
+
+expect.set_options(timeout=TIMEOUT_MS)
+
+
+# Module scope: a running sync Playwright holds an event loop that breaks later asyncio tests.
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS,
+                                         headless=True)
+    yield browser
+    browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    yield page
+    context.close()
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+
+def open_app(page: Page, app: RunningApp, note: str = "models from") -> None:
+    """Load the page and wait until its load events have run (the model list is filled)."""
+    page.goto(app.url)
+    expect(page.locator("#models-note")).to_contain_text(note)
+
+
+def message_box(page: Page) -> Locator:
+    return page.locator("#message textarea")
+
+
+def send(page: Page, text: str) -> None:
+    box = message_box(page)
+    box.fill(text)
+    box.press("Enter")
+
+
+def bot(page: Page, text: str) -> Locator:
+    """The bot message item whose source text starts with `text`."""
+    return page.locator(f'#chatbot [data-testid="bot"][aria-label^="bot\'s message: {text}"]')
+
+
+def thinking(page: Page) -> Locator:
+    return page.locator("#chatbot .thought-group").filter(
+        has=page.locator(".title", has_text="Thinking"))
+
+
+def expand(page: Page, block: Locator) -> None:
+    """Open a collapsed Thinking block and wait for its slide-open animation to end."""
+    block.locator(".title").click()
+    expect(block.locator(".title")).to_have_class(re.compile(r"\bexpanded\b"))
+    page.wait_for_function(
+        "el => el.getAnimations({subtree: true}).length === 0", arg=block.element_handle()
+    )
+
+
+def chat_requests(app: RunningApp) -> list[dict]:
+    return [r for r in app.fake.requests if r["path"].endswith("/chat/completions")]
