@@ -8,6 +8,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     HOST=0.0.0.0 \
     PORT=7860 \
+    ENV=production \
     DATABASE_URL=sqlite:////app/data/parley.db
 
 WORKDIR /app

@@ -274,13 +274,13 @@ def test_edit_a_question_then_switch_between_its_versions(app: RunningApp, page:
 
     label = page.locator("#version-label")
     user_messages(page).click()  # Chatbot select: show the versions of this message
-    expect(label).to_contain_text("Message version 2 of 2")
+    expect(label).to_contain_text("Question version 2 of 2")
     expect(page.locator("#next-version")).to_be_hidden()
     page.locator("#prev-version").click()
     expect(user_messages(page)).to_have_text(["Original question"])
     expect(bot(page, "Echo: Original question")).to_be_visible()
     expect(bot(page, "Echo: Edited question")).to_have_count(0)
-    expect(label).to_contain_text("Message version 1 of 2")
+    expect(label).to_contain_text("Question version 1 of 2")
     expect(page.locator("#next-version")).to_be_visible()
 
     users = [m for m in messages_of(app, only_conversation_id(app)) if m.role == "user"]

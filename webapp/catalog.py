@@ -56,7 +56,7 @@ class ModelCatalog:
         except ProviderError as exc:
             result = ModelList(config.catalog, live=False,
                                note="Could not list models, showing the built-in list. "
-                                    + describe_error(exc))
+                                    + describe_error(exc, retried=False))
         else:
             result = ModelList(tuple(live) or config.catalog, live=bool(live))
         async with self._lock:

@@ -9,8 +9,13 @@ from __future__ import annotations
 from webapp import provider as p
 
 
-def describe_error(exc: p.ProviderError, *, partial: bool = False) -> str:
-    """One or two sentences for the chat: what went wrong, and what to do about it."""
+def describe_error(exc: p.ProviderError, *, partial: bool = False, retried: bool = True) -> str:
+    """One or two sentences for the chat: what went wrong, and what to do about it.
+
+    `retried` says whether the request went through the retry policy (chat requests do,
+    model listing does not).
+    """
+    gave_up = " and retries did not get through" if retried else ""
     who = exc.provider
     status = f" ({exc.status})" if exc.status else ""
     detail = f" The provider said: “{exc.detail}”." if exc.detail else ""
@@ -27,11 +32,11 @@ def describe_error(exc: p.ProviderError, *, partial: bool = False) -> str:
         text = (f"{who} refused the request{status}.{detail} Check the model id and the "
                 "parameters under Settings.")
     elif isinstance(exc, p.RateLimited):
-        text = (f"{who} is rate-limiting this key{status} and retries did not get through; wait a "
-                f"minute and try again, or lower the request rate.{detail}")
+        text = (f"{who} is rate-limiting this key{status}{gave_up}; wait a minute and try "
+                f"again, or lower the request rate.{detail}")
     elif isinstance(exc, p.ServerOverloaded):
-        text = (f"{who}'s model service is overloaded{status} and retries did not get through; "
-                f"try again shortly or pick another model.{detail}")
+        text = (f"{who}'s model service is overloaded{status}{gave_up}; try again shortly or "
+                f"pick another model.{detail}")
     elif isinstance(exc, p.GatewayTimeout):
         text = f"{who}'s gateway timed out{status}; try again, or pick a faster model."
     elif isinstance(exc, p.RequestTimeout):

@@ -20,6 +20,7 @@ from webapp.provider import ProviderClient, RetryPolicy
 from webapp.ui.api import ChatAPI
 from webapp.ui.app import CSS, build_ui
 from webapp.ui.handlers import ChatUI
+from webapp.versions import Versions
 
 log = logging.getLogger(__name__)
 MAX_THREADS = 400  # Gradio's queue runs at most max_threads events at once, async ones too
@@ -62,7 +63,7 @@ def build(settings: Settings) -> Parley:
         capabilities=CapabilityTable(load_rules(settings.capabilities_file)),
     )
     catalog = ModelCatalog({p.name: p for p in settings.providers}, clients)
-    demo = build_ui(ChatUI(service, catalog), ChatAPI(service))
+    demo = build_ui(ChatUI(service, catalog, Versions(sessions)), ChatAPI(service))
     demo.queue(default_concurrency_limit=None, max_size=2000)
     _skip_queue_analytics(demo)
     return Parley(settings, demo, http, engine, service)

@@ -74,6 +74,14 @@ def build_ui(ui: ChatUI, api: ChatAPI) -> gr.Blocks:
                     next_btn = gr.Button(
                         "▶", size="sm", visible=False, elem_id="next-version", scale=0, min_width=40
                     )
+                    use_btn = gr.Button(
+                        "Use this version",
+                        size="sm",
+                        visible=False,
+                        elem_id="use-version",
+                        scale=0,
+                        min_width=140,
+                    )
                 box = gr.Textbox(
                     placeholder="Message (Enter sends, Shift+Enter adds a line)",
                     show_label=False,
@@ -127,9 +135,10 @@ def build_ui(ui: ChatUI, api: ChatAPI) -> gr.Blocks:
         by_id = {c.elem_id: c for c in param_controls}
         params = [by_id[f"param-{p.name}"] for p in PARAMS]
 
+        switcher = [version_label, prev_btn, next_btn, use_btn]
         turn_inputs = [state, provider, model, system, *params]
         turn_outputs = [chatbot, box, state]
-        after_outputs = [chatbot, state, version_label, prev_btn, next_btn, conversations]
+        after_outputs = [chatbot, state, *switcher, conversations]
 
         def then_refresh(event: Dependency) -> None:
             """After a turn: re-render from the database and refresh the sidebar."""
@@ -177,17 +186,14 @@ def build_ui(ui: ChatUI, api: ChatAPI) -> gr.Blocks:
             state,
             title_box,
             conversations,
-            version_label,
-            prev_btn,
-            next_btn,
+            *switcher,
         ]
         chatbot.clear(ui.new_chat, [state], new_chat_outputs, api_visibility=PRIVATE)
-        chatbot.select(
-            ui.focus, [state], [state, version_label, prev_btn, next_btn], api_visibility=PRIVATE
-        )
-        version_outputs = [chatbot, state, version_label, prev_btn, next_btn]
+        chatbot.select(ui.focus, [state], [state, *switcher], api_visibility=PRIVATE)
+        version_outputs = [chatbot, state, *switcher]
         prev_btn.click(ui.previous_version, [state], version_outputs, api_visibility=PRIVATE)
         next_btn.click(ui.next_version, [state], version_outputs, api_visibility=PRIVATE)
+        use_btn.click(ui.use_version, [state], version_outputs, api_visibility=PRIVATE)
 
         open_outputs = [
             chatbot,
@@ -196,9 +202,7 @@ def build_ui(ui: ChatUI, api: ChatAPI) -> gr.Blocks:
             system,
             provider,
             model,
-            version_label,
-            prev_btn,
-            next_btn,
+            *switcher,
             *params,
         ]
         conversations.input(ui.open, [conversations, state], open_outputs, api_visibility=PRIVATE)

@@ -23,23 +23,31 @@ from webapp.params import PARAMS, ParamError, normalize, warnings_for
 from webapp.ui import controls
 from webapp.ui.render import View, render_live, render_path
 from webapp.ui.session import LOCAL_USER, SessionState
+from webapp.versions import NavigationRefused, Versions, version_info
 
 Updates = tuple[Any, ...]
 
 
-def _refusal(exc: Exception) -> gr.Error:
+def _refusal_text(exc: Exception) -> tuple[str, str]:
+    """(title, message) for a turn that was refused before anything was sent."""
     if isinstance(exc, ParamError):
-        return gr.Error("\n".join(exc.errors), title="Check the parameters")
+        return "Check the parameters", "\n".join(exc.errors)
     if isinstance(exc, repo.NotFound | repo.InvalidId):
-        return gr.Error("That conversation does not exist or is not yours.", title="Not found")
-    return gr.Error(str(exc), title="Cannot send")
+        return "Not found", "That conversation does not exist or is not yours."
+    return "Cannot send", str(exc)
+
+
+def _refusal(exc: Exception) -> gr.Error:
+    title, message = _refusal_text(exc)
+    return gr.Error(message, title=title)
 
 
 class ChatUI:
     """Holds the app's collaborators; every handler gets per-user data from its arguments."""
 
-    def __init__(self, service: ChatService, catalog: ModelCatalog) -> None:
+    def __init__(self, service: ChatService, catalog: ModelCatalog, versions: Versions) -> None:
         self.service = service
+        self.versions = versions
         self.catalog = catalog
         self.settings = service.settings
 
@@ -72,23 +80,23 @@ class ChatUI:
                                if m.batch_id == last.batch_id]
         view = render_path(path, groups)
         state.message_ids = view.message_ids
+        state.active_ids = {m.id for m in path}
         assistants = [m for m in path if m.role == "assistant"]
         state.focus_id = assistants[-1].id if assistants else None
         return view
 
-    def _versions(self, messages: list[Message], focus_id: str | None) -> Updates:
-        if not focus_id:
-            return gr.update(value="", visible=False), gr.update(visible=False), gr.update(
-                visible=False)
-        versions = repo.siblings(messages, focus_id)
-        if len(versions) < 2:
-            return gr.update(value="", visible=False), gr.update(visible=False), gr.update(
-                visible=False)
-        index = next(i for i, m in enumerate(versions) if m.id == focus_id)
-        kind = "Answer" if versions[index].role == "assistant" else "Message"
-        label = f"{kind} version {index + 1} of {len(versions)}"
-        return (gr.update(value=label, visible=True), gr.update(visible=index > 0),
-                gr.update(visible=index < len(versions) - 1))
+    def _versions(self, state: SessionState, messages: list[Message]) -> Updates:
+        """The version switcher for the focused message: label, ◀, ▶, "Use this version"."""
+        info = version_info(messages, state.focus_id, state.active_ids) if state.focus_id else None
+        if info is None:
+            return tuple(gr.update(visible=False) for _ in range(4))
+        kind = "Answer" if info.role == "assistant" else "Question"
+        label = f"{kind} version {info.index + 1} of {info.count}"
+        if not info.on_active_path:
+            label += " (not in use)"
+        return (gr.update(value=label, visible=True), gr.update(visible=info.index > 0),
+                gr.update(visible=info.index < info.count - 1),
+                gr.update(visible=not info.on_active_path))
 
     async def sidebar(self, state: SessionState, query: str, request: gr.Request) -> Any:
         user_id = await self.user_id(state, request)
@@ -111,7 +119,11 @@ class ChatUI:
                 user_id=user_id, conversation_id=state.conversation_id, action=action, turn=turn)
             first = await anext(stream)
         except (TurnRefused, ParamError, repo.NotFound, repo.InvalidId) as exc:
-            raise _refusal(exc) from None
+            # A warning toast, not an error: nothing failed, the message stays in the box.
+            title, message = _refusal_text(exc)
+            gr.Warning(message, title=title)
+            yield gr.skip(), gr.skip(), gr.skip()
+            return
         state.conversation_id = first.conversation_id
         prior = render_path(first.path)
         box = "" if clear_box else gr.skip()
@@ -162,30 +174,25 @@ class ChatUI:
     async def _reload(self, state: SessionState, request: gr.Request) -> tuple[Any, Updates]:
         if not state.conversation_id:
             state.message_ids, state.focus_id = [], None
-            return [], self._versions([], None)
+            return [], self._versions(state, [])
         user_id = await self.user_id(state, request)
         conversation, messages = await self._load(user_id, state.conversation_id)
         view = self._view(state, conversation, messages)
-        return view.messages, self._versions(messages, state.focus_id)
+        return view.messages, self._versions(state, messages)
 
     async def undo(self, state: SessionState, request: gr.Request) -> Updates:
         """Step back before the last question; it stays reachable as an earlier version."""
         user_id = await self.user_id(state, request)
         if not state.conversation_id:
             return gr.skip(), gr.skip(), state
-        conversation, messages = await self._load(user_id, state.conversation_id)
-        path = repo.active_path(messages, conversation.current_leaf_id)
-        users = [m for m in path if m.role == "user"]
-        if not users:
+        try:
+            text = await self.versions.undo(user_id=user_id,
+                                            conversation_id=state.conversation_id)
+        except NavigationRefused as exc:
+            gr.Warning(str(exc), title="Cannot undo")
             return gr.skip(), gr.skip(), state
-        last = users[-1]
-        parent_id = last.parent_id
-        if parent_id is None:
-            raise gr.Error("The first message cannot be undone: start a new chat instead.")
-        await self.service.db(lambda s: repo.set_current_leaf(
-            session=s, user_id=user_id, conversation_id=conversation.id, message_id=parent_id))
         chat, _ = await self._reload(state, request)
-        return chat, last.content, state
+        return chat, text, state
 
     async def feedback(self, state: SessionState, data: gr.LikeData, request: gr.Request) -> None:
         user_id = await self.user_id(state, request)
@@ -203,8 +210,8 @@ class ChatUI:
             state.focus_id = state.message_ids[index]
             user_id = await self.user_id(state, request)
             _, messages = await self._load(user_id, state.conversation_id)
-            return (state, *self._versions(messages, state.focus_id))
-        return (state, gr.skip(), gr.skip(), gr.skip())
+            return (state, *self._versions(state, messages))
+        return (state, *(gr.skip() for _ in range(4)))
 
     # Bound methods, not functools.partial(switch_version, step=...): a partial makes `request`
     # keyword-only and hides the type hints, so Gradio never injected gr.Request (TypeError).
@@ -214,30 +221,32 @@ class ChatUI:
     async def next_version(self, state: SessionState, request: gr.Request) -> Updates:
         return await self.switch_version(state, 1, request)
 
+    async def use_version(self, state: SessionState, request: gr.Request) -> Updates:
+        return await self.switch_version(state, 0, request)
+
     async def switch_version(self, state: SessionState, step: int, request: gr.Request) -> Updates:
+        """Continue the conversation from another version of the focused message."""
         user_id = await self.user_id(state, request)
-        conversation_id = state.conversation_id
-        if not conversation_id or not state.focus_id:
-            return (gr.skip(), state, gr.skip(), gr.skip(), gr.skip())
-        _, messages = await self._load(user_id, conversation_id)
-        versions = repo.siblings(messages, state.focus_id)
-        index = next((i for i, m in enumerate(versions) if m.id == state.focus_id), 0) + step
-        if not 0 <= index < len(versions):
-            return (gr.skip(), state, gr.skip(), gr.skip(), gr.skip())
-        target = versions[index]
-        leaf = repo.latest_leaf_under(messages, target.id)
-        await self.service.db(lambda s: repo.set_current_leaf(
-            session=s, user_id=user_id, conversation_id=conversation_id, message_id=leaf))
-        chat, _ = await self._reload(state, request)
-        state.focus_id = target.id
-        return (chat, state, *self._versions(messages, target.id))
+        conversation_id, focus_id = state.conversation_id, state.focus_id
+        if not conversation_id or not focus_id:
+            return (gr.skip(), state, *(gr.skip() for _ in range(4)))
+        try:
+            target = await self.versions.switch(user_id=user_id, conversation_id=conversation_id,
+                                                message_id=focus_id, step=step)
+        except NavigationRefused as exc:
+            gr.Warning(str(exc))
+            return (gr.skip(), state, *(gr.skip() for _ in range(4)))
+        conversation, messages = await self._load(user_id, conversation_id)
+        view = self._view(state, conversation, messages)
+        state.focus_id = target
+        return (view.messages, state, *self._versions(state, messages))
 
     # ---- conversations ---------------------------------------------------------------------
     async def open(self, conversation_id: str | None, state: SessionState,
                    request: gr.Request) -> Updates:
         """Open a conversation from the sidebar: messages and its saved settings."""
         if not conversation_id or conversation_id == state.conversation_id:
-            return tuple(gr.skip() for _ in range(9 + len(PARAMS)))
+            return tuple(gr.skip() for _ in range(10 + len(PARAMS)))
         user_id = await self.user_id(state, request)
         try:
             conversation, messages = await self._load(user_id, conversation_id)
@@ -253,13 +262,13 @@ class ChatUI:
         model, _ = await self.models_for(provider, state, current=conversation.model)
         return (view.messages, state, conversation.title, conversation.system_prompt,
                 provider, model,
-                *self._versions(messages, state.focus_id),
+                *self._versions(state, messages),
                 *controls.show(conversation.parameters))
 
     def new_chat(self, state: SessionState) -> Updates:
         state.conversation_id, state.message_ids, state.focus_id = None, [], None
-        return [], state, "", gr.update(value=None), gr.update(visible=False), gr.update(
-            visible=False), gr.update(visible=False)
+        return ([], state, "", gr.update(value=None),
+                *(gr.update(visible=False) for _ in range(4)))
 
     async def rename(self, title: str, state: SessionState, query: str,
                      request: gr.Request) -> Any:
