@@ -217,6 +217,16 @@ def test_thumbs_up_then_down_is_stored_on_the_answer(app: RunningApp, page: Page
     expect(first.locator('button[aria-label="Disliked"]')).to_be_visible()
     eventually(lambda: feedback() == [-1, None], "feedback [-1, None] in the database")
 
+    # After a reload the stored vote is shown again on the same answer, and only there.
+    page.reload()
+    load(page, app)
+    page.locator("#conversations label", has_text="Rate me").click()
+    expect(bot(page, "Echo: And rate this too")).to_be_visible()
+    bubbles = page.locator("#chatbot .message-buttons-left")
+    expect(bubbles.first.locator('button[aria-label="Disliked"]')).to_be_visible()
+    expect(bubbles.nth(1).locator('button[aria-label="Like"]')).to_be_visible()
+    expect(bubbles.nth(1).locator('button[aria-label="Disliked"]')).to_have_count(0)
+
 
 def test_undo_puts_the_question_back_and_the_next_one_becomes_a_sibling(
     app: RunningApp, page: Page

@@ -307,3 +307,13 @@ def test_live_stopped_and_error_marks() -> None:
 def test_failed_answer_without_error_text_still_says_it_failed() -> None:
     view = render_path([user("hi"), assistant("", state="error")])
     assert texts(view) == ["hi", "⚠ This answer failed; use Retry to try again."]
+
+
+def test_feedback_values_are_one_per_answer_bubble() -> None:
+    from webapp.ui.render import feedback_values
+
+    liked = assistant("first", reasoning="hmm", usage={"prompt_tokens": 1})
+    plain = assistant("second")
+    view = render_path([user("q1"), liked, user("q2"), plain])
+    assert feedback_values(view, {liked.id: 1, plain.id: None}) == ["Like", None]
+    assert feedback_values(view, {liked.id: -1}) == ["Dislike", None]

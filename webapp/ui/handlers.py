@@ -21,7 +21,7 @@ from webapp.chat import (
 )
 from webapp.params import PARAMS, ParamError, normalize, warnings_for
 from webapp.ui import controls
-from webapp.ui.render import View, render_live, render_path
+from webapp.ui.render import View, feedback_values, render_live, render_path
 from webapp.ui.session import LOCAL_USER, SessionState
 from webapp.versions import NavigationRefused, Versions, version_info
 
@@ -79,6 +79,7 @@ class ChatUI:
             groups[last.id] = [m for m in repo.siblings(messages, last.id)
                                if m.batch_id == last.batch_id]
         view = render_path(path, groups)
+        view.feedback = feedback_values(view, {m.id: m.feedback for m in messages})
         state.message_ids = view.message_ids
         state.active_ids = {m.id for m in path}
         assistants = [m for m in path if m.role == "assistant"]
@@ -178,7 +179,7 @@ class ChatUI:
         user_id = await self.user_id(state, request)
         conversation, messages = await self._load(user_id, state.conversation_id)
         view = self._view(state, conversation, messages)
-        return view.messages, self._versions(state, messages)
+        return view.chatbot(), self._versions(state, messages)
 
     async def undo(self, state: SessionState, request: gr.Request) -> Updates:
         """Step back before the last question; it stays reachable as an earlier version."""
@@ -239,7 +240,7 @@ class ChatUI:
         conversation, messages = await self._load(user_id, conversation_id)
         view = self._view(state, conversation, messages)
         state.focus_id = target
-        return (view.messages, state, *self._versions(state, messages))
+        return (view.chatbot(), state, *self._versions(state, messages))
 
     # ---- conversations ---------------------------------------------------------------------
     async def open(self, conversation_id: str | None, state: SessionState,
@@ -260,7 +261,7 @@ class ChatUI:
                        "configured; pick another provider to continue it.")
             provider = self.settings.default_provider
         model, _ = await self.models_for(provider, state, current=conversation.model)
-        return (view.messages, state, conversation.title, conversation.system_prompt,
+        return (view.chatbot(), state, conversation.title, conversation.system_prompt,
                 provider, model,
                 *self._versions(state, messages),
                 *controls.show(conversation.parameters))

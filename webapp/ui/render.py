@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import gradio as gr
+
 from storage.models import Message
 from webapp.turn import TurnProgress
 
@@ -26,6 +28,13 @@ class View:
 
     messages: list[ChatbotMessage]
     message_ids: list[str | None]
+    feedback: list[str | None] | None = None  # per answer bubble, when known
+
+    def chatbot(self) -> Any:
+        """The Chatbot update: messages, and the stored likes when known."""
+        if self.feedback is None:
+            return self.messages
+        return gr.update(value=self.messages, feedback_value=self.feedback)
 
 
 def _text(role: str, text: str, metadata: dict[str, Any] | None = None) -> ChatbotMessage:
@@ -181,3 +190,22 @@ def render_live(
         view.messages += items
         view.message_ids += [message_id] * len(items)
     return view
+
+
+FEEDBACK_LABELS = {1: "Like", -1: "Dislike"}
+
+
+def feedback_values(view: View, feedback: dict[str, int | None]) -> list[str | None]:
+    """Stored likes for the Chatbot's `feedback_value`: one entry per answer bubble.
+
+    Gradio groups consecutive assistant items into one bubble and reports a like against the
+    bubble's last item, so the bubble's last item names the stored answer.
+    """
+    values: list[str | None] = []
+    for index, item in enumerate(view.messages):
+        last_of_bubble = index + 1 == len(view.messages) or (
+            view.messages[index + 1]["role"] != item["role"])
+        if item["role"] == "assistant" and last_of_bubble:
+            message_id = view.message_ids[index]
+            values.append(FEEDBACK_LABELS.get(feedback.get(message_id or "") or 0))
+    return values
