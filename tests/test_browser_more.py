@@ -166,6 +166,7 @@ def test_sidebar_lists_searches_opens_renames_and_deletes(app: RunningApp, page:
     title = text_input(page, "title")
     expect(title).to_have_value(first_q)
     title.fill("Fruit notes")
+    title.press("Tab")  # let the page commit the typed value before the click reads it
     page.locator("#rename").click()
     expect(sidebar(page)).to_have_text([second_q, "Fruit notes"])
     with stored(app) as (session, user_id):
