@@ -76,9 +76,56 @@ class Retrying:
     reason: str
 
 
+ToolStatus = str  # running | awaiting_approval | done | error | timeout | denied | cancelled | not_run
+FINAL_TOOL_STATUSES = frozenset({"done", "error", "timeout", "denied", "cancelled", "not_run"})
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    """The outcome of one tool call: what goes back to the model, and how it went."""
+
+    call_id: str
+    name: str
+    arguments: str  # the raw JSON text the model sent
+    content: str  # the text sent back to the model as the `tool` message
+    status: ToolStatus = "done"  # done | error | timeout | denied | cancelled | not_run
+    duration_ms: int = 0
+    error: str | None = None  # a short reason when status is not "done"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallStarted:
+    """A tool call is about to run, or waits for the user's approval."""
+
+    call: ToolCall
+    status: ToolStatus = "running"  # running | awaiting_approval
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallFinished:
+    """A tool call ended (in any way); `result` is what the model will see."""
+
+    result: ToolResult
+
+
+@dataclass(frozen=True, slots=True)
+class RoundStarted:
+    """Tool results were added and the model is asked again (round numbers start at 1)."""
+
+    round: int
+
+
+@dataclass(frozen=True, slots=True)
+class ToolRoundLimit:
+    """The model asked for tools again after `rounds` rounds: the turn ends here."""
+
+    rounds: int
+
+
 StreamEvent = (
     TextDelta | ReasoningDelta | ToolCallsReady | Usage | ChoiceFinished | StreamStarted | Retrying
 )
+TurnEvent = StreamEvent | ToolCallStarted | ToolCallFinished | RoundStarted | ToolRoundLimit
 
 
 @dataclass(slots=True)

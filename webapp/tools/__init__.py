@@ -1,0 +1,1 @@
+"""Tools the model can call: registration, schemas, safe execution, built-ins."""
