@@ -95,7 +95,8 @@ class Message(SQLModel, table=True):
     reasoning: str = Field(default="", sa_type=Text)
     tool_calls: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON))
     tool_call_id: str | None = None
-    name: str | None = None
+    name: str | None = None  # a tool result's tool name
+    tool_status: str | None = Field(default=None, max_length=20)  # how a tool call ended
     provider: str = ""
     model: str = ""
     parameters: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))

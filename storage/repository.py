@@ -22,7 +22,7 @@ _EXTRA_MESSAGE_FIELDS = frozenset(
     {
         "reasoning", "tool_calls", "tool_call_id", "name", "provider", "model", "parameters",
         "usage", "timings", "finish_reason", "error", "feedback", "choice_index",
-        "batch_id", "attachments",
+        "batch_id", "attachments", "tool_status",
     }
 )  # fmt: skip
 
@@ -299,6 +299,78 @@ def complete_message(
     )
     session.commit()
     return message
+
+
+def record_tool_round(
+    *,
+    session: Session,
+    user_id: int,
+    assistant_id: str,
+    results: list[dict[str, Any]],
+    next_assistant: dict[str, Any] | None = None,
+) -> str | None:
+    """Store a round's tool results under its assistant message, in one unit of work.
+
+    `results` are {"tool_call_id", "name", "content", "tool_status", "state"?, "error"?,
+    "timings"?} in the order of the assistant's tool calls; they are chained one under the
+    other (so the active path replays them in order). With `next_assistant` (fields of a new
+    assistant row), a "streaming" assistant row is added under the last result and made
+    current; its id is returned.
+    """
+    assistant = _owned_message(session, user_id, assistant_id)
+    conversation = _owned_conversation(session, user_id, assistant.conversation_id)
+    now = max(utc_now(), conversation.updated_at + timedelta(microseconds=1))
+    parent_id = assistant.id
+    for result in results:
+        state = result.get("state", "complete")
+        _check_state(state)
+        row = Message(
+            conversation_id=conversation.id, user_id=user_id, parent_id=parent_id, role="tool",
+            content=result["content"], state=state, tool_call_id=result["tool_call_id"],
+            name=result["name"], tool_status=result["tool_status"], error=result.get("error"),
+            timings=result.get("timings"), created_at=now, updated_at=now,
+        )
+        session.add(row)
+        parent_id = row.id
+        now += timedelta(microseconds=1)
+    next_id = None
+    if next_assistant is not None:
+        row = Message(
+            conversation_id=conversation.id, user_id=user_id, parent_id=parent_id,
+            role="assistant", state="streaming", created_at=now, updated_at=now,
+            **next_assistant,
+        )
+        session.add(row)
+        parent_id = next_id = row.id
+    conversation.current_leaf_id = parent_id
+    conversation.updated_at = now
+    session.commit()
+    return next_id
+
+
+def search_snippets(
+    *, session: Session, user_id: int, query: str, limit: int = 5, width: int = 160
+) -> list[dict[str, Any]]:
+    """The user's conversations matching `query`, newest first, with a snippet of the match."""
+    needle = query.strip().lower()
+    hits = []
+    for summary in list_conversations(session=session, user_id=user_id, query=needle,
+                                      limit=limit):
+        statement = (
+            select(Message.content)
+            .where(
+                Message.conversation_id == summary.id, Message.user_id == user_id,
+                func.lower(Message.content).contains(needle, autoescape=True),
+            )
+            .order_by(col(Message.created_at).desc())
+            .limit(1)
+        )
+        text = session.exec(statement).first() or summary.title
+        at = max(0, text.lower().find(needle) - width // 3)
+        snippet = ("…" if at else "") + " ".join(text[at: at + width].split())
+        hits.append({"conversation_id": summary.id, "title": summary.title,
+                     "updated_at": summary.updated_at.isoformat(), "snippet": snippet})
+    return hits
 
 
 def load_messages(*, session: Session, user_id: int, conversation_id: str) -> list[Message]:

@@ -235,7 +235,7 @@ async def test_a_refused_edit_changes_nothing(service: ChatService, fake: FakeOp
     conversation = await service.db(lambda s: repo.get_conversation(
         session=s, user_id=uid, conversation_id=first.conversation_id))
     assert (conversation.system_prompt, conversation.model) == ("A", "Qwen/Qwen3-8B")
-    assert conversation.parameters == {"temperature": 0.1}
+    assert conversation.parameters == {"temperature": 0.1, "tools": [], "tool_choice": "auto"}
 
 
 async def test_fewer_choices_than_requested_are_marked(

@@ -94,8 +94,32 @@ def test_tool_calls_and_tool_results_in_openai_shape() -> None:
 
 
 def test_assistant_text_beside_tool_calls_is_kept() -> None:
-    messages = to_provider_messages("", [assistant("Let me check.", tool_calls=[CALL])])
-    assert messages == [{"role": "assistant", "content": "Let me check.", "tool_calls": [CALL]}]
+    result = Stored("tool", "12:00", tool_call_id="call_1")
+    messages = to_provider_messages("", [assistant("Let me check.", tool_calls=[CALL]), result])
+    assert messages[0] == {"role": "assistant", "content": "Let me check.", "tool_calls": [CALL]}
+
+
+def test_calls_without_every_result_are_not_replayed() -> None:
+    """A provider refuses tool_calls whose results are missing: keep the text, drop the calls."""
+    second = {**CALL, "id": "call_2"}
+    path = [user("q"), assistant("Checking.", tool_calls=[CALL, second]),
+            Stored("tool", "12:00", tool_call_id="call_1"), assistant("Done.")]
+    assert to_provider_messages("", path) == [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": "Checking."},
+        {"role": "assistant", "content": "Done."},
+    ]
+    assert to_provider_messages("", [user("q"), assistant("", tool_calls=[CALL])]) == [
+        {"role": "user", "content": "q"}]
+
+
+def test_results_of_parallel_calls_follow_their_assistant_message_in_order() -> None:
+    second = {**CALL, "id": "call_2"}
+    path = [user("q"), assistant("", tool_calls=[CALL, second]),
+            Stored("tool", "a", tool_call_id="call_1"), Stored("tool", "b", tool_call_id="call_2"),
+            assistant("Both.")]
+    assert [m.get("tool_call_id") for m in to_provider_messages("", path)] == [
+        None, None, "call_1", "call_2", None]
 
 
 def test_reasoning_passed_back_only_on_tool_call_turns() -> None:
@@ -118,15 +142,15 @@ def test_reasoning_passed_back_only_on_tool_call_turns() -> None:
 
 
 def test_no_empty_reasoning_content_is_passed_back() -> None:
-    messages = to_provider_messages("", [assistant("", tool_calls=[CALL])],
+    result = Stored("tool", "12:00", tool_call_id="call_1")
+    messages = to_provider_messages("", [assistant("", tool_calls=[CALL]), result],
                                     reasoning_passback=True)
-    assert messages == [{"role": "assistant", "content": "", "tool_calls": [CALL]}]
+    assert messages[0] == {"role": "assistant", "content": "", "tool_calls": [CALL]}
 
 
-def test_tool_message_without_call_id_gets_an_empty_one() -> None:
-    assert to_provider_messages("", [Stored("tool", "x")]) == [
-        {"role": "tool", "tool_call_id": "", "content": "x"}
-    ]
+def test_orphan_tool_results_are_not_sent() -> None:
+    assert to_provider_messages("", [Stored("tool", "x")]) == []
+    assert to_provider_messages("", [Stored("tool", "x", tool_call_id="call_9")]) == []
 
 
 def test_stored_system_rows_are_not_sent() -> None:

@@ -317,3 +317,89 @@ def test_feedback_values_are_one_per_answer_bubble() -> None:
     view = render_path([user("q1"), liked, user("q2"), plain])
     assert feedback_values(view, {liked.id: 1, plain.id: None}) == ["Like", None]
     assert feedback_values(view, {liked.id: -1}) == ["Dislike", None]
+
+
+# --- tool calls -----------------------------------------------------------------------------
+
+CALL = {"id": "c1", "type": "function",
+        "function": {"name": "calculator", "arguments": '{"expression":"6*7"}'}}
+
+
+def test_stored_tool_round_shows_a_block_per_call_and_figures_only_under_the_final_answer(
+) -> None:
+    asked = assistant("Let me compute.", tool_calls=[CALL], usage={"prompt_tokens": 1},
+                      state="complete")
+    result = Message(role="tool", content="42", tool_call_id="c1", name="calculator",
+                     tool_status="done", timings={"duration_ms": 1234})
+    final = assistant("It is 42.", usage={"prompt_tokens": 9, "completion_tokens": 3})
+    view = render_path([user("6*7?"), asked, result, final])
+    shown = texts(view)
+    assert shown[:2] == ["6*7?", "Let me compute."]
+    block = view.messages[2]
+    assert block["metadata"] == {"title": "🛠 calculator · done", "status": "done",
+                                 "duration": 1.23}
+    assert text_of(block) == ('**Arguments**\n\n```json\n{\n  "expression": "6*7"\n}\n```\n\n'
+                              "**Result**\n\n```\n42\n```")
+    assert shown[3] == "It is 42."
+    assert sum("prompt" in t for t in shown) == 1 and "9 prompt" in shown[-1]
+    assert view.message_ids[2] == asked.id and view.message_ids[-1] == final.id
+
+
+@pytest.mark.parametrize(("status", "title", "pending"), [
+    ("error", "⚠ calculator · error", False), ("timeout", "⚠ calculator · timed out", False),
+    ("denied", "🛠 calculator · denied", False), ("cancelled", "🛠 calculator · cancelled", False),
+    ("not_run", "🛠 calculator · not run", False),
+])
+def test_stored_tool_statuses(status: str, title: str, pending: bool) -> None:
+    result = Message(role="tool", content="why", tool_call_id="c1", tool_status=status)
+    view = render_path([user("q"), assistant("", tool_calls=[CALL]), result])
+    assert view.messages[1]["metadata"]["title"] == title
+    assert view.messages[1]["metadata"]["status"] == "done"
+
+
+def test_a_result_with_backticks_cannot_break_out_of_its_code_block() -> None:
+    nasty = "```\n</details><script>alert(1)</script>\n````"
+    result = Message(role="tool", content=nasty, tool_call_id="c1", tool_status="done")
+    view = render_path([user("q"), assistant("", tool_calls=[CALL]), result])
+    text = text_of(view.messages[1])
+    assert "`````\n" + nasty + "\n`````" in text
+
+
+def test_live_round_shows_running_then_awaiting_approval() -> None:
+    from webapp.messages import ToolCall, ToolCallStarted, ToolCallsReady
+
+    clock = FakeClock()
+    progress = TurnProgress(clock=clock)
+    progress.apply(TextDelta("Checking."))
+    progress.apply(ToolCallsReady((ToolCall("c1", "calculator", '{"expression":"1"}'),)))
+    progress.apply(ToolCallStarted(ToolCall("c1", "calculator", '{"expression":"1"}')))
+    progress.apply(ToolCallStarted(ToolCall("c2", "rm", "{}"), "awaiting_approval"))
+    view = render_live(View([], []), progress, ["a1"], state="streaming", error="", model="m")
+    titles = [m.get("metadata", {}).get("title") for m in view.messages]
+    assert titles == [None, "🛠 calculator · running…", "🛠 rm · awaiting your approval"]
+    assert [m["metadata"]["status"] for m in view.messages[1:]] == ["pending", "pending"]
+    assert "Approve or deny" in text_of(view.messages[2])
+    assert [c.id for c in progress.awaiting_approval] == ["c2"]
+
+
+def test_live_earlier_rounds_stay_visible_when_the_next_starts() -> None:
+    from webapp.messages import (
+        RoundStarted,
+        ToolCall,
+        ToolCallFinished,
+        ToolCallStarted,
+        ToolResult,
+    )
+
+    progress = TurnProgress(clock=FakeClock())
+    call = ToolCall("c1", "calculator", '{"expression":"1"}')
+    progress.apply(TextDelta("First."))
+    progress.apply(ToolCallStarted(call))
+    progress.apply(ToolCallFinished(ToolResult("c1", "calculator", call.arguments, "1",
+                                               duration_ms=5)))
+    progress.apply(RoundStarted(1))
+    progress.apply(TextDelta("Second."))
+    view = render_live(View([], []), progress, ["a2"], state="complete", error="", model="m")
+    shown = texts(view)
+    assert shown[0] == "First." and "**Result**" in shown[1] and shown[2] == "Second."
+    assert view.messages[1]["metadata"]["title"] == "🛠 calculator · done"

@@ -296,14 +296,15 @@ async def test_whole_json_completion_when_server_ignores_stream() -> None:
     ]
 
 
-async def test_request_is_forced_to_stream_with_usage_and_caller_body_untouched() -> None:
+async def test_request_streams_with_usage_by_default_and_caller_body_untouched() -> None:
     seen: list[httpx.Request] = []
-    body = {"model": "m", "stream": False, "messages": []}
+    body = {"model": "m", "messages": []}
     await run(sse(delta(finish="stop")), seen=seen, request_body=body)
     sent = json.loads(seen[0].content)
     assert sent["stream"] is True
     assert sent["stream_options"] == {"include_usage": True}
-    assert body == {"model": "m", "stream": False, "messages": []}
+    assert seen[0].headers["accept"] == "text/event-stream"
+    assert body == {"model": "m", "messages": []}
     assert seen[0].url == "https://api.example.test/v1/chat/completions"
     assert seen[0].headers["authorization"] == "Bearer sk-test"
 
@@ -474,3 +475,31 @@ async def test_two_choices_interleaved() -> None:
         ChoiceFinished("stop", 1),
         ChoiceFinished("length", 0),
     ]
+
+
+async def test_stream_false_asks_for_one_json_completion_and_yields_the_same_events() -> None:
+    seen: list[httpx.Request] = []
+    completion = {
+        "choices": [{
+            "index": 0, "finish_reason": "tool_calls",
+            "message": {"role": "assistant", "content": None, "tool_calls": [
+                {"id": "call_a", "type": "function",
+                 "function": {"name": "calculator", "arguments": '{"expression": "2+2"}'}},
+                {"id": "call_b", "type": "function",
+                 "function": {"name": "current_time", "arguments": "{}"}},
+            ]},
+        }],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12},
+    }
+    body = {"model": "m", "stream": False, "stream_options": {"include_usage": True}}
+    events = await run(json.dumps(completion).encode(), content_type="application/json",
+                       seen=seen, request_body=body)
+    sent = json.loads(seen[0].content)
+    assert sent["stream"] is False and "stream_options" not in sent
+    assert seen[0].headers["accept"] == "application/json"
+    ready = [e for e in events if isinstance(e, ToolCallsReady)]
+    assert ready == [ToolCallsReady((
+        ToolCall("call_a", "calculator", '{"expression": "2+2"}'),
+        ToolCall("call_b", "current_time", "{}"),
+    ))]
+    assert ChoiceFinished("tool_calls") in events

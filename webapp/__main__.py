@@ -22,7 +22,7 @@ def main() -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         app = build(settings)
-    except CapabilityFileError as exc:
+    except (CapabilityFileError, ConfigError) as exc:
         print(f"Parley cannot start: {exc}", file=sys.stderr)
         return 2
     if not any(p.api_key for p in settings.providers):

@@ -21,12 +21,18 @@ from storage import repository as repo
 from storage.models import Conversation, Message
 from webapp.capabilities import CapabilityTable
 from webapp.config import ProviderConfig, Settings
-from webapp.engine import StreamingClient, TurnRequest, run_turn
+from webapp.engine import StreamingClient, ToolSetup, TurnRequest, run_turn
 from webapp.error_text import describe_error
 from webapp.history import auto_title, to_provider_messages
+from webapp.messages import RoundStarted, ToolCall, ToolResult, ToolRoundLimit
 from webapp.params import normalize, request_params
 from webapp.provider import ProviderError
 from webapp.streaming import batched
+from webapp.tools.approval import Approvals
+from webapp.tools.context import ToolContext
+from webapp.tools.execute import ToolExecutor
+from webapp.tools.registry import ToolRegistry
+from webapp.tools.selection import Selection, ToolSelectionError, select
 from webapp.turn import TurnProgress
 
 log = logging.getLogger(__name__)
@@ -47,6 +53,9 @@ class TurnSettings:
     system_prompt: str = ""
     params: Mapping[str, Any] = field(default_factory=dict)  # raw values; validated here
     api_keys: Mapping[str, str] = field(default_factory=dict, repr=False)  # pasted this session
+    tools: tuple[str, ...] = ()  # names of the tools offered
+    tool_choice: str = "auto"  # auto | none | required | an offered tool's name
+    interactive: bool = True  # a person can approve tool calls (False through the API)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +89,7 @@ class TurnUpdate:
     model: str
     state: str = "streaming"  # streaming | complete | stopped | error
     error: str = ""
+    notes: list[str] = field(default_factory=list)  # things the user should know (warnings)
 
 
 @dataclass(slots=True)
@@ -99,11 +109,18 @@ class ChatService:
         session_factory: Callable[[], Session],
         clients: Mapping[str, StreamingClient],
         capabilities: CapabilityTable,
+        tools: ToolRegistry | None = None,
+        executor: ToolExecutor | None = None,
     ) -> None:
         self.settings = settings
         self._session_factory = session_factory
         self._clients = clients
         self.capabilities = capabilities
+        self.tools = tools if tools is not None else ToolRegistry()
+        self._executor = executor or ToolExecutor(
+            self.tools, timeout_s=settings.tool_timeout_s,
+            max_result_chars=settings.tool_max_result_chars)
+        self.approvals = Approvals()
         self._saves: dict[str, asyncio.Event] = {}
 
     async def db(self, work: Callable[[Session], T]) -> T:
@@ -150,7 +167,13 @@ class ChatService:
             raise TurnRefused(f"Choose a model for {provider.label} (or type a model id).")
         clean = normalize(dict(turn.params))  # raises ParamError, shown to the user as is
         caps = self.capabilities.lookup(model, provider.kind, provider.name)
-        sent_params = request_params(clean, caps, provider.kind)
+        selection = self._select_tools(turn, model, caps.tools)
+        tools_sent = bool(selection.names)
+        sent_params = request_params(clean, caps, provider.kind, tools_sent=tools_sent)
+        notes = []
+        if tools_sent and sent_params.get("n", 1) > 1:
+            sent_params.pop("n")  # the tool loop follows one answer
+            notes.append("Choices (n) is ignored while tools are offered: one answer is made.")
         api_key = self.api_key_for(provider, turn.api_keys)
         if isinstance(action, NewMessage | EditMessage):
             if not action.text.strip():
@@ -158,9 +181,11 @@ class ChatService:
             self._check_size("The message", action.text)
         self._check_size("The system prompt", turn.system_prompt)
         n = int(sent_params.get("n", 1))
+        stored = {**clean, "tools": list(selection.names), "tool_choice": turn.tool_choice}
+        recorded = {**sent_params, **({"tools": list(selection.names)} if tools_sent else {})}
         prepare = asyncio.ensure_future(self.db(
-            lambda s: self._prepare(s, user_id, conversation_id, action, turn, model, clean, n,
-                                    sent_params)
+            lambda s: self._prepare(s, user_id, conversation_id, action, turn, model, stored, n,
+                                    recorded)
         ))
         try:
             prepared = await asyncio.shield(prepare)
@@ -174,19 +199,30 @@ class ChatService:
             turn.system_prompt, prepared.path, reasoning_passback=caps.reasoning_passback
         )
         request = TurnRequest(model=model, messages=history, params=sent_params, api_key=api_key)
+        tool_setup = self._tool_setup(selection, turn, user_id, conversation.id,
+                                      caps.reasoning_passback)
         progress = TurnProgress(n=n)
         update = TurnUpdate(conversation.id, prepared.path, prepared.assistant_ids, progress,
-                            provider.label, model)
+                            provider.label, model, notes=notes)
         saved = asyncio.Event()
         self._saves[conversation.id] = saved
         started = time.monotonic()
         try:
             yield update
-            events = run_turn(self._clients[provider.name], request)
+            events = run_turn(self._clients[provider.name], request, tool_setup)
             async with contextlib.aclosing(batched(events, UPDATE_INTERVAL_S)) as batches:
                 async for batch in batches:
                     for event in batch:
-                        progress.apply(event)
+                        if isinstance(event, RoundStarted):
+                            await self._save_round(user_id, update, recorded, event)
+                        else:
+                            progress.apply(event)
+                        if isinstance(event, ToolRoundLimit):
+                            update.error = (
+                                f"Stopped after {event.rounds} rounds of tool calls (the limit, "
+                                "TOOL_MAX_ROUNDS): the last calls were not run. Ask the model to "
+                                "continue, or raise the limit in .env."
+                            )
                     yield update
             update.state = "complete"
         except ProviderError as exc:
@@ -210,6 +246,85 @@ class ChatService:
             log.info("turn %s: provider=%s model=%s %.2fs", update.state, provider.name, model,
                      time.monotonic() - started)
         yield update
+
+    def _select_tools(self, turn: TurnSettings, model: str, supported: bool | None) -> Selection:
+        try:
+            selection = select(self.tools, turn.tools, turn.tool_choice)
+        except ToolSelectionError as exc:
+            raise TurnRefused(str(exc)) from None
+        if selection.names and supported is False:
+            raise TurnRefused(f"{model} does not take tools: untick them under Tools, or pick "
+                              "another model.")
+        return selection
+
+    def _tool_setup(self, selection: Selection, turn: TurnSettings, user_id: int,
+                    conversation_id: str, reasoning_passback: bool) -> ToolSetup | None:
+        """How the engine runs this turn's tools, bound to this user and conversation."""
+        if not selection.names:
+            return None
+
+        async def search(query: str, limit: int) -> list[dict[str, Any]]:
+            return await self.db(lambda s: repo.search_snippets(
+                session=s, user_id=user_id, query=query, limit=limit))
+
+        context = ToolContext(conversation_id=conversation_id, search_conversations=search)
+
+        async def run(call: ToolCall) -> ToolResult:
+            return await self._executor.run(call, context)
+
+        def needs_approval(name: str) -> bool:
+            tool = self.tools.get(name)
+            return tool is not None and tool.needs_approval
+
+        approve = None
+        if turn.interactive:
+            approve = self.approvals.asker(user_id, conversation_id,
+                                           self.settings.tool_approval_timeout_s)
+        return ToolSetup(
+            schemas=[tool.schema() for tool in self.tools.tools(selection.names)],
+            run=run, needs_approval=needs_approval, tool_choice=selection.tool_choice,
+            max_rounds=self.settings.tool_max_rounds, approve=approve,
+            reasoning_passback=reasoning_passback,
+        )
+
+    async def _save_round(self, user_id: int, update: TurnUpdate,
+                          sent_params: dict[str, Any], event: RoundStarted) -> None:
+        """A round of tool calls ended: store its answer and results, start the next answer."""
+        progress = update.progress
+        assistant_id = update.assistant_ids[0]
+        first = self._saved_round_fields(progress)
+        next_fields = {"provider": "", "model": update.model, "parameters": sent_params}
+
+        def work(session: Session) -> str | None:
+            row = repo.complete_message(session=session, user_id=user_id,
+                                        message_id=assistant_id, **first)
+            next_fields["provider"] = row.provider
+            return repo.record_tool_round(
+                session=session, user_id=user_id, assistant_id=assistant_id,
+                results=tool_rows(progress.tools, first["tool_calls"], "not_run"),
+                next_assistant=next_fields)
+
+        save = asyncio.ensure_future(self.db(work))
+        try:
+            await asyncio.shield(save)
+        except asyncio.CancelledError:
+            # Stopped while saving: let the save finish, so the final save below completes
+            # the new answer row instead of writing this round a second time.
+            await _until_done(save)
+            raise
+        finally:
+            if save.done() and not save.cancelled() and save.exception() is None:
+                update.assistant_ids = [str(save.result())]
+                progress.apply(event)
+
+    def _saved_round_fields(self, progress: TurnProgress) -> dict[str, Any]:
+        choice = progress.choices[0]
+        return {
+            "content": choice.content, "reasoning": choice.reasoning, "state": "complete",
+            "usage": progress.usage_dict(), "timings": progress.timings(),
+            "finish_reason": choice.finish_reason or "tool_calls",
+            "tool_calls": stored_calls(choice.tool_calls),
+        }
 
     def _check_size(self, what: str, text: str) -> None:
         limit = self.settings.max_message_chars
@@ -316,14 +431,56 @@ class ChatService:
                 state = "error"
                 error = (f"The provider returned fewer choices than the {len(update.assistant_ids)}"
                          " requested (n); it may not support n > 1.")
+            calls = stored_calls(choice.tool_calls)
             repo.complete_message(
                 session=session, user_id=user_id, message_id=message_id,
                 content=choice.content, reasoning=choice.reasoning, state=state,
                 usage=usage if index == 0 else None, timings=timings,
-                finish_reason=choice.finish_reason, error=error,
-                tool_calls=[
-                    {"id": c.id, "type": "function",
-                     "function": {"name": c.name, "arguments": c.arguments}}
-                    for c in choice.tool_calls
-                ] or None,
+                finish_reason=choice.finish_reason, error=error, tool_calls=calls,
             )
+            if calls:
+                # Every call gets a stored result, so the history replays as the provider
+                # expects: cancelled by Stop, or not run (round limit, no tools offered).
+                missing = "cancelled" if update.state == "stopped" else "not_run"
+                repo.record_tool_round(session=session, user_id=user_id, assistant_id=message_id,
+                                       results=tool_rows(progress.tools, calls, missing))
+
+
+async def _until_done(future: asyncio.Future[Any]) -> None:
+    """Wait for a shielded save to finish, even through repeated cancellation."""
+    while not future.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(future)
+
+
+UNFINISHED_TEXT = {
+    "cancelled": "The user stopped the turn before this call finished; it has no result.",
+    "not_run": "This call was not run (the turn ended first).",
+}
+
+
+def stored_calls(calls: list[ToolCall]) -> list[dict[str, Any]] | None:
+    """Tool calls in the OpenAI shape they are stored and replayed in."""
+    return [
+        {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+        for c in calls
+    ] or None
+
+
+def tool_rows(views: list[Any], calls: list[dict[str, Any]] | None,
+              missing: str) -> list[dict[str, Any]]:
+    """One stored result per call, in call order; calls without a result get `missing`."""
+    by_id = {view.call.id: view for view in views}
+    rows = []
+    for call in calls or []:
+        view = by_id.get(call["id"])
+        result: ToolResult | None = view.result if view is not None else None
+        if result is None:
+            rows.append({"tool_call_id": call["id"], "name": call["function"]["name"],
+                         "content": UNFINISHED_TEXT[missing], "tool_status": missing,
+                         "state": "stopped" if missing == "cancelled" else "complete"})
+            continue
+        rows.append({"tool_call_id": result.call_id, "name": result.name,
+                     "content": result.content, "tool_status": result.status,
+                     "error": result.error, "timings": {"duration_ms": result.duration_ms}})
+    return rows

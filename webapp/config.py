@@ -110,6 +110,13 @@ class Settings:
     max_message_chars: int = 100_000  # one message or system prompt
     env: str = "development"
     log_level: str = "INFO"
+    tools_modules: tuple[str, ...] = ()  # extra tool modules (dotted names or .py paths)
+    default_tools: str = "none"  # tools a new conversation offers: none | all | a,b
+    tool_timeout_s: float = 30.0
+    tool_max_rounds: int = 8
+    tool_max_result_chars: int = 20_000
+    tool_approval_timeout_s: float = 600.0
+    http_get_allowed_hosts: tuple[str, ...] = ()  # http_get is off unless hosts are listed
 
     def provider(self, name: str) -> ProviderConfig:
         for provider in self.providers:
@@ -255,4 +262,30 @@ def load_settings(
         max_message_chars=_int(values, "MAX_MESSAGE_CHARS", 100_000),
         env=env,
         log_level=values.get("LOG_LEVEL", "INFO").strip().upper() or "INFO",
+        tools_modules=_list(values, "TOOLS_MODULES"),
+        default_tools=values.get("DEFAULT_TOOLS", "").strip() or "none",
+        tool_timeout_s=_positive(values, "TOOL_TIMEOUT", 30.0),
+        tool_max_rounds=_bounded(values, "TOOL_MAX_ROUNDS", 8, 1, 100),
+        tool_max_result_chars=_bounded(values, "TOOL_MAX_RESULT_CHARS", 20_000, 100, 10_000_000),
+        tool_approval_timeout_s=_positive(values, "TOOL_APPROVAL_TIMEOUT", 600.0),
+        http_get_allowed_hosts=tuple(h.lower() for h in _list(values, "HTTP_GET_ALLOWED_HOSTS")),
     )
+
+
+def _list(values: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated setting as a tuple of non-empty, stripped items."""
+    return tuple(item.strip() for item in values.get(name, "").split(",") if item.strip())
+
+
+def _bounded(values: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    number = _int(values, name, default)
+    if not low <= number <= high:
+        raise ConfigError(f"{name}={number} is out of range {low}–{high}: fix it in .env")
+    return number
+
+
+def _positive(values: Mapping[str, str], name: str, default: float) -> float:
+    number = _float(values, name, default)
+    if not number > 0 or number == float("inf"):  # also refuses NaN
+        raise ConfigError(f"{name}={number:g} must be more than 0: fix it in .env")
+    return number

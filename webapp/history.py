@@ -32,22 +32,49 @@ def to_provider_messages(
     messages: list[ChatMessage] = []
     if system_prompt.strip():
         messages.append({"role": "system", "content": system_prompt})
+    path = list(path)
+    answered = _answered_calls(path)
     for message in path:
         if message.role == "user":
             messages.append({"role": "user", "content": message.content})
         elif message.role == "assistant":
-            if not message.content and not message.tool_calls:
+            calls = [c for c in message.tool_calls or [] if _call_id(c) in answered]
+            if calls != list(message.tool_calls or []):
+                calls = []  # some results are missing: the provider would refuse the calls
+            if not message.content and not calls:
                 continue
             item: ChatMessage = {"role": "assistant", "content": message.content or ""}
-            if message.tool_calls:
-                item["tool_calls"] = message.tool_calls
+            if calls:
+                item["tool_calls"] = calls
                 if reasoning_passback and message.reasoning:
                     item["reasoning_content"] = message.reasoning
             messages.append(item)
-        elif message.role == "tool":
-            call_id = message.tool_call_id or ""
-            messages.append({"role": "tool", "tool_call_id": call_id, "content": message.content})
+        elif message.role == "tool" and message.tool_call_id in answered:
+            messages.append(
+                {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
+            )
     return messages
+
+
+def _call_id(call: Any) -> str | None:
+    return call.get("id") if isinstance(call, dict) else None
+
+
+def _answered_calls(path: list[StoredMessage]) -> set[str]:
+    """Ids of tool calls whose assistant message is followed by a result for every call."""
+    answered: set[str] = set()
+    for position, message in enumerate(path):
+        if message.role != "assistant" or not message.tool_calls:
+            continue
+        ids = {_call_id(c) for c in message.tool_calls}
+        results = set()
+        for later in path[position + 1:]:
+            if later.role != "tool":
+                break
+            results.add(later.tool_call_id)
+        if None not in ids and ids <= results:
+            answered |= {i for i in ids if i is not None}
+    return answered
 
 
 def auto_title(text: str, limit: int = 60) -> str:

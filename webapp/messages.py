@@ -76,7 +76,8 @@ class Retrying:
     reason: str
 
 
-ToolStatus = str  # running | awaiting_approval | done | error | timeout | denied | cancelled | not_run
+# running | awaiting_approval | done | error | timeout | denied | cancelled | not_run
+ToolStatus = str
 FINAL_TOOL_STATUSES = frozenset({"done", "error", "timeout", "denied", "cancelled", "not_run"})
 
 

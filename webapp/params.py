@@ -72,6 +72,9 @@ PARAMS: tuple[Param, ...] = (
           provider_default="4096"),
     Param("separate_reasoning", "Separate reasoning", "bool", "jiekou.ai: move thinking into "
           "its own field.", provider_default="off", providers=("jiekou",)),
+    Param("stream", "Stream", "bool", "Show the answer as it is generated; off waits for the "
+          "whole answer (for servers that only return tool calls unstreamed).",
+          provider_default="on"),
     Param("logprobs", "Log-probs", "bool", "Return token log-probabilities.",
           provider_default="off"),
     Param("top_logprobs", "Top log-probs", "int", "Alternatives per token (needs Log-probs).",

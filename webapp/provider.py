@@ -123,10 +123,14 @@ class ProviderClient:
     async def stream_chat(
         self, body: dict[str, Any], *, api_key: str = ""
     ) -> AsyncIterator[StreamEvent]:
-        """POST a streaming chat completion and yield events; close the HTTP stream on exit."""
+        """POST a chat completion and yield events as they arrive; close the response on exit.
+
+        With `"stream": false` in the body the whole completion arrives as one JSON object and
+        is turned into the same events.
+        """
         payload = self.prepare_body(body)
         headers = self._headers(api_key)
-        headers["Accept"] = "text/event-stream"
+        headers["Accept"] = "text/event-stream" if payload["stream"] else "application/json"
         url = f"{self.config.base_url}/chat/completions"
         timeout = self._stream_timeout()
         attempt = 0
@@ -187,10 +191,13 @@ class ProviderClient:
         return sorted(i for i in ids if isinstance(i, str) and i)
 
     def prepare_body(self, body: dict[str, Any]) -> dict[str, Any]:
-        """A copy of the body forced to stream, asking for usage unless the caller decided."""
+        """A copy of the body that streams (unless `stream` is false) and asks for usage."""
         payload = dict(body)
-        payload["stream"] = True
-        payload.setdefault("stream_options", {"include_usage": True})
+        payload["stream"] = payload.get("stream") is not False
+        if payload["stream"]:
+            payload.setdefault("stream_options", {"include_usage": True})
+        else:
+            payload.pop("stream_options", None)
         return payload
 
     def _headers(self, api_key: str) -> dict[str, str]:

@@ -15,8 +15,11 @@ from storage.db import make_engine, migrate, session_factory
 from webapp.capabilities import CapabilityTable, load_rules
 from webapp.catalog import ModelCatalog
 from webapp.chat import ChatService
-from webapp.config import Settings
+from webapp.config import ConfigError, Settings
 from webapp.provider import ProviderClient, RetryPolicy
+from webapp.tools.builtin import register_builtins
+from webapp.tools.registry import ToolRegistry, ToolSpecError
+from webapp.tools.selection import ToolSelectionError, parse_names
 from webapp.ui.api import ChatAPI
 from webapp.ui.app import CSS, build_ui
 from webapp.ui.handlers import ChatUI
@@ -37,8 +40,35 @@ class Parley:
     service: ChatService
 
 
+def build_tools(
+    settings: Settings, http: httpx.AsyncClient
+) -> tuple[ToolRegistry, tuple[str, ...]]:
+    """The tool registry (built-ins plus TOOLS_MODULES) and the default selection.
+
+    A bad tool definition or setting stops start-up with a message saying what to fix.
+    """
+    registry = ToolRegistry()
+    register_builtins(registry, http=http, http_allowed_hosts=settings.http_get_allowed_hosts)
+    for spec in settings.tools_modules:
+        try:
+            added = registry.load(spec)
+        except ToolSpecError as exc:
+            raise ConfigError(f"TOOLS_MODULES: {exc}") from None
+        log.info("loaded %d tools from %s", added, spec)
+    try:
+        defaults = parse_names(settings.default_tools, registry, "DEFAULT_TOOLS")
+    except ToolSelectionError as exc:
+        raise ConfigError(f"{exc}: fix DEFAULT_TOOLS in .env") from None
+    return registry, defaults
+
+
 def build(settings: Settings) -> Parley:
     """Migrate the database, mark interrupted streams, and build the UI (no server yet)."""
+    http = httpx.AsyncClient(
+        timeout=httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s),
+        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
+    )
+    tools, default_tools = build_tools(settings, http)
     engine = make_engine(settings.database_url)
     backup = migrate(engine)
     if backup:
@@ -49,10 +79,6 @@ def build(settings: Settings) -> Parley:
     if interrupted:
         log.warning("%d answers were streaming when the server stopped: marked interrupted",
                     interrupted)
-    http = httpx.AsyncClient(
-        timeout=httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s),
-        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
-    )
     retry = RetryPolicy(max_retries=settings.max_retries)
     clients = {
         p.name: ProviderClient(http, p, retry=retry, read_timeout_s=settings.read_timeout_s)
@@ -60,10 +86,11 @@ def build(settings: Settings) -> Parley:
     }
     service = ChatService(
         settings=settings, session_factory=sessions, clients=clients,
-        capabilities=CapabilityTable(load_rules(settings.capabilities_file)),
+        capabilities=CapabilityTable(load_rules(settings.capabilities_file)), tools=tools,
     )
     catalog = ModelCatalog({p.name: p for p in settings.providers}, clients)
-    demo = build_ui(ChatUI(service, catalog, Versions(sessions)), ChatAPI(service))
+    demo = build_ui(ChatUI(service, catalog, Versions(sessions), default_tools),
+                    ChatAPI(service, default_tools))
     demo.queue(default_concurrency_limit=None, max_size=2000)
     _skip_queue_analytics(demo)
     return Parley(settings, demo, http, engine, service)

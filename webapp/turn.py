@@ -12,10 +12,16 @@ from webapp.messages import (
     ChoiceState,
     ReasoningDelta,
     Retrying,
-    StreamEvent,
+    RoundStarted,
     StreamStarted,
     TextDelta,
+    ToolCall,
+    ToolCallFinished,
     ToolCallsReady,
+    ToolCallStarted,
+    ToolResult,
+    ToolRoundLimit,
+    TurnEvent,
     Usage,
 )
 
@@ -32,6 +38,28 @@ class ChoiceClock:
 
 
 @dataclass(slots=True)
+class ToolCallView:
+    """One tool call as the user sees it: arguments, status, and (when done) its result."""
+
+    call: ToolCall
+    status: str = "running"  # running | awaiting_approval | done | error | timeout | denied ...
+    result: ToolResult | None = None
+    started_at: float = 0.0
+
+
+@dataclass(slots=True)
+class RoundView:
+    """A finished round of a tool-using turn: the answer that asked for tools, and the calls."""
+
+    content: str
+    reasoning: str
+    thinking_s: float | None
+    tools: list[ToolCallView]
+    usage: dict[str, int] | None
+    timings: dict[str, Any]
+
+
+@dataclass(slots=True)
 class TurnProgress:
     """Everything known so far about one turn, updated event by event."""
 
@@ -44,10 +72,48 @@ class TurnProgress:
     retry_note: str = ""
     choices: list[ChoiceState] = field(default_factory=list)
     clocks: list[ChoiceClock] = field(default_factory=list)
+    tools: list[ToolCallView] = field(default_factory=list)  # this round's calls
+    rounds: list[RoundView] = field(default_factory=list)  # earlier rounds of this turn
+    round_limit: int | None = None  # set when the model asked for tools past the limit
 
     def __post_init__(self) -> None:
         self.started = self.clock()
         self._grow(self.n)
+
+    def tool(self, call_id: str) -> ToolCallView | None:
+        return next((view for view in self.tools if view.call.id == call_id), None)
+
+    @property
+    def awaiting_approval(self) -> list[ToolCall]:
+        return [view.call for view in self.tools if view.status == "awaiting_approval"]
+
+    def _next_round(self) -> None:
+        """Keep the finished round for display and start counting the next request afresh."""
+        choice = self.choices[0]
+        self.rounds.append(RoundView(choice.content, choice.reasoning, self.thinking_seconds(0),
+                                     self.tools, self.usage_dict(), self.timings()))
+        self.tools = []
+        self.choices, self.clocks = [], []
+        self._grow(self.n)
+        self.started = self.clock()
+        self.first_token_at = self.last_event_at = None
+        self.usage = None
+
+    def _tool_event(self, event: ToolCallStarted | ToolCallFinished, now: float) -> None:
+        if isinstance(event, ToolCallStarted):
+            view = self.tool(event.call.id)
+            if view is None:
+                self.tools.append(ToolCallView(event.call, event.status, started_at=now))
+            else:
+                view.status, view.started_at = event.status, now
+            return
+        result = event.result
+        view = self.tool(result.call_id)
+        if view is None:
+            call = ToolCall(result.call_id, result.name, result.arguments)
+            view = ToolCallView(call, started_at=now)
+            self.tools.append(view)
+        view.status, view.result = result.status, result
 
     def _grow(self, count: int) -> None:
         while len(self.choices) < count:
@@ -58,9 +124,18 @@ class TurnProgress:
         """A choice index the request did not ask for (a server may ignore n, or misbehave)."""
         return not 0 <= choice < self.n
 
-    def apply(self, event: StreamEvent) -> None:
+    def apply(self, event: TurnEvent) -> None:
         """Fold one event into the state."""
         now = self.clock()
+        if isinstance(event, ToolCallStarted | ToolCallFinished):
+            self._tool_event(event, now)
+            return
+        if isinstance(event, RoundStarted):
+            self._next_round()
+            return
+        if isinstance(event, ToolRoundLimit):
+            self.round_limit = event.rounds
+            return
         self.last_event_at = now
         per_choice = TextDelta | ReasoningDelta | ChoiceFinished | ToolCallsReady
         if isinstance(event, per_choice) and self._unexpected(event.choice):

@@ -19,8 +19,9 @@ MAX_PARAMETERS_JSON = 64_000
 class ChatAPI:
     """Adapter from the API's four strings to a ChatService turn."""
 
-    def __init__(self, service: ChatService) -> None:
+    def __init__(self, service: ChatService, default_tools: tuple[str, ...] = ()) -> None:
         self.service = service
+        self.default_tools = default_tools
 
     async def chat(
         self,
@@ -34,7 +35,9 @@ class ChatAPI:
 
         An empty conversation_id starts a new conversation; an empty model uses the default.
         parameters_json is a JSON object of request parameters (temperature, max_tokens, ...)
-        and may name a "provider". With n > 1 the first choice is returned.
+        and may name a "provider", "tools" (a list of tool names to offer; absent means the
+        conversation's default) and "tool_choice". Tools run as in the UI; a tool that needs a
+        person's approval is not run. With n > 1 the first choice is returned.
         """
         settings = self.service.settings
         if len(parameters_json) > MAX_PARAMETERS_JSON:
@@ -48,19 +51,32 @@ class ChatAPI:
         if not isinstance(params, dict):
             raise gr.Error('parameters_json must be a JSON object, e.g. {"temperature": 0.5}')
         provider = str(params.pop("provider", "") or settings.default_provider)
+        tools = params.pop("tools", None)  # None: the conversation's (or the server's) default
+        tool_choice = params.pop("tool_choice", None)
+        if tools is not None and not (
+            isinstance(tools, list) and all(isinstance(t, str) for t in tools)
+        ):
+            raise gr.Error('"tools" must be a list of tool names, e.g. ["calculator"]')
+        if tool_choice is not None and not isinstance(tool_choice, str):
+            raise gr.Error('"tool_choice" must be "auto", "none", "required" or a tool name')
         if not model.strip() and provider == settings.default_provider:
             model = settings.default_model
         username = request.username or LOCAL_USER
         user = await self.service.db(lambda s: repo.ensure_user(session=s, username=username))
         user_id = user.id
         assert user_id is not None
-        turn = TurnSettings(provider=provider, model=model, params=params)
         try:
+            system_prompt, stored = "", {}
             if conversation_id.strip():
                 existing = await self.service.db(lambda s: repo.get_conversation(
                     session=s, user_id=user_id, conversation_id=conversation_id.strip()))
-                turn = TurnSettings(provider=provider, model=model, params=params,
-                                    system_prompt=existing.system_prompt)
+                system_prompt, stored = existing.system_prompt, existing.parameters or {}
+            if tools is None:
+                tools = stored.get("tools", list(self.default_tools))
+            turn = TurnSettings(
+                provider=provider, model=model, params=params, system_prompt=system_prompt,
+                tools=tuple(tools), tool_choice=tool_choice or stored.get("tool_choice") or "auto",
+                interactive=False)
             stream = self.service.stream_turn(
                 user_id=user_id, conversation_id=conversation_id.strip() or None,
                 action=NewMessage(message), turn=turn)
@@ -80,7 +96,11 @@ class ChatAPI:
         yield "", update.conversation_id
         async with contextlib.aclosing(stream):
             async for update in stream:
-                answer = update.progress.choices[0].content
-                if update.state == "error":
-                    answer += ("\n\n" if answer else "") + f"[error] {update.error}"
+                progress = update.progress
+                answer = "\n\n".join(
+                    [r.content for r in progress.rounds if r.content]
+                    + ([progress.choices[0].content] if progress.choices[0].content else []))
+                if update.error:
+                    mark = "error" if update.state == "error" else "note"
+                    answer += ("\n\n" if answer else "") + f"[{mark}] {update.error}"
                 yield answer, update.conversation_id

@@ -93,6 +93,13 @@ def build_ui(ui: ChatUI, api: ChatAPI) -> gr.Blocks:
                     autofocus=True,
                 )
                 box.stop_btn = False  # the stop button shows only while an answer streams
+                with gr.Group(visible=False, elem_id="approval") as approval_panel:
+                    approval_text = gr.Markdown(elem_id="approval-text")
+                    with gr.Row():
+                        approve_btn = gr.Button("Approve", variant="primary", size="sm",
+                                                elem_id="approve-tool")
+                        deny_btn = gr.Button("Deny", variant="stop", size="sm",
+                                             elem_id="deny-tool")
             with gr.Column(scale=2, elem_id="settings"):
                 gr.Markdown("#### Settings")
                 provider = gr.Dropdown(
@@ -123,6 +130,24 @@ def build_ui(ui: ChatUI, api: ChatAPI) -> gr.Blocks:
                 )
                 key_status = gr.Markdown(elem_id="key-status", visible=False)
                 system = gr.Textbox(label="System prompt", lines=3, elem_id="system-prompt")
+                tool_names = ui.service.tools.names()
+                with gr.Accordion("Tools", open=bool(ui.default_tools), elem_id="tools-panel"):
+                    tools_box = gr.CheckboxGroup(
+                        [(ui.tool_label(name), name) for name in tool_names],
+                        value=list(ui.default_tools),
+                        label="Offered to the model",
+                        info="The model may call these; each call and its result show in the "
+                        "chat. Calls marked ✋ wait for your approval.",
+                        elem_id="tools",
+                    )
+                    tool_choice = gr.Dropdown(
+                        ["auto", "none", "required", *tool_names],
+                        value="auto",
+                        label="Tool choice",
+                        info="auto: the model decides · none: no calls · required: at least "
+                        "one call · a name: that tool.",
+                        elem_id="tool-choice",
+                    )
                 param_controls = []
                 for p in PARAMS:
                     if not p.advanced:
@@ -136,8 +161,8 @@ def build_ui(ui: ChatUI, api: ChatAPI) -> gr.Blocks:
         params = [by_id[f"param-{p.name}"] for p in PARAMS]
 
         switcher = [version_label, prev_btn, next_btn, use_btn]
-        turn_inputs = [state, provider, model, system, *params]
-        turn_outputs = [chatbot, box, state]
+        turn_inputs = [state, provider, model, system, tools_box, tool_choice, *params]
+        turn_outputs = [chatbot, box, state, approval_panel, approval_text]
         after_outputs = [chatbot, state, *switcher, conversations]
 
         def then_refresh(event: Dependency) -> None:
@@ -148,7 +173,10 @@ def build_ui(ui: ChatUI, api: ChatAPI) -> gr.Blocks:
                 [box],
                 queue=False,
                 api_visibility=PRIVATE,
-            ).then(ui.after_turn, [state, search], after_outputs, api_visibility=PRIVATE)
+            ).then(ui.after_turn, [state, search], after_outputs, api_visibility=PRIVATE).then(
+                lambda: gr.update(visible=False), None, [approval_panel], queue=False,
+                api_visibility=PRIVATE,
+            )
 
         def show_stop(trigger: Callable[..., Dependency]) -> None:
             """While a turn streams, the box shows Stop instead of Send."""
@@ -181,6 +209,8 @@ def build_ui(ui: ChatUI, api: ChatAPI) -> gr.Blocks:
         )
         then_refresh(chatbot.undo(ui.undo, [state], [chatbot, box, state], api_visibility=PRIVATE))
         chatbot.like(ui.feedback, [state], None, api_visibility=PRIVATE)
+        approve_btn.click(ui.approve, [state], None, api_visibility=PRIVATE)
+        deny_btn.click(ui.deny, [state], None, api_visibility=PRIVATE)
         new_chat_outputs = [
             chatbot,
             state,
@@ -202,6 +232,8 @@ def build_ui(ui: ChatUI, api: ChatAPI) -> gr.Blocks:
             system,
             provider,
             model,
+            tools_box,
+            tool_choice,
             *switcher,
             *params,
         ]

@@ -21,7 +21,14 @@ from webapp.chat import (
 )
 from webapp.params import PARAMS, ParamError, normalize, warnings_for
 from webapp.ui import controls
-from webapp.ui.render import View, feedback_values, render_live, render_path
+from webapp.ui.render import (
+    View,
+    feedback_values,
+    fenced,
+    pretty_arguments,
+    render_live,
+    render_path,
+)
 from webapp.ui.session import LOCAL_USER, SessionState
 from webapp.versions import NavigationRefused, Versions, version_info
 
@@ -45,11 +52,18 @@ def _refusal(exc: Exception) -> gr.Error:
 class ChatUI:
     """Holds the app's collaborators; every handler gets per-user data from its arguments."""
 
-    def __init__(self, service: ChatService, catalog: ModelCatalog, versions: Versions) -> None:
+    def __init__(self, service: ChatService, catalog: ModelCatalog, versions: Versions,
+                 default_tools: tuple[str, ...] = ()) -> None:
         self.service = service
         self.versions = versions
         self.catalog = catalog
         self.settings = service.settings
+        self.default_tools = default_tools
+
+    def tool_label(self, name: str) -> str:
+        """A tool's checkbox label: its name, and ✋ when its calls need approval."""
+        tool = self.service.tools.get(name)
+        return f"{name} ✋" if tool is not None and tool.needs_approval else name
 
     # ---- identity -------------------------------------------------------------------------
     async def user_id(self, state: SessionState, request: gr.Request | None) -> int:
@@ -82,8 +96,16 @@ class ChatUI:
         view.feedback = feedback_values(view, {m.id: m.feedback for m in messages})
         state.message_ids = view.message_ids
         state.active_ids = {m.id for m in path}
-        assistants = [m for m in path if m.role == "assistant"]
-        state.focus_id = assistants[-1].id if assistants else None
+        # The last answer's versions are those of its first message (a tool-using answer is
+        # a chain: assistant, tool results, assistant, ...).
+        head = None
+        for message in path:
+            if message.role == "user":
+                head = None
+            elif message.role == "assistant" and head is None:
+                head = message.id
+        state.focus_id = head or next(
+            (m.id for m in reversed(path) if m.role == "assistant"), None)
         return view
 
     def _versions(self, state: SessionState, messages: list[Message]) -> Updates:
@@ -108,11 +130,13 @@ class ChatUI:
     # ---- chat turns ------------------------------------------------------------------------
     async def _run(
         self, state: SessionState, request: gr.Request, action: Action, provider: str,
-        model: str, system: str, params: tuple[Any, ...], clear_box: bool,
+        model: str, system: str, tools: Any, tool_choice: Any, params: tuple[Any, ...],
+        clear_box: bool,
     ) -> AsyncIterator[Updates]:
         user_id = await self.user_id(state, request)
         turn = TurnSettings(provider=provider, model=model or "", system_prompt=system or "",
-                            params=controls.collect(params), api_keys=state.api_keys)
+                            params=controls.collect(params), api_keys=state.api_keys,
+                            tools=tuple(tools or ()), tool_choice=tool_choice or "auto")
         try:
             for note in warnings_for(normalize(dict(turn.params))):
                 gr.Warning(note)
@@ -123,11 +147,14 @@ class ChatUI:
             # A warning toast, not an error: nothing failed, the message stays in the box.
             title, message = _refusal_text(exc)
             gr.Warning(message, title=title)
-            yield gr.skip(), gr.skip(), gr.skip()
+            yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
+        for note in first.notes:
+            gr.Warning(note)
         state.conversation_id = first.conversation_id
         prior = render_path(first.path)
         box = "" if clear_box else gr.skip()
+        shown: list[str] = []  # ids of the calls the approval panel shows
 
         def frame(update: Any) -> View:
             view = render_live(prior, update.progress, update.assistant_ids, state=update.state,
@@ -135,34 +162,65 @@ class ChatUI:
             state.message_ids = view.message_ids
             return view
 
-        yield frame(first).messages, box, state
+        def approval(update: Any) -> tuple[Any, Any]:
+            waiting = update.progress.awaiting_approval if update.state == "streaming" else []
+            ids = [call.id for call in waiting]
+            if ids == shown:
+                return gr.skip(), gr.skip()
+            shown[:] = ids
+            if not waiting:
+                return gr.update(visible=False), gr.skip()
+            call = waiting[0]
+            more = f" ({len(waiting) - 1} more waiting)" if len(waiting) > 1 else ""
+            text = (f"✋ **{call.name}** wants to run{more}. Approve it?\n\n"
+                    + fenced(pretty_arguments(call.arguments), "json"))
+            return gr.update(visible=True), text
+
+        yield frame(first).messages, box, state, *approval(first)
         async for update in stream:
-            yield frame(update).messages, gr.skip(), gr.skip()
+            yield frame(update).messages, gr.skip(), gr.skip(), *approval(update)
+
+    async def approve(self, state: SessionState, request: gr.Request) -> None:
+        await self._decide(state, request, approved=True)
+
+    async def deny(self, state: SessionState, request: gr.Request) -> None:
+        await self._decide(state, request, approved=False)
+
+    async def _decide(self, state: SessionState, request: gr.Request, *, approved: bool) -> None:
+        """Approve or deny the oldest tool call waiting in this tab's conversation."""
+        user_id = await self.user_id(state, request)
+        call = None
+        if state.conversation_id:
+            call = self.service.approvals.resolve(user_id, state.conversation_id, approved)
+        if call is None:
+            gr.Warning("No tool call is waiting for approval.")
 
     # gr.Request and event data come first: Gradio only injects them into positional
     # parameters, and the parameter controls arrive as *params.
     async def send(self, request: gr.Request, text: str, state: SessionState, provider: str,
-                   model: str, system: str, *params: Any) -> AsyncIterator[Updates]:
+                   model: str, system: str, tools: Any, tool_choice: Any, *params: Any
+                   ) -> AsyncIterator[Updates]:
         async for item in self._run(state, request, NewMessage(text or ""), provider, model,
-                                    system, params, clear_box=True):
+                                    system, tools, tool_choice, params, clear_box=True):
             yield item
 
     async def regenerate(self, request: gr.Request, state: SessionState, provider: str,
-                         model: str, system: str, *params: Any) -> AsyncIterator[Updates]:
+                         model: str, system: str, tools: Any, tool_choice: Any, *params: Any
+                         ) -> AsyncIterator[Updates]:
         async for item in self._run(state, request, Regenerate(), provider, model, system,
-                                    params, clear_box=False):
+                                    tools, tool_choice, params, clear_box=False):
             yield item
 
     async def edit(self, data: gr.EditData, request: gr.Request, state: SessionState,
-                   provider: str, model: str, system: str, *params: Any
-                   ) -> AsyncIterator[Updates]:
+                   provider: str, model: str, system: str, tools: Any, tool_choice: Any,
+                   *params: Any) -> AsyncIterator[Updates]:
         index = data.index if isinstance(data.index, int) else data.index[0]
         message_id = state.message_ids[index] if index < len(state.message_ids) else None
         if message_id is None:
             raise gr.Error("That message cannot be edited.")
         text = data.value if isinstance(data.value, str) else str(data.value)
         async for item in self._run(state, request, EditMessage(message_id, text), provider,
-                                    model, system, params, clear_box=False):
+                                    model, system, tools, tool_choice, params, clear_box=False):
             yield item
 
     async def after_turn(self, state: SessionState, query: str, request: gr.Request) -> Updates:
@@ -247,7 +305,7 @@ class ChatUI:
                    request: gr.Request) -> Updates:
         """Open a conversation from the sidebar: messages and its saved settings."""
         if not conversation_id or conversation_id == state.conversation_id:
-            return tuple(gr.skip() for _ in range(10 + len(PARAMS)))
+            return tuple(gr.skip() for _ in range(12 + len(PARAMS)))
         user_id = await self.user_id(state, request)
         try:
             conversation, messages = await self._load(user_id, conversation_id)
@@ -261,8 +319,13 @@ class ChatUI:
                        "configured; pick another provider to continue it.")
             provider = self.settings.default_provider
         model, _ = await self.models_for(provider, state, current=conversation.model)
+        stored = conversation.parameters or {}
+        known = self.service.tools.names()
+        tools = [n for n in stored.get("tools", self.default_tools) if n in known]
+        choice = stored.get("tool_choice") or "auto"
         return (view.chatbot(), state, conversation.title, conversation.system_prompt,
-                provider, model,
+                provider, model, tools, choice if choice in (*known, "auto", "none",
+                                                             "required") else "auto",
                 *self._versions(state, messages),
                 *controls.show(conversation.parameters))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -10,7 +11,8 @@ from typing import Any
 import gradio as gr
 
 from storage.models import Message
-from webapp.turn import TurnProgress
+from webapp.messages import ToolCall
+from webapp.turn import ToolCallView, TurnProgress
 
 WINDOW = 120  # render at most this many stored messages: every streamed update re-renders all
 
@@ -20,6 +22,17 @@ STATE_MARKS = {
 }
 
 ChatbotMessage = dict[str, Any]
+TOOL_SHOWN_CHARS = 5000  # a tool result longer than this is cut in the chat (stored whole)
+TOOL_LABELS = {
+    "running": "running…",
+    "awaiting_approval": "awaiting your approval",
+    "done": "done",
+    "error": "error",
+    "timeout": "timed out",
+    "denied": "denied",
+    "cancelled": "cancelled",
+    "not_run": "not run",
+}
 
 
 @dataclass(slots=True)
@@ -75,6 +88,76 @@ def _thinking(reasoning: str, *, pending: bool, seconds: float | None) -> Chatbo
     return _text("assistant", reasoning, metadata)
 
 
+def fenced(text: str, language: str = "") -> str:
+    """A Markdown code block that no backtick run inside `text` can close early."""
+    longest = max((len(run) for run in text.split("\n") for run in _backtick_runs(run)),
+                  default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{language}\n{text}\n{fence}"
+
+
+def _backtick_runs(line: str) -> list[str]:
+    runs, current = [], ""
+    for char in line:
+        if char == "`":
+            current += char
+        elif current:
+            runs.append(current)
+            current = ""
+    return runs + ([current] if current else [])
+
+
+def pretty_arguments(arguments: str) -> str:
+    """Pretty JSON when the arguments parse, else the raw text."""
+    try:
+        return json.dumps(json.loads(arguments or "{}"), indent=2, ensure_ascii=False)
+    except ValueError:
+        return arguments
+
+
+def tool_item(call: ToolCall, status: str, result: str | None,
+              duration_ms: int | None) -> ChatbotMessage:
+    """One collapsible block for a tool call: name, arguments, result, duration, status."""
+    parts = ["**Arguments**", fenced(pretty_arguments(call.arguments), "json")]
+    if status == "awaiting_approval":
+        parts.append("Approve or deny this call with the buttons under the chat.")
+    if result is not None:
+        shown = result
+        if len(result) > TOOL_SHOWN_CHARS:
+            shown = (result[:TOOL_SHOWN_CHARS]
+                     + f"\n… ({len(result) - TOOL_SHOWN_CHARS:,} more characters stored)")
+        parts += ["**Result**", fenced(shown)]
+    icon = "⚠" if status in ("error", "timeout") else "🛠"
+    metadata: dict[str, Any] = {
+        "title": f"{icon} {call.name or '(unnamed tool)'} · {TOOL_LABELS.get(status, status)}",
+        "status": "pending" if status in ("running", "awaiting_approval") else "done",
+    }
+    if duration_ms is not None and result is not None:
+        metadata["duration"] = round(duration_ms / 1000, 2)
+    return _text("assistant", "\n\n".join(parts), metadata)
+
+
+def _live_tool_items(views: Sequence[ToolCallView]) -> list[ChatbotMessage]:
+    return [tool_item(v.call, v.status, v.result.content if v.result else None,
+                      v.result.duration_ms if v.result else None) for v in views]
+
+
+def _stored_tool_items(message: Message, results: dict[str, Message]) -> list[ChatbotMessage]:
+    items = []
+    for raw in message.tool_calls or []:
+        function = raw.get("function") or {}
+        call = ToolCall(str(raw.get("id", "")), str(function.get("name", "")),
+                        str(function.get("arguments", "")))
+        row = results.get(call.id)
+        if row is None:
+            status = "running" if message.state == "streaming" else "not_run"
+            items.append(tool_item(call, status, None, None))
+        else:
+            duration = (row.timings or {}).get("duration_ms")
+            items.append(tool_item(call, row.tool_status or "done", row.content, duration))
+    return items
+
+
 def _answer_items(
     *,
     content: str,
@@ -85,6 +168,7 @@ def _answer_items(
     thinking_pending: bool = False,
     thinking_seconds: float | None = None,
     header: str = "",
+    tools: list[ChatbotMessage] | None = None,
 ) -> list[ChatbotMessage]:
     items = []
     if header:
@@ -93,6 +177,7 @@ def _answer_items(
         items.append(_thinking(reasoning, pending=thinking_pending, seconds=thinking_seconds))
     if content:
         items.append(_text("assistant", content))
+    items += tools or []
     mark = STATE_MARKS.get(state, "")
     if state == "error":
         mark = f"⚠ {error or 'This answer failed; use Retry to try again.'}"
@@ -107,17 +192,20 @@ def _answer_items(
     return items
 
 
-def _stored_answer(message: Message, header: str = "") -> list[ChatbotMessage]:
+def _stored_answer(message: Message, header: str = "",
+                   results: dict[str, Message] | None = None) -> list[ChatbotMessage]:
     seconds = (message.timings or {}).get("reasoning_ms")
+    # A round that asked for tools shows no figures: they appear under the final answer.
+    show_stats = message.state != "streaming" and not message.tool_calls
     return _answer_items(
         content=message.content,
         reasoning=message.reasoning,
         state=message.state,
         error=message.error,
-        stats=stats_line(message.usage, message.timings, message.model)
-        if message.state != "streaming" else "",
+        stats=stats_line(message.usage, message.timings, message.model) if show_stats else "",
         thinking_seconds=seconds / 1000 if seconds is not None else None,
         header=header,
+        tools=_stored_tool_items(message, results or {}),
     )
 
 
@@ -126,6 +214,7 @@ def render_path(
 ) -> View:
     """Render the stored active path (windowed to the most recent messages)."""
     view = View([], [])
+    results = {m.tool_call_id: m for m in path if m.role == "tool" and m.tool_call_id}
     hidden = max(0, len(path) - WINDOW)
     if hidden:
         view.messages.append(_text("assistant", f"… {hidden} earlier messages not shown."))
@@ -145,7 +234,7 @@ def render_path(
                 items = []
             continue
         elif message.role == "assistant":
-            items = _stored_answer(message)
+            items = _stored_answer(message, results=results)
         else:
             continue
         view.messages += items
@@ -166,6 +255,12 @@ def render_live(
     view = View(list(prior.messages), list(prior.message_ids))
     done = state != "streaming"
     count = len(assistant_ids)
+    for past in progress.rounds:  # earlier rounds of a tool-using turn
+        items = _answer_items(content=past.content, reasoning=past.reasoning, state="complete",
+                              error=None, stats="", thinking_seconds=past.thinking_s,
+                              tools=_live_tool_items(past.tools))
+        view.messages += items
+        view.message_ids += [assistant_ids[0]] * len(items)
     for index, message_id in enumerate(assistant_ids):
         choice = progress.choices[index]
         stats = ""
@@ -184,6 +279,7 @@ def render_live(
             thinking_pending=progress.is_thinking(index) and not done,
             thinking_seconds=progress.thinking_seconds(index),
             header=header,
+            tools=_live_tool_items(progress.tools) if index == 0 else None,
         )
         if progress.retry_note and not choice.content and not choice.reasoning and not done:
             items = [_text("assistant", f"⏳ {progress.retry_note}")]
