@@ -7,7 +7,19 @@ from typing import Any
 import pytest
 
 from storage.models import Message
-from webapp.messages import ChoiceFinished, ReasoningDelta, Retrying, TextDelta, Usage
+from webapp.messages import (
+    ChoiceFinished,
+    ReasoningDelta,
+    Retrying,
+    RoundStarted,
+    TextDelta,
+    ToolCall,
+    ToolCallFinished,
+    ToolCallsReady,
+    ToolCallStarted,
+    ToolResult,
+    Usage,
+)
 from webapp.turn import TurnProgress
 from webapp.ui.render import STATE_MARKS, WINDOW, View, render_live, render_path, stats_line
 
@@ -366,8 +378,6 @@ def test_a_result_with_backticks_cannot_break_out_of_its_code_block() -> None:
 
 
 def test_live_round_shows_running_then_awaiting_approval() -> None:
-    from webapp.messages import ToolCall, ToolCallStarted, ToolCallsReady
-
     clock = FakeClock()
     progress = TurnProgress(clock=clock)
     progress.apply(TextDelta("Checking."))
@@ -383,14 +393,6 @@ def test_live_round_shows_running_then_awaiting_approval() -> None:
 
 
 def test_live_earlier_rounds_stay_visible_when_the_next_starts() -> None:
-    from webapp.messages import (
-        RoundStarted,
-        ToolCall,
-        ToolCallFinished,
-        ToolCallStarted,
-        ToolResult,
-    )
-
     progress = TurnProgress(clock=FakeClock())
     call = ToolCall("c1", "calculator", '{"expression":"1"}')
     progress.apply(TextDelta("First."))
