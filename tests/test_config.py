@@ -207,3 +207,28 @@ def test_load_settings_does_not_write_the_environment(monkeypatch: pytest.Monkey
 def test_extra_provider_listed_twice_is_refused() -> None:
     message = config_error(EXTRA_PROVIDERS="local,LOCAL", LOCAL_BASE_URL="http://127.0.0.1:1/v1")
     assert "EXTRA_PROVIDERS names local more than once" in message
+
+
+def test_tool_settings_defaults_and_parsing() -> None:
+    settings = load_settings({}, dotenv_path=None)
+    assert (settings.tools_modules, settings.default_tools, settings.tool_timeout_s,
+            settings.tool_max_rounds, settings.tool_max_result_chars,
+            settings.http_get_allowed_hosts) == ((), "none", 30.0, 8, 20_000, ())
+    settings = load_settings({"TOOLS_MODULES": " a.b , /opt/t.py ,", "TOOL_TIMEOUT": "2.5",
+                              "HTTP_GET_ALLOWED_HOSTS": "Wiki.Internal, *.docs.example.com",
+                              "DEFAULT_TOOLS": "calculator"}, dotenv_path=None)
+    assert settings.tools_modules == ("a.b", "/opt/t.py")
+    assert settings.tool_timeout_s == 2.5 and settings.default_tools == "calculator"
+    assert settings.http_get_allowed_hosts == ("wiki.internal", "*.docs.example.com")
+
+
+@pytest.mark.parametrize(("name", "value", "message"), [
+    ("TOOL_TIMEOUT", "0", "TOOL_TIMEOUT=0 must be more than 0"),
+    ("TOOL_TIMEOUT", "nan", "TOOL_TIMEOUT=nan must be more than 0"),
+    ("TOOL_TIMEOUT", "soon", "TOOL_TIMEOUT='soon' is not a number"),
+    ("TOOL_MAX_ROUNDS", "0", "TOOL_MAX_ROUNDS=0 is out of range 1–100"),
+    ("TOOL_MAX_RESULT_CHARS", "5", "TOOL_MAX_RESULT_CHARS=5 is out of range"),
+])
+def test_bad_tool_settings_name_the_variable(name: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings({name: value}, dotenv_path=None)

@@ -135,6 +135,56 @@ def test_migrate_creates_schema_and_is_idempotent(db_url: str) -> None:
         engine.dispose()
 
 
+def test_upgrading_a_filled_first_schema_database_loses_nothing(db_url: str) -> None:
+    """A database made with migration 0001 and filled, then upgraded to head by start-up."""
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as connection:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0001")
+        now = datetime(2026, 1, 2, 3, 4, 5)
+        with engine.begin() as connection:
+            connection.execute(text(
+                "INSERT INTO users (username, is_admin, created_at) VALUES ('ana', false, :t)"),
+                {"t": now})
+            user_id = connection.execute(text("SELECT id FROM users")).scalar_one()
+            connection.execute(text(
+                "INSERT INTO conversations (id, user_id, title, system_prompt, provider, model, "
+                "parameters, current_leaf_id, created_at, updated_at) VALUES ('c' || :z, :u, "
+                "'Kept', 'Be kind', 'siliconflow', 'Qwen/Qwen3-8B', '{\"top_k\": 5}', "
+                "'a' || :z, :t, :t)"), {"z": "0" * 31, "u": user_id, "t": now})
+            for row_id, parent, role, content in (("u", None, "user", "Question?"),
+                                                  ("a", "u", "assistant", "Answer ✓")):
+                connection.execute(text(
+                    "INSERT INTO messages (id, conversation_id, user_id, parent_id, role, "
+                    "content, reasoning, provider, model, state, choice_index, usage, "
+                    "created_at, updated_at) VALUES (:id || :z, 'c' || :z, :u, "
+                    ":parent, :role, :content, 'hm', '', '', 'complete', 0, "
+                    "'{\"total_tokens\": 7}', :t, :t)"),
+                    {"id": row_id, "z": "0" * 31, "u": user_id,
+                     "parent": parent and parent + "0" * 31, "role": role,
+                     "content": content, "t": now})
+        migrate(engine)
+        assert current_revision(engine) == head_revision()
+        with session_factory(engine)() as session:
+            [conversation] = repo.list_conversations(session=session, user_id=user_id)
+            full = repo.get_conversation(session=session, user_id=user_id,
+                                         conversation_id=conversation.id)
+            messages = repo.load_messages(session=session, user_id=user_id,
+                                          conversation_id=conversation.id)
+        assert (full.title, full.system_prompt, full.parameters) == (
+            "Kept", "Be kind", {"top_k": 5})
+        path = repo.active_path(messages, full.current_leaf_id)
+        assert [(m.role, m.content, m.reasoning, m.usage, m.tool_status) for m in path] == [
+            ("user", "Question?", "hm", {"total_tokens": 7}, None),
+            ("assistant", "Answer ✓", "hm", {"total_tokens": 7}, None),
+        ]
+        assert path[0].created_at == now.replace(tzinfo=UTC)
+    finally:
+        engine.dispose()
+
+
 def test_postgres_url_uses_psycopg() -> None:
     engine = make_engine("postgresql://user@localhost:5432/parley")
     assert engine.url.drivername == "postgresql+psycopg"

@@ -21,18 +21,17 @@ from storage import repository as repo
 from storage.models import Conversation, Message
 from webapp.capabilities import CapabilityTable
 from webapp.config import ProviderConfig, Settings
-from webapp.engine import StreamingClient, ToolSetup, TurnRequest, run_turn
+from webapp.engine import StreamingClient, TurnRequest, run_turn
 from webapp.error_text import describe_error
 from webapp.history import auto_title, to_provider_messages
-from webapp.messages import RoundStarted, ToolCall, ToolResult, ToolRoundLimit
+from webapp.messages import RoundStarted, ToolRoundLimit
 from webapp.params import normalize, request_params
 from webapp.provider import ProviderError
 from webapp.streaming import batched
-from webapp.tools.approval import Approvals
-from webapp.tools.context import ToolContext
+from webapp.tool_turns import ToolTurns, stored_calls, tool_rows
 from webapp.tools.execute import ToolExecutor
 from webapp.tools.registry import ToolRegistry
-from webapp.tools.selection import Selection, ToolSelectionError, select
+from webapp.tools.selection import ToolSelectionError
 from webapp.turn import TurnProgress
 
 log = logging.getLogger(__name__)
@@ -117,10 +116,8 @@ class ChatService:
         self._clients = clients
         self.capabilities = capabilities
         self.tools = tools if tools is not None else ToolRegistry()
-        self._executor = executor or ToolExecutor(
-            self.tools, timeout_s=settings.tool_timeout_s,
-            max_result_chars=settings.tool_max_result_chars)
-        self.approvals = Approvals()
+        self.tool_turns = ToolTurns(settings, self.tools, self.db, executor)
+        self.approvals = self.tool_turns.approvals
         self._saves: dict[str, asyncio.Event] = {}
 
     async def db(self, work: Callable[[Session], T]) -> T:
@@ -167,7 +164,10 @@ class ChatService:
             raise TurnRefused(f"Choose a model for {provider.label} (or type a model id).")
         clean = normalize(dict(turn.params))  # raises ParamError, shown to the user as is
         caps = self.capabilities.lookup(model, provider.kind, provider.name)
-        selection = self._select_tools(turn, model, caps.tools)
+        try:
+            selection = self.tool_turns.select(turn.tools, turn.tool_choice, model, caps.tools)
+        except ToolSelectionError as exc:
+            raise TurnRefused(str(exc)) from None
         tools_sent = bool(selection.names)
         sent_params = request_params(clean, caps, provider.kind, tools_sent=tools_sent)
         notes = []
@@ -199,8 +199,9 @@ class ChatService:
             turn.system_prompt, prepared.path, reasoning_passback=caps.reasoning_passback
         )
         request = TurnRequest(model=model, messages=history, params=sent_params, api_key=api_key)
-        tool_setup = self._tool_setup(selection, turn, user_id, conversation.id,
-                                      caps.reasoning_passback)
+        tool_setup = self.tool_turns.setup(selection, user_id, conversation.id,
+                                           interactive=turn.interactive,
+                                           reasoning_passback=caps.reasoning_passback)
         progress = TurnProgress(n=n)
         update = TurnUpdate(conversation.id, prepared.path, prepared.assistant_ids, progress,
                             provider.label, model, notes=notes)
@@ -246,46 +247,6 @@ class ChatService:
             log.info("turn %s: provider=%s model=%s %.2fs", update.state, provider.name, model,
                      time.monotonic() - started)
         yield update
-
-    def _select_tools(self, turn: TurnSettings, model: str, supported: bool | None) -> Selection:
-        try:
-            selection = select(self.tools, turn.tools, turn.tool_choice)
-        except ToolSelectionError as exc:
-            raise TurnRefused(str(exc)) from None
-        if selection.names and supported is False:
-            raise TurnRefused(f"{model} does not take tools: untick them under Tools, or pick "
-                              "another model.")
-        return selection
-
-    def _tool_setup(self, selection: Selection, turn: TurnSettings, user_id: int,
-                    conversation_id: str, reasoning_passback: bool) -> ToolSetup | None:
-        """How the engine runs this turn's tools, bound to this user and conversation."""
-        if not selection.names:
-            return None
-
-        async def search(query: str, limit: int) -> list[dict[str, Any]]:
-            return await self.db(lambda s: repo.search_snippets(
-                session=s, user_id=user_id, query=query, limit=limit))
-
-        context = ToolContext(conversation_id=conversation_id, search_conversations=search)
-
-        async def run(call: ToolCall) -> ToolResult:
-            return await self._executor.run(call, context)
-
-        def needs_approval(name: str) -> bool:
-            tool = self.tools.get(name)
-            return tool is not None and tool.needs_approval
-
-        approve = None
-        if turn.interactive:
-            approve = self.approvals.asker(user_id, conversation_id,
-                                           self.settings.tool_approval_timeout_s)
-        return ToolSetup(
-            schemas=[tool.schema() for tool in self.tools.tools(selection.names)],
-            run=run, needs_approval=needs_approval, tool_choice=selection.tool_choice,
-            max_rounds=self.settings.tool_max_rounds, approve=approve,
-            reasoning_passback=reasoning_passback,
-        )
 
     async def _save_round(self, user_id: int, update: TurnUpdate,
                           sent_params: dict[str, Any], event: RoundStarted) -> None:
@@ -451,36 +412,3 @@ async def _until_done(future: asyncio.Future[Any]) -> None:
     while not future.done():
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.shield(future)
-
-
-UNFINISHED_TEXT = {
-    "cancelled": "The user stopped the turn before this call finished; it has no result.",
-    "not_run": "This call was not run (the turn ended first).",
-}
-
-
-def stored_calls(calls: list[ToolCall]) -> list[dict[str, Any]] | None:
-    """Tool calls in the OpenAI shape they are stored and replayed in."""
-    return [
-        {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-        for c in calls
-    ] or None
-
-
-def tool_rows(views: list[Any], calls: list[dict[str, Any]] | None,
-              missing: str) -> list[dict[str, Any]]:
-    """One stored result per call, in call order; calls without a result get `missing`."""
-    by_id = {view.call.id: view for view in views}
-    rows = []
-    for call in calls or []:
-        view = by_id.get(call["id"])
-        result: ToolResult | None = view.result if view is not None else None
-        if result is None:
-            rows.append({"tool_call_id": call["id"], "name": call["function"]["name"],
-                         "content": UNFINISHED_TEXT[missing], "tool_status": missing,
-                         "state": "stopped" if missing == "cancelled" else "complete"})
-            continue
-        rows.append({"tool_call_id": result.call_id, "name": result.name,
-                     "content": result.content, "tool_status": result.status,
-                     "error": result.error, "timings": {"duration_ms": result.duration_ms}})
-    return rows
