@@ -479,3 +479,20 @@ async def test_the_context_names_the_callers_conversation(
     update = await run(service, await uid(service), "who", turn("whoami"))
     [result] = tool_messages(fake.requests[1]["json"])
     assert result["content"] == update.conversation_id
+
+
+async def test_tool_calls_when_no_tools_were_offered_are_stored_as_not_run(
+    service: ChatService, fake: FakeOpenAI
+) -> None:
+    """A misbehaving server may send tool calls anyway: nothing runs, the history stays valid."""
+    fake.enqueue(Reply(content="Hmm.", tool_calls=[call("x1", "calculator", {"expression": "1"})]))
+    user_id = await uid(service)
+    update = await run(service, user_id, "hi", turn())
+    assert len(fake.requests) == 1 and "tools" not in fake.requests[0]["json"]
+    path = await stored_path(service, user_id, update.conversation_id)
+    assert [(m.role, m.tool_status) for m in path] == [
+        ("user", None), ("assistant", None), ("tool", "not_run")]
+    fake.enqueue(Reply(content="ok"))
+    await run(service, user_id, "next", turn(), update.conversation_id)
+    assert [m["role"] for m in fake.requests[-1]["json"]["messages"]] == [
+        "user", "assistant", "tool", "user"]
