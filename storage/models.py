@@ -48,14 +48,36 @@ def _timestamp(*, index: bool = False) -> Any:
 
 
 class User(SQLModel, table=True):
-    """A person using Parley; for now a single local user."""
+    """A person using Parley: the local user, an account, or a name from the SSO proxy."""
 
     __tablename__ = "users"
 
     id: int | None = Field(default=None, primary_key=True)
     username: str = Field(unique=True, index=True, max_length=150)
     is_admin: bool = False
+    password_hash: str | None = Field(default=None, max_length=200)  # argon2; None: no login
+    disabled: bool = False
+    rpm_limit: int | None = None  # requests per minute; None: no limit
+    daily_token_limit: int | None = None  # tokens per UTC day; None: no limit
     created_at: datetime = _timestamp()
+
+    def __repr__(self) -> str:  # never print the password hash
+        return f"User(id={self.id!r}, username={self.username!r}, admin={self.is_admin!r})"
+
+
+class ShareLink(SQLModel, table=True):
+    """A revocable, read-only link to one conversation."""
+
+    __tablename__ = "share_links"
+
+    token: str = Field(primary_key=True, max_length=64)
+    conversation_id: str = Field(
+        foreign_key="conversations.id", ondelete="CASCADE", nullable=False, max_length=32,
+        index=True,
+    )
+    user_id: int = Field(foreign_key="users.id", nullable=False)
+    created_at: datetime = _timestamp()
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class Conversation(SQLModel, table=True):
@@ -82,6 +104,7 @@ class Message(SQLModel, table=True):
     __tablename__ = "messages"
     __table_args__ = (
         Index("ix_messages_conversation_id_created_at", "conversation_id", "created_at"),
+        Index("ix_messages_user_id_created_at", "user_id", "created_at"),
     )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)

@@ -11,6 +11,10 @@ from webapp.server import build, launch_kwargs
 
 
 def main() -> int:
+    if sys.argv[1:2] == ["users"]:
+        from webapp.cli import main as users
+
+        return users(sys.argv[2:])
     try:
         settings = load_settings()
     except ConfigError as exc:

@@ -24,6 +24,7 @@ from webapp.config import ProviderConfig, Settings
 from webapp.engine import StreamingClient, TurnRequest, run_turn
 from webapp.error_text import describe_error
 from webapp.history import auto_title, to_provider_messages
+from webapp.limits import LimitReached, check_limits
 from webapp.messages import RoundStarted, ToolRoundLimit
 from webapp.params import normalize, request_params
 from webapp.provider import ProviderError
@@ -321,6 +322,10 @@ class ChatService:
         n: int,
         sent_params: dict[str, Any],
     ) -> _Prepared:
+        try:
+            check_limits(session=session, user_id=user_id)
+        except LimitReached as exc:
+            raise TurnRefused(str(exc)) from None
         if conversation_id:
             conversation = repo.get_conversation(
                 session=session, user_id=user_id, conversation_id=conversation_id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -117,6 +118,12 @@ class Settings:
     tool_max_result_chars: int = 20_000
     tool_approval_timeout_s: float = 600.0
     http_get_allowed_hosts: tuple[str, ...] = ()  # http_get is off unless hosts are listed
+    auth_mode: str = "none"  # none | accounts | header
+    auth_header: str = "X-Forwarded-User"  # header mode: the header the proxy sets
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1/32", "::1/128")  # who may set that header
+    share_requires_login: bool = True
+    login_max_failures: int = 5  # failed sign-ins per user name (and per address) ...
+    login_lockout_s: float = 300.0  # ... before sign-in is refused for this long
 
     def provider(self, name: str) -> ProviderConfig:
         for provider in self.providers:
@@ -269,7 +276,44 @@ def load_settings(
         tool_max_result_chars=_bounded(values, "TOOL_MAX_RESULT_CHARS", 20_000, 100, 10_000_000),
         tool_approval_timeout_s=_positive(values, "TOOL_APPROVAL_TIMEOUT", 600.0),
         http_get_allowed_hosts=tuple(h.lower() for h in _list(values, "HTTP_GET_ALLOWED_HOSTS")),
+        auth_mode=_choice(values, "AUTH_MODE", ("none", "accounts", "header")),
+        auth_header=values.get("AUTH_HEADER", "").strip() or "X-Forwarded-User",
+        trusted_proxies=_networks(values, "TRUSTED_PROXIES", ("127.0.0.1/32", "::1/128")),
+        share_requires_login=_bool(values, "SHARE_REQUIRES_LOGIN", True),
+        login_max_failures=_bounded(values, "LOGIN_MAX_FAILURES", 5, 1, 1000),
+        login_lockout_s=_positive(values, "LOGIN_LOCKOUT", 300.0),
     )
+
+
+def _choice(values: Mapping[str, str], name: str, options: tuple[str, ...]) -> str:
+    value = values.get(name, "").strip().lower() or options[0]
+    if value not in options:
+        raise ConfigError(f"{name}={value!r} must be one of {', '.join(options)}: fix it in .env")
+    return value
+
+
+def _bool(values: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = values.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={raw!r} must be true or false: fix it in .env")
+
+
+def _networks(values: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    items = _list(values, name) or default
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"{name} entry {item!r} is not an IP address or network (e.g. 10.0.0.0/8): "
+                "fix it in .env"
+            ) from None
+    return items
 
 
 def _list(values: Mapping[str, str], name: str) -> tuple[str, ...]:

@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 
 from storage import repository as repo
 from storage.db import make_engine, migrate, session_factory
+from webapp.auth import Identity
 from webapp.capabilities import CapabilityTable, load_rules
 from webapp.catalog import ModelCatalog
 from webapp.chat import ChatService
@@ -89,8 +90,9 @@ def build(settings: Settings) -> Parley:
         capabilities=CapabilityTable(load_rules(settings.capabilities_file)), tools=tools,
     )
     catalog = ModelCatalog({p.name: p for p in settings.providers}, clients)
-    demo = build_ui(ChatUI(service, catalog, Versions(sessions), default_tools),
-                    ChatAPI(service, default_tools))
+    identity = Identity(settings, sessions)
+    demo = build_ui(ChatUI(service, catalog, Versions(sessions), identity, default_tools),
+                    ChatAPI(service, identity, default_tools))
     demo.queue(default_concurrency_limit=None, max_size=2000)
     _skip_queue_analytics(demo)
     return Parley(settings, demo, http, engine, service)

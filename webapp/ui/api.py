@@ -9,9 +9,9 @@ from collections.abc import AsyncGenerator
 import gradio as gr
 
 from storage import repository as repo
+from webapp.auth import Identity, NotSignedIn
 from webapp.chat import ChatService, NewMessage, TurnRefused, TurnSettings
 from webapp.params import ParamError
-from webapp.ui.session import LOCAL_USER
 
 MAX_PARAMETERS_JSON = 64_000
 
@@ -19,8 +19,10 @@ MAX_PARAMETERS_JSON = 64_000
 class ChatAPI:
     """Adapter from the API's four strings to a ChatService turn."""
 
-    def __init__(self, service: ChatService, default_tools: tuple[str, ...] = ()) -> None:
+    def __init__(self, service: ChatService, identity: Identity,
+                 default_tools: tuple[str, ...] = ()) -> None:
         self.service = service
+        self.identity = identity
         self.default_tools = default_tools
 
     async def chat(
@@ -61,10 +63,10 @@ class ChatAPI:
             raise gr.Error('"tool_choice" must be "auto", "none", "required" or a tool name')
         if not model.strip() and provider == settings.default_provider:
             model = settings.default_model
-        username = request.username or LOCAL_USER
-        user = await self.service.db(lambda s: repo.ensure_user(session=s, username=username))
-        user_id = user.id
-        assert user_id is not None
+        try:
+            user_id = (await self.identity.person(request)).user_id
+        except NotSignedIn as exc:
+            raise gr.Error(str(exc)) from None
         try:
             system_prompt, stored = "", {}
             if conversation_id.strip():

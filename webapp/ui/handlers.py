@@ -9,6 +9,7 @@ import gradio as gr
 
 from storage import repository as repo
 from storage.models import Message
+from webapp.auth import Identity, NotSignedIn, Person
 from webapp.catalog import ModelCatalog
 from webapp.chat import (
     Action,
@@ -29,7 +30,7 @@ from webapp.ui.render import (
     render_live,
     render_path,
 )
-from webapp.ui.session import LOCAL_USER, SessionState
+from webapp.ui.session import SessionState
 from webapp.versions import NavigationRefused, Versions, version_info
 
 Updates = tuple[Any, ...]
@@ -53,8 +54,9 @@ class ChatUI:
     """Holds the app's collaborators; every handler gets per-user data from its arguments."""
 
     def __init__(self, service: ChatService, catalog: ModelCatalog, versions: Versions,
-                 default_tools: tuple[str, ...] = ()) -> None:
+                 identity: Identity, default_tools: tuple[str, ...] = ()) -> None:
         self.service = service
+        self.identity = identity
         self.versions = versions
         self.catalog = catalog
         self.settings = service.settings
@@ -66,13 +68,19 @@ class ChatUI:
         return f"{name} ✋" if tool is not None and tool.needs_approval else name
 
     # ---- identity -------------------------------------------------------------------------
+    async def person(self, state: SessionState, request: gr.Request | None) -> Person:
+        """The signed-in user for this event (checked on every event, never trusted from state)."""
+        try:
+            person = await self.identity.person(request)
+        except NotSignedIn as exc:
+            raise gr.Error(str(exc), title="Not signed in") from None
+        if state.user_id != person.user_id:  # a different account in this tab: start clean
+            state.conversation_id, state.message_ids, state.focus_id = None, [], None
+        state.username, state.user_id = person.username, person.user_id
+        return person
+
     async def user_id(self, state: SessionState, request: gr.Request | None) -> int:
-        username = (request.username if request is not None else None) or LOCAL_USER
-        if state.user_id is None or state.username != username:
-            user = await self.service.db(lambda s: repo.ensure_user(session=s, username=username))
-            state.username, state.user_id = username, user.id
-        assert state.user_id is not None
-        return state.user_id
+        return (await self.person(state, request)).user_id
 
     # ---- loading and rendering -------------------------------------------------------------
     async def _load(self, user_id: int, conversation_id: str) -> tuple[Any, list[Message]]:

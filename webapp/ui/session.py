@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-LOCAL_USER = "local"  # the single user until accounts exist
-
 
 @dataclass
 class SessionState:

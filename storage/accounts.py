@@ -1,0 +1,180 @@
+"""Accounts, per-user limits, usage figures and share links: keyword-only, one unit of work each.
+
+Password hashing happens above this layer (webapp/auth.py); only hashes are stored here.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from storage.models import Conversation, Message, ShareLink, User, utc_now
+from storage.repository import NotFound, _check_id, _owned_conversation
+
+USERNAME_MAX = 150
+
+
+class AccountError(ValueError):
+    """An account operation is not possible; the message says why."""
+
+
+def get_user(*, session: Session, username: str) -> User | None:
+    return session.exec(select(User).where(User.username == username)).first()
+
+
+def require_user(*, session: Session, username: str) -> User:
+    user = get_user(session=session, username=username)
+    if user is None:
+        raise AccountError(f"No user named {username!r}.")
+    return user
+
+
+def create_account(
+    *, session: Session, username: str, password_hash: str | None, is_admin: bool = False
+) -> User:
+    """Create a user (an account when a password hash is given); refuse an existing name."""
+    name = username.strip()
+    if not name or len(name) > USERNAME_MAX or any(c.isspace() or not c.isprintable()
+                                                   for c in name):
+        raise AccountError(
+            f"User names are 1–{USERNAME_MAX} printable characters without spaces.")
+    user = User(username=name, password_hash=password_hash, is_admin=is_admin)
+    session.add(user)
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise AccountError(f"A user named {name!r} already exists.") from None
+    return user
+
+
+def update_account(*, session: Session, username: str, **changes: Any) -> User:
+    """Change password_hash, is_admin, disabled, rpm_limit or daily_token_limit."""
+    allowed = {"password_hash", "is_admin", "disabled", "rpm_limit", "daily_token_limit"}
+    unknown = set(changes) - allowed
+    if unknown:
+        raise TypeError(f"Unknown account fields: {sorted(unknown)}")
+    user = require_user(session=session, username=username)
+    for name, value in changes.items():
+        setattr(user, name, value)
+    session.add(user)
+    session.commit()
+    return user
+
+
+def list_users(*, session: Session) -> list[User]:
+    return list(session.exec(select(User).order_by(col(User.username))).all())
+
+
+# ---- usage and limits ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    """Requests, tokens and errors for one user and model over a period."""
+
+    username: str
+    model: str
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    errors: int
+
+
+def usage_since(*, session: Session, since: datetime) -> list[UsageRow]:
+    """Upstream requests (first-choice answer rows) per user and model since `since`."""
+    statement = (
+        select(User.username, Message.model, Message.usage, Message.state)
+        .join(User, col(User.id) == col(Message.user_id))
+        .where(Message.role == "assistant", Message.choice_index == 0,
+               col(Message.created_at) >= since)
+    )
+    totals: dict[tuple[str, str], list[int]] = {}
+    for username, model, usage, state in session.exec(statement).all():
+        row = totals.setdefault((username, model or "?"), [0, 0, 0, 0])
+        row[0] += 1
+        row[1] += _tokens(usage, "prompt_tokens")
+        row[2] += _tokens(usage, "completion_tokens")
+        row[3] += state == "error"
+    return [UsageRow(user, model, *values) for (user, model), values in sorted(totals.items())]
+
+
+def requests_since(*, session: Session, user_id: int, since: datetime) -> int:
+    """How many upstream requests the user started since `since` (for requests per minute)."""
+    statement = select(func.count()).select_from(Message).where(
+        Message.user_id == user_id, Message.role == "assistant", Message.choice_index == 0,
+        col(Message.created_at) >= since)
+    return int(session.exec(statement).one())
+
+
+def tokens_since(*, session: Session, user_id: int, since: datetime) -> int:
+    """Total tokens the user's answers used since `since` (for tokens per day)."""
+    statement = select(Message.usage).where(
+        Message.user_id == user_id, Message.role == "assistant",
+        col(Message.created_at) >= since, col(Message.usage).is_not(None))
+    usages: list[Mapping[str, Any] | None] = list(session.exec(statement).all())
+    return sum(_tokens(usage, "total_tokens") for usage in usages)
+
+
+def _tokens(usage: Mapping[str, Any] | None, key: str) -> int:
+    value = (usage or {}).get(key, 0)
+    return value if isinstance(value, int) and value > 0 else 0
+
+
+# ---- share links ---------------------------------------------------------------------------
+
+
+def create_share(*, session: Session, user_id: int, conversation_id: str) -> ShareLink:
+    """A new read-only link to one of the user's conversations (an unguessable token)."""
+    conversation = _owned_conversation(session, user_id, conversation_id)
+    link = ShareLink(token=secrets.token_urlsafe(24), conversation_id=conversation.id,
+                     user_id=user_id)
+    session.add(link)
+    session.commit()
+    return link
+
+
+def list_shares(*, session: Session, user_id: int, conversation_id: str) -> list[ShareLink]:
+    """The user's live links to this conversation, newest first."""
+    _owned_conversation(session, user_id, conversation_id)
+    statement = select(ShareLink).where(
+        ShareLink.user_id == user_id, ShareLink.conversation_id == conversation_id,
+        col(ShareLink.revoked_at).is_(None)).order_by(col(ShareLink.created_at).desc())
+    return list(session.exec(statement).all())
+
+
+def revoke_shares(*, session: Session, user_id: int, conversation_id: str) -> int:
+    """Revoke every live link the user made to this conversation; return how many."""
+    links = list_shares(session=session, user_id=user_id, conversation_id=conversation_id)
+    now = utc_now()
+    for link in links:
+        link.revoked_at = now
+        session.add(link)
+    session.commit()
+    return len(links)
+
+
+def shared_conversation(*, session: Session, token: str) -> tuple[Conversation, list[Message]]:
+    """The conversation behind a live share token, with its messages; NotFound otherwise."""
+    if not token or len(token) > 64:
+        raise NotFound("No such share link")
+    link = session.get(ShareLink, token)
+    if link is None or link.revoked_at is not None:
+        raise NotFound("This share link does not exist or was revoked")
+    conversation = session.get(Conversation, link.conversation_id)
+    if conversation is None or conversation.user_id != link.user_id:
+        raise NotFound("The shared conversation no longer exists")
+    _check_id(conversation.id)
+    statement = (
+        select(Message)
+        .where(Message.conversation_id == conversation.id, Message.user_id == link.user_id)
+        .order_by(col(Message.created_at), col(Message.choice_index), col(Message.id))
+    )
+    return conversation, list(session.exec(statement).all())

@@ -1,0 +1,213 @@
+"""Who is asking: built-in accounts (argon2 hashes, throttled sign-in) or a trusted proxy header.
+
+Three modes (AUTH_MODE): `none` (one local user), `accounts` (Gradio's login form and
+gradio_client's `auth=` check passwords here), `header` (an SSO reverse proxy sets a header,
+accepted only from TRUSTED_PROXIES). Every handler resolves the user through `Identity`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import ipaddress
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlmodel import Session
+
+from storage import accounts
+from storage import repository as repo
+from storage.models import User
+from webapp.config import Settings
+
+log = logging.getLogger(__name__)
+LOCAL_USER = "local"  # the single user when there is no login
+MIN_PASSWORD = 8
+CACHE_S = 5.0  # how long a user's disabled/admin flags are trusted before re-reading them
+
+
+class NotSignedIn(Exception):
+    """The request carries no usable identity; the message says what to do."""
+
+
+def hasher() -> PasswordHasher:
+    """argon2id with the library's defaults (RFC 9106 low-memory profile)."""
+    return PasswordHasher()
+
+
+def hash_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD:
+        raise accounts.AccountError(f"Passwords need at least {MIN_PASSWORD} characters.")
+    return hasher().hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    if not password_hash:
+        return False
+    try:
+        return hasher().verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+@dataclass
+class LoginThrottle:
+    """Refuses sign-in for a while after repeated failures for one key (a name or an address)."""
+
+    max_failures: int = 5
+    lockout_s: float = 300.0
+    clock: Callable[[], float] = time.monotonic
+    _failures: dict[str, list[float]] = field(default_factory=dict)
+
+    def retry_after(self, key: str) -> float:
+        """Seconds until `key` may try again (0 when it may try now)."""
+        recent = self._recent(key)
+        if len(recent) < self.max_failures:
+            return 0.0
+        return max(0.0, recent[-self.max_failures] + self.lockout_s - self.clock())
+
+    def failed(self, key: str) -> None:
+        self._failures[key] = self._recent(key) + [self.clock()]
+
+    def succeeded(self, key: str) -> None:
+        self._failures.pop(key, None)
+
+    def _recent(self, key: str) -> list[float]:
+        horizon = self.clock() - self.lockout_s
+        recent = [t for t in self._failures.get(key, []) if t > horizon]
+        if recent:
+            self._failures[key] = recent
+        else:
+            self._failures.pop(key, None)
+        return recent
+
+
+class Accounts:
+    """Password sign-in against the users table; the callable Gradio's login calls."""
+
+    def __init__(self, session_factory: Callable[[], Session], throttle: LoginThrottle) -> None:
+        self._session_factory = session_factory
+        self.throttle = throttle
+
+    async def __call__(self, username: str, password: str) -> bool:
+        """Gradio's `auth=`: True signs in. Hashing runs in a thread, off the event loop."""
+        key = f"user:{username.strip().lower()}"
+        wait = self.throttle.retry_after(key)
+        if wait > 0:
+            log.warning("sign-in refused for %r: too many failures (retry in %.0f s)",
+                        username, wait)
+            return False
+        ok = await asyncio.to_thread(self.check, username.strip(), password)
+        if ok:
+            self.throttle.succeeded(key)
+        else:
+            self.throttle.failed(key)
+            log.info("failed sign-in for %r", username)
+        return ok
+
+    def check(self, username: str, password: str) -> bool:
+        with self._session_factory() as session:
+            user = accounts.get_user(session=session, username=username)
+        if user is None or user.disabled:
+            verify_password(_dummy_hash(), password)  # same cost whether or not the name exists
+            return False
+        return verify_password(user.password_hash, password)
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    return hasher().hash("parley-timing-equaliser")
+
+
+def trusted(address: str | None, networks: tuple[str, ...]) -> bool:
+    if not address:
+        return False
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in ipaddress.ip_network(n, strict=False) for n in networks)
+
+
+class HeaderAuth:
+    """Gradio's `auth_dependency` for header mode: the proxy's user header, from the proxy only."""
+
+    def __init__(self, header: str, proxies: tuple[str, ...]) -> None:
+        self.header = header
+        self.proxies = proxies
+
+    def __call__(self, request: Any) -> str | None:
+        client = getattr(request, "client", None)
+        if not trusted(getattr(client, "host", None), self.proxies):
+            return None
+        name = (request.headers.get(self.header) or "").strip()
+        if not name or len(name) > accounts.USERNAME_MAX:
+            return None
+        return name
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """The signed-in user as handlers need it."""
+
+    user_id: int
+    username: str
+    is_admin: bool
+
+
+class Identity:
+    """Resolves a request to a Person, re-reading the account's flags every few seconds."""
+
+    def __init__(self, settings: Settings, session_factory: Callable[[], Session],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.mode = settings.auth_mode
+        self._session_factory = session_factory
+        self._clock = clock
+        self._header = HeaderAuth(settings.auth_header, settings.trusted_proxies)
+        self._cache: dict[str, tuple[float, User]] = {}
+
+    def username(self, request: Any) -> str:
+        """The name behind a gr.Request (or FastAPI request); raise NotSignedIn."""
+        if self.mode == "none":
+            return LOCAL_USER
+        name = getattr(request, "username", None) if request is not None else None
+        if not name and self.mode == "header" and request is not None:
+            name = self._header(request)
+        if not name:
+            raise NotSignedIn("You are not signed in: reload the page and sign in again.")
+        return str(name)
+
+    async def person(self, request: Any) -> Person:
+        """The signed-in, enabled user; raise NotSignedIn otherwise."""
+        name = self.username(request)
+        user = await self.user(name)
+        if user.disabled:
+            raise NotSignedIn("This account is disabled: ask an admin to enable it.")
+        assert user.id is not None
+        # Without login, the one local user administers the instance.
+        return Person(user.id, user.username, user.is_admin or self.mode == "none")
+
+    async def user(self, name: str) -> User:
+        cached = self._cache.get(name)
+        if cached is not None and self._clock() - cached[0] < CACHE_S:
+            return cached[1]
+
+        def load() -> User:
+            with self._session_factory() as session:
+                # Header mode creates users on first sight; accounts exist already.
+                return repo.ensure_user(session=session, username=name)
+
+        user = await asyncio.to_thread(load)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[name] = (self._clock(), user)
+        return user
+
+    def forget(self, name: str) -> None:
+        """Drop a cached user (after an admin changes it in this process)."""
+        self._cache.pop(name, None)
