@@ -94,7 +94,7 @@ def usage_since(*, session: Session, since: datetime) -> list[UsageRow]:
         select(User.username, Message.model, Message.usage, Message.state)
         .join(User, col(User.id) == col(Message.user_id))
         .where(Message.role == "assistant", Message.choice_index == 0,
-               col(Message.created_at) >= since)
+               col(Message.imported).is_(False), col(Message.created_at) >= since)
     )
     totals: dict[tuple[str, str], list[int]] = {}
     for username, model, usage, state in session.exec(statement).all():
@@ -110,14 +110,14 @@ def requests_since(*, session: Session, user_id: int, since: datetime) -> int:
     """How many upstream requests the user started since `since` (for requests per minute)."""
     statement = select(func.count()).select_from(Message).where(
         Message.user_id == user_id, Message.role == "assistant", Message.choice_index == 0,
-        col(Message.created_at) >= since)
+        col(Message.imported).is_(False), col(Message.created_at) >= since)
     return int(session.exec(statement).one())
 
 
 def tokens_since(*, session: Session, user_id: int, since: datetime) -> int:
     """Total tokens the user's answers used since `since` (for tokens per day)."""
     statement = select(Message.usage).where(
-        Message.user_id == user_id, Message.role == "assistant",
+        Message.user_id == user_id, Message.role == "assistant", col(Message.imported).is_(False),
         col(Message.created_at) >= since, col(Message.usage).is_not(None))
     usages: list[Mapping[str, Any] | None] = list(session.exec(statement).all())
     return sum(_tokens(usage, "total_tokens") for usage in usages)

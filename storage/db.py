@@ -12,11 +12,18 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+# Pooled PostgreSQL connections older than this are replaced before use: servers, proxies and
+# firewalls drop idle connections, and pre-ping alone costs a failed round trip each time.
+POSTGRES_POOL_RECYCLE_S = 1800
+# Key of the advisory lock migrations hold on PostgreSQL, so instances starting together
+# migrate one at a time ("Parley" in ASCII; any constant other users of the database avoid).
+MIGRATION_LOCK_KEY = 0x5061726C6579
 
 _SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -49,7 +56,8 @@ def make_engine(url: str) -> Engine:
     url = _normalise_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        # pre-ping: a connection cut by a database restart is replaced, not handed out.
+        return create_engine(url, pool_pre_ping=True, pool_recycle=POSTGRES_POOL_RECYCLE_S)
     database = parsed.database
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
@@ -102,7 +110,11 @@ def _backup_sqlite(engine: Engine, path: Path, revision: str | None) -> Path:
 
 
 def migrate(engine: Engine) -> Path | None:
-    """Upgrade the schema to head; back up an existing SQLite file first. Return the backup."""
+    """Upgrade the schema to head; back up an existing SQLite file first. Return the backup.
+
+    On PostgreSQL the migration transaction first takes an advisory lock, so instances
+    starting together migrate one at a time; the later ones then find the schema at head.
+    """
     config = alembic_config()
     head = ScriptDirectory.from_config(config).get_current_head()
     backup: Path | None = None
@@ -112,6 +124,10 @@ def migrate(engine: Engine) -> Path | None:
         if revision != head and inspect(engine).get_table_names():
             backup = _backup_sqlite(engine, path, revision)
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Released at commit or rollback; waits while another instance migrates.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                               {"key": MIGRATION_LOCK_KEY})
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
     return backup

@@ -132,5 +132,6 @@ class Message(SQLModel, table=True):
     choice_index: int = 0
     batch_id: str | None = Field(default=None, max_length=32)  # choices made together (n>1)
     attachments: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON))
+    imported: bool = False  # came from an import file: not counted as the user's usage
     created_at: datetime = _timestamp()
     updated_at: datetime = _timestamp()

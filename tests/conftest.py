@@ -1,4 +1,5 @@
-"""Shared fixtures: a fake OpenAI-compatible server and a running Parley on loopback."""
+"""Shared fixtures: a fake OpenAI-compatible server, databases (a SQLite file or a fresh
+database on a real PostgreSQL server), and a running Parley on loopback."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import pytest
 from gradio_client import Client
 
 from tests.fake_openai import FakeOpenAI
+from tests.pg import PostgresUnavailable, create_database, drop_database, start_postgres_server
 from webapp.config import Settings, load_settings
-from webapp.server import Parley, build, launch_kwargs
+from webapp.server import Parley, build
+from webapp.web import ServerThread, create_app, start_in_thread
 
 # Browser fixtures (playwright, browser, page) for test_browser*.py: one Chromium per session.
 pytest_plugins = ["tests.browser"]
@@ -22,6 +25,37 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """One throwaway PostgreSQL server for the whole session (the `postgres` database's URL).
+
+    Missing binaries fail the PostgreSQL cases rather than skip them: CI installs PostgreSQL,
+    and a skip would hide that the "works on PostgreSQL" claim went untested.
+    """
+    try:
+        server = start_postgres_server()
+    except PostgresUnavailable as exc:
+        pytest.fail(f"cannot run the PostgreSQL cases: {exc}", pytrace=False)
+    try:
+        yield server.url
+    finally:
+        server.destroy()
+
+
+@pytest.fixture(params=["sqlite", "postgres"], ids=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A URL to an empty database: a SQLite file that does not exist yet (in a directory that
+    does not exist yet either), or a database of its own on the session's PostgreSQL server."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'data' / 'parley.db'}"
+        return
+    url = create_database(request.getfixturevalue("postgres_url"))
+    try:
+        yield url
+    finally:
+        drop_database(url)
 
 
 @pytest.fixture
@@ -38,32 +72,39 @@ class RunningApp:
     settings: Settings
     url: str
     fake: FakeOpenAI
+    server: ServerThread
 
-    def client(self) -> Client:
-        return Client(self.url, verbose=False)
+    def client(self, **kwargs: object) -> Client:
+        return Client(self.url, verbose=False, **kwargs)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self.server.stop()
+        self.parley.engine.dispose()
 
 
-def start_app(fake: FakeOpenAI, db_path: Path, **env: str) -> RunningApp:
+def start_app(fake: FakeOpenAI, db: Path | str, **env: str) -> RunningApp:
+    """Build Parley on `db` (a SQLite file's Path, or a database URL) and serve it on loopback."""
     values = {
         "SILICONFLOW_BASE_URL": fake.base_url,
         "SILICONFLOW_API_KEY": "test-key-siliconflow",
         "JIEKOU_BASE_URL": fake.base_url,
-        "DATABASE_URL": f"sqlite:///{db_path}",
+        "DATABASE_URL": f"sqlite:///{db}" if isinstance(db, Path) else db,
         "PORT": str(free_port()),
         "MAX_RETRIES": "2",
         **env,
     }
     settings = load_settings(values, dotenv_path=None)
     parley = build(settings)
-    kwargs = launch_kwargs(settings) | {"prevent_thread_lock": True, "quiet": True}
-    parley.demo.launch(**kwargs)
-    return RunningApp(parley, settings, f"http://127.0.0.1:{settings.port}/", fake)
+    # The production stack: FastAPI with /healthz, /metrics and /share, served by uvicorn.
+    server = start_in_thread(create_app(parley), "127.0.0.1", settings.port)
+    return RunningApp(parley, settings, f"http://127.0.0.1:{settings.port}/", fake, server)
 
 
 @pytest.fixture
-def app(fake_openai: FakeOpenAI, tmp_path: Path) -> Iterator[RunningApp]:
-    running = start_app(fake_openai, tmp_path / "parley.db")
+def app(fake_openai: FakeOpenAI, database_url: str) -> Iterator[RunningApp]:
+    """Parley on each database: every test using it runs on SQLite and on PostgreSQL."""
+    running = start_app(fake_openai, database_url)
     try:
         yield running
     finally:
-        running.parley.demo.close()
+        running.close()

@@ -154,13 +154,12 @@ def wait_for_state(app: RunningApp, conversation_id: str, state: str) -> list[An
 
 
 def test_answers_streaming_when_the_server_died_are_marked_interrupted(
-    fake_openai: Any, tmp_path: Any
+    fake_openai: Any, database_url: str
 ) -> None:
     from storage.db import make_engine, migrate
     from tests.conftest import start_app
 
-    db_path = tmp_path / "parley.db"
-    engine = make_engine(f"sqlite:///{db_path}")
+    engine = make_engine(database_url)
     migrate(engine)
     with session_factory(engine)() as session:
         user = repo.ensure_user(session=session, username="local")
@@ -171,13 +170,13 @@ def test_answers_streaming_when_the_server_died_are_marked_interrupted(
                          parent_id=question.id, role="assistant", content="",
                          state="streaming")
     engine.dispose()
-    restarted = start_app(fake_openai, db_path)
+    restarted = start_app(fake_openai, database_url)
     try:
         user_message, answer = stored(restarted, chat.id)
         assert user_message.content == "Still there?"
         assert answer.state == "interrupted" and "server stopped" in (answer.error or "")
     finally:
-        restarted.parley.demo.close()
+        restarted.close()
 
 
 def test_rate_limit_is_retried_before_the_first_token(app: RunningApp) -> None:

@@ -307,7 +307,7 @@ def keyless_app(fake_openai: FakeOpenAI, tmp_path: Path) -> Iterator[RunningApp]
     try:
         yield running
     finally:
-        running.parley.demo.close()
+        running.close()
 
 
 def test_pasted_key_is_used_for_the_session_and_never_stored(

@@ -105,7 +105,7 @@ def tools_app(fake_openai: FakeOpenAI, tmp_path: Path, records: None) -> Iterato
     try:
         yield running
     finally:
-        running.parley.demo.close()
+        running.close()
 
 
 # ---- tests -----------------------------------------------------------------------------------

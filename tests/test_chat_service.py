@@ -1,4 +1,5 @@
-"""ChatService turns with real collaborators: the fake upstream on loopback and a SQLite file."""
+"""ChatService turns with real collaborators: the fake upstream on loopback and a real database
+(a SQLite file, and a PostgreSQL server)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlmodel import select
+from sqlalchemy import Engine, inspect, text
+from sqlmodel import Session, select
 
 from storage import repository as repo
 from storage.db import make_engine, migrate, session_factory
@@ -40,10 +42,10 @@ def fake() -> Iterator[FakeOpenAI]:
 
 
 @pytest.fixture
-async def service(fake: FakeOpenAI, tmp_path: Path) -> AsyncIterator[ChatService]:
+async def service(fake: FakeOpenAI, database_url: str) -> AsyncIterator[ChatService]:
     settings = load_settings({"SILICONFLOW_BASE_URL": fake.base_url, "SILICONFLOW_API_KEY": "k",
                               "JIEKOU_BASE_URL": fake.base_url}, dotenv_path=None)
-    engine = make_engine(f"sqlite:///{tmp_path / 'chat.db'}")
+    engine = make_engine(database_url)
     migrate(engine)
     async with httpx.AsyncClient() as http:
         clients = {p.name: ProviderClient(http, p, retry=RetryPolicy(max_retries=0))
@@ -159,8 +161,23 @@ async def test_refusals_send_nothing_and_save_nothing(
     assert count == 0
 
 
+def stored_bytes(session: Session) -> bytes:
+    """Everything the database holds: the SQLite file and its WAL, or every row of every
+    PostgreSQL table as text."""
+    engine = session.get_bind()
+    assert isinstance(engine, Engine)
+    if engine.dialect.name == "sqlite":
+        path = Path(engine.url.database or "")
+        return b"".join(p.read_bytes() for p in (path, path.with_name(path.name + "-wal"))
+                        if p.exists())
+    rows: list[Any] = []
+    for table in inspect(engine).get_table_names():
+        rows += session.connection().execute(text(f'SELECT t::text FROM "{table}" t')).all()
+    return "\n".join(row[0] for row in rows).encode()
+
+
 async def test_a_pasted_key_is_used_and_never_stored(
-    service: ChatService, fake: FakeOpenAI, tmp_path: Path
+    service: ChatService, fake: FakeOpenAI
 ) -> None:
     uid = await user_id(service)
     turn = TurnSettings(provider="jiekou", model="deepseek/deepseek-v3.2",
@@ -170,7 +187,8 @@ async def test_a_pasted_key_is_used_and_never_stored(
     assert update.state == "complete"
     assert fake.requests[-1]["headers"]["authorization"] == "Bearer sk-pasted-secret-123"
     assert fake.requests[-1]["json"]["max_tokens"] == 4096  # jiekou requires it
-    database = (tmp_path / "chat.db").read_bytes() + (tmp_path / "chat.db-wal").read_bytes()
+    database = await service.db(stored_bytes)
+    assert b"Echo: hi" in database  # the check can see what was stored
     assert b"sk-pasted-secret-123" not in database
 
 
@@ -188,11 +206,11 @@ async def test_another_users_conversation_cannot_be_continued(
 
 
 async def test_stop_while_the_rows_are_being_written_leaves_nothing_streaming(
-    fake: FakeOpenAI, tmp_path: Path
+    fake: FakeOpenAI, database_url: str
 ) -> None:
     settings = load_settings({"SILICONFLOW_BASE_URL": fake.base_url, "SILICONFLOW_API_KEY": "k"},
                              dotenv_path=None)
-    engine = make_engine(f"sqlite:///{tmp_path / 'slow.db'}")
+    engine = make_engine(database_url)
     migrate(engine)
     sessions = session_factory(engine)
     entered, release = threading.Event(), threading.Event()

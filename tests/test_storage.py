@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -11,7 +13,7 @@ from typing import Any
 
 import pytest
 from alembic import command
-from sqlalchemy import Engine, create_engine, inspect, text
+from sqlalchemy import Engine, inspect, text
 from sqlalchemy.engine import make_url
 
 from storage import repository as repo
@@ -24,36 +26,9 @@ from storage.db import (
     session_factory,
 )
 from storage.models import Conversation, Message, User
-from tests.pg import PostgresUnavailable, start_postgres
+from tests.pg import create_database, drop_database
 
 Call = Callable[..., Any]
-
-
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """Run one throwaway PostgreSQL server for the whole test session."""
-    try:
-        url, stop = start_postgres()
-    except PostgresUnavailable as exc:
-        pytest.skip(f"PostgreSQL tests skipped: {exc}")
-    try:
-        yield url
-    finally:
-        stop()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A URL to an empty database: a SQLite file, or a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'data' / 'parley.db'}"
-    server_url: str = request.getfixturevalue("postgres_url")
-    name = f"t_{uuid.uuid4().hex}"
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
 
 
 @pytest.fixture
@@ -63,9 +38,9 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
+def engine(database_url: str) -> Iterator[Engine]:
     """A migrated engine."""
-    engine = make_engine(db_url)
+    engine = make_engine(database_url)
     migrate(engine)
     yield engine
     engine.dispose()
@@ -121,8 +96,8 @@ def _backups(url: str) -> list[Path]:
 # --- engine and migrations -------------------------------------------------------------
 
 
-def test_migrate_creates_schema_and_is_idempotent(db_url: str) -> None:
-    engine = make_engine(db_url)
+def test_migrate_creates_schema_and_is_idempotent(database_url: str) -> None:
+    engine = make_engine(database_url)
     try:
         migrate(engine)
         assert {"users", "conversations", "messages"} <= set(inspect(engine).get_table_names())
@@ -135,9 +110,9 @@ def test_migrate_creates_schema_and_is_idempotent(db_url: str) -> None:
         engine.dispose()
 
 
-def test_upgrading_a_filled_first_schema_database_loses_nothing(db_url: str) -> None:
+def test_upgrading_a_filled_first_schema_database_loses_nothing(database_url: str) -> None:
     """A database made with migration 0001 and filled, then upgraded to head by start-up."""
-    engine = make_engine(db_url)
+    engine = make_engine(database_url)
     try:
         with engine.begin() as connection:
             config = alembic_config()
@@ -183,6 +158,47 @@ def test_upgrading_a_filled_first_schema_database_loses_nothing(db_url: str) -> 
         assert path[0].created_at == now.replace(tzinfo=UTC)
     finally:
         engine.dispose()
+
+
+# One app instance starting up: migrate once everyone is ready, so the migrations overlap.
+_START_UP = """
+import sys
+from storage.db import make_engine, migrate
+engine = make_engine(sys.argv[1])
+print("ready", flush=True)
+sys.stdin.readline()
+migrate(engine)
+"""
+
+
+def test_instances_starting_together_migrate_one_at_a_time(postgres_url: str) -> None:
+    """Several app processes run migrate() on one empty PostgreSQL database at once."""
+    url = create_database(postgres_url)
+    root = Path(__file__).resolve().parent.parent
+    instances = [subprocess.Popen([sys.executable, "-c", _START_UP, url], cwd=root,
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    try:
+        for instance in instances:
+            assert instance.stdout and instance.stdout.readline() == "ready\n"
+        for instance in instances:
+            assert instance.stdin
+            instance.stdin.write("go\n")
+            instance.stdin.flush()
+        for instance in instances:
+            _, errors = instance.communicate(timeout=60)
+            assert instance.returncode == 0, errors
+        engine = make_engine(url)
+        try:
+            assert current_revision(engine) == head_revision()
+            assert {"users", "conversations", "messages"} <= set(inspect(engine).get_table_names())
+        finally:
+            engine.dispose()
+    finally:
+        for instance in instances:
+            instance.kill()
+            instance.wait()
+        drop_database(url)
 
 
 def test_postgres_url_uses_psycopg() -> None:

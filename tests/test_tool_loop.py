@@ -1,4 +1,5 @@
-"""The tool loop end to end: fake upstream on loopback (real SSE), real tools, a SQLite file.
+"""The tool loop end to end: fake upstream on loopback (real SSE), real tools, a real database
+(a SQLite file, and a PostgreSQL server).
 
 Each test scripts the model's tool calls, lets ChatService run the turn, and asserts the exact
 messages sent back to the fake server and what was stored.
@@ -10,7 +11,6 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -112,13 +112,14 @@ def hooks() -> Tools:
 
 
 @pytest.fixture
-async def service(fake: FakeOpenAI, tmp_path: Path, hooks: Tools,
+async def service(fake: FakeOpenAI, database_url: str, hooks: Tools,
                   request: pytest.FixtureRequest) -> AsyncIterator[ChatService]:
+    """ChatService on each database; `indirect` parameters are extra settings."""
     env = {"SILICONFLOW_BASE_URL": fake.base_url, "SILICONFLOW_API_KEY": "k",
            "TOOL_TIMEOUT": "5", "TOOL_MAX_ROUNDS": "3", "TOOL_MAX_RESULT_CHARS": "1000"}
     env |= getattr(request, "param", {})
     settings = load_settings(env, dotenv_path=None)
-    engine = make_engine(f"sqlite:///{tmp_path / 'tools.db'}")
+    engine = make_engine(database_url)
     migrate(engine)
     async with httpx.AsyncClient() as http:
         clients = {p.name: ProviderClient(http, p, retry=RetryPolicy(max_retries=0))

@@ -22,13 +22,13 @@ EXAMPLE = ROOT / "examples" / "team_tools.py"
 
 
 @pytest.fixture
-def tools_app(fake_openai: FakeOpenAI, tmp_path: Path) -> Iterator[RunningApp]:
-    running = start_app(fake_openai, tmp_path / "parley.db", TOOLS_MODULES=str(EXAMPLE),
+def tools_app(fake_openai: FakeOpenAI, database_url: str) -> Iterator[RunningApp]:
+    running = start_app(fake_openai, database_url, TOOLS_MODULES=str(EXAMPLE),
                         DEFAULT_TOOLS="calculator,file_ticket")
     try:
         yield running
     finally:
-        running.parley.demo.close()
+        running.close()
 
 
 def tool_messages(body: dict) -> list[dict]:

@@ -1,4 +1,4 @@
-"""`python -m webapp`: read settings, build Parley, serve it."""
+"""`python -m webapp`: read settings, build Parley, serve it (or `users ...`: manage accounts)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,23 @@ import logging
 import sys
 
 from webapp.capabilities import CapabilityFileError
-from webapp.config import ConfigError, load_settings
-from webapp.server import build, launch_kwargs
+from webapp.config import ConfigError, Settings, load_settings
+from webapp.observability import configure_logging
+from webapp.server import build
+from webapp.web import create_app, serve
+
+log = logging.getLogger("webapp")
+
+
+def warn_about(settings: Settings) -> None:
+    """Start-up warnings an operator should see."""
+    if not any(p.api_key for p in settings.providers):
+        log.warning("no API key configured: set SILICONFLOW_API_KEY or JIEKOU_API_KEY in .env, "
+                    "or paste a key in the page (kept for that browser session only)")
+    if settings.auth_mode == "none" and settings.host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("AUTH_MODE=none while listening on %s: everyone who can reach this port "
+                    "shares one history. Set AUTH_MODE=accounts or header for a team.",
+                    settings.host)
 
 
 def main() -> int:
@@ -20,20 +35,17 @@ def main() -> int:
     except ConfigError as exc:
         print(f"Parley cannot start: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # httpx logs every request URL at INFO; keep the log to our own lines.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    configure_logging(settings.log_level, json_format=settings.env == "production")
     try:
         app = build(settings)
     except (CapabilityFileError, ConfigError) as exc:
         print(f"Parley cannot start: {exc}", file=sys.stderr)
         return 2
-    if not any(p.api_key for p in settings.providers):
-        logging.getLogger("webapp").warning(
-            "no API key configured: set SILICONFLOW_API_KEY or JIEKOU_API_KEY in .env, or paste "
-            "a key in the page (kept for that browser session only)")
-    app.demo.launch(**launch_kwargs(settings))
+    warn_about(settings)
+    header_mode = settings.auth_mode == "header"
+    # In header mode the peer address must stay the proxy's, so the header check can see it.
+    serve(create_app(app), settings, proxy_headers=not header_mode,
+          forwarded_allow_ips=",".join(settings.trusted_proxies))
     return 0
 
 

@@ -94,8 +94,13 @@ class Accounts:
         self._session_factory = session_factory
         self.throttle = throttle
 
-    async def __call__(self, username: str, password: str) -> bool:
-        """Gradio's `auth=`: True signs in. Hashing runs in a thread, off the event loop."""
+    async def authenticate(self, username: str, password: str) -> bool:
+        """Gradio's `auth=`: True signs in. Hashing runs in a thread, off the event loop.
+
+        Pass this bound method, not the object: Gradio awaits `auth` only when
+        inspect.iscoroutinefunction(auth) is true, which it is not for an object with an
+        async __call__ (the un-awaited coroutine would count as a successful sign-in).
+        """
         key = f"user:{username.strip().lower()}"
         wait = self.throttle.retry_after(key)
         if wait > 0:
@@ -211,3 +216,44 @@ class Identity:
     def forget(self, name: str) -> None:
         """Drop a cached user (after an admin changes it in this process)."""
         self._cache.pop(name, None)
+
+
+class LoginAddressGuard:
+    """ASGI middleware: throttle sign-in attempts per client address (name spraying).
+
+    Counts failed POSTs to .../login (Gradio answers 400) per address; past the limit the
+    address gets 429 with Retry-After until the lockout ends, without reaching the check.
+    """
+
+    def __init__(self, app: Any, throttle: LoginThrottle) -> None:
+        self.app = app
+        self.throttle = throttle
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("type") != "http" or scope.get("method") != "POST" or not str(
+                scope.get("path", "")).rstrip("/").endswith("/login"):
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client") or ("?", 0)
+        key = f"address:{client[0]}"
+        wait = self.throttle.retry_after(key)
+        if wait > 0:
+            body = (b'{"detail": "Too many failed sign-ins from this address; try again in '
+                    + str(round(wait)).encode() + b' s."}')
+            await send({"type": "http.response.start", "status": 429, "headers": [
+                (b"content-type", b"application/json"),
+                (b"retry-after", str(max(1, round(wait))).encode())]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        status: list[int] = []
+
+        async def watch(message: Any) -> None:
+            if message.get("type") == "http.response.start":
+                status.append(int(message.get("status", 0)))
+            await send(message)
+
+        await self.app(scope, receive, watch)
+        # A success does not clear the address's failures (one working account must not buy
+        # more guesses at other names); they age out after the lockout.
+        if status and status[0] in (400, 401):
+            self.throttle.failed(key)

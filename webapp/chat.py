@@ -25,7 +25,8 @@ from webapp.engine import StreamingClient, TurnRequest, run_turn
 from webapp.error_text import describe_error
 from webapp.history import auto_title, to_provider_messages
 from webapp.limits import LimitReached, check_limits
-from webapp.messages import RoundStarted, ToolRoundLimit
+from webapp.messages import RoundStarted, ToolCallFinished, ToolRoundLimit
+from webapp.observability import Metrics, TurnRecord, log_turn
 from webapp.params import normalize, request_params
 from webapp.provider import ProviderError
 from webapp.streaming import batched
@@ -111,7 +112,9 @@ class ChatService:
         capabilities: CapabilityTable,
         tools: ToolRegistry | None = None,
         executor: ToolExecutor | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics()
         self.settings = settings
         self._session_factory = session_factory
         self._clients = clients
@@ -156,7 +159,8 @@ class ChatService:
                 log.warning("final save of a stopped turn took longer than %.0f s", timeout)
 
     async def stream_turn(
-        self, *, user_id: int, conversation_id: str | None, action: Action, turn: TurnSettings
+        self, *, user_id: int, conversation_id: str | None, action: Action, turn: TurnSettings,
+        username: str = "",
     ) -> AsyncGenerator[TurnUpdate, None]:
         """Run one turn, yielding coalesced snapshots; the last one has the final state."""
         provider = self.provider_config(turn.provider)
@@ -209,6 +213,8 @@ class ChatService:
         saved = asyncio.Event()
         self._saves[conversation.id] = saved
         started = time.monotonic()
+        failure: ProviderError | None = None
+        self.metrics.stream_started()
         try:
             yield update
             events = run_turn(self._clients[provider.name], request, tool_setup)
@@ -219,6 +225,8 @@ class ChatService:
                             await self._save_round(user_id, update, recorded, event)
                         else:
                             progress.apply(event)
+                        if isinstance(event, ToolCallFinished):
+                            self.metrics.observe_tool(event.result.name, event.result.status)
                         if isinstance(event, ToolRoundLimit):
                             update.error = (
                                 f"Stopped after {event.rounds} rounds of tool calls (the limit, "
@@ -228,10 +236,9 @@ class ChatService:
                     yield update
             update.state = "complete"
         except ProviderError as exc:
+            failure = exc
             update.state = "error"
             update.error = describe_error(exc, partial=bool(progress.choices[0].content))
-            log.info("turn failed: provider=%s model=%s status=%s kind=%s", provider.name, model,
-                     exc.status, exc.kind)
         except (asyncio.CancelledError, GeneratorExit):
             update.state = "stopped"
             raise
@@ -244,10 +251,32 @@ class ChatService:
             # The event is set when the save is really done, even if a second cancel (a double
             # click on Stop) interrupts the wait below.
             save.add_done_callback(lambda _: self._saved(conversation.id, saved))
+            self.metrics.stream_ended()
             await asyncio.shield(save)
-            log.info("turn %s: provider=%s model=%s %.2fs", update.state, provider.name, model,
-                     time.monotonic() - started)
+            self._report(username or f"#{user_id}", provider.name, update, failure,
+                         time.monotonic() - started)
         yield update
+
+    def _report(self, username: str, provider: str, update: TurnUpdate,
+                failure: ProviderError | None, duration_s: float) -> None:
+        """One metrics observation and one structured log line per turn (never contents)."""
+        progress = update.progress
+        usages = [r.usage for r in progress.rounds] + [progress.usage_dict()]
+        first = progress.rounds[0].timings if progress.rounds else progress.timings()
+        ttft_ms = first.get("ttft_ms")
+        record = TurnRecord(
+            user=username, provider=provider, model=update.model, status=update.state,
+            http_status=failure.status if failure is not None else None,
+            error_kind=failure.kind if failure is not None else None,
+            prompt_tokens=sum((u or {}).get("prompt_tokens", 0) for u in usages),
+            completion_tokens=sum((u or {}).get("completion_tokens", 0) for u in usages),
+            reasoning_tokens=sum((u or {}).get("reasoning_tokens", 0) for u in usages),
+            ttft_s=ttft_ms / 1000 if ttft_ms is not None else None, duration_s=duration_s,
+            tool_calls=sum(len(r.tools) for r in progress.rounds) + len(progress.tools),
+            conversation_id=update.conversation_id,
+        )
+        self.metrics.observe_turn(record)
+        log_turn(log, record)
 
     async def _save_round(self, user_id: int, update: TurnUpdate,
                           sent_params: dict[str, Any], event: RoundStarted) -> None:

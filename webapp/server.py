@@ -12,11 +12,12 @@ from sqlalchemy import Engine
 
 from storage import repository as repo
 from storage.db import make_engine, migrate, session_factory
-from webapp.auth import Identity
+from webapp.auth import Accounts, HeaderAuth, Identity, LoginThrottle
 from webapp.capabilities import CapabilityTable, load_rules
 from webapp.catalog import ModelCatalog
 from webapp.chat import ChatService
 from webapp.config import ConfigError, Settings
+from webapp.observability import Metrics
 from webapp.provider import ProviderClient, RetryPolicy
 from webapp.tools.builtin import register_builtins
 from webapp.tools.registry import ToolRegistry, ToolSpecError
@@ -24,6 +25,8 @@ from webapp.tools.selection import ToolSelectionError, parse_names
 from webapp.ui.api import ChatAPI
 from webapp.ui.app import CSS, build_ui
 from webapp.ui.handlers import ChatUI
+from webapp.ui.share_page import SharePage, build_share_page
+from webapp.ui.team import TeamUI
 from webapp.versions import Versions
 
 log = logging.getLogger(__name__)
@@ -39,6 +42,25 @@ class Parley:
     http: httpx.AsyncClient
     engine: Engine
     service: ChatService
+    identity: Identity
+    metrics: Metrics
+    share_demo: gr.Blocks
+    accounts: Accounts | None = None  # the sign-in check when AUTH_MODE=accounts
+
+    def share_auth_kwargs(self) -> dict[str, Any]:
+        """The share page asks for sign-in only when the admin setting says so."""
+        return self.auth_kwargs() if self.settings.share_requires_login else {}
+
+    def auth_kwargs(self) -> dict[str, Any]:
+        """Gradio's auth settings for the mode: a password check, or the trusted header."""
+        if self.settings.auth_mode == "accounts":
+            assert self.accounts is not None
+            return {"auth": self.accounts.authenticate,
+                    "auth_message": "Sign in with your Parley account (ask an admin for one)."}
+        if self.settings.auth_mode == "header":
+            return {"auth_dependency": HeaderAuth(self.settings.auth_header,
+                                                  self.settings.trusted_proxies)}
+        return {}
 
 
 def build_tools(
@@ -81,6 +103,7 @@ def build(settings: Settings) -> Parley:
         log.warning("%d answers were streaming when the server stopped: marked interrupted",
                     interrupted)
     retry = RetryPolicy(max_retries=settings.max_retries)
+    metrics = Metrics()
     clients = {
         p.name: ProviderClient(http, p, retry=retry, read_timeout_s=settings.read_timeout_s)
         for p in settings.providers
@@ -88,14 +111,21 @@ def build(settings: Settings) -> Parley:
     service = ChatService(
         settings=settings, session_factory=sessions, clients=clients,
         capabilities=CapabilityTable(load_rules(settings.capabilities_file)), tools=tools,
+        metrics=metrics,
     )
     catalog = ModelCatalog({p.name: p for p in settings.providers}, clients)
     identity = Identity(settings, sessions)
-    demo = build_ui(ChatUI(service, catalog, Versions(sessions), identity, default_tools),
-                    ChatAPI(service, identity, default_tools))
+    chat_ui = ChatUI(service, catalog, Versions(sessions), identity, default_tools)
+    demo = build_ui(chat_ui, ChatAPI(service, identity, default_tools), TeamUI(chat_ui))
     demo.queue(default_concurrency_limit=None, max_size=2000)
     _skip_queue_analytics(demo)
-    return Parley(settings, demo, http, engine, service)
+    accounts = None
+    if settings.auth_mode == "accounts":
+        accounts = Accounts(sessions, LoginThrottle(settings.login_max_failures,
+                                                     settings.login_lockout_s))
+    share_demo = build_share_page(SharePage(sessions))
+    _skip_queue_analytics(share_demo)
+    return Parley(settings, demo, http, engine, service, identity, metrics, share_demo, accounts)
 
 
 def _skip_queue_analytics(demo: gr.Blocks) -> None:

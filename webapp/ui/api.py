@@ -7,11 +7,13 @@ import json
 from collections.abc import AsyncGenerator
 
 import gradio as gr
+from sqlalchemy.exc import OperationalError
 
 from storage import repository as repo
 from webapp.auth import Identity, NotSignedIn
 from webapp.chat import ChatService, NewMessage, TurnRefused, TurnSettings
 from webapp.params import ParamError
+from webapp.ui.handlers import DATABASE_DOWN
 
 MAX_PARAMETERS_JSON = 64_000
 
@@ -64,9 +66,12 @@ class ChatAPI:
         if not model.strip() and provider == settings.default_provider:
             model = settings.default_model
         try:
-            user_id = (await self.identity.person(request)).user_id
+            person = await self.identity.person(request)
         except NotSignedIn as exc:
             raise gr.Error(str(exc)) from None
+        except OperationalError:
+            raise gr.Error(DATABASE_DOWN) from None
+        user_id = person.user_id
         try:
             system_prompt, stored = "", {}
             if conversation_id.strip():
@@ -81,7 +86,7 @@ class ChatAPI:
                 interactive=False)
             stream = self.service.stream_turn(
                 user_id=user_id, conversation_id=conversation_id.strip() or None,
-                action=NewMessage(message), turn=turn)
+                action=NewMessage(message), turn=turn, username=person.username)
             update = await anext(stream)
         except repo.InvalidId:
             raise gr.Error(
@@ -95,6 +100,8 @@ class ChatAPI:
             raise gr.Error("Invalid parameters: " + "; ".join(exc.errors)) from None
         except TurnRefused as exc:
             raise gr.Error(str(exc)) from None
+        except OperationalError:
+            raise gr.Error(DATABASE_DOWN) from None
         yield "", update.conversation_id
         async with contextlib.aclosing(stream):
             async for update in stream:

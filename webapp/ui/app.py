@@ -15,6 +15,7 @@ from webapp.ui import controls
 from webapp.ui.api import ChatAPI
 from webapp.ui.handlers import ChatUI
 from webapp.ui.session import SessionState
+from webapp.ui.team import PERIODS, USAGE_COLUMNS, TeamUI
 
 PRIVATE: Literal["private"] = "private"  # UI events: callable by the page, not listed as API
 CSS = (Path(__file__).parent / "style.css").read_text(encoding="utf-8")
@@ -26,8 +27,8 @@ LATEX: list[dict[str, str | bool]] = [
 ]
 
 
-def build_ui(ui: ChatUI, api: ChatAPI) -> gr.Blocks:
-    """Lay out the page and wire every event. Handlers live in ChatUI."""
+def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI) -> gr.Blocks:
+    """Lay out the page and wire every event. Handlers live in ChatUI and TeamUI."""
     settings = ui.settings
     provider_choices = [(p.label, p.name) for p in settings.providers]
     with gr.Blocks(title="Parley") as demo:
@@ -51,6 +52,33 @@ def build_ui(ui: ChatUI, api: ChatAPI) -> gr.Blocks:
                         "Really delete", size="sm", variant="stop", elem_id="confirm-delete"
                     )
                     cancel_btn = gr.Button("Keep it", size="sm", elem_id="cancel-delete")
+            with gr.Accordion("Share and export", open=False, elem_id="share-export"):
+                share_btn = gr.Button("Create share link", size="sm", elem_id="share")
+                revoke_btn = gr.Button("Revoke links", size="sm", elem_id="revoke-shares")
+                share_note = gr.Markdown(elem_id="share-note")
+                with gr.Row():
+                    md_btn = gr.Button("Markdown", size="sm", elem_id="export-md")
+                    json_btn = gr.Button("JSON", size="sm", elem_id="export-json")
+                all_btn = gr.Button("All my data (JSON)", size="sm", elem_id="export-all")
+                download = gr.File(label="Download", interactive=False, visible=False,
+                                   elem_id="download")
+                import_btn = gr.UploadButton("Import JSON…", size="sm", file_types=[".json"],
+                                             elem_id="import")
+            with gr.Accordion("Admin", open=False, visible=False, elem_id="admin") as admin:
+                period = gr.Dropdown(list(PERIODS), value="Last 24 hours", label="Usage",
+                                     elem_id="usage-period")
+                usage_table = gr.Dataframe(headers=USAGE_COLUMNS, interactive=False,
+                                           elem_id="usage")
+                limit_user = gr.Textbox(label="User", max_lines=1, elem_id="limit-user")
+                with gr.Row():
+                    limit_rpm = gr.Textbox(label="Requests/min", max_lines=1,
+                                           placeholder="no limit", elem_id="limit-rpm")
+                    limit_tokens = gr.Textbox(label="Tokens/day", max_lines=1,
+                                              placeholder="no limit", elem_id="limit-tokens")
+                limits_btn = gr.Button("Set limits", size="sm", elem_id="set-limits")
+                limits_note = gr.Markdown(elem_id="limits-note")
+            if ui.settings.auth_mode == "accounts":
+                gr.Button("Sign out", size="sm", link="/logout", elem_id="sign-out")
         with gr.Row(equal_height=False):
             with gr.Column(scale=4):
                 banner = gr.Markdown(elem_id="banner")
@@ -282,6 +310,19 @@ def build_ui(ui: ChatUI, api: ChatAPI) -> gr.Blocks:
             [key_box, key_status, state, banner, model, models_note],
             api_visibility=PRIVATE,
         )
+
+        share_btn.click(team.share, [state], [share_note], api_visibility=PRIVATE)
+        revoke_btn.click(team.revoke, [state], [share_note], api_visibility=PRIVATE)
+        md_btn.click(team.export_markdown, [state], [download], api_visibility=PRIVATE)
+        json_btn.click(team.export_json, [state], [download], api_visibility=PRIVATE)
+        all_btn.click(team.export_everything, [state], [download], api_visibility=PRIVATE)
+        import_btn.upload(team.import_file, [import_btn, state, search], [conversations],
+                          api_visibility=PRIVATE)
+        demo.load(team.admin_visible, [state], [admin], api_visibility=PRIVATE)
+        period.change(team.usage, [period, state], [usage_table], api_visibility=PRIVATE)
+        admin.expand(team.usage, [period, state], [usage_table], api_visibility=PRIVATE)
+        limits_btn.click(team.set_limits, [limit_user, limit_rpm, limit_tokens, state],
+                         [limits_note], api_visibility=PRIVATE)
 
         demo.load(ui.key_banner, [state], [banner], api_visibility=PRIVATE)
         demo.load(ui.sidebar, [state, search], [conversations], api_visibility=PRIVATE)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, TypeVar
 
 import gradio as gr
+from sqlalchemy.exc import OperationalError
 
 from storage import repository as repo
 from storage.models import Message
@@ -34,6 +36,7 @@ from webapp.ui.session import SessionState
 from webapp.versions import NavigationRefused, Versions, version_info
 
 Updates = tuple[Any, ...]
+T = TypeVar("T")
 
 
 def _refusal_text(exc: Exception) -> tuple[str, str]:
@@ -42,12 +45,30 @@ def _refusal_text(exc: Exception) -> tuple[str, str]:
         return "Check the parameters", "\n".join(exc.errors)
     if isinstance(exc, repo.NotFound | repo.InvalidId):
         return "Not found", "That conversation does not exist or is not yours."
+    if isinstance(exc, OperationalError):
+        return "Database unavailable", DATABASE_DOWN
     return "Cannot send", str(exc)
 
 
 def _refusal(exc: Exception) -> gr.Error:
     title, message = _refusal_text(exc)
     return gr.Error(message, title=title)
+
+
+DATABASE_DOWN = ("The database is not answering right now, so nothing was saved; try again in "
+                 "a moment. (If it persists, an admin should check DATABASE_URL and /healthz.)")
+
+
+@contextlib.contextmanager
+def refused_if_missing() -> Iterator[None]:
+    """A conversation that is gone (or another user's) is refused with a message, not a crash;
+    so is an unreachable database."""
+    try:
+        yield
+    except (repo.NotFound, repo.InvalidId) as exc:
+        raise _refusal(exc) from None
+    except OperationalError:
+        raise gr.Error(DATABASE_DOWN, title="Database unavailable") from None
 
 
 class ChatUI:
@@ -71,7 +92,8 @@ class ChatUI:
     async def person(self, state: SessionState, request: gr.Request | None) -> Person:
         """The signed-in user for this event (checked on every event, never trusted from state)."""
         try:
-            person = await self.identity.person(request)
+            with refused_if_missing():
+                person = await self.identity.person(request)
         except NotSignedIn as exc:
             raise gr.Error(str(exc), title="Not signed in") from None
         if state.user_id != person.user_id:  # a different account in this tab: start clean
@@ -82,6 +104,11 @@ class ChatUI:
     async def user_id(self, state: SessionState, request: gr.Request | None) -> int:
         return (await self.person(state, request)).user_id
 
+    async def db(self, work: Callable[[Any], T]) -> T:
+        """One unit of database work; a missing or foreign record becomes a clear message."""
+        with refused_if_missing():
+            return await self.service.db(work)
+
     # ---- loading and rendering -------------------------------------------------------------
     async def _load(self, user_id: int, conversation_id: str) -> tuple[Any, list[Message]]:
         def work(session: Any) -> tuple[Any, list[Message]]:
@@ -91,7 +118,7 @@ class ChatUI:
                 session=session, user_id=user_id, conversation_id=conversation_id)
             return conversation, messages
 
-        return await self.service.db(work)
+        return await self.db(work)
 
     def _view(self, state: SessionState, conversation: Any, messages: list[Message]) -> View:
         path = repo.active_path(messages, conversation.current_leaf_id)
@@ -131,7 +158,7 @@ class ChatUI:
 
     async def sidebar(self, state: SessionState, query: str, request: gr.Request) -> Any:
         user_id = await self.user_id(state, request)
-        items = await self.service.db(
+        items = await self.db(
             lambda s: repo.list_conversations(session=s, user_id=user_id, query=query or ""))
         return gr.update(choices=[(c.title, c.id) for c in items], value=state.conversation_id)
 
@@ -149,10 +176,11 @@ class ChatUI:
             for note in warnings_for(normalize(dict(turn.params))):
                 gr.Warning(note)
             stream = self.service.stream_turn(
-                user_id=user_id, conversation_id=state.conversation_id, action=action, turn=turn)
+                user_id=user_id, conversation_id=state.conversation_id, action=action, turn=turn,
+                username=state.username)
             first = await anext(stream)
-        except (TurnRefused, ParamError, repo.NotFound, repo.InvalidId) as exc:
-            # A warning toast, not an error: nothing failed, the message stays in the box.
+        except (TurnRefused, ParamError, repo.NotFound, repo.InvalidId, OperationalError) as exc:
+            # A warning toast, not an error: nothing was sent, the message stays in the box.
             title, message = _refusal_text(exc)
             gr.Warning(message, title=title)
             yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
@@ -253,8 +281,9 @@ class ChatUI:
         if not state.conversation_id:
             return gr.skip(), gr.skip(), state
         try:
-            text = await self.versions.undo(user_id=user_id,
-                                            conversation_id=state.conversation_id)
+            with refused_if_missing():
+                text = await self.versions.undo(user_id=user_id,
+                                                conversation_id=state.conversation_id)
         except NavigationRefused as exc:
             gr.Warning(str(exc), title="Cannot undo")
             return gr.skip(), gr.skip(), state
@@ -268,7 +297,7 @@ class ChatUI:
         if message_id is None:
             return
         value = None if data.liked is None or data.liked == "" else (1 if data.liked else -1)
-        await self.service.db(lambda s: repo.set_feedback(
+        await self.db(lambda s: repo.set_feedback(
             session=s, user_id=user_id, message_id=message_id, value=value))
 
     async def focus(self, state: SessionState, data: gr.SelectData, request: gr.Request) -> Updates:
@@ -298,8 +327,10 @@ class ChatUI:
         if not conversation_id or not focus_id:
             return (gr.skip(), state, *(gr.skip() for _ in range(4)))
         try:
-            target = await self.versions.switch(user_id=user_id, conversation_id=conversation_id,
-                                                message_id=focus_id, step=step)
+            with refused_if_missing():
+                target = await self.versions.switch(user_id=user_id,
+                                                    conversation_id=conversation_id,
+                                                    message_id=focus_id, step=step)
         except NavigationRefused as exc:
             gr.Warning(str(exc))
             return (gr.skip(), state, *(gr.skip() for _ in range(4)))
@@ -348,7 +379,7 @@ class ChatUI:
             raise gr.Error("Open a conversation to rename it.")
         user_id = await self.user_id(state, request)
         conversation_id = state.conversation_id
-        await self.service.db(lambda s: repo.rename_conversation(
+        await self.db(lambda s: repo.rename_conversation(
             session=s, user_id=user_id, conversation_id=conversation_id, title=title))
         gr.Info("Renamed.")
         return await self.sidebar(state, query, request)
@@ -358,7 +389,7 @@ class ChatUI:
             raise gr.Error("Open a conversation to delete it.")
         user_id = await self.user_id(state, request)
         conversation_id = state.conversation_id
-        await self.service.db(lambda s: repo.delete_conversation(
+        await self.db(lambda s: repo.delete_conversation(
             session=s, user_id=user_id, conversation_id=conversation_id))
         chat, state, title, _, *versions = self.new_chat(state)
         listing = await self.sidebar(state, query, request)

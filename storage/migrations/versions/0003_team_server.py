@@ -1,4 +1,4 @@
-"""Team server: passwords, disabled users and per-user limits; share links.
+"""Team server: passwords, disabled users and per-user limits; share links; imported messages.
 
 Revision ID: 0003
 Revises: 0002
@@ -28,6 +28,9 @@ def upgrade() -> None:
     )
     op.add_column("users", sa.Column("rpm_limit", sa.Integer(), nullable=True))
     op.add_column("users", sa.Column("daily_token_limit", sa.Integer(), nullable=True))
+    op.add_column(
+        "messages", sa.Column("imported", sa.Boolean(), nullable=False, server_default=sa.false())
+    )
     op.create_table(
         "share_links",
         sa.Column("token", sa.String(length=64), primary_key=True),
@@ -48,6 +51,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     """Drop share_links and the account columns."""
     op.drop_index("ix_messages_user_id_created_at", table_name="messages")
+    with op.batch_alter_table("messages") as batch:
+        batch.drop_column("imported")
     op.drop_index("ix_share_links_conversation_id", table_name="share_links")
     op.drop_table("share_links")
     with op.batch_alter_table("users") as batch:

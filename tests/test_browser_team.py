@@ -1,0 +1,95 @@
+"""Browser: sign in, chat, share, and open the share link in a second browser context."""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from tests.browser import TIMEOUT_MS, bot, expand, send
+from tests.conftest import RunningApp, start_app
+from tests.fake_openai import FakeOpenAI, Reply
+from webapp import cli
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def team_app(fake_openai: FakeOpenAI, tmp_path: Path,
+             monkeypatch: pytest.MonkeyPatch) -> Iterator[RunningApp]:
+    db = tmp_path / "team.db"
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{db}")
+    for name in ("alice", "bob"):
+        assert cli.main(["add", name, "--password-stdin"], io.StringIO(),
+                        io.StringIO(PASSWORD + "\n")) == 0
+    running = start_app(fake_openai, db, AUTH_MODE="accounts")
+    try:
+        yield running
+    finally:
+        running.close()
+
+
+def sign_in(page: Page, app: RunningApp, name: str, url: str | None = None) -> None:
+    page.goto(url or app.url)
+    page.get_by_label("username").fill(name)
+    page.get_by_label("password").fill(PASSWORD)
+    page.get_by_role("button", name="Login").click()
+
+
+def test_sign_in_chat_share_and_open_the_link_elsewhere(team_app: RunningApp,
+                                                        browser: Browser, page: Page) -> None:
+    team_app.fake.enqueue(Reply(reasoning="Counting the moons.",
+                                content="Jupiter has **95** known moons."))
+    sign_in(page, team_app, "alice")
+    expect(page.locator("#models-note")).to_contain_text("models from")
+    send(page, "How many moons has Jupiter?")
+    expect(bot(page, "Jupiter has")).to_contain_text("95 known moons")
+    expect(page.locator("#conversations")).to_contain_text("How many moons has Jupiter?")
+
+    page.locator("#share-export").get_by_text("Share and export").click()
+    page.locator("#share").click()
+    note = page.locator("#share-note")
+    expect(note).to_contain_text("/share/?token=")
+    link = re.search(r"https?://\S+/share/\?token=[\w-]+", note.inner_text())
+    assert link is not None, note.inner_text()
+
+    # A second browser (no cookies): the link needs sign-in (SHARE_REQUIRES_LOGIN default).
+    viewer = browser.new_context(viewport={"width": 1100, "height": 800})
+    try:
+        other = viewer.new_page()
+        other.set_default_timeout(TIMEOUT_MS)
+        sign_in(other, team_app, "bob", url=link.group(0))
+        expect(other.locator("#share-title")).to_contain_text("How many moons has Jupiter?")
+        shared = other.locator("#share-chat")
+        expect(shared).to_contain_text("Jupiter has 95 known moons.")
+        block = other.locator("#share-chat .thought-group").filter(
+            has=other.locator(".title", has_text="Thinking"))
+        expect(block).to_have_count(1)
+        expand(other, block)
+        expect(block.get_by_text("Counting the moons.")).to_be_visible()
+        # Read-only: no message box, no edit or retry on the shared page.
+        expect(other.locator("textarea")).to_have_count(0)
+
+        # Revoked: the same link now shows that it is gone.
+        page.locator("#revoke-shares").click()
+        expect(note).to_contain_text("Revoked 1 link")
+        other.reload()
+        expect(other.locator("#share-title")).to_contain_text("does not exist or was revoked")
+        expect(other.locator("#share-chat")).to_be_hidden()
+    finally:
+        viewer.close()
+    assert len([r for r in team_app.fake.requests if r["path"].endswith("/chat/completions")]) == 1
+
+
+def test_a_wrong_password_does_not_get_in(team_app: RunningApp, page: Page) -> None:
+    page.goto(team_app.url)
+    page.get_by_label("username").fill("alice")
+    page.get_by_label("password").fill("not the password")
+    page.get_by_role("button", name="Login").click()
+    expect(page.get_by_text(re.compile("incorrect credentials", re.I))).to_be_visible()
+    expect(page.locator("#message")).to_have_count(0)

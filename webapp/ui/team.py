@@ -1,0 +1,175 @@
+"""Team features in the page: share links, export and import, the admin's usage and limits."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from storage import accounts, transfer
+from storage.models import utc_now
+from webapp.export import conversation_json, conversation_markdown, export_all_json
+from webapp.import_file import ImportRefused, parse_import
+from webapp.ui.handlers import ChatUI
+from webapp.ui.session import SessionState
+
+log = logging.getLogger(__name__)
+PERIODS = {"Last 24 hours": timedelta(days=1), "Last 7 days": timedelta(days=7),
+           "Last 30 days": timedelta(days=30)}
+USAGE_COLUMNS = ["user", "model", "requests", "prompt tokens", "completion tokens", "errors"]
+MAX_IMPORT_BYTES = 20_000_000
+
+
+def _filename(title: str, suffix: str) -> str:
+    stem = re.sub(r"[^\w.-]+", "-", title, flags=re.UNICODE).strip("-.")[:60] or "conversation"
+    return f"{stem}{suffix}"
+
+
+class TeamUI:
+    """Handlers for sharing, export/import and administration; every one checks the user."""
+
+    def __init__(self, chat: ChatUI, share_base: str = "/share/") -> None:
+        self.chat = chat
+        self.service = chat.service
+        self.share_base = share_base
+        self._files = Path(tempfile.mkdtemp(prefix="parley-export-"))
+
+    # ---- share links -----------------------------------------------------------------------
+    def share_url(self, request: gr.Request, token: str) -> str:
+        base = ""
+        raw = getattr(request, "request", None)
+        if raw is not None and getattr(raw, "base_url", None) is not None:
+            base = str(raw.base_url).rstrip("/")
+        return f"{base}{self.share_base}?token={token}"
+
+    async def share(self, state: SessionState, request: gr.Request) -> str:
+        """Create a read-only link to the open conversation."""
+        user_id = await self.chat.user_id(state, request)
+        conversation_id = state.conversation_id
+        if not conversation_id:
+            raise gr.Error("Open a conversation to share it.")
+        link = await self.chat.db(lambda s: accounts.create_share(
+            session=s, user_id=user_id, conversation_id=conversation_id))
+        who = ("people who can sign in to Parley"
+               if self.service.settings.share_requires_login else "anyone with the link")
+        gr.Info("Share link created.")
+        return (f"Read-only link for {who}:\n\n`{self.share_url(request, link.token)}`\n\n"
+                "It shows the conversation as it is now and later; **Revoke links** ends it.")
+
+    async def revoke(self, state: SessionState, request: gr.Request) -> str:
+        user_id = await self.chat.user_id(state, request)
+        conversation_id = state.conversation_id
+        if not conversation_id:
+            raise gr.Error("Open a conversation first.")
+        count = await self.chat.db(lambda s: accounts.revoke_shares(
+            session=s, user_id=user_id, conversation_id=conversation_id))
+        return f"Revoked {count} link{'s' if count != 1 else ''}." if count else "No live links."
+
+    # ---- export and import -----------------------------------------------------------------
+    async def export(self, state: SessionState, kind: str, request: gr.Request) -> Any:
+        """Write the open conversation as Markdown or JSON; return the file for download."""
+        user_id = await self.chat.user_id(state, request)
+        conversation_id = state.conversation_id
+        if not conversation_id:
+            raise gr.Error("Open a conversation to export it.")
+        conversation, messages = await self.chat.db(lambda s: transfer.export_conversation(
+            session=s, user_id=user_id, conversation_id=conversation_id))
+        if kind == "markdown":
+            text = conversation_markdown(conversation, messages)
+            name = _filename(conversation.title, ".md")
+        else:
+            text = json.dumps(conversation_json(conversation, messages), ensure_ascii=False,
+                              indent=2)
+            name = _filename(conversation.title, ".json")
+        return self._write(user_id, name, text)
+
+    async def export_markdown(self, state: SessionState, request: gr.Request) -> Any:
+        return await self.export(state, "markdown", request)
+
+    async def export_json(self, state: SessionState, request: gr.Request) -> Any:
+        return await self.export(state, "json", request)
+
+    async def export_everything(self, state: SessionState, request: gr.Request) -> Any:
+        """All of the user's own conversations as one JSON file."""
+        user_id = await self.chat.user_id(state, request)
+        items = await self.chat.db(lambda s: transfer.export_all(session=s, user_id=user_id))
+        text = json.dumps(export_all_json(items), ensure_ascii=False, indent=2)
+        return self._write(user_id, "parley-export.json", text)
+
+    def _write(self, user_id: int, name: str, text: str) -> Any:
+        """Write a download into a fresh per-user folder; show the File with it."""
+        folder = Path(tempfile.mkdtemp(prefix=f"u{user_id}-", dir=self._files))
+        path = folder / name
+        path.write_text(text, encoding="utf-8")
+        return gr.update(value=str(path), visible=True)
+
+    async def import_file(self, file: Any, state: SessionState, query: str,
+                          request: gr.Request) -> Any:
+        """Import a conversation JSON export as a new conversation of this user."""
+        user_id = await self.chat.user_id(state, request)
+        path = Path(file if isinstance(file, str) else getattr(file, "name", ""))
+        if not path.is_file():
+            raise gr.Error("No file arrived; pick a Parley JSON export.")
+        if path.stat().st_size > MAX_IMPORT_BYTES:
+            raise gr.Error(f"The file is larger than {MAX_IMPORT_BYTES // 1_000_000} MB.")
+        try:
+            imported = parse_import(path.read_bytes(), max_bytes=MAX_IMPORT_BYTES)
+        except ImportRefused as exc:
+            raise gr.Error(str(exc), title="Cannot import") from None
+        new_id = await self.chat.db(lambda s: transfer.import_conversation(
+            session=s, user_id=user_id, imported=imported))
+        gr.Info("Imported as a new conversation: open it from the top of the sidebar.")
+        log.info("user %s imported conversation %s", user_id, new_id)
+        return await self.chat.sidebar(state, query, request)
+
+    # ---- administration ----------------------------------------------------------------------
+    async def admin_visible(self, state: SessionState, request: gr.Request) -> Any:
+        person = await self.chat.person(state, request)
+        return gr.update(visible=person.is_admin)
+
+    async def _admin(self, state: SessionState, request: gr.Request) -> None:
+        person = await self.chat.person(state, request)
+        if not person.is_admin:
+            raise gr.Error("Only admins can see usage and set limits.")
+
+    async def usage(self, period: str, state: SessionState, request: gr.Request) -> Any:
+        """Requests, tokens and errors per user and model over the chosen period."""
+        await self._admin(state, request)
+        since = utc_now() - PERIODS.get(period, timedelta(days=1))
+        rows = await self.chat.db(lambda s: accounts.usage_since(session=s, since=since))
+        return [[r.username, r.model, r.requests, r.prompt_tokens, r.completion_tokens, r.errors]
+                for r in rows]
+
+    async def set_limits(self, username: str, rpm: Any, tokens: Any, state: SessionState,
+                         request: gr.Request) -> str:
+        """Set a user's requests per minute and tokens per day (empty or 0: no limit)."""
+        await self._admin(state, request)
+        values: dict[str, int | None] = {}
+        for field, raw, label in (("rpm_limit", rpm, "Requests per minute"),
+                                  ("daily_token_limit", tokens, "Tokens per day")):
+            text = str(raw if raw is not None else "").strip()
+            if not text:
+                values[field] = None
+                continue
+            if not text.isdigit():
+                raise gr.Error(f"{label} must be a whole number ≥ 0 (empty: no limit).")
+            values[field] = int(text) or None
+        name = (username or "").strip()
+        try:
+            await self.chat.db(lambda s: accounts.update_account(
+                session=s, username=name, **values))
+        except accounts.AccountError as exc:
+            raise gr.Error(str(exc)) from None
+        self.chat.identity.forget(name)
+        parts = [f"{values['rpm_limit']} requests/min" if values["rpm_limit"] else
+                 "no request limit",
+                 f"{values['daily_token_limit']:,} tokens/day" if values["daily_token_limit"]
+                 else "no token limit"]
+        return f"{name}: {', '.join(parts)}."
+

@@ -1,0 +1,285 @@
+"""The production server: FastAPI with /healthz and /metrics, Gradio mounted at "/", uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import fastapi
+import gradio as gr
+import uvicorn
+from fastapi.responses import JSONResponse, Response
+from gradio.routes import App as GradioApp
+from sqlalchemy import Engine, text
+from starlette.routing import Mount
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from webapp.auth import LoginAddressGuard, LoginThrottle
+from webapp.config import Settings
+from webapp.observability import Metrics
+from webapp.server import Parley, launch_kwargs
+
+log = logging.getLogger(__name__)
+
+HEALTH_DB_TIMEOUT_S = 3.0
+GRACEFUL_SHUTDOWN_S = 30  # answers still streaming get this long to finish on SIGTERM
+NO_STORE = {"Cache-Control": "no-store"}
+# launch() settings that mount_gradio_app() also takes; max_threads is set on the Blocks.
+_MOUNT_KEYS = ("server_name", "server_port", "footer_links", "run_history", "max_file_size",
+               "show_error", "ssr_mode", "enable_monitoring", "css", "js", "head", "theme",
+               "allowed_paths", "blocked_paths", "favicon_path", "root_path")
+
+
+def _short_error(exc: BaseException) -> str:
+    """`OperationalError: unable to open database file`: the class and a first line, short."""
+    cause = getattr(exc, "orig", None) or exc  # SQLAlchemy wraps the driver's error
+    first_line = (str(cause).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first_line}"[:160]
+
+
+def _ping(engine: Engine) -> None:
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+
+
+class DatabaseProbe:
+    """`SELECT 1` in a worker thread with a deadline; at most one probe in flight, so a hung
+    database cannot pile up threads however often the load balancer asks."""
+
+    def __init__(self, parley: Parley, timeout_s: float = HEALTH_DB_TIMEOUT_S) -> None:
+        self._parley = parley
+        self._timeout_s = timeout_s
+        self._inflight: asyncio.Future[None] | None = None
+
+    async def check(self) -> str | None:
+        """None when the database answers, else a short description of what went wrong."""
+        if self._inflight is None or self._inflight.done():
+            self._inflight = asyncio.ensure_future(asyncio.to_thread(_ping, self._parley.engine))
+            # Mark a late failure as seen: nobody may await this future again.
+            self._inflight.add_done_callback(lambda f: f.cancelled() or f.exception())
+        try:
+            await asyncio.wait_for(asyncio.shield(self._inflight), self._timeout_s)
+        except TimeoutError:
+            return f"TimeoutError: no answer within {self._timeout_s:g} s"
+        except Exception as exc:  # any failure means unhealthy; say which
+            return _short_error(exc)
+        return None
+
+
+def queue_state(demo: gr.Blocks) -> tuple[bool | None, int | None]:
+    """(running, pending events) of a Blocks' queue; None where this Gradio hides it."""
+    queue = getattr(demo, "_queue", None)
+    if queue is None:
+        return None, None
+    stopped = getattr(queue, "stopped", None)
+    is_running = getattr(demo, "is_running", None)
+    running = None if stopped is None or is_running is None else bool(is_running and not stopped)
+    try:
+        pending: int | None = len(queue)  # events waiting, summed over concurrency groups
+    except TypeError:
+        pending = None
+    return running, pending
+
+
+def _raise_max_threads(demo: gr.Blocks, max_threads: int) -> None:
+    """launch(max_threads=) does this; mounting does not (the queue sizes its slots from it)."""
+    demo.max_threads = max_threads
+    queue = getattr(demo, "_queue", None)
+    if queue is not None and hasattr(queue, "max_thread_count"):
+        queue.max_thread_count = max_threads
+
+
+class NoProxyBuffering:
+    """Marks event streams `X-Accel-Buffering: no`, so nginx passes each event on at once even
+    where its own proxy_buffering cannot be turned off (Gradio does not send it)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_marked(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                if any(name.lower() == b"content-type" and value.startswith(b"text/event-stream")
+                       for name, value in headers):
+                    message = {**message, "headers": [*headers, (b"x-accel-buffering", b"no")]}
+            await send(message)
+
+        await self.app(scope, receive, send_marked)
+
+
+def create_app(
+    parley: Parley,
+    metrics: Metrics | None = None,
+    *,
+    auth: Any = None,
+    auth_dependency: Any = None,
+    auth_message: str | None = None,
+) -> fastapi.FastAPI:
+    """FastAPI with GET /healthz and GET /metrics, the read-only share page at /share, and
+    Parley's Gradio app at "/". Sign-in follows AUTH_MODE unless auth arguments are given."""
+    demo = parley.demo
+    metrics = metrics or parley.metrics
+    if auth is None and auth_dependency is None:
+        modes = parley.auth_kwargs()
+        auth, auth_dependency = modes.get("auth"), modes.get("auth_dependency")
+        auth_message = auth_message or modes.get("auth_message")
+    options = launch_kwargs(parley.settings)
+    _raise_max_threads(demo, options["max_threads"])
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: fastapi.FastAPI) -> AsyncIterator[None]:
+        # mount_gradio_app wraps this: Gradio's start-up (which starts the queue) runs inside.
+        yield
+        demo.close(verbose=False)  # stops the queue's loops
+
+    app = fastapi.FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(NoProxyBuffering)
+    if parley.settings.auth_mode == "accounts":
+        # Per address, on top of the per-name throttle: stops spraying many names from one host.
+        settings = parley.settings
+        app.add_middleware(LoginAddressGuard, throttle=LoginThrottle(
+            settings.login_max_failures * 4, settings.login_lockout_s))
+    probe = DatabaseProbe(parley)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> JSONResponse:
+        database_error = await probe.check()
+        running, pending = queue_state(demo)
+        queue: dict[str, Any] = {"pending": "unknown" if pending is None else pending}
+        if running is False:
+            queue["running"] = False
+        if database_error is None and running is not False:
+            body = {"status": "ok", "database": "ok", "queue": queue}
+            return JSONResponse(body, headers=NO_STORE)
+        body = {"status": "unavailable", "database": database_error or "ok", "queue": queue}
+        return JSONResponse(body, status_code=503, headers=NO_STORE)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        _, pending = queue_state(demo)
+        if pending is not None:
+            metrics.set_queue_pending(pending)
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type, headers=NO_STORE)
+
+    mount = {key: options[key] for key in _MOUNT_KEYS if key in options}
+    share = parley.share_auth_kwargs()
+    app = gr.mount_gradio_app(app, parley.share_demo, path="/share",
+                              auth=share.get("auth"), auth_dependency=share.get("auth_dependency"),
+                              auth_message=share.get("auth_message"), **mount)
+    return gr.mount_gradio_app(app, demo, path="/", auth=auth, auth_dependency=auth_dependency,
+                               auth_message=auth_message, **mount)
+
+
+def _gradio_apps(app: Any) -> list[GradioApp]:
+    return [route.app for route in getattr(app, "routes", [])
+            if isinstance(route, Mount) and isinstance(route.app, GradioApp)]
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, ending Gradio's keep-alive streams when shutdown starts.
+
+    Each open page holds a /heartbeat stream that only ends on the Gradio app's stop_event;
+    uvicorn waits for every connection before running the lifespan shutdown, so without this
+    SIGTERM would wait out the graceful timeout. Answers still streaming are left to finish.
+    """
+
+    async def shutdown(self, sockets: Any = None) -> None:
+        for gradio_app in _gradio_apps(self.config.app):
+            gradio_app.stop_event.set()
+        await super().shutdown(sockets)
+
+
+def _log_level(name: str) -> int:
+    return logging.getLevelNamesMapping().get(name.upper(), logging.INFO)
+
+
+def uvicorn_config(
+    app: fastapi.FastAPI,
+    settings: Settings,
+    *,
+    forwarded_allow_ips: str = "127.0.0.1",
+    proxy_headers: bool = True,
+    graceful_shutdown_s: int = GRACEFUL_SHUTDOWN_S,
+) -> uvicorn.Config:
+    """uvicorn's settings for production: no access log (log_turn lines are the request log),
+    uvicorn's own logging set-up off (its lines go through configure_logging's handler).
+
+    proxy_headers rewrites the request's client address to X-Forwarded-For's when the peer is
+    in forwarded_allow_ips; turn it off where a check needs the proxy's own address.
+    """
+    return uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level=_log_level(settings.log_level),
+        log_config=None, access_log=False, proxy_headers=proxy_headers,
+        forwarded_allow_ips=forwarded_allow_ips, server_header=False, lifespan="on",
+        timeout_graceful_shutdown=graceful_shutdown_s,
+    )
+
+
+def serve(
+    app: fastapi.FastAPI,
+    settings: Settings,
+    *,
+    forwarded_allow_ips: str = "127.0.0.1",
+    proxy_headers: bool = True,
+    graceful_shutdown_s: int = GRACEFUL_SHUTDOWN_S,
+) -> None:
+    """Run the app with uvicorn until SIGINT/SIGTERM (call configure_logging first)."""
+    config = uvicorn_config(app, settings, forwarded_allow_ips=forwarded_allow_ips,
+                            proxy_headers=proxy_headers, graceful_shutdown_s=graceful_shutdown_s)
+    _Server(config).run()
+
+
+@dataclass
+class ServerThread:
+    """A uvicorn server running in a daemon thread (tests)."""
+
+    server: uvicorn.Server
+    thread: threading.Thread
+    url: str  # ends with "/"
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Shut down gracefully; force it if that takes longer than timeout_s."""
+        self.server.should_exit = True
+        self.thread.join(timeout_s)
+        if self.thread.is_alive():
+            self.server.force_exit = True
+            self.thread.join(timeout_s)
+
+
+def start_in_thread(
+    app: fastapi.FastAPI, host: str, port: int, *, timeout_s: float = 30.0
+) -> ServerThread:
+    """Start app on host:port (0: any free port) and return once it accepts connections."""
+    config = uvicorn.Config(app, host=host, port=port, log_level=logging.WARNING,
+                            log_config=None, access_log=False, lifespan="on",
+                            timeout_graceful_shutdown=5)
+    server = _Server(config)
+
+    def run() -> None:
+        with contextlib.suppress(SystemExit):  # uvicorn exits when it cannot bind or start
+            server.run()
+
+    thread = threading.Thread(target=run, name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout_s
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError(f"the server on {host}:{port} stopped during start-up")
+        if time.monotonic() > deadline:
+            server.force_exit = server.should_exit = True
+            raise RuntimeError(f"the server on {host}:{port} did not start in {timeout_s:g} s")
+        thread.join(0.005)  # wakes at once if the thread ends
+    bound = port or int(server.servers[0].sockets[0].getsockname()[1])
+    return ServerThread(server, thread, f"http://{host}:{bound}/")
