@@ -94,6 +94,7 @@ class Conversation(SQLModel, table=True):
     model: str = ""
     parameters: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     current_leaf_id: str | None = Field(default=None, max_length=32)
+    mode: str = Field(default="chat", max_length=20)  # chat | compare (side-by-side models)
     created_at: datetime = _timestamp()
     updated_at: datetime = _timestamp()
 
@@ -133,5 +134,25 @@ class Message(SQLModel, table=True):
     batch_id: str | None = Field(default=None, max_length=32)  # choices made together (n>1)
     attachments: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON))
     imported: bool = False  # came from an import file: not counted as the user's usage
+    preferred: bool = False  # compare mode: the answer the user marked best
+    created_at: datetime = _timestamp()
+    updated_at: datetime = _timestamp()
+
+
+class Preset(SQLModel, table=True):
+    """A named set of chat settings: the user's own, or a team preset published by an admin."""
+
+    __tablename__ = "presets"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    user_id: int = Field(foreign_key="users.id", nullable=False, index=True)  # the owner
+    name: str = Field(max_length=100)
+    team: bool = Field(default=False, index=True)  # visible to everyone; only admins publish
+    system_prompt: str = Field(default="", sa_type=Text)
+    provider: str = ""
+    model: str = ""
+    parameters: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    tools: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    tool_choice: str = Field(default="auto", max_length=100)
     created_at: datetime = _timestamp()
     updated_at: datetime = _timestamp()
