@@ -40,6 +40,7 @@ import asyncio
 import contextlib
 import json
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -372,6 +373,7 @@ class FakeOpenAI:
         url = urlsplit(target)
         record = {"path": url.path, "method": method, "headers": headers, "json": body}
         record["query"] = dict(parse_qsl(url.query))
+        record["received_at"] = time.perf_counter()  # same clock as a benchmark in-process
         with self._cond:
             self.requests.append(record)
             self._cond.notify_all()

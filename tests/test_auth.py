@@ -93,3 +93,26 @@ def test_one_address_spraying_many_names_is_stopped(guarded: RunningApp) -> None
 def test_a_name_is_locked_even_for_the_right_password(guarded: RunningApp) -> None:
     assert login(guarded, "ana", "wrong").status_code == 400
     assert login(guarded, "ana", PASSWORD).status_code == 400  # locked for 60 s
+
+
+@pytest.fixture
+def open_share(fake_openai: FakeOpenAI, tmp_path: Path) -> Iterator[RunningApp]:
+    running = start_app(fake_openai, tmp_path / "open.db", SHARE_REQUIRES_LOGIN="false",
+                        METRICS_ALLOWED="10.0.0.0/8")
+    try:
+        yield running
+    finally:
+        running.close()
+
+
+def test_the_share_page_takes_no_uploads_and_metrics_follow_their_allow_list(
+    open_share: RunningApp
+) -> None:
+    upload = httpx.post(f"{open_share.url}share/gradio_api/upload",
+                        files={"files": ("x.txt", b"hello")})
+    assert upload.status_code == 403 and "read-only" in upload.text
+    assert httpx.get(f"{open_share.url}share/gradio_api/file=/etc/hostname").status_code == 403
+    assert httpx.get(f"{open_share.url}share/").status_code == 200  # the page itself works
+    refused = httpx.get(f"{open_share.url}metrics")
+    assert refused.status_code == 403 and "METRICS_ALLOWED" in refused.text
+    assert httpx.get(f"{open_share.url}healthz").status_code == 200

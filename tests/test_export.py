@@ -684,3 +684,15 @@ def test_import_record_is_plain_data() -> None:
         "name", "tool_status", "provider", "model", "parameters", "usage", "timings",
         "finish_reason", "state", "error", "feedback", "choice_index", "batch_id",
         "attachments", "created_at"}
+
+
+def test_deeply_nested_files_are_refused_not_recursed() -> None:
+    deep: dict[str, Any] = {}
+    node = deep
+    for _ in range(900):
+        node["a"] = {}
+        node = node["a"]
+    document = {"format": "parley.conversation.v1",
+                "conversation": {"title": "t", "parameters": deep}, "messages": []}
+    with pytest.raises(ImportRefused, match="more than 64 levels deep"):
+        import_file.parse_import(json.dumps(document))

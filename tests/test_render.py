@@ -405,3 +405,16 @@ def test_live_earlier_rounds_stay_visible_when_the_next_starts() -> None:
     shown = texts(view)
     assert shown[0] == "First." and "**Result**" in shown[1] and shown[2] == "Second."
     assert view.messages[1]["metadata"]["title"] == "🛠 calculator · done"
+
+
+def test_rounds_reusing_a_call_id_each_show_their_own_result() -> None:
+    """Servers without call ids get call_0 in every round: pair results per answer."""
+    call = {**CALL, "id": "call_0"}
+    first = assistant("", tool_calls=[call])
+    second = assistant("", tool_calls=[call])
+    rows = [user("q"), first, Message(role="tool", content="RESULT-ONE", tool_call_id="call_0",
+                                       tool_status="done"),
+            second, Message(role="tool", content="RESULT-TWO", tool_call_id="call_0",
+                            tool_status="done"), assistant("done")]
+    shown = texts(render_path(rows))
+    assert "RESULT-ONE" in shown[1] and "RESULT-TWO" in shown[2]

@@ -301,7 +301,7 @@ def test_healthz_is_503_when_the_database_is_unreachable(mounted: Mounted,
     assert response.status_code == 503
     body = response.json()
     assert body["status"] == "unavailable"
-    assert body["database"] == "OperationalError: unable to open database file"
+    assert body["database"] == "OperationalError (details in the server log)"
 
 
 def test_healthz_is_503_when_the_queue_has_stopped(mounted: Mounted) -> None:

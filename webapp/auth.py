@@ -13,6 +13,7 @@ import ipaddress
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,6 +78,16 @@ class LoginThrottle:
     def succeeded(self, key: str) -> None:
         self._failures.pop(key, None)
 
+    def forgive_one(self, key: str) -> None:
+        """Take back the newest counted attempt (it was counted up front and succeeded)."""
+        recent = self._recent(key)
+        if recent:
+            recent.pop()
+            if recent:
+                self._failures[key] = recent
+            else:
+                self._failures.pop(key, None)
+
     def _recent(self, key: str) -> list[float]:
         horizon = self.clock() - self.lockout_s
         recent = [t for t in self._failures.get(key, []) if t > horizon]
@@ -90,9 +101,15 @@ class LoginThrottle:
 class Accounts:
     """Password sign-in against the users table; the callable Gradio's login calls."""
 
+    MAX_CHECKS = 8  # sign-in checks in flight (each ~0.2 s of CPU and 64 MiB); more: refused
+
     def __init__(self, session_factory: Callable[[], Session], throttle: LoginThrottle) -> None:
         self._session_factory = session_factory
         self.throttle = throttle
+        # Hashing gets its own small pool: a flood of sign-ins must not starve the database
+        # work that every chat turn runs in the default pool.
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="parley-argon2")
+        self._in_flight = 0
 
     async def authenticate(self, username: str, password: str) -> bool:
         """Gradio's `auth=`: True signs in. Hashing runs in a thread, off the event loop.
@@ -107,11 +124,21 @@ class Accounts:
             log.warning("sign-in refused for %r: too many failures (retry in %.0f s)",
                         username, wait)
             return False
-        ok = await asyncio.to_thread(self.check, username.strip(), password)
+        if self._in_flight >= self.MAX_CHECKS:
+            log.warning("sign-in refused for %r: too many sign-ins in progress", username)
+            return False
+        # Counted before the check (no await in between), so parallel guesses cannot all
+        # slip past the limit; a success clears the count.
+        self.throttle.failed(key)
+        self._in_flight += 1
+        try:
+            loop = asyncio.get_running_loop()
+            ok = await loop.run_in_executor(self._pool, self.check, username.strip(), password)
+        finally:
+            self._in_flight -= 1
         if ok:
             self.throttle.succeeded(key)
         else:
-            self.throttle.failed(key)
             log.info("failed sign-in for %r", username)
         return ok
 
@@ -252,8 +279,9 @@ class LoginAddressGuard:
                 status.append(int(message.get("status", 0)))
             await send(message)
 
+        # Counted up front, so parallel attempts cannot all pass the check above. A success
+        # takes back only its own count: one working account buys no guesses at other names.
+        self.throttle.failed(key)
         await self.app(scope, receive, watch)
-        # A success does not clear the address's failures (one working account must not buy
-        # more guesses at other names); they age out after the lockout.
-        if status and status[0] in (400, 401):
-            self.throttle.failed(key)
+        if status and status[0] == 200:
+            self.throttle.forgive_one(key)

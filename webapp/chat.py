@@ -123,6 +123,7 @@ class ChatService:
         self.tool_turns = ToolTurns(settings, self.tools, self.db, executor)
         self.approvals = self.tool_turns.approvals
         self._saves: dict[str, asyncio.Event] = {}
+        self._user_locks: dict[int, asyncio.Lock] = {}
 
     async def db(self, work: Callable[[Session], T]) -> T:
         """Run one unit of database work in a thread, in its own short session."""
@@ -188,10 +189,16 @@ class ChatService:
         n = int(sent_params.get("n", 1))
         stored = {**clean, "tools": list(selection.names), "tool_choice": turn.tool_choice}
         recorded = {**sent_params, **({"tools": list(selection.names)} if tools_sent else {})}
+        # One prepare at a time per user: the limit check and the rows it counts are written
+        # in one unit of work, and parallel turns must not all pass the check before any row
+        # exists (per process; several instances share a limit only approximately).
+        lock = self._user_locks.setdefault(user_id, asyncio.Lock())
+        await lock.acquire()
         prepare = asyncio.ensure_future(self.db(
             lambda s: self._prepare(s, user_id, conversation_id, action, turn, model, stored, n,
                                     recorded)
         ))
+        prepare.add_done_callback(lambda _: lock.release())
         try:
             prepared = await asyncio.shield(prepare)
         except asyncio.CancelledError:
@@ -312,7 +319,7 @@ class ChatService:
         choice = progress.choices[0]
         return {
             "content": choice.content, "reasoning": choice.reasoning, "state": "complete",
-            "usage": progress.usage_dict(), "timings": progress.timings(),
+            "usage": progress.stored_usage(), "timings": progress.timings(),
             "finish_reason": choice.finish_reason or "tool_calls",
             "tool_calls": stored_calls(choice.tool_calls),
         }
@@ -414,7 +421,7 @@ class ChatService:
     def _finish(self, session: Session, user_id: int, update: TurnUpdate) -> None:
         progress = update.progress
         timings = progress.timings()
-        usage = progress.usage_dict()
+        usage = progress.stored_usage()
         for index, message_id in enumerate(update.assistant_ids):
             choice = progress.choices[index]
             state = update.state

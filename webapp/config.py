@@ -90,6 +90,8 @@ JIEKOU_CATALOG = (
     "zai-org/glm-4.6",
 )
 
+PRIVATE_NETWORKS = ("127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
+                    "fc00::/7")
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 
@@ -104,6 +106,7 @@ class Settings:
     default_provider: str = ""
     default_model: str = ""
     capabilities_file: str = ""
+    prices_file: str = ""  # JSON list of per-model prices for the Compare view's cost figures
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 120.0  # longest silence tolerated inside a stream
     max_retries: int = 3
@@ -122,6 +125,7 @@ class Settings:
     auth_header: str = "X-Forwarded-User"  # header mode: the header the proxy sets
     trusted_proxies: tuple[str, ...] = ("127.0.0.1/32", "::1/128")  # who may set that header
     share_requires_login: bool = True
+    metrics_allowed: tuple[str, ...] = PRIVATE_NETWORKS  # who may read /metrics
     login_max_failures: int = 5  # failed sign-ins per user name (and per address) ...
     login_lockout_s: float = 300.0  # ... before sign-in is refused for this long
 
@@ -262,6 +266,7 @@ def load_settings(
         default_provider=default_provider,
         default_model=values.get("DEFAULT_MODEL", "").strip(),
         capabilities_file=values.get("CAPABILITIES_FILE", "").strip(),
+        prices_file=values.get("PRICES_FILE", "").strip(),
         connect_timeout_s=_float(values, "CONNECT_TIMEOUT", 10.0),
         read_timeout_s=_float(values, "READ_TIMEOUT", 120.0),
         max_retries=_int(values, "MAX_RETRIES", 3),
@@ -280,6 +285,7 @@ def load_settings(
         auth_header=values.get("AUTH_HEADER", "").strip() or "X-Forwarded-User",
         trusted_proxies=_networks(values, "TRUSTED_PROXIES", ("127.0.0.1/32", "::1/128")),
         share_requires_login=_bool(values, "SHARE_REQUIRES_LOGIN", True),
+        metrics_allowed=_networks(values, "METRICS_ALLOWED", PRIVATE_NETWORKS),
         login_max_failures=_bounded(values, "LOGIN_MAX_FAILURES", 5, 1, 1000),
         login_lockout_s=_positive(values, "LOGIN_LOCKOUT", 300.0),
     )

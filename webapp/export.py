@@ -15,6 +15,7 @@ from typing import Any
 
 from storage.models import Conversation, Message
 from storage.repository import active_path
+from webapp.history import tool_results_by_answer
 
 __all__ = [
     "ALL_FORMAT",
@@ -249,7 +250,8 @@ def _answer_blocks(message: Message, results: dict[str, Message]) -> list[str]:
 def conversation_markdown(conversation: Conversation, messages: list[Message]) -> str:
     """The active branch of a conversation as readable Markdown."""
     path = active_path(messages, conversation.current_leaf_id)
-    results = {m.tool_call_id: m for m in path if m.role == "tool" and m.tool_call_id}
+    by_answer = tool_results_by_answer(path)
+    shown: set[str] = set()  # tool rows already shown under their call
     blocks = _header(conversation)
     heading = ""
     for message in path:
@@ -261,10 +263,12 @@ def conversation_markdown(conversation: Conversation, messages: list[Message]) -
             if speaker != heading:  # the rounds of one tool-using answer share a heading
                 heading = speaker
                 blocks.append(heading)
-            blocks += _answer_blocks(message, results)
-        elif message.role == "tool" and message.tool_call_id in results:
+            results = by_answer.get(message.id, {})
+            before = dict(results)
+            blocks += _answer_blocks(message, results)  # takes the results it shows
+            shown |= {row.id for call_id, row in before.items() if call_id not in results}
+        elif message.role == "tool" and message.id not in shown:
             # A result whose call is not on the path: show it on its own.
-            results.pop(message.tool_call_id or "")
             blocks += [f"#### Tool result: {_one_line(message.name or '(unnamed tool)')}",
                        fenced(message.content)]
     return "\n\n".join(blocks) + "\n"

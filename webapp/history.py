@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any, Protocol
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol, TypeVar
 
 from webapp.messages import ChatMessage
+
+
+class Identified(Protocol):
+    """A stored message with an id (for pairing answers with their tool results)."""
+
+    id: str
+    role: str
+    tool_calls: list[dict[str, Any]] | None
+    tool_call_id: str | None
+
+
+M = TypeVar("M", bound=Identified)
 
 
 class StoredMessage(Protocol):
@@ -75,6 +87,24 @@ def _answered_calls(path: list[StoredMessage]) -> set[str]:
         if None not in ids and ids <= results:
             answered |= {i for i in ids if i is not None}
     return answered
+
+
+def tool_results_by_answer(path: Sequence[M]) -> dict[str, dict[str, M]]:
+    """For each answer with tool calls, its results: the tool rows right after it, by call id.
+
+    Matched per answer, not across the conversation: servers that send no call ids get
+    `call_0` in every round, so a conversation-wide match would show one round's result twice.
+    """
+    found: dict[str, dict[str, M]] = {}
+    current: dict[str, M] | None = None
+    for message in path:
+        if message.role == "assistant":
+            current = found.setdefault(message.id, {}) if message.tool_calls else None
+        elif message.role == "tool" and current is not None and message.tool_call_id:
+            current.setdefault(message.tool_call_id, message)
+        elif message.role != "tool":
+            current = None
+    return found
 
 
 def auto_title(text: str, limit: int = 60) -> str:

@@ -60,13 +60,20 @@ def _safe_text(text: str) -> str:
     return text if text.isascii() else _SURROGATE.sub("\ufffd", text)
 
 
+MAX_DEPTH = 64  # nesting deeper than any real export; deeper input is refused, not recursed
+
+
 def _sanitize(document: Any) -> Any:
-    """Make every string of a parsed document storable, in place (no recursion)."""
+    """Make every string of a parsed document storable, in place (no recursion); refuse
+    nesting deeper than MAX_DEPTH, which later deep copies could not handle."""
     if isinstance(document, str):
         return _safe_text(document)
-    stack = [document] if isinstance(document, dict | list) else []
+    stack = [(document, 1)] if isinstance(document, dict | list) else []
     while stack:
-        node = stack.pop()
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ImportRefused(f"The file nests data more than {MAX_DEPTH} levels deep; a "
+                                "Parley export never does.")
         if isinstance(node, dict):
             items = list(node.items())
             node.clear()
@@ -75,7 +82,7 @@ def _sanitize(document: Any) -> Any:
             if isinstance(value, str):
                 node[key] = _safe_text(value)
             elif isinstance(value, dict | list):
-                stack.append(value)
+                stack.append((value, depth + 1))
     return document
 
 

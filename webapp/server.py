@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 import gradio as gr
@@ -71,7 +72,14 @@ def build_tools(
     A bad tool definition or setting stops start-up with a message saying what to fix.
     """
     registry = ToolRegistry()
-    register_builtins(registry, http=http, http_allowed_hosts=settings.http_get_allowed_hosts)
+    fetcher = None
+    if settings.http_get_allowed_hosts:
+        # http_get gets its own client that never keeps cookies: one user's fetch must not
+        # carry a cookie another user's fetch received (the provider client is shared).
+        no_cookies = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+        fetcher = httpx.AsyncClient(cookies=httpx.Cookies(no_cookies), follow_redirects=False)
+    register_builtins(registry, http=fetcher,
+                      http_allowed_hosts=settings.http_get_allowed_hosts)
     for spec in settings.tools_modules:
         try:
             added = registry.load(spec)

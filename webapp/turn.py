@@ -210,3 +210,19 @@ class TurnProgress:
             "reasoning_tokens": self.usage.reasoning_tokens,
             "total_tokens": self.usage.total_tokens,
         }
+
+    def stored_usage(self) -> dict[str, Any] | None:
+        """Usage to store: the provider's report, else an estimate from the streamed chunks.
+
+        A stopped or broken stream never gets the final usage chunk; the estimate (about one
+        token per chunk) keeps per-day token limits honest. It is marked "estimated".
+        """
+        usage = self.usage_dict()
+        if usage is not None:
+            return usage
+        chunks = sum(clock.chunks for clock in self.clocks)
+        if not chunks:
+            return None
+        return {"prompt_tokens": 0, "completion_tokens": chunks, "reasoning_tokens": 0,
+                "total_tokens": chunks, "estimated": True}
+

@@ -20,7 +20,7 @@ from sqlalchemy import Engine, text
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from webapp.auth import LoginAddressGuard, LoginThrottle
+from webapp.auth import LoginAddressGuard, LoginThrottle, trusted
 from webapp.config import Settings
 from webapp.observability import Metrics
 from webapp.server import Parley, launch_kwargs
@@ -67,8 +67,10 @@ class DatabaseProbe:
             await asyncio.wait_for(asyncio.shield(self._inflight), self._timeout_s)
         except TimeoutError:
             return f"TimeoutError: no answer within {self._timeout_s:g} s"
-        except Exception as exc:  # any failure means unhealthy; say which
-            return _short_error(exc)
+        except Exception as exc:  # any failure means unhealthy; say which kind
+            # The driver's text can name hosts and users: it goes to the log, not the page.
+            log.warning("health check: database unavailable: %s", _short_error(exc))
+            return f"{type(exc).__name__} (details in the server log)"
         return None
 
 
@@ -93,6 +95,46 @@ def _raise_max_threads(demo: gr.Blocks, max_threads: int) -> None:
     queue = getattr(demo, "_queue", None)
     if queue is not None and hasattr(queue, "max_thread_count"):
         queue.max_thread_count = max_threads
+
+
+class ShareReadOnly:
+    """The share page needs no uploads, file downloads or proxying: refuse them under /share
+    (it may be open to anyone when SHARE_REQUIRES_LOGIN=false)."""
+
+    BLOCKED = (b"/upload", b"/file=", b"/proxy=")
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("raw_path") or str(scope.get("path", "")).encode()
+        if scope["type"] == "http" and path.startswith(b"/share/") and any(
+                marker in path for marker in self.BLOCKED):
+            await send({"type": "http.response.start", "status": 403,
+                        "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
+            await send({"type": "http.response.body",
+                        "body": b"The share page is read-only."})
+            return
+        await self.app(scope, receive, send)
+
+
+class MetricsAllowList:
+    """/metrics only for the networks in METRICS_ALLOWED (by default loopback and private)."""
+
+    def __init__(self, app: ASGIApp, networks: tuple[str, ...]) -> None:
+        self.app = app
+        self.networks = networks
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and str(scope.get("path", "")).rstrip("/") == "/metrics":
+            client = scope.get("client") or ("", 0)
+            if not trusted(client[0], self.networks):
+                await send({"type": "http.response.start", "status": 403,
+                            "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
+                await send({"type": "http.response.body",
+                            "body": b"Metrics are not served to this address (METRICS_ALLOWED)."})
+                return
+        await self.app(scope, receive, send)
 
 
 class NoProxyBuffering:
@@ -145,6 +187,8 @@ def create_app(
 
     app = fastapi.FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(NoProxyBuffering)
+    app.add_middleware(ShareReadOnly)
+    app.add_middleware(MetricsAllowList, networks=parley.settings.metrics_allowed)
     if parley.settings.auth_mode == "accounts":
         # Per address, on top of the per-name throttle: stops spraying many names from one host.
         settings = parley.settings

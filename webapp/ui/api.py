@@ -102,8 +102,8 @@ class ChatAPI:
             raise gr.Error(str(exc)) from None
         except OperationalError:
             raise gr.Error(DATABASE_DOWN) from None
-        yield "", update.conversation_id
         async with contextlib.aclosing(stream):
+            yield "", update.conversation_id
             async for update in stream:
                 progress = update.progress
                 answer = "\n\n".join(

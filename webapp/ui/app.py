@@ -14,6 +14,7 @@ from webapp.params import PARAMS
 from webapp.ui import controls
 from webapp.ui.api import ChatAPI
 from webapp.ui.handlers import ChatUI
+from webapp.ui.presets_ui import PresetsUI, build_presets_row, wire_presets
 from webapp.ui.session import SessionState
 from webapp.ui.team import PERIODS, USAGE_COLUMNS, TeamUI
 
@@ -31,7 +32,8 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI) -> gr.Blocks:
     """Lay out the page and wire every event. Handlers live in ChatUI and TeamUI."""
     settings = ui.settings
     provider_choices = [(p.label, p.name) for p in settings.providers]
-    with gr.Blocks(title="Parley") as demo:
+    # delete_cache: exports and uploads Gradio copied into its cache go after an hour.
+    with gr.Blocks(title="Parley", delete_cache=(3600, 3600)) as demo:
         state = gr.State(SessionState())
         with gr.Sidebar(open=True, elem_id="sidebar"):
             gr.Markdown("### Parley")
@@ -130,6 +132,8 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI) -> gr.Blocks:
                                              elem_id="deny-tool")
             with gr.Column(scale=2, elem_id="settings"):
                 gr.Markdown("#### Settings")
+                presets = PresetsUI(ui)
+                preset_row = build_presets_row(presets)
                 provider = gr.Dropdown(
                     provider_choices,
                     value=settings.default_provider,
@@ -187,6 +191,9 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI) -> gr.Blocks:
         # Put controls back in PARAMS order (basic ones were created first).
         by_id = {c.elem_id: c for c in param_controls}
         params = [by_id[f"param-{p.name}"] for p in PARAMS]
+        wire_presets(preset_row, presets, state=state, system=system, provider=provider,
+                     model=model, tools_box=tools_box, tool_choice=tool_choice, params=params,
+                     demo=demo)
 
         switcher = [version_label, prev_btn, next_btn, use_btn]
         turn_inputs = [state, provider, model, system, tools_box, tool_choice, *params]

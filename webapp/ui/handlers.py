@@ -98,6 +98,7 @@ class ChatUI:
             raise gr.Error(str(exc), title="Not signed in") from None
         if state.user_id != person.user_id:  # a different account in this tab: start clean
             state.conversation_id, state.message_ids, state.focus_id = None, [], None
+            state.api_keys.clear()  # a pasted key must never bill the next person
         state.username, state.user_id = person.username, person.user_id
         return person
 
@@ -212,9 +213,10 @@ class ChatUI:
                     + fenced(pretty_arguments(call.arguments), "json"))
             return gr.update(visible=True), text
 
-        yield frame(first).messages, box, state, *approval(first)
-        async for update in stream:
-            yield frame(update).messages, gr.skip(), gr.skip(), *approval(update)
+        async with contextlib.aclosing(stream):  # a closed page ends the turn at once
+            yield frame(first).messages, box, state, *approval(first)
+            async for update in stream:
+                yield frame(update).messages, gr.skip(), gr.skip(), *approval(update)
 
     async def approve(self, state: SessionState, request: gr.Request) -> None:
         await self._decide(state, request, approved=True)

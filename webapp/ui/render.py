@@ -11,6 +11,7 @@ from typing import Any
 import gradio as gr
 
 from storage.models import Message
+from webapp.history import tool_results_by_answer
 from webapp.messages import ToolCall
 from webapp.turn import ToolCallView, TurnProgress
 
@@ -63,7 +64,9 @@ def stats_line(
 ) -> str:
     """The figures shown under an answer: tokens, time to first token, tokens/s."""
     parts = []
-    if usage:
+    if usage and usage.get("estimated"):
+        parts.append(f"≈{usage.get('completion_tokens', 0)} completion tokens (estimated)")
+    elif usage:
         parts.append(f"{usage.get('prompt_tokens', 0)} prompt")
         parts.append(f"{usage.get('completion_tokens', 0)} completion")
         if usage.get("reasoning_tokens"):
@@ -214,7 +217,7 @@ def render_path(
 ) -> View:
     """Render the stored active path (windowed to the most recent messages)."""
     view = View([], [])
-    results = {m.tool_call_id: m for m in path if m.role == "tool" and m.tool_call_id}
+    results = tool_results_by_answer(path)
     hidden = max(0, len(path) - WINDOW)
     if hidden:
         view.messages.append(_text("assistant", f"… {hidden} earlier messages not shown."))
@@ -234,7 +237,7 @@ def render_path(
                 items = []
             continue
         elif message.role == "assistant":
-            items = _stored_answer(message, results=results)
+            items = _stored_answer(message, results=results.get(message.id, {}))
         else:
             continue
         view.messages += items

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
+import shutil
 import tempfile
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,7 @@ PERIODS = {"Last 24 hours": timedelta(days=1), "Last 7 days": timedelta(days=7),
            "Last 30 days": timedelta(days=30)}
 USAGE_COLUMNS = ["user", "model", "requests", "prompt tokens", "completion tokens", "errors"]
 MAX_IMPORT_BYTES = 20_000_000
+EXPORT_TTL_S = 3600
 
 
 def _filename(title: str, suffix: str) -> str:
@@ -80,14 +84,18 @@ class TeamUI:
             raise gr.Error("Open a conversation to export it.")
         conversation, messages = await self.chat.db(lambda s: transfer.export_conversation(
             session=s, user_id=user_id, conversation_id=conversation_id))
-        if kind == "markdown":
-            text = conversation_markdown(conversation, messages)
-            name = _filename(conversation.title, ".md")
-        else:
-            text = json.dumps(conversation_json(conversation, messages), ensure_ascii=False,
-                              indent=2)
-            name = _filename(conversation.title, ".json")
-        return self._write(user_id, name, text)
+
+        def write() -> str:  # large conversations take a while: off the event loop
+            if kind == "markdown":
+                text = conversation_markdown(conversation, messages)
+                name = _filename(conversation.title, ".md")
+            else:
+                text = json.dumps(conversation_json(conversation, messages),
+                                  ensure_ascii=False, indent=2)
+                name = _filename(conversation.title, ".json")
+            return self._write(user_id, name, text)
+
+        return gr.update(value=await asyncio.to_thread(write), visible=True)
 
     async def export_markdown(self, state: SessionState, request: gr.Request) -> Any:
         return await self.export(state, "markdown", request)
@@ -99,15 +107,26 @@ class TeamUI:
         """All of the user's own conversations as one JSON file."""
         user_id = await self.chat.user_id(state, request)
         items = await self.chat.db(lambda s: transfer.export_all(session=s, user_id=user_id))
-        text = json.dumps(export_all_json(items), ensure_ascii=False, indent=2)
-        return self._write(user_id, "parley-export.json", text)
 
-    def _write(self, user_id: int, name: str, text: str) -> Any:
-        """Write a download into a fresh per-user folder; show the File with it."""
+        def write() -> str:
+            text = json.dumps(export_all_json(items), ensure_ascii=False, indent=2)
+            return self._write(user_id, "parley-export.json", text)
+
+        return gr.update(value=await asyncio.to_thread(write), visible=True)
+
+    def _write(self, user_id: int, name: str, text: str) -> str:
+        """Write a download into a fresh folder (unguessable name); drop ones over an hour old.
+
+        Gradio copies the file into its own cache, which the Blocks empties hourly too.
+        """
+        cutoff = time.time() - EXPORT_TTL_S
+        for old in self._files.iterdir():
+            if old.stat().st_mtime < cutoff:
+                shutil.rmtree(old, ignore_errors=True)
         folder = Path(tempfile.mkdtemp(prefix=f"u{user_id}-", dir=self._files))
         path = folder / name
         path.write_text(text, encoding="utf-8")
-        return gr.update(value=str(path), visible=True)
+        return str(path)
 
     async def import_file(self, file: Any, state: SessionState, query: str,
                           request: gr.Request) -> Any:
@@ -119,7 +138,8 @@ class TeamUI:
         if path.stat().st_size > MAX_IMPORT_BYTES:
             raise gr.Error(f"The file is larger than {MAX_IMPORT_BYTES // 1_000_000} MB.")
         try:
-            imported = parse_import(path.read_bytes(), max_bytes=MAX_IMPORT_BYTES)
+            imported = await asyncio.to_thread(
+                lambda: parse_import(path.read_bytes(), max_bytes=MAX_IMPORT_BYTES))
         except ImportRefused as exc:
             raise gr.Error(str(exc), title="Cannot import") from None
         new_id = await self.chat.db(lambda s: transfer.import_conversation(
