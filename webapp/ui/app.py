@@ -13,6 +13,7 @@ from gradio.events import Dependency
 from webapp.params import PARAMS
 from webapp.ui import controls
 from webapp.ui.api import ChatAPI
+from webapp.ui.compare_tab import CompareUI, build_compare_tab, wire_compare
 from webapp.ui.handlers import ChatUI
 from webapp.ui.presets_ui import PresetsUI, build_presets_row, wire_presets
 from webapp.ui.session import SessionState
@@ -28,7 +29,7 @@ LATEX: list[dict[str, str | bool]] = [
 ]
 
 
-def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI) -> gr.Blocks:
+def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI) -> gr.Blocks:
     """Lay out the page and wire every event. Handlers live in ChatUI and TeamUI."""
     settings = ui.settings
     provider_choices = [(p.label, p.name) for p in settings.providers]
@@ -62,138 +63,174 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI) -> gr.Blocks:
                     md_btn = gr.Button("Markdown", size="sm", elem_id="export-md")
                     json_btn = gr.Button("JSON", size="sm", elem_id="export-json")
                 all_btn = gr.Button("All my data (JSON)", size="sm", elem_id="export-all")
-                download = gr.File(label="Download", interactive=False, visible=False,
-                                   elem_id="download")
-                import_btn = gr.UploadButton("Import JSON…", size="sm", file_types=[".json"],
-                                             elem_id="import")
+                download = gr.File(
+                    label="Download", interactive=False, visible=False, elem_id="download"
+                )
+                import_btn = gr.UploadButton(
+                    "Import JSON…", size="sm", file_types=[".json"], elem_id="import"
+                )
             with gr.Accordion("Admin", open=False, visible=False, elem_id="admin") as admin:
-                period = gr.Dropdown(list(PERIODS), value="Last 24 hours", label="Usage",
-                                     elem_id="usage-period")
-                usage_table = gr.Dataframe(headers=USAGE_COLUMNS, interactive=False,
-                                           elem_id="usage")
+                period = gr.Dropdown(
+                    list(PERIODS), value="Last 24 hours", label="Usage", elem_id="usage-period"
+                )
+                usage_table = gr.Dataframe(
+                    headers=USAGE_COLUMNS, interactive=False, elem_id="usage"
+                )
                 limit_user = gr.Textbox(label="User", max_lines=1, elem_id="limit-user")
                 with gr.Row():
-                    limit_rpm = gr.Textbox(label="Requests/min", max_lines=1,
-                                           placeholder="no limit", elem_id="limit-rpm")
-                    limit_tokens = gr.Textbox(label="Tokens/day", max_lines=1,
-                                              placeholder="no limit", elem_id="limit-tokens")
+                    limit_rpm = gr.Textbox(
+                        label="Requests/min",
+                        max_lines=1,
+                        placeholder="no limit",
+                        elem_id="limit-rpm",
+                    )
+                    limit_tokens = gr.Textbox(
+                        label="Tokens/day",
+                        max_lines=1,
+                        placeholder="no limit",
+                        elem_id="limit-tokens",
+                    )
                 limits_btn = gr.Button("Set limits", size="sm", elem_id="set-limits")
                 limits_note = gr.Markdown(elem_id="limits-note")
             if ui.settings.auth_mode == "accounts":
                 gr.Button("Sign out", size="sm", link="/logout", elem_id="sign-out")
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=4):
-                banner = gr.Markdown(elem_id="banner")
-                chatbot = gr.Chatbot(
-                    elem_id="chatbot",
-                    show_label=False,
-                    height="68vh",
-                    editable="user",
-                    latex_delimiters=LATEX,
-                    buttons=["copy", "copy_all"],
-                    sanitize_html=True,
-                    render_markdown=True,
-                    placeholder="Ask anything. Answers stream here; reasoning shows in "
-                    "a Thinking block.",
-                )
-                with gr.Row(elem_id="versions"):
-                    prev_btn = gr.Button(
-                        "◀", size="sm", visible=False, elem_id="prev-version", scale=0, min_width=40
+        with gr.Tabs(elem_id="tabs") as tabs:
+            with gr.Tab("Chat", id="chat"), gr.Row(equal_height=False):
+                with gr.Column(scale=4):
+                    banner = gr.Markdown(elem_id="banner")
+                    chatbot = gr.Chatbot(
+                        elem_id="chatbot",
+                        show_label=False,
+                        height="68vh",
+                        editable="user",
+                        latex_delimiters=LATEX,
+                        buttons=["copy", "copy_all"],
+                        sanitize_html=True,
+                        render_markdown=True,
+                        placeholder="Ask anything. Answers stream here; reasoning shows in "
+                        "a Thinking block.",
                     )
-                    version_label = gr.Markdown(visible=False, elem_id="version-label")
-                    next_btn = gr.Button(
-                        "▶", size="sm", visible=False, elem_id="next-version", scale=0, min_width=40
+                    with gr.Row(elem_id="versions"):
+                        prev_btn = gr.Button(
+                            "◀",
+                            size="sm",
+                            visible=False,
+                            elem_id="prev-version",
+                            scale=0,
+                            min_width=40,
+                        )
+                        version_label = gr.Markdown(visible=False, elem_id="version-label")
+                        next_btn = gr.Button(
+                            "▶",
+                            size="sm",
+                            visible=False,
+                            elem_id="next-version",
+                            scale=0,
+                            min_width=40,
+                        )
+                        use_btn = gr.Button(
+                            "Use this version",
+                            size="sm",
+                            visible=False,
+                            elem_id="use-version",
+                            scale=0,
+                            min_width=140,
+                        )
+                    box = gr.Textbox(
+                        placeholder="Message (Enter sends, Shift+Enter adds a line)",
+                        show_label=False,
+                        lines=1,
+                        max_lines=12,
+                        elem_id="message",
+                        submit_btn=True,
+                        stop_btn=True,
+                        autofocus=True,
                     )
-                    use_btn = gr.Button(
-                        "Use this version",
-                        size="sm",
-                        visible=False,
-                        elem_id="use-version",
-                        scale=0,
-                        min_width=140,
+                    box.stop_btn = False  # the stop button shows only while an answer streams
+                    with gr.Group(visible=False, elem_id="approval") as approval_panel:
+                        approval_text = gr.Markdown(elem_id="approval-text")
+                        with gr.Row():
+                            approve_btn = gr.Button(
+                                "Approve", variant="primary", size="sm", elem_id="approve-tool"
+                            )
+                            deny_btn = gr.Button(
+                                "Deny", variant="stop", size="sm", elem_id="deny-tool"
+                            )
+                with gr.Column(scale=2, elem_id="settings"):
+                    gr.Markdown("#### Settings")
+                    presets = PresetsUI(ui)
+                    preset_row = build_presets_row(presets)
+                    provider = gr.Dropdown(
+                        provider_choices,
+                        value=settings.default_provider,
+                        label="Provider",
+                        elem_id="provider",
                     )
-                box = gr.Textbox(
-                    placeholder="Message (Enter sends, Shift+Enter adds a line)",
-                    show_label=False,
-                    lines=1,
-                    max_lines=12,
-                    elem_id="message",
-                    submit_btn=True,
-                    stop_btn=True,
-                    autofocus=True,
-                )
-                box.stop_btn = False  # the stop button shows only while an answer streams
-                with gr.Group(visible=False, elem_id="approval") as approval_panel:
-                    approval_text = gr.Markdown(elem_id="approval-text")
-                    with gr.Row():
-                        approve_btn = gr.Button("Approve", variant="primary", size="sm",
-                                                elem_id="approve-tool")
-                        deny_btn = gr.Button("Deny", variant="stop", size="sm",
-                                             elem_id="deny-tool")
-            with gr.Column(scale=2, elem_id="settings"):
-                gr.Markdown("#### Settings")
-                presets = PresetsUI(ui)
-                preset_row = build_presets_row(presets)
-                provider = gr.Dropdown(
-                    provider_choices,
-                    value=settings.default_provider,
-                    label="Provider",
-                    elem_id="provider",
-                )
-                with gr.Row(equal_height=True):
-                    model = gr.Dropdown(
-                        [],
-                        label="Model",
-                        allow_custom_value=True,
-                        elem_id="model",
-                        scale=4,
-                        filterable=True,
+                    with gr.Row(equal_height=True):
+                        model = gr.Dropdown(
+                            [],
+                            label="Model",
+                            allow_custom_value=True,
+                            elem_id="model",
+                            scale=4,
+                            filterable=True,
+                        )
+                        refresh_btn = gr.Button(
+                            "⟳", size="sm", scale=0, min_width=40, elem_id="refresh-models"
+                        )
+                    models_note = gr.Markdown(elem_id="models-note")
+                    key_box = gr.Textbox(
+                        label="API key (this browser session only)",
+                        type="password",
+                        max_lines=1,
+                        elem_id="api-key",
+                        placeholder="Paste a key and press Enter",
                     )
-                    refresh_btn = gr.Button(
-                        "⟳", size="sm", scale=0, min_width=40, elem_id="refresh-models"
-                    )
-                models_note = gr.Markdown(elem_id="models-note")
-                key_box = gr.Textbox(
-                    label="API key (this browser session only)",
-                    type="password",
-                    max_lines=1,
-                    elem_id="api-key",
-                    placeholder="Paste a key and press Enter",
-                )
-                key_status = gr.Markdown(elem_id="key-status", visible=False)
-                system = gr.Textbox(label="System prompt", lines=3, elem_id="system-prompt")
-                tool_names = ui.service.tools.names()
-                with gr.Accordion("Tools", open=bool(ui.default_tools), elem_id="tools-panel"):
-                    tools_box = gr.CheckboxGroup(
-                        [(ui.tool_label(name), name) for name in tool_names],
-                        value=list(ui.default_tools),
-                        label="Offered to the model",
-                        info="The model may call these; each call and its result show in the "
-                        "chat. Calls marked ✋ wait for your approval.",
-                        elem_id="tools",
-                    )
-                    tool_choice = gr.Dropdown(
-                        ["auto", "none", "required", *tool_names],
-                        value="auto",
-                        label="Tool choice",
-                        info="auto: the model decides · none: no calls · required: at least "
-                        "one call · a name: that tool.",
-                        elem_id="tool-choice",
-                    )
-                param_controls = []
-                for p in PARAMS:
-                    if not p.advanced:
-                        param_controls.append(controls.make_control(p))
-                with gr.Accordion("Advanced parameters", open=False, elem_id="advanced"):
+                    key_status = gr.Markdown(elem_id="key-status", visible=False)
+                    system = gr.Textbox(label="System prompt", lines=3, elem_id="system-prompt")
+                    tool_names = ui.service.tools.names()
+                    with gr.Accordion("Tools", open=bool(ui.default_tools), elem_id="tools-panel"):
+                        tools_box = gr.CheckboxGroup(
+                            [(ui.tool_label(name), name) for name in tool_names],
+                            value=list(ui.default_tools),
+                            label="Offered to the model",
+                            info="The model may call these; each call and its result show in the "
+                            "chat. Calls marked ✋ wait for your approval.",
+                            elem_id="tools",
+                        )
+                        tool_choice = gr.Dropdown(
+                            ["auto", "none", "required", *tool_names],
+                            value="auto",
+                            label="Tool choice",
+                            info="auto: the model decides · none: no calls · required: at least "
+                            "one call · a name: that tool.",
+                            elem_id="tool-choice",
+                        )
+                    param_controls = []
                     for p in PARAMS:
-                        if p.advanced:
+                        if not p.advanced:
                             param_controls.append(controls.make_control(p))
+                    with gr.Accordion("Advanced parameters", open=False, elem_id="advanced"):
+                        for p in PARAMS:
+                            if p.advanced:
+                                param_controls.append(controls.make_control(p))
+            with gr.Tab("Compare", id="compare"):
+                compare_tab = build_compare_tab(compare, state=state)
         # Put controls back in PARAMS order (basic ones were created first).
         by_id = {c.elem_id: c for c in param_controls}
         params = [by_id[f"param-{p.name}"] for p in PARAMS]
-        wire_presets(preset_row, presets, state=state, system=system, provider=provider,
-                     model=model, tools_box=tools_box, tool_choice=tool_choice, params=params,
-                     demo=demo)
+        wire_presets(
+            preset_row,
+            presets,
+            state=state,
+            system=system,
+            provider=provider,
+            model=model,
+            tools_box=tools_box,
+            tool_choice=tool_choice,
+            params=params,
+            demo=demo,
+        )
 
         switcher = [version_label, prev_btn, next_btn, use_btn]
         turn_inputs = [state, provider, model, system, tools_box, tool_choice, *params]
@@ -209,7 +246,10 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI) -> gr.Blocks:
                 queue=False,
                 api_visibility=PRIVATE,
             ).then(ui.after_turn, [state, search], after_outputs, api_visibility=PRIVATE).then(
-                lambda: gr.update(visible=False), None, [approval_panel], queue=False,
+                lambda: gr.update(visible=False),
+                None,
+                [approval_panel],
+                queue=False,
                 api_visibility=PRIVATE,
             )
 
@@ -272,7 +312,9 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI) -> gr.Blocks:
             *switcher,
             *params,
         ]
-        conversations.input(ui.open, [conversations, state], open_outputs, api_visibility=PRIVATE)
+        open_event = conversations.input(
+            ui.open, [conversations, state], open_outputs, api_visibility=PRIVATE
+        )
         new_btn.click(ui.new_chat, [state], new_chat_outputs, api_visibility=PRIVATE)
         search.change(
             ui.sidebar,
@@ -323,17 +365,34 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI) -> gr.Blocks:
         md_btn.click(team.export_markdown, [state], [download], api_visibility=PRIVATE)
         json_btn.click(team.export_json, [state], [download], api_visibility=PRIVATE)
         all_btn.click(team.export_everything, [state], [download], api_visibility=PRIVATE)
-        import_btn.upload(team.import_file, [import_btn, state, search], [conversations],
-                          api_visibility=PRIVATE)
+        import_btn.upload(
+            team.import_file, [import_btn, state, search], [conversations], api_visibility=PRIVATE
+        )
         demo.load(team.admin_visible, [state], [admin], api_visibility=PRIVATE)
         period.change(team.usage, [period, state], [usage_table], api_visibility=PRIVATE)
         admin.expand(team.usage, [period, state], [usage_table], api_visibility=PRIVATE)
-        limits_btn.click(team.set_limits, [limit_user, limit_rpm, limit_tokens, state],
-                         [limits_note], api_visibility=PRIVATE)
+        limits_btn.click(
+            team.set_limits,
+            [limit_user, limit_rpm, limit_tokens, state],
+            [limits_note],
+            api_visibility=PRIVATE,
+        )
 
         demo.load(ui.key_banner, [state], [banner], api_visibility=PRIVATE)
         demo.load(ui.sidebar, [state, search], [conversations], api_visibility=PRIVATE)
         demo.load(ui.models_for, [provider, state], [model, models_note], api_visibility=PRIVATE)
+
+        wire_compare(
+            compare,
+            compare_tab,
+            demo=demo,
+            sidebar_refresh=lambda event: event.then(
+                ui.sidebar, [state, search], [conversations], api_visibility=PRIVATE
+            ),
+            conversations=conversations,
+            tabs=tabs,
+            after_open=open_event,
+        )
 
         wire_chat_api(api)
     return demo

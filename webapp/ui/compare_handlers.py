@@ -1,0 +1,382 @@
+"""Compare tab handlers: thin adapters between Gradio events and CompareService.
+
+Every handler resolves the user from the request (ChatUI.person) and works only on that user's
+comparisons; per-tab data lives in CompareState (gr.State), never in module globals. The layout
+is in webapp/ui/compare_tab.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+from sqlalchemy.exc import OperationalError
+
+from storage import repository as repo
+from storage.models import Message
+from webapp.chat import TurnRefused
+from webapp.compare import ColumnRun, CompareService, CompareUpdate
+from webapp.compare_export import compare_markdown
+from webapp.compare_rounds import (
+    MAX_COLUMNS,
+    MIN_COLUMNS,
+    ColumnSpec,
+    column_history,
+    column_labels,
+    compare_rounds,
+    figures_line,
+    following,
+    last_compare,
+)
+from webapp.params import ParamError
+from webapp.pricing import format_cost
+from webapp.ui.handlers import ChatUI, _refusal_text, refused_if_missing
+from webapp.ui.render import ChatbotMessage, _answer_items, _text
+from webapp.ui.session import SessionState
+from webapp.ui.team import _filename
+
+ALL = "all"
+Updates = tuple[Any, ...]
+
+
+@dataclass
+class CompareState:
+    """What one browser tab's Compare view shows; kept server-side in gr.State."""
+
+    user_id: int | None = None
+    conversation_id: str | None = None
+    columns: list[ColumnSpec] = field(default_factory=list)  # the comparison's, in order
+    latest_ids: list[str] = field(default_factory=list)  # the latest compared round's answers
+    follow: int | None = None  # the column the comparison continues with alone
+    voted: bool = False  # an answer was marked best (blind mode then shows the names)
+
+
+@dataclass
+class _Column:
+    """What one column shows."""
+
+    header: str = ""
+    messages: list[ChatbotMessage] = field(default_factory=list)
+    stats: str = ""
+    best: Any = None  # the Best button's update
+
+
+def _history_items(history: Sequence[Message], stats_for_last: bool = False,
+                   cost: Callable[[Message], str] | None = None) -> list[ChatbotMessage]:
+    items: list[ChatbotMessage] = []
+    for position, message in enumerate(history):
+        if message.role == "user":
+            items.append(_text("user", message.content))
+            continue
+        last = position == len(history) - 1
+        stats = ""
+        if cost is not None and (stats_for_last or not last) and message.state != "streaming":
+            stats = figures_line(message.usage, message.timings, cost(message))
+        seconds = (message.timings or {}).get("reasoning_ms")
+        items += _answer_items(content=message.content, reasoning=message.reasoning,
+                               state=message.state, error=message.error, stats=stats,
+                               thinking_seconds=seconds / 1000 if seconds is not None else None)
+    return items
+
+
+def _live_items(run: ColumnRun) -> list[ChatbotMessage]:
+    choice, progress = run.progress.choices[0], run.progress
+    done = run.state != "streaming"
+    items = _answer_items(content=choice.content, reasoning=choice.reasoning, state=run.state,
+                          error=run.error, stats="", thinking_pending=progress.is_thinking(0)
+                          and not done, thinking_seconds=progress.thinking_seconds(0))
+    if progress.retry_note and not choice.content and not choice.reasoning and not done:
+        items = [_text("assistant", f"⏳ {progress.retry_note}")]
+    return items
+
+
+def _live_stats(run: ColumnRun) -> str:
+    timings, usage = run.progress.timings(), run.progress.usage_dict()
+    if run.state == "streaming":
+        if "ttft_ms" not in timings:
+            return "waiting for the first token…"
+        return f"first token {timings['ttft_ms'] / 1000:.2f} s · streaming…"
+    line = figures_line(usage, timings, format_cost(run.cost))
+    return {"error": "failed · ", "stopped": "stopped · "}.get(run.state, "") + line
+
+
+def _header(label: str, provider_label: str, *, shown: bool, best: bool) -> str:
+    text = f"**{label}**" + (f" · {provider_label}" if shown and provider_label else "")
+    return text + (" · ★ best" if best else "")
+
+
+class CompareUI:
+    """Compare handlers; every one resolves the user from the request and is scoped to them."""
+
+    def __init__(self, chat: ChatUI, service: CompareService) -> None:
+        self.chat = chat
+        self.service = service
+        self.settings = chat.settings
+        self._files = Path(tempfile.mkdtemp(prefix="parley-compare-"))
+
+    def provider_label(self, name: str) -> str:
+        return next((p.label for p in self.settings.providers if p.name == name), name)
+
+    async def _user(self, session: SessionState, cstate: CompareState,
+                    request: gr.Request | None) -> int:
+        person = await self.chat.person(session, request)
+        if cstate.user_id != person.user_id:  # another account in this tab: start clean
+            self._reset(cstate)
+            cstate.user_id = person.user_id
+        return person.user_id
+
+    @staticmethod
+    def _reset(cstate: CompareState) -> None:
+        cstate.conversation_id, cstate.columns, cstate.latest_ids = None, [], []
+        cstate.follow, cstate.voted = None, False
+
+    # ---- frames: every view output, in CompareTab.view_outputs order ------------------------
+    def _frame(self, cstate: CompareState, columns: dict[int, _Column], blind: bool,
+               note: Any = None, count: int | None = None, layout: bool = True) -> Updates:
+        specs = cstate.columns
+        shown = not blind or cstate.voted
+        labels = column_labels([s.model for s in specs], blind=blind, revealed=cstate.voted)
+        choices = [("All columns", ALL)] + [(label, str(i)) for i, label in enumerate(labels)]
+        if cstate.follow is not None:
+            radio = gr.update(choices=[choices[cstate.follow + 1]], value=str(cstate.follow),
+                              interactive=False)
+        else:
+            radio = gr.update(choices=choices, value=ALL, interactive=bool(specs))
+        visible = len(specs) if specs else (count or MIN_COLUMNS)
+        out: list[Any] = [cstate, gr.update(visible=not specs), radio,
+                          gr.skip() if note is None else note]
+        out += [gr.update(visible=i < visible) for i in range(MAX_COLUMNS)]
+        slots = [columns.get(i) for i in range(MAX_COLUMNS)]
+        for i, column in enumerate(slots):
+            if column is not None and column.header:
+                out.append(column.header)
+            elif i < len(specs):
+                out.append(_header(labels[i], self.provider_label(specs[i].provider),
+                                   shown=shown, best=False))
+            else:
+                out.append("")
+        if not layout:  # a streamed frame: only the answers and figures change
+            out[1:3] = [gr.skip(), gr.skip()]
+            out[4:] = [gr.skip()] * (len(out) - 4)
+        out += [gr.skip() if c is None else c.messages for c in slots]
+        out += [gr.skip() if c is None else c.stats for c in slots]
+        out += [gr.skip() if c is None or c.best is None else c.best for c in slots]
+        return tuple(out)
+
+    def _empty_frame(self, cstate: CompareState, blind: bool, count: int) -> Updates:
+        empty = {i: _Column(messages=[], stats="", best=gr.update(visible=False))
+                 for i in range(MAX_COLUMNS)}
+        return self._frame(cstate, empty, blind, note="", count=count)
+
+    async def _stored_frame(self, user_id: int, cstate: CompareState, blind: bool,
+                            count: int = MIN_COLUMNS) -> Updates:
+        """Render the open comparison from the database."""
+        if not cstate.conversation_id:
+            return self._empty_frame(cstate, blind, count)
+        with refused_if_missing():
+            conversation, messages = await self.service.load(
+                user_id=user_id, conversation_id=cstate.conversation_id)
+        path = repo.active_path(messages, conversation.current_leaf_id)
+        rounds = compare_rounds(path, messages)
+        latest = last_compare(rounds)
+        if conversation.mode != "compare" or latest is None:
+            self._reset(cstate)
+            return self._empty_frame(cstate, blind, count)
+        cstate.columns = latest.specs()
+        cstate.latest_ids = [m.id for _, m in sorted(latest.answers.items())]
+        cstate.follow = following(rounds)
+        cstate.voted = any(m.preferred for m in messages)
+        labels = column_labels([s.model for s in cstate.columns], blind=blind,
+                               revealed=cstate.voted)
+        prices = self.service.prices
+
+        def cost(message: Message) -> str:
+            return format_cost(prices.cost(message.provider, message.model, message.usage))
+
+        columns = {}
+        for i, spec in enumerate(cstate.columns):
+            history = column_history(rounds, i)
+            answer = history[-1] if history and history[-1].role == "assistant" else None
+            stats = ""
+            if answer is not None and answer.state != "streaming":
+                prefix = {"error": "failed · ", "stopped": "stopped · "}.get(answer.state, "")
+                stats = prefix + figures_line(answer.usage, answer.timings, cost(answer))
+            best = latest.answers[i].preferred
+            can_vote = (cstate.follow is None
+                        and latest.answers[i].state not in ("streaming", "error"))
+            columns[i] = _Column(
+                _header(labels[i], self.provider_label(spec.provider),
+                        shown=not blind or cstate.voted, best=best),
+                _history_items(history, cost=cost), stats,
+                gr.update(visible=can_vote, value="★ Best" if best else "Best"))
+        return self._frame(cstate, columns, blind, note="")
+
+    # ---- events --------------------------------------------------------------------------
+    async def load_models(self, request: gr.Request, session: SessionState,
+                          *providers: str) -> Updates:
+        """Fill each column's model list for its provider (on page load)."""
+        await self.chat.person(session, request)
+        return tuple([(await self.chat.models_for(p, session))[0] for p in providers])
+
+    async def models_for(self, provider: str, session: SessionState,
+                         request: gr.Request) -> Any:
+        await self.chat.person(session, request)
+        return (await self.chat.models_for(provider, session))[0]
+
+    def set_count(self, count: Any) -> Updates:
+        shown = _count(count)
+        return tuple(gr.update(visible=i < shown) for i in range(MAX_COLUMNS)) * 2
+
+    async def new(self, request: gr.Request, session: SessionState, cstate: CompareState,
+                  blind: bool, count: Any) -> Updates:
+        await self._user(session, cstate, request)
+        self._reset(cstate)
+        return self._empty_frame(cstate, blind, _count(count))
+
+    async def open(self, request: gr.Request, conversation_id: str | None,
+                   session: SessionState, cstate: CompareState, blind: bool) -> Updates:
+        """Show a comparison picked in the sidebar (other conversations are left alone)."""
+        user_id = await self._user(session, cstate, request)
+        if not conversation_id:
+            return tuple(gr.skip() for _ in range(5 * MAX_COLUMNS + 4))
+        with refused_if_missing():
+            conversation, _ = await self.service.load(user_id=user_id,
+                                                      conversation_id=conversation_id)
+        if conversation.mode != "compare":
+            return tuple(gr.skip() for _ in range(5 * MAX_COLUMNS + 4))
+        cstate.conversation_id = conversation.id
+        return await self._stored_frame(user_id, cstate, blind)
+
+    async def refresh(self, request: gr.Request, session: SessionState, cstate: CompareState,
+                      blind: bool, count: Any = MIN_COLUMNS) -> Updates:
+        user_id = await self._user(session, cstate, request)
+        if cstate.conversation_id:
+            await self.service.wait_saved(cstate.conversation_id)
+        return await self._stored_frame(user_id, cstate, blind, _count(count))
+
+    def best_handler(self, slot: int) -> Callable[..., Awaitable[Updates]]:
+        """The handler of column `slot`'s Best button (a closure keeps Gradio's type hints)."""
+        async def best(request: gr.Request, session: SessionState, cstate: CompareState,
+                       blind: bool) -> Updates:
+            user_id = await self._user(session, cstate, request)
+            if not cstate.conversation_id or slot >= len(cstate.latest_ids):
+                raise gr.Error("Run a comparison first.")
+            try:
+                with refused_if_missing():
+                    await self.service.mark_best(user_id=user_id,
+                                                 conversation_id=cstate.conversation_id,
+                                                 message_id=cstate.latest_ids[slot])
+            except TurnRefused as exc:
+                raise gr.Error(str(exc)) from None
+            return await self._stored_frame(user_id, cstate, blind)
+        return best
+
+    async def export(self, request: gr.Request, session: SessionState,
+                     cstate: CompareState) -> Any:
+        user_id = await self._user(session, cstate, request)
+        if not cstate.conversation_id:
+            raise gr.Error("Run or open a comparison to export it.")
+        with refused_if_missing():
+            conversation, messages = await self.service.load(
+                user_id=user_id, conversation_id=cstate.conversation_id)
+        folder = Path(tempfile.mkdtemp(prefix=f"u{user_id}-", dir=self._files))
+        path = folder / _filename(conversation.title, ".md")
+        path.write_text(compare_markdown(conversation, messages, self.service.prices),
+                        encoding="utf-8")
+        return gr.update(value=str(path), visible=True)
+
+    # gr.Request comes first: Gradio injects it only into positional parameters, and the
+    # column pickers arrive as *pickers (provider, model, provider, model, ...).
+    async def run(self, request: gr.Request, prompt: str, session: SessionState,
+                  cstate: CompareState, blind: bool, count: Any, system: str, temperature: str,
+                  max_tokens: str, advanced: str, continue_with: str | None, *pickers: str
+                  ) -> AsyncIterator[Updates]:
+        """Send the prompt to every column (or the one continued with) and stream answers."""
+        user_id = await self._user(session, cstate, request)
+        skip = tuple(gr.skip() for _ in range(5 * MAX_COLUMNS + 5))
+        try:
+            params = _params(temperature, max_tokens, advanced)
+            columns = await self._columns(user_id, cstate, continue_with, pickers, count)
+            stream = self.service.stream_compare(
+                user_id=user_id, conversation_id=cstate.conversation_id, text=prompt or "",
+                columns=columns, system_prompt=system or "", params=params,
+                api_keys=session.api_keys, username=session.username)
+            first = await anext(stream)
+        except (TurnRefused, ParamError, repo.NotFound, repo.InvalidId, OperationalError) as exc:
+            title, message = _refusal_text(exc)
+            gr.Warning(message, title=title)
+            yield skip
+            return
+        for note in first.notes:
+            gr.Warning(note)
+        if cstate.conversation_id is None:
+            cstate.conversation_id = first.conversation_id
+            cstate.columns = [run.spec for run in first.columns]
+        if first.batch_id:
+            cstate.latest_ids = [run.message_id for run in first.columns]
+        prior = {run.index: _history_items(run.history, cost=self._cost_text)
+                 + [_text("user", first.user_message.content)] for run in first.columns}
+        # Closed at once when the page goes away, so the columns' upstream requests end too.
+        async with contextlib.aclosing(stream):
+            yield (*self._live(cstate, first, prior, blind, layout=True), "")
+            async for update in stream:
+                yield (*self._live(cstate, update, prior, blind, layout=False), gr.skip())
+
+    def _cost_text(self, message: Message) -> str:
+        return format_cost(self.service.prices.cost(message.provider, message.model,
+                                                    message.usage))
+
+    def _live(self, cstate: CompareState, update: CompareUpdate,
+              prior: dict[int, list[ChatbotMessage]], blind: bool, layout: bool) -> Updates:
+        columns = {run.index: _Column(messages=prior[run.index] + _live_items(run),
+                                      stats=_live_stats(run), best=gr.update(visible=False))
+                   for run in update.columns}
+        return self._frame(cstate, columns, blind, layout=layout)
+
+    async def _columns(self, user_id: int, cstate: CompareState, continue_with: str | None,
+                       pickers: Sequence[str], count: Any) -> list[ColumnSpec]:
+        if not cstate.conversation_id:
+            pairs = list(zip(pickers[0::2], pickers[1::2], strict=True))[:_count(count)]
+            return [ColumnSpec(provider or "", model or "") for provider, model in pairs]
+        if cstate.follow is None and continue_with in (None, "", ALL):
+            return list(cstate.columns)
+        slot = cstate.follow if cstate.follow is not None else int(str(continue_with))
+        if not 0 <= slot < min(len(cstate.columns), len(cstate.latest_ids)):
+            raise TurnRefused("Pick a column under “Continue with” again.")
+        if cstate.follow is None:
+            with refused_if_missing():
+                await self.service.continue_with(user_id=user_id,
+                                                 conversation_id=cstate.conversation_id,
+                                                 message_id=cstate.latest_ids[slot])
+            cstate.follow = slot
+        return [cstate.columns[slot]]
+
+
+def _count(value: Any) -> int:
+    try:
+        return min(MAX_COLUMNS, max(MIN_COLUMNS, int(value)))
+    except (TypeError, ValueError):
+        return MIN_COLUMNS
+
+
+def _params(temperature: str, max_tokens: str, advanced: str) -> dict[str, Any]:
+    """The tab's parameter boxes → raw values for webapp.params.normalize (empty: not set)."""
+    params: dict[str, Any] = {}
+    if (advanced or "").strip():
+        try:
+            extra = json.loads(advanced)
+        except json.JSONDecodeError as exc:
+            raise ParamError([f"Advanced JSON is not valid JSON: {exc.msg}"]) from None
+        if not isinstance(extra, dict):
+            raise ParamError(['Advanced JSON must be an object, e.g. {"top_p": 0.9}'])
+        params.update(extra)
+    for name, value in (("temperature", temperature), ("max_tokens", max_tokens)):
+        if (value or "").strip():
+            params[name] = value.strip()
+    return params
