@@ -133,7 +133,9 @@ class Metrics:
 
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
-    "message", "asctime", "taskName"}
+    "message", "asctime", "taskName",
+    "color_message",  # uvicorn's copy of the message with terminal colour codes
+}
 
 
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
