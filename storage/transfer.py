@@ -20,7 +20,7 @@ IMPORTED_STREAMING_ERROR = "This answer was still streaming when the conversatio
 COPIED_FIELDS = (
     "role", "content", "reasoning", "tool_calls", "tool_call_id", "name", "tool_status",
     "provider", "model", "parameters", "usage", "timings", "finish_reason", "feedback",
-    "choice_index", "attachments",
+    "preferred", "choice_index", "attachments",
 )  # fmt: skip
 
 
@@ -41,6 +41,7 @@ class ImportedConversation:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     current_leaf_id: str | None = None
+    mode: str = "chat"  # chat | compare
     messages: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -145,6 +146,7 @@ def import_conversation(*, session: Session, user_id: int, imported: ImportedCon
         model=imported.model,
         parameters=dict(imported.parameters),
         current_leaf_id=ids[leaf] if leaf is not None else None,
+        mode=imported.mode,
         created_at=imported.created_at or now,
         updated_at=now,
     )

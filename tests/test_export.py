@@ -172,7 +172,7 @@ def test_json_export_holds_the_whole_tree_in_creation_order(call: Call, alice: i
     assert set(document["messages"][0]) == {
         "id", "parent_id", "role", "content", "reasoning", "tool_calls", "tool_call_id",
         "name", "tool_status", "provider", "model", "parameters", "usage", "timings",
-        "finish_reason", "state", "error", "feedback", "choice_index", "batch_id",
+        "finish_reason", "state", "error", "feedback", "preferred", "choice_index", "batch_id",
         "attachments", "created_at"}
     by_id = {m["id"]: m for m in document["messages"]}
     assert by_id[ids["a1"]]["parent_id"] == by_id[ids["a2"]]["parent_id"] == ids["u1"]
@@ -682,7 +682,7 @@ def test_import_record_is_plain_data() -> None:
     assert set(imported.messages[0]) == {
         "id", "parent_id", "role", "content", "reasoning", "tool_calls", "tool_call_id",
         "name", "tool_status", "provider", "model", "parameters", "usage", "timings",
-        "finish_reason", "state", "error", "feedback", "choice_index", "batch_id",
+        "finish_reason", "state", "error", "feedback", "preferred", "choice_index", "batch_id",
         "attachments", "created_at"}
 
 
@@ -696,3 +696,48 @@ def test_deeply_nested_files_are_refused_not_recursed() -> None:
                 "conversation": {"title": "t", "parameters": deep}, "messages": []}
     with pytest.raises(ImportRefused, match="more than 64 levels deep"):
         import_file.parse_import(json.dumps(document))
+
+
+def test_a_comparison_keeps_its_mode_and_best_answer_through_export_and_import(
+    call: Call, alice: int, bob: int
+) -> None:
+    conversation = call(repo.create_conversation, user_id=alice, title="Which model?")
+
+    def mark(session: Any) -> list[str]:
+        row = session.get(Conversation, conversation.id)
+        row.mode = "compare"
+        session.add(row)
+        session.commit()
+        question = repo.add_message(session=session, user_id=alice,
+                                    conversation_id=conversation.id, parent_id=None,
+                                    role="user", content="Pick one")
+        ids = []
+        for index, model in enumerate(("m-a", "m-b")):
+            answer = repo.add_message(session=session, user_id=alice,
+                                      conversation_id=conversation.id, parent_id=question.id,
+                                      role="assistant", content=f"answer {index}", model=model,
+                                      choice_index=index, batch_id="b" * 32,
+                                      make_current=index == 1)
+            ids.append(answer.id)
+        best = session.get(Message, ids[1])
+        best.preferred = True
+        session.add(best)
+        session.commit()
+        return ids
+
+    call(lambda session: mark(session))
+    original, messages = call(transfer.export_conversation, user_id=alice,
+                              conversation_id=conversation.id)
+    document = export.conversation_json(original, messages)
+    assert document["conversation"]["mode"] == "compare"
+    imported = import_file.parse_import(json.dumps(document))
+    assert imported.mode == "compare"
+    copy_id = call(transfer.import_conversation, user_id=bob, imported=imported)
+    copied, rows = call(transfer.export_conversation, user_id=bob, conversation_id=copy_id)
+    assert copied.mode == "compare"
+    assert [(m.model, m.preferred) for m in rows if m.role == "assistant"] == [
+        ("m-a", False), ("m-b", True)]
+    with pytest.raises(ImportRefused, match='"mode" must be "chat" or "compare"'):
+        broken = copy.deepcopy(document)
+        broken["conversation"]["mode"] = "arena"
+        import_file.parse_import(json.dumps(broken))

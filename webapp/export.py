@@ -99,6 +99,7 @@ def _message_json(message: Message) -> dict[str, Any]:
         "state": message.state,
         "error": message.error,
         "feedback": message.feedback,
+        "preferred": message.preferred,
         "choice_index": message.choice_index,
         "batch_id": message.batch_id,
         "attachments": copy.deepcopy(message.attachments),
@@ -122,6 +123,7 @@ def conversation_json(
             "created_at": iso(conversation.created_at),
             "updated_at": iso(conversation.updated_at),
             "current_leaf_id": conversation.current_leaf_id,
+            "mode": conversation.mode,
         },
         "messages": [_message_json(message) for message in _creation_order(messages)],
     }

@@ -25,6 +25,7 @@ class ImportRefused(ValueError):
 
 
 ROLES = ("user", "assistant", "tool")
+MODES = ("chat", "compare")
 STATES = ("complete", "streaming", "stopped", "error", "interrupted")
 _USAGE_NUMBERS = ("prompt_tokens", "completion_tokens", "reasoning_tokens", "total_tokens")
 _TIMING_NUMBERS = ("duration_ms", "ttft_ms", "tokens_per_s", "reasoning_ms")
@@ -235,6 +236,7 @@ def _check_message(number: int, raw: Any) -> dict[str, Any]:
         "error": fields.optional_text("error"),
         "feedback": fields.get("feedback", "1, -1 or null",
                                lambda v: v is None or (type(v) is int and v in (1, -1))),
+        "preferred": fields.get("preferred", "true or false", lambda v: type(v) is bool, False),
         "choice_index": fields.get(
             "choice_index", f"a whole number from 0 to {_MAX_CHOICE_INDEX}",
             lambda v: type(v) is int and 0 <= v <= _MAX_CHOICE_INDEX, 0),
@@ -325,6 +327,7 @@ def _check_conversation(document: Any) -> ImportedConversation:
         created_at=fields.timestamp("created_at", required=False),
         updated_at=fields.timestamp("updated_at", required=False),
         current_leaf_id=leaf_id,
+        mode=fields.get("mode", '"chat" or "compare"', lambda v: v in MODES, "chat"),
         messages=[messages[i] for i in order],
     )
 
