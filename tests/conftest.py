@@ -18,7 +18,7 @@ from webapp.server import Parley, build
 from webapp.web import ServerThread, create_app, start_in_thread
 
 # Browser fixtures (playwright, browser, page) for test_browser*.py: one Chromium per session.
-pytest_plugins = ["tests.browser"]
+pytest_plugins = ["tests.browser", "tests.repo_fixtures"]
 
 
 def free_port() -> int:

@@ -13,11 +13,9 @@ from typing import Any
 
 import pytest
 from markdown_it import MarkdownIt
-from sqlalchemy import Engine
 
 from storage import repository as repo
 from storage import transfer
-from storage.db import make_engine, migrate, session_factory
 from storage.models import Conversation, Message
 from webapp import export, import_file
 from webapp.import_file import ImportRefused
@@ -28,36 +26,6 @@ SECRET = "sk-live-123"
 MODEL = "Qwen/Qwen3-8B"
 BACKTICKY = "result with ```` four, ``` three\n```\nand a fence-looking line"
 EXPORTED_AT = datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
-    migrate(engine)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def call(engine: Engine) -> Call:
-    """Run one repository function in its own short session, like the app does."""
-    new_session = session_factory(engine)
-
-    def run(function: Call, **kwargs: Any) -> Any:
-        with new_session() as session:
-            return function(session=session, **kwargs)
-
-    return run
-
-
-@pytest.fixture
-def alice(call: Call) -> int:
-    return call(repo.ensure_user, username="alice").id
-
-
-@pytest.fixture
-def bob(call: Call) -> int:
-    return call(repo.ensure_user, username="bob").id
 
 
 def _add(call: Call, user_id: int, conversation_id: str, parent_id: str | None,

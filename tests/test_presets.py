@@ -10,11 +10,10 @@ from typing import Any
 import gradio as gr
 import pytest
 from gradio.helpers import special_args
-from sqlalchemy import Engine
 
 from storage import accounts
 from storage import presets as store
-from storage.db import make_engine, migrate, session_factory
+from storage.db import session_factory
 from storage.models import Preset
 from storage.repository import InvalidId, NotFound, ensure_user
 from tests.conftest import RunningApp, start_app
@@ -44,26 +43,6 @@ UNSET = tuple(controls.show({}))  # every parameter control "not set"
 
 
 # ---- the repository, on both databases -------------------------------------------------------
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
-    migrate(engine)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def call(engine: Engine) -> Call:
-    """Run one repository function in its own short session, like the app does."""
-    new_session = session_factory(engine)
-
-    def run(function: Call, **kwargs: Any) -> Any:
-        with new_session() as session:
-            return function(session=session, **kwargs)
-
-    return run
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import sqlite3
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,39 +35,6 @@ Call = Callable[..., Any]
 def sqlite_url(tmp_path: Path) -> str:
     """A URL to a SQLite file that does not exist yet."""
     return f"sqlite:///{tmp_path / 'parley.db'}"
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    """A migrated engine."""
-    engine = make_engine(database_url)
-    migrate(engine)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def call(engine: Engine) -> Call:
-    """Run one repository function in its own short session, like the app does."""
-    new_session = session_factory(engine)
-
-    def run(function: Call, **kwargs: Any) -> Any:
-        with new_session() as session:
-            return function(session=session, **kwargs)
-
-    return run
-
-
-@pytest.fixture
-def alice(call: Call) -> int:
-    """The id of user "alice"."""
-    return call(repo.ensure_user, username="alice").id
-
-
-@pytest.fixture
-def bob(call: Call) -> int:
-    """The id of user "bob"."""
-    return call(repo.ensure_user, username="bob").id
 
 
 def _chat(call: Call, user_id: int, title: str = "New chat") -> str:

@@ -134,6 +134,19 @@ class ChatService:
 
         return await asyncio.to_thread(run)
 
+    async def start_prepare(self, user_id: int, work: Callable[[Session], T]) -> asyncio.Future[T]:
+        """Start a turn's first unit of work (limit check and new rows), one per user at a time.
+
+        Parallel turns of one user must not all pass a limit check before any of their rows
+        exist (per process; several instances share a limit only approximately). The lock is
+        released when the work is done, even if the caller stops waiting for it.
+        """
+        lock = self._user_locks.setdefault(user_id, asyncio.Lock())
+        await lock.acquire()
+        prepare = asyncio.ensure_future(self.db(work))
+        prepare.add_done_callback(lambda _: lock.release())
+        return prepare
+
     def provider_config(self, name: str) -> ProviderConfig:
         try:
             return self.settings.provider(name)
@@ -189,16 +202,8 @@ class ChatService:
         n = int(sent_params.get("n", 1))
         stored = {**clean, "tools": list(selection.names), "tool_choice": turn.tool_choice}
         recorded = {**sent_params, **({"tools": list(selection.names)} if tools_sent else {})}
-        # One prepare at a time per user: the limit check and the rows it counts are written
-        # in one unit of work, and parallel turns must not all pass the check before any row
-        # exists (per process; several instances share a limit only approximately).
-        lock = self._user_locks.setdefault(user_id, asyncio.Lock())
-        await lock.acquire()
-        prepare = asyncio.ensure_future(self.db(
-            lambda s: self._prepare(s, user_id, conversation_id, action, turn, model, stored, n,
-                                    recorded)
-        ))
-        prepare.add_done_callback(lambda _: lock.release())
+        prepare = await self.start_prepare(user_id, lambda s: self._prepare(
+            s, user_id, conversation_id, action, turn, model, stored, n, recorded))
         try:
             prepared = await asyncio.shield(prepare)
         except asyncio.CancelledError:

@@ -169,14 +169,9 @@ class CompareService:
         self._check_size("The system prompt", system_prompt)
         notes: list[str] = []
         plans, clean = self._plan(columns, params or {}, api_keys or {}, notes)
-        # One prepare at a time per user, shared with chat turns: the limit check and the rows
-        # it counts are written in one unit of work.
-        lock = self.service._user_locks.setdefault(user_id, asyncio.Lock())
-        await lock.acquire()
-        prepare = asyncio.ensure_future(self.service.db(
-            lambda s: self._prepare(s, user_id, conversation_id, text, plans, system_prompt, clean)
-        ))
-        prepare.add_done_callback(lambda _: lock.release())
+        # Shares the chat turns' one-prepare-per-user lock (limits count both).
+        prepare = await self.service.start_prepare(user_id, lambda s: self._prepare(
+            s, user_id, conversation_id, text, plans, system_prompt, clean))
         try:
             prepared = await asyncio.shield(prepare)
         except asyncio.CancelledError:

@@ -4,21 +4,17 @@ figures, and which answer was marked best. Pure; no I/O."""
 from __future__ import annotations
 
 import json
-import re
 
 from storage.models import Conversation, Message
 from storage.repository import active_path
 from webapp.compare_rounds import LETTERS, Round, compare_rounds, figures_line
-from webapp.export import STATE_MARKS, iso, strip_secrets
+from webapp.export import iso, strip_secrets
+from webapp.markdown_text import answer_mark, quoted, thinking_details
 from webapp.pricing import PriceTable, format_cost
 
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
-
-
-def _quoted(text: str) -> str:
-    return "\n".join(f"> {line}".rstrip() for line in text.splitlines())
 
 
 def _column_name(column: int, answer: Message) -> str:
@@ -33,17 +29,12 @@ def _answer(column: int, answer: Message, prices: PriceTable, *, compare: bool) 
         heading += " — ★ best"
     blocks = [heading]
     if answer.reasoning:
-        reasoning = re.sub(r"</details", "&lt;/details", answer.reasoning, flags=re.IGNORECASE)
-        blocks.append(f"<details><summary>Thinking</summary>\n\n{reasoning}\n\n</details>")
+        blocks.append(thinking_details(answer.reasoning))
     if answer.content:
         blocks.append(answer.content)
-    mark = STATE_MARKS.get(answer.state, "")
-    if answer.state == "error":
-        mark = f"⚠ Error: {answer.error or 'this answer failed.'}"
-    elif answer.error and answer.state == "complete":
-        mark = f"ⓘ {answer.error}"
+    mark = answer_mark(answer.state, answer.error)
     if mark:
-        blocks.append(_quoted(mark))
+        blocks.append(quoted(mark))
     cost = format_cost(prices.cost(answer.provider, answer.model, answer.usage))
     blocks.append(f"<small>{figures_line(answer.usage, answer.timings, cost)}</small>")
     return blocks
@@ -51,7 +42,7 @@ def _answer(column: int, answer: Message, prices: PriceTable, *, compare: bool) 
 
 def _round(number: int, round_: Round, prices: PriceTable) -> list[str]:
     title = f"## Round {number}" + ("" if round_.compare else " (one model)")
-    blocks = [title, "**Prompt**", _quoted(round_.user.content) or "> (empty)"]
+    blocks = [title, "**Prompt**", quoted(round_.user.content) or "> (empty)"]
     for column, answer in sorted(round_.answers.items()):
         blocks += _answer(column, answer, prices, compare=round_.compare)
     if round_.compare:
@@ -84,7 +75,7 @@ def compare_markdown(conversation: Conversation, messages: list[Message],
     if facts:
         blocks.append("  \n".join(facts))
     if conversation.system_prompt.strip():
-        blocks.append("> **System prompt**\n>\n" + _quoted(conversation.system_prompt))
+        blocks.append("> **System prompt**\n>\n" + quoted(conversation.system_prompt))
     for number, round_ in enumerate(rounds, 1):
         blocks += _round(number, round_, prices)
     return "\n\n".join(blocks) + "\n"

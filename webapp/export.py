@@ -16,6 +16,7 @@ from typing import Any
 from storage.models import Conversation, Message
 from storage.repository import active_path
 from webapp.history import tool_results_by_answer
+from webapp.markdown_text import answer_mark, fenced, quoted, thinking_details
 
 __all__ = [
     "ALL_FORMAT",
@@ -35,11 +36,6 @@ _TOKEN_COUNT = re.compile(
     r"(max|min|max_new|max_completion|max_output|prompt|completion|reasoning|total|cached"
     r"|input|output)_?tokens"
 )
-STATE_MARKS = {
-    "stopped": "⏹ Stopped: the answer above is partial.",
-    "interrupted": "⚠ Interrupted: the server stopped while this answer was streaming.",
-    "streaming": "… Still streaming when exported: the answer above is partial.",
-}
 TOOL_LABELS = {"done": "done", "error": "error", "timeout": "timed out", "denied": "denied",
                "cancelled": "cancelled", "not_run": "not run"}  # fmt: skip
 
@@ -144,13 +140,6 @@ def export_all_json(
 # --- Markdown ------------------------------------------------------------------------------
 
 
-def fenced(text: str, language: str = "") -> str:
-    """A code block whose fence is longer than any backtick run inside `text`."""
-    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
-    fence = "`" * max(3, longest + 1)
-    return f"{fence}{language}\n{text}\n{fence}"
-
-
 def _pretty(arguments: str) -> str:
     try:
         return json.dumps(json.loads(arguments or "{}"), indent=2, ensure_ascii=False)
@@ -185,10 +174,6 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _quoted(text: str) -> str:
-    return "\n".join(f"> {line}".rstrip() for line in text.splitlines())
-
-
 def _header(conversation: Conversation) -> list[str]:
     blocks = [f"# {_one_line(conversation.title) or 'Untitled'}"]
     facts = []
@@ -207,7 +192,7 @@ def _header(conversation: Conversation) -> list[str]:
     if facts:
         blocks.append("  \n".join(facts))
     if conversation.system_prompt.strip():
-        blocks.append("> **System prompt**\n>\n" + _quoted(conversation.system_prompt))
+        blocks.append("> **System prompt**\n>\n" + quoted(conversation.system_prompt))
     return blocks
 
 
@@ -223,26 +208,20 @@ def _tool_blocks(message: Message, results: dict[str, Message]) -> list[str]:
         if result is not None:
             blocks += ["**Result**", fenced(result.content)]
             if result.error and result.error != result.content:
-                blocks.append(_quoted(f"⚠ {result.error}"))
+                blocks.append(quoted(f"⚠ {result.error}"))
     return blocks
 
 
 def _answer_blocks(message: Message, results: dict[str, Message]) -> list[str]:
     blocks = []
     if message.reasoning:
-        # The text inside must not close the block early.
-        reasoning = re.sub(r"</details", "&lt;/details", message.reasoning, flags=re.IGNORECASE)
-        blocks.append(f"<details><summary>Thinking</summary>\n\n{reasoning}\n\n</details>")
+        blocks.append(thinking_details(message.reasoning))
     if message.content:
         blocks.append(message.content)
     blocks += _tool_blocks(message, results)
-    mark = STATE_MARKS.get(message.state, "")
-    if message.state == "error":
-        mark = f"⚠ Error: {message.error or 'this answer failed.'}"
-    elif message.error and message.state == "complete":
-        mark = f"ⓘ {message.error}"
+    mark = answer_mark(message.state, message.error)
     if mark:
-        blocks.append(_quoted(mark))
+        blocks.append(quoted(mark))
     line = figures(message) if not message.tool_calls else ""
     if line:
         blocks.append(f"<small>{line}</small>")

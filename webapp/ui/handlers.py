@@ -22,12 +22,12 @@ from webapp.chat import (
     TurnRefused,
     TurnSettings,
 )
+from webapp.markdown_text import fenced
 from webapp.params import PARAMS, ParamError, normalize, warnings_for
 from webapp.ui import controls
 from webapp.ui.render import (
     View,
     feedback_values,
-    fenced,
     pretty_arguments,
     render_live,
     render_path,

@@ -12,6 +12,7 @@ import gradio as gr
 
 from storage.models import Message
 from webapp.history import tool_results_by_answer
+from webapp.markdown_text import fenced
 from webapp.messages import ToolCall
 from webapp.turn import ToolCallView, TurnProgress
 
@@ -89,25 +90,6 @@ def _thinking(reasoning: str, *, pending: bool, seconds: float | None) -> Chatbo
     if seconds is not None:
         metadata["duration"] = round(seconds, 1)
     return _text("assistant", reasoning, metadata)
-
-
-def fenced(text: str, language: str = "") -> str:
-    """A Markdown code block that no backtick run inside `text` can close early."""
-    longest = max((len(run) for run in text.split("\n") for run in _backtick_runs(run)),
-                  default=0)
-    fence = "`" * max(3, longest + 1)
-    return f"{fence}{language}\n{text}\n{fence}"
-
-
-def _backtick_runs(line: str) -> list[str]:
-    runs, current = [], ""
-    for char in line:
-        if char == "`":
-            current += char
-        elif current:
-            runs.append(current)
-            current = ""
-    return runs + ([current] if current else [])
 
 
 def pretty_arguments(arguments: str) -> str:
