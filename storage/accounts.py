@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import func, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -89,11 +89,12 @@ class UsageRow:
 
 
 def usage_since(*, session: Session, since: datetime) -> list[UsageRow]:
-    """Upstream requests (first-choice answer rows) per user and model since `since`."""
+    """Upstream requests (answer rows, see `_one_request`) per user and model since `since`."""
     statement = (
         select(User.username, Message.model, Message.usage, Message.state)
         .join(User, col(User.id) == col(Message.user_id))
-        .where(Message.role == "assistant", Message.choice_index == 0,
+        .join(Conversation, col(Conversation.id) == col(Message.conversation_id))
+        .where(Message.role == "assistant", _one_request(),
                col(Message.imported).is_(False), col(Message.created_at) >= since)
     )
     totals: dict[tuple[str, str], list[int]] = {}
@@ -108,10 +109,17 @@ def usage_since(*, session: Session, since: datetime) -> list[UsageRow]:
 
 def requests_since(*, session: Session, user_id: int, since: datetime) -> int:
     """How many upstream requests the user started since `since` (for requests per minute)."""
-    statement = select(func.count()).select_from(Message).where(
-        Message.user_id == user_id, Message.role == "assistant", Message.choice_index == 0,
+    statement = select(func.count()).select_from(Message).join(
+        Conversation, col(Conversation.id) == col(Message.conversation_id)).where(
+        Message.user_id == user_id, Message.role == "assistant", _one_request(),
         col(Message.imported).is_(False), col(Message.created_at) >= since)
     return int(session.exec(statement).one())
+
+
+def _one_request() -> Any:
+    """Answer rows that each stand for one upstream request: the first choice of a chat answer
+    (n choices come from one request), and every column of a comparison (one request each)."""
+    return or_(col(Message.choice_index) == 0, col(Conversation.mode) == "compare")
 
 
 def tokens_since(*, session: Session, user_id: int, since: datetime) -> int:

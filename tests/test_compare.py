@@ -6,15 +6,17 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from storage import accounts
 from storage import repository as repo
 from storage.db import make_engine, migrate, session_factory
-from storage.models import Message
+from storage.models import Message, utc_now
 from tests.fake_openai import ErrorReply, FakeOpenAI, Reply
 from webapp.capabilities import CapabilityTable
 from webapp.chat import ChatService, TurnRefused
@@ -399,3 +401,25 @@ def test_blind_labels_hide_models_until_a_vote() -> None:
     assert column_labels(models, blind=True, revealed=False) == ["Model A", "Model B", "Model C"]
     assert column_labels(models, blind=True, revealed=True) == models
     assert column_labels(models, blind=False, revealed=False) == models
+
+
+# ---- usage -----------------------------------------------------------------------------------
+
+async def test_every_column_counts_as_a_request_in_usage_and_limits(
+    compare: CompareService, fake: FakeOpenAI
+) -> None:
+    """Each column is its own upstream request, so the admin's usage table and the
+    requests-per-minute limit count all of them (chat choices n>1 share one request)."""
+    uid = await user_id(compare)
+    script_round(fake)
+    await run_round(compare, uid, None, "Compare yourselves")
+    since = utc_now() - timedelta(minutes=5)
+    rows = await compare.service.db(lambda s: accounts.usage_since(session=s, since=since))
+    by_model = {row.model: row for row in rows}
+    assert {model: row.requests for model, row in by_model.items()} == {
+        A.model: 1, B.model: 1, C.model: 1}
+    assert by_model[A.model].prompt_tokens == 12 and by_model[B.model].prompt_tokens == 13
+    assert by_model[C.model].errors == 1
+    requests = await compare.service.db(
+        lambda s: accounts.requests_since(session=s, user_id=uid, since=since))
+    assert requests == 3
