@@ -108,3 +108,13 @@ def app(fake_openai: FakeOpenAI, database_url: str) -> Iterator[RunningApp]:
         yield running
     finally:
         running.close()
+
+
+@pytest.fixture
+def sqlite_app(fake_openai: FakeOpenAI, tmp_path: Path) -> Iterator[RunningApp]:
+    """Parley on a SQLite file only: for browser journeys whose storage is covered elsewhere."""
+    running = start_app(fake_openai, tmp_path / "parley.db")
+    try:
+        yield running
+    finally:
+        running.close()

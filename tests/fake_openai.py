@@ -436,6 +436,7 @@ class FakeOpenAI:
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         with self._cond:
             self._active += 1
+        finished = False  # cancelled mid-stream (the server is closing): counts as a disconnect
         try:
             finished = await self._stream(reader, writer, reply, model, include_usage)
         finally:

@@ -126,10 +126,28 @@ def test_vision_by_name_convention(model: str, kind: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "model", ["Qwen/Qwen3-32B", "zai-org/GLM-4.6", "deepseek-ai/DeepSeek-V3", "gpt-4o-mini"]
+    "model", ["Qwen/Qwen3-32B", "zai-org/GLM-4.6", "deepseek-ai/DeepSeek-V3",
+              "moonshotai/Kimi-K2-Instruct", "Qwen/Qwen2.5-72B-Instruct"]
 )
-def test_other_names_are_not_known_to_take_images(model: str) -> None:
+def test_known_text_only_families_take_no_images_or_video(model: str) -> None:
+    caps = sf(model)
+    assert (caps.vision, caps.video) == (False, False)
+
+
+@pytest.mark.parametrize("model", ["gpt-4o-mini", "my-local-model", "llama3.2"])
+def test_other_names_are_unknown_so_images_are_allowed(model: str) -> None:
     assert sf(model).vision is None
+
+
+@pytest.mark.parametrize("model", ["Qwen/Qwen2.5-VL-72B-Instruct", "Qwen/Qwen3-VL-8B-Instruct",
+                                   "zai-org/GLM-4.5V", "Qwen/Qwen2.5-Omni-7B"])
+def test_video_models_by_name(model: str) -> None:
+    assert sf(model).video is True
+
+
+def test_a_vision_variant_of_a_text_family_takes_images() -> None:
+    caps = sf("THUDM/GLM-4.1V-9B-Thinking")  # "GLM-4" is text-only; the V variant is not
+    assert (caps.vision, caps.video) == (True, None)
 
 
 # --- tools and reasoning passback ---------------------------------------------------------

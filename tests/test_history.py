@@ -22,6 +22,7 @@ class Stored:
     tool_call_id: str | None = None
     name: str | None = None
     state: str = "complete"
+    attachments: list[dict[str, Any]] | None = None
 
 
 def user(text: str) -> Stored:

@@ -322,7 +322,7 @@ async def test_bob_cannot_read_continue_or_change_alices_conversation(team: Team
     index_of_question = [m["id"] for m in alice_messages].index(question["id"])
     index_of_answer = [m["id"] for m in alice_messages].index(answer["id"])
     calls: dict[str, Callable[[SessionState], Any]] = {
-        "send": lambda s: chat_ui.send(bob, "Tell me the launch code", s, *turn),
+        "send": lambda s: chat_ui.send(bob, "Tell me the launch code", "", "auto", s, *turn),
         "regenerate": lambda s: chat_ui.regenerate(bob, s, *turn),
         "edit alice's question": lambda s: chat_ui.edit(
             gr.EditData(None, {"index": index_of_question, "value": "Forged question",
@@ -793,7 +793,7 @@ async def test_export_to_import_round_trip_between_users_holds_no_keys(team: Tea
     pasted = "sk-pasted-by-alice-5f1e0c"
     state = await opened(chat_ui, "alice", conversation_id)
     state.api_keys["siliconflow"] = pasted
-    async for _ in chat_ui.send(alice, "And of Spain?", state, "siliconflow", MODEL, "",
+    async for _ in chat_ui.send(alice, "And of Spain?", "", "auto", state, "siliconflow", MODEL, "",
                                 [], "auto", *PARAMS):
         pass
     assert completions(app)[-1]["headers"]["authorization"] == f"Bearer {pasted}"

@@ -32,6 +32,7 @@ from webapp.observability import (
     log_turn,
 )
 from webapp.server import MAX_THREADS, Parley, build
+from webapp.ui import presentation
 from webapp.ui.app import CSS
 from webapp.web import ServerThread, create_app, start_in_thread, uvicorn_config
 
@@ -370,7 +371,8 @@ def test_production_settings_are_applied_when_mounted(fake_openai: FakeOpenAI,
         assert demo.show_error is False and demo.run_history is False
         assert demo.ssr_mode is False and demo.enable_monitoring is False
         assert demo.max_file_size == 7 * 1024 * 1024 and demo.footer_links == ["api"]
-        assert demo.css == CSS and demo.max_threads == MAX_THREADS
+        assert demo.css == CSS + presentation.CSS and demo.max_threads == MAX_THREADS
+        assert demo.head == presentation.HEAD
         page = running.get("/")
         assert page.status_code == 200 and "x-accel-buffering" not in page.headers
         assert running.get("/docs").status_code == 404  # FastAPI's own docs are off

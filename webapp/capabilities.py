@@ -22,6 +22,7 @@ class Capabilities:
     thinking_budget: bool | None = None
     min_p: bool | None = None
     vision: bool | None = None  # image parts
+    video: bool | None = None  # video_url parts
     tools: bool | None = None
     tools_need_thinking_off: bool = False  # DeepSeek-V3.1: tools require enable_thinking=false
     reasoning_passback: bool = False  # send reasoning back on tool-call turns (DeepSeek, Kimi)
@@ -43,6 +44,13 @@ _THINKING_SWITCH = (
 )
 _REASONING = r"DeepSeek-R1|Thinking|QwQ|GLM-Z1|Ring-|gpt-oss|" + _THINKING_SWITCH
 _VISION = r"-VL|VL2|Omni|GLM-[0-9.]+V(-|$)|GLM-5V|vision|llava|gemma-[34]"
+_VIDEO = r"Qwen2\.5-VL|Qwen3-VL|Omni|GLM-4\.[56]V|GLM-5V"
+# Well-known text-only families: attachments are refused up front instead of failing upstream.
+# Vision variants of these (Qwen2.5-VL, GLM-4.5V, DeepSeek-VL2, …) match _VISION below and win.
+_TEXT_ONLY = (
+    r"DeepSeek-(V[23]|R1)|Qwen[23](\.5)?-[0-9]|Qwen3-(Coder|Next)|QwQ|Kimi-K2|GLM-(4|Z1)"
+    r"|MiniMax-M|gpt-oss|Hunyuan-A13B|ERNIE-4\.5-300B|Ling-|Ring-|Llama-3|Mistral-7B"
+)
 
 SEED_RULES: tuple[Rule, ...] = (
     # Order matters: later rules override earlier ones for the fields they set.
@@ -51,7 +59,9 @@ SEED_RULES: tuple[Rule, ...] = (
     Rule(_REASONING, {"thinking_budget": True}, "siliconflow"),
     Rule(r"Qwen3", {"min_p": True}, "siliconflow"),
     Rule(r"Qwen3", {"min_p": True}),
-    Rule(_VISION, {"vision": True}),
+    Rule(_TEXT_ONLY, {"vision": False, "video": False}),
+    Rule(_VISION, {"vision": True, "video": None}),
+    Rule(_VIDEO, {"video": True}),
     Rule(r"DeepSeek-V3\.1", {"tools_need_thinking_off": True}),
     Rule(r"deepseek|kimi.*thinking", {"reasoning_passback": True}),
 )

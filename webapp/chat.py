@@ -19,7 +19,15 @@ from sqlmodel import Session
 
 from storage import repository as repo
 from storage.models import Conversation, Message
-from webapp.capabilities import CapabilityTable
+from webapp.attachments import (
+    Attachment,
+    AttachmentError,
+    Limits,
+    check_count,
+    has_images,
+    has_video,
+)
+from webapp.capabilities import Capabilities, CapabilityTable
 from webapp.config import ProviderConfig, Settings
 from webapp.engine import StreamingClient, TurnRequest, run_turn
 from webapp.error_text import describe_error
@@ -62,6 +70,7 @@ class TurnSettings:
 @dataclass(frozen=True, slots=True)
 class NewMessage:
     text: str
+    attachments: tuple[Attachment, ...] = ()  # checked images and links (webapp.attachments)
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,8 +203,16 @@ class ChatService:
             sent_params.pop("n")  # the tool loop follows one answer
             notes.append("Choices (n) is ignored while tools are offered: one answer is made.")
         api_key = self.api_key_for(provider, turn.api_keys)
+        attached = action.attachments if isinstance(action, NewMessage) else ()
+        if attached:
+            limits = Limits.from_mb(self.settings.attach_max_mb, self.settings.attach_max_count)
+            try:
+                check_count(attached, limits)
+            except AttachmentError as exc:
+                raise TurnRefused(str(exc)) from None
+            self._check_attachments(attached, caps, model)
         if isinstance(action, NewMessage | EditMessage):
-            if not action.text.strip():
+            if not action.text.strip() and not attached:
                 raise TurnRefused("Type a message first.")
             self._check_size("The message", action.text)
         self._check_size("The system prompt", turn.system_prompt)
@@ -203,7 +220,7 @@ class ChatService:
         stored = {**clean, "tools": list(selection.names), "tool_choice": turn.tool_choice}
         recorded = {**sent_params, **({"tools": list(selection.names)} if tools_sent else {})}
         prepare = await self.start_prepare(user_id, lambda s: self._prepare(
-            s, user_id, conversation_id, action, turn, model, stored, n, recorded))
+            s, user_id, conversation_id, action, turn, model, stored, n, recorded, caps))
         try:
             prepared = await asyncio.shield(prepare)
         except asyncio.CancelledError:
@@ -212,9 +229,13 @@ class ChatService:
             await self._stop_prepared(prepare, user_id)
             raise
         conversation = prepared.conversation
-        history = to_provider_messages(
-            turn.system_prompt, prepared.path, reasoning_passback=caps.reasoning_passback
-        )
+        images_ok = caps.vision is not False
+        history = to_provider_messages(turn.system_prompt, prepared.path,
+                                       reasoning_passback=caps.reasoning_passback,
+                                       attachments=images_ok)
+        if not images_ok and any(m.attachments for m in prepared.path):
+            notes.append(f"{model} takes no images, so earlier attachments were left out and "
+                         "only their messages' text was sent.")
         request = TurnRequest(model=model, messages=history, params=sent_params, api_key=api_key)
         tool_setup = self.tool_turns.setup(selection, user_id, conversation.id,
                                            interactive=turn.interactive,
@@ -268,6 +289,21 @@ class ChatService:
             self._report(username or f"#{user_id}", provider.name, update, failure,
                          time.monotonic() - started)
         yield update
+
+    def _check_attachments(self, attached: tuple[Attachment, ...], caps: Capabilities,
+                           model: str) -> None:
+        """Refuse attachments the model is known not to take, before anything is stored."""
+        if has_images(attached) and caps.vision is False:
+            raise TurnRefused(
+                f"{model} does not accept images. Pick a vision model (their names have -VL, V "
+                "or Omni, such as Qwen/Qwen2.5-VL-72B-Instruct) or remove the image; your message "
+                "is kept in the box."
+            )
+        if has_video(attached) and caps.video is False:
+            raise TurnRefused(
+                f"{model} does not accept video. Pick a video model (such as "
+                "Qwen/Qwen2.5-VL-72B-Instruct) or remove the video link; your message is kept."
+            )
 
     def _report(self, username: str, provider: str, update: TurnUpdate,
                 failure: ProviderError | None, duration_s: float) -> None:
@@ -362,6 +398,7 @@ class ChatService:
         clean: dict[str, Any],
         n: int,
         sent_params: dict[str, Any],
+        caps: Capabilities,
     ) -> _Prepared:
         try:
             check_limits(session=session, user_id=user_id)
@@ -384,6 +421,7 @@ class ChatService:
             user_message = repo.add_message(
                 session=session, user_id=user_id, conversation_id=conversation.id,
                 parent_id=parent_id, role="user", content=action.text,
+                attachments=list(action.attachments) or None,
             )
             if not any(m.role == "user" for m in path):
                 repo.set_title_if_default(session=session, user_id=user_id,
@@ -393,15 +431,19 @@ class ChatService:
             original = next((m for m in path if m.id == action.message_id), None)
             if original is None or original.role != "user":
                 raise TurnRefused("That message can no longer be edited: reload the conversation.")
+            # The question's own pictures go with it: a model that takes none cannot answer.
+            self._check_attachments(tuple(original.attachments or ()), caps, model)
             user_message = repo.add_message(
                 session=session, user_id=user_id, conversation_id=conversation.id,
                 parent_id=original.parent_id, role="user", content=action.text,
+                attachments=original.attachments,
             )
         else:
             users = [m for m in path if m.role == "user"]
             if not users:
                 raise TurnRefused("There is no question to regenerate an answer for.")
             user_message = users[-1]
+            self._check_attachments(tuple(user_message.attachments or ()), caps, model)
         path = [m for m in path if m.id != user_message.id]
         cut = next((i for i, m in enumerate(path) if m.id == user_message.parent_id), -1)
         path = path[: cut + 1] + [user_message]

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from storage.models import Message
 from webapp.chat import TurnRefused
+from webapp.i18n import t
 
 MIN_COLUMNS, MAX_COLUMNS = 2, 4
 LETTERS = "ABCD"
@@ -121,29 +122,35 @@ def continuation_columns(rounds: list[Round], specs: list[ColumnSpec]) -> list[i
     return list(range(len(stored)))
 
 
-def column_labels(models: Sequence[str], *, blind: bool, revealed: bool) -> list[str]:
+def column_labels(models: Sequence[str], *, blind: bool, revealed: bool,
+                  lang: str = "en") -> list[str]:
     """Column headers: the model ids, or "Model A", "Model B"… in blind mode until a vote."""
     if blind and not revealed:
-        return [f"Model {LETTERS[index]}" for index in range(len(models))]
+        return [t("Model {letter}", lang).format(letter=LETTERS[index])
+                for index in range(len(models))]
     return list(models)
 
 
 def figures_line(usage: Mapping[str, Any] | None, timings: Mapping[str, Any] | None,
-                 cost: str) -> str:
+                 cost: str, lang: str = "en") -> str:
     """'first token 0.21 s · 48.9 tok/s · 12 prompt · 300 completion · 0 reasoning tokens ·
     cost ¥0.0012' (parts that are not known are left out; the cost may be "unknown")."""
     parts = []
     timings = timings or {}
     if isinstance(timings.get("ttft_ms"), int | float):
-        parts.append(f"first token {timings['ttft_ms'] / 1000:.2f} s")
+        parts.append(t("first token {seconds} s", lang).format(
+            seconds=f"{timings['ttft_ms'] / 1000:.2f}"))
     if isinstance(timings.get("tokens_per_s"), int | float):
         approx = "≈" if timings.get("tokens_estimated") else ""
-        parts.append(f"{approx}{timings['tokens_per_s']:g} tok/s")
+        parts.append(approx + t("{rate} tok/s", lang).format(rate=f"{timings['tokens_per_s']:g}"))
     if usage and usage.get("estimated"):
-        parts.append(f"≈{usage.get('completion_tokens') or 0} completion tokens (estimated)")
+        parts.append(t("≈{tokens} completion tokens (estimated)", lang).format(
+            tokens=usage.get("completion_tokens") or 0))
     elif usage:
-        parts += [f"{usage.get('prompt_tokens') or 0} prompt",
-                  f"{usage.get('completion_tokens') or 0} completion",
-                  f"{usage.get('reasoning_tokens') or 0} reasoning tokens"]
-    parts.append(f"cost {cost}")
+        parts += [t("{tokens} prompt", lang).format(tokens=usage.get("prompt_tokens") or 0),
+                  t("{tokens} completion", lang).format(
+                      tokens=usage.get("completion_tokens") or 0),
+                  t("{tokens} reasoning tokens", lang).format(
+                      tokens=usage.get("reasoning_tokens") or 0)]
+    parts.append(t("cost {cost}", lang).format(cost=t(cost, lang)))
     return " · ".join(parts)

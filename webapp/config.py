@@ -111,6 +111,8 @@ class Settings:
     read_timeout_s: float = 120.0  # longest silence tolerated inside a stream
     max_retries: int = 3
     max_upload_mb: int = 10
+    attach_max_mb: float = 5.0  # one image attached to a message
+    attach_max_count: int = 4  # images and links attached to one message
     max_message_chars: int = 100_000  # one message or system prompt
     env: str = "development"
     log_level: str = "INFO"
@@ -254,6 +256,12 @@ def load_settings(
         keyed = [p.name for p in providers if p.api_key]
         default_provider = keyed[0] if keyed else names[0]
 
+    max_upload_mb = _int(values, "MAX_UPLOAD_MB", 10)
+    attach_max_mb = _positive(values, "ATTACH_MAX_MB", 5.0)
+    if attach_max_mb > max_upload_mb:
+        raise ConfigError(f"ATTACH_MAX_MB={attach_max_mb:g} is more than MAX_UPLOAD_MB="
+                          f"{max_upload_mb}, the largest upload accepted: lower it or raise "
+                          "MAX_UPLOAD_MB in .env")
     env = values.get("ENV", "development").strip().lower() or "development"
     port = _int(values, "PORT", 7860)
     if not 0 < port < 65536:
@@ -270,7 +278,9 @@ def load_settings(
         connect_timeout_s=_float(values, "CONNECT_TIMEOUT", 10.0),
         read_timeout_s=_float(values, "READ_TIMEOUT", 120.0),
         max_retries=_int(values, "MAX_RETRIES", 3),
-        max_upload_mb=_int(values, "MAX_UPLOAD_MB", 10),
+        max_upload_mb=max_upload_mb,
+        attach_max_mb=attach_max_mb,
+        attach_max_count=_bounded(values, "ATTACH_MAX_COUNT", 4, 1, 20),
         max_message_chars=_int(values, "MAX_MESSAGE_CHARS", 100_000),
         env=env,
         log_level=values.get("LOG_LEVEL", "INFO").strip().upper() or "INFO",

@@ -15,6 +15,7 @@ from typing import Any
 
 from storage.models import Conversation, Message
 from storage.repository import active_path
+from webapp import attachments
 from webapp.history import tool_results_by_answer
 from webapp.markdown_text import answer_mark, fenced, quoted, thinking_details
 
@@ -238,7 +239,11 @@ def conversation_markdown(conversation: Conversation, messages: list[Message]) -
     for message in path:
         if message.role == "user":
             heading = "### You"
-            blocks += [heading, message.content]
+            blocks.append(heading)
+            if message.attachments:  # the full images, so the file stands on its own
+                blocks.append(attachments.markdown(message.attachments, full=True))
+            if message.content:
+                blocks.append(message.content)
         elif message.role == "assistant":
             speaker = f"### {_one_line(message.model or conversation.model) or 'Assistant'}"
             if speaker != heading:  # the rounds of one tool-using answer share a heading

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol, TypeVar
 
+from webapp.attachments import content_parts
 from webapp.messages import ChatMessage
 
 
@@ -30,16 +31,23 @@ class StoredMessage(Protocol):
     tool_call_id: str | None
     name: str | None
     state: str
+    attachments: list[dict[str, Any]] | None
 
 
 def to_provider_messages(
-    system_prompt: str, path: Iterable[StoredMessage], *, reasoning_passback: bool = False
+    system_prompt: str,
+    path: Iterable[StoredMessage],
+    *,
+    reasoning_passback: bool = False,
+    attachments: bool = True,
 ) -> list[ChatMessage]:
     """Build the request's `messages` from the active path.
 
     Reasoning is never sent back, except on tool-call turns for models that require it.
     Assistant answers that failed before producing any text are left out; partial answers
-    (stopped, interrupted) are sent as the user saw them.
+    (stopped, interrupted) are sent as the user saw them. A user message with attachments
+    becomes a list of content parts; with `attachments=False` (a model known to take no images)
+    they are left out and only the text is sent.
     """
     messages: list[ChatMessage] = []
     if system_prompt.strip():
@@ -48,7 +56,11 @@ def to_provider_messages(
     answered = _answered_calls(path)
     for message in path:
         if message.role == "user":
-            messages.append({"role": "user", "content": message.content})
+            if attachments and message.attachments:
+                parts = content_parts(message.content, message.attachments)
+                messages.append({"role": "user", "content": parts})
+            else:
+                messages.append({"role": "user", "content": message.content})
         elif message.role == "assistant":
             calls = [c for c in message.tool_calls or [] if _call_id(c) in answered]
             if calls != list(message.tool_calls or []):

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from storage.transfer import ImportedConversation
+from webapp import attachments
 from webapp.export import ALL_FORMAT, EXPORT_FORMAT, strip_secrets
 from webapp.params import PARAMS_BY_NAME, ParamError, normalize
 
@@ -34,6 +35,9 @@ _MAX_TOOL_STATUS = 20  # the column's width
 _MAX_CHOICE_INDEX = 999
 _YEARS = range(1970, 3000)
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# Any image that fits in an import file (20 MB) may come back in: an export made under a raised
+# ATTACH_MAX_MB must import again. Each one is still decoded and checked.
+IMPORT_ATTACHMENT_LIMITS = attachments.Limits(max_bytes=20_000_000, max_count=20)
 
 
 def _kind(value: Any) -> str:
@@ -248,7 +252,23 @@ def _check_message(number: int, raw: Any) -> dict[str, Any]:
     }
     if role == "tool" and not message["tool_call_id"]:
         raise ImportRefused(f'{where} is a tool result without "tool_call_id".')
+    if message["attachments"]:
+        message["attachments"] = _restore_attachments(where, message["attachments"])
     return message
+
+
+def _restore_attachments(where: str, items: list[Any]) -> list[dict[str, Any]]:
+    """Attachments are decoded and checked again, their previews remade: none is trusted."""
+    if len(items) > IMPORT_ATTACHMENT_LIMITS.max_count:
+        raise ImportRefused(f"{where} has {len(items)} attachments; at most "
+                            f"{IMPORT_ATTACHMENT_LIMITS.max_count} are accepted.")
+    restored = []
+    for number, item in enumerate(items, 1):
+        try:
+            restored.append(attachments.restore(item, IMPORT_ATTACHMENT_LIMITS))
+        except attachments.AttachmentError as exc:
+            raise ImportRefused(f"{where}, attachment {number}: {exc}") from None
+    return restored
 
 
 def _check_tree(messages: list[dict[str, Any]], leaf_id: str | None) -> None:

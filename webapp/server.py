@@ -25,6 +25,7 @@ from webapp.provider import ProviderClient, RetryPolicy
 from webapp.tools.builtin import register_builtins
 from webapp.tools.registry import ToolRegistry, ToolSpecError
 from webapp.tools.selection import ToolSelectionError, parse_names
+from webapp.ui import presentation
 from webapp.ui.api import ChatAPI
 from webapp.ui.app import CSS, build_ui
 from webapp.ui.compare_tab import CompareUI
@@ -168,7 +169,8 @@ def launch_kwargs(settings: Settings) -> dict[str, Any]:
         "enable_monitoring": False,
         "show_error": settings.env != "production",
         "share": False,
-        "css": CSS,
+        "css": CSS + presentation.CSS,
+        "head": presentation.HEAD,
         "footer_links": ["api"],
         "ssr_mode": False,
     }

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import gradio as gr
 from gradio.events import Dependency
 
 from webapp.params import PARAMS
-from webapp.ui import controls
+from webapp.ui import controls, presentation, translate
 from webapp.ui.api import ChatAPI
 from webapp.ui.compare_tab import CompareUI, build_compare_tab, wire_compare
 from webapp.ui.handlers import ChatUI
@@ -36,6 +36,7 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI) -> gr.B
     # delete_cache: exports and uploads Gradio copied into its cache go after an hour.
     with gr.Blocks(title="Parley", delete_cache=(3600, 3600)) as demo:
         state = gr.State(SessionState())
+        stored_lang = gr.BrowserState("", storage_key="parley-lang")
         with gr.Sidebar(open=True, elem_id="sidebar"):
             gr.Markdown("### Parley")
             new_btn = gr.Button("＋ New chat", variant="primary", elem_id="new-chat")
@@ -92,6 +93,8 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI) -> gr.B
                     )
                 limits_btn = gr.Button("Set limits", size="sm", elem_id="set-limits")
                 limits_note = gr.Markdown(elem_id="limits-note")
+            language = translate.language_picker()
+            presentation.build_view_controls()
             if ui.settings.auth_mode == "accounts":
                 gr.Button("Sign out", size="sm", link="/logout", elem_id="sign-out")
         with gr.Tabs(elem_id="tabs") as tabs:
@@ -136,8 +139,9 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI) -> gr.B
                             scale=0,
                             min_width=140,
                         )
-                    box = gr.Textbox(
-                        placeholder="Message (Enter sends, Shift+Enter adds a line)",
+                    box = gr.MultimodalTextbox(
+                        placeholder="Message (Enter sends, Shift+Enter adds a line; paste, drop "
+                        "or attach images)",
                         show_label=False,
                         lines=1,
                         max_lines=12,
@@ -145,8 +149,29 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI) -> gr.B
                         submit_btn=True,
                         stop_btn=True,
                         autofocus=True,
+                        sources=["upload"],
+                        file_types=["image"],
+                        file_count="multiple",
+                        # Long pasted text stays text (Gradio would turn it into a file).
+                        max_plain_text_length=ui.settings.max_message_chars,
                     )
                     box.stop_btn = False  # the stop button shows only while an answer streams
+                    with gr.Accordion("Attach a link (image or video)", open=False,
+                                      elem_id="attach-links"):
+                        links = gr.Textbox(
+                            placeholder="https://… one link per line",
+                            show_label=False,
+                            lines=1,
+                            max_lines=4,
+                            elem_id="attach-url",
+                        )
+                        link_kind = gr.Radio(
+                            [("Auto (.mp4, .webm, .mov are video)", "auto"),
+                             ("Image", "image"), ("Video", "video")],
+                            value="auto",
+                            label="Links are",
+                            elem_id="attach-kind",
+                        )
                     with gr.Group(visible=False, elem_id="approval") as approval_panel:
                         approval_text = gr.Markdown(elem_id="approval-text")
                         with gr.Row():
@@ -265,7 +290,10 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI) -> gr.B
 
         for trigger in (box.submit, chatbot.retry, chatbot.edit):
             show_stop(trigger)
-        send_event = box.submit(ui.send, [box, *turn_inputs], turn_outputs, api_visibility=PRIVATE)
+        send_event = box.submit(
+            ui.send, [box, links, link_kind, *turn_inputs], [*turn_outputs, links],
+            api_visibility=PRIVATE,
+        )
         then_refresh(send_event)
         retry_event = chatbot.retry(
             ui.regenerate, turn_inputs, turn_outputs, api_visibility=PRIVATE
@@ -378,9 +406,7 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI) -> gr.B
             api_visibility=PRIVATE,
         )
 
-        demo.load(ui.key_banner, [state], [banner], api_visibility=PRIVATE)
         demo.load(ui.sidebar, [state, search], [conversations], api_visibility=PRIVATE)
-        demo.load(ui.models_for, [provider, state], [model, models_note], api_visibility=PRIVATE)
 
         wire_compare(
             compare,
@@ -394,11 +420,30 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI) -> gr.B
             after_open=open_event,
         )
 
-        wire_chat_api(api)
+        api_components = wire_chat_api(api)
+        # Text the server writes on load follows the language, so it waits for it.
+        language_known, switched = wire_language(demo, state, stored_lang, language,
+                                                 skip=api_components)
+        for event in (language_known, switched):
+            event.then(ui.key_banner, [state], [banner], api_visibility=PRIVATE)
+        language_known.then(ui.models_for, [provider, state], [model, models_note],
+                            api_visibility=PRIVATE)
     return demo
 
 
-def wire_chat_api(api: ChatAPI) -> None:
+def wire_language(demo: gr.Blocks, state: gr.State, stored: gr.BrowserState,
+                  language: gr.Radio, skip: list[Any]) -> tuple[Dependency, Dependency]:
+    """Translate the page on load (stored choice or browser language) and on a switch."""
+    translations = translate.Translations(translate.collect(demo, skip=skip))
+    outputs = translations.components
+    loaded = demo.load(translations.on_load, [state, stored], [language, *outputs],
+                       api_visibility=PRIVATE, show_progress="hidden")
+    switched = language.input(translations.switch, [language, state], [stored, state, *outputs],
+                              api_visibility=PRIVATE, show_progress="hidden")
+    return loaded, switched
+
+
+def wire_chat_api(api: ChatAPI) -> list[Any]:
     """The public /chat endpoint, on hidden components so its inputs and outputs are named."""
     with gr.Row(visible=False):
         inputs = (
@@ -416,3 +461,4 @@ def wire_chat_api(api: ChatAPI) -> None:
         api_description=api.chat.__doc__,
         show_progress="hidden",
     )
+    return [*inputs, *outputs, trigger]

@@ -34,6 +34,7 @@ from webapp.compare_rounds import (
     following,
     last_compare,
 )
+from webapp.i18n import t
 from webapp.params import ParamError
 from webapp.pricing import format_cost
 from webapp.ui.handlers import ChatUI, _refusal_text, refused_if_missing
@@ -55,6 +56,7 @@ class CompareState:
     latest_ids: list[str] = field(default_factory=list)  # the latest compared round's answers
     follow: int | None = None  # the column the comparison continues with alone
     voted: bool = False  # an answer was marked best (blind mode then shows the names)
+    lang: str = "en"  # the page's language (copied from the tab's SessionState)
 
 
 @dataclass
@@ -68,7 +70,8 @@ class _Column:
 
 
 def _history_items(history: Sequence[Message], stats_for_last: bool = False,
-                   cost: Callable[[Message], str] | None = None) -> list[ChatbotMessage]:
+                   cost: Callable[[Message], str] | None = None,
+                   lang: str = "en") -> list[ChatbotMessage]:
     items: list[ChatbotMessage] = []
     for position, message in enumerate(history):
         if message.role == "user":
@@ -77,38 +80,47 @@ def _history_items(history: Sequence[Message], stats_for_last: bool = False,
         last = position == len(history) - 1
         stats = ""
         if cost is not None and (stats_for_last or not last) and message.state != "streaming":
-            stats = figures_line(message.usage, message.timings, cost(message))
+            stats = figures_line(message.usage, message.timings, cost(message), lang)
         seconds = (message.timings or {}).get("reasoning_ms")
         items += _answer_items(content=message.content, reasoning=message.reasoning,
                                state=message.state, error=message.error, stats=stats,
-                               thinking_seconds=seconds / 1000 if seconds is not None else None)
+                               thinking_seconds=seconds / 1000 if seconds is not None else None,
+                               lang=lang)
     return items
 
 
-def _live_items(run: ColumnRun) -> list[ChatbotMessage]:
+def _live_items(run: ColumnRun, lang: str) -> list[ChatbotMessage]:
     choice, progress = run.progress.choices[0], run.progress
     done = run.state != "streaming"
     items = _answer_items(content=choice.content, reasoning=choice.reasoning, state=run.state,
                           error=run.error, stats="", thinking_pending=progress.is_thinking(0)
-                          and not done, thinking_seconds=progress.thinking_seconds(0))
+                          and not done, thinking_seconds=progress.thinking_seconds(0),
+                          lang=lang)
     if progress.retry_note and not choice.content and not choice.reasoning and not done:
         items = [_text("assistant", f"⏳ {progress.retry_note}")]
     return items
 
 
-def _live_stats(run: ColumnRun) -> str:
+def _live_stats(run: ColumnRun, lang: str) -> str:
     timings, usage = run.progress.timings(), run.progress.usage_dict()
     if run.state == "streaming":
         if "ttft_ms" not in timings:
-            return "waiting for the first token…"
-        return f"first token {timings['ttft_ms'] / 1000:.2f} s · streaming…"
-    line = figures_line(usage, timings, format_cost(run.cost))
-    return {"error": "failed · ", "stopped": "stopped · "}.get(run.state, "") + line
+            return t("waiting for the first token…", lang)
+        return t("first token {seconds} s", lang).format(
+            seconds=f"{timings['ttft_ms'] / 1000:.2f}") + t(" · streaming…", lang)
+    line = figures_line(usage, timings, format_cost(run.cost), lang)
+    return _state_prefix(run.state, lang) + line
 
 
-def _header(label: str, provider_label: str, *, shown: bool, best: bool) -> str:
+def _state_prefix(state: str, lang: str) -> str:
+    prefix = {"error": "failed · ", "stopped": "stopped · "}.get(state, "")
+    return t(prefix, lang) if prefix else ""
+
+
+def _header(label: str, provider_label: str, *, shown: bool, best: bool,
+            lang: str = "en") -> str:
     text = f"**{label}**" + (f" · {provider_label}" if shown and provider_label else "")
-    return text + (" · ★ best" if best else "")
+    return text + (t(" · ★ best", lang) if best else "")
 
 
 class CompareUI:
@@ -126,6 +138,7 @@ class CompareUI:
     async def _user(self, session: SessionState, cstate: CompareState,
                     request: gr.Request | None) -> int:
         person = await self.chat.person(session, request)
+        cstate.lang = session.lang
         if cstate.user_id != person.user_id:  # another account in this tab: start clean
             self._reset(cstate)
             cstate.user_id = person.user_id
@@ -141,8 +154,11 @@ class CompareUI:
                note: Any = None, count: int | None = None, layout: bool = True) -> Updates:
         specs = cstate.columns
         shown = not blind or cstate.voted
-        labels = column_labels([s.model for s in specs], blind=blind, revealed=cstate.voted)
-        choices = [("All columns", ALL)] + [(label, str(i)) for i, label in enumerate(labels)]
+        lang = cstate.lang
+        labels = column_labels([s.model for s in specs], blind=blind, revealed=cstate.voted,
+                               lang=lang)
+        choices = [(t("All columns", lang), ALL)]
+        choices += [(label, str(i)) for i, label in enumerate(labels)]
         if cstate.follow is not None:
             radio = gr.update(choices=[choices[cstate.follow + 1]], value=str(cstate.follow),
                               interactive=False)
@@ -158,7 +174,7 @@ class CompareUI:
                 out.append(column.header)
             elif i < len(specs):
                 out.append(_header(labels[i], self.provider_label(specs[i].provider),
-                                   shown=shown, best=False))
+                                   shown=shown, best=False, lang=lang))
             else:
                 out.append("")
         if not layout:  # a streamed frame: only the answers and figures change
@@ -192,8 +208,9 @@ class CompareUI:
         cstate.latest_ids = [m.id for _, m in sorted(latest.answers.items())]
         cstate.follow = following(rounds)
         cstate.voted = any(m.preferred for m in messages)
+        lang = cstate.lang
         labels = column_labels([s.model for s in cstate.columns], blind=blind,
-                               revealed=cstate.voted)
+                               revealed=cstate.voted, lang=lang)
         prices = self.service.prices
 
         def cost(message: Message) -> str:
@@ -205,16 +222,16 @@ class CompareUI:
             answer = history[-1] if history and history[-1].role == "assistant" else None
             stats = ""
             if answer is not None and answer.state != "streaming":
-                prefix = {"error": "failed · ", "stopped": "stopped · "}.get(answer.state, "")
-                stats = prefix + figures_line(answer.usage, answer.timings, cost(answer))
+                stats = _state_prefix(answer.state, lang) + figures_line(
+                    answer.usage, answer.timings, cost(answer), lang)
             best = latest.answers[i].preferred
             can_vote = (cstate.follow is None
                         and latest.answers[i].state not in ("streaming", "error"))
             columns[i] = _Column(
                 _header(labels[i], self.provider_label(spec.provider),
-                        shown=not blind or cstate.voted, best=best),
-                _history_items(history, cost=cost), stats,
-                gr.update(visible=can_vote, value="★ Best" if best else "Best"))
+                        shown=not blind or cstate.voted, best=best, lang=lang),
+                _history_items(history, cost=cost, lang=lang), stats,
+                gr.update(visible=can_vote, value=t("★ Best" if best else "Best", lang)))
         return self._frame(cstate, columns, blind, note="")
 
     # ---- events --------------------------------------------------------------------------
@@ -310,7 +327,7 @@ class CompareUI:
             first = await anext(stream)
         except (TurnRefused, ParamError, repo.NotFound, repo.InvalidId, OperationalError) as exc:
             title, message = _refusal_text(exc)
-            gr.Warning(message, title=title)
+            gr.Warning(t(message, cstate.lang), title=t(title, cstate.lang))
             yield skip
             return
         for note in first.notes:
@@ -320,7 +337,7 @@ class CompareUI:
             cstate.columns = [run.spec for run in first.columns]
         if first.batch_id:
             cstate.latest_ids = [run.message_id for run in first.columns]
-        prior = {run.index: _history_items(run.history, cost=self._cost_text)
+        prior = {run.index: _history_items(run.history, cost=self._cost_text, lang=cstate.lang)
                  + [_text("user", first.user_message.content)] for run in first.columns}
         # Closed at once when the page goes away, so the columns' upstream requests end too.
         async with contextlib.aclosing(stream):
@@ -334,8 +351,9 @@ class CompareUI:
 
     def _live(self, cstate: CompareState, update: CompareUpdate,
               prior: dict[int, list[ChatbotMessage]], blind: bool, layout: bool) -> Updates:
-        columns = {run.index: _Column(messages=prior[run.index] + _live_items(run),
-                                      stats=_live_stats(run), best=gr.update(visible=False))
+        lang = cstate.lang
+        columns = {run.index: _Column(messages=prior[run.index] + _live_items(run, lang),
+                                      stats=_live_stats(run, lang), best=gr.update(visible=False))
                    for run in update.columns}
         return self._frame(cstate, columns, blind, layout=layout)
 

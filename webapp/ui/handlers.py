@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
@@ -11,6 +12,14 @@ from sqlalchemy.exc import OperationalError
 
 from storage import repository as repo
 from storage.models import Message
+from webapp.attachments import (
+    Attachment,
+    AttachmentError,
+    Limits,
+    check_count,
+    image_from_file,
+    link,
+)
 from webapp.auth import Identity, NotSignedIn, Person
 from webapp.catalog import ModelCatalog
 from webapp.chat import (
@@ -22,6 +31,7 @@ from webapp.chat import (
     TurnRefused,
     TurnSettings,
 )
+from webapp.i18n import t
 from webapp.markdown_text import fenced
 from webapp.params import PARAMS, ParamError, normalize, warnings_for
 from webapp.ui import controls
@@ -37,6 +47,21 @@ from webapp.versions import NavigationRefused, Versions, version_info
 
 Updates = tuple[Any, ...]
 T = TypeVar("T")
+EMPTY_BOX: dict[str, Any] = {"text": "", "files": []}  # the message box, cleared
+
+
+def box_value(value: Any) -> tuple[str, list[str]]:
+    """The message box's text and the paths of the files attached to it."""
+    if isinstance(value, str):
+        return value, []
+    if not isinstance(value, dict):
+        return "", []
+    files = []
+    for item in value.get("files") or []:
+        path = item.get("path") if isinstance(item, dict) else item
+        if isinstance(path, str) and path:
+            files.append(path)
+    return str(value.get("text") or ""), files
 
 
 def _refusal_text(exc: Exception) -> tuple[str, str]:
@@ -128,7 +153,7 @@ class ChatUI:
             last = path[-1]
             groups[last.id] = [m for m in repo.siblings(messages, last.id)
                                if m.batch_id == last.batch_id]
-        view = render_path(path, groups)
+        view = render_path(path, groups, state.lang)
         view.feedback = feedback_values(view, {m.id: m.feedback for m in messages})
         state.message_ids = view.message_ids
         state.active_ids = {m.id for m in path}
@@ -150,9 +175,10 @@ class ChatUI:
         if info is None:
             return tuple(gr.update(visible=False) for _ in range(4))
         kind = "Answer" if info.role == "assistant" else "Question"
-        label = f"{kind} version {info.index + 1} of {info.count}"
+        label = t(kind + " version {index} of {count}", state.lang).format(
+            index=info.index + 1, count=info.count)
         if not info.on_active_path:
-            label += " (not in use)"
+            label += t(" (not in use)", state.lang)
         return (gr.update(value=label, visible=True), gr.update(visible=info.index > 0),
                 gr.update(visible=info.index < info.count - 1),
                 gr.update(visible=not info.on_active_path))
@@ -175,7 +201,7 @@ class ChatUI:
                             tools=tuple(tools or ()), tool_choice=tool_choice or "auto")
         try:
             for note in warnings_for(normalize(dict(turn.params))):
-                gr.Warning(note)
+                gr.Warning(t(note, state.lang))
             stream = self.service.stream_turn(
                 user_id=user_id, conversation_id=state.conversation_id, action=action, turn=turn,
                 username=state.username)
@@ -183,19 +209,19 @@ class ChatUI:
         except (TurnRefused, ParamError, repo.NotFound, repo.InvalidId, OperationalError) as exc:
             # A warning toast, not an error: nothing was sent, the message stays in the box.
             title, message = _refusal_text(exc)
-            gr.Warning(message, title=title)
+            gr.Warning(t(message, state.lang), title=t(title, state.lang))
             yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
         for note in first.notes:
-            gr.Warning(note)
+            gr.Warning(t(note, state.lang))
         state.conversation_id = first.conversation_id
-        prior = render_path(first.path)
-        box = "" if clear_box else gr.skip()
+        prior = render_path(first.path, lang=state.lang)
+        box = EMPTY_BOX if clear_box else gr.skip()
         shown: list[str] = []  # ids of the calls the approval panel shows
 
         def frame(update: Any) -> View:
             view = render_live(prior, update.progress, update.assistant_ids, state=update.state,
-                               error=update.error, model=update.model)
+                               error=update.error, model=update.model, lang=state.lang)
             state.message_ids = view.message_ids
             return view
 
@@ -231,16 +257,36 @@ class ChatUI:
         if state.conversation_id:
             call = self.service.approvals.resolve(user_id, state.conversation_id, approved)
         if call is None:
-            gr.Warning("No tool call is waiting for approval.")
+            gr.Warning(t("No tool call is waiting for approval.", state.lang))
 
     # gr.Request and event data come first: Gradio only injects them into positional
     # parameters, and the parameter controls arrive as *params.
-    async def send(self, request: gr.Request, text: str, state: SessionState, provider: str,
-                   model: str, system: str, tools: Any, tool_choice: Any, *params: Any
-                   ) -> AsyncIterator[Updates]:
-        async for item in self._run(state, request, NewMessage(text or ""), provider, model,
-                                    system, tools, tool_choice, params, clear_box=True):
-            yield item
+    async def send(self, request: gr.Request, value: Any, links: str, link_kind: str,
+                   state: SessionState, provider: str, model: str, system: str, tools: Any,
+                   tool_choice: Any, *params: Any) -> AsyncIterator[Updates]:
+        """Send the box's text with its images and links; clear both once it is sent."""
+        text, files = box_value(value)
+        try:
+            attached = await asyncio.to_thread(self._attachments, files, links, link_kind)
+        except AttachmentError as exc:
+            # Nothing is sent and the box keeps the message and its files.
+            # Gradio 6.31 toasts show no title: the cause goes in the message itself.
+            gr.Warning(f"{t('Attachment refused', state.lang)}: {exc}")
+            yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return
+        async for item in self._run(state, request, NewMessage(text, attached), provider,
+                                    model, system, tools, tool_choice, params, clear_box=True):
+            yield *item, ("" if item[1] == EMPTY_BOX else gr.skip())  # links go with the box
+
+    def _attachments(self, files: list[str], links: str, link_kind: str
+                     ) -> tuple[Attachment, ...]:
+        """Check uploads and links (in a thread: images are decoded)."""
+        limits = Limits.from_mb(self.settings.attach_max_mb, self.settings.attach_max_count)
+        kind = "" if link_kind in ("", "auto", None) else link_kind
+        items = [image_from_file(path, limits) for path in files]
+        items += [link(line, kind) for line in (links or "").splitlines() if line.strip()]
+        check_count(items, limits)
+        return tuple(items)
 
     async def regenerate(self, request: gr.Request, state: SessionState, provider: str,
                          model: str, system: str, tools: Any, tool_choice: Any, *params: Any
@@ -255,7 +301,8 @@ class ChatUI:
         index = data.index if isinstance(data.index, int) else data.index[0]
         message_id = state.message_ids[index] if index < len(state.message_ids) else None
         if message_id is None:
-            raise gr.Error("That message cannot be edited.")
+            raise gr.Error(t("That item cannot be edited: edit the text of your message (its "
+                             "attachments stay as they are).", state.lang))
         text = data.value if isinstance(data.value, str) else str(data.value)
         async for item in self._run(state, request, EditMessage(message_id, text), provider,
                                     model, system, tools, tool_choice, params, clear_box=False):
@@ -290,7 +337,7 @@ class ChatUI:
             gr.Warning(str(exc), title="Cannot undo")
             return gr.skip(), gr.skip(), state
         chat, _ = await self._reload(state, request)
-        return chat, text, state
+        return chat, {"text": text, "files": []}, state
 
     async def feedback(self, state: SessionState, data: gr.LikeData, request: gr.Request) -> None:
         user_id = await self.user_id(state, request)
@@ -378,24 +425,24 @@ class ChatUI:
     async def rename(self, title: str, state: SessionState, query: str,
                      request: gr.Request) -> Any:
         if not state.conversation_id:
-            raise gr.Error("Open a conversation to rename it.")
+            raise gr.Error(t("Open a conversation to rename it.", state.lang))
         user_id = await self.user_id(state, request)
         conversation_id = state.conversation_id
         await self.db(lambda s: repo.rename_conversation(
             session=s, user_id=user_id, conversation_id=conversation_id, title=title))
-        gr.Info("Renamed.")
+        gr.Info(t("Renamed.", state.lang))
         return await self.sidebar(state, query, request)
 
     async def delete(self, state: SessionState, query: str, request: gr.Request) -> Updates:
         if not state.conversation_id:
-            raise gr.Error("Open a conversation to delete it.")
+            raise gr.Error(t("Open a conversation to delete it.", state.lang))
         user_id = await self.user_id(state, request)
         conversation_id = state.conversation_id
         await self.db(lambda s: repo.delete_conversation(
             session=s, user_id=user_id, conversation_id=conversation_id))
         chat, state, title, _, *versions = self.new_chat(state)
         listing = await self.sidebar(state, query, request)
-        gr.Info("Conversation deleted.")
+        gr.Info(t("Conversation deleted.", state.lang))
         return (chat, state, title, listing, *versions, gr.update(visible=False))
 
     # ---- settings --------------------------------------------------------------------------
@@ -409,7 +456,8 @@ class ChatUI:
         value = preferred or config.default_model or (listing.models[0] if listing.models else "")
         if refresh and listing.live:
             gr.Info(f"{len(listing.models)} models listed by {config.label}.")
-        note = listing.note or f"{len(listing.models)} models from {config.label}."
+        note = listing.note or t("{count} models from {provider}.", state.lang).format(
+            count=len(listing.models), provider=config.label)
         return gr.update(choices=list(listing.models), value=value), note
 
     def capabilities_for(self, provider: str, model: str) -> list[Any]:
@@ -422,10 +470,10 @@ class ChatUI:
                    if p.kind != "openai" and not p.api_key and not state.api_keys.get(p.name)]
         if len(missing) < len([p for p in self.settings.providers if p.kind != "openai"]):
             return ""
-        names = " or ".join(f"`{p.key_env}`" for p in missing)
-        return (f"⚠ **No API key configured.** Set {names} in `.env` and restart, or paste a key "
-                "under **Settings → API key** (kept in server memory for this browser session "
-                "only, never saved).")
+        names = " / ".join(f"`{p.key_env}`" for p in missing)
+        return t("⚠ **No API key configured.** Set {names} in `.env` and restart, or paste a key "
+                 "under **Settings → API key** (kept in server memory for this browser session "
+                 "only, never saved).", state.lang).format(names=names)
 
     async def set_key(self, key: str, provider: str, state: SessionState) -> Updates:
         config = self.settings.provider(provider)

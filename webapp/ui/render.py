@@ -11,7 +11,9 @@ from typing import Any
 import gradio as gr
 
 from storage.models import Message
+from webapp import attachments
 from webapp.history import tool_results_by_answer
+from webapp.i18n import t
 from webapp.markdown_text import fenced
 from webapp.messages import ToolCall
 from webapp.turn import ToolCallView, TurnProgress
@@ -61,32 +63,40 @@ def _text(role: str, text: str, metadata: dict[str, Any] | None = None) -> Chatb
 
 
 def stats_line(
-    usage: dict[str, Any] | None, timings: dict[str, Any] | None, model: str = ""
+    usage: dict[str, Any] | None, timings: dict[str, Any] | None, model: str = "",
+    lang: str = "en",
 ) -> str:
     """The figures shown under an answer: tokens, time to first token, tokens/s."""
     parts = []
     if usage and usage.get("estimated"):
-        parts.append(f"≈{usage.get('completion_tokens', 0)} completion tokens (estimated)")
+        parts.append(t("≈{tokens} completion tokens (estimated)", lang).format(
+            tokens=usage.get("completion_tokens", 0)))
     elif usage:
-        parts.append(f"{usage.get('prompt_tokens', 0)} prompt")
-        parts.append(f"{usage.get('completion_tokens', 0)} completion")
+        parts.append(t("{tokens} prompt", lang).format(tokens=usage.get("prompt_tokens", 0)))
+        completion = usage.get("completion_tokens", 0)
         if usage.get("reasoning_tokens"):
-            parts.append(f"{usage['reasoning_tokens']} reasoning tokens")
+            parts.append(t("{tokens} completion", lang).format(tokens=completion))
+            parts.append(t("{tokens} reasoning tokens", lang).format(
+                tokens=usage["reasoning_tokens"]))
         else:
-            parts[-1] += " tokens"
+            parts.append(t("{tokens} completion tokens", lang).format(tokens=completion))
     if timings:
         if "ttft_ms" in timings:
-            parts.append(f"first token {timings['ttft_ms'] / 1000:.2f} s")
+            parts.append(t("first token {seconds} s", lang).format(
+                seconds=f"{timings['ttft_ms'] / 1000:.2f}"))
         if "tokens_per_s" in timings:
             approx = "≈" if timings.get("tokens_estimated") else ""
-            parts.append(f"{approx}{timings['tokens_per_s']:g} tok/s")
+            parts.append(approx + t("{rate} tok/s", lang).format(
+                rate=f"{timings['tokens_per_s']:g}"))
     if model:
         parts.append(model)
     return " · ".join(parts)
 
 
-def _thinking(reasoning: str, *, pending: bool, seconds: float | None) -> ChatbotMessage:
-    metadata: dict[str, Any] = {"title": "Thinking", "status": "pending" if pending else "done"}
+def _thinking(reasoning: str, *, pending: bool, seconds: float | None,
+              lang: str = "en") -> ChatbotMessage:
+    metadata: dict[str, Any] = {"title": t("Thinking", lang),
+                                "status": "pending" if pending else "done"}
     if seconds is not None:
         metadata["duration"] = round(seconds, 1)
     return _text("assistant", reasoning, metadata)
@@ -101,20 +111,21 @@ def pretty_arguments(arguments: str) -> str:
 
 
 def tool_item(call: ToolCall, status: str, result: str | None,
-              duration_ms: int | None) -> ChatbotMessage:
+              duration_ms: int | None, lang: str = "en") -> ChatbotMessage:
     """One collapsible block for a tool call: name, arguments, result, duration, status."""
-    parts = ["**Arguments**", fenced(pretty_arguments(call.arguments), "json")]
+    parts = [t("**Arguments**", lang), fenced(pretty_arguments(call.arguments), "json")]
     if status == "awaiting_approval":
-        parts.append("Approve or deny this call with the buttons under the chat.")
+        parts.append(t("Approve or deny this call with the buttons under the chat.", lang))
     if result is not None:
         shown = result
         if len(result) > TOOL_SHOWN_CHARS:
             shown = (result[:TOOL_SHOWN_CHARS]
                      + f"\n… ({len(result) - TOOL_SHOWN_CHARS:,} more characters stored)")
-        parts += ["**Result**", fenced(shown)]
+        parts += [t("**Result**", lang), fenced(shown)]
     icon = "⚠" if status in ("error", "timeout") else "🛠"
     metadata: dict[str, Any] = {
-        "title": f"{icon} {call.name or '(unnamed tool)'} · {TOOL_LABELS.get(status, status)}",
+        "title": f"{icon} {call.name or t('(unnamed tool)', lang)} · "
+                 f"{t(TOOL_LABELS.get(status, status), lang)}",
         "status": "pending" if status in ("running", "awaiting_approval") else "done",
     }
     if duration_ms is not None and result is not None:
@@ -122,12 +133,13 @@ def tool_item(call: ToolCall, status: str, result: str | None,
     return _text("assistant", "\n\n".join(parts), metadata)
 
 
-def _live_tool_items(views: Sequence[ToolCallView]) -> list[ChatbotMessage]:
+def _live_tool_items(views: Sequence[ToolCallView], lang: str) -> list[ChatbotMessage]:
     return [tool_item(v.call, v.status, v.result.content if v.result else None,
-                      v.result.duration_ms if v.result else None) for v in views]
+                      v.result.duration_ms if v.result else None, lang) for v in views]
 
 
-def _stored_tool_items(message: Message, results: dict[str, Message]) -> list[ChatbotMessage]:
+def _stored_tool_items(message: Message, results: dict[str, Message],
+                       lang: str) -> list[ChatbotMessage]:
     items = []
     for raw in message.tool_calls or []:
         function = raw.get("function") or {}
@@ -136,10 +148,11 @@ def _stored_tool_items(message: Message, results: dict[str, Message]) -> list[Ch
         row = results.get(call.id)
         if row is None:
             status = "running" if message.state == "streaming" else "not_run"
-            items.append(tool_item(call, status, None, None))
+            items.append(tool_item(call, status, None, None, lang))
         else:
             duration = (row.timings or {}).get("duration_ms")
-            items.append(tool_item(call, row.tool_status or "done", row.content, duration))
+            items.append(tool_item(call, row.tool_status or "done", row.content, duration,
+                                   lang))
     return items
 
 
@@ -154,18 +167,20 @@ def _answer_items(
     thinking_seconds: float | None = None,
     header: str = "",
     tools: list[ChatbotMessage] | None = None,
+    lang: str = "en",
 ) -> list[ChatbotMessage]:
     items = []
     if header:
         items.append(_text("assistant", f"**{header}**"))
     if reasoning:
-        items.append(_thinking(reasoning, pending=thinking_pending, seconds=thinking_seconds))
+        items.append(_thinking(reasoning, pending=thinking_pending, seconds=thinking_seconds,
+                               lang=lang))
     if content:
         items.append(_text("assistant", content))
     items += tools or []
-    mark = STATE_MARKS.get(state, "")
+    mark = t(STATE_MARKS.get(state, ""), lang)
     if state == "error":
-        mark = f"⚠ {error or 'This answer failed; use Retry to try again.'}"
+        mark = f"⚠ {error or t('This answer failed; use Retry to try again.', lang)}"
     elif error and state == "complete":
         mark = f"ⓘ {error}"
     if mark:
@@ -178,7 +193,8 @@ def _answer_items(
 
 
 def _stored_answer(message: Message, header: str = "",
-                   results: dict[str, Message] | None = None) -> list[ChatbotMessage]:
+                   results: dict[str, Message] | None = None,
+                   lang: str = "en") -> list[ChatbotMessage]:
     seconds = (message.timings or {}).get("reasoning_ms")
     # A round that asked for tools shows no figures: they appear under the final answer.
     show_stats = message.state != "streaming" and not message.tool_calls
@@ -187,39 +203,49 @@ def _stored_answer(message: Message, header: str = "",
         reasoning=message.reasoning,
         state=message.state,
         error=message.error,
-        stats=stats_line(message.usage, message.timings, message.model) if show_stats else "",
+        stats=(stats_line(message.usage, message.timings, message.model, lang)
+               if show_stats else ""),
         thinking_seconds=seconds / 1000 if seconds is not None else None,
         header=header,
-        tools=_stored_tool_items(message, results or {}),
+        tools=_stored_tool_items(message, results or {}, lang),
+        lang=lang,
     )
 
 
 def render_path(
-    path: Sequence[Message], choice_groups: dict[str, list[Message]] | None = None
+    path: Sequence[Message], choice_groups: dict[str, list[Message]] | None = None,
+    lang: str = "en",
 ) -> View:
     """Render the stored active path (windowed to the most recent messages)."""
     view = View([], [])
     results = tool_results_by_answer(path)
     hidden = max(0, len(path) - WINDOW)
     if hidden:
-        view.messages.append(_text("assistant", f"… {hidden} earlier messages not shown."))
+        view.messages.append(_text(
+            "assistant", t("… {count} earlier messages not shown.", lang).format(count=hidden)))
         view.message_ids.append(None)
     for message in path[hidden:]:
         group = (choice_groups or {}).get(message.id)
         if message.role == "user":
-            items = [_text("user", message.content)]
+            if message.attachments:
+                # Its own item, with no message id: the text stays editable on its own, and
+                # editing the pictures is refused.
+                view.messages.append(_text("user", attachments.markdown(message.attachments)))
+                view.message_ids.append(None)
+            items = [_text("user", message.content)] if message.content else []
         elif message.role == "assistant" and group and len(group) > 1:
             items = []
             for sibling in group:
-                kept = "✓ kept" if sibling.id == message.id else "not kept"
-                header = f"Choice {sibling.choice_index + 1} of {len(group)} ({kept})"
-                items += _stored_answer(sibling, header)
+                kept = t("✓ kept" if sibling.id == message.id else "not kept", lang)
+                header = t("Choice {index} of {count}", lang).format(
+                    index=sibling.choice_index + 1, count=len(group)) + f" ({kept})"
+                items += _stored_answer(sibling, header, lang=lang)
                 view.messages += items
                 view.message_ids += [sibling.id] * len(items)
                 items = []
             continue
         elif message.role == "assistant":
-            items = _stored_answer(message, results=results.get(message.id, {}))
+            items = _stored_answer(message, results=results.get(message.id, {}), lang=lang)
         else:
             continue
         view.messages += items
@@ -235,6 +261,7 @@ def render_live(
     state: str,
     error: str,
     model: str,
+    lang: str = "en",
 ) -> View:
     """The stored view plus the turn being streamed (every choice when n > 1)."""
     view = View(list(prior.messages), list(prior.message_ids))
@@ -243,7 +270,7 @@ def render_live(
     for past in progress.rounds:  # earlier rounds of a tool-using turn
         items = _answer_items(content=past.content, reasoning=past.reasoning, state="complete",
                               error=None, stats="", thinking_seconds=past.thinking_s,
-                              tools=_live_tool_items(past.tools))
+                              tools=_live_tool_items(past.tools, lang), lang=lang)
         view.messages += items
         view.message_ids += [assistant_ids[0]] * len(items)
     for index, message_id in enumerate(assistant_ids):
@@ -251,10 +278,11 @@ def render_live(
         stats = ""
         if done:
             stats = stats_line(progress.usage_dict() if index == 0 else None,
-                               progress.timings(), model)
+                               progress.timings(), model, lang)
         header = ""
         if count > 1:
-            header = f"Choice {index + 1} of {count}" + (" (✓ kept)" if index == 0 else "")
+            header = t("Choice {index} of {count}", lang).format(index=index + 1, count=count)
+            header += " " + t("(✓ kept)", lang) if index == 0 else ""
         items = _answer_items(
             content=choice.content,
             reasoning=choice.reasoning,
@@ -264,7 +292,8 @@ def render_live(
             thinking_pending=progress.is_thinking(index) and not done,
             thinking_seconds=progress.thinking_seconds(index),
             header=header,
-            tools=_live_tool_items(progress.tools) if index == 0 else None,
+            tools=_live_tool_items(progress.tools, lang) if index == 0 else None,
+            lang=lang,
         )
         if progress.retry_note and not choice.content and not choice.reasoning and not done:
             items = [_text("assistant", f"⏳ {progress.retry_note}")]

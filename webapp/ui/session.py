@@ -16,6 +16,7 @@ class SessionState:
     message_ids: list[str | None] = field(default_factory=list)  # Chatbot index → message id
     focus_id: str | None = None  # the message whose versions the switcher shows
     active_ids: set[str] = field(default_factory=set)  # the messages on the shown path
+    lang: str = "en"  # the page's language: en | zh (webapp.i18n)
 
     def __repr__(self) -> str:  # keys must never reach a log line
         return (f"SessionState(user={self.username!r}, conversation={self.conversation_id!r}, "

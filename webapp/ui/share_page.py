@@ -11,10 +11,12 @@ from sqlmodel import Session
 
 from storage import accounts
 from storage import repository as repo
+from webapp.i18n import pick_language, t
 from webapp.ui.app import LATEX
 from webapp.ui.render import render_path
 
 GONE = "### This link does not exist or was revoked\nAsk the person who shared it for a new one."
+SHARED = "Shared from Parley · read-only"
 
 
 class SharePage:
@@ -25,6 +27,8 @@ class SharePage:
 
     async def load(self, request: gr.Request) -> tuple[Any, Any]:
         token = str(request.query_params.get("token", ""))
+        # No language switch here: the page follows the browser's language.
+        lang = pick_language(None, request.headers.get("accept-language"))
 
         def work() -> tuple[Any, Any]:
             with self._session_factory() as session:
@@ -33,12 +37,12 @@ class SharePage:
         try:
             conversation, messages = await asyncio.to_thread(work)
         except repo.NotFound:
-            return GONE, gr.update(visible=False)
+            return t(GONE, lang), gr.update(visible=False)
         path = repo.active_path(messages, conversation.current_leaf_id)
-        title = f"### {conversation.title}\nShared from Parley · read-only"
+        title = f"### {conversation.title}\n{t(SHARED, lang)}"
         if conversation.model:
             title += f" · {conversation.model}"
-        return title, gr.update(value=render_path(path).messages, visible=True)
+        return title, gr.update(value=render_path(path, lang=lang).messages, visible=True)
 
 
 def build_share_page(page: SharePage) -> gr.Blocks:

@@ -18,6 +18,7 @@ import gradio as gr
 from storage import accounts, transfer
 from storage.models import utc_now
 from webapp.export import conversation_json, conversation_markdown, export_all_json
+from webapp.i18n import t
 from webapp.import_file import ImportRefused, parse_import
 from webapp.ui.handlers import ChatUI
 from webapp.ui.session import SessionState
@@ -57,20 +58,23 @@ class TeamUI:
         user_id = await self.chat.user_id(state, request)
         conversation_id = state.conversation_id
         if not conversation_id:
-            raise gr.Error("Open a conversation to share it.")
+            raise gr.Error(t("Open a conversation to share it.", state.lang))
         link = await self.chat.db(lambda s: accounts.create_share(
             session=s, user_id=user_id, conversation_id=conversation_id))
-        who = ("people who can sign in to Parley"
-               if self.service.settings.share_requires_login else "anyone with the link")
-        gr.Info("Share link created.")
-        return (f"Read-only link for {who}:\n\n`{self.share_url(request, link.token)}`\n\n"
-                "It shows the conversation as it is now and later; **Revoke links** ends it.")
+        lang = state.lang
+        who = t("people who can sign in to Parley" if self.service.settings.share_requires_login
+                else "anyone with the link", lang)
+        gr.Info(t("Share link created.", lang))
+        return (t("Read-only link for {who}:", lang).format(who=who)
+                + f"\n\n`{self.share_url(request, link.token)}`\n\n"
+                + t("It shows the conversation as it is now and later; **Revoke links** ends it.",
+                    lang))
 
     async def revoke(self, state: SessionState, request: gr.Request) -> str:
         user_id = await self.chat.user_id(state, request)
         conversation_id = state.conversation_id
         if not conversation_id:
-            raise gr.Error("Open a conversation first.")
+            raise gr.Error(t("Open a conversation first.", state.lang))
         count = await self.chat.db(lambda s: accounts.revoke_shares(
             session=s, user_id=user_id, conversation_id=conversation_id))
         return f"Revoked {count} link{'s' if count != 1 else ''}." if count else "No live links."
@@ -81,7 +85,7 @@ class TeamUI:
         user_id = await self.chat.user_id(state, request)
         conversation_id = state.conversation_id
         if not conversation_id:
-            raise gr.Error("Open a conversation to export it.")
+            raise gr.Error(t("Open a conversation to export it.", state.lang))
         conversation, messages = await self.chat.db(lambda s: transfer.export_conversation(
             session=s, user_id=user_id, conversation_id=conversation_id))
 
@@ -144,7 +148,8 @@ class TeamUI:
             raise gr.Error(str(exc), title="Cannot import") from None
         new_id = await self.chat.db(lambda s: transfer.import_conversation(
             session=s, user_id=user_id, imported=imported))
-        gr.Info("Imported as a new conversation: open it from the top of the sidebar.")
+        gr.Info(t("Imported as a new conversation: open it from the top of the sidebar.",
+                  state.lang))
         log.info("user %s imported conversation %s", user_id, new_id)
         return await self.chat.sidebar(state, query, request)
 

@@ -1,0 +1,277 @@
+"""Chinese and English: the user's language and the Chinese text for every English string.
+
+The English text is the key (as with gettext): code is written in English, and `t(text, lang)`
+returns the Chinese translation when the user reads Chinese and one is known, else the English.
+Templates keep their `{placeholders}`: `t("Choice {index} of {count}", lang).format(...)`.
+"""
+
+from __future__ import annotations
+
+LANGUAGES: dict[str, str] = {"en": "English", "zh": "中文"}
+DEFAULT = "en"
+
+
+def pick_language(stored: str | None, accept_language: str | None) -> str:
+    """The user's choice if they made one, else the browser's language, else English."""
+    if stored in LANGUAGES:
+        return stored
+    for part in (accept_language or "").split(","):
+        tag = part.split(";")[0].strip().lower()
+        if tag.startswith("zh"):
+            return "zh"
+        if tag.startswith("en"):
+            return "en"
+    return DEFAULT
+
+
+def t(text: str, lang: str) -> str:
+    """`text` in the user's language (the English text when no translation is known)."""
+    if lang == "zh":
+        return ZH.get(text, text)
+    return text
+
+
+ZH: dict[str, str] = {
+    # ---- sidebar ----
+    "＋ New chat": "＋ 新对话",
+    "Search titles and messages…": "搜索标题和消息…",
+    "Conversations": "对话",
+    "Rename or delete": "重命名或删除",
+    "Title": "标题",
+    "Rename": "重命名",
+    "Delete…": "删除…",
+    "Really delete": "确认删除",
+    "Keep it": "保留",
+    "Share and export": "分享与导出",
+    "Create share link": "创建分享链接",
+    "Revoke links": "撤销链接",
+    "All my data (JSON)": "我的全部数据（JSON）",
+    "Download": "下载",
+    "Import JSON…": "导入 JSON…",
+    "Admin": "管理",
+    "Usage": "用量",
+    "Last 24 hours": "最近 24 小时",
+    "Last 7 days": "最近 7 天",
+    "Last 30 days": "最近 30 天",
+    "User": "用户",
+    "Requests/min": "每分钟请求数",
+    "no limit": "不限",
+    "Tokens/day": "每日 token 数",
+    "Set limits": "设置限额",
+    "Sign out": "退出登录",
+    "Language": "语言",
+    "◐ Dark / light": "◐ 深色 / 浅色",
+    "⤢ Projector mode": "⤢ 投影模式",
+    # ---- chat tab ----
+    "Chat": "聊天",
+    "Ask anything. Answers stream here; reasoning shows in a Thinking block.":
+        "尽管提问。回答会实时显示在这里，推理过程显示在“思考”块中。",
+    "Use this version": "使用此版本",
+    "Message (Enter sends, Shift+Enter adds a line; paste, drop or attach images)":
+        "输入消息（Enter 发送，Shift+Enter 换行；可粘贴、拖入或添加图片）",
+    "Attach a link (image or video)": "添加链接（图片或视频）",
+    "https://… one link per line": "https://… 每行一个链接",
+    "Links are": "链接类型",
+    "Auto (.mp4, .webm, .mov are video)": "自动（.mp4、.webm、.mov 为视频）",
+    "Image": "图片",
+    "Video": "视频",
+    "Approve": "批准",
+    "Deny": "拒绝",
+    "#### Settings": "#### 设置",
+    "Presets": "预设",
+    "Preset": "预设",
+    "Picking one fills every setting below.": "选择后会填入下方所有设置。",
+    "Name": "名称",
+    "Name for the current settings": "为当前设置命名",
+    "Team preset (admins)": "团队预设（管理员）",
+    "Save as preset": "保存为预设",
+    "Delete": "删除",
+    "Provider": "服务商",
+    "Model": "模型",
+    "API key (this browser session only)": "API 密钥（仅用于本次浏览器会话）",
+    "Paste a key and press Enter": "粘贴密钥后按 Enter",
+    "System prompt": "系统提示词",
+    "Tools": "工具",
+    "Offered to the model": "提供给模型",
+    "The model may call these; each call and its result show in the chat. Calls marked ✋ "
+    "wait for your approval.": "模型可以调用这些工具；每次调用及其结果都会显示在聊天中。标有 ✋ "
+                               "的调用需要你批准。",
+    "Tool choice": "工具选择",
+    "auto: the model decides · none: no calls · required: at least one call · a name: that "
+    "tool.": "auto：由模型决定 · none：不调用 · required：至少调用一次 · 工具名：调用该工具。",
+    "auto": "自动",
+    "none": "不调用",
+    "required": "必须调用",
+    "Advanced parameters": "高级参数",
+    # ---- parameters ----
+    "Temperature": "温度（temperature）",
+    "Randomness: 0 is focused, 2 is wild.": "随机性：0 最稳定，2 最发散。",
+    "not set · 0 to 2 · default 0.7 on SiliconFlow": "未设置 · 0 到 2 · SiliconFlow 默认 0.7",
+    "Top-p": "Top-p",
+    "Nucleus sampling: keep the smallest token set with this much probability.":
+        "核采样：只保留累计概率达到该值的最小 token 集合。",
+    "not set · >0 to 1 · default 0.7 on SiliconFlow": "未设置 · 大于 0 到 1 · SiliconFlow 默认 0.7",
+    "Max tokens": "最大 token 数",
+    "Longest answer, in tokens.": "回答的最大长度（token）。",
+    "not set · default 4096": "未设置 · 默认 4096",
+    "Thinking": "思考",
+    "Switch the model's reasoning on or off.": "打开或关闭模型的推理。",
+    "default": "默认",
+    "on": "开",
+    "off": "关",
+    "Top-k": "Top-k",
+    "Sample only from the k likeliest tokens (-1: off).":
+        "只从概率最高的 k 个 token 中采样（-1：关闭）。",
+    "not set · -1 to 100 · default 50 on SiliconFlow": "未设置 · -1 到 100 · SiliconFlow 默认 50",
+    "Min-p": "Min-p",
+    "Drop tokens below this fraction of the top token's probability (Qwen3).":
+        "丢弃概率低于最高 token 概率该比例的 token（Qwen3）。",
+    "not set · 0 to 1 · default 0.05": "未设置 · 0 到 1 · 默认 0.05",
+    "Frequency penalty": "频率惩罚",
+    "Penalise tokens by how often they appeared.": "按 token 出现的次数进行惩罚。",
+    "not set · -2 to 2 · default 0.5 on SiliconFlow": "未设置 · -2 到 2 · SiliconFlow 默认 0.5",
+    "Presence penalty": "存在惩罚",
+    "Penalise tokens that appeared at all.": "惩罚已经出现过的 token。",
+    "not set · -2 to 2 · default 0": "未设置 · -2 到 2 · 默认 0",
+    "Repetition penalty": "重复惩罚",
+    "Multiplicative penalty on repeats (1 = off).": "对重复内容的乘法惩罚（1 = 关闭）。",
+    "not set · >0 to 2 · default 1": "未设置 · 大于 0 到 2 · 默认 1",
+    "Choices (n)": "候选数（n）",
+    "How many answers to generate at once; you keep one.": "一次生成多少个回答；你保留其中一个。",
+    "not set · 1 to 8 · default 1": "未设置 · 1 到 8 · 默认 1",
+    "Stop sequences": "停止序列",
+    "Up to 4 sequences, one per line; generation stops before them.":
+        "最多 4 个，每行一个；生成会在它们之前停止。",
+    "not set · default none": "未设置 · 默认无",
+    "Seed": "随机种子",
+    "Same seed and parameters: same answer, where supported.":
+        "相同的种子和参数会得到相同的回答（如支持）。",
+    "not set · default random": "未设置 · 默认随机",
+    "Response format": "返回格式",
+    "text, json_object, or a JSON schema ({name, schema, strict}).":
+        "text、json_object 或 JSON schema（{name, schema, strict}）。",
+    'not set · text | json_object | {"name": ..., "schema": {...}}':
+        '未设置 · text | json_object | {"name": ..., "schema": {...}}',
+    "Thinking budget": "思考预算",
+    "Most tokens the model may spend reasoning.": "模型推理最多可用的 token 数。",
+    "not set · 128 to 32768 · default 4096": "未设置 · 128 到 32768 · 默认 4096",
+    "Separate reasoning": "分离推理内容",
+    "jiekou.ai: move thinking into its own field.": "jiekou.ai：把思考内容放到单独的字段中。",
+    "Stream": "流式输出",
+    "Show the answer as it is generated; off waits for the whole answer (for servers that only "
+    "return tool calls unstreamed).":
+        "边生成边显示回答；关闭后会等待完整回答（适用于只能以非流式返回工具调用的服务器）。",
+    "Log-probs": "对数概率",
+    "Return token log-probabilities.": "返回 token 的对数概率。",
+    "Top log-probs": "Top 对数概率",
+    "Alternatives per token (needs Log-probs).": "每个 token 的候选数（需要开启对数概率）。",
+    "not set · 0 to 20 · default 0": "未设置 · 0 到 20 · 默认 0",
+    "Logit bias": "Logit 偏置",
+    'JSON object of token id → bias, e.g. {"1234": -100}.': 'token id → 偏置值的 JSON 对象，例如 '
+                                                            '{"1234": -100}。',
+    # ---- compare tab ----
+    "Compare": "对比",
+    "Models to compare": "对比的模型数",
+    "Provider 1": "服务商 1",
+    "Provider 2": "服务商 2",
+    "Provider 3": "服务商 3",
+    "Provider 4": "服务商 4",
+    "Model 1": "模型 1",
+    "Model 2": "模型 2",
+    "Model 3": "模型 3",
+    "Model 4": "模型 4",
+    "Blind mode (hide model names until you vote)": "盲测模式（投票前隐藏模型名称）",
+    "New comparison": "新建对比",
+    "System prompt and parameters": "系统提示词与参数",
+    "not set · 0 to 2": "未设置 · 0 到 2",
+    "not set": "未设置",
+    "Advanced JSON": "高级参数 JSON",
+    'Other parameters, e.g. {"top_p": 0.9, "seed": 1}': '其他参数，例如 {"top_p": 0.9, "seed": 1}',
+    "Continue with": "继续对话的对象",
+    "All columns": "所有列",
+    "One prompt for every model (Enter sends, Shift+Enter adds a line)":
+        "给所有模型的同一个提示（Enter 发送，Shift+Enter 换行）",
+    "Stop": "停止",
+    "Export Markdown": "导出 Markdown",
+    "Best": "最佳",
+    "★ Best": "★ 最佳",
+    " · ★ best": " · ★ 最佳",
+    "Model {letter}": "模型 {letter}",
+    "waiting for the first token…": "等待首个 token…",
+    " · streaming…": " · 输出中…",
+    "failed · ": "失败 · ",
+    "stopped · ": "已停止 · ",
+    "cost {cost}": "费用 {cost}",
+    "unknown": "未知",
+    # ---- share page ----
+    "Loading…": "加载中…",
+    "Shared from Parley · read-only": "来自 Parley 的分享 · 只读",
+    "### This link does not exist or was revoked\nAsk the person who shared it for a new one.":
+        "### 这个链接不存在或已被撤销\n请向分享者要一个新链接。",
+    # ---- chat contents and figures ----
+    "⏹ Stopped by you: the answer above is partial.": "⏹ 已由你停止：上面的回答不完整。",
+    "⚠ Interrupted: the server stopped while this answer was streaming.":
+        "⚠ 已中断：服务器在输出这个回答时停止了。",
+    "This answer failed; use Retry to try again.": "这个回答失败了；点“重试”再试一次。",
+    "running…": "运行中…",
+    "awaiting your approval": "等待你批准",
+    "done": "完成",
+    "error": "出错",
+    "timed out": "超时",
+    "denied": "已拒绝",
+    "cancelled": "已取消",
+    "not run": "未运行",
+    "(unnamed tool)": "（未命名工具）",
+    "**Arguments**": "**参数**",
+    "**Result**": "**结果**",
+    "Approve or deny this call with the buttons under the chat.":
+        "用聊天框下方的按钮批准或拒绝这次调用。",
+    "… {count} earlier messages not shown.": "… 更早的 {count} 条消息未显示。",
+    "Choice {index} of {count}": "候选 {index} / {count}",
+    "✓ kept": "✓ 已保留",
+    "not kept": "未保留",
+    "(✓ kept)": "（✓ 已保留）",
+    "≈{tokens} completion tokens (estimated)": "≈{tokens} 个输出 token（估算）",
+    "{tokens} prompt": "输入 {tokens}",
+    "{tokens} completion": "输出 {tokens}",
+    "{tokens} completion tokens": "输出 {tokens} token",
+    "{tokens} reasoning tokens": "推理 {tokens} token",
+    "first token {seconds} s": "首 token {seconds} 秒",
+    "{rate} tok/s": "{rate} token/秒",
+    "Answer version {index} of {count}": "回答版本 {index} / {count}",
+    "Question version {index} of {count}": "提问版本 {index} / {count}",
+    " (not in use)": "（未使用）",
+    "{count} models from {provider}.": "{provider} 提供 {count} 个模型。",
+    "⚠ **No API key configured.** Set {names} in `.env` and restart, or paste a key under "
+    "**Settings → API key** (kept in server memory for this browser session only, never saved).":
+        "⚠ **尚未配置 API 密钥。** 请在 `.env` 中设置 {names} 并重启，或在 **设置 → API 密钥** "
+        "中粘贴密钥（仅保存在服务器内存中，只用于本次浏览器会话，不会写入存储）。",
+    # ---- messages shown as toasts ----
+    "Type a message first.": "请先输入消息。",
+    "Attachment refused": "附件被拒绝",
+    "Cannot send": "无法发送",
+    "Check the parameters": "请检查参数",
+    "Not found": "未找到",
+    "That conversation does not exist or is not yours.": "该对话不存在或不属于你。",
+    "Database unavailable": "数据库不可用",
+    "No tool call is waiting for approval.": "没有等待批准的工具调用。",
+    "Open a conversation to share it.": "请先打开一个对话再分享。",
+    "Open a conversation first.": "请先打开一个对话。",
+    "Open a conversation to export it.": "请先打开一个对话再导出。",
+    "Open a conversation to rename it.": "请先打开一个对话再重命名。",
+    "Open a conversation to delete it.": "请先打开一个对话再删除。",
+    "Renamed.": "已重命名。",
+    "Conversation deleted.": "对话已删除。",
+    "Share link created.": "分享链接已创建。",
+    "people who can sign in to Parley": "能登录 Parley 的人",
+    "anyone with the link": "任何拿到链接的人",
+    "Read-only link for {who}:": "只读链接，适用于{who}：",
+    "It shows the conversation as it is now and later; **Revoke links** ends it.":
+        "它会显示这个对话现在及以后的内容；点 **撤销链接** 即可失效。",
+    "Imported as a new conversation: open it from the top of the sidebar.":
+        "已导入为新对话：在侧边栏顶部打开它。",
+    "Choices (n) is ignored while tools are offered: one answer is made.":
+        "提供工具时忽略候选数（n）：只生成一个回答。",
+    "That item cannot be edited: edit the text of your message (its attachments stay as they "
+    "are).": "这一项不能编辑：请编辑消息的文字（附件保持不变）。",
+}
