@@ -548,7 +548,7 @@ async def test_attachments_a_model_does_not_take_are_refused_before_anything_hap
                 "video_link": attachments.link("https://e.com/a.mp4")}[item]
     with pytest.raises(TurnRefused, match=expected) as refused:
         await run(service, uid, None, NewMessage("What is this?", (attached,)), model=model)
-    assert "kept" in str(refused.value)  # the user learns the message is still in the box
+    assert "Pick a" in str(refused.value)  # the user learns what to do instead
     await _nothing_stored_or_sent(service, fake, uid)
 
 

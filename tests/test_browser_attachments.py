@@ -153,9 +153,9 @@ def test_an_uploaded_image_is_sent_as_a_data_url_and_shown_after_reopening(
     expect(preview).to_have_count(1)
     wait_loaded(page, preview)
     users = page.locator('#chatbot [data-testid="user"]')
-    expect(users).to_have_count(2)  # the picture, then the text
-    expect(users.nth(0).locator("img")).to_have_count(1)
-    expect(users.nth(1)).to_have_text(QUESTION)
+    expect(users).to_have_count(2)  # the text, then the picture
+    expect(users.nth(0)).to_have_text(QUESTION)
+    expect(users.nth(1).locator("img")).to_have_count(1)
     # Sent: the box is empty again, text and images.
     expect(message_box(page)).to_have_value("")
     expect(box_thumbnails(page)).to_have_count(0)
@@ -301,7 +301,7 @@ def test_links_are_sent_as_image_and_video_parts(vision_app: RunningApp, page: P
         {"type": "video_url", "video_url": {"url": video_link}},
     ]
     expect(links).to_have_value("")  # the links went with the message
-    shown = page.locator('#chatbot [data-testid="user"]').first
+    shown = page.locator('#chatbot [data-testid="user"]').last  # after the message's text
     expect(shown.locator(f'a[href="{image_link}"]')).to_have_count(1)
     expect(shown.locator(f'a[href="{video_link}"]')).to_have_count(1)
     expect(shown.locator("img")).to_have_count(0)  # a linked image is not fetched by the page

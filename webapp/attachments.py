@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import threading
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,13 @@ Attachment = dict[str, Any]
 IMAGE_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "MPO": "image/jpeg", "GIF": "image/gif",
                "WEBP": "image/webp"}
 MAX_PIXELS = 50_000_000  # larger images are refused before decoding (decompression bombs)
+# Also refused before decoding: a side longer than JPEG and GIF can hold. A file a few hundred KB
+# long that claims 1 × 50,000,000 pixels made the preview's resize take over 3 GB of memory.
+MAX_SIDE = 65_535
+# Decoding a large image takes up to ~400 MB (50 megapixels RGBA, plus the resize's premultiplied
+# copy) however small its file. Process-wide on purpose: at most this many are decoded at once,
+# whoever sends them, so a burst of such uploads or imports queues instead of exhausting memory.
+_DECODING = threading.BoundedSemaphore(2)
 PREVIEW_PX = 320  # the longest side of the thumbnail shown in the chat
 MAX_URL_CHARS = 2048
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".m4v", ".mkv", ".avi")
@@ -70,9 +78,12 @@ def _too_big(name: str, size: int, limit: int) -> AttachmentError:
 
 
 def _too_many_pixels(name: str, width: int, height: int) -> AttachmentError:
+    if max(width, height) > MAX_SIDE:
+        allowed = f"images may be at most {MAX_SIDE:,} pixels on a side"
+    else:
+        allowed = f"at most {MAX_PIXELS:,} pixels are accepted"
     return AttachmentError(
-        f"{name} is {width}×{height} pixels; at most {MAX_PIXELS:,} pixels are accepted. "
-        "Make it smaller and attach it again."
+        f"{name} is {width}×{height} pixels; {allowed}. Make it smaller and attach it again."
     )
 
 
@@ -93,10 +104,15 @@ def image_from_bytes(raw: bytes, name: str, limits: Limits) -> Attachment:
                     + ": convert it to one of those."
                 )
             width, height = image.size
-            if width * height > MAX_PIXELS:
+            if width * height > MAX_PIXELS or max(width, height) > MAX_SIDE:
                 raise _too_many_pixels(name, width, height)
-            image.load()  # a truncated or corrupt file fails here
-            preview = _preview(image)
+            with _DECODING:
+                if image.format in ("JPEG", "MPO"):
+                    # Decode at a fraction of the size (still reading, and so checking, all of
+                    # its data): only the preview needs the pixels, and it is small.
+                    image.draft(image.mode, (PREVIEW_PX, PREVIEW_PX))
+                image.load()  # a truncated or corrupt file fails here
+                preview = _preview(image)
     except AttachmentError:
         raise
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
@@ -124,9 +140,11 @@ def image_from_bytes(raw: bytes, name: str, limits: Limits) -> Attachment:
 
 
 def _preview(image: Image.Image) -> str:
-    """A small thumbnail as a data URL: shown in the chat instead of the full image."""
-    thumb = image.copy()
-    thumb.thumbnail((PREVIEW_PX, PREVIEW_PX))
+    """A small thumbnail as a data URL: shown in the chat instead of the full image.
+
+    Shrinks `image` itself: a copy would hold a second full-size image in memory."""
+    image.thumbnail((PREVIEW_PX, PREVIEW_PX))
+    thumb: Image.Image = image
     has_alpha = thumb.mode in ("RGBA", "LA", "P")
     thumb = thumb.convert("RGBA" if has_alpha else "RGB")
     out = io.BytesIO()
@@ -180,7 +198,8 @@ def link(url: str, kind: str = "") -> Attachment:
     return {"kind": f"{kind}_url", "url": url}
 
 
-def check_count(attachments: Sequence[Attachment], limits: Limits) -> None:
+def check_count(attachments: Sequence[object], limits: Limits) -> None:
+    """Refuse more than ATTACH_MAX_COUNT attachments (files, links or checked attachments)."""
     if len(attachments) > limits.max_count:
         raise AttachmentError(
             f"{len(attachments)} attachments: at most {limits.max_count} may go with one message "
@@ -188,7 +207,31 @@ def check_count(attachments: Sequence[Attachment], limits: Limits) -> None:
         )
 
 
-def restore(item: Any, limits: Limits) -> Attachment:
+class PixelBudget:
+    """How many pixels one import file may still have decoded.
+
+    Every imported image is decoded again, and a small file can hold many large, highly
+    compressible images (90 black 50-megapixel PNGs fit in 17 MB): the budget bounds the work
+    one file can cost, counted from each image's header before it is decoded."""
+
+    def __init__(self, pixels: int = 10 * MAX_PIXELS) -> None:
+        self.left = pixels
+
+    def spend(self, raw: bytes) -> None:
+        try:
+            with Image.open(io.BytesIO(raw)) as image:  # reads the header only
+                width, height = image.size
+        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+            return  # image_from_bytes refuses it with the reason
+        self.left -= width * height
+        if self.left < 0:
+            raise AttachmentError(
+                "the file's images hold too many pixels in all to import at once; import its "
+                "conversations one at a time"
+            )
+
+
+def restore(item: Any, limits: Limits, budget: PixelBudget | None = None) -> Attachment:
     """Check an attachment read from an imported file, rebuilding it from its data.
 
     Nothing in the file is trusted: the image is decoded again and its preview remade."""
@@ -210,6 +253,8 @@ def restore(item: Any, limits: Limits) -> Attachment:
         raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
         raise AttachmentError("an image attachment's \"data\" is not valid base64") from None
+    if budget is not None:
+        budget.spend(raw)
     name = item.get("name")
     return image_from_bytes(raw, name if isinstance(name, str) else "image", limits)
 

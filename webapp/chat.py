@@ -50,7 +50,23 @@ UPDATE_INTERVAL_S = 0.07  # coalesce streamed updates: at most ~14 per second pe
 
 
 class TurnRefused(Exception):
-    """The turn cannot start; the message says why and how to fix it. Nothing was sent."""
+    """The turn cannot start; the message says why and how to fix it. Nothing was sent.
+
+    With `params`, the message is a template (kept in `template`), so the page can show it in
+    the user's language: `t(template, lang).format(**params)`.
+    """
+
+    def __init__(self, message: str, **params: Any) -> None:
+        super().__init__(message.format(**params) if params else message)
+        self.template = message
+        self.params = params
+
+
+IMAGES_REFUSED = ("{model} does not accept images. Pick a vision model (their names have -VL, V "
+                  "or Omni, such as Qwen/Qwen2.5-VL-72B-Instruct), or send the question without "
+                  "its image.")
+VIDEO_REFUSED = ("{model} does not accept video. Pick a video model (such as "
+                 "Qwen/Qwen2.5-VL-72B-Instruct), or send the question without the video link.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,16 +310,9 @@ class ChatService:
                            model: str) -> None:
         """Refuse attachments the model is known not to take, before anything is stored."""
         if has_images(attached) and caps.vision is False:
-            raise TurnRefused(
-                f"{model} does not accept images. Pick a vision model (their names have -VL, V "
-                "or Omni, such as Qwen/Qwen2.5-VL-72B-Instruct) or remove the image; your message "
-                "is kept in the box."
-            )
+            raise TurnRefused(IMAGES_REFUSED, model=model)
         if has_video(attached) and caps.video is False:
-            raise TurnRefused(
-                f"{model} does not accept video. Pick a video model (such as "
-                "Qwen/Qwen2.5-VL-72B-Instruct) or remove the video link; your message is kept."
-            )
+            raise TurnRefused(VIDEO_REFUSED, model=model)
 
     def _report(self, username: str, provider: str, update: TurnUpdate,
                 failure: ProviderError | None, duration_s: float) -> None:

@@ -11,9 +11,11 @@ LANGUAGES: dict[str, str] = {"en": "English", "zh": "中文"}
 DEFAULT = "en"
 
 
-def pick_language(stored: str | None, accept_language: str | None) -> str:
-    """The user's choice if they made one, else the browser's language, else English."""
-    if stored in LANGUAGES:
+def pick_language(stored: object, accept_language: str | None) -> str:
+    """The user's choice if they made one, else the browser's language, else English.
+
+    `stored` comes from the browser and may be anything JSON can hold, not only a string."""
+    if isinstance(stored, str) and stored in LANGUAGES:
         return stored
     for part in (accept_language or "").split(","):
         tag = part.split(";")[0].strip().lower()
@@ -249,6 +251,16 @@ ZH: dict[str, str] = {
     # ---- messages shown as toasts ----
     "Type a message first.": "请先输入消息。",
     "Attachment refused": "附件被拒绝",
+    "{model} does not accept images. Pick a vision model (their names have -VL, V or Omni, such "
+    "as Qwen/Qwen2.5-VL-72B-Instruct), or send the question without its image.":
+        "{model} 不接受图片。请选择视觉模型（名称中带 -VL、V 或 Omni，例如 "
+        "Qwen/Qwen2.5-VL-72B-Instruct），或不带图片发送这个问题。",
+    "{model} does not accept video. Pick a video model (such as Qwen/Qwen2.5-VL-72B-Instruct), "
+    "or send the question without the video link.":
+        "{model} 不接受视频。请选择视频模型（例如 Qwen/Qwen2.5-VL-72B-Instruct），或不带视频链接"
+        "发送这个问题。",
+    "Pick a different model for each column.": "请为每一列选择不同的模型。",
+    "Type a prompt first.": "请先输入提示。",
     "Cannot send": "无法发送",
     "Check the parameters": "请检查参数",
     "Not found": "未找到",

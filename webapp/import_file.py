@@ -201,7 +201,7 @@ class _Fields:
         return value
 
 
-def _check_message(number: int, raw: Any) -> dict[str, Any]:
+def _check_message(number: int, raw: Any, budget: attachments.PixelBudget) -> dict[str, Any]:
     """One message of the file → the dict `import_conversation` stores."""
     if not isinstance(raw, dict):
         raise ImportRefused(f"message {number} must be an object, not {_kind(raw)}.")
@@ -253,11 +253,12 @@ def _check_message(number: int, raw: Any) -> dict[str, Any]:
     if role == "tool" and not message["tool_call_id"]:
         raise ImportRefused(f'{where} is a tool result without "tool_call_id".')
     if message["attachments"]:
-        message["attachments"] = _restore_attachments(where, message["attachments"])
+        message["attachments"] = _restore_attachments(where, message["attachments"], budget)
     return message
 
 
-def _restore_attachments(where: str, items: list[Any]) -> list[dict[str, Any]]:
+def _restore_attachments(where: str, items: list[Any],
+                         budget: attachments.PixelBudget) -> list[dict[str, Any]]:
     """Attachments are decoded and checked again, their previews remade: none is trusted."""
     if len(items) > IMPORT_ATTACHMENT_LIMITS.max_count:
         raise ImportRefused(f"{where} has {len(items)} attachments; at most "
@@ -265,7 +266,7 @@ def _restore_attachments(where: str, items: list[Any]) -> list[dict[str, Any]]:
     restored = []
     for number, item in enumerate(items, 1):
         try:
-            restored.append(attachments.restore(item, IMPORT_ATTACHMENT_LIMITS))
+            restored.append(attachments.restore(item, IMPORT_ATTACHMENT_LIMITS, budget))
         except attachments.AttachmentError as exc:
             raise ImportRefused(f"{where}, attachment {number}: {exc}") from None
     return restored
@@ -319,7 +320,7 @@ def _check_parameters(raw: dict[str, Any]) -> dict[str, Any]:
     return {name: item for name, item in value.items() if name not in known} | clean
 
 
-def _check_conversation(document: Any) -> ImportedConversation:
+def _check_conversation(document: Any, budget: attachments.PixelBudget) -> ImportedConversation:
     """One "parley.conversation.v1" document → a validated import."""
     if not isinstance(document, dict):
         raise ImportRefused("Not a Parley conversation export: the file holds "
@@ -333,7 +334,8 @@ def _check_conversation(document: Any) -> ImportedConversation:
     raw = top.get("conversation", "an object", lambda v: isinstance(v, dict), required=True)
     raw_messages = top.get("messages", "a list", lambda v: isinstance(v, list), required=True)
     fields = _Fields(raw, "conversation")
-    messages = [_check_message(number, item) for number, item in enumerate(raw_messages, 1)]
+    messages = [_check_message(number, item, budget)
+                for number, item in enumerate(raw_messages, 1)]
     leaf_id = fields.get("current_leaf_id", "a message id or null", _or_null(_is_id))
     _check_tree(messages, leaf_id)
     order = sorted(range(len(messages)),
@@ -370,17 +372,18 @@ def parse_import_all(
 ) -> list[ImportedConversation]:
     """Validate a conversation file or a full export; return every conversation in it."""
     document = _load_document(data, max_bytes)
+    budget = attachments.PixelBudget()  # for the whole file
     documents = _conversation_documents(document)
     total = sum(len(d["messages"]) for d in documents or [document]
                 if isinstance(d, dict) and isinstance(d.get("messages"), list))
     if total > max_messages:
         raise ImportRefused(f"The file holds {total:,} messages; the limit is {max_messages:,}.")
     if documents is None:
-        return [_check_conversation(document)]
+        return [_check_conversation(document, budget)]
     imported = []
     for number, document in enumerate(documents, 1):
         try:
-            imported.append(_check_conversation(document))
+            imported.append(_check_conversation(document, budget))
         except ImportRefused as exc:
             raise ImportRefused(f"Conversation {number} of the export: {exc}") from None
     return imported

@@ -222,8 +222,14 @@ def create_app(
     app = gr.mount_gradio_app(app, parley.share_demo, path="/share",
                               auth=share.get("auth"), auth_dependency=share.get("auth_dependency"),
                               auth_message=share.get("auth_message"), **mount)
-    return gr.mount_gradio_app(app, demo, path="/", auth=auth, auth_dependency=auth_dependency,
-                               auth_message=auth_message, **mount)
+    app = gr.mount_gradio_app(app, demo, path="/", auth=auth, auth_dependency=auth_dependency,
+                              auth_message=auth_message, **mount)
+    # Gradio checks that a file named in an event was uploaded only once `has_launched` is set,
+    # which launch() does and mount_gradio_app does not: without it, a crafted event could name
+    # any file the server can read (Gradio 6.31, processing_utils._check_allowed).
+    for blocks in (demo, parley.share_demo):
+        blocks.has_launched = True
+    return app
 
 
 def _gradio_apps(app: Any) -> list[GradioApp]:

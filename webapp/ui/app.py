@@ -15,6 +15,7 @@ from webapp.ui import controls, presentation, translate
 from webapp.ui.api import ChatAPI
 from webapp.ui.compare_tab import CompareUI, build_compare_tab, wire_compare
 from webapp.ui.handlers import ChatUI
+from webapp.ui.message_box import uploads_only
 from webapp.ui.presets_ui import PresetsUI, build_presets_row, wire_presets
 from webapp.ui.session import SessionState
 from webapp.ui.team import PERIODS, USAGE_COLUMNS, TeamUI
@@ -139,7 +140,7 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI) -> gr.B
                             scale=0,
                             min_width=140,
                         )
-                    box = gr.MultimodalTextbox(
+                    box = uploads_only(gr.MultimodalTextbox(
                         placeholder="Message (Enter sends, Shift+Enter adds a line; paste, drop "
                         "or attach images)",
                         show_label=False,
@@ -154,7 +155,7 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI) -> gr.B
                         file_count="multiple",
                         # Long pasted text stays text (Gradio would turn it into a file).
                         max_plain_text_length=ui.settings.max_message_chars,
-                    )
+                    ))
                     box.stop_btn = False  # the stop button shows only while an answer streams
                     with gr.Accordion("Attach a link (image or video)", open=False,
                                       elem_id="attach-links"):
@@ -278,14 +279,17 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI) -> gr.B
                 api_visibility=PRIVATE,
             )
 
-        def show_stop(trigger: Callable[..., Dependency]) -> None:
-            """While a turn streams, the box shows Stop instead of Send."""
+        def show_stop(trigger: Callable[..., Dependency], **options: Any) -> None:
+            """While a turn streams, the box shows Stop instead of Send, and the version
+            switcher hides (picking a version then would hide the answer being streamed)."""
             trigger(
-                lambda: gr.update(submit_btn=False, stop_btn=True),
+                lambda: (gr.update(submit_btn=False, stop_btn=True),
+                         *(gr.update(visible=False) for _ in switcher)),
                 None,
-                [box],
+                [box, *switcher],
                 queue=False,
                 api_visibility=PRIVATE,
+                **options,
             )
 
         for trigger in (box.submit, chatbot.retry, chatbot.edit):
@@ -370,8 +374,9 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI) -> gr.B
             api_visibility=PRIVATE,
         )
 
-        # .input, not .change: opening a conversation sets provider and model together.
-        provider.input(
+        # .select, not .change: opening a conversation sets provider and model together (and
+        # Gradio 6.31 fires a Dropdown's .input twice per pick).
+        provider.select(
             ui.models_for, [provider, state], [model, models_note], api_visibility=PRIVATE
         )
         refresh_btn.click(
@@ -426,6 +431,12 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI) -> gr.B
                                                  skip=api_components)
         for event in (language_known, switched):
             event.then(ui.key_banner, [state], [banner], api_visibility=PRIVATE)
+        # What is already on screen is written again in the new language.
+        switched.then(ui.rerender, [state], [chatbot, *switcher], api_visibility=PRIVATE)
+        switched.then(ui.models_note, [provider, model, state], [models_note],
+                      api_visibility=PRIVATE)
+        switched.then(compare.refresh, compare_tab.refresh_inputs, compare_tab.view_outputs,
+                      api_visibility=PRIVATE)
         language_known.then(ui.models_for, [provider, state], [model, models_note],
                             api_visibility=PRIVATE)
     return demo

@@ -237,9 +237,18 @@ class CompareUI:
     # ---- events --------------------------------------------------------------------------
     async def load_models(self, request: gr.Request, session: SessionState,
                           *providers: str) -> Updates:
-        """Fill each column's model list for its provider (on page load)."""
+        """Fill each column's model list for its provider (on page load). Each column starts
+        on a different model where the lists allow, so Compare works without picking any."""
         await self.chat.person(session, request)
-        return tuple([(await self.chat.models_for(p, session))[0] for p in providers])
+        updates, used = [], set()
+        for provider in providers:
+            update = (await self.chat.models_for(provider, session))[0]
+            if update.get("value") in used:
+                fresh = [m for m in update.get("choices") or [] if m not in used]
+                update["value"] = fresh[0] if fresh else update["value"]
+            used.add(update.get("value"))
+            updates.append(update)
+        return tuple(updates)
 
     async def models_for(self, provider: str, session: SessionState,
                          request: gr.Request) -> Any:
@@ -326,8 +335,8 @@ class CompareUI:
                 api_keys=session.api_keys, username=session.username)
             first = await anext(stream)
         except (TurnRefused, ParamError, repo.NotFound, repo.InvalidId, OperationalError) as exc:
-            title, message = _refusal_text(exc)
-            gr.Warning(t(message, cstate.lang), title=t(title, cstate.lang))
+            title, message = _refusal_text(exc, cstate.lang)
+            gr.Warning(message, title=title)
             yield skip
             return
         for note in first.notes:

@@ -34,6 +34,7 @@ class CompareTab:
     models: list[gr.Dropdown]
     view_outputs: list[Any]  # what CompareUI.open returns, in order
     finished: list[Dependency]  # after these a comparison is saved: refresh the sidebar
+    refresh_inputs: list[Any]  # CompareUI.refresh's inputs (its outputs are view_outputs)
 
 
 def build_compare_tab(compare: CompareUI, *, state: gr.State | None = None) -> CompareTab:
@@ -79,7 +80,7 @@ def build_compare_tab(compare: CompareUI, *, state: gr.State | None = None) -> C
         continue_radio = gr.Radio([("All columns", ALL)], value=ALL, label="Continue with",
                                   interactive=False, elem_id="compare-continue")
         prompt = gr.Textbox(placeholder="One prompt for every model (Enter sends, Shift+Enter "
-                            "adds a line)", show_label=False, lines=2, max_lines=12,
+                            "adds a line)", show_label=False, lines=1, max_lines=12,
                             elem_id="compare-prompt")
         with gr.Row():
             send_btn = gr.Button("Compare", variant="primary", elem_id="compare-send")
@@ -124,9 +125,10 @@ def build_compare_tab(compare: CompareUI, *, state: gr.State | None = None) -> C
                 api_visibility=PRIVATE)
     count.change(compare.set_count, [count], [*rows, *columns], api_visibility=PRIVATE)
     for provider, model in zip(providers, models, strict=True):
-        provider.input(compare.models_for, [provider, session], [model], api_visibility=PRIVATE)
+        provider.select(compare.models_for, [provider, session], [model], api_visibility=PRIVATE)
     export_btn.click(compare.export, [session, cstate], [download], api_visibility=PRIVATE)
-    return CompareTab(cstate, session, blind, providers, models, view_outputs, finished)
+    return CompareTab(cstate, session, blind, providers, models, view_outputs, finished,
+                      refresh_inputs)
 
 
 def wire_compare(

@@ -64,15 +64,17 @@ def box_value(value: Any) -> tuple[str, list[str]]:
     return str(value.get("text") or ""), files
 
 
-def _refusal_text(exc: Exception) -> tuple[str, str]:
-    """(title, message) for a turn that was refused before anything was sent."""
+def _refusal_text(exc: Exception, lang: str = "en") -> tuple[str, str]:
+    """(title, message) for a turn that was refused before anything was sent, in `lang`."""
     if isinstance(exc, ParamError):
-        return "Check the parameters", "\n".join(exc.errors)
+        return t("Check the parameters", lang), "\n".join(exc.errors)
     if isinstance(exc, repo.NotFound | repo.InvalidId):
-        return "Not found", "That conversation does not exist or is not yours."
+        return t("Not found", lang), t("That conversation does not exist or is not yours.", lang)
     if isinstance(exc, OperationalError):
-        return "Database unavailable", DATABASE_DOWN
-    return "Cannot send", str(exc)
+        return t("Database unavailable", lang), t(DATABASE_DOWN, lang)
+    if isinstance(exc, TurnRefused):
+        return t("Cannot send", lang), t(exc.template, lang).format(**exc.params)
+    return t("Cannot send", lang), t(str(exc), lang)
 
 
 def _refusal(exc: Exception) -> gr.Error:
@@ -208,8 +210,8 @@ class ChatUI:
             first = await anext(stream)
         except (TurnRefused, ParamError, repo.NotFound, repo.InvalidId, OperationalError) as exc:
             # A warning toast, not an error: nothing was sent, the message stays in the box.
-            title, message = _refusal_text(exc)
-            gr.Warning(t(message, state.lang), title=t(title, state.lang))
+            title, message = _refusal_text(exc, state.lang)
+            gr.Warning(message, title=title)
             yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
         for note in first.notes:
@@ -283,9 +285,10 @@ class ChatUI:
         """Check uploads and links (in a thread: images are decoded)."""
         limits = Limits.from_mb(self.settings.attach_max_mb, self.settings.attach_max_count)
         kind = "" if link_kind in ("", "auto", None) else link_kind
+        lines = [line for line in (links or "").splitlines() if line.strip()]
+        check_count([*files, *lines], limits)  # counted before anything is decoded
         items = [image_from_file(path, limits) for path in files]
-        items += [link(line, kind) for line in (links or "").splitlines() if line.strip()]
-        check_count(items, limits)
+        items += [link(line, kind) for line in lines]
         return tuple(items)
 
     async def regenerate(self, request: gr.Request, state: SessionState, provider: str,
@@ -300,10 +303,15 @@ class ChatUI:
                    *params: Any) -> AsyncIterator[Updates]:
         index = data.index if isinstance(data.index, int) else data.index[0]
         message_id = state.message_ids[index] if index < len(state.message_ids) else None
-        if message_id is None:
-            raise gr.Error(t("That item cannot be edited: edit the text of your message (its "
-                             "attachments stay as they are).", state.lang))
         text = data.value if isinstance(data.value, str) else str(data.value)
+        if message_id is None or text == data.previous_value:
+            # Gradio sends one edit per item of the bubble: a message's pictures are their own
+            # item (no message id), and an unchanged item is no edit at all.
+            if message_id is None and text != data.previous_value:
+                gr.Warning(t("That item cannot be edited: edit the text of your message (its "
+                             "attachments stay as they are).", state.lang))
+            yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return
         async for item in self._run(state, request, EditMessage(message_id, text), provider,
                                     model, system, tools, tool_choice, params, clear_box=False):
             yield item
@@ -459,6 +467,15 @@ class ChatUI:
         note = listing.note or t("{count} models from {provider}.", state.lang).format(
             count=len(listing.models), provider=config.label)
         return gr.update(choices=list(listing.models), value=value), note
+
+    async def models_note(self, provider: str, model: str, state: SessionState) -> str:
+        """The note under the model list, in the page's language (after a language switch)."""
+        return (await self.models_for(provider, state, current=model or ""))[1]
+
+    async def rerender(self, state: SessionState, request: gr.Request) -> Updates:
+        """The open conversation and its version switcher again (after a language switch)."""
+        chat, versions = await self._reload(state, request)
+        return (chat, *versions)
 
     def capabilities_for(self, provider: str, model: str) -> list[Any]:
         config = self.settings.provider(provider)

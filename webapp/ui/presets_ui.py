@@ -198,7 +198,8 @@ def wire_presets(components: PresetComponents, ui: PresetsUI, *, state: gr.State
     c = components
     settings = [system, provider, model, tools_box, tool_choice, *params]
     # .input, not .change: refreshing the choices after a save must not re-apply a preset.
-    c.dropdown.input(ui.apply, [c.dropdown, state], settings, api_visibility=PRIVATE)
+    # .select: Gradio 6.31 fires a Dropdown's .input twice per pick (the preset applied twice).
+    c.dropdown.select(ui.apply, [c.dropdown, state], settings, api_visibility=PRIVATE)
     save_inputs = [state, c.name, c.team, *settings]
     for trigger in (c.save.click, c.name.submit):
         trigger(ui.save, save_inputs, [c.dropdown, c.status], api_visibility=PRIVATE)

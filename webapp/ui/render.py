@@ -227,12 +227,16 @@ def render_path(
     for message in path[hidden:]:
         group = (choice_groups or {}).get(message.id)
         if message.role == "user":
+            items = [_text("user", message.content)] if message.content else []
             if message.attachments:
-                # Its own item, with no message id: the text stays editable on its own, and
-                # editing the pictures is refused.
+                # The pictures are an item of their own, after the text and with no message id:
+                # Gradio sends one edit per item of a bubble, first to last, so the text's edit
+                # runs and the pictures' unchanged one is ignored.
+                view.messages += items
+                view.message_ids += [message.id] * len(items)
+                items = []
                 view.messages.append(_text("user", attachments.markdown(message.attachments)))
                 view.message_ids.append(None)
-            items = [_text("user", message.content)] if message.content else []
         elif message.role == "assistant" and group and len(group) > 1:
             items = []
             for sibling in group:

@@ -100,7 +100,7 @@ class Translations:
 
     def switch(self, lang: str, state: SessionState) -> list[Any]:
         """The user picked a language: remember it in this browser and relabel the page."""
-        lang = lang if lang in LANGUAGES else "en"
+        lang = lang if isinstance(lang, str) and lang in LANGUAGES else "en"
         state.lang = lang
         return [lang, state, *self.updates(lang)]
 
