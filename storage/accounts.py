@@ -15,7 +15,7 @@ from sqlalchemy import func, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from storage.models import Conversation, Message, ShareLink, User, utc_now
+from storage.models import Conversation, DeletedUsage, Message, ShareLink, User, utc_now
 from storage.repository import NotFound, _check_id, _owned_conversation
 
 USERNAME_MAX = 150
@@ -97,8 +97,15 @@ def usage_since(*, session: Session, since: datetime) -> list[UsageRow]:
         .where(Message.role == "assistant", _one_request(),
                col(Message.imported).is_(False), col(Message.created_at) >= since)
     )
+    # Answers of deleted conversations still count (storage.models.DeletedUsage).
+    deleted = (
+        select(User.username, DeletedUsage.model, DeletedUsage.usage, DeletedUsage.state)
+        .join(User, col(User.id) == col(DeletedUsage.user_id))
+        .where(col(DeletedUsage.request).is_(True), col(DeletedUsage.created_at) >= since)
+    )
     totals: dict[tuple[str, str], list[int]] = {}
-    for username, model, usage, state in session.exec(statement).all():
+    for username, model, usage, state in [*session.exec(statement).all(),
+                                          *session.exec(deleted).all()]:
         row = totals.setdefault((username, model or "?"), [0, 0, 0, 0])
         row[0] += 1
         row[1] += _tokens(usage, "prompt_tokens")
@@ -113,7 +120,10 @@ def requests_since(*, session: Session, user_id: int, since: datetime) -> int:
         Conversation, col(Conversation.id) == col(Message.conversation_id)).where(
         Message.user_id == user_id, Message.role == "assistant", _one_request(),
         col(Message.imported).is_(False), col(Message.created_at) >= since)
-    return int(session.exec(statement).one())
+    deleted = select(func.count()).select_from(DeletedUsage).where(
+        DeletedUsage.user_id == user_id, col(DeletedUsage.request).is_(True),
+        col(DeletedUsage.created_at) >= since)
+    return int(session.exec(statement).one()) + int(session.exec(deleted).one())
 
 
 def _one_request() -> Any:
@@ -128,6 +138,8 @@ def tokens_since(*, session: Session, user_id: int, since: datetime) -> int:
         Message.user_id == user_id, Message.role == "assistant", col(Message.imported).is_(False),
         col(Message.created_at) >= since, col(Message.usage).is_not(None))
     usages: list[Mapping[str, Any] | None] = list(session.exec(statement).all())
+    usages += session.exec(select(DeletedUsage.usage).where(
+        DeletedUsage.user_id == user_id, col(DeletedUsage.created_at) >= since)).all()
     return sum(_tokens(usage, "total_tokens") for usage in usages)
 
 

@@ -156,3 +156,18 @@ class Preset(SQLModel, table=True):
     tool_choice: str = Field(default="auto", max_length=100)
     created_at: datetime = _timestamp()
     updated_at: datetime = _timestamp()
+
+
+class DeletedUsage(SQLModel, table=True):
+    """What the answers of a deleted conversation used, so that deleting a conversation neither
+    resets the user's limits nor hides usage from the admin's table. One row per answer."""
+
+    __tablename__ = "deleted_usage"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="users.id", nullable=False, index=True)
+    model: str = ""
+    usage: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    state: str = Field(default="complete", max_length=20)
+    request: bool = True  # stood for one upstream request (see storage.accounts)
+    created_at: datetime = _timestamp(index=True)  # when the answer was made

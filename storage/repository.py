@@ -11,7 +11,15 @@ from sqlalchemy import delete, func, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from storage.models import MESSAGE_ROLES, MESSAGE_STATES, Conversation, Message, User, utc_now
+from storage.models import (
+    MESSAGE_ROLES,
+    MESSAGE_STATES,
+    Conversation,
+    DeletedUsage,
+    Message,
+    User,
+    utc_now,
+)
 
 DEFAULT_TITLE = "New chat"
 TITLE_MAX_LENGTH = 200
@@ -186,9 +194,21 @@ def set_title_if_default(
     return True
 
 
+USAGE_KEPT_DAYS = 31  # the admin's longest usage period is 30 days; limits look back one day
+
+
 def delete_conversation(*, session: Session, user_id: int, conversation_id: str) -> None:
-    """Delete a conversation and all its messages."""
+    """Delete a conversation and all its messages, keeping what its recent answers used."""
     conversation = _owned_conversation(session, user_id, conversation_id)
+    answers = session.exec(select(Message).where(
+        col(Message.conversation_id) == conversation.id, Message.role == "assistant",
+        col(Message.imported).is_(False),
+        col(Message.created_at) >= utc_now() - timedelta(days=USAGE_KEPT_DAYS))).all()
+    for answer in answers:
+        session.add(DeletedUsage(
+            user_id=user_id, model=answer.model or "", usage=answer.usage, state=answer.state,
+            request=answer.choice_index == 0 or conversation.mode == "compare",
+            created_at=answer.created_at))
     session.execute(delete(Message).where(col(Message.conversation_id) == conversation.id))
     session.delete(conversation)
     session.commit()

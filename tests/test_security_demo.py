@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 import zlib
+from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -33,12 +34,15 @@ from gradio import processing_utils
 from PIL import Image
 from sqlmodel import select
 
-from storage.models import Message
+from storage import accounts
+from storage import repository as repo
+from storage.models import Message, utc_now
 from tests.conftest import RunningApp
 from webapp import attachments
 from webapp.config import load_settings
 from webapp.i18n import pick_language
 from webapp.import_file import ImportRefused, parse_import
+from webapp.limits import LimitReached, check_limits
 from webapp.ui.handlers import ChatUI
 from webapp.ui.session import SessionState
 from webapp.ui.translate import Translations
@@ -330,3 +334,37 @@ def test_any_stored_language_value_falls_back_to_the_browser_language(stored: An
     state = SessionState()
     assert translations.on_load(request, state, stored)[0] == "en"  # type: ignore[arg-type]
     assert translations.switch(stored, state)[0] == "en"
+
+
+# ---- 4. usage limits -----------------------------------------------------------------------
+
+def test_deleting_a_conversation_does_not_reset_the_limits_or_the_admin_table(
+    call: Call, alice: int
+) -> None:
+    """Usage is counted from answer rows; deleting a conversation deletes them. What those
+    answers used is kept (deleted_usage), so a user cannot delete their way past a limit."""
+    call(accounts.update_account, username="alice", daily_token_limit=1000, rpm_limit=2)
+    conversation = call(repo.create_conversation, user_id=alice, title="t")
+    question = call(repo.add_message, user_id=alice, conversation_id=conversation.id,
+                    parent_id=None, role="user", content="q")
+    for _ in range(2):
+        call(repo.add_message, user_id=alice, conversation_id=conversation.id,
+             parent_id=question.id, role="assistant", content="a", model="m",
+             usage={"prompt_tokens": 200, "completion_tokens": 400, "total_tokens": 600})
+    since = utc_now() - timedelta(minutes=1)
+
+    def counted() -> tuple[int, int, list[tuple[str, str, int, int, int]]]:
+        rows = call(accounts.usage_since, since=since)
+        return (call(accounts.tokens_since, user_id=alice, since=since),
+                call(accounts.requests_since, user_id=alice, since=since),
+                [(r.username, r.model, r.requests, r.prompt_tokens, r.completion_tokens)
+                 for r in rows])
+
+    before = counted()
+    assert before == (1200, 2, [("alice", "m", 2, 400, 800)])
+    with pytest.raises(LimitReached):
+        call(check_limits, user_id=alice)
+    call(repo.delete_conversation, user_id=alice, conversation_id=conversation.id)
+    assert counted() == before
+    with pytest.raises(LimitReached):
+        call(check_limits, user_id=alice)
