@@ -500,9 +500,13 @@ async def test_an_image_alone_is_sent_without_a_text_part(
     service: ChatService, fake: FakeOpenAI
 ) -> None:
     uid = await local_user(service)
-    await run(service, uid, None, NewMessage("", (png_attachment(),)))
+    update = await run(service, uid, None, NewMessage("", (png_attachment(),)))
     assert sent(fake)[-1][-1] == {"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": data_url(RAW_PNG)}}]}
+    # With no text, the picture's name titles the conversation (not "New chat").
+    listed = await service.db(lambda s: repo.list_conversations(session=s, user_id=uid))
+    assert [(c.id, c.title) for c in listed] == [(update.conversation_id,
+                                                  png_attachment()["name"])]
 
 
 async def test_a_video_link_reaches_a_video_model_as_a_video_url_part(

@@ -161,6 +161,9 @@ def test_three_models_stream_side_by_side_with_true_figures_and_one_failure(
     # The failing column shows its error; the others' answers are complete.
     expect(page.locator("#compare-col-2")).to_contain_text("rate-limiting this key (429)")
     expect(page.locator("#compare-col-2")).to_contain_text("TPM limit reached")
+    # Blind mode: the error names neither the provider nor the model before the vote.
+    expect(page.locator("#compare-col-2")).to_contain_text("The provider is rate-limiting")
+    expect(page.locator("#compare-col-2")).not_to_contain_text("SiliconFlow")
     expect(page.locator("#compare-col-0")).to_contain_text(fast.content)
     expect(page.locator("#compare-col-0 .thought-group")).to_have_count(1)
     expect(page.locator("#compare-col-1")).to_contain_text(slow.content)

@@ -62,6 +62,12 @@ class TurnRefused(Exception):
         self.params = params
 
 
+def _first_name(attached: tuple[Attachment, ...]) -> str:
+    """A title for a message of pictures only: the first file's name, or its link."""
+    first = attached[0] if attached else {}
+    return str(first.get("name") or first.get("url") or "")
+
+
 IMAGES_REFUSED = ("{model} does not accept images. Pick a vision model (their names have -VL, V "
                   "or Omni, such as Qwen/Qwen2.5-VL-72B-Instruct), or send the question without "
                   "its image.")
@@ -435,7 +441,8 @@ class ChatService:
             if not any(m.role == "user" for m in path):
                 repo.set_title_if_default(session=session, user_id=user_id,
                                           conversation_id=conversation.id,
-                                          title=auto_title(action.text))
+                                          title=auto_title(action.text or _first_name(
+                                              action.attachments)))
         elif isinstance(action, EditMessage):
             original = next((m for m in path if m.id == action.message_id), None)
             if original is None or original.role != "user":

@@ -199,6 +199,7 @@ ZH: dict[str, str] = {
     "★ Best": "★ 最佳",
     " · ★ best": " · ★ 最佳",
     "Model {letter}": "模型 {letter}",
+    "the provider": "服务商",
     "waiting for the first token…": "等待首个 token…",
     " · streaming…": " · 输出中…",
     "failed · ": "失败 · ",

@@ -40,6 +40,9 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI) -> gr.B
         stored_lang = gr.BrowserState("", storage_key="parley-lang")
         with gr.Sidebar(open=True, elem_id="sidebar"):
             gr.Markdown("### Parley")
+            # Language and view first: a long conversation list must not push them away.
+            language = translate.language_picker()
+            presentation.build_view_controls()
             new_btn = gr.Button("＋ New chat", variant="primary", elem_id="new-chat")
             search = gr.Textbox(
                 placeholder="Search titles and messages…",
@@ -94,8 +97,6 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI) -> gr.B
                     )
                 limits_btn = gr.Button("Set limits", size="sm", elem_id="set-limits")
                 limits_note = gr.Markdown(elem_id="limits-note")
-            language = translate.language_picker()
-            presentation.build_view_controls()
             if ui.settings.auth_mode == "accounts":
                 gr.Button("Sign out", size="sm", link="/logout", elem_id="sign-out")
         with gr.Tabs(elem_id="tabs") as tabs:
@@ -271,12 +272,15 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI) -> gr.B
                 [box],
                 queue=False,
                 api_visibility=PRIVATE,
-            ).then(ui.after_turn, [state, search], after_outputs, api_visibility=PRIVATE).then(
+                show_progress="hidden",  # no progress overlay flashing over the box
+            ).then(ui.after_turn, [state, search], after_outputs, api_visibility=PRIVATE,
+                   show_progress="hidden").then(
                 lambda: gr.update(visible=False),
                 None,
                 [approval_panel],
                 queue=False,
                 api_visibility=PRIVATE,
+                show_progress="hidden",
             )
 
         def show_stop(trigger: Callable[..., Dependency], **options: Any) -> None:

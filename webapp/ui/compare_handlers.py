@@ -69,9 +69,18 @@ class _Column:
     best: Any = None  # the Best button's update
 
 
+def _masked(text: str | None, hide: Sequence[str], lang: str) -> str | None:
+    """Blind mode: an error or retry note names no provider and no model before the vote."""
+    for name in sorted(hide, key=len, reverse=True):
+        if text and name and name in text:
+            text = text.replace(name, t("the provider", lang))
+            text = text[:1].upper() + text[1:]  # "SiliconFlow is …" → "The provider is …"
+    return text
+
+
 def _history_items(history: Sequence[Message], stats_for_last: bool = False,
                    cost: Callable[[Message], str] | None = None,
-                   lang: str = "en") -> list[ChatbotMessage]:
+                   lang: str = "en", hide: Sequence[str] = ()) -> list[ChatbotMessage]:
     items: list[ChatbotMessage] = []
     for position, message in enumerate(history):
         if message.role == "user":
@@ -83,21 +92,22 @@ def _history_items(history: Sequence[Message], stats_for_last: bool = False,
             stats = figures_line(message.usage, message.timings, cost(message), lang)
         seconds = (message.timings or {}).get("reasoning_ms")
         items += _answer_items(content=message.content, reasoning=message.reasoning,
-                               state=message.state, error=message.error, stats=stats,
+                               state=message.state, error=_masked(message.error, hide, lang),
+                               stats=stats,
                                thinking_seconds=seconds / 1000 if seconds is not None else None,
                                lang=lang)
     return items
 
 
-def _live_items(run: ColumnRun, lang: str) -> list[ChatbotMessage]:
+def _live_items(run: ColumnRun, lang: str, hide: Sequence[str] = ()) -> list[ChatbotMessage]:
     choice, progress = run.progress.choices[0], run.progress
     done = run.state != "streaming"
     items = _answer_items(content=choice.content, reasoning=choice.reasoning, state=run.state,
-                          error=run.error, stats="", thinking_pending=progress.is_thinking(0)
-                          and not done, thinking_seconds=progress.thinking_seconds(0),
-                          lang=lang)
+                          error=_masked(run.error, hide, lang), stats="",
+                          thinking_pending=progress.is_thinking(0) and not done,
+                          thinking_seconds=progress.thinking_seconds(0), lang=lang)
     if progress.retry_note and not choice.content and not choice.reasoning and not done:
-        items = [_text("assistant", f"⏳ {progress.retry_note}")]
+        items = [_text("assistant", f"⏳ {_masked(progress.retry_note, hide, lang)}")]
     return items
 
 
@@ -230,7 +240,8 @@ class CompareUI:
             columns[i] = _Column(
                 _header(labels[i], self.provider_label(spec.provider),
                         shown=not blind or cstate.voted, best=best, lang=lang),
-                _history_items(history, cost=cost, lang=lang), stats,
+                _history_items(history, cost=cost, lang=lang,
+                               hide=self._hidden(cstate, blind)), stats,
                 gr.update(visible=can_vote, value=t("★ Best" if best else "Best", lang)))
         return self._frame(cstate, columns, blind, note="")
 
@@ -346,13 +357,22 @@ class CompareUI:
             cstate.columns = [run.spec for run in first.columns]
         if first.batch_id:
             cstate.latest_ids = [run.message_id for run in first.columns]
-        prior = {run.index: _history_items(run.history, cost=self._cost_text, lang=cstate.lang)
+        hide = self._hidden(cstate, blind)
+        prior = {run.index: _history_items(run.history, cost=self._cost_text, lang=cstate.lang,
+                                           hide=hide)
                  + [_text("user", first.user_message.content)] for run in first.columns}
         # Closed at once when the page goes away, so the columns' upstream requests end too.
         async with contextlib.aclosing(stream):
             yield (*self._live(cstate, first, prior, blind, layout=True), "")
             async for update in stream:
                 yield (*self._live(cstate, update, prior, blind, layout=False), gr.skip())
+
+    def _hidden(self, cstate: CompareState, blind: bool) -> list[str]:
+        """What blind mode hides until the vote: the columns' providers and models."""
+        if not blind or cstate.voted:
+            return []
+        return [name for spec in cstate.columns
+                for name in (self.provider_label(spec.provider), spec.model)]
 
     def _cost_text(self, message: Message) -> str:
         return format_cost(self.service.prices.cost(message.provider, message.model,
@@ -361,7 +381,8 @@ class CompareUI:
     def _live(self, cstate: CompareState, update: CompareUpdate,
               prior: dict[int, list[ChatbotMessage]], blind: bool, layout: bool) -> Updates:
         lang = cstate.lang
-        columns = {run.index: _Column(messages=prior[run.index] + _live_items(run, lang),
+        hide = self._hidden(cstate, blind)
+        columns = {run.index: _Column(messages=prior[run.index] + _live_items(run, lang, hide),
                                       stats=_live_stats(run, lang), best=gr.update(visible=False))
                    for run in update.columns}
         return self._frame(cstate, columns, blind, layout=layout)
