@@ -273,8 +273,7 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI) -> gr.B
                 queue=False,
                 api_visibility=PRIVATE,
                 show_progress="hidden",  # no progress overlay flashing over the box
-            ).then(ui.after_turn, [state, search], after_outputs, api_visibility=PRIVATE,
-                   show_progress="hidden").then(
+            ).then(ui.after_turn, [state, search], after_outputs, api_visibility=PRIVATE).then(
                 lambda: gr.update(visible=False),
                 None,
                 [approval_panel],
