@@ -16,7 +16,7 @@ from pathlib import Path
 
 from playwright.sync_api import Page, expect, sync_playwright
 
-from tests.browser import CHROMIUM, LAUNCH_ARGS
+from tests.browser import CHROMIUM, LAUNCH_ARGS, pick_compare_model
 from tests.conftest import RunningApp, start_app
 from tests.fake_openai import ErrorReply, FakeOpenAI, Reply
 
@@ -51,15 +51,6 @@ ZH_ANSWER = Reply(
     prompt_tokens=30, chunk_chars=6, delay=0.01)
 
 
-def pick(page: Page, column: int, model: str) -> None:
-    box = page.locator(f"#compare-model-{column} input")
-    box.click()
-    box.fill(model)
-    box.press("Enter")
-    box.blur()
-    expect(box).to_have_value(model)
-
-
 def compare_view(app: RunningApp, page: Page) -> None:
     fake = app.fake
     for model, reply in ANSWERS.items():
@@ -71,7 +62,7 @@ def compare_view(app: RunningApp, page: Page) -> None:
     expect(page.locator("#compare-model-0 input")).not_to_have_value("")
     page.locator("#compare-count label", has_text="3").click()
     for column, model in enumerate([*ANSWERS, "zai-org/GLM-4.6"]):
-        pick(page, column, model)
+        pick_compare_model(page, column, model)
     page.locator("#compare-prompt textarea").fill(QUESTION)
     page.locator("#compare-send").click()
     expect(page.locator("#compare-best-0")).to_be_visible(timeout=30_000)

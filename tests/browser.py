@@ -101,3 +101,20 @@ def expand(page: Page, block: Locator) -> None:
 
 def chat_requests(app: RunningApp) -> list[dict]:
     return [r for r in app.fake.requests if r["path"].endswith("/chat/completions")]
+
+
+def choose_model(page: Page, model: str) -> None:
+    """Pick a model listed in the Chat tab's model dropdown."""
+    page.locator("#model input").click()
+    page.get_by_role("option", name=model, exact=True).click()
+    expect(page.locator("#model input")).to_have_value(model)
+
+
+def pick_compare_model(page: Page, column: int, model: str) -> None:
+    """Type a model id into a Compare column's model box."""
+    box = page.locator(f"#compare-model-{column} input")
+    box.click()
+    box.fill(model)
+    box.press("Enter")
+    box.blur()
+    expect(box).to_have_value(model)

@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import FilePayload, Locator, Page, expect
 
-from tests.browser import ARTIFACTS, bot, chat_requests, message_box, open_app
+from tests.browser import ARTIFACTS, bot, chat_requests, choose_model, message_box, open_app
 from tests.conftest import RunningApp, start_app
 from tests.fake_openai import FakeOpenAI
 
@@ -73,12 +73,6 @@ def vision_app(make_app: Callable[..., RunningApp]) -> RunningApp:
 
 
 # ---- helpers -----------------------------------------------------------------------------------
-
-def choose_model(page: Page, model: str) -> None:
-    page.locator("#model input").click()
-    page.get_by_role("option", name=model, exact=True).click()
-    expect(page.locator("#model input")).to_have_value(model)
-
 
 def box_thumbnails(page: Page) -> Locator:
     """The images waiting in the message box (shown once their upload has finished)."""

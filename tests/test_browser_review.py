@@ -15,7 +15,14 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Browser, FilePayload, Page, expect
 
-from tests.browser import TIMEOUT_MS, chat_requests, open_app, send
+from tests.browser import (
+    TIMEOUT_MS,
+    chat_requests,
+    choose_model,
+    open_app,
+    pick_compare_model,
+    send,
+)
 from tests.conftest import RunningApp, start_app
 from tests.fake_openai import FakeOpenAI, Reply
 
@@ -38,21 +45,6 @@ def png(color: tuple[int, int, int] = (220, 40, 40)) -> FilePayload:
     out = io.BytesIO()
     Image.new("RGB", (48, 32), color).save(out, "PNG")
     return {"name": "red.png", "mimeType": "image/png", "buffer": out.getvalue()}
-
-
-def choose_model(page: Page, model: str) -> None:
-    page.locator("#model input").click()
-    page.get_by_role("option", name=model, exact=True).click()
-    expect(page.locator("#model input")).to_have_value(model)
-
-
-def pick_compare_model(page: Page, column: int, model: str) -> None:
-    box = page.locator(f"#compare-model-{column} input")
-    box.click()
-    box.fill(model)
-    box.press("Enter")
-    box.blur()
-    expect(box).to_have_value(model)
 
 
 def answer_done(page: Page, count: int) -> None:
