@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,33 @@ _SQLITE_PRAGMAS = (
 )
 
 
+# NUL, which PostgreSQL refuses in text, and unpaired surrogates (JSON can escape them as \ud800),
+# which no database driver can encode as UTF-8.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable_text(text: str) -> str:
+    """Text every database can store and look up: NUL and unpaired surrogates become U+FFFD."""
+    return _UNSTORABLE.sub("\ufffd", text) if _UNSTORABLE.search(text) else text
+
+
+def _storable(value: Any) -> Any:
+    if isinstance(value, str):
+        return storable_text(value)
+    if isinstance(value, dict):
+        return {key: _storable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_storable(item) for item in value)
+    return value
+
+
+def _storable_parameters(_conn: Any, _cursor: Any, statement: str, parameters: Any,
+                         _context: Any, _executemany: bool) -> tuple[str, Any]:
+    """Every text value sent to the database, stored or looked up, the same on SQLite and
+    PostgreSQL: a NUL in a message, a title or a search must not become a database error."""
+    return statement, _storable(parameters)
+
+
 def _normalise_url(url: str) -> str:
     """Point bare PostgreSQL URLs at the psycopg 3 driver."""
     for prefix in ("postgresql://", "postgres://"):
@@ -57,12 +86,14 @@ def make_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         # pre-ping: a connection cut by a database restart is replaced, not handed out.
-        return create_engine(url, pool_pre_ping=True, pool_recycle=POSTGRES_POOL_RECYCLE_S)
-    database = parsed.database
-    if database and database != ":memory:" and not database.startswith("file:"):
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False})
-    event.listen(engine, "connect", _set_sqlite_pragmas)
+        engine = create_engine(url, pool_pre_ping=True, pool_recycle=POSTGRES_POOL_RECYCLE_S)
+    else:
+        database = parsed.database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False})
+        event.listen(engine, "connect", _set_sqlite_pragmas)
+    event.listen(engine, "before_cursor_execute", _storable_parameters, retval=True)
     return engine
 
 
@@ -141,3 +172,23 @@ def session_factory(engine: Engine) -> Callable[[], Session]:
         return Session(engine, expire_on_commit=False)
 
     return new_session
+
+
+@contextlib.contextmanager
+def one_transaction(session: Session) -> Iterator[Session]:
+    """Run repository functions that each commit as one transaction.
+
+    Inside, `session.commit()` only flushes (ids are made client-side, so nothing needs the
+    real commit); the work commits once at the end, or rolls back as a whole on an exception.
+    A turn's first rows (conversation, question, title, settings, answer placeholder) were five
+    commits; as one they cost less and are stored all together or not at all.
+    """
+    session.commit = session.flush  # type: ignore[method-assign]
+    try:
+        yield session
+    except BaseException:
+        del session.commit
+        session.rollback()
+        raise
+    del session.commit
+    session.commit()

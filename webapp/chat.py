@@ -12,12 +12,13 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from sqlmodel import Session
 
 from storage import repository as repo
+from storage.db import one_transaction, storable_text
 from storage.models import Conversation, Message
 from webapp.attachments import (
     Attachment,
@@ -46,7 +47,7 @@ from webapp.turn import TurnProgress
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-UPDATE_INTERVAL_S = 0.07  # coalesce streamed updates: at most ~14 per second per stream
+UPDATE_INTERVAL_S = 0.1  # coalesce streamed updates: at most 10 per second per stream
 
 
 class TurnRefused(Exception):
@@ -174,7 +175,12 @@ class ChatService:
         """
         lock = self._user_locks.setdefault(user_id, asyncio.Lock())
         await lock.acquire()
-        prepare = asyncio.ensure_future(self.db(work))
+
+        def all_or_nothing(session: Session) -> T:
+            with one_transaction(session):
+                return work(session)
+
+        prepare = asyncio.ensure_future(self.db(all_or_nothing))
         prepare.add_done_callback(lambda _: lock.release())
         return prepare
 
@@ -208,6 +214,11 @@ class ChatService:
         username: str = "",
     ) -> AsyncGenerator[TurnUpdate, None]:
         """Run one turn, yielding coalesced snapshots; the last one has the final state."""
+        # Text no database can store (NUL, lone surrogates) is replaced before it is stored,
+        # sent or shown, so the three agree; a lone surrogate would break the request too.
+        if isinstance(action, NewMessage | EditMessage):
+            action = replace(action, text=storable_text(action.text))
+        turn = replace(turn, system_prompt=storable_text(turn.system_prompt))
         provider = self.provider_config(turn.provider)
         model = turn.model.strip() or provider.default_model
         if not model:

@@ -38,12 +38,22 @@ def describe_error(exc: p.ProviderError, *, partial: bool = False, retried: bool
         text = (f"{who}'s model service is overloaded{status}{gave_up}; try again shortly or "
                 f"pick another model.{detail}")
     elif isinstance(exc, p.GatewayTimeout):
-        text = f"{who}'s gateway timed out{status}; try again, or pick a faster model."
+        text = f"{who}'s gateway timed out{status}{gave_up}; try again, or pick a faster model."
+    elif isinstance(exc, p.RequestTimeout) and exc.timeout_s is not None:
+        text = (f"{who} did not answer within {exc.timeout_s:g} s (READ_TIMEOUT){gave_up}; "
+                "check the network and try again, or raise READ_TIMEOUT in .env if this model "
+                "is slow to start.")
     elif isinstance(exc, p.RequestTimeout):
         text = f"{who} did not answer in time; check the network or try again."
     elif isinstance(exc, p.ConnectionFailed):
         text = (f"Could not connect to {who}: check the network and "
                 f"{exc.key_env.replace('_API_KEY', '_BASE_URL')} in .env.")
+    elif isinstance(exc, p.StreamTimeout) and exc.timeout_s is not None:
+        silence = (f"went silent for {exc.timeout_s:g} s in the middle of the answer" if partial
+                   else f"accepted the request but sent no answer for {exc.timeout_s:g} s")
+        text = (f"{who} {silence} (the READ_TIMEOUT limit), so Parley stopped waiting. If this "
+                "model often pauses that long (long prompts, reasoning models), raise "
+                "READ_TIMEOUT in .env; otherwise try again.")
     elif isinstance(exc, p.StreamInterrupted):
         text = f"The connection to {who} broke while the answer was streaming."
     elif isinstance(exc, p.UpstreamStreamError):

@@ -86,6 +86,9 @@ PARAMS: tuple[Param, ...] = (
 PARAMS_BY_NAME: dict[str, Param] = {p.name: p for p in PARAMS}
 RESPONSE_FORMATS = ("text", "json_object", "json_schema")
 JIEKOU_DEFAULT_MAX_TOKENS = 4096
+SEED_RANGE = (-(2**63), 2**63 - 1)  # providers take a 64-bit integer; larger ones fail there
+LOGIT_BIAS_RANGE = (-100, 100)
+MAX_DEPTH = 64  # JSON nesting no parameter needs (a JSON schema included); deeper is refused
 
 
 class ParamError(ValueError):
@@ -126,7 +129,42 @@ def _check_number(p: Param, value: Any) -> tuple[float | int | None, str | None]
             return None, f"{p.label} must be {_range_text(p)} (got {number:g})"
     if p.name == "top_k" and number == 0:
         return None, "Top-k must be -1 (off) or between 1 and 100 (got 0)"
+    if p.name == "seed" and not SEED_RANGE[0] <= number <= SEED_RANGE[1]:
+        return None, (f"Seed must be between {SEED_RANGE[0]} and {SEED_RANGE[1]} (a 64-bit "
+                      f"integer; got {number:g})")
     return number, None
+
+
+def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether lists and objects nest more than `limit` levels deep (checked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            if depth > limit:
+                return True
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _too_deep_error(p: Param) -> str:
+    return f"{p.label} nests more than {MAX_DEPTH} levels deep"
+
+
+def _check_logit_bias(p: Param, value: dict[str, Any]) -> str | None:
+    low, high = LOGIT_BIAS_RANGE
+    for token, bias in value.items():
+        number = isinstance(bias, int | float) and not isinstance(bias, bool)
+        if not (token.isascii() and token.isdigit()) or not number or not low <= bias <= high:
+            return (f"{p.label} must map token ids to numbers between {low} and {high}, e.g. "
+                    f'{{"1234": -100}} (got {json.dumps(token)}: {_short(bias)})')
+    return None
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value) if not too_deep(value, 3) else "{…}"
+    return text if len(text) <= 40 else text[:39] + "…"
 
 
 def _check_stop(value: Any) -> tuple[list[str] | None, str | None]:
@@ -149,8 +187,14 @@ def _check_json_object(p: Param, value: Any) -> tuple[dict[str, Any] | None, str
             value = json.loads(value)
         except json.JSONDecodeError as exc:
             return None, f"{p.label} is not valid JSON: {exc.msg} at line {exc.lineno}"
+        except RecursionError:
+            return None, _too_deep_error(p)
     if not isinstance(value, dict):
         return None, f"{p.label} must be a JSON object"
+    if too_deep(value):
+        return None, _too_deep_error(p)
+    if p.name == "logit_bias":
+        return (None, error) if (error := _check_logit_bias(p, value)) else (value, None)
     return value, None
 
 
@@ -166,8 +210,12 @@ def _check_response_format(value: Any) -> tuple[dict[str, Any] | None, str | Non
         except json.JSONDecodeError:
             return None, ("Response format must be text, json_object, or a JSON schema object "
                           '{"name": ..., "schema": {...}}')
+        except RecursionError:
+            return None, _too_deep_error(PARAMS_BY_NAME["response_format"])
     if not isinstance(value, dict):
         return None, "Response format must be text, json_object, or a JSON object"
+    if too_deep(value):
+        return None, _too_deep_error(PARAMS_BY_NAME["response_format"])
     if value.get("type") in RESPONSE_FORMATS[:2]:
         return {"type": value["type"]}, None
     schema = value.get("json_schema", value) if value.get("type") == "json_schema" else value

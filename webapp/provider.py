@@ -27,12 +27,13 @@ from webapp.provider_errors import (
     RequestTimeout,
     ServerOverloaded,
     StreamInterrupted,
+    StreamTimeout,
     UpstreamStreamError,
     error_from_response,
     extract_detail,
     message_from_payload,
 )
-from webapp.sse import DONE, ChunkAssembler, SSEDecoder, SSEMessage
+from webapp.sse import DONE, ChunkAssembler, SSEDecoder, SSEMessage, loads_chunk
 
 __all__ = [
     "AuthenticationError",
@@ -49,6 +50,7 @@ __all__ = [
     "RetryPolicy",
     "ServerOverloaded",
     "StreamInterrupted",
+    "StreamTimeout",
     "UpstreamStreamError",
     "error_from_response",
     "extract_detail",
@@ -96,12 +98,30 @@ def _decode(
             tally.done = True
             continue
         try:
-            chunk = json.loads(message.data)
+            chunk = loads_chunk(message.data)
         except ValueError:
             tally.malformed += 1
             continue
         events.extend(assembler.feed(chunk))
     return events
+
+
+async def _lines(response: httpx.Response) -> AsyncIterator[str]:
+    """The body's lines as SSE splits them (CRLF, LF or CR), split on bytes.
+
+    httpx's aiter_lines decodes text and splits it in three generator layers per network read;
+    at one token per chunk that was a third of the cost of reading a stream (bench/load.py).
+    A line ending in a lone CR waits for the next read, which may bring its LF.
+    """
+    buffer = b""
+    async for piece in response.aiter_bytes():
+        buffer += piece
+        lines = buffer.splitlines(keepends=True)
+        buffer = lines.pop() if lines and not lines[-1].endswith(b"\n") else b""
+        for line in lines:
+            yield line.decode("utf-8", "replace")
+    if buffer:
+        yield buffer.decode("utf-8", "replace")
 
 
 class ProviderClient:
@@ -239,7 +259,7 @@ class ProviderClient:
             return
         decoder = SSEDecoder()
         tally = _Tally()
-        async for line in response.aiter_lines():
+        async for line in _lines(response):
             for event in _decode(decoder.feed(line), assembler, tally):
                 yield event
         for event in _decode(decoder.flush(), assembler, tally):
@@ -265,7 +285,7 @@ class ProviderClient:
             if len(body) > JSON_BODY_LIMIT:
                 raise self._malformed("JSON response too large")
         try:
-            payload = json.loads(bytes(body))
+            payload = loads_chunk(bytes(body))
         except ValueError:
             raise self._malformed(bytes(body[:200]).decode("utf-8", "replace")) from None
         events = assembler.feed(payload) + assembler.finish()
@@ -290,12 +310,21 @@ class ProviderClient:
     def _transport_error(self, exc: httpx.HTTPError, started: bool) -> ProviderError:
         label, key_env = self.config.label, self.config.key_env
         detail = f"{type(exc).__name__}: {exc}".rstrip(": ")
+        if started and isinstance(exc, httpx.ReadTimeout):
+            return self._timed_out(StreamTimeout(label, key_env, detail=detail))
         if started:
             return StreamInterrupted(label, key_env, detail=detail)
         if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
             return ConnectionFailed(label, key_env, detail=detail)
+        if isinstance(exc, httpx.ReadTimeout):
+            return self._timed_out(RequestTimeout(label, key_env, detail=detail))
         if isinstance(exc, httpx.TimeoutException):
             return RequestTimeout(label, key_env, detail=detail)
         if isinstance(exc, httpx.NetworkError | httpx.RemoteProtocolError):
             return ConnectionFailed(label, key_env, detail=detail)
         return ConnectionFailed(label, key_env, detail=detail, retryable=False)
+
+    def _timed_out(self, error: ProviderError) -> ProviderError:
+        """Note which limit ran out, so the message can name READ_TIMEOUT and its value."""
+        error.timeout_s = self.read_timeout_s
+        return error

@@ -34,6 +34,7 @@ class ProviderError(Exception):
         self.retryable = self.default_retryable if retryable is None else retryable
         self.retry_after_s = retry_after_s  # from a Retry-After header, when one came
         self.attempts = 1  # how many requests were made before giving up
+        self.timeout_s: float | None = None  # the read timeout (READ_TIMEOUT) that ran out
         super().__init__(self._summary())
 
     def _summary(self) -> str:
@@ -108,6 +109,12 @@ class StreamInterrupted(ProviderError):
     """The stream broke or went silent after it started; the partial answer is the caller's."""
 
     kind = "stream_interrupted"
+
+
+class StreamTimeout(StreamInterrupted):
+    """The stream started, then sent nothing for longer than the read timeout (READ_TIMEOUT)."""
+
+    kind = "stream_timeout"
 
 
 class UpstreamStreamError(ProviderError):

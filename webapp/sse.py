@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,11 @@ from webapp.messages import (
 from webapp.provider_errors import UpstreamStreamError, message_from_payload
 
 DONE = "[DONE]"
+# NUL and unpaired surrogates: JSON can carry them as \u escapes, but a lone surrogate cannot be
+# encoded as UTF-8 (the page, the next request and the database would all fail on it) and no
+# database stores NUL everywhere (storage.db replaces both the same way).
+_UNSHOWABLE = re.compile("[\x00\ud800-\udfff]")
+_ESCAPED = re.compile(r"\\u(0000|[dD][89a-fA-F])")
 _STRAY_LIMIT = 64 * 1024
 _THINK_OPEN = "<think>"
 _THINK_CLOSE = "</think>"
@@ -82,6 +88,24 @@ class SSEDecoder:
         self._data = []
         self._event = ""
         return [message]
+
+
+def loads_chunk(data: str | bytes) -> Any:
+    """Parse one JSON chunk; text that cannot be shown or stored becomes U+FFFD (only when
+    the raw data escapes such a character, so the common case costs one search)."""
+    chunk = json.loads(data)
+    text = data if isinstance(data, str) else data.decode("utf-8", "replace")
+    return _showable(chunk) if _ESCAPED.search(text) else chunk
+
+
+def _showable(value: Any) -> Any:
+    if isinstance(value, str):
+        return _UNSHOWABLE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_showable(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _showable(item) for key, item in value.items()}
+    return value
 
 
 def _is_complete(data: list[str]) -> bool:

@@ -20,6 +20,7 @@ from sqlalchemy import Engine, text
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from webapp import gradio_tuning
 from webapp.auth import LoginAddressGuard, LoginThrottle, trusted
 from webapp.config import Settings
 from webapp.observability import Metrics
@@ -229,6 +230,8 @@ def create_app(
     # any file the server can read (Gradio 6.31, processing_utils._check_allowed).
     for blocks in (demo, parley.share_demo):
         blocks.has_launched = True
+    for gradio_app in _gradio_apps(app):
+        gradio_tuning.login_check_on_the_loop(gradio_app)
     return app
 
 

@@ -12,10 +12,11 @@ from sqlalchemy.exc import OperationalError
 from storage import repository as repo
 from webapp.auth import Identity, NotSignedIn
 from webapp.chat import ChatService, NewMessage, TurnRefused, TurnSettings
-from webapp.params import ParamError
+from webapp.params import MAX_DEPTH, ParamError, too_deep
 from webapp.ui.handlers import DATABASE_DOWN
 
 MAX_PARAMETERS_JSON = 64_000
+TOO_DEEP = f"parameters_json nests more than {MAX_DEPTH} levels deep; no parameter needs that"
 
 
 class ChatAPI:
@@ -52,8 +53,13 @@ class ChatAPI:
             raise gr.Error(
                 f"parameters_json is not valid JSON: {exc.msg} at column {exc.colno}"
             ) from None
+        except RecursionError:
+            raise gr.Error(TOO_DEEP) from None
         if not isinstance(params, dict):
             raise gr.Error('parameters_json must be a JSON object, e.g. {"temperature": 0.5}')
+        deep = [name for name, value in params.items() if too_deep(value, MAX_DEPTH - 1)]
+        if deep:
+            raise gr.Error(f"{TOO_DEEP} (in {json.dumps(deep[0])[:80]})")
         provider = str(params.pop("provider", "") or settings.default_provider)
         tools = params.pop("tools", None)  # None: the conversation's (or the server's) default
         tool_choice = params.pop("tool_choice", None)

@@ -41,6 +41,7 @@ from webapp.ui.render import (
     pretty_arguments,
     render_live,
     render_path,
+    settled,
 )
 from webapp.ui.session import SessionState
 from webapp.versions import NavigationRefused, Versions, version_info
@@ -217,7 +218,7 @@ class ChatUI:
         for note in first.notes:
             gr.Warning(t(note, state.lang))
         state.conversation_id = first.conversation_id
-        prior = render_path(first.path, lang=state.lang)
+        prior = settled(render_path(first.path, lang=state.lang))
         box = EMPTY_BOX if clear_box else gr.skip()
         shown: list[str] = []  # ids of the calls the approval panel shows
 

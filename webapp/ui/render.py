@@ -54,6 +54,26 @@ class View:
         return gr.update(value=self.messages, feedback_value=self.feedback)
 
 
+_CONVERTER = gr.Chatbot(render=False)  # only converts messages (Chatbot.postprocess)
+
+
+def settled(view: View) -> View:
+    """The view with its messages already in Gradio's Chatbot form, for a turn to stream on.
+
+    Every streamed update runs Chatbot.postprocess over the whole history (pydantic models
+    for every message). Gradio passes its own Message objects through untouched, so the
+    messages that no longer change are converted once here, per turn: with 40 prior turns
+    that took the UI path's CPU per streamed update from growing with the history to flat.
+    """
+    messages: list[Any] = []
+    ids: list[str | None] = []
+    for message, message_id in zip(view.messages, view.message_ids, strict=True):
+        converted = _CONVERTER.postprocess([message]).root  # type: ignore[list-item]
+        messages += converted
+        ids += [message_id] * len(converted)
+    return View(messages, ids, view.feedback)
+
+
 def _text(role: str, text: str, metadata: dict[str, Any] | None = None) -> ChatbotMessage:
     # A text part (not a bare string) keeps the text exact: Gradio dedents bare strings.
     item: ChatbotMessage = {"role": role, "content": [{"type": "text", "text": text}]}

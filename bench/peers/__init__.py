@@ -1,0 +1,1 @@
+"""Peer chat apps that the load benchmark runs side by side with Parley."""

@@ -1,0 +1,217 @@
+"""Turn bench/results/*.json into docs/performance.md (tables only from those files).
+
+Run: .venv/bin/python -m bench.report
+Figures per run, from bench/results/load.json (one run of bench/load.py):
+- added time to first token, p50 and p95: the system's percentile minus the direct stream's
+  same percentile, for the same arrival pattern and number of users;
+- throughput: each request's tokens/s after its first update, divided by the median of the
+  direct stream's at the same load; the median request and the slowest one;
+- CPU per 1,000 tokens: the server process tree's CPU seconds during the run / tokens delivered;
+- peak RSS of the server process tree, sampled every 100 ms; failures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+DOC = ROOT / "docs" / "performance.md"
+NAMES = {
+    "direct": "direct upstream (the limit)",
+    "parley-chat": "Parley `/chat` API",
+    "parley-ui": "Parley UI send",
+    "parley-ui-40": "Parley UI send, 40 prior turns",
+    "load-chat": "Gradio `gr.load_chat`",
+    "openwebui": "Open WebUI `/api/chat/completions`",
+}
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else float("nan")
+
+
+def rate(request: dict[str, Any]) -> float | None:
+    if request["error"] or request["ttft_s"] is None or request["last_s"] is None:
+        return None
+    span = request["last_s"] - request["ttft_s"]
+    return (request["tokens"] - request["first_tokens"]) / span if span > 0 else None
+
+
+def summarize(run: dict[str, Any], direct: dict[str, Any] | None) -> dict[str, Any]:
+    ok = [r for r in run["requests"] if not r["error"] and r["ttft_s"] is not None]
+    ttfts = [r["ttft_s"] for r in ok]
+    rates = [x for x in (rate(r) for r in ok) if x is not None]
+    out: dict[str, Any] = {
+        "ttft_p50_ms": percentile(ttfts, 0.5) * 1000, "ttft_p95_ms": percentile(ttfts, 0.95) * 1000,
+        "cpu_per_1k": run["cpu_s"] / run["tokens"] * 1000 if run["tokens"] else float("nan"),
+        "rss_mb": run["peak_rss_mb"], "failures": run["failures"], "requests": len(run["requests"]),
+    }
+    if direct is not None:
+        base_ttfts = [r["ttft_s"] for r in direct["requests"] if r["ttft_s"] is not None]
+        base_rates = [x for x in (rate(r) for r in direct["requests"]) if x is not None]
+        reference = statistics.median(base_rates) if base_rates else float("nan")
+        ratios = [x / reference for x in rates]
+        out.update(
+            added_p50_ms=out["ttft_p50_ms"] - percentile(base_ttfts, 0.5) * 1000,
+            added_p95_ms=out["ttft_p95_ms"] - percentile(base_ttfts, 0.95) * 1000,
+            ratio_median=statistics.median(ratios) if ratios else float("nan"),
+            ratio_min=min(ratios) if ratios else float("nan"),
+        )
+    return out
+
+
+def fmt(value: Any, digits: int = 0, signed: bool = False) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:+,.{digits}f}" if signed else f"{value:,.{digits}f}"
+    return str(value)
+
+
+def load_table(data: dict[str, Any]) -> tuple[list[str], dict[tuple[str, str, int], Any]]:
+    runs = data["runs"]
+    direct = {(r["pattern"], r["users"]): r for r in runs if r["system"] == "direct"}
+    summaries = {(r["system"], r["pattern"], r["users"]): summarize(
+        r, direct.get((r["pattern"], r["users"]))) for r in runs}
+    lines = []
+    patterns = [p for p in ("burst", "ramp") if any(k[1] == p for k in summaries)]
+    users = sorted({k[2] for k in summaries})
+    systems = [s for s in NAMES if any(k[0] == s for k in summaries)]
+    for pattern in patterns:
+        title = ("Burst: every user joins at once" if pattern == "burst"
+                 else "Ramp: users join evenly over 10 s")
+        lines += [f"### {title}", "",
+                  "| users | system | TTFT p50 / p95 (ms) | added p50 / p95 (ms) | throughput "
+                  "median / slowest (× direct) | CPU s per 1k tokens | peak RSS (MB) | failures |",
+                  "|---:|---|---:|---:|---:|---:|---:|---:|"]
+        for count in users:
+            for system in systems:
+                s = summaries.get((system, pattern, count))
+                if s is None:
+                    continue
+                direct_row = system == "direct"
+                added = ("–" if direct_row else
+                         f"{fmt(s.get('added_p50_ms'), signed=True)} / "
+                         f"{fmt(s.get('added_p95_ms'), signed=True)}")
+                ratio = ("1.00 (limit)" if direct_row else
+                         f"{fmt(s.get('ratio_median'), 2)} / {fmt(s.get('ratio_min'), 2)}")
+                cpu = "(upstream)" if direct_row else fmt(s["cpu_per_1k"], 3)
+                rss = "(upstream)" if direct_row else fmt(s["rss_mb"], 0)
+                lines.append(
+                    f"| {count} | {NAMES[system]} | {fmt(s['ttft_p50_ms'])} / "
+                    f"{fmt(s['ttft_p95_ms'])} | {added} | {ratio} | {cpu} | {rss} | "
+                    f"{s['failures']} of {s['requests']} |")
+        lines.append("")
+    return lines, summaries
+
+
+def verdict(ok: bool | None) -> str:
+    return "–" if ok is None else ("met" if ok else "**missed**")
+
+
+def targets(summaries: dict[tuple[str, str, int], Any]) -> list[str]:
+    def get(system: str, pattern: str, users: int, key: str) -> float | None:
+        s = summaries.get((system, pattern, users))
+        return None if s is None else s.get(key)
+
+    rows: list[tuple[str, str, float | None, bool | None]] = []
+
+    def check(label: str, target: str, value: float | None, limit: float, above: bool = False,
+              digits: int = 0) -> None:
+        ok = None if value is None or value != value else (value >= limit if above
+                                                          else value <= limit)
+        rows.append((label, target, value, ok))
+        rows[-1] = (label, target, round(value, digits) if value is not None else None, ok)
+
+    for system in ("parley-chat", "parley-ui"):
+        name = NAMES[system]
+        check(f"{name}: added TTFT p95, ramp, 50 users", "≤ 150 ms",
+              get(system, "ramp", 50, "added_p95_ms"), 150)
+        check(f"{name}: added TTFT p95, burst, 50 users", "≤ 500 ms",
+              get(system, "burst", 50, "added_p95_ms"), 500)
+        for pattern in ("burst", "ramp"):
+            check(f"{name}: throughput, {pattern}, 50 users (median request)", "≥ 0.97",
+                  get(system, pattern, 50, "ratio_median"), 0.97, above=True, digits=2)
+        limit = 0.15 if system == "parley-chat" else 0.25
+        for pattern in ("burst", "ramp"):
+            check(f"{name}: CPU per 1k tokens, {pattern}, 50 users", f"≤ {limit} s",
+                  get(system, pattern, 50, "cpu_per_1k"), limit, digits=3)
+        check(f"{name}: peak RSS, 50 users", "≤ 300 MB",
+              max((get(system, p, 50, "rss_mb") or 0) for p in ("burst", "ramp")) or None, 300)
+        for pattern in ("burst", "ramp"):
+            check(f"{name}: slowest request, {pattern}, 100 users", "≥ 0.9",
+                  get(system, pattern, 100, "ratio_min"), 0.9, above=True, digits=2)
+    for pattern in ("burst", "ramp"):
+        check(f"{NAMES['parley-ui-40']}: throughput, {pattern}, 50 users", "≥ 0.95",
+              get("parley-ui-40", pattern, 50, "ratio_median"), 0.95, above=True, digits=2)
+    lines = ["| target | bound | measured | |", "|---|---:|---:|---|"]
+    lines += [f"| {label} | {bound} | {fmt(value) if value is None else value} | {verdict(ok)} |"
+              for label, bound, value, ok in rows]
+    return lines
+
+
+def extra_sections(results: Path) -> list[str]:
+    lines: list[str] = []
+    history = results / "history.json"
+    if history.exists():
+        data = json.loads(history.read_text())
+        lines += ["## History, memory and start-up (bench/history.py)", "",
+                  "From `bench/results/history.json`:", "", "```json",
+                  json.dumps(data.get("summary", data), indent=1)[:4000], "```", ""]
+    soak = results / "soak.json"
+    if soak.exists():
+        data = json.loads(soak.read_text())
+        lines += ["## Soak (bench/soak.py)", "", "From `bench/results/soak.json`:", "", "```json",
+                  json.dumps({k: v for k, v in data.items() if not isinstance(v, list)},
+                             indent=1)[:3000], "```", ""]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Write docs/performance.md from bench results")
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--doc", type=Path, default=DOC)
+    args = parser.parse_args(argv)
+    data = json.loads((args.results / "load.json").read_text())
+    table, summaries = load_table(data)
+    machine, workload = data["machine"], data["workload"]
+    lines = [
+        "# Performance", "",
+        "Every figure on this page comes from the result files in `bench/results/`, written by "
+        "one run of the benchmark scripts; this page is generated from them by "
+        "`.venv/bin/python -m bench.report`.", "",
+        f"Load run: {data['date']}, {machine['cpus']} CPUs, {machine['platform']}, "
+        f"Python {machine['python']}.", "",
+        f"Workload (every system, every run): the upstream's first token after "
+        f"{workload['first_token_s'] * 1000:.0f} ms, then {workload['tokens_per_s']} tokens/s, "
+        f"{workload['tokens']} tokens, {workload['tokens_per_chunk']} token per SSE chunk "
+        "(`bench/upstream.py`, its own process). One request per user. Gradio apps are driven "
+        "through Gradio's queue protocol (`bench/gradio_queue.py`), the others over HTTP SSE.", "",
+        "How to read it: *added* TTFT is the system's percentile minus the direct stream's at "
+        "the same load; throughput is each request's tokens/s after its first update over the "
+        "direct stream's median; CPU counts the server's whole process tree during the run, "
+        "over the tokens delivered.", "",
+    ]
+    if data.get("notes"):
+        lines += ["Notes from the run:", ""] + [f"- {note}" for note in data["notes"]] + [""]
+    lines += ["## Targets at 50 users (2 cores)", ""] + targets(summaries) + [""]
+    lines += ["## Every run", ""] + table
+    lines += extra_sections(args.results)
+    lines += ["## Reproduce", "", "```bash", '.venv/bin/pip install -e ".[bench]"',
+              ".venv/bin/python -m bench.load      # writes bench/results/load.json",
+              ".venv/bin/python -m bench.history   # writes bench/results/history.json",
+              ".venv/bin/python -m bench.soak --minutes 10 --users 30",
+              ".venv/bin/python -m bench.report    # writes this page", "```", ""]
+    args.doc.parent.mkdir(exist_ok=True)
+    args.doc.write_text("\n".join(lines))
+    print(f"wrote {args.doc}")
+
+
+if __name__ == "__main__":
+    main()

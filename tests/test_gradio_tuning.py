@@ -1,0 +1,173 @@
+"""Parley's tuning of Gradio internals (webapp/gradio_tuning.py): each one is still in effect
+on this Gradio version and gives the same results as Gradio's own code path."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import gradio as gr
+import httpx
+import pytest
+from gradio import state_holder
+
+from tests.conftest import RunningApp
+from webapp import gradio_tuning
+from webapp.ui.render import View, settled
+
+GradioSessionState = gradio_tuning.LightSessionState.__bases__[0]  # Gradio's own class
+
+
+def small_demo() -> tuple[gr.Blocks, Any, Any, Any]:
+    with gr.Blocks() as demo:
+        box = gr.Textbox(value="typed", label="Box")
+        panel = gr.Markdown("panel")
+        chat = gr.Chatbot()
+        state = gr.State()
+        box.submit(lambda: None, None, [chat, box, panel, state])
+    return demo, box, panel, chat
+
+
+def test_a_new_session_no_longer_copies_every_component_config() -> None:
+    demo, *_ = small_demo()
+    original = GradioSessionState(demo)
+    light = gradio_tuning.LightSessionState(demo)
+    assert len(original.config_values) >= 4  # Gradio's own: one config per block, up front
+    assert light.config_values == {}
+    assert set(vars(light)) == set(vars(original))  # same attributes: nothing else is skipped
+
+
+def test_light_sessions_are_the_ones_the_running_app_makes(sqlite_app: RunningApp) -> None:
+    assert state_holder.SessionState is gradio_tuning.LightSessionState
+    sqlite_app.client().predict("Hi", "", "", "{}", api_name="/chat")
+    holder = sqlite_app.parley.demo.state_holder
+    assert holder.session_data  # the call made a session ...
+    assert all(isinstance(s, gradio_tuning.LightSessionState)
+               for s in holder.session_data.values())
+    # ... which holds configs only for the blocks the event touched, not for all ~200.
+    blocks = len(sqlite_app.parley.demo.blocks)
+    assert all(len(s.config_values) < 20 < blocks for s in holder.session_data.values())
+
+
+async def test_a_skipped_output_is_not_rebuilt() -> None:
+    demo, box, panel, chat = small_demo()
+    block_fn = demo.fns[0]
+    predictions = [[{"role": "user", "content": "hi"}], gr.skip(), gr.skip(), gr.skip()]
+    gradio_own = blocks_original_postprocess()
+    session = GradioSessionState(demo)
+    await gradio_own(demo, block_fn, list(predictions), session)
+    assert session.state_data.get(box._id) is not None or box._id in session.config_values
+    light = gradio_tuning.LightSessionState(demo)
+    tuned = await demo.postprocess_data(block_fn, list(predictions), light)
+    assert tuned[1] == tuned[2] == {"__type__": "update"}
+    assert box._id not in light.config_values and panel._id not in light.config_values
+    assert tuned[0][0]["role"] == "user"
+
+
+def test_gradio_would_rebuild_a_skipped_component_without_the_tuning() -> None:
+    """The cost being avoided exists: Gradio's own postprocess_data builds a skipped block
+    anew (checked on its source, so this fails once a Gradio upgrade stops doing it)."""
+    import inspect
+
+    source = inspect.getsource(blocks_original_postprocess())
+    assert "state[block._id] = block.__class__(**kwargs)" in source
+
+
+def blocks_original_postprocess() -> Any:
+    closure = gr.Blocks.postprocess_data.__closure__ or ()
+    for cell in closure:
+        if callable(cell.cell_contents) and cell.cell_contents.__name__ == "postprocess_data":
+            return cell.cell_contents
+    raise AssertionError("Gradio's own postprocess_data is not wrapped")
+
+
+async def test_whole_skip_and_mixed_updates_match_gradio() -> None:
+    demo, box, panel, chat = small_demo()
+    block_fn = demo.fns[0]
+    gradio_own = blocks_original_postprocess()
+    cases = [lambda: gr.skip(),  # Gradio mutates updates: a fresh copy for each call
+             lambda: [gr.skip(), gr.update(value="new", visible=True), gr.skip(), 5],
+             lambda: [[], "text", gr.update(visible=False), gr.skip()]]
+    for make in cases:
+        expected = await gradio_own(demo, block_fn, make(), GradioSessionState(demo))
+        tuned = await demo.postprocess_data(block_fn, make(), GradioSessionState(demo))
+        assert tuned == expected
+
+
+def test_settled_messages_show_exactly_what_the_chatbot_would() -> None:
+    messages = [
+        {"role": "user", "content": [{"type": "text", "text": "  indented\n\tquestion"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "answer"}],
+         "metadata": {"title": "Thinking", "status": "done"}},
+        {"role": "assistant", "content": "bare string\n    dedented by Gradio"},
+    ]
+    chatbot = gr.Chatbot(render=False)
+    view = settled(View(messages, ["q", "a", "b"]))
+    assert view.message_ids == ["q", "a", "b"]
+    assert chatbot.postprocess(view.messages).model_dump() == \
+        chatbot.postprocess(messages).model_dump()
+    # ... and live dicts appended after them go through Gradio's conversion as before.
+    live = [*view.messages, {"role": "assistant", "content": [{"type": "text", "text": "x"}]}]
+    assert chatbot.postprocess(live).model_dump() == chatbot.postprocess(
+        [*messages, live[-1]]).model_dump()
+
+
+async def test_component_conversions_run_inline_and_other_work_in_threads() -> None:
+    import threading
+
+    from gradio import blocks
+
+    gradio_tuning.inline_conversions()
+    shim = blocks.anyio
+    assert isinstance(shim, gradio_tuning._InlineConversions)
+    box = gr.Textbox(render=False)
+    main = threading.get_ident()
+    seen: list[int] = []
+
+    def where(value: str) -> str:
+        seen.append(threading.get_ident())
+        return value
+
+    box.postprocess = where  # type: ignore[method-assign]
+    # A bound method of a component named postprocess runs on the loop's thread ...
+    assert await shim.to_thread.run_sync(gr.Textbox.postprocess.__get__(box), "v") == "v"
+    # ... and any other function still goes to a worker thread.
+    await shim.to_thread.run_sync(where, "w")
+    assert seen and seen[-1] != main
+
+
+def test_the_queue_polls_less_and_sends_positions_on_a_timer(sqlite_app: RunningApp) -> None:
+    queue = sqlite_app.parley.demo._queue
+    assert queue.sleep_when_free == gradio_tuning.QUEUE_POLL_S
+    assert queue.progress_update_sleep_when_free == gradio_tuning.PROGRESS_POLL_S
+    assert queue.live_updates is False  # status_update_rate=2: no O(n²) estimate broadcasts
+
+
+def test_login_check_runs_on_the_loop_and_still_refuses_strangers(
+        fake_openai: Any, tmp_path: Any) -> None:
+    from tests.conftest import start_app
+    from webapp.web import _gradio_apps
+
+    app = start_app(fake_openai, tmp_path / "p.db", AUTH_MODE="header")
+    try:
+        gradio_apps = _gradio_apps(app.server.server.config.app)
+        assert len(gradio_apps) == 2  # the chat and the share page
+        for gradio_app in gradio_apps:
+            overridden = list(gradio_app.dependency_overrides)
+            assert [check.__name__ for check in overridden] == ["login_check"]
+        # Without the trusted header the check still answers 401 ...
+        refused = httpx.get(app.url + "gradio_api/queue/data", params={"session_hash": "x"})
+        assert refused.status_code == 401
+        # ... and with it the request gets through.
+        allowed = httpx.get(app.url + "config", headers={"X-Forwarded-User": "alice"})
+        assert allowed.status_code == 200
+    finally:
+        app.close()
+
+
+def test_a_missing_matplotlib_fails_fast() -> None:
+    gradio_tuning.no_matplotlib_retries()
+    if sys.modules.get("matplotlib") is not None:
+        pytest.fail("matplotlib is installed here: the tuning has nothing to do")
+    with pytest.raises(ImportError):
+        import matplotlib  # noqa: F401
