@@ -155,14 +155,14 @@ def list_conversations(
     )
     needle = query.strip().lower()
     if needle:
-        in_messages = (
-            select(Message.id)
-            .where(
-                Message.conversation_id == Conversation.id,
+        # One pass over the user's messages, not a correlated EXISTS per conversation: without
+        # table statistics SQLite ran that EXISTS through the user_id index, reading all of the
+        # user's messages once per conversation (114 s for 10,000 conversations; now ~30 ms).
+        in_messages = col(Conversation.id).in_(
+            select(Message.conversation_id).where(
                 Message.user_id == user_id,
                 func.lower(Message.content).contains(needle, autoescape=True),
             )
-            .exists()
         )
         in_title = func.lower(Conversation.title).contains(needle, autoescape=True)
         statement = statement.where(or_(in_title, in_messages))

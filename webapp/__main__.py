@@ -8,6 +8,7 @@ import sys
 from webapp.capabilities import CapabilityFileError
 from webapp.config import ConfigError, Settings, load_settings
 from webapp.observability import configure_logging
+from webapp.process_tuning import freeze_startup_objects, steady_malloc
 from webapp.server import build
 from webapp.web import create_app, serve
 
@@ -36,6 +37,7 @@ def main() -> int:
         print(f"Parley cannot start: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, json_format=settings.env == "production")
+    steady_malloc()
     try:
         app = build(settings)
     except (CapabilityFileError, ConfigError) as exc:
@@ -43,8 +45,10 @@ def main() -> int:
         return 2
     warn_about(settings)
     header_mode = settings.auth_mode == "header"
+    web_app = create_app(app)
+    freeze_startup_objects()
     # In header mode the peer address must stay the proxy's, so the header check can see it.
-    serve(create_app(app), settings, proxy_headers=not header_mode,
+    serve(web_app, settings, proxy_headers=not header_mode,
           forwarded_allow_ips=",".join(settings.trusted_proxies))
     return 0
 
