@@ -279,6 +279,7 @@ async def run_once(system: System, pattern: str, users: int) -> dict[str, Any]:
         peak, stop = [0], asyncio.Event()
         sampler = asyncio.create_task(sample_rss(system.tree, peak, stop))
         cpu0 = system.tree.cpu_seconds() if system.tree else 0.0
+        client_cpu0 = time.process_time()  # this client's own CPU (reading the streams)
         clock0 = time.perf_counter()
         delays = [0.0 if pattern == "burst" else i * RAMP_S / users for i in range(users)]
         requests = await asyncio.gather(*(
@@ -286,12 +287,14 @@ async def run_once(system: System, pattern: str, users: int) -> dict[str, Any]:
             for i in range(users)))
         wall = time.perf_counter() - clock0
         cpu = (system.tree.cpu_seconds() - cpu0) if system.tree else 0.0
+        client_cpu = time.process_time() - client_cpu0
         stop.set()
         await sampler
     delivered = sum(r.tokens for r in requests)
     return {
         "system": system.name, "pattern": pattern, "users": users,
         "wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "tokens": delivered,
+        "client_cpu_s": round(client_cpu, 3),
         "peak_rss_mb": round(peak[0] / 2**20, 1) if system.tree else None,
         "failures": sum(1 for r in requests if r.error),
         "requests": [asdict(r) for r in requests],

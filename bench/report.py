@@ -31,6 +31,41 @@ NAMES = {
 }
 
 
+ANALYSIS = """## Where the missed targets come from
+
+Found by profiling the server under this load (`py-spy record --gil` on the Parley process).
+
+- **Added time to first token in a burst.** Before its upstream request, each turn does about
+  10–14 ms of Python: Gradio's queue join and event dispatch, the turn's first database rows
+  (one SQLAlchemy ORM transaction), the HTTP request. In a burst these run one after another on
+  the one core the GIL allows, behind the streams that have already started, so the last of 50
+  users waits for the other 49. Fixed on the way (`webapp/gradio_tuning.py`): every new session
+  built the config of all ~200 components, the sync `login_check` dependency sent every request
+  to a new worker thread, queue positions were broadcast O(n²). Users who arrive over a few
+  seconds (the ramp) see a few tens of milliseconds; Open WebUI and gr.load_chat add more than
+  Parley in the same burst.
+- **CPU per 1,000 tokens.** At one token per SSE chunk, reading the upstream with httpx
+  (httpcore/h11 and a timeout scope per read) costs about 0.12 s per 1,000 tokens by itself
+  (the benchmark client's own CPU while it reads the direct streams at 50 users, measured
+  separately; `bench/load.py` now records it per run as `client_cpu_s`): the floor for a
+  server built on httpx, which the design fixes. Gradio's processing of each streamed update
+  (10 per second per stream; fewer in long chats) and the per-request work above make up the
+  rest. Open WebUI's
+  aiohttp server streams with no per-update framework work; gr.load_chat re-renders per token.
+- **The slowest UI request at 100 users in a burst** is the same CPU limit: 100 streams of
+  Chatbot updates on one core.
+- **Long chats.** Gradio re-runs the Chatbot's postprocessing, serialisation and diff over the
+  whole shown history on every update. Parley converts the settled messages once per turn and
+  updates long chats less often (0.1 s, plus 2.5 ms per message, up to 0.4 s), which keeps
+  throughput; each open stream still holds its chat's rendered copy, so RSS grows with long
+  chats times concurrent users.
+- **Memory per idle session** (the history section): Gradio keeps each tab's component state;
+  the Compare tab's model lists filled on page load and the sidebar's 200 titles (kept twice)
+  are the largest parts.
+
+"""
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else float("nan")
@@ -120,14 +155,14 @@ def targets(summaries: dict[tuple[str, str, int], Any]) -> list[str]:
         s = summaries.get((system, pattern, users))
         return None if s is None else s.get(key)
 
-    rows: list[tuple[str, str, float | None, bool | None]] = []
+    rows: list[tuple[str, str, str, bool | None]] = []
 
     def check(label: str, target: str, value: float | None, limit: float, above: bool = False,
               digits: int = 0) -> None:
         ok = None if value is None or value != value else (value >= limit if above
                                                           else value <= limit)
-        rows.append((label, target, value, ok))
-        rows[-1] = (label, target, round(value, digits) if value is not None else None, ok)
+        shown = "–" if ok is None else f"{value:,.{digits}f}"
+        rows.append((label, target, shown, ok))
 
     for system in ("parley-chat", "parley-ui"):
         name = NAMES[system]
@@ -151,8 +186,8 @@ def targets(summaries: dict[tuple[str, str, int], Any]) -> list[str]:
         check(f"{NAMES['parley-ui-40']}: throughput, {pattern}, 50 users", "≥ 0.95",
               get("parley-ui-40", pattern, 50, "ratio_median"), 0.95, above=True, digits=2)
     lines = ["| target | bound | measured | |", "|---|---:|---:|---|"]
-    lines += [f"| {label} | {bound} | {fmt(value) if value is None else value} | {verdict(ok)} |"
-              for label, bound, value, ok in rows]
+    lines += [f"| {label} | {bound} | {shown} | {verdict(ok)} |"
+              for label, bound, shown, ok in rows]
     return lines
 
 
@@ -161,15 +196,59 @@ def extra_sections(results: Path) -> list[str]:
     history = results / "history.json"
     if history.exists():
         data = json.loads(history.read_text())
-        lines += ["## History, memory and start-up (bench/history.py)", "",
-                  "From `bench/results/history.json`:", "", "```json",
-                  json.dumps(data.get("summary", data), indent=1)[:4000], "```", ""]
+        targets_ = data["targets"]
+        lines += ["## History, memory and start-up (`bench/history.py`)", "",
+                  "From `bench/results/history.json`. *In-process* runs the real event through "
+                  "`Blocks.process_api` (handler and Gradio's postprocessing); *HTTP* is the "
+                  "same event on a `python -m webapp` process through the queue protocol.", "",
+                  "| measurement | p50 / p95 | target |", "|---|---:|---:|"]
+        for name, db in data["databases"].items():
+            opened, sidebar = db["open"], db["sidebar"]
+            event = opened["event_in_process"]
+            lines.append(f"| open a {opened['stored_messages']:,}-message conversation, {name}, "
+                         f"in-process | {event['p50_ms']:.0f} / {event['p95_ms']:.0f} ms | "
+                         f"≤ {targets_['open_ms']:.0f} ms |")
+            if "open_event_http" in db:
+                http = db["open_event_http"]
+                lines.append(f"| the same, {name}, HTTP | {http['p50_ms']:.0f} / "
+                             f"{http['p95_ms']:.0f} ms | ≤ {targets_['open_ms']:.0f} ms |")
+            event = sidebar["event_in_process"]
+            lines.append(f"| sidebar of {sidebar['conversations_of_user']:,} conversations "
+                         f"({sidebar['conversations_shown']} shown), {name}, in-process | "
+                         f"{event['p50_ms']:.1f} / {event['p95_ms']:.1f} ms | "
+                         f"≤ {targets_['sidebar_ms']:.0f} ms |")
+            if "sidebar_event_http" in db:
+                http = db["sidebar_event_http"]
+                lines.append(f"| the same, {name}, HTTP | {http['p50_ms']:.1f} / "
+                             f"{http['p95_ms']:.1f} ms | ≤ {targets_['sidebar_ms']:.0f} ms |")
+        for key, label in (("idle_sessions_no_history", "no conversations"),
+                           ("idle_sessions", "200 conversations in the sidebar")):
+            if key in data:
+                idle = data[key]
+                lines.append(f"| RSS per idle session ({idle['sessions']} tabs, {label}) | "
+                             f"{idle['per_session_kb']:.0f} KB | "
+                             f"≤ {targets_['idle_session_kb']:.0f} KB |")
+        cold = data["cold_start"]
+        lines += [f"| cold start to `/healthz` / to the page (median of 3) | "
+                  f"{cold['healthz_median_s']:.2f} / {cold['page_median_s']:.2f} s | "
+                  f"≤ {targets_['cold_start_s']:.0f} s |", ""]
     soak = results / "soak.json"
     if soak.exists():
         data = json.loads(soak.read_text())
-        lines += ["## Soak (bench/soak.py)", "", "From `bench/results/soak.json`:", "", "```json",
-                  json.dumps({k: v for k, v in data.items() if not isinstance(v, list)},
-                             indent=1)[:3000], "```", ""]
+        rss = data["rss_mb"]
+        lines += ["## Soak (`bench/soak.py`)", "",
+                  f"From `bench/results/soak.json`: {data['minutes']:.0f} minutes, "
+                  f"{data['users']} users looping on `/chat` through the queue protocol, "
+                  f"same workload.", "",
+                  "| requests | errors | answer p50 / p95 | RSS idle → after warm-up → end | "
+                  "growth after warm-up (bound) | database check |",
+                  "|---:|---:|---:|---|---:|---|",
+                  f"| {data['requests']:,} | {data['errors']} | {data['latency_s']['p50']:.1f} / "
+                  f"{data['latency_s']['p95']:.1f} s | {rss['idle_before_load']:.0f} → "
+                  f"{rss['after_warmup']:.0f} → {rss['end']:.0f} MB | "
+                  f"{rss['growth_after_warmup']:.1f} MB ({rss['bound_mb']:.0f} MB) | "
+                  f"{'every question once, answered whole' if data['database']['ok'] else 'FAILED'}"
+                  " |", ""]
     return lines
 
 
@@ -186,7 +265,7 @@ def main(argv: list[str] | None = None) -> None:
         "Every figure on this page comes from the result files in `bench/results/`, written by "
         "one run of the benchmark scripts; this page is generated from them by "
         "`.venv/bin/python -m bench.report`.", "",
-        f"Load run: {data['date']}, {machine['cpus']} CPUs, {machine['platform']}, "
+        f"Load run finished {data['date']}, {machine['cpus']} CPUs, {machine['platform']}, "
         f"Python {machine['python']}.", "",
         f"Workload (every system, every run): the upstream's first token after "
         f"{workload['first_token_s'] * 1000:.0f} ms, then {workload['tokens_per_s']} tokens/s, "
@@ -201,6 +280,7 @@ def main(argv: list[str] | None = None) -> None:
     if data.get("notes"):
         lines += ["Notes from the run:", ""] + [f"- {note}" for note in data["notes"]] + [""]
     lines += ["## Targets at 50 users (2 cores)", ""] + targets(summaries) + [""]
+    lines += ANALYSIS.splitlines()
     lines += ["## Every run", ""] + table
     lines += extra_sections(args.results)
     lines += ["## Reproduce", "", "```bash", '.venv/bin/pip install -e ".[bench]"',

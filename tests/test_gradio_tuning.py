@@ -171,3 +171,13 @@ def test_a_missing_matplotlib_fails_fast() -> None:
         pytest.fail("matplotlib is installed here: the tuning has nothing to do")
     with pytest.raises(ImportError):
         import matplotlib  # noqa: F401
+
+
+def test_long_chats_are_updated_less_often_but_never_rarely() -> None:
+    from webapp.chat import MAX_UPDATE_INTERVAL_S, UPDATE_INTERVAL_S, update_interval
+    from webapp.ui.handlers import INTERVAL_PER_MESSAGE_S
+
+    assert update_interval(0, 0.0) == UPDATE_INTERVAL_S == update_interval(500, 0.0)  # the API
+    assert update_interval(1, INTERVAL_PER_MESSAGE_S) < 0.11  # a new chat: ~10 per second
+    assert 0.25 < update_interval(80, INTERVAL_PER_MESSAGE_S) < MAX_UPDATE_INTERVAL_S  # 40 turns
+    assert update_interval(10_000, INTERVAL_PER_MESSAGE_S) == MAX_UPDATE_INTERVAL_S == 0.4

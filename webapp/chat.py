@@ -48,6 +48,12 @@ from webapp.turn import TurnProgress
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 UPDATE_INTERVAL_S = 0.1  # coalesce streamed updates: at most 10 per second per stream
+MAX_UPDATE_INTERVAL_S = 0.4  # ... and at least 2.5 per second, however long the chat
+
+
+def update_interval(messages: int, per_message_s: float) -> float:
+    """Seconds between streamed updates for a conversation of `messages` stored messages."""
+    return min(MAX_UPDATE_INTERVAL_S, UPDATE_INTERVAL_S + messages * per_message_s)
 
 
 class TurnRefused(Exception):
@@ -88,6 +94,9 @@ class TurnSettings:
     tools: tuple[str, ...] = ()  # names of the tools offered
     tool_choice: str = "auto"  # auto | none | required | an offered tool's name
     interactive: bool = True  # a person can approve tool calls (False through the API)
+    # Seconds added to the update interval per message already in the conversation: a page
+    # re-sends its whole chat with every update, so long chats are updated less often.
+    interval_per_message_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,7 +293,8 @@ class ChatService:
         try:
             yield update
             events = run_turn(self._clients[provider.name], request, tool_setup)
-            async with contextlib.aclosing(batched(events, UPDATE_INTERVAL_S)) as batches:
+            interval = update_interval(len(prepared.path), turn.interval_per_message_s)
+            async with contextlib.aclosing(batched(events, interval)) as batches:
                 async for batch in batches:
                     for event in batch:
                         if isinstance(event, RoundStarted):

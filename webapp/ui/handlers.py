@@ -48,6 +48,9 @@ from webapp.versions import NavigationRefused, Versions, version_info
 
 Updates = tuple[Any, ...]
 T = TypeVar("T")
+# Every update re-sends the whole chat to the page (Gradio diffs it after postprocessing all
+# of it): 0.1 s between updates in a new chat, 0.3 s with 40 turns above (bench/load.py).
+INTERVAL_PER_MESSAGE_S = 0.0025
 EMPTY_BOX: dict[str, Any] = {"text": "", "files": []}  # the message box, cleared
 
 
@@ -201,7 +204,8 @@ class ChatUI:
         user_id = await self.user_id(state, request)
         turn = TurnSettings(provider=provider, model=model or "", system_prompt=system or "",
                             params=controls.collect(params), api_keys=state.api_keys,
-                            tools=tuple(tools or ()), tool_choice=tool_choice or "auto")
+                            tools=tuple(tools or ()), tool_choice=tool_choice or "auto",
+                            interval_per_message_s=INTERVAL_PER_MESSAGE_S)
         try:
             for note in warnings_for(normalize(dict(turn.params))):
                 gr.Warning(t(note, state.lang))
