@@ -44,7 +44,6 @@ import functools
 import json
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -65,6 +64,7 @@ from gradio.utils import MatplotlibBackendMananger
 from sqlalchemy import insert
 from sqlmodel import Session
 
+from bench.procfs import free_port, rss_kb
 from storage import repository as repo
 from storage.db import make_engine, migrate, session_factory
 from storage.models import Conversation, Message, new_id
@@ -436,19 +436,6 @@ async def measure_sidebar(url: str) -> dict[str, Any]:
 
 
 # ---- over HTTP: the queue protocol against `python -m webapp` -------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for process {pid}")
-
-
 @dataclass
 class Server:
     """`python -m webapp` in a subprocess (started by this bench, stopped by its pid)."""

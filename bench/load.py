@@ -31,7 +31,6 @@ import json
 import os
 import platform
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,6 +44,8 @@ from typing import Any
 import httpx
 
 from bench import gradio_queue as gq
+from bench.procfs import free_port, rss_kb
+from bench.report import percentile
 from bench.upstream import WORDS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,10 +97,8 @@ class ProcessTree:
     def rss_bytes(self) -> int:
         total = 0
         for pid in self.pids():
-            with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as status:
-                for line in status:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) * 1024
+            with contextlib.suppress(OSError, RuntimeError):
+                total += rss_kb(pid) * 1024
         return total
 
 
@@ -402,14 +401,6 @@ def load_chat(base: str, tree: ProcessTree) -> GradioChat:
 # -- the whole benchmark --------------------------------------------------------------------
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def run_system(system: System, patterns: list[str], levels: list[int],
                      runs: list[dict[str, Any]]) -> None:
     # One untimed request first: imports, connection pools and caches warm up.
@@ -418,8 +409,8 @@ async def run_system(system: System, patterns: list[str], levels: list[int],
         for users in levels:
             result = await run_once(system, pattern, users)
             runs.append(result)
-            ttfts = sorted(r["ttft_s"] for r in result["requests"] if r["ttft_s"] is not None)
-            p95 = ttfts[min(len(ttfts) - 1, int(0.95 * len(ttfts)))] if ttfts else float("nan")
+            p95 = percentile([r["ttft_s"] for r in result["requests"] if r["ttft_s"] is not None],
+                             0.95)
             print(f"{system.name:13} {pattern:5} {users:3} users: "
                   f"ttft p95 {p95 * 1000:7.0f} ms, cpu {result['cpu_s']:6.2f} s, "
                   f"rss {result['peak_rss_mb']} MB, failures {result['failures']}", flush=True)
@@ -508,15 +499,6 @@ async def run_named(name: str, upstream: str, up_tree: ProcessTree, work: Path,
             await run_system(system, patterns, levels, runs)
     else:
         raise ValueError(f"unknown system {name!r}")
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else float("nan")
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
 
 
 if __name__ == "__main__":

@@ -48,13 +48,15 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
-from gradio_client.utils import apply_diff
+
+from bench import gradio_queue as gq
+from bench.procfs import free_port, rss_kb
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "soak.json"
@@ -64,81 +66,6 @@ FIRST_TOKEN_S = 0.2
 TURNS_PER_CONVERSATION = 5
 EXPECTED_ANSWER = " ".join(f"word{i}" for i in range(TOKENS))
 START_TIMEOUT_S = 90.0
-
-
-class QueueError(RuntimeError):
-    """The queue refused the event or the event ended in an error."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class ChatEvent:
-    """One step of a /chat call: the answer so far; `done` on the completed message."""
-
-    answer: str
-    conversation_id: str
-    done: bool = False
-
-
-async def chat_fn_index(http: httpx.AsyncClient, base: str) -> int:
-    """The queue's id of the public "/chat" endpoint, from the app's /config."""
-    response = await http.get(f"{base}/config")
-    response.raise_for_status()
-    for index, dependency in enumerate(response.json()["dependencies"]):
-        if dependency.get("api_name") == "chat":
-            return int(dependency.get("id", index))
-    raise QueueError("the app has no /chat endpoint")
-
-
-async def chat_events(
-    http: httpx.AsyncClient, base: str, fn_index: int, session_hash: str, data: list[Any]
-) -> AsyncIterator[ChatEvent]:
-    """Join the queue with `data` and follow the event's SSE stream until it completes."""
-    joined = await http.post(f"{base}/gradio_api/queue/join", json={
-        "data": data, "fn_index": fn_index, "session_hash": session_hash, "event_data": None})
-    if joined.status_code != 200:
-        raise QueueError(f"queue/join answered {joined.status_code}: {joined.text[:200]}")
-    event_id = joined.json()["event_id"]
-    outputs: list[Any] = ["", ""]
-    async with http.stream("GET", f"{base}/gradio_api/queue/data",
-                           params={"session_hash": session_hash}) as stream:
-        async for line in stream.aiter_lines():
-            if not line.startswith("data:"):
-                continue
-            message = json.loads(line[5:])
-            kind = message.get("msg")
-            if kind == "unexpected_error":
-                raise QueueError(f"unexpected_error: {message.get('message')}")
-            if message.get("event_id") != event_id:
-                continue
-            if kind == "process_generating":
-                data_out = message["output"]["data"]
-                if not isinstance(data_out[0], list):  # the first yield carries whole values
-                    outputs = list(data_out)
-                else:
-                    outputs = [apply_diff(value, diff) for value, diff in zip(outputs, data_out,
-                                                                                strict=True)]
-                yield ChatEvent(str(outputs[0]), str(outputs[1]))
-            elif kind == "process_completed":
-                if not message.get("success"):
-                    raise QueueError(str(message.get("output", {}).get("error") or message))
-                final = message["output"]["data"]
-                yield ChatEvent(str(final[0]), str(final[1]), done=True)
-                return
-    raise QueueError("the stream ended before the event completed")
-
-
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process, in MB (from /proc)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
 @dataclass
@@ -151,7 +78,7 @@ class Tally:
     questions: list[str] = field(default_factory=list)
 
 
-async def user_loop(index: int, http: httpx.AsyncClient, base: str, fn_index: int,
+async def user_loop(index: int, http: httpx.AsyncClient, base: str, chat: gq.Event,
                     stop_at: float, tally: Tally) -> None:
     """One user: ask, read the whole answer, repeat until `stop_at` (monotonic)."""
     session_hash = uuid.uuid4().hex
@@ -167,15 +94,15 @@ async def user_loop(index: int, http: httpx.AsyncClient, base: str, fn_index: in
         began = time.monotonic()
         first: float | None = None
         try:
-            async for event in chat_events(http, base, fn_index, session_hash,
-                                           [question, conversation_id, "", "{}"]):
-                if first is None and event.answer:
+            answer = ""
+            async for outputs in gq.run(http, base, session_hash, chat,
+                                        [question, conversation_id, "", "{}"]):
+                answer, conversation_id = str(outputs[0]), str(outputs[1])
+                if first is None and answer:
                     first = time.monotonic() - began
-                if event.done:
-                    if event.answer != EXPECTED_ANSWER:
-                        raise QueueError(f"wrong answer: {event.answer[-300:]!r}")
-                    conversation_id = event.conversation_id
-        except (QueueError, httpx.HTTPError, ValueError, KeyError) as exc:
+            if answer != EXPECTED_ANSWER:
+                raise gq.QueueError(f"wrong answer: {answer[-300:]!r}")
+        except (gq.QueueError, httpx.HTTPError, ValueError, KeyError) as exc:
             tally.errors.append(f"{question}: {type(exc).__name__}: {exc}"[:500])
             conversation_id = ""
             continue
@@ -197,7 +124,7 @@ def summary(values: list[float]) -> dict[str, float]:
 async def sample_rss(pid: int, every_s: float, began: float,
                      samples: list[tuple[float, float]], stop: asyncio.Event) -> None:
     while not stop.is_set():
-        samples.append((round(time.monotonic() - began, 1), round(rss_mb(pid), 1)))
+        samples.append((round(time.monotonic() - began, 1), round(rss_kb(pid) / 1024, 1)))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), every_s)
 
@@ -206,21 +133,22 @@ async def run_load(base: str, pid: int, args: argparse.Namespace) -> dict[str, A
     limits = httpx.Limits(max_connections=args.users * 3, max_keepalive_connections=args.users * 3)
     timeout = httpx.Timeout(60.0, connect=10.0)
     async with httpx.AsyncClient(limits=limits, timeout=timeout) as http:
-        fn_index = await chat_fn_index(http, base)
-        idle_rss = rss_mb(pid)
+        config = (await http.get(f"{base}config")).raise_for_status().json()
+        chat = gq.find_event(config, "chat")
+        idle_rss = rss_kb(pid) / 1024
         tally = Tally()
         samples: list[tuple[float, float]] = []
         stop = asyncio.Event()
         began = time.monotonic()
         sampler = asyncio.create_task(sample_rss(pid, args.sample_s, began, samples, stop))
         stop_at = began + args.minutes * 60
-        users = [asyncio.create_task(user_loop(i, http, base, fn_index, stop_at, tally))
+        users = [asyncio.create_task(user_loop(i, http, base, chat, stop_at, tally))
                  for i in range(args.users)]
         await asyncio.gather(*users)
         wall = time.monotonic() - began
         stop.set()
         await sampler
-        samples.append((round(time.monotonic() - began, 1), round(rss_mb(pid), 1)))
+        samples.append((round(time.monotonic() - began, 1), round(rss_kb(pid) / 1024, 1)))
     return {"tally": tally, "samples": samples, "idle_rss": idle_rss, "wall": wall}
 
 
@@ -344,13 +272,13 @@ def run(args: argparse.Namespace) -> int:
             "SILICONFLOW_BASE_URL": fake_url, "SILICONFLOW_API_KEY": "soak-key",
             "JIEKOU_BASE_URL": fake_url, "LOG_LEVEL": "WARNING",
         }
-        base = f"http://127.0.0.1:{app_port}"
+        base = f"http://127.0.0.1:{app_port}/"
         with process(fake_cmd, ROOT, base_env(), work / "fake.log") as fake, \
                 process([sys.executable, "-m", "webapp"], work, env, work / "parley.log") as app:
             try:
                 wait_until(lambda: port_open(fake_port), "the fake upstream", fake,
                            work / "fake.log")
-                wait_until(lambda: healthy(f"{base}/healthz"), "Parley", app,
+                wait_until(lambda: healthy(f"{base}healthz"), "Parley", app,
                            work / "parley.log")
             except RuntimeError as exc:
                 print(exc, file=sys.stderr)
