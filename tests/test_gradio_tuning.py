@@ -120,20 +120,23 @@ async def test_component_conversions_run_inline_and_other_work_in_threads() -> N
     gradio_tuning.inline_conversions()
     shim = blocks.anyio
     assert isinstance(shim, gradio_tuning._InlineConversions)
+    import types
+
     box = gr.Textbox(render=False)
     main = threading.get_ident()
     seen: list[int] = []
 
-    def where(value: str) -> str:
+    def postprocess(self: gr.Textbox, value: str) -> str:
         seen.append(threading.get_ident())
         return value
 
-    box.postprocess = where  # type: ignore[method-assign]
-    # A bound method of a component named postprocess runs on the loop's thread ...
-    assert await shim.to_thread.run_sync(gr.Textbox.postprocess.__get__(box), "v") == "v"
+    # A component's own postprocess (a bound method of that name) runs on the loop's thread ...
+    converter = types.MethodType(postprocess, box)
+    assert await shim.to_thread.run_sync(converter, "v") == "v"
+    assert seen == [main]
     # ... and any other function still goes to a worker thread.
-    await shim.to_thread.run_sync(where, "w")
-    assert seen and seen[-1] != main
+    await shim.to_thread.run_sync(lambda: seen.append(threading.get_ident()))
+    assert len(seen) == 2 and seen[-1] != main
 
 
 def test_the_queue_polls_less_and_sends_positions_on_a_timer(sqlite_app: RunningApp) -> None:
@@ -169,6 +172,8 @@ def test_a_missing_matplotlib_fails_fast() -> None:
     gradio_tuning.no_matplotlib_retries()
     if sys.modules.get("matplotlib") is not None:
         pytest.fail("matplotlib is installed here: the tuning has nothing to do")
+    # The marker Python's import system stops at, without searching sys.path again.
+    assert "matplotlib" in sys.modules and sys.modules["matplotlib"] is None
     with pytest.raises(ImportError):
         import matplotlib  # noqa: F401
 
