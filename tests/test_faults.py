@@ -25,7 +25,8 @@ from typing import Any
 import httpx
 import pytest
 
-from bench.soak import base_env, chat_events, chat_fn_index
+from bench import gradio_queue as gq
+from bench.soak import base_env
 from storage import repository as repo
 from storage.db import make_engine, session_factory
 from storage.models import Message
@@ -411,6 +412,11 @@ def parley_process(db_file: Path, fake: FakeOpenAI, workdir: Path, log: Path
                 child.wait(10)
 
 
+async def chat_endpoint(http: httpx.AsyncClient, base: str) -> gq.Event:
+    """The public /chat event of the Parley at `base`, from its /config."""
+    return gq.find_event((await http.get(f"{base}/config")).raise_for_status().json(), "chat")
+
+
 async def stream_then_kill(base: str, child: subprocess.Popen[bytes], fake: FakeOpenAI,
                            db_engine: Any, questions: list[str]) -> dict[str, str]:
     """Start one /chat per question; once every answer has shown text, SIGKILL the server.
@@ -418,16 +424,16 @@ async def stream_then_kill(base: str, child: subprocess.Popen[bytes], fake: Fake
     shown: dict[str, str] = {}
     started = {q: asyncio.Event() for q in questions}
 
-    async def one(http: httpx.AsyncClient, fn_index: int, question: str) -> None:
-        async for event in chat_events(http, base, fn_index, os.urandom(8).hex(),
-                                       [question, "", "", "{}"]):
-            shown[question] = event.answer
-            if event.answer:
+    async def one(http: httpx.AsyncClient, chat: gq.Event, question: str) -> None:
+        async for outputs in gq.run(http, f"{base}/", os.urandom(8).hex(), chat,
+                                    [question, "", "", "{}"]):
+            shown[question] = str(outputs[0])
+            if outputs[0]:
                 started[question].set()
 
     async with httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0)) as http:
-        fn_index = await chat_fn_index(http, base)
-        tasks = [asyncio.create_task(one(http, fn_index, q)) for q in questions]
+        chat = await chat_endpoint(http, base)
+        tasks = [asyncio.create_task(one(http, chat, q)) for q in questions]
         try:
             await asyncio.wait_for(asyncio.gather(*(e.wait() for e in started.values())), 90)
             assert await asyncio.to_thread(fake.wait_for_requests, len(questions), 10)
@@ -478,12 +484,12 @@ def test_sigkill_mid_stream_then_restart_marks_every_answer_interrupted(
 
             async def follow_up() -> str:
                 async with httpx.AsyncClient(timeout=60) as http:
-                    fn_index = await chat_fn_index(http, base)
-                    async for event in chat_events(http, base, fn_index, os.urandom(8).hex(),
-                                                   ["Are you back?", conversation_id, "", "{}"]):
-                        if event.done:
-                            return event.answer
-                return ""
+                    chat = await chat_endpoint(http, base)
+                    answer = ""
+                    async for outputs in gq.run(http, f"{base}/", os.urandom(8).hex(), chat,
+                                                ["Are you back?", conversation_id, "", "{}"]):
+                        answer = str(outputs[0])
+                    return answer
 
             assert asyncio.run(follow_up()) == "Echo: Are you back?"
             sent = [r for r in fake_openai.requests if r["path"].endswith("/chat/completions")]
