@@ -17,6 +17,16 @@ from webapp.tools.execute import ToolExecutor, to_text
 from webapp.tools.registry import ToolRegistry
 
 CONTEXT = ToolContext(conversation_id="conv-1")
+
+
+class _EveryName(frozenset[str]):
+    """Offers every tool: these tests are about running a call, not about which are offered."""
+
+    def __contains__(self, name: object) -> bool:
+        return True
+
+
+OFFERED = _EveryName()
 # Upper bound so a broken executor fails a test instead of hanging it; never reached when correct.
 GUARD_S = 10.0
 
@@ -61,7 +71,7 @@ def call(name: str, arguments: str = "{}", call_id: str = "call_1") -> ToolCall:
 
 
 async def test_success(executor: ToolExecutor) -> None:
-    result = await executor.run(call("calculator", '{"expression": "1+1"}', "c9"), CONTEXT)
+    result = await executor.run(call("calculator", '{"expression": "1+1"}', "c9"), CONTEXT, OFFERED)
     assert result == ToolResult(
         call_id="c9",
         name="calculator",
@@ -76,12 +86,12 @@ async def test_success(executor: ToolExecutor) -> None:
 
 @pytest.mark.parametrize("arguments", ["", "  ", "{}"])
 async def test_empty_arguments_mean_no_arguments(executor: ToolExecutor, arguments: str) -> None:
-    result = await executor.run(call("current_time", arguments), CONTEXT)
+    result = await executor.run(call("current_time", arguments), CONTEXT, OFFERED)
     assert (result.status, result.content, result.arguments) == ("done", "12:00", arguments)
 
 
 async def test_unknown_tool(executor: ToolExecutor) -> None:
-    result = await executor.run(call("foo", '{"x": 1}'), CONTEXT)
+    result = await executor.run(call("foo", '{"x": 1}'), CONTEXT, OFFERED)
     assert result.status == "error"
     assert result.error == "unknown tool"
     assert result.content == (
@@ -90,10 +100,36 @@ async def test_unknown_tool(executor: ToolExecutor) -> None:
     assert (result.call_id, result.name, result.arguments) == ("call_1", "foo", '{"x": 1}')
 
 
+async def test_a_registered_tool_not_offered_is_refused_and_not_run(
+    registry: ToolRegistry,
+) -> None:
+    ran: list[str] = []
+
+    def http_get(url: str) -> str:
+        """Fetch a page."""
+        ran.append(url)
+        return "page"
+
+    registry.register(http_get)
+    executor = ToolExecutor(registry)
+    try:
+        result = await executor.run(call("http_get", '{"url": "http://x/?q=secret"}'), CONTEXT,
+                                    ("calculator",))
+        nothing = await executor.run(call("calculator", '{"expression": "1"}'), CONTEXT, ())
+    finally:
+        executor.close()
+    assert ran == []
+    assert (result.status, result.error) == ("error", "unknown tool")
+    assert result.content == (
+        'Error: there is no tool named "http_get". Available tools: calculator.')
+    assert (nothing.status, nothing.error) == ("error", "unknown tool")
+    assert nothing.content.endswith("Available tools: none.")
+
+
 async def test_unknown_tool_with_empty_registry() -> None:
     executor = ToolExecutor(ToolRegistry())
     try:
-        result = await executor.run(call("foo"), CONTEXT)
+        result = await executor.run(call("foo"), CONTEXT, OFFERED)
     finally:
         executor.close()
     assert result.content == 'Error: there is no tool named "foo". Available tools: none.'
@@ -108,7 +144,7 @@ async def test_unknown_tool_with_empty_registry() -> None:
     ],
 )
 async def test_invalid_json(executor: ToolExecutor, arguments: str, detail: str) -> None:
-    result = await executor.run(call("calculator", arguments), CONTEXT)
+    result = await executor.run(call("calculator", arguments), CONTEXT, OFFERED)
     assert (result.status, result.error) == ("error", "invalid JSON")
     assert result.content == (
         f"Error: the arguments are not valid JSON ({detail}). "
@@ -123,7 +159,7 @@ async def test_invalid_json(executor: ToolExecutor, arguments: str, detail: str)
     + [("null", "null")],
 )
 async def test_arguments_not_an_object(executor: ToolExecutor, arguments: str, kind: str) -> None:
-    result = await executor.run(call("calculator", arguments), CONTEXT)
+    result = await executor.run(call("calculator", arguments), CONTEXT, OFFERED)
     assert (result.status, result.error) == ("error", "arguments not an object")
     assert result.content == (
         f"Error: the arguments must be a JSON object, not {kind}. "
@@ -132,7 +168,7 @@ async def test_arguments_not_an_object(executor: ToolExecutor, arguments: str, k
 
 
 async def test_schema_violation(executor: ToolExecutor) -> None:
-    result = await executor.run(call("calculator", '{"expr": "1"}'), CONTEXT)
+    result = await executor.run(call("calculator", '{"expr": "1"}'), CONTEXT, OFFERED)
     assert (result.status, result.error) == ("error", "invalid arguments")
     assert result.content == (
         "Error: invalid arguments for calculator: expression: required, but missing; "
@@ -143,7 +179,7 @@ async def test_schema_violation(executor: ToolExecutor) -> None:
 
 async def test_tool_exception(executor: ToolExecutor, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="webapp.tools.execute"):
-        result = await executor.run(call("calculator", '{"expression": "boom"}'), CONTEXT)
+        result = await executor.run(call("calculator", '{"expression": "boom"}'), CONTEXT, OFFERED)
     assert result.status == "error"
     assert result.content == "Error: calculator failed: ValueError: cannot parse 'boom'"
     assert result.error == "ValueError: cannot parse 'boom'"
@@ -165,8 +201,8 @@ async def test_async_tool_exception_and_tool_own_timeout_error(registry: ToolReg
 
     executor = ToolExecutor(registry)
     try:
-        flaky_result = await executor.run(call("flaky"), CONTEXT)
-        quits_result = await executor.run(call("quits"), CONTEXT)
+        flaky_result = await executor.run(call("flaky"), CONTEXT, OFFERED)
+        quits_result = await executor.run(call("quits"), CONTEXT, OFFERED)
     finally:
         executor.close()
     # The tool's own TimeoutError is a failure of the tool, not our timeout.
@@ -195,7 +231,7 @@ async def test_async_tool_timeout_cancels_it(registry: ToolRegistry) -> None:
 
     executor = ToolExecutor(registry)
     try:
-        result = await asyncio.wait_for(executor.run(call("hangs"), CONTEXT), GUARD_S)
+        result = await asyncio.wait_for(executor.run(call("hangs"), CONTEXT, OFFERED), GUARD_S)
     finally:
         executor.close()
     assert (result.status, result.error) == ("timeout", "timeout")
@@ -213,7 +249,7 @@ async def test_executor_default_timeout(registry: ToolRegistry) -> None:
 
     executor = ToolExecutor(registry, timeout_s=0.25)
     try:
-        result = await asyncio.wait_for(executor.run(call("hangs"), CONTEXT), GUARD_S)
+        result = await asyncio.wait_for(executor.run(call("hangs"), CONTEXT, OFFERED), GUARD_S)
     finally:
         executor.close()
     assert result.status == "timeout"
@@ -234,13 +270,13 @@ async def test_blocking_sync_tool_timeout(registry: ToolRegistry, release: threa
 
     executor = ToolExecutor(registry)
     try:
-        result = await executor.run(call("blocks"), CONTEXT)
+        result = await executor.run(call("blocks"), CONTEXT, OFFERED)
         assert entered.is_set()
         assert not finished.is_set()  # abandoned, not killed: the thread still waits
         assert result.status == "timeout"
         assert result.content == "Error: blocks did not finish within 0.2 s and was abandoned."
         # The event loop stays free while the thread is stuck.
-        other = await executor.run(call("current_time"), CONTEXT)
+        other = await executor.run(call("current_time"), CONTEXT, OFFERED)
         assert other.content == "12:00"
     finally:
         release.set()
@@ -258,7 +294,7 @@ async def test_sync_tool_runs_off_the_event_loop_thread(registry: ToolRegistry) 
 
     executor = ToolExecutor(registry)
     try:
-        result = await executor.run(call("where"), CONTEXT)
+        result = await executor.run(call("where"), CONTEXT, OFFERED)
     finally:
         executor.close()
     assert seen and seen[0] != threading.get_ident()
@@ -273,7 +309,7 @@ async def test_async_tool_runs_on_the_loop(registry: ToolRegistry) -> None:
 
     executor = ToolExecutor(registry)
     try:
-        result = await executor.run(call("where_async"), CONTEXT)
+        result = await executor.run(call("where_async"), CONTEXT, OFFERED)
     finally:
         executor.close()
     assert result.content == str(threading.get_ident())
@@ -294,7 +330,7 @@ async def test_context_injected(registry: ToolRegistry, is_async: bool) -> None:
     registry.register(function, name="remember", description="Remember a topic.")
     executor = ToolExecutor(registry)
     try:
-        result = await executor.run(call("remember", '{"topic": "x"}'), CONTEXT)
+        result = await executor.run(call("remember", '{"topic": "x"}'), CONTEXT, OFFERED)
     finally:
         executor.close()
     assert result.content == "ok"
@@ -319,7 +355,7 @@ async def test_cancellation_propagates_and_cancels_async_tool(registry: ToolRegi
 
     executor = ToolExecutor(registry)
     try:
-        task = asyncio.create_task(executor.run(call("slow"), CONTEXT))
+        task = asyncio.create_task(executor.run(call("slow"), CONTEXT, OFFERED))
         await started.wait()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -343,7 +379,7 @@ async def test_cancellation_while_sync_tool_blocks(
 
     executor = ToolExecutor(registry)
     try:
-        task = asyncio.create_task(executor.run(call("blocks"), CONTEXT))
+        task = asyncio.create_task(executor.run(call("blocks"), CONTEXT, OFFERED))
         await asyncio.get_running_loop().run_in_executor(None, entered.wait)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -361,7 +397,7 @@ async def test_oversized_result_is_truncated(registry: ToolRegistry) -> None:
 
     executor = ToolExecutor(registry)
     try:
-        result = await executor.run(call("huge"), CONTEXT)
+        result = await executor.run(call("huge"), CONTEXT, OFFERED)
     finally:
         executor.close()
     assert result.status == "done"
@@ -378,7 +414,7 @@ async def test_result_at_the_limit_is_kept(registry: ToolRegistry) -> None:
 
     executor = ToolExecutor(registry, max_result_chars=50)
     try:
-        result = await executor.run(call("exact"), CONTEXT)
+        result = await executor.run(call("exact"), CONTEXT, OFFERED)
     finally:
         executor.close()
     assert result.content == "y" * 50
@@ -426,7 +462,7 @@ async def test_unconvertible_result_is_an_error(registry: ToolRegistry) -> None:
 
     executor = ToolExecutor(registry)
     try:
-        result = await executor.run(call("circular"), CONTEXT)
+        result = await executor.run(call("circular"), CONTEXT, OFFERED)
     finally:
         executor.close()
     assert result.status == "error"

@@ -497,3 +497,62 @@ async def test_tool_calls_when_no_tools_were_offered_are_stored_as_not_run(
     await run(service, user_id, "next", turn(), update.conversation_id)
     assert [m["role"] for m in fake.requests[-1]["json"]["messages"]] == [
         "user", "assistant", "tool", "user"]
+
+
+# A short approval wait, so that asking for approval (a bug) fails the test instead of hanging it.
+@pytest.mark.parametrize("service", [{"TOOL_APPROVAL_TIMEOUT": "0.5"}], indirect=True)
+async def test_a_tool_the_turn_did_not_offer_is_refused_and_never_runs(
+    service: ChatService, fake: FakeOpenAI, hooks: Tools
+) -> None:
+    """A prompt-injected model names registered tools the user did not pick: none of them runs,
+    none asks for approval, and the model is told they do not exist."""
+    hooks.release.set()  # if `slow` ran anyway, it would return at once and fail the asserts
+    user_id = await uid(service)
+    fake.enqueue(Reply(content="noted"))
+    await run(service, user_id, "my secret pineapple recipe", turn())
+    calls = [call("s1", "search_conversations", {"query": "pineapple"}),
+             call("s2", "slow", {}),
+             call("s3", "delete_everything", {"target": "/"}),
+             call("s4", "calculator", {"expression": "6*7"})]
+    fake.enqueue(Reply(content="", tool_calls=calls, tool_call_variant="whole"),
+                 Reply(content="ok"))
+    update = await run(service, user_id, "sum it up", turn("calculator"))
+    assert update.state == "complete"
+    results = {m["tool_call_id"]: m["content"] for m in tool_messages(fake.requests[-1]["json"])}
+    refused = 'Error: there is no tool named "{}". Available tools: calculator.'
+    assert results == {"s1": refused.format("search_conversations"),
+                       "s2": refused.format("slow"),
+                       "s3": refused.format("delete_everything"), "s4": "42"}
+    assert not hooks.started.is_set()
+    assert service.approvals.pending(user_id, update.conversation_id) == []
+    statuses = {v.call.id: (v.status, v.result.error if v.result else None)
+                for v in update.progress.rounds[0].tools}
+    assert statuses["s1"] == statuses["s2"] == statuses["s3"] == ("error", "unknown tool")
+
+
+async def test_with_tool_choice_none_every_call_is_refused(
+    service: ChatService, fake: FakeOpenAI
+) -> None:
+    fake.enqueue(Reply(content="", tool_calls=[call("c1", "calculator", {"expression": "1"})]),
+                 Reply(content="ok"))
+    await run(service, await uid(service), "hi", turn("calculator", tool_choice="none"))
+    assert fake.requests[0]["json"]["tool_choice"] == "none"
+    assert tool_messages(fake.requests[1]["json"]) == [
+        {"role": "tool", "tool_call_id": "c1",
+         "content": 'Error: there is no tool named "calculator". Available tools: none.'}]
+
+
+@pytest.mark.parametrize("choice", ["required", "calculator"])
+async def test_a_forced_tool_choice_applies_to_the_first_request_only(
+    service: ChatService, fake: FakeOpenAI, choice: str
+) -> None:
+    """A server that obeys a forced choice would call tools forever if it were re-sent."""
+    fake.enqueue(Reply(content="", tool_calls=[call("c1", "calculator", {"expression": "6*7"})]),
+                 Reply(content="", tool_calls=[call("c2", "calculator", {"expression": "1"})]),
+                 Reply(content="42."))
+    update = await run(service, await uid(service), "6*7?", turn("calculator", tool_choice=choice))
+    assert update.state == "complete" and update.progress.choices[0].content == "42."
+    sent = [r["json"]["tool_choice"] for r in fake.requests]
+    forced = choice if choice == "required" else {
+        "type": "function", "function": {"name": "calculator"}}
+    assert sent == [forced, "auto", "auto"]

@@ -53,6 +53,7 @@ class ToolSetup:
 
     schemas: list[dict[str, Any]]  # the request's `tools`
     run: Callable[[ToolCall], Awaitable[ToolResult]]  # never raises except CancelledError
+    offered: frozenset[str]  # the tools a call may name; any other call is refused, not run
     needs_approval: Callable[[str], bool]
     tool_choice: str | dict[str, Any] | None = None
     max_rounds: int = 8
@@ -71,9 +72,14 @@ class TurnRequest:
 
 
 def build_body(
-    request: TurnRequest, messages: list[ChatMessage] | None = None, tools: ToolSetup | None = None
+    request: TurnRequest, messages: list[ChatMessage] | None = None,
+    tools: ToolSetup | None = None, *, round_number: int = 0,
 ) -> dict[str, Any]:
-    """The JSON body for POST /chat/completions."""
+    """The JSON body for POST /chat/completions (round 0 asks first; later rounds follow tools).
+
+    A forced tool_choice ("required" or one named tool) applies to the first request only:
+    re-sent after the results, a server that obeys it could never answer, only call again.
+    """
     body: dict[str, Any] = {
         "model": request.model,
         "messages": request.messages if messages is None else messages,
@@ -81,8 +87,11 @@ def build_body(
     }
     if tools is not None and tools.schemas:
         body["tools"] = tools.schemas
-        if tools.tool_choice is not None:
-            body["tool_choice"] = tools.tool_choice
+        choice = tools.tool_choice
+        if round_number and choice is not None and choice != "none":
+            choice = "auto"
+        if choice is not None:
+            body["tool_choice"] = choice
     return body
 
 
@@ -118,7 +127,7 @@ async def run_turn(
             yield RoundStarted(round_number)
         content, reasoning = "", ""
         calls: tuple[ToolCall, ...] = ()
-        body = build_body(request, messages, tools)
+        body = build_body(request, messages, tools, round_number=round_number)
         stream = client.stream_chat(body, api_key=request.api_key)
         async with _closing(stream):
             async for event in stream:
@@ -170,6 +179,9 @@ async def run_calls(
 
     async def one(call: ToolCall) -> None:
         try:
+            if call.name not in tools.offered:
+                queue.put_nowait(ToolCallFinished(_not_offered(call, tools)))
+                return
             if tools.needs_approval(call.name):
                 queue.put_nowait(ToolCallStarted(call, "awaiting_approval"))
                 refusal = await _approval(call, tools)
@@ -198,6 +210,14 @@ async def run_calls(
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _not_offered(call: ToolCall, tools: ToolSetup) -> ToolResult:
+    """The result for a call to a tool this turn did not offer: refused, never run or asked."""
+    available = ", ".join(sorted(tools.offered)) or "none"
+    return ToolResult(call.id, call.name, call.arguments,
+                      f'Error: there is no tool named "{call.name}". Available tools: {available}.',
+                      "error", error="unknown tool")
 
 
 async def _approval(call: ToolCall, tools: ToolSetup) -> ToolResult | None:

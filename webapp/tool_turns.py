@@ -65,9 +65,11 @@ class ToolTurns:
             return hits
 
         context = ToolContext(conversation_id=conversation_id, search_conversations=search)
+        # tool_choice "none" sends the tools (so the model sees them) but allows no call.
+        offered = frozenset() if selection.tool_choice == "none" else frozenset(selection.names)
 
         async def run(call: ToolCall) -> ToolResult:
-            return await self._executor.run(call, context)
+            return await self._executor.run(call, context, offered)
 
         def needs_approval(name: str) -> bool:
             tool = self.registry.get(name)
@@ -79,7 +81,8 @@ class ToolTurns:
                                            self.settings.tool_approval_timeout_s)
         return ToolSetup(
             schemas=[tool.schema() for tool in self.registry.tools(selection.names)],
-            run=run, needs_approval=needs_approval, tool_choice=selection.tool_choice,
+            run=run, offered=offered, needs_approval=needs_approval,
+            tool_choice=selection.tool_choice,
             max_rounds=self.settings.tool_max_rounds, approve=approve,
             reasoning_passback=reasoning_passback,
         )

@@ -10,6 +10,7 @@ import inspect
 import json
 import logging
 import time
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -50,10 +51,16 @@ class ToolExecutor:
         # Our own bounded pool: the default executor is used by the database layer.
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="parley-tool")
 
-    async def run(self, call: ToolCall, context: ToolContext) -> ToolResult:
-        """Run one call; never raises for tool-side problems (CancelledError propagates)."""
+    async def run(self, call: ToolCall, context: ToolContext,
+                  offered: Collection[str]) -> ToolResult:
+        """Run one call if its tool is among those `offered` in this turn; never raises for
+        tool-side problems (CancelledError propagates).
+
+        A call to a registered tool the turn did not offer is refused like an unknown one: a
+        prompt-injected model must not reach tools the user did not choose.
+        """
         started = time.monotonic()
-        outcome = await self._run(call, context)
+        outcome = await self._run(call, context, offered)
         return ToolResult(
             call_id=call.id,
             name=call.name,
@@ -68,11 +75,12 @@ class ToolExecutor:
         """Shut the thread pool down without waiting for running tools."""
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    async def _run(self, call: ToolCall, context: ToolContext) -> _Outcome:
+    async def _run(self, call: ToolCall, context: ToolContext,
+                   offered: Collection[str]) -> _Outcome:
         """Look the tool up, parse and validate the arguments, call it, convert the result."""
-        tool = self._registry.get(call.name)
+        tool = self._registry.get(call.name) if call.name in offered else None
         if tool is None:
-            available = ", ".join(self._registry.names()) or "none"
+            available = ", ".join(n for n in self._registry.names() if n in offered) or "none"
             return _Outcome(
                 f'Error: there is no tool named "{call.name}". Available tools: {available}.',
                 "error",
