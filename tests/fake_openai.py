@@ -74,7 +74,8 @@ class Reply:
     malformed_lines: int = 0  # 'data: {not json' lines injected after the first chunks
     error_after: int | None = None  # send {"error": {...}} after N chunks, then end
     drop_after: int | None = None  # abort the TCP connection after N chunks
-    stall_after: int | None = None  # after N chunks, send nothing until the client leaves
+    stall_after: int | None = None  # after N chunks (0: right after the headers), send nothing
+    # until the client leaves
     prompt_tokens: int = 11
     echo: bool = False  # content = "Echo: " + the last user message's text
     error_message: str = "Upstream model crashed"  # used by error_after
@@ -480,6 +481,9 @@ class FakeOpenAI:
             writer.write(head.encode())
             await writer.drain()
             if not await pause(reply.first_delay):
+                return False
+            if reply.stall_after == 0:
+                await gone
                 return False
             malformed = reply.malformed_lines
             for count, chunk in enumerate(_ChunkBuilder(reply, model, include_usage).build(), 1):

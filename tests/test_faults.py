@@ -196,6 +196,31 @@ def test_when_retries_run_out_the_error_names_the_cause_and_the_message_is_kept(
 # -- broken, stalled and slow streams --------------------------------------------------------------
 
 
+def test_a_500_is_a_server_error_in_the_providers_words_and_retried_once_at_most(
+    sqlite_app: RunningApp,
+) -> None:
+    """A 500 that blames the request is not retried at all; another 500 is retried once."""
+    fake = sqlite_app.fake  # MAX_RETRIES=2
+    schema = ErrorReply(500, '{"code":50000,"message":"Invalid response_format: json_schema '
+                             'must have a name"}')
+    opaque = ErrorReply(500, '{"message":"internal error"}')
+    fake.enqueue(schema, schema, Reply(content="never requested"), model="fake/schema-500")
+    fake.enqueue(opaque, opaque, opaque, Reply(content="never requested"), model="fake/500")
+    requests = [("with a schema", "fake/schema-500"), ("plain", "fake/500")]
+    (schema_answer, _), (opaque_answer, _) = ask_all(sqlite_app, requests)
+    assert error_part(schema_answer).startswith(
+        "SiliconFlow answered with a server error (500): “Invalid response_format: json_schema "
+        "must have a name”. If the request uses unusual parameters")
+    assert error_part(opaque_answer).startswith(
+        "SiliconFlow answered with a server error (500): “internal error”. A retry got the "
+        "same answer.")
+    assert "overload" not in schema_answer + opaque_answer
+    assert len(requests_for(fake, "fake/schema-500")) == 1
+    assert len(requests_for(fake, "fake/500")) == 2
+    turns = stored_turns(sqlite_app.parley.engine, [q for q, _ in requests])
+    assert [turns[q].answer.state for q, _ in requests] == ["error", "error"]
+
+
 def test_a_connection_dropped_mid_stream_keeps_the_partial_answer_and_is_not_retried(
     sqlite_app: RunningApp,
 ) -> None:
@@ -215,22 +240,30 @@ def test_a_connection_dropped_mid_stream_keeps_the_partial_answer_and_is_not_ret
     assert answer.startswith(stored.content)
 
 
-def test_a_first_token_slower_than_read_timeout_gives_a_clear_error(
+def test_a_first_token_slower_than_read_timeout_is_retried_once_then_reported(
     timeout_app: RunningApp,
 ) -> None:
+    """The status line came but no data: nothing was shown, so the request is sent once more."""
     fake = timeout_app.fake
-    fake.enqueue(Reply(content="far too late", first_delay=3), model="fake/slow-start")
-    [(answer, _)] = ask_all(timeout_app, [("are you there?", "fake/slow-start")])
+    slow = Reply(content="far too late", first_delay=3)
+    fake.enqueue(slow, slow, Reply(content="never requested"), model="fake/slow-start")
+    fake.enqueue(slow, Reply(content="Second time lucky."), model="fake/slow-once")
+    requests = [("are you there?", "fake/slow-start"), ("hello?", "fake/slow-once")]
+    (answer, _), (recovered, _) = ask_all(timeout_app, requests)
+    assert recovered == "Second time lucky."
     shown = error_part(answer)
     assert answer.startswith("[error] ")  # nothing of the answer had arrived
     assert "SiliconFlow accepted the request but sent no answer for 1 s" in shown
+    assert "on a second try too" in shown
     assert "READ_TIMEOUT" in shown and "raise READ_TIMEOUT in .env" in shown
-    assert fake.wait_for_disconnect(timeout=10), "Parley kept waiting past READ_TIMEOUT"
-    # The response (status and headers) had arrived, so the request is not sent again.
-    assert len(requests_for(fake, "fake/slow-start")) == 1
-    turn = stored_turns(timeout_app.parley.engine, ["are you there?"])["are you there?"]
+    assert fake.wait_for_disconnect(timeout=10, count=3), "Parley kept waiting past READ_TIMEOUT"
+    assert len(requests_for(fake, "fake/slow-start")) == 2
+    assert len(requests_for(fake, "fake/slow-once")) == 2
+    turns = stored_turns(timeout_app.parley.engine, [q for q, _ in requests])
+    turn = turns["are you there?"]
     assert turn.question.content == "are you there?"
     assert (turn.answer.state, turn.answer.content, turn.answer.error) == ("error", "", shown)
+    assert turns["hello?"].answer.state == "complete"
 
 
 def test_no_response_within_read_timeout_is_retried_then_reported(
@@ -321,8 +354,10 @@ FAULTS: dict[str, Any] = {
     "stalled": lambda i: Fault((Reply(content=_long(i), chunk_words=1, stall_after=3), Reply()),
                                "error", 1, "went silent for 3 s in the middle of the answer",
                                True),
-    "slow-first-token": lambda i: Fault((Reply(content=_long(i), first_delay=8), Reply()),
-                                        "error", 1, "sent no answer for 3 s (the READ_TIMEOUT"),
+    "slow-first-token": lambda i: Fault((Reply(content=_long(i), first_delay=8),) * 2
+                                        + (Reply(),), "error", 2,
+                                        "sent no answer for 3 s (the READ_TIMEOUT limit), on a "
+                                        "second try too"),
     "error-mid-stream": lambda i: Fault((Reply(content=_long(i), chunk_words=1, error_after=3,
                                                error_message="Upstream model crashed"), Reply()),
                                         "error", 1, "reported an error in the middle of the "

@@ -15,6 +15,7 @@ import pytest
 
 from tests.fake_openai import ErrorReply, FakeOpenAI, Reply
 from webapp.config import ProviderConfig, Secret
+from webapp.error_text import describe_error
 from webapp.messages import (
     ChoiceFinished,
     ReasoningDelta,
@@ -38,13 +39,14 @@ from webapp.provider import (
     RateLimited,
     RequestTimeout,
     RetryPolicy,
+    ServerError,
     ServerOverloaded,
     StreamInterrupted,
     UpstreamStreamError,
     error_from_response,
     extract_detail,
 )
-from webapp.provider_errors import parse_retry_after
+from webapp.provider_errors import StreamTimeout, parse_retry_after
 
 BODY = {"model": "Qwen/Qwen3-32B", "messages": [{"role": "user", "content": "Hi there"}]}
 
@@ -309,6 +311,77 @@ async def test_503_exhausts_retries_with_backoff(
     assert info.value.attempts == 4
     assert info.value.detail == "Model service overloaded"
     assert len(fake.requests) == 4
+
+
+SCHEMA_500 = ('{"code":50000,"message":"response_format.json_schema is invalid: '
+              'additionalProperties must be a boolean"}')
+
+
+async def test_a_500_is_a_server_error_retried_once(
+    fake: FakeOpenAI, http: httpx.AsyncClient, sleeps: Sleeps
+):
+    failing = ErrorReply(500, '{"message":"Internal error, request id 7f3a"}')
+    fake.enqueue(failing, failing, Reply(content="never requested"))
+    with pytest.raises(ServerError) as info:
+        await collect(make_client(fake, http, sleeps))
+    assert len(fake.requests) == 2 and info.value.attempts == 2
+    assert sleeps.delays == [0.5]
+    shown = describe_error(info.value)
+    assert shown.startswith("SiliconFlow answered with a server error (500): "
+                            "“Internal error, request id 7f3a”. A retry got the same answer.")
+    assert "overload" not in shown
+
+
+async def test_a_500_that_names_a_request_problem_is_not_retried(
+    fake: FakeOpenAI, http: httpx.AsyncClient, sleeps: Sleeps
+):
+    fake.enqueue(ErrorReply(500, SCHEMA_500), Reply(content="never requested"))
+    with pytest.raises(ServerError) as info:
+        await collect(make_client(fake, http, sleeps))
+    assert len(fake.requests) == 1 and sleeps.delays == []
+    assert describe_error(info.value).startswith(
+        "SiliconFlow answered with a server error (500): “response_format.json_schema is "
+        "invalid: additionalProperties must be a boolean”. If the request uses unusual")
+
+
+async def test_a_500_once_then_an_answer(
+    fake: FakeOpenAI, http: httpx.AsyncClient, sleeps: Sleeps
+):
+    fake.enqueue(ErrorReply(500, '"oops"'), Reply(content="ok"))
+    assert text_of(await collect(make_client(fake, http, sleeps))) == "ok"
+    assert len(fake.requests) == 2
+
+
+async def test_a_stall_after_the_headers_before_any_data_is_retried_once(
+    fake: FakeOpenAI, http: httpx.AsyncClient, sleeps: Sleeps
+):
+    """Nothing was shown, so the request is sent again (once): the user gets the answer."""
+    fake.enqueue(Reply(content="lost", stall_after=0), Reply(content="second try"))
+    events = await collect(make_client(fake, http, sleeps, read_timeout_s=0.3))
+    assert text_of(events) == "second try"
+    assert [e.attempt for e in events if isinstance(e, StreamStarted | Retrying)] == [1, 2, 2]
+    assert len(fake.requests) == 2
+
+
+async def test_a_stall_before_any_data_twice_is_reported(
+    fake: FakeOpenAI, http: httpx.AsyncClient, sleeps: Sleeps
+):
+    fake.enqueue(*[Reply(content="lost", stall_after=0)] * 3)
+    with pytest.raises(StreamTimeout) as info:
+        await collect(make_client(fake, http, sleeps, read_timeout_s=0.3))
+    assert len(fake.requests) == 2 and info.value.attempts == 2
+    assert "sent no answer for 0.3 s (the READ_TIMEOUT limit), on a second try too" in (
+        describe_error(info.value))
+
+
+async def test_a_stall_after_the_first_chunk_is_not_retried(
+    fake: FakeOpenAI, http: httpx.AsyncClient, sleeps: Sleeps
+):
+    """The role chunk arrived: the provider is generating, so a retry could bill twice."""
+    fake.enqueue(Reply(content="lost", stall_after=1), Reply(content="never requested"))
+    with pytest.raises(StreamTimeout):
+        await collect(make_client(fake, http, sleeps, read_timeout_s=0.3))
+    assert len(fake.requests) == 1
 
 
 async def test_no_retry_after_stream_started(

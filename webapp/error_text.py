@@ -34,6 +34,12 @@ def describe_error(exc: p.ProviderError, *, partial: bool = False, retried: bool
     elif isinstance(exc, p.RateLimited):
         text = (f"{who} is rate-limiting this key{status}{gave_up}; wait a minute and try "
                 f"again, or lower the request rate.{detail}")
+    elif isinstance(exc, p.ServerError):
+        said = f": “{exc.detail}”." if exc.detail else "."
+        again = " A retry got the same answer." if exc.attempts > 1 else ""
+        text = (f"{who} answered with a server error{status}{said}{again} If the request uses "
+                "unusual parameters (such as response_format or tools), check them under "
+                "Settings; otherwise try again later or pick another model.")
     elif isinstance(exc, p.ServerOverloaded):
         text = (f"{who}'s model service is overloaded{status}{gave_up}; try again shortly or "
                 f"pick another model.{detail}")
@@ -51,8 +57,9 @@ def describe_error(exc: p.ProviderError, *, partial: bool = False, retried: bool
     elif isinstance(exc, p.StreamTimeout) and exc.timeout_s is not None:
         silence = (f"went silent for {exc.timeout_s:g} s in the middle of the answer" if partial
                    else f"accepted the request but sent no answer for {exc.timeout_s:g} s")
-        text = (f"{who} {silence} (the READ_TIMEOUT limit), so Parley stopped waiting. If this "
-                "model often pauses that long (long prompts, reasoning models), raise "
+        again = ", on a second try too" if exc.attempts > 1 and not partial else ""
+        text = (f"{who} {silence} (the READ_TIMEOUT limit){again}, so Parley stopped waiting. "
+                "If this model often pauses that long (long prompts, reasoning models), raise "
                 "READ_TIMEOUT in .env; otherwise try again.")
     elif isinstance(exc, p.StreamInterrupted):
         text = f"The connection to {who} broke while the answer was streaming."

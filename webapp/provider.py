@@ -25,6 +25,7 @@ from webapp.provider_errors import (
     ProviderError,
     RateLimited,
     RequestTimeout,
+    ServerError,
     ServerOverloaded,
     StreamInterrupted,
     StreamTimeout,
@@ -48,6 +49,7 @@ __all__ = [
     "RateLimited",
     "RequestTimeout",
     "RetryPolicy",
+    "ServerError",
     "ServerOverloaded",
     "StreamInterrupted",
     "StreamTimeout",
@@ -86,6 +88,7 @@ class RetryPolicy:
 class _Tally:
     done: bool = False
     malformed: int = 0
+    messages: int = 0  # SSE data messages received (any at all means the answer has begun)
 
 
 def _decode(
@@ -93,6 +96,7 @@ def _decode(
 ) -> list[StreamEvent]:
     """Parse SSE messages as JSON chunks; skip and count malformed ones."""
     events: list[StreamEvent] = []
+    tally.messages += len(messages)
     for message in messages:
         if message.data.strip() == DONE:
             tally.done = True
@@ -157,6 +161,7 @@ class ProviderClient:
         while True:
             attempt += 1
             started = False
+            tally = _Tally()
             try:
                 async with self._http.stream(
                     "POST", url, json=payload, headers=headers, timeout=timeout
@@ -165,23 +170,42 @@ class ProviderClient:
                         raise await self._status_error(response)
                     started = True
                     yield StreamStarted(attempt=attempt)
-                    async for event in self._events(response):
+                    async for event in self._events(response, tally):
                         yield event
                     return
             except ProviderError as err:
-                if started or not err.retryable or attempt > self.retry.max_retries:
+                if not self._may_retry(err, attempt, started, tally):
                     err.attempts = attempt
                     raise
                 error = err
             except httpx.HTTPError as exc:
                 mapped = self._transport_error(exc, started)
-                if started or not mapped.retryable or attempt > self.retry.max_retries:
+                if not self._may_retry(mapped, attempt, started, tally):
                     mapped.attempts = attempt
                     raise mapped from exc
                 error = mapped
             delay = self.retry.delay(attempt, error.retry_after_s)
             yield Retrying(attempt=attempt + 1, delay_s=delay, reason=error.kind)
             await self.retry.sleep(delay)
+
+    def _may_retry(self, error: ProviderError, attempt: int, started: bool,
+                   tally: _Tally) -> bool:
+        """Retry only while nothing of the answer has arrived, within the limits.
+
+        A response that started (200) but then sent no data at all before it went silent or
+        broke is tried once more: nothing was shown, and such stalls are usually a stuck
+        upstream worker. Once any data has arrived, the answer belongs to the user as it is.
+        """
+        if started:
+            if tally.messages or not isinstance(error, StreamInterrupted):
+                return False
+            error.max_retries = 1
+        elif not error.retryable:
+            return False
+        limit = self.retry.max_retries
+        if error.max_retries is not None:
+            limit = min(limit, error.max_retries)
+        return attempt <= limit
 
     async def list_models(self, *, api_key: str = "") -> list[str]:
         """GET /models (with the provider's query) and return sorted unique model ids."""
@@ -248,7 +272,8 @@ class ProviderClient:
             key_env=self.config.key_env,
         )
 
-    async def _events(self, response: httpx.Response) -> AsyncIterator[StreamEvent]:
+    async def _events(self, response: httpx.Response,
+                      tally: _Tally) -> AsyncIterator[StreamEvent]:
         assembler = ChunkAssembler(self.config.label, self.config.key_env)
         if "json" in response.headers.get("content-type", "") and "event-stream" not in (
             response.headers.get("content-type", "")
@@ -258,7 +283,6 @@ class ProviderClient:
                 yield event
             return
         decoder = SSEDecoder()
-        tally = _Tally()
         async for line in _lines(response):
             for event in _decode(decoder.feed(line), assembler, tally):
                 yield event

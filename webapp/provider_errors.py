@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -32,6 +33,9 @@ class ProviderError(Exception):
         self.status = status
         self.detail = detail[:DETAIL_LIMIT]
         self.retryable = self.default_retryable if retryable is None else retryable
+        # At most this many retries for this error, below the policy's own limit (None: the
+        # policy decides). A 500 and a silent stream are tried again once, not four times.
+        self.max_retries: int | None = None
         self.retry_after_s = retry_after_s  # from a Retry-After header, when one came
         self.attempts = 1  # how many requests were made before giving up
         self.timeout_s: float | None = None  # the read timeout (READ_TIMEOUT) that ran out
@@ -77,8 +81,16 @@ class RateLimited(ProviderError):
     default_retryable = True
 
 
+class ServerError(ProviderError):
+    """500: the provider failed on this request. Often deterministic (a schema it cannot handle),
+    so it is retried once at most, and not at all when its message names a request problem."""
+
+    kind = "server_error"
+    default_retryable = True
+
+
 class ServerOverloaded(ProviderError):
-    """500/502/503: the provider or its model service is failing or overloaded."""
+    """502/503: the provider's gateway or model service is down or overloaded."""
 
     kind = "server_overloaded"
     default_retryable = True
@@ -137,11 +149,24 @@ _STATUS_CLASSES: dict[int, type[ProviderError]] = {
     408: RequestTimeout,
     422: BadRequest,
     429: RateLimited,
-    500: ServerOverloaded,
+    500: ServerError,
     502: ServerOverloaded,
     503: ServerOverloaded,
     504: GatewayTimeout,
 }
+
+
+# Words a 500's message uses when the request itself is the problem (retrying cannot help).
+_REQUEST_PROBLEM = re.compile(
+    r"invalid|schema|parameter|param\b|validat|malformed|must be|required|unsupported|"
+    r"not supported|bad request|unknown field|unrecognized|json|too long|exceed|context length",
+    re.IGNORECASE,
+)
+
+
+def names_request_problem(detail: str) -> bool:
+    """True when an error message blames the request (bad schema, parameter, length)."""
+    return bool(_REQUEST_PROBLEM.search(detail))
 
 
 def message_from_payload(payload: Any) -> str:
@@ -217,14 +242,20 @@ def error_from_response(
     """Map a non-200 response to the error tree (the only place statuses are interpreted)."""
     cls = _STATUS_CLASSES.get(status)
     retryable: bool | None = None
+    detail = extract_detail(body_text)
     if cls is None:
         cls = ProviderError
         retryable = False
-    return cls(
+    elif cls is ServerError and names_request_problem(detail):
+        retryable = False
+    error = cls(
         provider,
         key_env,
         status=status,
-        detail=extract_detail(body_text),
+        detail=detail,
         retryable=retryable,
         retry_after_s=parse_retry_after(headers),
     )
+    if cls is ServerError:
+        error.max_retries = 1
+    return error
