@@ -321,6 +321,20 @@ def complete_message(
     return message
 
 
+def drop_unstarted_choices(
+    *, session: Session, user_id: int, keep_id: str, drop_ids: list[str]
+) -> None:
+    """A request for several choices (n > 1) failed before any began: keep one answer row
+    (for the error) and delete the other, still empty, rows of its batch."""
+    keep = _owned_message(session, user_id, keep_id)
+    keep.batch_id = None
+    session.execute(delete(Message).where(
+        col(Message.id).in_(drop_ids), col(Message.user_id) == user_id,
+        col(Message.conversation_id) == keep.conversation_id, col(Message.state) == "streaming",
+        col(Message.content) == ""))
+    session.commit()
+
+
 def record_tool_round(
     *,
     session: Session,

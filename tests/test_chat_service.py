@@ -18,7 +18,7 @@ from sqlmodel import Session, select
 from storage import repository as repo
 from storage.db import make_engine, migrate, session_factory
 from storage.models import Message
-from tests.fake_openai import FakeOpenAI, Reply
+from tests.fake_openai import ErrorReply, FakeOpenAI, Reply
 from webapp.capabilities import CapabilityTable
 from webapp.chat import (
     Action,
@@ -268,6 +268,41 @@ async def test_fewer_choices_than_requested_are_marked(
     first, second = [m for m in messages if m.role == "assistant"]
     assert (first.state, first.content) == ("complete", "Only one.")
     assert second.state == "error" and "fewer choices" in (second.error or "")
+
+
+async def test_n_refused_by_the_server_is_one_error_not_n(
+    service: ChatService, fake: FakeOpenAI
+) -> None:
+    uid = await user_id(service)
+    fake.enqueue(ErrorReply(400, '{"code":20015,"message":"n must be at most 4","data":null}'))
+    turn = TurnSettings(provider="siliconflow", model="Qwen/Qwen3-8B", params={"n": 8})
+    update = await run(service, uid, None, NewMessage("eight please"), turn)
+    assert update.state == "error" and update.assistant_ids == update.assistant_ids[:1]
+    messages = await service.db(lambda s: repo.load_messages(
+        session=s, user_id=uid, conversation_id=update.conversation_id))
+    [answer] = [m for m in messages if m.role == "assistant"]
+    assert (answer.state, answer.batch_id) == ("error", None)
+    assert "n must be at most 4" in (answer.error or "")
+    path = await path_of(service, uid, update.conversation_id)
+    assert [m.role for m in path] == ["user", "assistant"] and path[-1].id == answer.id
+    fake.enqueue(Reply(content="Fine, one."))
+    again = await run(service, uid, update.conversation_id, NewMessage("one then"), TURN)
+    assert again.state == "complete"
+
+
+async def test_without_usage_in_the_stream_the_prompt_is_estimated_too(
+    service: ChatService, fake: FakeOpenAI
+) -> None:
+    uid = await user_id(service)
+    question = "Summarise the plot of Hamlet in three sentences, please. " * 20  # 1,160 chars
+    fake.enqueue(Reply(content="He hesitates; everyone dies.", style="no_usage"))
+    update = await run(service, uid, None, NewMessage(question), TURN)
+    path = await path_of(service, uid, update.conversation_id)
+    usage = path[-1].usage or {}
+    assert usage["estimated"] is True and usage["completion_tokens"] > 0
+    # ~1,170 characters of system prompt and question: about 290 tokens, plus overhead.
+    assert 250 <= usage["prompt_tokens"] <= 350, usage
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
 
 
 async def test_oversized_messages_are_refused(service: ChatService, fake: FakeOpenAI) -> None:

@@ -504,6 +504,14 @@ class ChatService:
 
     def _finish(self, session: Session, user_id: int, update: TurnUpdate) -> None:
         progress = update.progress
+        if update.state == "error" and len(update.assistant_ids) > 1 and not any(
+                c.content or c.reasoning or c.tool_calls or c.finish_reason
+                for c in progress.choices):
+            # One refused request (say, n too large) is one error, not n identical ones.
+            keep, *drop = update.assistant_ids
+            repo.drop_unstarted_choices(session=session, user_id=user_id, keep_id=keep,
+                                        drop_ids=drop)
+            update.assistant_ids = [keep]
         timings = progress.timings()
         usage = progress.stored_usage()
         for index, message_id in enumerate(update.assistant_ids):

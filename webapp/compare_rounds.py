@@ -144,6 +144,8 @@ def figures_line(usage: Mapping[str, Any] | None, timings: Mapping[str, Any] | N
         approx = "≈" if timings.get("tokens_estimated") else ""
         parts.append(approx + t("{rate} tok/s", lang).format(rate=f"{timings['tokens_per_s']:g}"))
     if usage and usage.get("estimated"):
+        if usage.get("prompt_tokens"):
+            parts.append(t("≈{tokens} prompt", lang).format(tokens=usage["prompt_tokens"]))
         parts.append(t("≈{tokens} completion tokens (estimated)", lang).format(
             tokens=usage.get("completion_tokens") or 0))
     elif usage:

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from webapp.messages import (
     ChatMessage,
     ReasoningDelta,
+    RequestSized,
     RoundStarted,
     StreamEvent,
     TextDelta,
@@ -27,6 +28,7 @@ from webapp.messages import (
     ToolRoundLimit,
     TurnEvent,
 )
+from webapp.token_estimate import prompt_tokens
 
 DENIED = "The user denied this call, so it was not run. Do not retry it; ask the user if needed."
 APPROVAL_UNAVAILABLE = (
@@ -128,6 +130,7 @@ async def run_turn(
         content, reasoning = "", ""
         calls: tuple[ToolCall, ...] = ()
         body = build_body(request, messages, tools, round_number=round_number)
+        yield RequestSized(prompt_tokens(body["messages"], body.get("tools")))
         stream = client.stream_chat(body, api_key=request.api_key)
         async with _closing(stream):
             async for event in stream:

@@ -235,6 +235,7 @@ ZH: dict[str, str] = {
     "not kept": "未保留",
     "(✓ kept)": "（✓ 已保留）",
     "≈{tokens} completion tokens (estimated)": "≈{tokens} 个输出 token（估算）",
+    "≈{tokens} prompt": "输入 ≈{tokens}",
     "{tokens} prompt": "输入 {tokens}",
     "{tokens} completion": "输出 {tokens}",
     "{tokens} completion tokens": "输出 {tokens} token",

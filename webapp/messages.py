@@ -68,6 +68,14 @@ class StreamStarted:
 
 
 @dataclass(frozen=True, slots=True)
+class RequestSized:
+    """A request is about to be sent; its prompt is estimated at `prompt_tokens` tokens (used
+    when the provider reports no usage)."""
+
+    prompt_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
 class Retrying:
     """A retryable failure before the first byte; the client will try again after a delay."""
 
@@ -126,7 +134,8 @@ class ToolRoundLimit:
 StreamEvent = (
     TextDelta | ReasoningDelta | ToolCallsReady | Usage | ChoiceFinished | StreamStarted | Retrying
 )
-TurnEvent = StreamEvent | ToolCallStarted | ToolCallFinished | RoundStarted | ToolRoundLimit
+TurnEvent = (StreamEvent | ToolCallStarted | ToolCallFinished | RoundStarted | ToolRoundLimit
+             | RequestSized)
 
 
 @dataclass(slots=True)

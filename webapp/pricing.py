@@ -103,7 +103,7 @@ class PriceTable:
         estimate, or no price)."""
         price = self.price(provider, model)
         if price is None or not usage or usage.get("estimated"):
-            return None  # an estimate (a stopped stream) has no prompt count to bill
+            return None  # an estimate is no bill: the provider's own count is unknown
         prompt = _count(usage.get("prompt_tokens"))
         completion = _count(usage.get("completion_tokens"))
         # Some servers report reasoning outside completion_tokens: bill the larger figure.

@@ -11,6 +11,7 @@ from webapp.messages import (
     ChoiceFinished,
     ChoiceState,
     ReasoningDelta,
+    RequestSized,
     Retrying,
     RoundStarted,
     StreamStarted,
@@ -75,6 +76,7 @@ class TurnProgress:
     tools: list[ToolCallView] = field(default_factory=list)  # this round's calls
     rounds: list[RoundView] = field(default_factory=list)  # earlier rounds of this turn
     round_limit: int | None = None  # set when the model asked for tools past the limit
+    prompt_estimate: int = 0  # this request's prompt tokens, estimated (no usage from provider)
 
     def __post_init__(self) -> None:
         self.started = self.clock()
@@ -98,6 +100,7 @@ class TurnProgress:
         self.started = self.clock()
         self.first_token_at = self.last_event_at = None
         self.usage = None
+        self.prompt_estimate = 0
 
     def _tool_event(self, event: ToolCallStarted | ToolCallFinished, now: float) -> None:
         if isinstance(event, ToolCallStarted):
@@ -135,6 +138,9 @@ class TurnProgress:
             return
         if isinstance(event, ToolRoundLimit):
             self.round_limit = event.rounds
+            return
+        if isinstance(event, RequestSized):
+            self.prompt_estimate = event.prompt_tokens
             return
         self.last_event_at = now
         per_choice = TextDelta | ReasoningDelta | ChoiceFinished | ToolCallsReady
@@ -214,8 +220,9 @@ class TurnProgress:
     def stored_usage(self) -> dict[str, Any] | None:
         """Usage to store: the provider's report, else an estimate from the streamed chunks.
 
-        A stopped or broken stream never gets the final usage chunk; the estimate (about one
-        token per chunk) keeps per-day token limits honest. It is marked "estimated".
+        A stopped or broken stream never gets the final usage chunk, and some servers send no
+        usage at all; the estimate (the prompt from its text, about one token per streamed
+        chunk) keeps per-day token limits honest. It is marked "estimated".
         """
         usage = self.usage_dict()
         if usage is not None:
@@ -223,6 +230,7 @@ class TurnProgress:
         chunks = sum(clock.chunks for clock in self.clocks)
         if not chunks:
             return None
-        return {"prompt_tokens": 0, "completion_tokens": chunks, "reasoning_tokens": 0,
-                "total_tokens": chunks, "estimated": True}
+        prompt = self.prompt_estimate
+        return {"prompt_tokens": prompt, "completion_tokens": chunks, "reasoning_tokens": 0,
+                "total_tokens": prompt + chunks, "estimated": True}
 

@@ -89,6 +89,8 @@ def stats_line(
     """The figures shown under an answer: tokens, time to first token, tokens/s."""
     parts = []
     if usage and usage.get("estimated"):
+        if usage.get("prompt_tokens"):
+            parts.append(t("≈{tokens} prompt", lang).format(tokens=usage["prompt_tokens"]))
         parts.append(t("≈{tokens} completion tokens (estimated)", lang).format(
             tokens=usage.get("completion_tokens", 0)))
     elif usage:
