@@ -15,10 +15,11 @@ from sqlalchemy import func, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from storage.field_limits import USERNAME
 from storage.models import Conversation, DeletedUsage, Message, ShareLink, User, utc_now
 from storage.repository import NotFound, _check_id, _owned_conversation
 
-USERNAME_MAX = 150
+USERNAME_MAX = USERNAME.max_chars
 
 
 class AccountError(ValueError):

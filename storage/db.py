@@ -18,6 +18,8 @@ from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
+from storage.field_limits import GuardedSession
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 # Pooled PostgreSQL connections older than this are replaced before use: servers, proxies and
@@ -168,8 +170,8 @@ def session_factory(engine: Engine) -> Callable[[], Session]:
     """Return a callable that opens a new short-lived session on ``engine``."""
 
     def new_session() -> Session:
-        """Open a session whose objects stay usable after commit."""
-        return Session(engine, expire_on_commit=False)
+        """Open a session whose objects stay usable after commit (and fit the field limits)."""
+        return GuardedSession(engine, expire_on_commit=False)
 
     return new_session
 

@@ -12,11 +12,12 @@ from typing import Any
 from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
+from storage.field_limits import PRESET_NAME, TOOL_CHOICE
 from storage.models import Preset, utc_now
 from storage.repository import NotFound, _check_id
 
-NAME_MAX = 100
-TOOL_CHOICE_MAX = 100
+NAME_MAX = PRESET_NAME.max_chars
+TOOL_CHOICE_MAX = TOOL_CHOICE.max_chars
 
 
 class PresetError(ValueError):

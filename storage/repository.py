@@ -11,6 +11,7 @@ from sqlalchemy import delete, func, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from storage.field_limits import TITLE
 from storage.models import (
     MESSAGE_ROLES,
     MESSAGE_STATES,
@@ -22,7 +23,7 @@ from storage.models import (
 )
 
 DEFAULT_TITLE = "New chat"
-TITLE_MAX_LENGTH = 200
+TITLE_MAX_LENGTH = TITLE.max_chars
 INTERRUPTED_ERROR = "The server stopped while this answer was streaming."
 
 _ID_PATTERN = re.compile(r"[0-9a-f]{32}")

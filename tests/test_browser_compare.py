@@ -65,7 +65,8 @@ def compare_app(fake_openai: FakeOpenAI, tmp_path: Path) -> Iterator[CompareApp]
     service = parley.service
     catalog = ModelCatalog({p.name: p for p in settings.providers}, service._clients)
     chat = ChatUI(service, catalog, Versions(service._session_factory), parley.identity)
-    compare = CompareUI(chat, CompareService(service, parse_prices(PRICES)))
+    assert parley.downloads is not None  # served by create_app's /download route
+    compare = CompareUI(chat, CompareService(service, parse_prices(PRICES)), parley.downloads)
     with gr.Blocks(title="Parley Compare") as demo:
         state = gr.State(SessionState())
         with gr.Sidebar(open=True):
@@ -215,7 +216,7 @@ def test_three_models_stream_side_by_side_with_true_figures_and_one_failure(
 
     page.locator("#compare-export").click()
     expect(page.locator("#compare-download")).to_contain_text(".md")
-    exported = next(compare_app.compare._files.rglob("*.md")).read_text(encoding="utf-8")
+    exported = next(compare_app.compare.downloads.root.rglob("*.md")).read_text(encoding="utf-8")
     assert "### Column B · slow/b (jiekou) — ★ best" in exported
     assert "rate-limiting" in exported and "Only Beta now" in exported
 

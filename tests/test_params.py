@@ -54,6 +54,7 @@ ACCEPTED = [
     ("seed", "123456789012", 123456789012),
     ("max_tokens", 1, 1),
     ("max_tokens", 100000, 100000),
+    ("max_tokens", 131072, 131072),
     ("thinking_budget", 128, 128),
     ("thinking_budget", 32768, 32768),
 ]
@@ -84,7 +85,8 @@ REFUSED = [
     ("repetition_penalty", 2.05, "Repetition penalty must be more than 0 and at most 2"),
     ("n", 0, "Choices (n) must be between 1 and 8"),
     ("n", 9, "Choices (n) must be between 1 and 8"),
-    ("max_tokens", 0, "Max tokens must be at least 1"),
+    ("max_tokens", 0, "Max tokens must be between 1 and 131072"),
+    ("max_tokens", 131073, "Max tokens must be between 1 and 131072"),
     ("thinking_budget", 127, "Thinking budget must be between 128 and 32768"),
     ("thinking_budget", 32769, "Thinking budget must be between 128 and 32768"),
     ("top_logprobs", 21, "Top log-probs must be between 0 and 20"),
@@ -106,7 +108,7 @@ def test_just_outside_the_range_is_refused_naming_parameter_and_range(
 
 def test_range_error_message_is_exact() -> None:
     assert refusal({"temperature": "3"}) == "Temperature must be between 0 and 2 (got 3)"
-    assert refusal({"max_tokens": -5}) == "Max tokens must be at least 1 (got -5)"
+    assert refusal({"max_tokens": -5}) == "Max tokens must be between 1 and 131072 (got -5)"
 
 
 def test_top_logprobs_accepts_its_range_only_with_logprobs() -> None:

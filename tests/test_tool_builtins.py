@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import math
 import operator
+import re
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from webapp.tools import calculator as calc
 from webapp.tools.builtin import (
     HttpGetError,
     calculator,
+    check_url,
     host_allowed,
     make_current_time,
     make_http_get,
@@ -415,20 +417,21 @@ def _redirect(location: str, status: int = 302) -> Reply:
     return status, [("Location", location)], b""
 
 
-def _http_get(client: httpx.AsyncClient, **options: Any) -> Callable[[str], Awaitable[str]]:
-    return make_http_get(client, allowed_hosts=("127.0.0.1",), **options)
+def _http_get(client: httpx.AsyncClient, port: int, **options: Any
+              ) -> Callable[[str], Awaitable[str]]:
+    return make_http_get(client, allowed_hosts=(f"127.0.0.1:{port}",), **options)
 
 
 async def test_http_get_allowed_host(server: LocalHttp, client: httpx.AsyncClient) -> None:
     server.routes["/text"] = _text("héllo wörld")
-    result = await _http_get(client)(f"{server.base}/text")
+    result = await _http_get(client, server.port)(f"{server.base}/text")
     assert result == "HTTP 200 text/plain; 11 characters\n\nhéllo wörld"
     assert server.requests == ["/text"]
 
 
 async def test_http_get_json_and_error_status(server: LocalHttp, client: httpx.AsyncClient) -> None:
     server.routes["/api"] = _text('{"a": 1}', "application/json")
-    http_get = _http_get(client)
+    http_get = _http_get(client, server.port)
     assert (
         await http_get(f"{server.base}/api")
         == 'HTTP 200 application/json; 8 characters\n\n{"a": 1}'
@@ -446,7 +449,7 @@ async def test_http_get_decodes_with_the_response_charset(
         [("Content-Type", "text/plain; charset=iso-8859-1")],
         "café".encode("latin-1"),
     )
-    assert (await _http_get(client)(f"{server.base}/latin")).endswith("\n\ncafé")
+    assert (await _http_get(client, server.port)(f"{server.base}/latin")).endswith("\n\ncafé")
 
 
 @pytest.mark.parametrize(
@@ -461,8 +464,8 @@ async def test_http_get_other_host_refused_without_a_request(
     server: LocalHttp, client: httpx.AsyncClient, url: str
 ) -> None:
     server.routes["/text"] = _text("secret")
-    with pytest.raises(ValueError, match=r"host '.*' is not allowed; allowed hosts: 127\.0\.0\.1"):
-        await _http_get(client)(url.format(port=server.port))
+    with pytest.raises(ValueError, match=r"host '.*' is not allowed; allowed hosts: 127\.0\.0\.1:"):
+        await _http_get(client, server.port)(url.format(port=server.port))
     assert server.requests == []
 
 
@@ -482,7 +485,7 @@ async def test_http_get_refuses_bad_urls_without_a_request(
 ) -> None:
     server.routes["/text"] = _text("secret")
     with pytest.raises(ValueError, match=message):
-        await _http_get(client)(url.format(port=server.port))
+        await _http_get(client, server.port)(url.format(port=server.port))
     assert server.requests == []
 
 
@@ -492,7 +495,7 @@ async def test_http_get_follows_allowed_redirects(
     server.routes["/hop"] = _redirect("/middle", 301)
     server.routes["/middle"] = _redirect(f"{server.base}/text", 307)
     server.routes["/text"] = _text("arrived")
-    result = await _http_get(client)(f"{server.base}/hop")
+    result = await _http_get(client, server.port)(f"{server.base}/hop")
     assert result == f"HTTP 200 text/plain; 7 characters; from {server.base}/text\n\narrived"
     assert server.requests == ["/hop", "/middle", "/text"]
 
@@ -512,14 +515,14 @@ async def test_http_get_redirect_to_disallowed_target_refused(
     server.routes["/away"] = _redirect(location.format(port=server.port))
     server.routes["/secret"] = _text("secret")
     with pytest.raises(ValueError, match=message):
-        await _http_get(client)(f"{server.base}/away")
+        await _http_get(client, server.port)(f"{server.base}/away")
     assert server.requests == ["/away"]
 
 
 async def test_http_get_too_many_redirects(server: LocalHttp, client: httpx.AsyncClient) -> None:
     server.routes["/loop"] = _redirect("/loop")
     with pytest.raises(HttpGetError, match=r"too many redirects \(more than 5\)"):
-        await _http_get(client)(f"{server.base}/loop")
+        await _http_get(client, server.port)(f"{server.base}/loop")
     assert server.requests == ["/loop"] * 6
 
 
@@ -528,7 +531,7 @@ async def test_http_get_truncates_at_max_bytes(
 ) -> None:
     server.routes["/big"] = _text("a" * 500_000)
     server.routes["/exact"] = _text("b" * 1000)
-    http_get = _http_get(client, max_bytes=1000)
+    http_get = _http_get(client, server.port, max_bytes=1000)
     head, _, body = (await http_get(f"{server.base}/big")).partition("\n\n")
     assert head == (
         "HTTP 200 text/plain; 1,000 characters (truncated: only the first 1,000 bytes were read)"
@@ -547,12 +550,12 @@ async def test_http_get_refuses_binary_content(
     headers = [("Content-Type", content_type)] if content_type else []
     server.routes["/blob"] = (200, headers, b"\x89PNG\r\n\x1a\n\x00\x00")
     with pytest.raises(HttpGetError, match=f"content type {content_type or 'unknown'}; only text"):
-        await _http_get(client)(f"{server.base}/blob")
+        await _http_get(client, server.port)(f"{server.base}/blob")
 
 
 async def test_http_get_times_out(server: LocalHttp, client: httpx.AsyncClient) -> None:
     server.hanging.add("/hang")
-    http_get = _http_get(client, timeout_s=0.2)
+    http_get = _http_get(client, server.port, timeout_s=0.2)
     # The outer deadline only turns a missing timeout into a failure instead of a hang.
     async with asyncio.timeout(10):
         with pytest.raises(HttpGetError, match=r"timed out after 0\.2 s"):
@@ -565,7 +568,68 @@ async def test_http_get_connection_refused(client: httpx.AsyncClient) -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     with pytest.raises(HttpGetError, match="could not fetch .*ConnectError"):
-        await _http_get(client)(f"http://127.0.0.1:{port}/")
+        await _http_get(client, port)(f"http://127.0.0.1:{port}/")
+
+
+async def test_http_get_reaches_a_listed_host_only_on_80_or_443_unless_its_port_is_listed(
+    server: LocalHttp, client: httpx.AsyncClient
+) -> None:
+    """The loopback server listens on a port that is neither 80 nor 443."""
+    server.routes["/admin"] = _text("internal admin page")
+    assert server.port not in (80, 443)
+    host_only = make_http_get(client, allowed_hosts=("127.0.0.1",))
+    with pytest.raises(ValueError, match=(
+            rf"URL port {server.port} of '127\.0\.0\.1' is not allowed: a host listed without "
+            rf"a port allows only 80 \(http\) and 443 \(https\).*can list "
+            rf"127\.0\.0\.1:{server.port} in HTTP_GET_ALLOWED_HOSTS")):
+        await host_only(f"{server.base}/admin")
+    assert server.requests == [], "http_get reached a port that was not listed"
+
+    with_port = make_http_get(client, allowed_hosts=(f"127.0.0.1:{server.port}",))
+    assert (await with_port(f"{server.base}/admin")).endswith("\n\ninternal admin page")
+    # host:port allows that port only: a redirect to another port of the host is refused.
+    server.routes["/hop"] = _redirect(f"http://127.0.0.1:{server.port + 1}/admin")
+    with pytest.raises(ValueError, match=rf"redirect target port {server.port + 1} of"):
+        await with_port(f"{server.base}/hop")
+    assert server.requests == ["/admin", "/hop"]
+
+
+@pytest.mark.parametrize(
+    ("entries", "url", "allowed"),
+    [
+        (("example.com",), "http://example.com/", True),
+        (("example.com",), "https://example.com:443/", True),
+        (("example.com",), "http://example.com:443/", False),  # by scheme: http is 80
+        (("example.com",), "https://example.com:8443/", False),
+        (("example.com:8443",), "https://example.com:8443/", True),
+        (("example.com:8443",), "https://example.com/", False),
+        (("*.example.org:8080",), "http://docs.example.org:8080/", True),
+        (("[::1]:9000",), "http://[::1]:9000/", True),
+        (("[::1]",), "http://[::1]:9000/", False),
+        (("::1",), "http://[::1]/", True),
+    ],
+)
+def test_allow_list_entries_with_and_without_ports(
+    entries: tuple[str, ...], url: str, allowed: bool
+) -> None:
+    listed = normalize_hosts(entries)
+    if allowed:
+        check_url(url, listed)
+    else:
+        with pytest.raises(ValueError, match="is not allowed"):
+            check_url(url, listed)
+
+
+@pytest.mark.parametrize(("entry", "message"), [
+    ("example.com:0", "has port '0'; use a port from 1 to 65535"),
+    ("example.com:65536", "has port '65536'"),
+    ("example.com:http", "has port 'http'"),
+    ("[::1]x", "is not a host name or host:port"),
+    (":8080", "has no host name"),
+])
+def test_allow_list_entries_with_bad_ports_are_refused(entry: str, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        normalize_hosts([entry])
 
 
 @pytest.mark.parametrize(

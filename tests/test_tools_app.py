@@ -123,3 +123,8 @@ async def test_bad_tool_settings_stop_start_up_with_the_fix(tmp_path: Path) -> N
         registry, _ = build_tools(
             load_settings({"HTTP_GET_ALLOWED_HOSTS": "wiki.internal"}, None), http)
         assert "http_get" in registry
+        with pytest.raises(ConfigError, match=r"HTTP_GET_ALLOWED_HOSTS: allowed host "
+                                              r"'wiki\.internal:99999' has port '99999'; use a "
+                                              r"port from 1 to 65535: fix it in \.env"):
+            build_tools(load_settings({"HTTP_GET_ALLOWED_HOSTS": "wiki.internal:99999"}, None),
+                        http)

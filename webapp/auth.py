@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ from sqlmodel import Session
 
 from storage import accounts
 from storage import repository as repo
+from storage.field_limits import shown
 from storage.models import User
 from webapp.config import Settings
 
@@ -30,6 +32,9 @@ log = logging.getLogger(__name__)
 LOCAL_USER = "local"  # the single user when there is no login
 MIN_PASSWORD = 8
 CACHE_S = 5.0  # how long a user's disabled/admin flags are trusted before re-reading them
+# The address a sign-in comes from: LoginAddressGuard sets it for the request, because
+# Gradio calls `auth(username, password)` without the request.
+login_source: ContextVar[str] = ContextVar("login_source", default="")
 
 
 class NotSignedIn(Exception):
@@ -58,7 +63,8 @@ def verify_password(password_hash: str | None, password: str) -> bool:
 
 @dataclass
 class LoginThrottle:
-    """Refuses sign-in for a while after repeated failures for one key (a name or an address)."""
+    """Refuses sign-in for a while after repeated failures for one key (a name at an address,
+    or an address)."""
 
     max_failures: int = 5
     lockout_s: float = 300.0
@@ -118,14 +124,18 @@ class Accounts:
         inspect.iscoroutinefunction(auth) is true, which it is not for an object with an
         async __call__ (the un-awaited coroutine would count as a successful sign-in).
         """
-        key = f"user:{username.strip().lower()}"
+        # Per name *and* address: a stranger's failures lock the name only where they come
+        # from, never its owner out from their own address (LoginAddressGuard limits each
+        # address over all names).
+        key = f"user:{username.strip().lower()}@{login_source.get() or '?'}"
         wait = self.throttle.retry_after(key)
         if wait > 0:
-            log.warning("sign-in refused for %r: too many failures (retry in %.0f s)",
-                        username, wait)
+            log.warning("sign-in refused for %s: too many failures (retry in %.0f s)",
+                        shown(username), wait)
             return False
         if self._in_flight >= self.MAX_CHECKS:
-            log.warning("sign-in refused for %r: too many sign-ins in progress", username)
+            log.warning("sign-in refused for %s: too many sign-ins in progress",
+                        shown(username))
             return False
         # Counted before the check (no await in between), so parallel guesses cannot all
         # slip past the limit; a success clears the count.
@@ -139,7 +149,7 @@ class Accounts:
         if ok:
             self.throttle.succeeded(key)
         else:
-            log.info("failed sign-in for %r", username)
+            log.info("failed sign-in for %s", shown(username))
         return ok
 
     def check(self, username: str, password: str) -> bool:
@@ -282,6 +292,10 @@ class LoginAddressGuard:
         # Counted up front, so parallel attempts cannot all pass the check above. A success
         # takes back only its own count: one working account buys no guesses at other names.
         self.throttle.failed(key)
-        await self.app(scope, receive, watch)
+        source = login_source.set(str(client[0]))
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            login_source.reset(source)
         if status and status[0] == 200:
             self.throttle.forgive_one(key)

@@ -2,7 +2,7 @@
 
 Seeded from the providers' pages (see shared NOTES.md) and overridable by a JSON file named in
 CAPABILITIES_FILE. Each capability is True, False, or None (unknown: allowed, and the provider's
-own error is shown if it refuses).
+own error is shown if it refuses); `max_output_tokens` is a number of tokens or None.
 """
 
 from __future__ import annotations
@@ -12,6 +12,10 @@ import re
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
+
+# The most max_tokens Parley sends to any model: no model the providers list writes a longer
+# answer; a model's own, smaller limit can be set as max_output_tokens in CAPABILITIES_FILE.
+MAX_TOKENS_CEILING = 131_072
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +30,7 @@ class Capabilities:
     tools: bool | None = None
     tools_need_thinking_off: bool = False  # DeepSeek-V3.1: tools require enable_thinking=false
     reasoning_passback: bool = False  # send reasoning back on tool-call turns (DeepSeek, Kimi)
+    max_output_tokens: int | None = None  # the longest answer it writes; None: the ceiling
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,9 +104,17 @@ def load_rules(path: str) -> tuple[Rule, ...]:
                 f"CAPABILITIES_FILE rule {number} names unknown capabilities {sorted(unknown)}; "
                 f"known: {sorted(known)}"
             )
+        tokens = values.pop("max_output_tokens", None)
         # Not `v in (True, False, None)`: 1 == True and 0 == False would slip through.
         if any(v is not None and not isinstance(v, bool) for v in values.values()):
             raise CapabilityFileError(f"CAPABILITIES_FILE rule {number}: use true, false or null")
+        if "max_output_tokens" in item:
+            if tokens is not None and (type(tokens) is not int
+                                       or not 1 <= tokens <= MAX_TOKENS_CEILING):
+                raise CapabilityFileError(
+                    f"CAPABILITIES_FILE rule {number}: max_output_tokens must be a whole number "
+                    f"from 1 to {MAX_TOKENS_CEILING} (or null)")
+            values["max_output_tokens"] = tokens
         try:
             re.compile(item["match"])
         except re.error as exc:

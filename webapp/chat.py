@@ -19,6 +19,16 @@ from sqlmodel import Session
 
 from storage import repository as repo
 from storage.db import one_transaction, storable_text
+from storage.field_limits import (
+    MODEL,
+    PROVIDER,
+    TOOL_CHOICE,
+    TOOL_NAME,
+    FieldLimit,
+    FieldTooLong,
+    check,
+    message_limit,
+)
 from storage.models import Conversation, Message
 from webapp.attachments import (
     Attachment,
@@ -195,9 +205,13 @@ class ChatService:
 
     def provider_config(self, name: str) -> ProviderConfig:
         try:
-            return self.settings.provider(name)
+            return self.settings.provider(checked(PROVIDER, name))
         except ValueError as exc:
             raise TurnRefused(str(exc)) from None
+
+    def model_for(self, provider: ProviderConfig, model: str) -> str:
+        """The model a turn uses (the provider's default when empty), checked as an id."""
+        return checked(MODEL, model.strip() or provider.default_model)
 
     def api_key_for(self, provider: ProviderConfig, pasted: Mapping[str, str]) -> str:
         """The key to use: one pasted in this browser session wins over the configured one."""
@@ -229,9 +243,12 @@ class ChatService:
             action = replace(action, text=storable_text(action.text))
         turn = replace(turn, system_prompt=storable_text(turn.system_prompt))
         provider = self.provider_config(turn.provider)
-        model = turn.model.strip() or provider.default_model
+        model = self.model_for(provider, turn.model)
         if not model:
             raise TurnRefused(f"Choose a model for {provider.label} (or type a model id).")
+        for name in turn.tools:
+            checked(TOOL_NAME, name)
+        checked(TOOL_CHOICE, turn.tool_choice)
         clean = normalize(dict(turn.params))  # raises ParamError, shown to the user as is
         caps = self.capabilities.lookup(model, provider.kind, provider.name)
         try:
@@ -402,12 +419,8 @@ class ChatService:
         }
 
     def _check_size(self, what: str, text: str) -> None:
-        limit = self.settings.max_message_chars
-        if len(text) > limit:
-            raise TurnRefused(
-                f"{what} is {len(text):,} characters; the limit is {limit:,} "
-                "(MAX_MESSAGE_CHARS). Shorten it, or attach long material as a file later."
-            )
+        limit = message_limit(self.settings.max_message_chars, what)
+        checked(replace(limit, fix="Shorten it, or attach long material as a file later."), text)
 
     def _saved(self, conversation_id: str, saved: asyncio.Event) -> None:
         saved.set()
@@ -538,6 +551,14 @@ class ChatService:
                 missing = "cancelled" if update.state == "stopped" else "not_run"
                 repo.record_tool_round(session=session, user_id=user_id, assistant_id=message_id,
                                        results=tool_rows(progress.tools, calls, missing))
+
+
+def checked(limit: FieldLimit, value: str) -> str:
+    """`value` if it fits its field (storage.field_limits); TurnRefused otherwise."""
+    try:
+        return check(limit, value)
+    except FieldTooLong as exc:
+        raise TurnRefused(str(exc)) from None
 
 
 async def _until_done(future: asyncio.Future[Any]) -> None:

@@ -133,7 +133,7 @@ class CompareService:
         plans = []
         for number, spec in enumerate(columns, 1):
             provider = self.service.provider_config(spec.provider)
-            model = spec.model.strip() or provider.default_model
+            model = self.service.model_for(provider, spec.model)
             if not model:
                 raise TurnRefused(f"Choose a model for column {number} ({provider.label}).")
             caps = self.service.capabilities.lookup(model, provider.kind, provider.name)

@@ -281,7 +281,8 @@ def load_settings(
         max_upload_mb=max_upload_mb,
         attach_max_mb=attach_max_mb,
         attach_max_count=_bounded(values, "ATTACH_MAX_COUNT", 4, 1, 20),
-        max_message_chars=_int(values, "MAX_MESSAGE_CHARS", 100_000),
+        # At most storage.field_limits.TEXT_MAX, the longest text any field stores.
+        max_message_chars=_bounded(values, "MAX_MESSAGE_CHARS", 100_000, 1, 10_000_000),
         env=env,
         log_level=values.get("LOG_LEVEL", "INFO").strip().upper() or "INFO",
         tools_modules=_list(values, "TOOLS_MODULES"),

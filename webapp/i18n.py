@@ -115,7 +115,7 @@ ZH: dict[str, str] = {
     "not set · >0 to 1 · default 0.7 on SiliconFlow": "未设置 · 大于 0 到 1 · SiliconFlow 默认 0.7",
     "Max tokens": "最大 token 数",
     "Longest answer, in tokens.": "回答的最大长度（token）。",
-    "not set · default 4096": "未设置 · 默认 4096",
+    "not set · 1 to 131072 · default 4096": "未设置 · 1 到 131072 · 默认 4096",
     "Thinking": "思考",
     "Switch the model's reasoning on or off.": "打开或关闭模型的推理。",
     "default": "默认",

@@ -13,6 +13,19 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from storage.field_limits import (
+    FINISH_REASON,
+    MODEL,
+    PARAMETERS_JSON_MAX,
+    PROVIDER,
+    TEXT,
+    TOOL_CALL_ID,
+    TOOL_NAME,
+    FieldLimit,
+    json_size,
+    message_limit,
+    problem,
+)
 from storage.transfer import ImportedConversation
 from webapp import attachments
 from webapp.export import ALL_FORMAT, EXPORT_FORMAT, strip_secrets
@@ -33,6 +46,7 @@ _TIMING_NUMBERS = ("duration_ms", "ttft_ms", "tokens_per_s", "reasoning_ms")
 _MAX_ID_LENGTH = 200
 _MAX_TOOL_STATUS = 20  # the column's width
 _MAX_CHOICE_INDEX = 999
+_MAX_TOOL_CALLS = 128  # per answer: the most tools a request may offer
 _YEARS = range(1970, 3000)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # Any image that fits in an import file (20 MB) may come back in: an export made under a raised
@@ -163,16 +177,27 @@ class _Fields:
             raise ImportRefused(f'{self.where}: "{name}" must be {expected}, not {_kind(value)}.')
         return value
 
-    def text(self, name: str) -> str:
-        return str(self.get(name, "a string", _is_text, ""))
+    def fits(self, name: str, value: str | None, limit: FieldLimit) -> None:
+        """Refuse a text longer than its field allows (the limits of storage.field_limits)."""
+        if value is not None and (found := problem(limit, value)):
+            raise ImportRefused(f'{self.where}: "{name}" {found}.')
 
-    def optional_text(self, name: str) -> str | None:
+    def text(self, name: str, limit: FieldLimit = TEXT) -> str:
+        value = str(self.get(name, "a string", _is_text, ""))
+        self.fits(name, value, limit)
+        return value
+
+    def optional_text(self, name: str, limit: FieldLimit = TEXT) -> str | None:
         value: str | None = self.get(name, "a string or null", _or_null(_is_text))
+        self.fits(name, value, limit)
         return value
 
     def mapping(self, name: str) -> dict[str, Any] | None:
         value: dict[str, Any] | None = self.get(name, "an object or null",
                                                  _or_null(lambda v: isinstance(v, dict)))
+        if value is not None and (size := json_size(value)) > PARAMETERS_JSON_MAX:
+            raise ImportRefused(f'{self.where}: "{name}" is {size:,} characters as JSON; the '
+                                f"limit is {PARAMETERS_JSON_MAX:,}.")
         return value
 
     def timestamp(self, name: str, *, required: bool) -> datetime | None:
@@ -201,7 +226,24 @@ class _Fields:
         return value
 
 
-def _check_message(number: int, raw: Any, budget: attachments.PixelBudget) -> dict[str, Any]:
+def _check_tool_calls(where: str, calls: list[Any]) -> None:
+    """Each call well formed, and its id, name and arguments within their fields' limits."""
+    if len(calls) > _MAX_TOOL_CALLS:
+        raise ImportRefused(f"{where} has {len(calls)} tool calls; at most {_MAX_TOOL_CALLS} "
+                            "are accepted.")
+    for index, call in enumerate(calls, 1):
+        if not _is_tool_call(call):
+            raise ImportRefused(f'{where}: tool call {index} must look like {{"id": "…", "type": '
+                                '"function", "function": {"name": "…", "arguments": "…"}}.')
+        for name, value, limit in (("id", call["id"], TOOL_CALL_ID),
+                                   ("function.name", call["function"]["name"], TOOL_NAME),
+                                   ("function.arguments", call["function"]["arguments"], TEXT)):
+            if found := problem(limit, value):
+                raise ImportRefused(f'{where}: tool call {index} "{name}" {found}.')
+
+
+def _check_message(number: int, raw: Any, budget: attachments.PixelBudget,
+                   max_message_chars: int) -> dict[str, Any]:
     """One message of the file → the dict `import_conversation` stores."""
     if not isinstance(raw, dict):
         raise ImportRefused(f"message {number} must be an object, not {_kind(raw)}.")
@@ -217,26 +259,26 @@ def _check_message(number: int, raw: Any, budget: attachments.PixelBudget) -> di
         raise ImportRefused(f"{where} has state {_show(state)}; expected complete, streaming, "
                             "stopped, error or interrupted.")
     tool_calls = fields.get("tool_calls", "a list or null", _or_null(lambda v: isinstance(v, list)))
-    for index, call in enumerate(tool_calls or [], 1):
-        if not _is_tool_call(call):
-            raise ImportRefused(f'{where}: tool call {index} must look like {{"id": "…", "type": '
-                                '"function", "function": {"name": "…", "arguments": "…"}}.')
+    _check_tool_calls(where, tool_calls or [])
     if tool_calls and role != "assistant":
         raise ImportRefused(f'{where} has "tool_calls", but only an assistant message can '
                             "call tools.")
     message = {
         "id": message_id, "role": role, "state": state, "tool_calls": tool_calls,
         "parent_id": fields.get("parent_id", "a message id or null", _or_null(_is_id)),
-        "content": fields.text("content"), "reasoning": fields.text("reasoning"),
-        "tool_call_id": fields.optional_text("tool_call_id"),
-        "name": fields.optional_text("name"),
+        # What a person wrote has the limit of what they can type: MAX_MESSAGE_CHARS.
+        "content": fields.text("content", message_limit(max_message_chars)
+                               if role == "user" else TEXT),
+        "reasoning": fields.text("reasoning"),
+        "tool_call_id": fields.optional_text("tool_call_id", TOOL_CALL_ID),
+        "name": fields.optional_text("name", TOOL_NAME),
         "tool_status": fields.get("tool_status", "a string of at most 20 characters or null",
                                   _or_null(lambda v: _is_text(v) and len(v) <= _MAX_TOOL_STATUS)),
-        "provider": fields.text("provider"), "model": fields.text("model"),
+        "provider": fields.text("provider", PROVIDER), "model": fields.text("model", MODEL),
         "parameters": strip_secrets(fields.mapping("parameters")),
         "usage": fields.figures("usage", _USAGE_NUMBERS),
         "timings": fields.figures("timings", _TIMING_NUMBERS),
-        "finish_reason": fields.optional_text("finish_reason"),
+        "finish_reason": fields.optional_text("finish_reason", FINISH_REASON),
         "error": fields.optional_text("error"),
         "feedback": fields.get("feedback", "1, -1 or null",
                                lambda v: v is None or (type(v) is int and v in (1, -1))),
@@ -320,7 +362,8 @@ def _check_parameters(raw: dict[str, Any]) -> dict[str, Any]:
     return {name: item for name, item in value.items() if name not in known} | clean
 
 
-def _check_conversation(document: Any, budget: attachments.PixelBudget) -> ImportedConversation:
+def _check_conversation(document: Any, budget: attachments.PixelBudget,
+                        max_message_chars: int) -> ImportedConversation:
     """One "parley.conversation.v1" document → a validated import."""
     if not isinstance(document, dict):
         raise ImportRefused("Not a Parley conversation export: the file holds "
@@ -334,17 +377,17 @@ def _check_conversation(document: Any, budget: attachments.PixelBudget) -> Impor
     raw = top.get("conversation", "an object", lambda v: isinstance(v, dict), required=True)
     raw_messages = top.get("messages", "a list", lambda v: isinstance(v, list), required=True)
     fields = _Fields(raw, "conversation")
-    messages = [_check_message(number, item, budget)
+    messages = [_check_message(number, item, budget, max_message_chars)
                 for number, item in enumerate(raw_messages, 1)]
     leaf_id = fields.get("current_leaf_id", "a message id or null", _or_null(_is_id))
     _check_tree(messages, leaf_id)
     order = sorted(range(len(messages)),
                    key=lambda i: (messages[i]["created_at"], messages[i]["choice_index"], i))
     return ImportedConversation(
-        title=fields.text("title"),
-        system_prompt=fields.text("system_prompt"),
-        provider=fields.text("provider"),
-        model=fields.text("model"),
+        title=fields.text("title"),  # shortened to TITLE_MAX_LENGTH like any title
+        system_prompt=fields.text("system_prompt", message_limit(max_message_chars)),
+        provider=fields.text("provider", PROVIDER),
+        model=fields.text("model", MODEL),
         parameters=_check_parameters(fields.mapping("parameters") or {}),
         created_at=fields.timestamp("created_at", required=False),
         updated_at=fields.timestamp("updated_at", required=False),
@@ -368,9 +411,14 @@ def _conversation_documents(document: Any) -> list[Any] | None:
 
 
 def parse_import_all(
-    data: bytes | str, *, max_bytes: int = 20_000_000, max_messages: int = 20_000
+    data: bytes | str, *, max_bytes: int = 20_000_000, max_messages: int = 20_000,
+    max_message_chars: int = 100_000,
 ) -> list[ImportedConversation]:
-    """Validate a conversation file or a full export; return every conversation in it."""
+    """Validate a conversation file or a full export; return every conversation in it.
+
+    Each text has the limit it has when typed or stored live (storage.field_limits), and what
+    a person wrote (questions, system prompts) the MAX_MESSAGE_CHARS of `max_message_chars`.
+    """
     document = _load_document(data, max_bytes)
     budget = attachments.PixelBudget()  # for the whole file
     documents = _conversation_documents(document)
@@ -379,21 +427,23 @@ def parse_import_all(
     if total > max_messages:
         raise ImportRefused(f"The file holds {total:,} messages; the limit is {max_messages:,}.")
     if documents is None:
-        return [_check_conversation(document, budget)]
+        return [_check_conversation(document, budget, max_message_chars)]
     imported = []
     for number, document in enumerate(documents, 1):
         try:
-            imported.append(_check_conversation(document, budget))
+            imported.append(_check_conversation(document, budget, max_message_chars))
         except ImportRefused as exc:
             raise ImportRefused(f"Conversation {number} of the export: {exc}") from None
     return imported
 
 
 def parse_import(
-    data: bytes | str, *, max_bytes: int = 20_000_000, max_messages: int = 20_000
+    data: bytes | str, *, max_bytes: int = 20_000_000, max_messages: int = 20_000,
+    max_message_chars: int = 100_000,
 ) -> ImportedConversation:
     """Validate one conversation file (or a full export holding just one conversation)."""
-    conversations = parse_import_all(data, max_bytes=max_bytes, max_messages=max_messages)
+    conversations = parse_import_all(data, max_bytes=max_bytes, max_messages=max_messages,
+                                     max_message_chars=max_message_chars)
     if len(conversations) != 1:
         raise ImportRefused(
             f"This file is a full export holding {len(conversations)} conversations; import it "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -138,9 +139,44 @@ _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None)
 }
 
 
+MAX_FIELD_CHARS = 1_000  # a longer `extra` value is cut: a log line is not a data store
+# Line breaks and what terminals or log viewers treat as such or as controls: C0, DEL, C1,
+# U+2028/2029, and the bidirectional overrides and isolates (CWE-117).
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in _NAMED:
+        return _NAMED[char]
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def escape_text(text: str) -> str:
+    """One line of printable text: control characters and line breaks become escapes."""
+    return _UNSAFE.sub(_escape_char, text)
+
+
+def _cut(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > MAX_FIELD_CHARS:
+        return f"{value[:MAX_FIELD_CHARS]}…(+{len(value) - MAX_FIELD_CHARS:,} characters)"
+    return value
+
+
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
-    return {k: v for k, v in vars(record).items()
+    return {k: _cut(v) for k, v in vars(record).items()
             if k not in _STANDARD_ATTRS and not k.startswith("_")}
+
+
+def _field(value: Any) -> str:
+    """A key=value field's value: quoted and escaped when a space, quote, = or control
+    character could forge a field or a line."""
+    text = str(value)
+    if text and not _UNSAFE.search(text) and not any(c in text for c in ' "=\\'):
+        return text
+    return '"' + escape_text(text.replace("\\", "\\\\").replace('"', '\\"')) + '"'
 
 
 class JsonFormatter(logging.Formatter):
@@ -159,18 +195,33 @@ class JsonFormatter(logging.Formatter):
             entry["exception"] = self.formatException(record.exc_info)
         if record.stack_info:
             entry["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        # JSON escapes line breaks itself; U+2028/2029 end lines in some log viewers.
+        line = json.dumps(entry, default=str, ensure_ascii=False)
+        return line.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
 class KeyValueFormatter(logging.Formatter):
-    """Plain text lines with any `extra` fields appended as key=value."""
+    """Plain text lines with any `extra` fields appended as key=value.
+
+    The message and every field are escaped to one line, so no value (a model id, a user
+    name) can start a line of its own that reads like another log entry; a traceback still
+    follows on the lines below.
+    """
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
 
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        message = record.message
+        record.message = escape_text(message)
+        try:
+            return super().formatMessage(record)
+        finally:
+            record.message = message
+
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
-        extras = " ".join(f"{k}={v}" for k, v in _extras(record).items())
+        extras = " ".join(f"{k}={_field(v)}" for k, v in _extras(record).items())
         if not extras:
             return line
         head, sep, tail = line.partition("\n")  # keep a traceback below the fields

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from webapp.capabilities import Capabilities
+from storage.field_limits import PARAMETERS_JSON_MAX, STOP, json_size, problem, shown
+from webapp.capabilities import MAX_TOKENS_CEILING, Capabilities
 
 Kind = Literal["float", "int", "bool", "stop", "json_object", "response_format"]
 
@@ -45,7 +47,7 @@ PARAMS: tuple[Param, ...] = (
     Param("top_p", "Top-p", "float", "Nucleus sampling: keep the smallest token set with this "
           "much probability.", 0, 1, min_exclusive=True, step=0.05, advanced=False,
           provider_default="0.7 on SiliconFlow"),
-    Param("max_tokens", "Max tokens", "int", "Longest answer, in tokens.", 1, None,
+    Param("max_tokens", "Max tokens", "int", "Longest answer, in tokens.", 1, MAX_TOKENS_CEILING,
           advanced=False, provider_default="4096", warn_above=16384),
     Param("top_k", "Top-k", "int", "Sample only from the k likeliest tokens (-1: off).", -1, 100,
           step=1, provider_default="50 on SiliconFlow"),
@@ -89,6 +91,9 @@ JIEKOU_DEFAULT_MAX_TOKENS = 4096
 SEED_RANGE = (-(2**63), 2**63 - 1)  # providers take a 64-bit integer; larger ones fail there
 LOGIT_BIAS_RANGE = (-100, 100)
 MAX_DEPTH = 64  # JSON nesting no parameter needs (a JSON schema included); deeper is refused
+MAX_PARAMETERS_JSON = PARAMETERS_JSON_MAX  # all parameters of a turn, as JSON
+LONG_NUMBER_DIGITS = 30  # longer whole numbers are outside every parameter's range
+_WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
 
 
 class ParamError(ValueError):
@@ -107,6 +112,21 @@ def _range_text(p: Param) -> str:
     return f"between {p.minimum:g} and {p.maximum:g}"
 
 
+def _number_text(number: float | int | str) -> str:
+    """A number as a message shows it: "2.5", "1e+12", or "a 5,000-digit number"."""
+    digits = str(number).strip().lstrip("+-")
+    if isinstance(number, str) or (isinstance(number, int) and len(digits) > 15):
+        return f"a {len(digits):,}-digit number"
+    return f"{number:g}"
+
+
+def _out_of_range(p: Param, number: float | int | str) -> str:
+    if p.name == "seed":
+        return (f"Seed must be between {SEED_RANGE[0]} and {SEED_RANGE[1]} (a 64-bit "
+                f"integer; got {_number_text(number)})")
+    return f"{p.label} must be {_range_text(p)} (got {_number_text(number)})"
+
+
 def _check_number(p: Param, value: Any) -> tuple[float | int | None, str | None]:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None, f"{p.label} must be a number, not {type(value).__name__}"
@@ -116,23 +136,34 @@ def _check_number(p: Param, value: Any) -> tuple[float | int | None, str | None]
         if not math.isfinite(value) or not value.is_integer():
             return None, f"{p.label} must be a whole number, got {value!r}"
         value = int(value)
+    if isinstance(value, str) and _WHOLE_NUMBER.fullmatch(text := value.strip()) and len(
+            text) > LONG_NUMBER_DIGITS:
+        # Outside every range; int() would refuse it past 4,300 digits with Python's own text.
+        return None, _out_of_range(p, text)
     try:
         number: float | int = float(value) if p.kind == "float" else int(str(value).strip())
+    except OverflowError:  # a whole number too large for a float
+        return None, _out_of_range(p, value)
     except ValueError:
-        return None, f"{p.label} must be {kind}, got {value!r}"
-    if not math.isfinite(number):  # NaN passes every range check and is not valid JSON
-        return None, f"{p.label} must be {kind}, got {value!r}"
+        return None, f"{p.label} must be {kind}, got {shown(value, 40)}"
+    if isinstance(number, float) and not math.isfinite(number):  # NaN passes every range check
+        return None, f"{p.label} must be {kind}, got {shown(value, 40)}"
     if p.minimum is not None:
         too_low = number <= p.minimum if p.min_exclusive else number < p.minimum
         too_high = p.maximum is not None and number > p.maximum
         if too_low or too_high:
-            return None, f"{p.label} must be {_range_text(p)} (got {number:g})"
+            return None, _out_of_range(p, number)
     if p.name == "top_k" and number == 0:
         return None, "Top-k must be -1 (off) or between 1 and 100 (got 0)"
     if p.name == "seed" and not SEED_RANGE[0] <= number <= SEED_RANGE[1]:
-        return None, (f"Seed must be between {SEED_RANGE[0]} and {SEED_RANGE[1]} (a 64-bit "
-                      f"integer; got {number:g})")
+        return None, _out_of_range(p, number)
     return number, None
+
+
+def json_int(text: str) -> int | str:
+    """`json.loads`' parse_int: a whole number too long for int() stays as its digits, so the
+    parameter check can say which range it is out of (not "Exceeds the limit (4300 digits)")."""
+    return int(text) if len(text) <= 4000 else text
 
 
 def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
@@ -176,15 +207,27 @@ def _check_stop(value: Any) -> tuple[list[str] | None, str | None]:
     items = [s for s in items if s != ""]
     if len(items) > 4:
         return None, f"At most 4 stop sequences are allowed (got {len(items)})"
+    for item in items:
+        if found := problem(STOP, item):
+            return None, f"{STOP.label} {found}"
     return (items or None), None
+
+
+def _too_long_error(p: Param, text: str) -> str | None:
+    if len(text) > MAX_PARAMETERS_JSON:
+        return (f"{p.label} is {len(text):,} characters; the limit is {MAX_PARAMETERS_JSON:,} "
+                "for all parameters together")
+    return None
 
 
 def _check_json_object(p: Param, value: Any) -> tuple[dict[str, Any] | None, str | None]:
     if isinstance(value, str):
         if not value.strip():
             return None, None
+        if error := _too_long_error(p, value):
+            return None, error
         try:
-            value = json.loads(value)
+            value = json.loads(value, parse_int=json_int)
         except json.JSONDecodeError as exc:
             return None, f"{p.label} is not valid JSON: {exc.msg} at line {exc.lineno}"
         except RecursionError:
@@ -205,8 +248,10 @@ def _check_response_format(value: Any) -> tuple[dict[str, Any] | None, str | Non
             return {"type": text}, None
         if not text:
             return None, None
+        if error := _too_long_error(PARAMS_BY_NAME["response_format"], text):
+            return None, error
         try:
-            value = json.loads(text)
+            value = json.loads(text, parse_int=json_int)
         except json.JSONDecodeError:
             return None, ("Response format must be text, json_object, or a JSON schema object "
                           '{"name": ..., "schema": {...}}')
@@ -249,7 +294,7 @@ def normalize(values: Mapping[str, Any]) -> dict[str, Any]:
     for name, raw in values.items():
         p = PARAMS_BY_NAME.get(name)
         if p is None:
-            errors.append(f"Unknown parameter {name!r}; known: {', '.join(PARAMS_BY_NAME)}")
+            errors.append(f"Unknown parameter {shown(name)}; known: {', '.join(PARAMS_BY_NAME)}")
             continue
         if _is_unset(raw):
             continue
@@ -270,6 +315,9 @@ def normalize(values: Mapping[str, Any]) -> dict[str, Any]:
             clean[name] = value
     if "top_logprobs" in clean and clean.get("logprobs") is not True:
         errors.append("Top log-probs needs Log-probs switched on")
+    if not errors and (size := json_size(clean)) > MAX_PARAMETERS_JSON:
+        errors.append(f"The parameters are {size:,} characters as JSON; the limit is "
+                      f"{MAX_PARAMETERS_JSON:,}: shorten the response format or logit bias")
     if errors:
         raise ParamError(errors)
     return clean
@@ -300,8 +348,13 @@ def request_params(
 ) -> dict[str, Any]:
     """The parameters to put in the request body: only set ones the model accepts."""
     body = {n: v for n, v in clean.items() if applies(PARAMS_BY_NAME[n], caps, provider_kind)}
+    limit = caps.max_output_tokens
+    if limit is not None and body.get("max_tokens", 0) > limit:
+        raise ParamError([f"Max tokens must be at most {limit} for this model (its output "
+                          f"limit, max_output_tokens in CAPABILITIES_FILE; got "
+                          f"{body['max_tokens']})"])
     if provider_kind == "jiekou" and "max_tokens" not in body:
-        body["max_tokens"] = JIEKOU_DEFAULT_MAX_TOKENS
+        body["max_tokens"] = min(JIEKOU_DEFAULT_MAX_TOKENS, limit or JIEKOU_DEFAULT_MAX_TOKENS)
     if tools_sent and caps.tools_need_thinking_off:
         body["enable_thinking"] = False
     return body

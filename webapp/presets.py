@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Literal, Protocol
 
+from storage import field_limits
+from storage.field_limits import MODEL, PROVIDER, TOOL_CHOICE, FieldTooLong, message_limit
 from storage.presets import NAME_MAX, PresetError
 from webapp.params import ParamError, normalize
 from webapp.tools.selection import ToolNames, ToolSelectionError, parse_names, select
@@ -127,15 +129,25 @@ def find_shipped(slug: str) -> ShippedPreset:
     raise PresetError(f"There is no shipped preset {slug!r}.")
 
 
-def check(values: PresetValues, registry: ToolNames) -> PresetValues:
+def check(values: PresetValues, registry: ToolNames,
+          max_message_chars: int = 100_000) -> PresetValues:
     """Validate a preset's values; return them cleaned, or raise PresetError with the reasons.
 
     Parameters go through webapp.params.normalize; tools must be registered, and tool_choice
-    must be auto, none, required or one of the preset's tools.
+    must be auto, none, required or one of the preset's tools. Texts have the limits of
+    storage.field_limits; the system prompt has MAX_MESSAGE_CHARS (`max_message_chars`).
     """
     name = " ".join(values.name.split())
     if len(name) > NAME_MAX:
         raise PresetError(f"A preset name is 1–{NAME_MAX} characters (got {len(name)}).")
+    try:
+        field_limits.check(message_limit(max_message_chars, "The system prompt"),
+                           values.system_prompt or "")
+        field_limits.check(PROVIDER, (values.provider or "").strip())
+        field_limits.check(MODEL, (values.model or "").strip())
+        field_limits.check(TOOL_CHOICE, (values.tool_choice or "").strip())
+    except FieldTooLong as exc:
+        raise PresetError(str(exc)) from None
     try:
         parameters = normalize(values.parameters)
     except ParamError as exc:

@@ -20,6 +20,7 @@ from webapp.catalog import ModelCatalog
 from webapp.chat import ChatService
 from webapp.compare import CompareService
 from webapp.config import ConfigError, Settings
+from webapp.downloads import Downloads
 from webapp.observability import Metrics
 from webapp.pricing import PriceFileError, load_prices
 from webapp.provider import ProviderClient, RetryPolicy
@@ -52,6 +53,7 @@ class Parley:
     metrics: Metrics
     share_demo: gr.Blocks
     accounts: Accounts | None = None  # the sign-in check when AUTH_MODE=accounts
+    downloads: Downloads | None = None  # exports, served by create_app to their owners only
 
     def share_auth_kwargs(self) -> dict[str, Any]:
         """The share page asks for sign-in only when the admin setting says so."""
@@ -83,8 +85,11 @@ def build_tools(
         # carry a cookie another user's fetch received (the provider client is shared).
         no_cookies = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
         fetcher = httpx.AsyncClient(cookies=httpx.Cookies(no_cookies), follow_redirects=False)
-    register_builtins(registry, http=fetcher,
-                      http_allowed_hosts=settings.http_get_allowed_hosts)
+    try:
+        register_builtins(registry, http=fetcher,
+                          http_allowed_hosts=settings.http_get_allowed_hosts)
+    except ValueError as exc:
+        raise ConfigError(f"HTTP_GET_ALLOWED_HOSTS: {exc}: fix it in .env") from None
     for spec in settings.tools_modules:
         try:
             added = registry.load(spec)
@@ -133,9 +138,10 @@ def build(settings: Settings) -> Parley:
     except PriceFileError as exc:
         raise ConfigError(f"{exc}: fix it, or unset PRICES_FILE in .env") from None
     chat_ui = ChatUI(service, catalog, Versions(sessions), identity, default_tools)
-    compare_ui = CompareUI(chat_ui, CompareService(service, prices))
-    demo = build_ui(chat_ui, ChatAPI(service, identity, default_tools), TeamUI(chat_ui),
-                    compare_ui)
+    downloads = Downloads()
+    compare_ui = CompareUI(chat_ui, CompareService(service, prices), downloads)
+    demo = build_ui(chat_ui, ChatAPI(service, identity, default_tools),
+                    TeamUI(chat_ui, downloads), compare_ui)
     gradio_tuning.lighter_sessions()
     gradio_tuning.no_matplotlib_retries()
     gradio_tuning.cheap_skips()
@@ -152,7 +158,8 @@ def build(settings: Settings) -> Parley:
     share_demo = build_share_page(SharePage(sessions))
     gradio_tuning.skip_queue_analytics(share_demo)
     gradio_tuning.calmer_queue(share_demo)
-    return Parley(settings, demo, http, engine, service, identity, metrics, share_demo, accounts)
+    return Parley(settings, demo, http, engine, service, identity, metrics, share_demo, accounts,
+                  downloads)
 
 
 def launch_kwargs(settings: Settings) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from sqlalchemy import Engine, text
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from webapp import gradio_tuning
+from webapp import downloads, gradio_tuning
 from webapp.auth import LoginAddressGuard, LoginThrottle, trusted
 from webapp.config import Settings
 from webapp.observability import Metrics
@@ -232,6 +232,8 @@ def create_app(
         blocks.has_launched = True
     for gradio_app in _gradio_apps(app):
         gradio_tuning.login_check_on_the_loop(gradio_app)
+        if gradio_app.get_blocks() is demo and parley.downloads is not None:
+            downloads.add_route(gradio_app, parley.downloads, parley.identity)
     return app
 
 

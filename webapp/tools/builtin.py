@@ -137,36 +137,79 @@ async def search_conversations(
     return [{key: hit.get(key) for key in _HIT_KEYS} for hit in hits[:count]]
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _split_entry(entry: str) -> tuple[str, int | None]:
+    """An allow-list entry → (host, port); the port is None for "default ports only"."""
+    host, port = entry, ""
+    if entry.startswith("["):  # [::1] or [::1]:8080
+        host, _, rest = entry[1:].partition("]")
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"allowed host {entry!r} is not a host name or host:port")
+        port = rest[1:]
+    elif entry.count(":") == 1:  # host:port (a bare IPv6 address has more colons)
+        host, port = entry.split(":")
+    if not port:
+        return host, None
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"allowed host {entry!r} has port {port!r}; use a port from 1 to 65535")
+    return host, int(port)
+
+
 def normalize_hosts(hosts: Iterable[str]) -> tuple[str, ...]:
-    """Allow-list entries lower-cased, without brackets or trailing dots; refuse URLs."""
+    """Allow-list entries lower-cased, without trailing dots; refuse URLs and bad ports.
+
+    "host" allows ports 80 (http) and 443 (https) only; "host:port" allows that port.
+    """
     entries = []
     for entry in hosts:
-        host = entry.strip().lower().strip("[]").rstrip(".")
-        if not host:
+        text = entry.strip().lower()
+        if not text:
             continue
-        if "/" in host or "@" in host:
+        if "/" in text or "@" in text:
             raise ValueError(
                 f"allowed host {entry!r} is not a host name; "
-                "write e.g. example.com or *.example.com"
+                "write e.g. example.com, *.example.com or wiki.internal:8080"
             )
-        entries.append(host)
+        host, port = _split_entry(text)
+        host = host.rstrip(".")
+        if not host:
+            raise ValueError(f"allowed host {entry!r} has no host name")
+        bracketed = f"[{host}]" if ":" in host else host
+        entries.append(bracketed if port is None else f"{bracketed}:{port}")
     return tuple(entries)
 
 
-def host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
-    """Exact, case-insensitive match; "*.example.com" matches any subdomain of example.com."""
-    name = host.lower().rstrip(".")
+def _host_matches(name: str, pattern: str) -> bool:
+    if pattern.startswith("*."):
+        return name.endswith(pattern[1:]) and len(name) > len(pattern) - 1
+    return name == pattern
+
+
+def host_allowed(host: str, allowed: tuple[str, ...], port: int | None = None,
+                 scheme: str = "https") -> bool:
+    """Whether `host` on `port` (None: the scheme's default) is allowed.
+
+    Exact, case-insensitive host match; "*.example.com" matches any subdomain of example.com.
+    An entry without a port allows only the scheme's default port (80 or 443).
+    """
+    name = host.lower().rstrip(".").strip("[]")
+    wanted = port if port is not None else DEFAULT_PORTS.get(scheme)
     for entry in allowed:
-        if entry.startswith("*."):
-            if name.endswith(entry[1:]) and len(name) > len(entry) - 1:
-                return True
-        elif name == entry:
+        pattern, entry_port = _split_entry(entry)
+        if not _host_matches(name, pattern.rstrip(".")):
+            continue
+        if entry_port is None and wanted == DEFAULT_PORTS.get(scheme):
+            return True
+        if entry_port is not None and wanted == entry_port:
             return True
     return False
 
 
 def check_url(url: str | httpx.URL, allowed: tuple[str, ...], *, what: str = "URL") -> httpx.URL:
-    """Parse `url` and refuse anything but http(s) to an allowed host without credentials."""
+    """Parse `url` and refuse anything but http(s) to an allowed host and port, without
+    credentials."""
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError, ValueError) as exc:
@@ -175,11 +218,26 @@ def check_url(url: str | httpx.URL, allowed: tuple[str, ...], *, what: str = "UR
         raise ValueError(f"{what} {str(url)!r} is refused: only http and https URLs can be fetched")
     if parsed.userinfo:
         raise ValueError(f"{what} is refused: URLs with user names or passwords are not allowed")
-    if not parsed.host or not host_allowed(parsed.host, allowed):
-        raise ValueError(
-            f"{what} host {parsed.host!r} is not allowed; allowed hosts: {', '.join(allowed)}"
-        )
+    if not parsed.host or not host_allowed(parsed.host, allowed, parsed.port, parsed.scheme):
+        return _refuse_host(parsed, allowed, what)
     return parsed
+
+
+def _refuse_host(parsed: httpx.URL, allowed: tuple[str, ...], what: str) -> httpx.URL:
+    name = parsed.host.lower().rstrip(".")
+    listed = any(_host_matches(name, _split_entry(entry)[0]) for entry in allowed)
+    port = parsed.port or DEFAULT_PORTS[parsed.scheme]
+    entry = f"[{name}]:{port}" if ":" in name else f"{name}:{port}"
+    if listed:
+        raise ValueError(
+            f"{what} port {port} of {parsed.host!r} is not allowed: a host listed without a "
+            f"port allows only 80 (http) and 443 (https), host:port only that port; an admin "
+            f"can list {entry} in HTTP_GET_ALLOWED_HOSTS (allowed hosts: "
+            f"{', '.join(allowed)})"
+        )
+    raise ValueError(
+        f"{what} host {parsed.host!r} is not allowed; allowed hosts: {', '.join(allowed)}"
+    )
 
 
 def _is_text(media_type: str) -> bool:

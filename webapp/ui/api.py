@@ -5,18 +5,39 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncGenerator
+from typing import Any
 
 import gradio as gr
 from sqlalchemy.exc import OperationalError
 
 from storage import repository as repo
+from storage.field_limits import shown
 from webapp.auth import Identity, NotSignedIn
 from webapp.chat import ChatService, NewMessage, TurnRefused, TurnSettings
-from webapp.params import MAX_DEPTH, ParamError, too_deep
+from webapp.params import MAX_DEPTH, MAX_PARAMETERS_JSON, ParamError, json_int, too_deep
 from webapp.ui.handlers import DATABASE_DOWN
 
-MAX_PARAMETERS_JSON = 64_000
 TOO_DEEP = f"parameters_json nests more than {MAX_DEPTH} levels deep; no parameter needs that"
+INPUTS = {"message": "", "conversation_id": ': send "" to start a new conversation',
+          "model": ': send "" for the default model', "parameters_json": ': send "{}" for none'}
+
+
+def kind_of(value: Any) -> str:
+    """How a JSON value is named in messages: "null", "a number", "an object", ..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return "a list" if isinstance(value, list) else "an object"
+
+
+def check_inputs(values: tuple[Any, ...]) -> None:
+    """Refuse any input that is not a string (the inputs arrive as sent: no preprocessing)."""
+    for (name, hint), value in zip(INPUTS.items(), values, strict=True):
+        if not isinstance(value, str):
+            raise gr.Error(f"{name} must be text (a string), not {kind_of(value)}{hint}")
 
 
 class ChatAPI:
@@ -45,10 +66,12 @@ class ChatAPI:
         person's approval is not run. With n > 1 the first choice is returned.
         """
         settings = self.service.settings
+        check_inputs((message, conversation_id, model, parameters_json))
         if len(parameters_json) > MAX_PARAMETERS_JSON:
             raise gr.Error(f"parameters_json is larger than {MAX_PARAMETERS_JSON:,} characters.")
         try:
-            params = json.loads(parameters_json) if parameters_json.strip() else {}
+            params = (json.loads(parameters_json, parse_int=json_int)
+                      if parameters_json.strip() else {})
         except json.JSONDecodeError as exc:
             raise gr.Error(
                 f"parameters_json is not valid JSON: {exc.msg} at column {exc.colno}"
@@ -60,7 +83,10 @@ class ChatAPI:
         deep = [name for name, value in params.items() if too_deep(value, MAX_DEPTH - 1)]
         if deep:
             raise gr.Error(f"{TOO_DEEP} (in {json.dumps(deep[0])[:80]})")
-        provider = str(params.pop("provider", "") or settings.default_provider)
+        provider = params.pop("provider", "") or settings.default_provider
+        if not isinstance(provider, str):
+            raise gr.Error(f'"provider" must be a provider name (a string), not '
+                           f"{kind_of(provider)}")
         tools = params.pop("tools", None)  # None: the conversation's (or the server's) default
         tool_choice = params.pop("tool_choice", None)
         if tools is not None and not (
@@ -96,12 +122,12 @@ class ChatAPI:
             update = await anext(stream)
         except repo.InvalidId:
             raise gr.Error(
-                f"conversation_id {conversation_id!r} is malformed: use the id returned by an "
-                "earlier call, or an empty string for a new one."
+                f"conversation_id {shown(conversation_id)} is malformed: use the id returned by "
+                "an earlier call, or an empty string for a new one."
             ) from None
         except repo.NotFound:
-            raise gr.Error(f"No conversation {conversation_id!r}: it does not exist or is not "
-                           "yours. Use an empty string to start a new one.") from None
+            raise gr.Error(f"No conversation {shown(conversation_id)}: it does not exist or is "
+                           "not yours. Use an empty string to start a new one.") from None
         except ParamError as exc:
             raise gr.Error("Invalid parameters: " + "; ".join(exc.errors)) from None
         except TurnRefused as exc:

@@ -68,9 +68,9 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI) -> gr.B
                     md_btn = gr.Button("Markdown", size="sm", elem_id="export-md")
                     json_btn = gr.Button("JSON", size="sm", elem_id="export-json")
                 all_btn = gr.Button("All my data (JSON)", size="sm", elem_id="export-all")
-                download = gr.File(
-                    label="Download", interactive=False, visible=False, elem_id="download"
-                )
+                # A link to Parley's own download route (webapp/downloads.py), not a gr.File:
+                # Gradio would serve its cached copy to anyone signed in who has the URL.
+                download = gr.HTML(visible=False, elem_id="download")
                 import_btn = gr.UploadButton(
                     "Import JSON…", size="sm", file_types=[".json"], elem_id="import"
                 )
@@ -474,5 +474,8 @@ def wire_chat_api(api: ChatAPI) -> list[Any]:
         api_name="chat",
         api_description=api.chat.__doc__,
         show_progress="hidden",
+        # The inputs arrive as sent, so ChatAPI can refuse a number or null instead of
+        # Textbox's str() turning 5 into "5" and {"a": 1} into "{'a': 1}".
+        preprocess=False,
     )
     return [*inputs, *outputs, trigger]

@@ -7,12 +7,11 @@ is in webapp/ui/compare_tab.py.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
-import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -34,8 +33,9 @@ from webapp.compare_rounds import (
     following,
     last_compare,
 )
+from webapp.downloads import Downloads, base_url, download_url, link_html
 from webapp.i18n import t
-from webapp.params import ParamError
+from webapp.params import MAX_DEPTH, MAX_PARAMETERS_JSON, ParamError, json_int
 from webapp.pricing import format_cost
 from webapp.ui.handlers import ChatUI, _refusal_text, refused_if_missing
 from webapp.ui.render import ChatbotMessage, _answer_items, _text
@@ -136,11 +136,11 @@ def _header(label: str, provider_label: str, *, shown: bool, best: bool,
 class CompareUI:
     """Compare handlers; every one resolves the user from the request and is scoped to them."""
 
-    def __init__(self, chat: ChatUI, service: CompareService) -> None:
+    def __init__(self, chat: ChatUI, service: CompareService, downloads: Downloads) -> None:
         self.chat = chat
         self.service = service
         self.settings = chat.settings
-        self._files = Path(tempfile.mkdtemp(prefix="parley-compare-"))
+        self.downloads = downloads
 
     def provider_label(self, name: str) -> str:
         return next((p.label for p in self.settings.providers if p.name == name), name)
@@ -322,11 +322,11 @@ class CompareUI:
         with refused_if_missing():
             conversation, messages = await self.service.load(
                 user_id=user_id, conversation_id=cstate.conversation_id)
-        folder = Path(tempfile.mkdtemp(prefix=f"u{user_id}-", dir=self._files))
-        path = folder / _filename(conversation.title, ".md")
-        path.write_text(compare_markdown(conversation, messages, self.service.prices),
-                        encoding="utf-8")
-        return gr.update(value=str(path), visible=True)
+        name = _filename(conversation.title, ".md")
+        text = compare_markdown(conversation, messages, self.service.prices)
+        token = await asyncio.to_thread(self.downloads.add, user_id, name, text)
+        return gr.update(value=link_html(download_url(base_url(request), token), name),
+                         visible=True)
 
     # gr.Request comes first: Gradio injects it only into positional parameters, and the
     # column pickers arrive as *pickers (provider, model, provider, model, ...).
@@ -417,10 +417,15 @@ def _params(temperature: str, max_tokens: str, advanced: str) -> dict[str, Any]:
     """The tab's parameter boxes → raw values for webapp.params.normalize (empty: not set)."""
     params: dict[str, Any] = {}
     if (advanced or "").strip():
+        if len(advanced) > MAX_PARAMETERS_JSON:
+            raise ParamError([f"Advanced JSON is {len(advanced):,} characters; the limit is "
+                              f"{MAX_PARAMETERS_JSON:,}"])
         try:
-            extra = json.loads(advanced)
+            extra = json.loads(advanced, parse_int=json_int)
         except json.JSONDecodeError as exc:
             raise ParamError([f"Advanced JSON is not valid JSON: {exc.msg}"]) from None
+        except RecursionError:
+            raise ParamError([f"Advanced JSON nests more than {MAX_DEPTH} levels deep"]) from None
         if not isinstance(extra, dict):
             raise ParamError(['Advanced JSON must be an object, e.g. {"top_p": 0.9}'])
         params.update(extra)

@@ -11,6 +11,7 @@ import gradio as gr
 from sqlalchemy.exc import OperationalError
 
 from storage import repository as repo
+from storage.field_limits import TITLE, FieldTooLong, check
 from storage.models import Message
 from webapp.attachments import (
     Attachment,
@@ -439,6 +440,10 @@ class ChatUI:
                      request: gr.Request) -> Any:
         if not state.conversation_id:
             raise gr.Error(t("Open a conversation to rename it.", state.lang))
+        try:  # refused, not cut: the box keeps the title to shorten
+            check(TITLE, " ".join((title or "").split()))
+        except FieldTooLong as exc:
+            raise gr.Error(str(exc), title="Not renamed") from None
         user_id = await self.user_id(state, request)
         conversation_id = state.conversation_id
         await self.db(lambda s: repo.rename_conversation(

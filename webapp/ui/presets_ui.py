@@ -129,7 +129,7 @@ class PresetsUI:
                 name=name, system_prompt=system or "", provider=provider or "",
                 model=model or "", parameters=controls.collect(params),
                 tools=tuple(tools or ()), tool_choice=tool_choice or "auto",
-            ), self.service.tools)
+            ), self.service.tools, self.chat.settings.max_message_chars)
         row = await self._db(lambda s: store.save_preset(
             session=s, user_id=person.user_id, name=values.name, team=bool(team),
             is_admin=person.is_admin, system_prompt=values.system_prompt,

@@ -6,9 +6,6 @@ import asyncio
 import json
 import logging
 import re
-import shutil
-import tempfile
-import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -17,6 +14,7 @@ import gradio as gr
 
 from storage import accounts, transfer
 from storage.models import utc_now
+from webapp.downloads import Downloads, base_url, download_url, link_html
 from webapp.export import conversation_json, conversation_markdown, export_all_json
 from webapp.i18n import t
 from webapp.import_file import ImportRefused, parse_import
@@ -28,7 +26,6 @@ PERIODS = {"Last 24 hours": timedelta(days=1), "Last 7 days": timedelta(days=7),
            "Last 30 days": timedelta(days=30)}
 USAGE_COLUMNS = ["user", "model", "requests", "prompt tokens", "completion tokens", "errors"]
 MAX_IMPORT_BYTES = 20_000_000
-EXPORT_TTL_S = 3600
 
 
 def _filename(title: str, suffix: str) -> str:
@@ -39,19 +36,15 @@ def _filename(title: str, suffix: str) -> str:
 class TeamUI:
     """Handlers for sharing, export/import and administration; every one checks the user."""
 
-    def __init__(self, chat: ChatUI, share_base: str = "/share/") -> None:
+    def __init__(self, chat: ChatUI, downloads: Downloads, share_base: str = "/share/") -> None:
         self.chat = chat
         self.service = chat.service
+        self.downloads = downloads
         self.share_base = share_base
-        self._files = Path(tempfile.mkdtemp(prefix="parley-export-"))
 
     # ---- share links -----------------------------------------------------------------------
     def share_url(self, request: gr.Request, token: str) -> str:
-        base = ""
-        raw = getattr(request, "request", None)
-        if raw is not None and getattr(raw, "base_url", None) is not None:
-            base = str(raw.base_url).rstrip("/")
-        return f"{base}{self.share_base}?token={token}"
+        return f"{base_url(request)}{self.share_base}?token={token}"
 
     async def share(self, state: SessionState, request: gr.Request) -> str:
         """Create a read-only link to the open conversation."""
@@ -97,7 +90,7 @@ class TeamUI:
                 text = json.dumps(conversation_json(conversation, messages),
                                   ensure_ascii=False, indent=2)
                 name = _filename(conversation.title, ".json")
-            return self._write(user_id, name, text)
+            return self._link(request, user_id, name, text)
 
         return gr.update(value=await asyncio.to_thread(write), visible=True)
 
@@ -114,23 +107,14 @@ class TeamUI:
 
         def write() -> str:
             text = json.dumps(export_all_json(items), ensure_ascii=False, indent=2)
-            return self._write(user_id, "parley-export.json", text)
+            return self._link(request, user_id, "parley-export.json", text)
 
         return gr.update(value=await asyncio.to_thread(write), visible=True)
 
-    def _write(self, user_id: int, name: str, text: str) -> str:
-        """Write a download into a fresh folder (unguessable name); drop ones over an hour old.
-
-        Gradio copies the file into its own cache, which the Blocks empties hourly too.
-        """
-        cutoff = time.time() - EXPORT_TTL_S
-        for old in self._files.iterdir():
-            if old.stat().st_mtime < cutoff:
-                shutil.rmtree(old, ignore_errors=True)
-        folder = Path(tempfile.mkdtemp(prefix=f"u{user_id}-", dir=self._files))
-        path = folder / name
-        path.write_text(text, encoding="utf-8")
-        return str(path)
+    def _link(self, request: gr.Request, user_id: int, name: str, text: str) -> str:
+        """Store a download for this user only; return the link the page shows."""
+        token = self.downloads.add(user_id, name, text)
+        return link_html(download_url(base_url(request), token), name)
 
     async def import_file(self, file: Any, state: SessionState, query: str,
                           request: gr.Request) -> Any:
@@ -141,9 +125,10 @@ class TeamUI:
             raise gr.Error("No file arrived; pick a Parley JSON export.")
         if path.stat().st_size > MAX_IMPORT_BYTES:
             raise gr.Error(f"The file is larger than {MAX_IMPORT_BYTES // 1_000_000} MB.")
+        limit = self.service.settings.max_message_chars
         try:
-            imported = await asyncio.to_thread(
-                lambda: parse_import(path.read_bytes(), max_bytes=MAX_IMPORT_BYTES))
+            imported = await asyncio.to_thread(lambda: parse_import(
+                path.read_bytes(), max_bytes=MAX_IMPORT_BYTES, max_message_chars=limit))
         except ImportRefused as exc:
             raise gr.Error(str(exc), title="Cannot import") from None
         new_id = await self.chat.db(lambda s: transfer.import_conversation(
