@@ -556,3 +556,24 @@ async def test_a_forced_tool_choice_applies_to_the_first_request_only(
     forced = choice if choice == "required" else {
         "type": "function", "function": {"name": "calculator"}}
     assert sent == [forced, "auto", "auto"]
+
+
+async def test_huge_or_multi_line_ids_and_names_from_the_provider_are_cut_not_fatal(
+    service: ChatService, fake: FakeOpenAI
+) -> None:
+    """Storage refuses ids over its limits; what a server sends must still be saved."""
+    long_id, long_name = "id\n" + "x" * 10_000, "calc\r\n" + "y" * 5_000
+    fake.enqueue(Reply(content="", tool_calls=[call(long_id, long_name, {})],
+                       tool_call_variant="whole", finish_reason="stop\n" + "z" * 500),
+                 Reply(content="ok"))
+    user_id = await uid(service)
+    update = await run(service, user_id, "go", turn("calculator"))
+    assert update.state == "complete"
+    path = await stored_path(service, user_id, update.conversation_id)
+    asked, result = path[1], path[2]
+    [stored_call] = asked.tool_calls or []
+    assert stored_call["id"] == result.tool_call_id == ("idx" + "x" * 10_000)[:256]
+    assert stored_call["function"]["name"] == result.name == ("calcy" + "y" * 5000)[:128]
+    assert asked.finish_reason == ("stop" + "z" * 500)[:64]
+    sent = fake.requests[1]["json"]["messages"]
+    assert sent[-2]["tool_calls"][0]["id"] == sent[-1]["tool_call_id"] == stored_call["id"]

@@ -186,6 +186,19 @@ def _partial_suffix(text: str, tag: str) -> int:
     return 0
 
 
+# What the provider sends as ids and names is cut to what storage keeps (storage/field_limits.py),
+# without control characters, so a hostile or broken server cannot make a turn's save fail.
+MAX_CALL_ID_CHARS = 256
+MAX_TOOL_NAME_CHARS = 128
+MAX_FINISH_REASON_CHARS = 64
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def one_line(text: str, limit: int) -> str:
+    """`text` without control characters, at most `limit` characters long."""
+    return _CONTROL.sub("", text)[:limit]
+
+
 @dataclass(slots=True)
 class _CallParts:
     id: str = ""
@@ -237,7 +250,8 @@ class ToolCallAssembler:
     def take(self) -> tuple[ToolCall, ...]:
         """Return the assembled calls in index order and reset."""
         calls = tuple(
-            ToolCall(parts.id or f"call_{slot}", parts.name, "".join(parts.arguments))
+            ToolCall(one_line(parts.id, MAX_CALL_ID_CHARS) or f"call_{slot}",
+                     one_line(parts.name, MAX_TOOL_NAME_CHARS), "".join(parts.arguments))
             for slot, parts in sorted(self._calls.items())
         )
         self._calls.clear()
@@ -322,6 +336,7 @@ class ChunkAssembler:
             self._flush_think(state, index, events)
             if state.tools:
                 events.append(ToolCallsReady(state.tools.take(), index))
+            reason = one_line(reason, MAX_FINISH_REASON_CHARS)
             events.append(ChoiceFinished("stop" if reason == "eos" else reason, index))
 
     def _flush_think(self, state: _Choice, index: int, events: list[StreamEvent]) -> None:
