@@ -22,6 +22,12 @@ from webapp.ui.team import PERIODS, USAGE_COLUMNS, TeamUI
 
 PRIVATE: Literal["private"] = "private"  # UI events: callable by the page, not listed as API
 CSS = (Path(__file__).parent / "style.css").read_text(encoding="utf-8")
+# The open conversation's id goes in the address bar (?c=…), so a reload reopens it.
+KEEP_IN_URL = """(id) => {
+  const url = new URL(window.location.href);
+  if (id) { url.searchParams.set("c", id); } else { url.searchParams.delete("c"); }
+  if (url.href !== window.location.href) { window.history.replaceState(null, "", url); }
+}"""
 LATEX: list[dict[str, str | bool]] = [
     {"left": "$$", "right": "$$", "display": True},
     {"left": "\\[", "right": "\\]", "display": True},
@@ -261,7 +267,7 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI) -> gr.B
 
         switcher = [version_label, prev_btn, next_btn, use_btn]
         turn_inputs = [state, provider, model, system, tools_box, tool_choice, *params]
-        turn_outputs = [chatbot, box, state, approval_panel, approval_text]
+        turn_outputs = [chatbot, box, state, approval_panel, approval_text, conversations]
         after_outputs = [chatbot, state, *switcher, conversations]
 
         def then_refresh(event: Dependency) -> None:
@@ -308,15 +314,10 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI) -> gr.B
         then_refresh(retry_event)
         edit_event = chatbot.edit(ui.edit, turn_inputs, turn_outputs, api_visibility=PRIVATE)
         then_refresh(edit_event)
-        then_refresh(
-            box.stop(
-                None,
-                None,
-                None,
-                cancels=[send_event, retry_event, edit_event],
-                api_visibility=PRIVATE,
-            )
-        )
+        # Stop ends the run (in every tab that shows it); the turn's own event then ends too.
+        # Closing or reloading the page does not: the answer goes on, and reopening the
+        # conversation follows it live (attach below).
+        then_refresh(box.stop(ui.stop_run, [state], None, api_visibility=PRIVATE))
         then_refresh(chatbot.undo(ui.undo, [state], [chatbot, box, state], api_visibility=PRIVATE))
         chatbot.like(ui.feedback, [state], None, api_visibility=PRIVATE)
         approve_btn.click(ui.approve, [state], None, api_visibility=PRIVATE)
@@ -350,6 +351,18 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI) -> gr.B
         open_event = conversations.input(
             ui.open, [conversations, state], open_outputs, api_visibility=PRIVATE
         )
+        # A conversation opened from its link (?c=…, kept in the address bar), as after a
+        # reload: shown, selected in the sidebar, and followed live if an answer streams.
+        url_open = demo.load(ui.open_from_url, [state], open_outputs, api_visibility=PRIVATE,
+                             show_progress="hidden").then(
+            ui.sidebar, [state, search], [conversations], api_visibility=PRIVATE,
+            show_progress="hidden")
+        for opened in (open_event, url_open):
+            opened.then(ui.follow_live, [state], turn_outputs, api_visibility=PRIVATE).then(
+                ui.after_following, [state, search], [*after_outputs, box],
+                api_visibility=PRIVATE)
+        conversations.change(None, [conversations], None, js=KEEP_IN_URL, queue=False,
+                             api_visibility=PRIVATE)
         new_btn.click(ui.new_chat, [state], new_chat_outputs, api_visibility=PRIVATE)
         search.change(
             ui.sidebar,
@@ -414,8 +427,6 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI) -> gr.B
             api_visibility=PRIVATE,
         )
 
-        demo.load(ui.sidebar, [state, search], [conversations], api_visibility=PRIVATE)
-
         wire_compare(
             compare,
             compare_tab,
@@ -425,7 +436,7 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI) -> gr.B
             ),
             conversations=conversations,
             tabs=tabs,
-            after_open=open_event,
+            after_open=[open_event, url_open],
         )
 
         api_components = wire_chat_api(api)
@@ -458,7 +469,8 @@ def wire_language(demo: gr.Blocks, state: gr.State, stored: gr.BrowserState,
 
 
 def wire_chat_api(api: ChatAPI) -> list[Any]:
-    """The public /chat endpoint, on hidden components so its inputs and outputs are named."""
+    """The public /chat, /attach and /stop endpoints, on hidden components so their inputs
+    and outputs are named."""
     with gr.Row(visible=False):
         inputs = (
             [gr.Textbox(label="message")]
@@ -467,6 +479,11 @@ def wire_chat_api(api: ChatAPI) -> list[Any]:
         )
         outputs = [gr.Textbox(label=name) for name in ("answer_so_far", "conversation_id")]
         trigger = gr.Button()
+        attach_id = gr.Textbox(label="conversation_id", value="")
+        attach_trigger = gr.Button()
+        stop_id = gr.Textbox(label="conversation_id", value="")
+        stop_result = gr.Textbox(label="result")
+        stop_trigger = gr.Button()
     trigger.click(
         api.chat,
         inputs,
@@ -478,4 +495,11 @@ def wire_chat_api(api: ChatAPI) -> list[Any]:
         # Textbox's str() turning 5 into "5" and {"a": 1} into "{'a': 1}".
         preprocess=False,
     )
-    return [*inputs, *outputs, trigger]
+    attach_trigger.click(api.attach, [attach_id], outputs, api_name="attach",
+                         api_description=api.attach.__doc__, show_progress="hidden",
+                         preprocess=False)
+    stop_trigger.click(api.stop, [stop_id], [stop_result], api_name="stop",
+                       api_description=api.stop.__doc__, show_progress="hidden",
+                       preprocess=False)
+    return [*inputs, *outputs, trigger, attach_id, attach_trigger, stop_id, stop_result,
+            stop_trigger]
