@@ -11,6 +11,7 @@ import gradio as gr
 from gradio.events import Dependency
 
 from webapp.params import PARAMS
+from webapp.safe_markup import chatbot_latex
 from webapp.ui import controls, presentation, translate
 from webapp.ui.api import ChatAPI
 from webapp.ui.compare_tab import CompareUI, build_compare_tab, wire_compare
@@ -22,12 +23,7 @@ from webapp.ui.team import PERIODS, USAGE_COLUMNS, TeamUI
 
 PRIVATE: Literal["private"] = "private"  # UI events: callable by the page, not listed as API
 CSS = (Path(__file__).parent / "style.css").read_text(encoding="utf-8")
-LATEX: list[dict[str, str | bool]] = [
-    {"left": "$$", "right": "$$", "display": True},
-    {"left": "\\[", "right": "\\]", "display": True},
-    {"left": "\\(", "right": "\\)", "display": False},
-    {"left": "$", "right": "$", "display": False},
-]
+LATEX = chatbot_latex()  # every Chatbot showing chat text uses these (see safe_markup)
 
 
 def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI) -> gr.Blocks:
@@ -98,7 +94,8 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI) -> gr.B
                 limits_btn = gr.Button("Set limits", size="sm", elem_id="set-limits")
                 limits_note = gr.Markdown(elem_id="limits-note")
             if ui.settings.auth_mode == "accounts":
-                gr.Button("Sign out", size="sm", link="/logout", elem_id="sign-out")
+                # page.js signs out with a POST: GET /logout is refused (webapp/web_security.py).
+                gr.Button("Sign out", size="sm", elem_id="sign-out")
         with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab("Chat", id="chat"), gr.Row(equal_height=False):
                 with gr.Column(scale=4):
