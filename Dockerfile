@@ -1,12 +1,14 @@
 # Parley: Gradio chat UI for OpenAI-compatible providers.
 #   docker build -t parley .
 #   docker run -p 7860:7860 --env-file .env -v parley-data:/app/data parley
+# It answers to localhost only: set ALLOWED_HOSTS (in .env) to the name people use.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     HOST=0.0.0.0 \
+    ALLOWED_HOSTS=localhost,127.0.0.1,[::1] \
     PORT=7860 \
     ENV=production \
     DATABASE_URL=sqlite:////app/data/parley.db

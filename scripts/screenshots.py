@@ -16,7 +16,7 @@ from pathlib import Path
 
 from playwright.sync_api import Page, expect, sync_playwright
 
-from tests.browser import CHROMIUM, LAUNCH_ARGS, pick_compare_model
+from tests.browser import CHROMIUM, LAUNCH_ARGS, pick_compare_model, wait_until
 from tests.conftest import RunningApp, start_app
 from tests.fake_openai import ErrorReply, FakeOpenAI, Reply
 
@@ -86,8 +86,8 @@ def chinese_chat(app: RunningApp, page: Page) -> None:
         title.click()  # show the reasoning too
     expect(title).to_have_class(re.compile(r"\bexpanded\b"))
     block = page.locator("#chatbot .thought-group").first
-    page.wait_for_function("el => el.getAnimations({subtree: true}).length === 0",
-                           arg=block.element_handle())
+    wait_until(page, "el => el.getAnimations({subtree: true}).length === 0",
+               block.element_handle())
     page.screenshot(path=OUT / "chat-zh.png", full_page=False)
 
 

@@ -4,15 +4,16 @@ Registered as a pytest plugin by tests/conftest.py (``pytest_plugins``), so the 
 ``playwright``, ``browser`` and ``page`` are available to every test module and one Chromium
 serves the whole session. Needs /usr/bin/chromium (`apt-get install -y chromium`); Playwright's
 own browser download is not used. Waits are Playwright's auto-waiting `expect` /
-`wait_for_function`, never fixed sleeps.
+`wait_until`, never fixed sleeps.
 """
 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from playwright.sync_api import Browser, Locator, Page, Playwright, expect, sync_playwright
@@ -64,6 +65,22 @@ def page(browser: Browser) -> Iterator[Page]:
 
 # ---- helpers ---------------------------------------------------------------------------------
 
+def wait_until(page: Page, predicate: str, arg: Any = None, timeout_ms: int = TIMEOUT_MS) -> Any:
+    """page.wait_for_function without eval in the page, which Parley's CSP forbids.
+
+    `predicate` is a JavaScript function of `arg`, run once per animation frame through
+    Playwright's evaluate (CDP, not page script) until it returns something truthy, which is
+    returned.
+    """
+    check = ("async (arg) => { await new Promise(r => requestAnimationFrame(r)); "
+             f"return await ({predicate})(arg); }}")
+    deadline = time.monotonic() + timeout_ms / 1000
+    while not (value := page.evaluate(check, arg)):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {timeout_ms} ms: {predicate}")
+    return value
+
+
 def open_app(page: Page, app: RunningApp, note: str = "models from") -> None:
     """Load the page and wait until its load events have run (the model list is filled)."""
     page.goto(app.url)
@@ -94,9 +111,8 @@ def expand(page: Page, block: Locator) -> None:
     """Open a collapsed Thinking block and wait for its slide-open animation to end."""
     block.locator(".title").click()
     expect(block.locator(".title")).to_have_class(re.compile(r"\bexpanded\b"))
-    page.wait_for_function(
-        "el => el.getAnimations({subtree: true}).length === 0", arg=block.element_handle()
-    )
+    wait_until(page, "el => el.getAnimations({subtree: true}).length === 0",
+               block.element_handle())
 
 
 def chat_requests(app: RunningApp) -> list[dict]:

@@ -14,6 +14,7 @@ from gradio_client import Client
 from tests.fake_openai import FakeOpenAI
 from tests.pg import PostgresUnavailable, create_database, drop_database, start_postgres_server
 from webapp.config import Settings, load_settings
+from webapp.image_fetch import ImageFetcher
 from webapp.server import Parley, build
 from webapp.web import ServerThread, create_app, start_in_thread
 
@@ -82,8 +83,11 @@ class RunningApp:
         self.parley.engine.dispose()
 
 
-def start_app(fake: FakeOpenAI, db: Path | str, **env: str) -> RunningApp:
-    """Build Parley on `db` (a SQLite file's Path, or a database URL) and serve it on loopback."""
+def start_app(fake: FakeOpenAI, db: Path | str, *, image_fetcher: ImageFetcher | None = None,
+              **env: str) -> RunningApp:
+    """Build Parley on `db` (a SQLite file's Path, or a database URL) and serve it on loopback.
+
+    "Load image" fetches go through `image_fetcher` (default: the production one)."""
     values = {
         "SILICONFLOW_BASE_URL": fake.base_url,
         "SILICONFLOW_API_KEY": "test-key-siliconflow",
@@ -100,7 +104,8 @@ def start_app(fake: FakeOpenAI, db: Path | str, **env: str) -> RunningApp:
     settings = load_settings(values, dotenv_path=None)
     parley = build(settings)
     # The production stack: FastAPI with /healthz, /metrics and /share, served by uvicorn.
-    server = start_in_thread(create_app(parley), "127.0.0.1", settings.port)
+    server = start_in_thread(create_app(parley, image_fetcher=image_fetcher), "127.0.0.1",
+                             settings.port)
     return RunningApp(parley, settings, f"http://127.0.0.1:{settings.port}/", fake, server)
 
 

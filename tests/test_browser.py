@@ -17,6 +17,7 @@ from tests.browser import (
     open_app,
     send,
     thinking,
+    wait_until,
 )
 from tests.conftest import RunningApp
 from tests.fake_openai import Reply
@@ -47,7 +48,7 @@ def test_journey_streams_thinking_and_answer_then_reopens_from_sidebar(
     open_app(page, app)
     send(page, QUESTION)
 
-    partial = page.wait_for_function(PREFIX_JS, arg=["Streaming", ANSWER_TEXT]).json_value()
+    partial = wait_until(page, PREFIX_JS, ["Streaming", ANSWER_TEXT])
     assert partial and partial != ANSWER_TEXT and ANSWER_TEXT.startswith(partial)
 
     answer = bot(page, "Streaming")
@@ -122,8 +123,8 @@ def test_html_in_model_output_is_sanitized(app: RunningApp, page: Page) -> None:
     expect(bot(page, "Look:")).to_contain_text("end of answer")
     expect(page.locator("#chatbot")).to_contain_text("completion")  # final render
     # Every image in the chat has finished loading or failing, so onerror had its chance.
-    page.wait_for_function(
-        "() => Array.from(document.querySelectorAll('#chatbot img')).every(i => i.complete)")
+    wait_until(page,
+               "() => Array.from(document.querySelectorAll('#chatbot img')).every(i => i.complete)")
     assert page.evaluate("typeof window.__pwned") == "undefined"
 
 

@@ -19,7 +19,15 @@ import pytest
 from PIL import Image
 from playwright.sync_api import FilePayload, Locator, Page, expect
 
-from tests.browser import ARTIFACTS, bot, chat_requests, choose_model, message_box, open_app
+from tests.browser import (
+    ARTIFACTS,
+    bot,
+    chat_requests,
+    choose_model,
+    message_box,
+    open_app,
+    wait_until,
+)
 from tests.conftest import RunningApp, start_app
 from tests.fake_openai import FakeOpenAI
 
@@ -110,8 +118,7 @@ def user_image(page: Page, alt: str) -> Locator:
 
 def wait_loaded(page: Page, image: Locator) -> None:
     """Wait until the image has loaded and decoded to real pixels."""
-    page.wait_for_function("img => img.complete && img.naturalWidth > 0",
-                           arg=image.element_handle())
+    wait_until(page, "img => img.complete && img.naturalWidth > 0", image.element_handle())
 
 
 def toast(page: Page, text: str) -> Locator:

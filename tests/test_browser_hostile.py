@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
-from tests.browser import bot, chat_requests, message_box, open_app, send
+from tests.browser import bot, chat_requests, message_box, open_app, send, wait_until
 from tests.conftest import RunningApp, start_app
 from tests.fake_openai import FakeOpenAI, Reply
 from tests.test_hostile_inputs import MODULE, everything
@@ -83,13 +83,13 @@ def expand_all(page: Page, chat: Locator) -> None:
     titles = chat.locator(".thought-group .title:not(.expanded)")
     while titles.count():
         titles.first.click()
-    page.wait_for_function("el => el.getAnimations({subtree: true}).length === 0",
-                           arg=chat.element_handle())
+    wait_until(page, "el => el.getAnimations({subtree: true}).length === 0",
+               chat.element_handle())
 
 
 def assert_inert(page: Page, dialogs: list[str], chat: Locator, where: str) -> None:
     # Images have loaded or failed: every onerror had its chance to run.
-    page.wait_for_function("() => Array.from(document.images).every(i => i.complete)")
+    wait_until(page, "() => Array.from(document.images).every(i => i.complete)")
     assert dialogs == [], f"{where}: dialogs opened: {dialogs}"
     assert page.evaluate("typeof window.__pwned") == "undefined", f"{where}: a payload ran"
     links = page.evaluate("""() => Array.from(document.querySelectorAll('a[href], [*|href]'))

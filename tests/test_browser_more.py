@@ -24,7 +24,7 @@ from sqlmodel import Session
 from storage import repository as repo
 from storage.db import session_factory
 from storage.models import Message
-from tests.browser import bot, chat_requests, message_box, open_app, send
+from tests.browser import bot, chat_requests, message_box, open_app, send, wait_until
 from tests.conftest import RunningApp, start_app
 from tests.fake_openai import ErrorReply, FakeOpenAI, Reply
 
@@ -96,7 +96,7 @@ def load(page: Page, app: RunningApp, note: str = "models from") -> None:
     """Open the page and wait for its load events, the sidebar listing included."""
     page.add_init_script(SIDEBAR_REFRESHES_JS)
     open_app(page, app, note)
-    page.wait_for_function("() => window.__sidebarRefreshes >= 1")
+    wait_until(page, "() => window.__sidebarRefreshes >= 1")
 
 
 def refreshes(page: Page) -> int:
@@ -105,7 +105,7 @@ def refreshes(page: Page) -> int:
 
 def wait_refreshed(page: Page, before: int) -> None:
     """Wait until a turn's closing re-render (after_turn) has finished."""
-    page.wait_for_function("n => window.__sidebarRefreshes > n", arg=before)
+    wait_until(page, "n => window.__sidebarRefreshes > n", before)
 
 
 def ask(page: Page, text: str, answers_before: int = 0) -> None:

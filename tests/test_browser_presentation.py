@@ -15,7 +15,16 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.browser import ARTIFACTS, TIMEOUT_MS, bot, chat_requests, message_box, open_app, send
+from tests.browser import (
+    ARTIFACTS,
+    TIMEOUT_MS,
+    bot,
+    chat_requests,
+    message_box,
+    open_app,
+    send,
+    wait_until,
+)
 from tests.conftest import RunningApp
 from tests.fake_openai import Reply, last_user_text
 
@@ -208,8 +217,8 @@ def test_code_block_copy_button_puts_the_code_on_the_clipboard(app: RunningApp,
         expect(button).to_have_count(1)
         expect(button).to_be_visible()
         button.click()
-        page.wait_for_function(
-            "async (code) => (await navigator.clipboard.readText()) === code", arg=CODE)
+        wait_until(page, "async (code) => (await navigator.clipboard.readText()) === code",
+                   CODE)
 
 
 # ---- phone -----------------------------------------------------------------------------------

@@ -50,7 +50,7 @@ def test_a_missing_dotenv_file_is_fine(tmp_path: Path) -> None:
 def test_dotenv_values_are_read_and_the_environment_wins(tmp_path: Path) -> None:
     dotenv = tmp_path / ".env"
     dotenv.write_text(
-        "PORT=8000\nHOST=0.0.0.0\nSILICONFLOW_API_KEY=sk-from-file\n"
+        "PORT=8000\nHOST=0.0.0.0\nALLOWED_HOSTS=chat.example.com\nSILICONFLOW_API_KEY=sk-from-file\n"
         "DATABASE_URL=postgresql+psycopg://u@db/parley\nLOG_LEVEL=debug\n",
         encoding="utf-8",
     )
@@ -232,3 +232,38 @@ def test_tool_settings_defaults_and_parsing() -> None:
 def test_bad_tool_settings_name_the_variable(name: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_settings({name: value}, dotenv_path=None)
+
+
+# ---- ALLOWED_HOSTS ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("host", "expected"), [
+    ("127.0.0.1", ("localhost", "127.0.0.1", "[::1]")),
+    ("localhost", ("localhost", "127.0.0.1", "[::1]")),
+    ("::1", ("localhost", "127.0.0.1", "[::1]")),
+    ("127.0.0.2", ("localhost", "127.0.0.1", "[::1]", "127.0.0.2")),
+])
+def test_on_loopback_allowed_hosts_defaults_to_loopback_names(
+        host: str, expected: tuple[str, ...]) -> None:
+    assert settings(HOST=host).allowed_hosts == expected
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.0.0.5", "chat.example.com"])
+def test_bound_elsewhere_allowed_hosts_must_be_set(host: str) -> None:
+    message = config_error(HOST=host)
+    assert message.startswith(f"HOST={host} serves other machines, so ALLOWED_HOSTS must list")
+    assert "ALLOWED_HOSTS=* accepts every Host" in message and "DNS rebinding" in message
+
+
+def test_allowed_hosts_are_read_lowercased_and_star_means_any() -> None:
+    s = settings(HOST="0.0.0.0", ALLOWED_HOSTS=" Chat.Example.com, *.corp.test,10.0.0.5,[::1] ")
+    assert s.allowed_hosts == ("chat.example.com", "*.corp.test", "10.0.0.5", "[::1]")
+    assert settings(HOST="0.0.0.0", ALLOWED_HOSTS="*").allowed_hosts == ("*",)
+
+
+@pytest.mark.parametrize("entry", ["chat.example.com:443", "https://chat.example.com", "::1",
+                                   "a.*.example.com", "*example.com", "chat.example.com/app",
+                                   "[not-an-address]", "bad host"])
+def test_malformed_allowed_hosts_are_refused_with_the_fix(entry: str) -> None:
+    message = config_error(HOST="0.0.0.0", ALLOWED_HOSTS=entry)
+    assert message.startswith(f"ALLOWED_HOSTS entry {entry!r} is not a host name")
+    assert "without scheme or port" in message

@@ -39,7 +39,7 @@ MAX_SIDE = 65_535
 # Decoding a large image takes up to ~400 MB (50 megapixels RGBA, plus the resize's premultiplied
 # copy) however small its file. Process-wide on purpose: at most this many are decoded at once,
 # whoever sends them, so a burst of such uploads or imports queues instead of exhausting memory.
-_DECODING = threading.BoundedSemaphore(2)
+DECODING = threading.BoundedSemaphore(2)
 PREVIEW_PX = 320  # the longest side of the thumbnail shown in the chat
 MAX_URL_CHARS = 2048
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".m4v", ".mkv", ".avi")
@@ -106,7 +106,7 @@ def image_from_bytes(raw: bytes, name: str, limits: Limits) -> Attachment:
             width, height = image.size
             if width * height > MAX_PIXELS or max(width, height) > MAX_SIDE:
                 raise _too_many_pixels(name, width, height)
-            with _DECODING:
+            with DECODING:
                 if image.format in ("JPEG", "MPO"):
                     # Decode at a fraction of the size (still reading, and so checking, all of
                     # its data): only the preview needs the pixels, and it is small.

@@ -90,6 +90,7 @@ JIEKOU_CATALOG = (
     "zai-org/glm-4.6",
 )
 
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")  # ALLOWED_HOSTS when HOST is loopback
 PRIVATE_NETWORKS = ("127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
                     "fc00::/7")
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
@@ -101,6 +102,7 @@ class Settings:
 
     host: str = "127.0.0.1"
     port: int = 7860
+    allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS  # Host headers served ("*": any)
     database_url: str = "sqlite:///./data/parley.db"
     providers: tuple[ProviderConfig, ...] = ()
     default_provider: str = ""
@@ -270,9 +272,11 @@ def load_settings(
     port = _int(values, "PORT", 7860)
     if not 0 < port < 65536:
         raise ConfigError(f"PORT={port} is out of range 1–65535: fix it in .env")
+    host = values.get("HOST", "").strip() or "127.0.0.1"
     return Settings(
-        host=values.get("HOST", "").strip() or "127.0.0.1",
+        host=host,
         port=port,
+        allowed_hosts=_allowed_hosts(values, host),
         database_url=values.get("DATABASE_URL", "").strip() or "sqlite:///./data/parley.db",
         providers=tuple(providers),
         default_provider=default_provider,
@@ -308,6 +312,50 @@ def load_settings(
         login_max_failures=_bounded(values, "LOGIN_MAX_FAILURES", 5, 1, 1000),
         login_lockout_s=_positive(values, "LOGIN_LOCKOUT", 300.0),
     )
+
+
+_HOST_NAME = re.compile(r"(\*\.)?[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]{0,61}"
+                        r"[a-z0-9_])?)*\.?")
+
+
+def _allowed_hosts(values: Mapping[str, str], host: str) -> tuple[str, ...]:
+    """ALLOWED_HOSTS, checked; unset, loopback names when HOST is loopback, else an error."""
+    items = tuple(item.lower() for item in _list(values, "ALLOWED_HOSTS"))
+    if not items:
+        if not _loopback(host):
+            raise ConfigError(
+                f"HOST={host} serves other machines, so ALLOWED_HOSTS must list the names "
+                "and addresses people use to reach Parley, e.g. ALLOWED_HOSTS=chat.example.com"
+                " (without ports); requests for any other Host get 400. ALLOWED_HOSTS=* "
+                "accepts every Host, which lets any web page reach Parley through DNS "
+                "rebinding: fix it in .env")
+        bound = f"[{host}]" if ":" in host else host.lower()
+        return LOOPBACK_HOSTS + (() if bound in LOOPBACK_HOSTS else (bound,))
+    for item in items:
+        if item != "*" and not _valid_host_pattern(item):
+            raise ConfigError(
+                f"ALLOWED_HOSTS entry {item!r} is not a host name: list names or addresses "
+                "without scheme or port (chat.example.com, *.example.com, 10.0.0.5, [::1]), "
+                "or * for any: fix it in .env")
+    return items
+
+
+def _valid_host_pattern(item: str) -> bool:
+    if item.startswith("[") and item.endswith("]"):
+        try:
+            return ipaddress.ip_address(item[1:-1]).version == 6
+        except ValueError:
+            return False
+    return bool(_HOST_NAME.fullmatch(item))
+
+
+def _loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _choice(values: Mapping[str, str], name: str, options: tuple[str, ...]) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 import fastapi
 import gradio as gr
 import uvicorn
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from gradio.routes import App as GradioApp
 from sqlalchemy import Engine, text
@@ -23,8 +24,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from webapp import downloads, gradio_tuning
 from webapp.auth import LoginAddressGuard, LoginThrottle, trusted
 from webapp.config import Settings
+from webapp.image_fetch import ImageFetcher
 from webapp.observability import Metrics
+from webapp.page_routes import add_page_routes
 from webapp.server import Parley, launch_kwargs
+from webapp.web_security import HostCheck, SameOriginGuard, SecurityHeaders
 
 log = logging.getLogger(__name__)
 
@@ -168,9 +172,14 @@ def create_app(
     auth: Any = None,
     auth_dependency: Any = None,
     auth_message: str | None = None,
+    image_fetcher: ImageFetcher | None = None,
 ) -> fastapi.FastAPI:
     """FastAPI with GET /healthz and GET /metrics, the read-only share page at /share, and
-    Parley's Gradio app at "/". Sign-in follows AUTH_MODE unless auth arguments are given."""
+    Parley's Gradio app at "/". Sign-in follows AUTH_MODE unless auth arguments are given.
+
+    Every request passes the Host check (ALLOWED_HOSTS), pages get the CSP, state-changing
+    requests from other sites are refused (webapp/web_security.py); "load image" links fetch
+    through `image_fetcher` (a default ImageFetcher: public addresses only)."""
     demo = parley.demo
     metrics = metrics or parley.metrics
     if auth is None and auth_dependency is None:
@@ -188,6 +197,7 @@ def create_app(
         # no row "streaming": what is left is saved as interrupted now.
         await parley.service.runs.shutdown(0)
         demo.close(verbose=False)  # stops the queue's loops
+        await fetcher.aclose()
 
     app = fastapi.FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(NoProxyBuffering)
@@ -198,6 +208,16 @@ def create_app(
         settings = parley.settings
         app.add_middleware(LoginAddressGuard, throttle=LoginThrottle(
             settings.login_max_failures * 4, settings.login_lockout_s))
+    # With a CORSMiddleware on the parent app, Gradio's own steps aside; it would let any
+    # origin read any answer, with credentials, whenever the Host is not localhost.
+    app.add_middleware(CORSMiddleware, allow_origins=[])
+    app.add_middleware(SameOriginGuard)
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(HostCheck, allowed_hosts=parley.settings.allowed_hosts)
+    fetcher = image_fetcher or ImageFetcher()
+    add_page_routes(app, identity=parley.identity, fetcher=fetcher,
+                    gradio_apps=lambda: sorted(_gradio_apps(app), key=lambda g: g.blocks
+                                               is not demo))
     probe = DatabaseProbe(parley)
 
     @app.get("/healthz", include_in_schema=False)

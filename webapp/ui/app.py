@@ -11,6 +11,7 @@ import gradio as gr
 from gradio.events import Dependency
 
 from webapp.params import PARAMS
+from webapp.safe_markup import chatbot_latex
 from webapp.ui import controls, presentation, translate
 from webapp.ui.api import ChatAPI
 from webapp.ui.compare_tab import CompareUI, build_compare_tab, wire_compare
@@ -22,18 +23,7 @@ from webapp.ui.team import PERIODS, USAGE_COLUMNS, TeamUI
 
 PRIVATE: Literal["private"] = "private"  # UI events: callable by the page, not listed as API
 CSS = (Path(__file__).parent / "style.css").read_text(encoding="utf-8")
-# The open conversation's id goes in the address bar (?c=…), so a reload reopens it.
-KEEP_IN_URL = """(id) => {
-  const url = new URL(window.location.href);
-  if (id) { url.searchParams.set("c", id); } else { url.searchParams.delete("c"); }
-  if (url.href !== window.location.href) { window.history.replaceState(null, "", url); }
-}"""
-LATEX: list[dict[str, str | bool]] = [
-    {"left": "$$", "right": "$$", "display": True},
-    {"left": "\\[", "right": "\\]", "display": True},
-    {"left": "\\(", "right": "\\)", "display": False},
-    {"left": "$", "right": "$", "display": False},
-]
+LATEX = chatbot_latex()  # every Chatbot showing chat text uses these (see safe_markup)
 
 
 def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI) -> gr.Blocks:
@@ -104,7 +94,8 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI) -> gr.B
                 limits_btn = gr.Button("Set limits", size="sm", elem_id="set-limits")
                 limits_note = gr.Markdown(elem_id="limits-note")
             if ui.settings.auth_mode == "accounts":
-                gr.Button("Sign out", size="sm", link="/logout", elem_id="sign-out")
+                # page.js signs out with a POST: GET /logout is refused (webapp/web_security.py).
+                gr.Button("Sign out", size="sm", elem_id="sign-out")
         with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab("Chat", id="chat"), gr.Row(equal_height=False):
                 with gr.Column(scale=4):
@@ -361,8 +352,7 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI) -> gr.B
             opened.then(ui.follow_live, [state], turn_outputs, api_visibility=PRIVATE).then(
                 ui.after_following, [state, search], [*after_outputs, box],
                 api_visibility=PRIVATE)
-        conversations.change(None, [conversations], None, js=KEEP_IN_URL, queue=False,
-                             api_visibility=PRIVATE)
+
         new_btn.click(ui.new_chat, [state], new_chat_outputs, api_visibility=PRIVATE)
         search.change(
             ui.sidebar,

@@ -15,6 +15,7 @@ import gradio as gr
 from gradio.events import Dependency
 
 from webapp.compare_rounds import MAX_COLUMNS, MIN_COLUMNS
+from webapp.safe_markup import chatbot_latex
 from webapp.ui.compare_handlers import ALL, CompareState, CompareUI
 from webapp.ui.session import SessionState
 
@@ -99,7 +100,8 @@ def build_compare_tab(compare: CompareUI, *, state: gr.State | None = None) -> C
                     headers.append(gr.Markdown(elem_id=f"compare-header-{i}"))
                     chatbots.append(gr.Chatbot(
                         elem_id=f"compare-col-{i}", show_label=False, height="52vh",
-                        buttons=["copy"], sanitize_html=True, render_markdown=True))
+                        buttons=["copy"], sanitize_html=True, render_markdown=True,
+                        latex_delimiters=chatbot_latex()))
                     stats.append(gr.Markdown(elem_id=f"compare-stats-{i}"))
                     bests.append(gr.Button("Best", size="sm", visible=False,
                                            elem_id=f"compare-best-{i}"))

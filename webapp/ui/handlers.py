@@ -37,6 +37,7 @@ from webapp.chat import (
 from webapp.i18n import t
 from webapp.markdown_text import fenced
 from webapp.params import PARAMS, ParamError, normalize, warnings_for
+from webapp.safe_markup import LATEX_MARKDOWN, safe_markdown, unescape_for_edit
 from webapp.ui import controls
 from webapp.ui.render import (
     View,
@@ -270,7 +271,7 @@ class ChatUI:
             more = f" ({len(waiting) - 1} more waiting)" if len(waiting) > 1 else ""
             text = (f"✋ **{call.name}** wants to run{more}. Approve it?\n\n"
                     + fenced(pretty_arguments(call.arguments), "json"))
-            return gr.update(visible=True), text
+            return gr.update(visible=True), safe_markdown(text, latex=LATEX_MARKDOWN)
 
         state.viewing = True
         try:
@@ -375,8 +376,9 @@ class ChatUI:
                    *params: Any) -> AsyncIterator[Updates]:
         index = data.index if isinstance(data.index, int) else data.index[0]
         message_id = state.message_ids[index] if index < len(state.message_ids) else None
-        text = data.value if isinstance(data.value, str) else str(data.value)
-        if message_id is None or text == data.previous_value:
+        # The edit box holds the shown (sanitized) text: "<div>" was shown as "&lt;div>".
+        text = unescape_for_edit(data.value if isinstance(data.value, str) else str(data.value))
+        if message_id is None or text == unescape_for_edit(str(data.previous_value)):
             # Gradio sends one edit per item of the bubble: a message's pictures are their own
             # item (no message id), and an unchanged item is no edit at all.
             if message_id is None and text != data.previous_value:

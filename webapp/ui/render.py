@@ -1,4 +1,8 @@
-"""Stored messages and live turn progress → Chatbot messages. Pure; no I/O."""
+"""Stored messages and live turn progress → Chatbot messages. Pure; no I/O.
+
+Every text shown goes through `_text`, which runs webapp/safe_markup.py on it: a shared
+conversation shows the user's messages, the answers and tool results to another viewer.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from webapp.history import tool_results_by_answer
 from webapp.i18n import t
 from webapp.markdown_text import fenced
 from webapp.messages import ToolCall
+from webapp.safe_markup import safe_markdown
 from webapp.turn import ToolCallView, TurnProgress
 
 WINDOW = 120  # render at most this many stored messages: every streamed update re-renders all
@@ -75,6 +80,14 @@ def settled(view: View) -> View:
 
 
 def _text(role: str, text: str, metadata: dict[str, Any] | None = None) -> ChatbotMessage:
+    """A Chatbot item of model or user text (and a block title), made safe to render."""
+    if metadata and "title" in metadata:
+        metadata = {**metadata, "title": safe_markdown(str(metadata["title"]))}
+    return _markup(role, safe_markdown(text), metadata)
+
+
+def _markup(role: str, text: str, metadata: dict[str, Any] | None = None) -> ChatbotMessage:
+    """A Chatbot item of markup Parley wrote itself (attachment thumbnails), as it is."""
     # A text part (not a bare string) keeps the text exact: Gradio dedents bare strings.
     item: ChatbotMessage = {"role": role, "content": [{"type": "text", "text": text}]}
     if metadata:
@@ -257,7 +270,7 @@ def render_path(
                 view.messages += items
                 view.message_ids += [message.id] * len(items)
                 items = []
-                view.messages.append(_text("user", attachments.markdown(message.attachments)))
+                view.messages.append(_markup("user", attachments.markdown(message.attachments)))
                 view.message_ids.append(None)
         elif message.role == "assistant" and group and len(group) > 1:
             items = []

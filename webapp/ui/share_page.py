@@ -12,6 +12,7 @@ from sqlmodel import Session
 from storage import accounts
 from storage import repository as repo
 from webapp.i18n import pick_language, t
+from webapp.safe_markup import LATEX_MARKDOWN, safe_markdown
 from webapp.ui.app import LATEX
 from webapp.ui.render import render_path
 
@@ -42,7 +43,9 @@ class SharePage:
         title = f"### {conversation.title}\n{t(SHARED, lang)}"
         if conversation.model:
             title += f" · {conversation.model}"
-        return title, gr.update(value=render_path(path, lang=lang).messages, visible=True)
+        # The title is the sharer's text, shown to another viewer: as safe as the messages.
+        return (safe_markdown(title, latex=LATEX_MARKDOWN),
+                gr.update(value=render_path(path, lang=lang).messages, visible=True))
 
 
 def build_share_page(page: SharePage) -> gr.Blocks:
