@@ -424,3 +424,23 @@ async def test_every_column_counts_as_a_request_in_usage_and_limits(
     requests = await compare.service.db(
         lambda s: accounts.requests_since(session=s, user_id=uid, since=since))
     assert requests == 3
+
+
+async def test_text_no_database_stores_is_replaced_as_in_chat_and_every_column_answers(
+    compare: CompareService, fake: FakeOpenAI
+) -> None:
+    """The one orchestrator cleans a prompt the same way for Chat and Compare: a lone
+    surrogate (which breaks the request and the database) becomes U+FFFD."""
+    uid = await user_id(compare)
+    final = None
+    async for final in compare.stream_compare(user_id=uid, conversation_id=None,
+                                              text="hi \ud800 there", columns=[A, B],
+                                              system_prompt="be \x00 brief"):
+        pass
+    assert final is not None
+    assert [c.state for c in final.columns] == ["complete", "complete"]
+    assert [c.progress.choices[0].content for c in final.columns] == [
+        "Echo: hi \ufffd there"] * 2
+    sent = [r["json"]["messages"] for r in fake.requests]
+    assert all(m == [{"role": "system", "content": "be \ufffd brief"},
+                     {"role": "user", "content": "hi \ufffd there"}] for m in sent)

@@ -49,7 +49,7 @@ async def test_a_run_outlives_its_viewer_and_a_new_viewer_sees_it_from_the_start
     manager = RunManager()
     run, job = start(manager)
     frames: list[Any] = []
-    async for last in manager.watch([run], 0.0):
+    async for _ in manager.watch([run], 0.0):
         frames.append(dict(run.snapshot))
         if len(frames) == 2:
             break  # the first viewer leaves

@@ -227,10 +227,12 @@ def create_app(
         queue: dict[str, Any] = {"pending": "unknown" if pending is None else pending}
         if running is False:
             queue["running"] = False
+        live = len(parley.service.runs)  # answers streaming now (a draining server shows them)
         if database_error is None and running is not False:
-            body = {"status": "ok", "database": "ok", "queue": queue}
+            body = {"status": "ok", "database": "ok", "queue": queue, "runs": live}
             return JSONResponse(body, headers=NO_STORE)
-        body = {"status": "unavailable", "database": database_error or "ok", "queue": queue}
+        body = {"status": "unavailable", "database": database_error or "ok", "queue": queue,
+                "runs": live}
         return JSONResponse(body, status_code=503, headers=NO_STORE)
 
     @app.get("/metrics", include_in_schema=False)
