@@ -66,7 +66,7 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI) -> gr.B
                 all_btn = gr.Button("All my data (JSON)", size="sm", elem_id="export-all")
                 # A link to Parley's own download route (webapp/downloads.py), not a gr.File:
                 # Gradio would serve its cached copy to anyone signed in who has the URL.
-                download = gr.HTML(visible=False, elem_id="download")
+                download = gr.Markdown(visible=False, elem_id="download")
                 import_btn = gr.UploadButton(
                     "Import JSON…", size="sm", file_types=[".json"], elem_id="import"
                 )

@@ -91,7 +91,7 @@ def build_compare_tab(compare: CompareUI, *, state: gr.State | None = None) -> C
         note = gr.Markdown(elem_id="compare-note")
         # A link to Parley's own download route (webapp/downloads.py), not a gr.File: Gradio
         # would serve its cached copy to anyone signed in who has the URL.
-        download = gr.HTML(visible=False, elem_id="compare-download")
+        download = gr.Markdown(visible=False, elem_id="compare-download")
         columns, headers, chatbots, stats, bests = [], [], [], [], []
         with gr.Row(equal_height=False, elem_id="compare-columns"):
             for i in range(MAX_COLUMNS):
