@@ -432,12 +432,10 @@ async def test_text_no_database_stores_is_replaced_as_in_chat_and_every_column_a
     """The one orchestrator cleans a prompt the same way for Chat and Compare: a lone
     surrogate (which breaks the request and the database) becomes U+FFFD."""
     uid = await user_id(compare)
-    final = None
-    async for final in compare.stream_compare(user_id=uid, conversation_id=None,
-                                              text="hi \ud800 there", columns=[A, B],
-                                              system_prompt="be \x00 brief"):
-        pass
-    assert final is not None
+    updates = [update async for update in compare.stream_compare(
+        user_id=uid, conversation_id=None, text="hi \ud800 there", columns=[A, B],
+        system_prompt="be \x00 brief")]
+    final = updates[-1]
     assert [c.state for c in final.columns] == ["complete", "complete"]
     assert [c.progress.choices[0].content for c in final.columns] == [
         "Echo: hi \ufffd there"] * 2
