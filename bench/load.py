@@ -307,7 +307,9 @@ def parley_env(upstream: str, database: Path, port: int) -> dict[str, str]:
     return {"SILICONFLOW_BASE_URL": upstream, "SILICONFLOW_API_KEY": "bench-key",
             "JIEKOU_BASE_URL": upstream, "DEFAULT_PROVIDER": "siliconflow",
             "DEFAULT_MODEL": MODEL, "DATABASE_URL": f"sqlite:///{database}",
-            "PORT": str(port), "HOST": "127.0.0.1", "GRADIO_ANALYTICS_ENABLED": "False"}
+            "PORT": str(port), "HOST": "127.0.0.1", "GRADIO_ANALYTICS_ENABLED": "False",
+            # Every simulated user is the one local user (no sign-in): lift the per-user cap.
+            "MAX_RUNS_PER_USER": "1000"}
 
 
 def seed_long_conversations(database: Path, count: int, turns: int = 40

@@ -271,6 +271,8 @@ def run(args: argparse.Namespace) -> int:
             "HOST": "127.0.0.1", "PORT": str(app_port), "DATABASE_URL": database_url,
             "SILICONFLOW_BASE_URL": fake_url, "SILICONFLOW_API_KEY": "soak-key",
             "JIEKOU_BASE_URL": fake_url, "LOG_LEVEL": "WARNING",
+            # Every simulated user is the one local user (no sign-in): lift the per-user cap.
+            "MAX_RUNS_PER_USER": "1000",
         }
         base = f"http://127.0.0.1:{app_port}/"
         with process(fake_cmd, ROOT, base_env(), work / "fake.log") as fake, \

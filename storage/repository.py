@@ -322,6 +322,22 @@ def complete_message(
     return message
 
 
+def save_partial(
+    *, session: Session, user_id: int, message_id: str, content: str, reasoning: str
+) -> bool:
+    """Store the text a streaming answer has so far (one UPDATE, no row loaded); the row stays
+    "streaming". False when the row is no longer streaming (its final save came first)."""
+    _check_id(message_id)
+    result = session.execute(
+        update(Message)
+        .where(col(Message.id) == message_id, col(Message.user_id) == user_id,
+               col(Message.state) == "streaming")
+        .values(content=content, reasoning=reasoning, updated_at=utc_now())
+    )
+    session.commit()
+    return bool(getattr(result, "rowcount", 0))
+
+
 def drop_unstarted_choices(
     *, session: Session, user_id: int, keep_id: str, drop_ids: list[str]
 ) -> None:

@@ -95,6 +95,10 @@ def start_app(fake: FakeOpenAI, db: Path | str, *, image_fetcher: ImageFetcher |
         "DATABASE_URL": f"sqlite:///{db}" if isinstance(db, Path) else db,
         "PORT": str(free_port()),
         "MAX_RETRIES": "2",
+        "SHUTDOWN_GRACE": "2",  # a test server stopped mid-answer must not wait 30 s
+        # Without sign-in every client is the one local user, and many tests stream in
+        # parallel; the tests of the limit itself set it.
+        "MAX_RUNS_PER_USER": "200",
         **env,
     }
     settings = load_settings(values, dotenv_path=None)

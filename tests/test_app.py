@@ -130,10 +130,14 @@ def test_stop_closes_the_upstream_and_keeps_the_partial_answer(app: RunningApp) 
         if output[0]:  # the first text has arrived; the upstream now stalls
             break
     conversation_id = seen[-1][1]
-    job.cancel()
+    job.cancel()  # a client that leaves only stops watching ...
+    assert app.fake.active_streams == 1 and app.fake.disconnects == 0
+    # ... Stop ends it.
+    assert client.predict(conversation_id, api_name="/stop") == "stopped 1 answer"
     assert app.fake.wait_for_disconnect(timeout=10), "upstream never saw the connection close"
     _, assistant = wait_for_state(app, conversation_id, "stopped")
     assert assistant.content and "partial answer that never ends".startswith(assistant.content)
+    assert client.predict(conversation_id, api_name="/stop") == "no answer was streaming"
     # Reopening after a "reload" (a new client) sends what was saved, partial answer included.
     answer, _ = app.client().predict("Continue", conversation_id, "", "{}", api_name="/chat")
     assert answer == "Echo: Continue"
@@ -194,6 +198,10 @@ def test_chat_api_documents_named_inputs_and_outputs(app: RunningApp) -> None:
     assert [p["label"] for p in endpoint["parameters"]] == [
         "message", "conversation_id", "model", "parameters_json"]
     assert [r["label"] for r in endpoint["returns"]] == ["answer_so_far", "conversation_id"]
-    assert list(info["named_endpoints"]) == ["/chat"]  # UI events are not public API
+    # UI events are not public API.
+    assert list(info["named_endpoints"]) == ["/chat", "/attach", "/stop"]
+    for name in ("/attach", "/stop"):
+        assert [p["label"] for p in info["named_endpoints"][name]["parameters"]] == [
+            "conversation_id"]
     answer, conversation_id = app.client().predict("Only the message", api_name="/chat")
     assert answer == "Echo: Only the message" and len(conversation_id) == 32

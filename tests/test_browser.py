@@ -60,7 +60,7 @@ def test_journey_streams_thinking_and_answer_then_reopens_from_sidebar(
     expand(page, block)
     expect(block.get_by_text(REASONING)).to_be_visible()
 
-    page.reload()
+    page.goto(app.url)  # a fresh page: no conversation in the address (?c=), none open
     expect(page.locator("#models-note")).to_contain_text("models from")
     expect(page.locator("#chatbot [data-testid='bot']")).to_have_count(0)
     entry = page.locator("#conversations label", has_text=QUESTION)

@@ -163,7 +163,7 @@ def test_an_uploaded_image_is_sent_as_a_data_url_and_shown_after_reopening(
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "attachments.png"), full_page=True)
 
-    page.reload()
+    page.goto(app.url)  # a fresh page: no conversation in the address (?c=), none open
     expect(page.locator("#models-note")).to_contain_text("models from")
     expect(user_image(page, "red.png")).to_have_count(0)
     entry = page.locator("#conversations label", has_text=QUESTION)

@@ -63,7 +63,7 @@ def compare_app(fake_openai: FakeOpenAI, tmp_path: Path) -> Iterator[CompareApp]
     }, dotenv_path=None)
     parley = build(settings)
     service = parley.service
-    catalog = ModelCatalog({p.name: p for p in settings.providers}, service._clients)
+    catalog = ModelCatalog({p.name: p for p in settings.providers}, service.clients)
     chat = ChatUI(service, catalog, Versions(service._session_factory), parley.identity)
     assert parley.downloads is not None  # served by create_app's /download route
     compare = CompareUI(chat, CompareService(service, parse_prices(PRICES)), parley.downloads)

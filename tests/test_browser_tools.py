@@ -142,7 +142,7 @@ def test_calculator_call_shows_a_block_and_is_kept_in_history(
     assert second["json"]["messages"][-2]["tool_calls"][0]["function"] == {
         "name": "calculator", "arguments": '{"expression": "6*7"}'}
 
-    page.reload()
+    page.goto(app.url)  # a fresh page: no conversation in the address (?c=), none open
     expect(page.locator("#models-note")).to_contain_text("models from")
     expect(tool_block(page, "calculator")).to_have_count(0)
     open_tools_panel(page)

@@ -178,11 +178,12 @@ async def test_stop_saves_every_column_and_closes_every_stream(
     async with asyncio.timeout(5):
         while not (seen and all(c.progress.choices[0].content for c in seen[-1].columns)):
             await asyncio.sleep(0.01)
-    task.cancel()
+    task.cancel()  # the viewer leaves: the columns go on ...
     with pytest.raises(asyncio.CancelledError):
         await task
     conversation_id = seen[-1].conversation_id
-    await compare.wait_saved(conversation_id)
+    assert len(compare.service.runs.live(uid, conversation_id)) == 2
+    assert await compare.stop(uid, conversation_id) == 2  # ... until Stop
     assert await asyncio.to_thread(fake.wait_for_disconnect, 5.0, 2)
     _, messages = await stored(compare, uid, conversation_id)
     answers = [m for m in messages if m.role == "assistant"]
@@ -198,10 +199,10 @@ async def test_a_bad_key_or_a_timeout_stays_in_its_column(
     compare: CompareService, fake: FakeOpenAI, failure: Reply | ErrorReply, expected: str
 ) -> None:
     uid = await user_id(compare)
-    for client in compare.service._clients.values():
+    for client in compare.service.clients.values():
         client.read_timeout_s = 0.5  # type: ignore[attr-defined]
     fake.enqueue(Reply(content="Fine here", chunk_words=1, delay=0.05), model=A.model)
-    fake.enqueue(failure, model=B.model)
+    fake.enqueue(failure, failure, model=B.model)  # a silent start is tried twice
     final, _ = await run_round(compare, uid, None, "Go", [A, B])
     good, bad = final.columns
     assert (good.state, good.progress.choices[0].content) == ("complete", "Fine here")
@@ -423,3 +424,21 @@ async def test_every_column_counts_as_a_request_in_usage_and_limits(
     requests = await compare.service.db(
         lambda s: accounts.requests_since(session=s, user_id=uid, since=since))
     assert requests == 3
+
+
+async def test_text_no_database_stores_is_replaced_as_in_chat_and_every_column_answers(
+    compare: CompareService, fake: FakeOpenAI
+) -> None:
+    """The one orchestrator cleans a prompt the same way for Chat and Compare: a lone
+    surrogate (which breaks the request and the database) becomes U+FFFD."""
+    uid = await user_id(compare)
+    updates = [update async for update in compare.stream_compare(
+        user_id=uid, conversation_id=None, text="hi \ud800 there", columns=[A, B],
+        system_prompt="be \x00 brief")]
+    final = updates[-1]
+    assert [c.state for c in final.columns] == ["complete", "complete"]
+    assert [c.progress.choices[0].content for c in final.columns] == [
+        "Echo: hi \ufffd there"] * 2
+    sent = [r["json"]["messages"] for r in fake.requests]
+    assert all(m == [{"role": "system", "content": "be \ufffd brief"},
+                     {"role": "user", "content": "hi \ufffd there"}] for m in sent)

@@ -413,7 +413,7 @@ def test_a_mixed_run_of_faults_stores_every_message_once_in_a_final_state(
 
 
 @contextlib.contextmanager
-def parley_process(db_file: Path, fake: FakeOpenAI, workdir: Path, log: Path
+def parley_process(db_file: Path, fake: FakeOpenAI, workdir: Path, log: Path, **extra: str
                    ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """`python -m webapp` on a SQLite file, its upstream the fake; yields (process, base URL)
     once /healthz answers. Stopped with SIGTERM on the way out if still running."""
@@ -421,7 +421,7 @@ def parley_process(db_file: Path, fake: FakeOpenAI, workdir: Path, log: Path
     env = base_env() | {
         "HOST": "127.0.0.1", "PORT": str(port), "DATABASE_URL": f"sqlite:///{db_file}",
         "SILICONFLOW_BASE_URL": fake.base_url, "SILICONFLOW_API_KEY": "test-key",
-        "JIEKOU_BASE_URL": fake.base_url, "LOG_LEVEL": "WARNING",
+        "JIEKOU_BASE_URL": fake.base_url, "LOG_LEVEL": "WARNING", **extra,
     }
     base = f"http://127.0.0.1:{port}"
     with log.open("ab") as out:
@@ -452,70 +452,88 @@ async def chat_endpoint(http: httpx.AsyncClient, base: str) -> gq.Event:
     return gq.find_event((await http.get(f"{base}/config")).raise_for_status().json(), "chat")
 
 
-async def stream_then_kill(base: str, child: subprocess.Popen[bytes], fake: FakeOpenAI,
-                           db_engine: Any, questions: list[str]) -> dict[str, str]:
-    """Start one /chat per question; once every answer has shown text, SIGKILL the server.
-    Returns the text each stream had shown."""
-    shown: dict[str, str] = {}
-    started = {q: asyncio.Event() for q in questions}
+@dataclass
+class Watched:
+    """What one /chat client had seen, and when (monotonic seconds)."""
+
+    seen: list[tuple[float, str]] = field(default_factory=list)
+
+    def at(self, moment: float) -> str:
+        """The text shown at `moment` ("" before the first text)."""
+        return next((text for when, text in reversed(self.seen) if when <= moment), "")
+
+
+async def stream_then_signal(base: str, child: subprocess.Popen[bytes], questions: list[str],
+                             signal_number: int, words_first: int
+                             ) -> tuple[dict[str, Watched], float]:
+    """Start one /chat per question; once every answer has shown `words_first` words, send the
+    server `signal_number` and wait for it to exit. Returns what each client had seen, and
+    when the signal went."""
+    watched = {q: Watched() for q in questions}
+    ready = {q: asyncio.Event() for q in questions}
 
     async def one(http: httpx.AsyncClient, chat: gq.Event, question: str) -> None:
         async for outputs in gq.run(http, f"{base}/", os.urandom(8).hex(), chat,
                                     [question, "", "", "{}"]):
-            shown[question] = str(outputs[0])
-            if outputs[0]:
-                started[question].set()
+            text = str(outputs[0])
+            watched[question].seen.append((time.monotonic(), text))
+            if len(text.split()) >= words_first:
+                ready[question].set()
 
-    async with httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0)) as http:
+    async with httpx.AsyncClient(timeout=httpx.Timeout(120.0, connect=10.0)) as http:
         chat = await chat_endpoint(http, base)
         tasks = [asyncio.create_task(one(http, chat, q)) for q in questions]
         try:
-            await asyncio.wait_for(asyncio.gather(*(e.wait() for e in started.values())), 90)
-            assert await asyncio.to_thread(fake.wait_for_requests, len(questions), 10)
-            # Just before the kill: every answer row is "streaming", no text saved yet.
-            before = await asyncio.to_thread(all_messages, db_engine)
-            assert sorted(m.state for m in before if m.role == "assistant") == [
-                "streaming"] * len(questions)
-            os.kill(child.pid, signal.SIGKILL)
-            assert await asyncio.to_thread(child.wait, 30) == -signal.SIGKILL
+            await asyncio.wait_for(asyncio.gather(*(e.wait() for e in ready.values())), 90)
+            signalled_at = time.monotonic()
+            os.kill(child.pid, signal_number)
+            await asyncio.to_thread(child.wait, 60)
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-    return shown
+    return watched, signalled_at
 
 
-def test_sigkill_mid_stream_then_restart_marks_every_answer_interrupted(
+WORDS = " ".join(f"word{n}" for n in range(200))
+
+
+def test_sigkill_mid_stream_keeps_what_streamed_and_the_restart_marks_it_interrupted(
     fake_openai: FakeOpenAI, tmp_path: Path
 ) -> None:
-    # Forty chunks (the role chunk and 39 words) at 20 a second, then silence until the client
-    # goes away: the answers are mid-stream whenever the kill comes.
-    words = " ".join(f"word{n}" for n in range(100))
-    fake_openai.default = Reply(content=words, chunk_words=1, delay=0.05, stall_after=40)
+    """A run saves its text about once a second: a SIGKILL ~5 s into slow answers loses at
+    most the last second or so, and the restart marks them interrupted, text kept."""
+    # 200 words at 10 a second: every answer is mid-stream when the kill comes.
+    fake_openai.default = Reply(content=WORDS, chunk_words=1, delay=0.1)
     db_file = tmp_path / "parley.db"
     log = tmp_path / "parley.log"
     questions = [f"killed question {i}" for i in range(5)]
     engine = make_engine(f"sqlite:///{db_file}")
     try:
-        with parley_process(db_file, fake_openai, tmp_path, log) as (child, base):
-            shown = asyncio.run(stream_then_kill(base, child, fake_openai, engine, questions))
+        with parley_process(db_file, fake_openai, tmp_path, log,
+                            MAX_RUNS_PER_USER="10") as (child, base):
+            watched, killed_at = asyncio.run(stream_then_signal(
+                base, child, questions, signal.SIGKILL, words_first=45))
+            assert child.returncode == -signal.SIGKILL
         assert fake_openai.wait_for_disconnect(timeout=10, count=5), "upstream streams left open"
-        assert all(shown[q] and words.startswith(shown[q]) for q in questions)
 
         fake_openai.default = Reply(echo=True)
         with parley_process(db_file, fake_openai, tmp_path, log) as (_, base):
-            # Restarted: every question is there once, every answer marked interrupted.
             turns = stored_turns(engine, questions)
             for question in questions:
                 answer = turns[question].answer
                 assert answer.state == "interrupted"
                 assert answer.error == repo.INTERRUPTED_ERROR
-                # Text is saved at message boundaries, never per token (ARCHITECTURE.md rule
-                # 3): a SIGKILL loses what had streamed, so this is "" today. Were it flushed
-                # periodically, whatever was kept must be what the user had seen.
-                assert shown[question].startswith(answer.content)
-            # The conversation carries on after the restart.
+                last_shown = watched[question].seen[-1][1]
+                earlier = watched[question].at(killed_at - 1.5)
+                # At least what the client had seen 1.5 s before the kill, and nothing it
+                # was not shown.
+                assert len(earlier.split()) >= 25, earlier
+                assert answer.content.startswith(earlier), (earlier, answer.content)
+                assert last_shown.startswith(answer.content)
+            # The conversation carries on after the restart, with the kept text.
             conversation_id = turns[questions[0]].question.conversation_id
+            kept = turns[questions[0]].answer.content
 
             async def follow_up() -> str:
                 async with httpx.AsyncClient(timeout=60) as http:
@@ -528,7 +546,41 @@ def test_sigkill_mid_stream_then_restart_marks_every_answer_interrupted(
 
             assert asyncio.run(follow_up()) == "Echo: Are you back?"
             sent = [r for r in fake_openai.requests if r["path"].endswith("/chat/completions")]
-            assert sent[-1]["json"]["messages"][0] == {"role": "user", "content": questions[0]}
+            assert sent[-1]["json"]["messages"][:2] == [
+                {"role": "user", "content": questions[0]},
+                {"role": "assistant", "content": kept}]
+    finally:
+        engine.dispose()
+
+
+def test_sigterm_during_long_answers_saves_them_interrupted_within_the_grace_period(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    """Answers longer than the grace period: the process exits within it (plus the saves),
+    every row interrupted with the text it had, none left streaming."""
+    fake_openai.default = Reply(content=WORDS * 3, chunk_words=1, delay=0.1)  # a 60 s answer
+    db_file = tmp_path / "parley.db"
+    questions = [f"long question {i}" for i in range(3)]
+    engine = make_engine(f"sqlite:///{db_file}")
+    try:
+        with parley_process(db_file, fake_openai, tmp_path, tmp_path / "parley.log",
+                            SHUTDOWN_GRACE="3") as (child, base):
+            watched, signalled_at = asyncio.run(stream_then_signal(
+                base, child, questions, signal.SIGTERM, words_first=10))
+            exited_at = time.monotonic()
+            # uvicorn re-raises the signal once it has shut down cleanly.
+            assert child.returncode in (0, -signal.SIGTERM)
+        assert fake_openai.wait_for_disconnect(timeout=10, count=3), "upstream streams left open"
+        turns = stored_turns(engine, questions)  # fails on a row left "streaming"
+        for question in questions:
+            answer = turns[question].answer
+            assert answer.state == "interrupted", answer.state
+            assert "shut down while this answer was streaming" in (answer.error or "")
+            assert len(answer.content.split()) >= 10
+            assert WORDS.startswith(answer.content.rstrip())
+            assert watched[question].seen[-1][1].startswith(answer.content)
+        # The grace period (3 s), then the saves and the exit: well under uvicorn's 30 s.
+        assert exited_at - signalled_at < 3 + 10
     finally:
         engine.dispose()
 

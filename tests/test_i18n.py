@@ -19,7 +19,8 @@ from webapp.ui.session import SessionState
 # Names that are the same in every language: products, providers, tools, symbols.
 NOT_TRANSLATED = {"### Parley", "SiliconFlow", "jiekou.ai", "Markdown", "JSON", "English", "中文",
                   "calculator", "current_time", "search_conversations", "Run"}
-API_LABELS = {"message", "conversation_id", "model", "parameters_json", "answer_so_far"}
+API_LABELS = {"message", "conversation_id", "model", "parameters_json", "answer_so_far",
+              "result"}
 
 
 @pytest.fixture(scope="module")

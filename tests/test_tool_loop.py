@@ -444,8 +444,9 @@ async def test_stop_during_a_tool_call_cancels_it_and_keeps_what_is_done(
                 return
 
     await consume()
-    await stream.aclose()  # what Stop does to the running turn
-    await service.wait_saved(conversation_id)
+    await stream.aclose()  # the viewer leaves: the run goes on ...
+    assert service.live_turn(user_id, conversation_id) is not None
+    assert await service.stop(user_id, conversation_id) == 1  # ... until Stop
     assert hooks.cancelled.is_set()
     assert len(fake.requests) == 1  # no further request upstream
     path = await stored_path(service, user_id, conversation_id)

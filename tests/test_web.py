@@ -290,7 +290,8 @@ def mounted(fake_openai: FakeOpenAI, tmp_path: Path) -> Iterator[Mounted]:
 def test_healthz_reports_database_and_queue(mounted: Mounted) -> None:
     response = mounted.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok", "queue": {"pending": 0}}
+    assert response.json() == {"status": "ok", "database": "ok", "queue": {"pending": 0},
+                               "runs": 0}
     assert response.headers["cache-control"] == "no-store"
 
 
@@ -310,7 +311,7 @@ def test_healthz_is_503_when_the_queue_has_stopped(mounted: Mounted) -> None:
     response = mounted.get("/healthz")
     assert response.status_code == 503
     assert response.json() == {"status": "unavailable", "database": "ok",
-                               "queue": {"pending": 0, "running": False}}
+                               "queue": {"pending": 0, "running": False}, "runs": 0}
 
 
 def test_chat_streams_through_the_mounted_app(mounted: Mounted,

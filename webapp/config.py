@@ -124,6 +124,10 @@ class Settings:
     tool_max_rounds: int = 8
     tool_max_result_chars: int = 20_000
     tool_approval_timeout_s: float = 600.0
+    max_runs_per_user: int = 4  # answers one user may have streaming at once
+    max_runs: int = 500  # answers streaming at once on this server
+    run_unwatched_timeout_s: float = 600.0  # an answer nobody watches is stopped after this
+    shutdown_grace_s: float = 30.0  # on SIGTERM, streaming answers get this long to finish
     http_get_allowed_hosts: tuple[str, ...] = ()  # http_get is off unless hosts are listed
     auth_mode: str = "none"  # none | accounts | header
     auth_header: str = "X-Forwarded-User"  # header mode: the header the proxy sets
@@ -295,6 +299,10 @@ def load_settings(
         tool_max_rounds=_bounded(values, "TOOL_MAX_ROUNDS", 8, 1, 100),
         tool_max_result_chars=_bounded(values, "TOOL_MAX_RESULT_CHARS", 20_000, 100, 10_000_000),
         tool_approval_timeout_s=_positive(values, "TOOL_APPROVAL_TIMEOUT", 600.0),
+        max_runs_per_user=_bounded(values, "MAX_RUNS_PER_USER", 4, 1, 1000),
+        max_runs=_bounded(values, "MAX_RUNS", 500, 1, 100_000),
+        run_unwatched_timeout_s=_positive(values, "RUN_UNWATCHED_TIMEOUT", 600.0),
+        shutdown_grace_s=_positive(values, "SHUTDOWN_GRACE", 30.0),
         http_get_allowed_hosts=tuple(h.lower() for h in _list(values, "HTTP_GET_ALLOWED_HOSTS")),
         auth_mode=_choice(values, "AUTH_MODE", ("none", "accounts", "header")),
         auth_header=values.get("AUTH_HEADER", "").strip() or "X-Forwarded-User",

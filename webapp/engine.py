@@ -120,7 +120,7 @@ def tool_message(result: ToolResult) -> ChatMessage:
 
 async def run_turn(
     client: StreamingClient, request: TurnRequest, tools: ToolSetup | None = None
-) -> AsyncIterator[TurnEvent]:
+) -> AsyncGenerator[TurnEvent, None]:
     """Stream the answer; while it asks for tools, run them and ask again."""
     messages = list(request.messages)
     round_number = 0

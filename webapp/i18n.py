@@ -236,6 +236,8 @@ ZH: dict[str, str] = {
     "(✓ kept)": "（✓ 已保留）",
     "≈{tokens} completion tokens (estimated)": "≈{tokens} 个输出 token（估算）",
     "≈{tokens} prompt": "输入 ≈{tokens}",
+    "The conversation in the address does not exist or is not yours.":
+        "地址中的对话不存在，或不属于你。",
     "{tokens} prompt": "输入 {tokens}",
     "{tokens} completion": "输出 {tokens}",
     "{tokens} completion tokens": "输出 {tokens} token",

@@ -33,7 +33,7 @@ from webapp.web_security import HostCheck, SameOriginGuard, SecurityHeaders
 log = logging.getLogger(__name__)
 
 HEALTH_DB_TIMEOUT_S = 3.0
-GRACEFUL_SHUTDOWN_S = 30  # answers still streaming get this long to finish on SIGTERM
+GRACEFUL_SHUTDOWN_S = 30  # connections left after the runs ended get this long to close
 NO_STORE = {"Cache-Control": "no-store"}
 # launch() settings that mount_gradio_app() also takes; max_threads is set on the Blocks.
 _MOUNT_KEYS = ("server_name", "server_port", "footer_links", "run_history", "max_file_size",
@@ -193,6 +193,9 @@ def create_app(
     async def lifespan(_app: fastapi.FastAPI) -> AsyncIterator[None]:
         # mount_gradio_app wraps this: Gradio's start-up (which starts the queue) runs inside.
         yield
+        # Normally drained already (_Server.shutdown); a server that skipped it still leaves
+        # no row "streaming": what is left is saved as interrupted now.
+        await parley.service.runs.shutdown(0)
         demo.close(verbose=False)  # stops the queue's loops
         await fetcher.aclose()
 
@@ -224,10 +227,12 @@ def create_app(
         queue: dict[str, Any] = {"pending": "unknown" if pending is None else pending}
         if running is False:
             queue["running"] = False
+        live = len(parley.service.runs)  # answers streaming now (a draining server shows them)
         if database_error is None and running is not False:
-            body = {"status": "ok", "database": "ok", "queue": queue}
+            body = {"status": "ok", "database": "ok", "queue": queue, "runs": live}
             return JSONResponse(body, headers=NO_STORE)
-        body = {"status": "unavailable", "database": database_error or "ok", "queue": queue}
+        body = {"status": "unavailable", "database": database_error or "ok", "queue": queue,
+                "runs": live}
         return JSONResponse(body, status_code=503, headers=NO_STORE)
 
     @app.get("/metrics", include_in_schema=False)
@@ -238,6 +243,9 @@ def create_app(
         body, content_type = metrics.render()
         return Response(body, media_type=content_type, headers=NO_STORE)
 
+    runs = parley.service.runs
+    grace_s = parley.settings.shutdown_grace_s
+    app.state.drain_runs = lambda: runs.shutdown(grace_s)
     mount = {key: options[key] for key in _MOUNT_KEYS if key in options}
     share = parley.share_auth_kwargs()
     app = gr.mount_gradio_app(app, parley.share_demo, path="/share",
@@ -263,14 +271,19 @@ def _gradio_apps(app: Any) -> list[GradioApp]:
 
 
 class _Server(uvicorn.Server):
-    """uvicorn, ending Gradio's keep-alive streams when shutdown starts.
+    """uvicorn, draining Parley's runs and ending Gradio's keep-alive streams on shutdown.
 
-    Each open page holds a /heartbeat stream that only ends on the Gradio app's stop_event;
-    uvicorn waits for every connection before running the lifespan shutdown, so without this
-    SIGTERM would wait out the graceful timeout. Answers still streaming are left to finish.
+    On SIGTERM the live runs (answers streaming) get SHUTDOWN_GRACE seconds to finish; those
+    still running then are stopped and saved as interrupted with their text, so a clean
+    shutdown never leaves a row "streaming". Each open page holds a /heartbeat stream that
+    only ends on the Gradio app's stop_event; uvicorn waits for every connection before the
+    lifespan shutdown, so without setting it SIGTERM would wait out the graceful timeout.
     """
 
     async def shutdown(self, sockets: Any = None) -> None:
+        drain = getattr(getattr(self.config.app, "state", None), "drain_runs", None)
+        if drain is not None:
+            await drain()
         for gradio_app in _gradio_apps(self.config.app):
             gradio_app.stop_event.set()
         await super().shutdown(sockets)

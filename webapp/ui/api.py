@@ -1,4 +1,5 @@
-"""The public `/chat` API endpoint: same turns, same history as the UI."""
+"""The public Gradio API: `/chat` (same turns, same history as the UI), `/attach` (follow a
+conversation's live answer) and `/stop`."""
 
 from __future__ import annotations
 
@@ -13,7 +14,14 @@ from sqlalchemy.exc import OperationalError
 from storage import repository as repo
 from storage.field_limits import shown
 from webapp.auth import Identity, NotSignedIn
-from webapp.chat import ChatService, NewMessage, TurnRefused, TurnSettings
+from webapp.chat import (
+    UPDATE_INTERVAL_S,
+    ChatService,
+    NewMessage,
+    TurnRefused,
+    TurnSettings,
+    TurnUpdate,
+)
 from webapp.params import MAX_DEPTH, MAX_PARAMETERS_JSON, ParamError, json_int, too_deep
 from webapp.ui.handlers import DATABASE_DOWN
 
@@ -134,14 +142,85 @@ class ChatAPI:
             raise gr.Error(str(exc)) from None
         except OperationalError:
             raise gr.Error(DATABASE_DOWN) from None
+        # A client that goes away only stops watching: the answer goes on and is saved.
         async with contextlib.aclosing(stream):
             yield "", update.conversation_id
             async for update in stream:
-                progress = update.progress
-                answer = "\n\n".join(
-                    [r.content for r in progress.rounds if r.content]
-                    + ([progress.choices[0].content] if progress.choices[0].content else []))
-                if update.error:
-                    mark = "error" if update.state == "error" else "note"
-                    answer += ("\n\n" if answer else "") + f"[{mark}] {update.error}"
-                yield answer, update.conversation_id
+                yield answer_text(update), update.conversation_id
+
+    async def attach(self, conversation_id: str, request: gr.Request
+                     ) -> AsyncGenerator[tuple[str, str], None]:
+        """Stream (answer_so_far, conversation_id) of the conversation's live answer from its
+        start to its end, as /chat does; with no answer streaming, the stored last answer at
+        once. A comparison gives its first column."""
+        user_id, conversation_id = await self._owned(conversation_id, request)
+        runs = self.service.runs.live(user_id, conversation_id)
+        runs.sort(key=lambda run: getattr(run.snapshot, "index", 0))
+        if not runs:
+            yield await self._stored_answer(user_id, conversation_id), conversation_id
+            return
+        first: TurnUpdate = runs[0].snapshot
+        async for _ in self.service.runs.watch(runs[:1], UPDATE_INTERVAL_S):
+            yield answer_text(first), conversation_id
+
+    async def stop(self, conversation_id: str, request: gr.Request) -> str:
+        """Stop the conversation's live answer (saved as stopped); returns what happened."""
+        user_id, conversation_id = await self._owned(conversation_id, request)
+        stopped = await self.service.stop(user_id, conversation_id)
+        return (f"stopped {stopped} answer{'s' if stopped != 1 else ''}" if stopped
+                else "no answer was streaming")
+
+    async def _owned(self, conversation_id: Any, request: gr.Request) -> tuple[int, str]:
+        """The caller's user id and the conversation id, checked: it exists and is theirs."""
+        if not isinstance(conversation_id, str):
+            raise gr.Error(f"conversation_id must be text (a string), not "
+                           f"{kind_of(conversation_id)}")
+        try:
+            person = await self.identity.person(request)
+        except NotSignedIn as exc:
+            raise gr.Error(str(exc)) from None
+        except OperationalError:
+            raise gr.Error(DATABASE_DOWN) from None
+        wanted = conversation_id.strip()
+        try:
+            await self.service.db(lambda s: repo.get_conversation(
+                session=s, user_id=person.user_id, conversation_id=wanted))
+        except repo.InvalidId:
+            raise gr.Error(f"conversation_id {shown(conversation_id)} is malformed: use the id "
+                           "returned by /chat.") from None
+        except repo.NotFound:
+            raise gr.Error(f"No conversation {shown(conversation_id)}: it does not exist or is "
+                           "not yours.") from None
+        except OperationalError:
+            raise gr.Error(DATABASE_DOWN) from None
+        return person.user_id, wanted
+
+    async def _stored_answer(self, user_id: int, conversation_id: str) -> str:
+        def work(session: Any) -> str:
+            conversation = repo.get_conversation(session=session, user_id=user_id,
+                                                 conversation_id=conversation_id)
+            messages = repo.load_messages(session=session, user_id=user_id,
+                                          conversation_id=conversation_id)
+            path = repo.active_path(messages, conversation.current_leaf_id)
+            last_user = max((i for i, m in enumerate(path) if m.role == "user"), default=-1)
+            answers = [m for m in path[last_user + 1:] if m.role == "assistant"]
+            text = "\n\n".join(m.content for m in answers if m.content)
+            final = answers[-1] if answers else None
+            if final is not None and final.error:
+                mark = "error" if final.state == "error" else "note"
+                text += ("\n\n" if text else "") + f"[{mark}] {final.error}"
+            return text
+
+        return await self.service.db(work)
+
+
+def answer_text(update: TurnUpdate) -> str:
+    """What the API streams: the answer so far (every tool round's text), then any error."""
+    progress = update.progress
+    answer = "\n\n".join(
+        [r.content for r in progress.rounds if r.content]
+        + ([progress.choices[0].content] if progress.choices[0].content else []))
+    if update.error:
+        mark = "error" if update.state == "error" else "note"
+        answer += ("\n\n" if answer else "") + f"[{mark}] {update.error}"
+    return answer

@@ -258,7 +258,7 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI) -> gr.B
 
         switcher = [version_label, prev_btn, next_btn, use_btn]
         turn_inputs = [state, provider, model, system, tools_box, tool_choice, *params]
-        turn_outputs = [chatbot, box, state, approval_panel, approval_text]
+        turn_outputs = [chatbot, box, state, approval_panel, approval_text, conversations]
         after_outputs = [chatbot, state, *switcher, conversations]
 
         def then_refresh(event: Dependency) -> None:
@@ -305,15 +305,10 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI) -> gr.B
         then_refresh(retry_event)
         edit_event = chatbot.edit(ui.edit, turn_inputs, turn_outputs, api_visibility=PRIVATE)
         then_refresh(edit_event)
-        then_refresh(
-            box.stop(
-                None,
-                None,
-                None,
-                cancels=[send_event, retry_event, edit_event],
-                api_visibility=PRIVATE,
-            )
-        )
+        # Stop ends the run (in every tab that shows it); the turn's own event then ends too.
+        # Closing or reloading the page does not: the answer goes on, and reopening the
+        # conversation follows it live (attach below).
+        then_refresh(box.stop(ui.stop_run, [state], None, api_visibility=PRIVATE))
         then_refresh(chatbot.undo(ui.undo, [state], [chatbot, box, state], api_visibility=PRIVATE))
         chatbot.like(ui.feedback, [state], None, api_visibility=PRIVATE)
         approve_btn.click(ui.approve, [state], None, api_visibility=PRIVATE)
@@ -347,6 +342,17 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI) -> gr.B
         open_event = conversations.input(
             ui.open, [conversations, state], open_outputs, api_visibility=PRIVATE
         )
+        # A conversation opened from its link (?c=…, kept in the address bar), as after a
+        # reload: shown, selected in the sidebar, and followed live if an answer streams.
+        url_open = demo.load(ui.open_from_url, [state], open_outputs, api_visibility=PRIVATE,
+                             show_progress="hidden").then(
+            ui.sidebar, [state, search], [conversations], api_visibility=PRIVATE,
+            show_progress="hidden")
+        for opened in (open_event, url_open):
+            opened.then(ui.follow_live, [state], turn_outputs, api_visibility=PRIVATE).then(
+                ui.after_following, [state, search], [*after_outputs, box],
+                api_visibility=PRIVATE)
+
         new_btn.click(ui.new_chat, [state], new_chat_outputs, api_visibility=PRIVATE)
         search.change(
             ui.sidebar,
@@ -411,8 +417,6 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI) -> gr.B
             api_visibility=PRIVATE,
         )
 
-        demo.load(ui.sidebar, [state, search], [conversations], api_visibility=PRIVATE)
-
         wire_compare(
             compare,
             compare_tab,
@@ -422,7 +426,7 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI) -> gr.B
             ),
             conversations=conversations,
             tabs=tabs,
-            after_open=open_event,
+            after_open=[open_event, url_open],
         )
 
         api_components = wire_chat_api(api)
@@ -455,7 +459,8 @@ def wire_language(demo: gr.Blocks, state: gr.State, stored: gr.BrowserState,
 
 
 def wire_chat_api(api: ChatAPI) -> list[Any]:
-    """The public /chat endpoint, on hidden components so its inputs and outputs are named."""
+    """The public /chat, /attach and /stop endpoints, on hidden components so their inputs
+    and outputs are named."""
     with gr.Row(visible=False):
         inputs = (
             [gr.Textbox(label="message")]
@@ -464,6 +469,11 @@ def wire_chat_api(api: ChatAPI) -> list[Any]:
         )
         outputs = [gr.Textbox(label=name) for name in ("answer_so_far", "conversation_id")]
         trigger = gr.Button()
+        attach_id = gr.Textbox(label="conversation_id", value="")
+        attach_trigger = gr.Button()
+        stop_id = gr.Textbox(label="conversation_id", value="")
+        stop_result = gr.Textbox(label="result")
+        stop_trigger = gr.Button()
     trigger.click(
         api.chat,
         inputs,
@@ -475,4 +485,11 @@ def wire_chat_api(api: ChatAPI) -> list[Any]:
         # Textbox's str() turning 5 into "5" and {"a": 1} into "{'a': 1}".
         preprocess=False,
     )
-    return [*inputs, *outputs, trigger]
+    attach_trigger.click(api.attach, [attach_id], outputs, api_name="attach",
+                         api_description=api.attach.__doc__, show_progress="hidden",
+                         preprocess=False)
+    stop_trigger.click(api.stop, [stop_id], [stop_result], api_name="stop",
+                       api_description=api.stop.__doc__, show_progress="hidden",
+                       preprocess=False)
+    return [*inputs, *outputs, trigger, attach_id, attach_trigger, stop_id, stop_result,
+            stop_trigger]

@@ -57,6 +57,8 @@ class CompareState:
     follow: int | None = None  # the column the comparison continues with alone
     voted: bool = False  # an answer was marked best (blind mode then shows the names)
     lang: str = "en"  # the page's language (copied from the tab's SessionState)
+    viewing: bool = False  # this tab is showing a live round now
+    attached: bool = False  # ... one it did not start (set by attach)
 
 
 @dataclass
@@ -294,8 +296,38 @@ class CompareUI:
                       blind: bool, count: Any = MIN_COLUMNS) -> Updates:
         user_id = await self._user(session, cstate, request)
         if cstate.conversation_id:
-            await self.service.wait_saved(cstate.conversation_id)
+            await self.service.service.wait_finished(user_id, cstate.conversation_id)
         return await self._stored_frame(user_id, cstate, blind, _count(count))
+
+    async def after_following(self, request: gr.Request, session: SessionState,
+                           cstate: CompareState, blind: bool, count: Any = MIN_COLUMNS
+                           ) -> Updates:
+        """After following a live round: the stored view (marks, Best buttons)."""
+        if not cstate.attached:
+            return tuple(gr.skip() for _ in range(5 * MAX_COLUMNS + 4))
+        cstate.attached = False
+        return await self.refresh(request, session, cstate, blind, count)
+
+    async def stop_round(self, request: gr.Request, session: SessionState,
+                         cstate: CompareState) -> None:
+        """Stop every column of the round streaming in this tab's comparison."""
+        user_id = await self._user(session, cstate, request)
+        await self.service.stop(user_id, cstate.conversation_id)
+
+    async def follow_live(self, request: gr.Request, session: SessionState,
+                          cstate: CompareState,
+                     blind: bool) -> AsyncIterator[Updates]:
+        """If the open comparison has a round streaming (started in another tab, or before a
+        reload), show it so far and follow it to its end."""
+        user_id = await self._user(session, cstate, request)
+        live = self.service.live(user_id, cstate.conversation_id)
+        cstate.attached = live is not None and not cstate.viewing
+        if not cstate.attached or live is None:
+            yield tuple(gr.skip() for _ in range(5 * MAX_COLUMNS + 5))
+            return
+        async for frame in self._stream(cstate, live, blind, self.service.watch(live),
+                                        clear_prompt=False):
+            yield frame
 
     def best_handler(self, slot: int) -> Callable[..., Awaitable[Updates]]:
         """The handler of column `slot`'s Best button (a closure keeps Gradio's type hints)."""
@@ -352,6 +384,15 @@ class CompareUI:
             return
         for note in first.notes:
             gr.Warning(note)
+        # Closing the page only stops watching: the columns go on and are saved.
+        async with contextlib.aclosing(stream):
+            async for frame in self._stream(cstate, first, blind, stream):
+                yield frame
+
+    async def _stream(self, cstate: CompareState, first: CompareUpdate, blind: bool,
+                      updates: AsyncIterator[Any], clear_prompt: bool = True
+                      ) -> AsyncIterator[Updates]:
+        """Every view output (and the prompt box) for each frame of a streaming round."""
         if cstate.conversation_id is None:
             cstate.conversation_id = first.conversation_id
             cstate.columns = [run.spec for run in first.columns]
@@ -361,11 +402,14 @@ class CompareUI:
         prior = {run.index: _history_items(run.history, cost=self._cost_text, lang=cstate.lang,
                                            hide=hide)
                  + [_text("user", first.user_message.content)] for run in first.columns}
-        # Closed at once when the page goes away, so the columns' upstream requests end too.
-        async with contextlib.aclosing(stream):
-            yield (*self._live(cstate, first, prior, blind, layout=True), "")
-            async for update in stream:
-                yield (*self._live(cstate, update, prior, blind, layout=False), gr.skip())
+        cstate.viewing = True
+        try:
+            yield (*self._live(cstate, first, prior, blind, layout=True),
+                   "" if clear_prompt else gr.skip())
+            async for _ in updates:
+                yield (*self._live(cstate, first, prior, blind, layout=False), gr.skip())
+        finally:
+            cstate.viewing = False
 
     def _hidden(self, cstate: CompareState, blind: bool) -> list[str]:
         """What blind mode hides until the vote: the columns' providers and models."""

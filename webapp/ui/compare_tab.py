@@ -36,6 +36,7 @@ class CompareTab:
     view_outputs: list[Any]  # what CompareUI.open returns, in order
     finished: list[Dependency]  # after these a comparison is saved: refresh the sidebar
     refresh_inputs: list[Any]  # CompareUI.refresh's inputs (its outputs are view_outputs)
+    prompt: gr.Textbox
 
 
 def build_compare_tab(compare: CompareUI, *, state: gr.State | None = None) -> CompareTab:
@@ -116,7 +117,8 @@ def build_compare_tab(compare: CompareUI, *, state: gr.State | None = None) -> C
     refresh_inputs = [session, cstate, blind, count]
     finished = [
         run_event.then(compare.refresh, refresh_inputs, view_outputs, api_visibility=PRIVATE),
-        stop_btn.click(None, None, None, cancels=[run_event], api_visibility=PRIVATE).then(
+        # Stop ends the round's runs (in every tab that shows it); the run event then ends.
+        stop_btn.click(compare.stop_round, [session, cstate], None, api_visibility=PRIVATE).then(
             compare.refresh, refresh_inputs, view_outputs, api_visibility=PRIVATE),
     ]
     for i, button in enumerate(bests):
@@ -131,7 +133,7 @@ def build_compare_tab(compare: CompareUI, *, state: gr.State | None = None) -> C
         provider.select(compare.models_for, [provider, session], [model], api_visibility=PRIVATE)
     export_btn.click(compare.export, [session, cstate], [download], api_visibility=PRIVATE)
     return CompareTab(cstate, session, blind, providers, models, view_outputs, finished,
-                      refresh_inputs)
+                      refresh_inputs, prompt)
 
 
 def wire_compare(
@@ -143,7 +145,7 @@ def wire_compare(
     conversations: gr.components.Component | None = None,
     tabs: gr.Tabs | None = None,
     tab_id: str = "compare",
-    after_open: Dependency | None = None,
+    after_open: list[Dependency] | None = None,
 ) -> None:
     """Hook the tab to the page; call inside the Blocks context, after build_compare_tab.
 
@@ -152,21 +154,28 @@ def wire_compare(
       (chain the sidebar update on it, e.g. `event.then(ui.sidebar, ...)`);
     - with `conversations` (the sidebar's list), picking a comparison there shows it in this
       tab, and with `tabs` also switches to the tab whose id is `tab_id`. Pass the chat's own
-      open event as `after_open` so this runs after it, not at the same time (two events
+      open events as `after_open` so this runs after them, not at the same time (two events
       writing the page at once let a late one overwrite what the user typed meanwhile).
     """
+
+    def show_tab(conversation_id: str | None, cstate: CompareState) -> Any:
+        opened_here = bool(conversation_id) and cstate.conversation_id == conversation_id
+        return gr.Tabs(selected=tab_id) if opened_here else gr.skip()
+
     demo.load(compare.load_models, [tab.session, *tab.providers], tab.models,
               api_visibility=PRIVATE)
     for event in tab.finished:
         sidebar_refresh(event)
     if conversations is None:
         return
-    trigger = after_open.then if after_open is not None else conversations.input  # type: ignore[attr-defined]
-    opened = trigger(compare.open, [conversations, tab.session, tab.cstate, tab.blind],
-                     tab.view_outputs, api_visibility=PRIVATE)
-    if tabs is not None:
-        def show_tab(conversation_id: str | None, cstate: CompareState) -> Any:
-            opened_here = bool(conversation_id) and cstate.conversation_id == conversation_id
-            return gr.Tabs(selected=tab_id) if opened_here else gr.skip()
-
-        opened.then(show_tab, [conversations, tab.cstate], [tabs], api_visibility=PRIVATE)
+    triggers: list[Any] = [event.then for event in after_open or []]
+    for trigger in triggers or [conversations.input]:  # type: ignore[attr-defined]
+        opened = trigger(compare.open, [conversations, tab.session, tab.cstate, tab.blind],
+                         tab.view_outputs, api_visibility=PRIVATE)
+        # A round still streaming (from another tab, or before a reload) is followed live.
+        attached = opened.then(compare.follow_live, [tab.session, tab.cstate, tab.blind],
+                               [*tab.view_outputs, tab.prompt], api_visibility=PRIVATE)
+        attached.then(compare.after_following, tab.refresh_inputs, tab.view_outputs,
+                      api_visibility=PRIVATE)
+        if tabs is not None:
+            opened.then(show_tab, [conversations, tab.cstate], [tabs], api_visibility=PRIVATE)

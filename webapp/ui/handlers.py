@@ -31,6 +31,8 @@ from webapp.chat import (
     Regenerate,
     TurnRefused,
     TurnSettings,
+    TurnUpdate,
+    update_interval,
 )
 from webapp.i18n import t
 from webapp.markdown_text import fenced
@@ -49,11 +51,15 @@ from webapp.ui.session import SessionState
 from webapp.versions import NavigationRefused, Versions, version_info
 
 Updates = tuple[Any, ...]
+TURN_OUTPUTS = 6  # chatbot, box, state, approval panel, approval text, sidebar
+AFTER_OUTPUTS = 7  # chatbot, state, the version switcher's four, sidebar
 T = TypeVar("T")
 # Every update re-sends the whole chat to the page (Gradio diffs it after postprocessing all
 # of it): 0.1 s between updates in a new chat, 0.3 s with 40 turns above (bench/load.py).
 INTERVAL_PER_MESSAGE_S = 0.0025
 EMPTY_BOX: dict[str, Any] = {"text": "", "files": []}  # the message box, cleared
+LIVE_MARK = "● "  # a sidebar title's prefix while its conversation has an answer streaming
+STREAMING_BOX: dict[str, Any] = {"submit_btn": False, "stop_btn": True}  # Stop instead of Send
 
 
 def box_value(value: Any) -> tuple[str, list[str]]:
@@ -192,10 +198,14 @@ class ChatUI:
                 gr.update(visible=not info.on_active_path))
 
     async def sidebar(self, state: SessionState, query: str, request: gr.Request) -> Any:
+        """The conversation list (newest first, filtered by the search); ● marks a live run."""
         user_id = await self.user_id(state, request)
+        state.query = query or ""
         items = await self.db(
             lambda s: repo.list_conversations(session=s, user_id=user_id, query=query or ""))
-        return gr.update(choices=[(c.title, c.id) for c in items], value=state.conversation_id)
+        live = self.service.runs.live_conversations(user_id)
+        return gr.update(choices=[(f"{LIVE_MARK}{c.title}" if c.id in live else c.title, c.id)
+                                  for c in items], value=state.conversation_id)
 
     # ---- chat turns ------------------------------------------------------------------------
     async def _run(
@@ -203,6 +213,8 @@ class ChatUI:
         model: str, system: str, tools: Any, tool_choice: Any, params: tuple[Any, ...],
         clear_box: bool,
     ) -> AsyncIterator[Updates]:
+        """Start a turn and show it: (chatbot, box, state, approval panel, approval text,
+        sidebar) per frame."""
         user_id = await self.user_id(state, request)
         turn = TurnSettings(provider=provider, model=model or "", system_prompt=system or "",
                             params=controls.collect(params), api_keys=state.api_keys,
@@ -211,6 +223,7 @@ class ChatUI:
         try:
             for note in warnings_for(normalize(dict(turn.params))):
                 gr.Warning(t(note, state.lang))
+            state.stop_pending = False
             stream = self.service.stream_turn(
                 user_id=user_id, conversation_id=state.conversation_id, action=action, turn=turn,
                 username=state.username)
@@ -219,22 +232,34 @@ class ChatUI:
             # A warning toast, not an error: nothing was sent, the message stays in the box.
             title, message = _refusal_text(exc, state.lang)
             gr.Warning(message, title=title)
-            yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            yield tuple(gr.skip() for _ in range(TURN_OUTPUTS))
             return
         for note in first.notes:
             gr.Warning(t(note, state.lang))
         state.conversation_id = first.conversation_id
-        prior = settled(render_path(first.path, lang=state.lang))
+        if state.stop_pending:  # Stop came while the turn's rows were being written
+            await self.service.stop(user_id, state.conversation_id)
         box = EMPTY_BOX if clear_box else gr.skip()
+        sidebar = await self.sidebar(state, state.query, request)  # the new chat, marked live
+        # Closing the page only stops watching: the answer goes on and is saved (Stop ends it).
+        async with contextlib.aclosing(stream):
+            async for frame in self._frames(state, first, stream):
+                yield frame[0], box, *frame[1:], sidebar
+                box = sidebar = gr.skip()
+
+    async def _frames(self, state: SessionState, first: TurnUpdate,
+                      updates: AsyncIterator[Any]) -> AsyncIterator[Updates]:
+        """(chatbot, state, approval panel, approval text) for each snapshot of a run."""
+        prior = settled(render_path(first.path, lang=state.lang))
         shown: list[str] = []  # ids of the calls the approval panel shows
 
-        def frame(update: Any) -> View:
+        def frame(update: TurnUpdate) -> View:
             view = render_live(prior, update.progress, update.assistant_ids, state=update.state,
                                error=update.error, model=update.model, lang=state.lang)
             state.message_ids = view.message_ids
             return view
 
-        def approval(update: Any) -> tuple[Any, Any]:
+        def approval(update: TurnUpdate) -> tuple[Any, Any]:
             waiting = update.progress.awaiting_approval if update.state == "streaming" else []
             ids = [call.id for call in waiting]
             if ids == shown:
@@ -248,10 +273,51 @@ class ChatUI:
                     + fenced(pretty_arguments(call.arguments), "json"))
             return gr.update(visible=True), safe_markdown(text, latex=LATEX_MARKDOWN)
 
-        async with contextlib.aclosing(stream):  # a closed page ends the turn at once
-            yield frame(first).messages, box, state, *approval(first)
-            async for update in stream:
-                yield frame(update).messages, gr.skip(), gr.skip(), *approval(update)
+        state.viewing = True
+        try:
+            yield frame(first).messages, state, *approval(first)
+            async for update in updates:
+                yield frame(update).messages, gr.skip(), *approval(update)
+        finally:
+            state.viewing = False
+
+    async def follow_live(self, state: SessionState, request: gr.Request
+                          ) -> AsyncIterator[Updates]:
+        """If the open conversation has an answer streaming (started in another tab, or
+        before a reload), show it so far and follow it live to its end."""
+        state.attached = False
+        user_id = await self.user_id(state, request)
+        run = self.service.live_turn(user_id, state.conversation_id)
+        if run is None or state.viewing:  # nothing live, or this tab already shows it
+            yield tuple(gr.skip() for _ in range(TURN_OUTPUTS))
+            return
+        state.attached = True
+        first: TurnUpdate = run.snapshot
+        interval = update_interval(len(first.path), INTERVAL_PER_MESSAGE_S)
+
+        async def updates() -> AsyncIterator[TurnUpdate]:
+            async for _ in self.service.runs.watch([run], interval):
+                yield first
+
+        box: Any = gr.update(**STREAMING_BOX)
+        async for frame in self._frames(state, first, updates()):
+            yield frame[0], box, *frame[1:], gr.skip()
+            box = gr.skip()
+
+    async def after_following(self, state: SessionState, query: str, request: gr.Request
+                           ) -> Updates:
+        """After following a live answer: the stored view, the sidebar, Send back."""
+        if not state.attached:
+            return tuple(gr.skip() for _ in range(AFTER_OUTPUTS + 1))
+        state.attached = False
+        return (*await self.after_turn(state, query, request),
+                gr.update(submit_btn=True, stop_btn=False))
+
+    async def stop_run(self, state: SessionState, request: gr.Request) -> None:
+        """Stop the answer streaming in this tab's conversation (in every tab that shows it)."""
+        user_id = await self.user_id(state, request)
+        if not await self.service.stop(user_id, state.conversation_id):
+            state.stop_pending = True  # the run may not exist yet: its starter stops it
 
     async def approve(self, state: SessionState, request: gr.Request) -> None:
         await self._decide(state, request, approved=True)
@@ -281,7 +347,7 @@ class ChatUI:
             # Nothing is sent and the box keeps the message and its files.
             # Gradio 6.31 toasts show no title: the cause goes in the message itself.
             gr.Warning(f"{t('Attachment refused', state.lang)}: {exc}")
-            yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            yield tuple(gr.skip() for _ in range(TURN_OUTPUTS + 1))
             return
         async for item in self._run(state, request, NewMessage(text, attached), provider,
                                     model, system, tools, tool_choice, params, clear_box=True):
@@ -318,7 +384,7 @@ class ChatUI:
             if message_id is None and text != data.previous_value:
                 gr.Warning(t("That item cannot be edited: edit the text of your message (its "
                              "attachments stay as they are).", state.lang))
-            yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            yield tuple(gr.skip() for _ in range(TURN_OUTPUTS))
             return
         async for item in self._run(state, request, EditMessage(message_id, text), provider,
                                     model, system, tools, tool_choice, params, clear_box=False):
@@ -327,7 +393,8 @@ class ChatUI:
     async def after_turn(self, state: SessionState, query: str, request: gr.Request) -> Updates:
         """Re-render from the database (final marks, versions) and refresh the sidebar."""
         if state.conversation_id:
-            await self.service.wait_saved(state.conversation_id)
+            user_id = await self.user_id(state, request)
+            await self.service.wait_finished(user_id, state.conversation_id)
         chat, versions = await self._reload(state, request)
         return (chat, state, *versions, await self.sidebar(state, query, request))
 
@@ -432,6 +499,19 @@ class ChatUI:
                                                              "required") else "auto",
                 *self._versions(state, messages),
                 *controls.show(conversation.parameters))
+
+    async def open_from_url(self, state: SessionState, request: gr.Request) -> Updates:
+        """Open the conversation named in the page's address (?c=…), e.g. after a reload."""
+        params = getattr(request, "query_params", None) or {}
+        conversation_id = str(params.get("c", "") or "").strip()
+        if not conversation_id:
+            return tuple(gr.skip() for _ in range(12 + len(PARAMS)))
+        try:
+            return await self.open(conversation_id, state, request)
+        except gr.Error:
+            gr.Warning(t("The conversation in the address does not exist or is not yours.",
+                         state.lang))
+            return tuple(gr.skip() for _ in range(12 + len(PARAMS)))
 
     def new_chat(self, state: SessionState) -> Updates:
         state.conversation_id, state.message_ids, state.focus_id = None, [], None

@@ -131,6 +131,28 @@
     loadImage(link, url.pathname + url.search);
   }, true);
 
+  // The open conversation goes in the address bar (?c=…), so a reload (or a copied link)
+  // reopens it, and an answer still streaming there is followed live. The sidebar's selected
+  // entry is the open conversation; its list is re-rendered whenever the server updates it.
+  function keepConversationInUrl() {
+    const list = document.querySelector("#conversations");
+    // Before the list first loads, the address's own ?c= is what the server opens.
+    if (list === null || list.querySelector("input[type=radio]") === null) return;
+    const picked = list.querySelector("input[type=radio]:checked");
+    const url = new URL(location.href);
+    if (picked && picked.value) url.searchParams.set("c", picked.value);
+    else url.searchParams.delete("c");
+    if (url.href !== location.href) history.replaceState(history.state, "", url);
+  }
+  let urlPending = false;
+  new MutationObserver(() => {
+    if (urlPending) return;
+    urlPending = true;
+    requestAnimationFrame(() => { urlPending = false; keepConversationInUrl(); });
+  }).observe(body, { childList: true, subtree: true, attributes: true,
+                     attributeFilter: ["class", "checked"] });
+  document.addEventListener("change", keepConversationInUrl);
+
   new MutationObserver(applyTheme).observe(body, { attributes: true, attributeFilter: ["class"] });
   applyTheme();
   body.classList.toggle("parley-projector", projector);

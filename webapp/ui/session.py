@@ -17,6 +17,10 @@ class SessionState:
     focus_id: str | None = None  # the message whose versions the switcher shows
     active_ids: set[str] = field(default_factory=set)  # the messages on the shown path
     lang: str = "en"  # the page's language: en | zh (webapp.i18n)
+    query: str = ""  # the sidebar's search text, as last applied
+    attached: bool = False  # this tab is following a run it did not start (set by attach)
+    viewing: bool = False  # this tab's chat is showing a live run now
+    stop_pending: bool = False  # Stop was pressed before this tab's new run existed
 
     def __repr__(self) -> str:  # keys must never reach a log line
         return (f"SessionState(user={self.username!r}, conversation={self.conversation_id!r}, "
