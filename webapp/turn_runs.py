@@ -74,6 +74,10 @@ class TurnRefused(Exception):
         self.params = params
 
 
+class RateLimitRefused(TurnRefused):
+    """A turn refused by a usage limit (requests per minute, tokens per day, live runs)."""
+
+
 def checked(limit: FieldLimit, value: str) -> str:
     """`value` if it fits its field (storage.field_limits); TurnRefused otherwise."""
     try:
@@ -152,6 +156,9 @@ class TurnUpdate:
     error: str = ""
     notes: list[str] = field(default_factory=list)  # things the user should know (warnings)
     failure: ProviderError | None = None  # the provider's error, when that is how it ended
+    # False when the caller runs the tools itself (the /v1 API's function tools): the calls are
+    # stored without made-up results, since the caller's real ones come in its next request.
+    record_missing_results: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,7 +365,7 @@ def finish(session: Session, user_id: int, update: TurnUpdate) -> None:
             state=state, usage=usage if index == 0 else None, timings=timings,
             finish_reason=choice.finish_reason, error=error, tool_calls=calls,
         )
-        if calls:
+        if calls and update.record_missing_results:
             # Every call gets a stored result, so the history replays as the provider
             # expects: cancelled by Stop, or not run (round limit, no tools offered).
             missing = "cancelled" if update.state in ("stopped", "interrupted") else "not_run"

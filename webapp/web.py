@@ -22,10 +22,12 @@ from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from webapp import downloads, gradio_tuning
+from webapp.api_turns import ApiTurns
 from webapp.auth import LoginAddressGuard, LoginThrottle, trusted
-from webapp.config import Settings
+from webapp.config import Settings, is_loopback
 from webapp.image_fetch import ImageFetcher
 from webapp.observability import Metrics
+from webapp.openai_api import OpenAIApi
 from webapp.page_routes import add_page_routes
 from webapp.server import Parley, launch_kwargs
 from webapp.web_security import HostCheck, SameOriginGuard, SecurityHeaders
@@ -246,6 +248,14 @@ def create_app(
     runs = parley.service.runs
     grace_s = parley.settings.shutdown_grace_s
     app.state.drain_runs = lambda: runs.shutdown(grace_s)
+    # The OpenAI-compatible API, off Gradio's queue (before Gradio takes every other path).
+    if parley.catalog is not None and parley.api_keys is not None:
+        settings = parley.settings
+        api = OpenAIApi(settings=settings, turns=ApiTurns(parley.service), keys=parley.api_keys,
+                        identity=parley.identity, catalog=parley.catalog,
+                        runs=parley.service.runs,
+                        keyless=settings.auth_mode == "none" and is_loopback(settings.host))
+        app.include_router(api.router)
     mount = {key: options[key] for key in _MOUNT_KEYS if key in options}
     share = parley.share_auth_kwargs()
     app = gr.mount_gradio_app(app, parley.share_demo, path="/share",
