@@ -30,7 +30,7 @@ from webapp.params import ParamError
 from webapp.runs import Run, RunManager
 from webapp.turn_runs import RateLimitRefused, TurnRefused, TurnUpdate
 
-API_INTERVAL_S = 0.05  # a streaming client gets at most 20 chunks a second per choice
+API_INTERVAL_S = 0.1  # a streaming client gets at most 10 chunks a second
 MAX_BODY_BYTES = 32 * 1024 * 1024
 CONVERSATION_HEADER = "X-Parley-Conversation"
 

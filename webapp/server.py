@@ -22,6 +22,7 @@ from webapp.chat import ChatService
 from webapp.compare import CompareService
 from webapp.config import ConfigError, Settings
 from webapp.downloads import Downloads
+from webapp.http_client import provider_http
 from webapp.observability import Metrics
 from webapp.pricing import PriceFileError, load_prices
 from webapp.provider import ProviderClient, RetryPolicy
@@ -109,10 +110,7 @@ def build_tools(
 
 def build(settings: Settings) -> Parley:
     """Migrate the database, mark interrupted streams, and build the UI (no server yet)."""
-    http = httpx.AsyncClient(
-        timeout=httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s),
-        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
-    )
+    http = provider_http(settings)
     tools, default_tools = build_tools(settings, http)
     engine = make_engine(settings.database_url)
     backup = migrate(engine)

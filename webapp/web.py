@@ -199,6 +199,7 @@ def create_app(
         # no row "streaming": what is left is saved as interrupted now.
         await parley.service.runs.shutdown(0)
         demo.close(verbose=False)  # stops the queue's loops
+        await parley.http.aclose()  # the provider client's connections (aiohttp's session)
         await fetcher.aclose()
 
     app = fastapi.FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
