@@ -38,7 +38,13 @@ from webapp.capabilities import Capabilities, CapabilityTable
 from webapp.config import ProviderConfig, Settings
 from webapp.engine import StreamingClient, ToolSetup, TurnRequest, run_turn
 from webapp.error_text import describe_error
-from webapp.messages import RoundStarted, ToolCallFinished, ToolRoundLimit
+from webapp.messages import (
+    RequestSized,
+    RoundStarted,
+    StreamStarted,
+    ToolCallFinished,
+    ToolRoundLimit,
+)
 from webapp.observability import Metrics, TurnRecord, log_turn
 from webapp.params import normalize, request_params
 from webapp.provider import ProviderError
@@ -54,6 +60,9 @@ UPDATE_INTERVAL_S = 0.1  # a viewer renders at most 10 frames per second per run
 MAX_UPDATE_INTERVAL_S = 0.4  # ... and at least 2.5 per second, however long the chat
 PERSIST_INTERVAL_S = 0.8  # streaming answers' text is saved this often (what SIGKILL loses)
 INTERNAL_ERROR = "Parley hit an internal error; the partial answer is kept."
+# Events that change nothing a viewer shows: they must not wake viewers, whose frame budget
+# (UPDATE_INTERVAL_S) would then be spent just before the first token arrives.
+UNSEEN = (RequestSized, StreamStarted)
 LENGTH_NOTE = "The answer hit the max_tokens limit and was cut off."
 
 
@@ -205,7 +214,8 @@ class TurnRecorder:
                             f"Stopped after {event.rounds} rounds of tool calls (the limit, "
                             "TOOL_MAX_ROUNDS): the last calls were not run. Ask the model to "
                             "continue, or raise the limit in .env.")
-                    run.changed()
+                    if not isinstance(event, UNSEEN):
+                        run.changed()
             update.state = "complete"
         except ProviderError as exc:
             update.failure = exc
