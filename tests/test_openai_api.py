@@ -279,5 +279,20 @@ def test_on_a_keyless_laptop_server_any_key_is_the_local_user(fake: FakeOpenAI,
         with pytest.raises(openai.AuthenticationError):  # a Parley key must be a real one
             openai.OpenAI(base_url=f"{app.url}v1", api_key="pk-forged",
                           max_retries=0).models.list()
+        # With no key to ask for, another site's page must not be able to use it (CSRF),
+        # nor a rebound DNS name (the Host check covers /v1 too).
+        url = f"{app.url}v1/chat/completions"
+        body = '{"model": "m", "messages": [{"role": "user", "content": "spend tokens"}]}'
+        sent = len(fake.requests)
+        for headers, status in (({"Origin": "https://evil.example"}, 403),
+                                ({"Sec-Fetch-Site": "cross-site"}, 403),
+                                ({"Host": "evil.example"}, 400)):
+            refused = httpx.post(url, content=body, headers={"Content-Type": "text/plain",
+                                                             **headers})
+            assert refused.status_code == status, (headers, refused.text)
+        assert len(fake.requests) == sent
+        missing = httpx.get(f"{app.url}v1/embeddings")
+        assert missing.status_code == 404 and missing.json()["error"]["type"] == (
+            "not_found_error")
     finally:
         app.close()

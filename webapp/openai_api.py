@@ -15,9 +15,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sqlalchemy.exc import OperationalError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route, Router
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from storage import repository as repo
 from storage.api_keys import KEY_PREFIX
@@ -73,9 +75,18 @@ class OpenAIApi:
         self.catalog = catalog
         self.runs = runs
         self.keyless = keyless  # AUTH_MODE=none on loopback: the local user needs no key
-        self.router = APIRouter(prefix="/v1")
-        self.router.add_api_route("/models", self.models, methods=["GET"])
-        self.router.add_api_route("/chat/completions", self.chat_completions, methods=["POST"])
+        # A bare router, run ahead of the page's middleware (FastPath): each streamed chunk
+        # would otherwise pass through seven layers written for HTML pages.
+        self.app = Router(routes=[
+            Route("/v1/models", self.models, methods=["GET"]),
+            Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
+        ], default=self.unknown)
+
+    async def unknown(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Any other /v1 path: 404 in OpenAI's shape."""
+        await error(404, f"Unknown endpoint {scope.get('path', '')}: Parley serves "
+                         "GET /v1/models and POST /v1/chat/completions.",
+                    kind="not_found_error")(scope, receive, send)
 
     async def caller(self, request: Request) -> Caller | JSONResponse:
         """Who is asking: the owner of the Bearer key, or the local user when none is needed."""
@@ -91,6 +102,9 @@ class OpenAIApi:
                              kind="invalid_request_error", code="invalid_api_key")
             name = owner.username
         elif self.keyless:
+            if cross_site(request):
+                return error(403, "A web page on another site may not use this server's API.",
+                             kind="permission_error", code="cross_site")
             name = self.identity.username(None)
         else:
             return error(401, "Missing API key: send Authorization: Bearer <key> (create a "
@@ -195,6 +209,35 @@ class OpenAIApi:
 
         return StreamingResponse(body(), media_type="text/event-stream", headers={
             **headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def cross_site(request: Request) -> bool:
+    """A request a browser sent from another site's page (a keyless server must refuse it:
+    with no key to ask for, a page's form post could otherwise spend the user's tokens)."""
+    fetch_site = request.headers.get("sec-fetch-site", "")
+    if fetch_site in ("cross-site", "same-site"):
+        return True
+    origin = request.headers.get("origin")
+    if origin is None:
+        return False
+    host = request.headers.get("host", "")
+    return origin.split("://", 1)[-1].rstrip("/") != host
+
+
+class FastPath:
+    """Sends /v1 requests straight to the API's router, past the HTML page's middleware (the
+    Host check stays outside it); everything else goes on to the page's stack."""
+
+    def __init__(self, app: ASGIApp, api: ASGIApp, prefix: str = "/v1/") -> None:
+        self.app = app
+        self.api = api
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and str(scope.get("path", "")).startswith(self.prefix):
+            await self.api(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
 
 def _with_conversation(parsed: Any, conversation_id: str) -> Any:

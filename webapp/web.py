@@ -27,7 +27,7 @@ from webapp.auth import LoginAddressGuard, LoginThrottle, trusted
 from webapp.config import Settings, is_loopback
 from webapp.image_fetch import ImageFetcher
 from webapp.observability import Metrics
-from webapp.openai_api import OpenAIApi
+from webapp.openai_api import FastPath, OpenAIApi
 from webapp.page_routes import add_page_routes
 from webapp.server import Parley, launch_kwargs
 from webapp.web_security import HostCheck, SameOriginGuard, SecurityHeaders
@@ -216,6 +216,14 @@ def create_app(
     app.add_middleware(CORSMiddleware, allow_origins=[])
     app.add_middleware(SameOriginGuard)
     app.add_middleware(SecurityHeaders)
+    # The OpenAI-compatible API, off Gradio's queue and past the page's middleware.
+    if parley.catalog is not None and parley.api_keys is not None:
+        settings = parley.settings
+        api = OpenAIApi(settings=settings, turns=ApiTurns(parley.service), keys=parley.api_keys,
+                        identity=parley.identity, catalog=parley.catalog,
+                        runs=parley.service.runs,
+                        keyless=settings.auth_mode == "none" and is_loopback(settings.host))
+        app.add_middleware(FastPath, api=api.app)
     app.add_middleware(HostCheck, allowed_hosts=parley.settings.allowed_hosts)
     fetcher = image_fetcher or ImageFetcher()
     add_page_routes(app, identity=parley.identity, fetcher=fetcher,
@@ -249,14 +257,6 @@ def create_app(
     runs = parley.service.runs
     grace_s = parley.settings.shutdown_grace_s
     app.state.drain_runs = lambda: runs.shutdown(grace_s)
-    # The OpenAI-compatible API, off Gradio's queue (before Gradio takes every other path).
-    if parley.catalog is not None and parley.api_keys is not None:
-        settings = parley.settings
-        api = OpenAIApi(settings=settings, turns=ApiTurns(parley.service), keys=parley.api_keys,
-                        identity=parley.identity, catalog=parley.catalog,
-                        runs=parley.service.runs,
-                        keyless=settings.auth_mode == "none" and is_loopback(settings.host))
-        app.include_router(api.router)
     mount = {key: options[key] for key in _MOUNT_KEYS if key in options}
     share = parley.share_auth_kwargs()
     app = gr.mount_gradio_app(app, parley.share_demo, path="/share",
