@@ -23,6 +23,7 @@ RESULTS = ROOT / "bench" / "results"
 DOC = ROOT / "docs" / "performance.md"
 NAMES = {
     "direct": "direct upstream (the limit)",
+    "parley-v1": "Parley `/v1` API (OpenAI-compatible)",
     "parley-chat": "Parley `/chat` API",
     "parley-ui": "Parley UI send",
     "parley-ui-40": "Parley UI send, 40 prior turns",
