@@ -45,6 +45,7 @@ from webapp.ui.render import (
     pretty_arguments,
     render_live,
     render_path,
+    render_waiting,
     settled,
 )
 from webapp.ui.session import SessionState
@@ -60,6 +61,9 @@ INTERVAL_PER_MESSAGE_S = 0.0025
 EMPTY_BOX: dict[str, Any] = {"text": "", "files": []}  # the message box, cleared
 LIVE_MARK = "● "  # a sidebar title's prefix while its conversation has an answer streaming
 STREAMING_BOX: dict[str, Any] = {"submit_btn": False, "stop_btn": True}  # Stop instead of Send
+
+
+NO_CHANGE = (gr.skip(), gr.skip())  # the approval panel, left as it is
 
 
 def box_value(value: Any) -> tuple[str, list[str]]:
@@ -273,11 +277,23 @@ class ChatUI:
                     + fenced(pretty_arguments(call.arguments), "json"))
             return gr.update(visible=True), safe_markdown(text, latex=LATEX_MARKDOWN)
 
+        # The chat is written twice per turn: the settled history with a placeholder that the
+        # page fills from the live feed (webapp/live_view.py), then the final answer. In
+        # between only the approval panel changes here.
+        waiting = render_waiting(prior, first.conversation_id, first.assistant_ids)
+        state.message_ids = waiting.message_ids
         state.viewing = True
         try:
-            yield frame(first).messages, state, *approval(first)
+            if first.state == "streaming":
+                yield waiting.messages, state, *approval(first)
+            else:
+                yield frame(first).messages, state, *approval(first)
             async for update in updates:
-                yield frame(update).messages, gr.skip(), *approval(update)
+                panel = approval(update)
+                if update.state != "streaming":
+                    yield frame(update).messages, gr.skip(), *panel
+                elif panel != NO_CHANGE:
+                    yield gr.skip(), gr.skip(), *panel
         finally:
             state.viewing = False
 
