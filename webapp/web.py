@@ -27,11 +27,11 @@ from webapp.api_turns import ApiTurns
 from webapp.auth import LoginAddressGuard, LoginThrottle, NotSignedIn, trusted
 from webapp.config import Settings, is_loopback
 from webapp.image_fetch import ImageFetcher
-from webapp.live_view import LIVE_PATH, LIVE_PREFIX, LiveFeed
 from webapp.observability import Metrics
 from webapp.openai_api import FastPath, OpenAIApi
 from webapp.page_routes import add_page_routes
 from webapp.server import Parley, launch_kwargs
+from webapp.ui.live_view import LIVE_PATH, LIVE_PREFIX, LiveFeed
 from webapp.web_security import HostCheck, SameOriginGuard, SecurityHeaders
 
 log = logging.getLogger(__name__)

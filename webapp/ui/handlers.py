@@ -280,7 +280,7 @@ class ChatUI:
         # The chat is written twice per turn: the settled history with a placeholder that the
         # page fills from the live feed (webapp/live_view.py), then the final answer. In
         # between only the approval panel changes here.
-        waiting = render_waiting(prior, first.conversation_id, first.assistant_ids)
+        waiting = render_waiting(prior, first.conversation_id, first.assistant_ids, state.lang)
         state.message_ids = waiting.message_ids
         state.viewing = True
         try:

@@ -137,24 +137,24 @@
   // an update is what is new, never the whole answer. Gradio's own final render replaces it.
   const LIVE = "/parley/live/";
 
+  let labels = {};
+
   function liveSegment(root, segments, lane, index) {
     const key = `${lane}:${index}`;
     let seg = segments.get(key);
     if (seg) return seg;
     const box = document.createElement("div");
     box.className = "parley-live-segment";
-    if (lane > 0 && index === 0) {
-      const head = document.createElement("div");
-      head.className = "parley-live-choice";
-      head.textContent = `Choice ${lane + 1}`;
-      box.append(head);
-    }
+    const head = document.createElement("div");
+    head.className = "parley-live-choice";
+    head.hidden = true;
+    box.append(head);
     const thinking = document.createElement("details");
     thinking.className = "parley-live-thinking";
     thinking.open = true;
     thinking.hidden = true;
     const summary = document.createElement("summary");
-    summary.textContent = "Thinking…";
+    summary.textContent = `${labels.thinking || "Thinking"}…`;
     const reasoning = document.createTextNode("");
     const reasoningBox = document.createElement("div");
     reasoningBox.className = "parley-live-reasoning";
@@ -171,7 +171,7 @@
     tools.className = "parley-live-tools";
     box.append(thinking, content, tools);
     root.append(box);
-    seg = { thinking, reasoning, content, tail, tailText, tools };
+    seg = { head, thinking, reasoning, content, tail, tailText, tools };
     segments.set(key, seg);
     return seg;
   }
@@ -181,13 +181,37 @@
       const block = document.createElement("details");
       block.className = "parley-live-tool";
       const title = document.createElement("summary");
-      title.textContent = `🛠 ${item.name} · ${item.status}`;
+      title.textContent = item.title;
       const body = document.createElement("pre");
       body.textContent = item.result == null ? item.arguments
         : `${item.arguments}\n→ ${item.result}`;
       block.append(title, body);
+      if (item.hint) {
+        const hint = document.createElement("div");
+        hint.className = "parley-live-hint";
+        hint.textContent = item.hint;
+        block.append(hint);
+        block.open = true;
+      }
       return block;
     }));
+  }
+
+  // A block still being written can grow without end (a long code block, one huge
+  // paragraph): appending to one big text node would lay all of it out again each time, so
+  // its finished lines move into blocks of their own and only the last part keeps growing.
+  const FREEZE_AT = 4096;
+  function freezeTail(seg) {
+    const text = seg.tailText.data;
+    if (text.length < FREEZE_AT) return;
+    let cut = text.lastIndexOf("\n", text.length - 1);
+    if (cut < FREEZE_AT / 2) cut = text.lastIndexOf(" ", text.length - 1);
+    if (cut < FREEZE_AT / 2) return;
+    const frozen = document.createElement("div");
+    frozen.className = "parley-live-tail parley-live-frozen";
+    frozen.textContent = text.slice(0, cut + 1);
+    seg.tail.before(frozen);
+    seg.tailText.data = text.slice(cut + 1);
   }
 
   function scroller(el) {
@@ -207,7 +231,8 @@
     // The conversation's id is in a class (Gradio's sanitizer drops data-* attributes).
     const named = [...root.classList].find((name) => /^parley-live-[0-9a-f]{32}$/.test(name));
     if (named === undefined) return;
-    const source = new EventSource(LIVE + named.slice("parley-live-".length));
+    const lang = root.classList.contains("parley-live-lang-zh") ? "zh" : "en";
+    const source = new EventSource(`${LIVE}${named.slice("parley-live-".length)}?lang=${lang}`);
     source.addEventListener("open", () => {  // (re)connected: the feed starts from the start
       segments = new Map();
       note = null;
@@ -217,6 +242,7 @@
       if (!root.isConnected) { source.close(); return; }
       const event = JSON.parse(message.data);
       if (event.done) { source.close(); root.classList.add("parley-live-done"); return; }
+      if (event.labels) labels = event.labels;
       const box = scroller(root);
       const atBottom = box === null || box.scrollHeight - box.scrollTop - box.clientHeight < 40;
       if (event.note !== undefined) {
@@ -230,13 +256,18 @@
       if (event.lane !== undefined) {
         if (note !== null) { note.remove(); note = null; }
         const seg = liveSegment(root, segments, event.lane, event.seg);
+        if (event.header) { seg.head.textContent = event.header; seg.head.hidden = false; }
         if (event.reasoning) { seg.thinking.hidden = false; seg.reasoning.appendData(event.reasoning); }
         if (event.blocks) {
           for (const html of event.blocks) seg.tail.insertAdjacentHTML("beforebegin", html);
           seg.thinking.open = false;
         }
-        if (event.tail !== undefined) seg.tailText.data = event.tail;
+        if (event.tail !== undefined) {
+          for (const frozen of seg.content.querySelectorAll(".parley-live-frozen")) frozen.remove();
+          seg.tailText.data = event.tail;
+        }
         if (event.more) { seg.tailText.appendData(event.more); seg.thinking.open = false; }
+        freezeTail(seg);
         if (event.tools) liveTools(seg, event.tools);
       }
       if (atBottom && box !== null) box.scrollTop = box.scrollHeight;

@@ -293,17 +293,20 @@ def render_path(
 
 
 # Gradio's sanitizer keeps class names but drops data-* attributes: the id goes in a class.
-LIVE_PLACEHOLDER = '<div class="parley-live parley-live-{conversation_id}"></div>'
+LIVE_PLACEHOLDER = ('<div class="parley-live parley-live-{conversation_id} '
+                    'parley-live-lang-{lang}"></div>')
 
 
-def render_waiting(prior: View, conversation_id: str, assistant_ids: Sequence[str]) -> View:
+def render_waiting(prior: View, conversation_id: str, assistant_ids: Sequence[str],
+                   lang: str = "en") -> View:
     """The stored view plus a placeholder the page fills with the live answer.
 
     While a run streams, its text reaches the page through webapp/live_view.py (appended,
     never re-sent), so the Chatbot is written only twice per turn: this, and the end.
     """
     view = View(list(prior.messages), list(prior.message_ids))
-    live = LIVE_PLACEHOLDER.format(conversation_id=html.escape(conversation_id, quote=True))
+    live = LIVE_PLACEHOLDER.format(conversation_id=html.escape(conversation_id, quote=True),
+                                   lang="zh" if lang == "zh" else "en")
     view.messages.append(_markup("assistant", live))
     view.message_ids.append(assistant_ids[0] if assistant_ids else None)
     return view

@@ -25,8 +25,10 @@ from markdown_it import MarkdownIt
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from webapp.i18n import t
 from webapp.runs import Run, RunManager
 from webapp.turn_runs import TurnUpdate
+from webapp.ui.render import TOOL_LABELS
 
 LIVE_INTERVAL_S = 0.1  # frames a second per viewer: 10
 LIVE_PREFIX = "/parley/live/"
@@ -41,7 +43,7 @@ def _renderer() -> MarkdownIt:
     md.enable(["table", "strikethrough"])
     md.validateLink = lambda url: bool(_SAFE_LINK.match(url.strip()))  # type: ignore[method-assign]
 
-    def image(tokens: Any, index: int, options: Any, env: Any) -> str:
+    def image(renderer: Any, tokens: Any, index: int, options: Any, env: Any) -> str:
         alt = "".join(child.content for child in tokens[index].children or [])
         return f'<span class="parley-live-image">🖼 {html.escape(alt or "image")}</span>'
 
@@ -99,25 +101,30 @@ class Segment:
     reasoning: int = 0
     blocks: Blocks = field(default_factory=Blocks)
     tail: str = ""
-    tools: str = ""  # the tool list as last sent (JSON)
+    tools: str = "[]"  # the tool list as last sent (JSON)
 
 
 class LiveWriter:
     """Turns a run's snapshot into the events a viewer has not had yet."""
 
-    def __init__(self, update: TurnUpdate) -> None:
+    def __init__(self, update: TurnUpdate, lang: str = "en") -> None:
         self.update = update
+        self.lang = lang
         self.segments: dict[tuple[int, int], Segment] = {}
+        self.started = False
 
     def frame(self, last: bool) -> bytes:
         events: list[dict[str, Any]] = []
+        if not self.started:  # the words the page shows around the answer, in its language
+            self.started = True
+            events.append({"labels": {"thinking": t("Thinking", self.lang)}})
         progress = self.update.progress
         for index, past in enumerate(progress.rounds):
             self._segment(events, 0, index, past.reasoning, past.content,
-                          [_tool(v) for v in past.tools])
+                          [_tool(v, self.lang) for v in past.tools])
         for choice_index, choice in enumerate(progress.choices[:progress.n]):
             segment = len(progress.rounds) if choice_index == 0 else 0
-            tools = [_tool(v) for v in progress.tools] if choice_index == 0 else []
+            tools = [_tool(v, self.lang) for v in progress.tools] if choice_index == 0 else []
             self._segment(events, choice_index, segment, choice.reasoning, choice.content, tools)
         if progress.retry_note and not any(c.content for c in progress.choices):
             events.append({"note": progress.retry_note})
@@ -128,8 +135,12 @@ class LiveWriter:
 
     def _segment(self, events: list[dict[str, Any]], lane: int, index: int, reasoning: str,
                  content: str, tools: list[dict[str, Any]]) -> None:
-        sent = self.segments.setdefault((lane, index), Segment())
         event: dict[str, Any] = {}
+        if (lane, index) not in self.segments and lane > 0:
+            count = self.update.progress.n
+            event["header"] = t("Choice {index} of {count}", self.lang).format(
+                index=lane + 1, count=count)
+        sent = self.segments.setdefault((lane, index), Segment())
         if len(reasoning) > sent.reasoning:
             event["reasoning"] = reasoning[sent.reasoning:]
             sent.reasoning = len(reasoning)
@@ -152,11 +163,17 @@ class LiveWriter:
             events.append({"lane": lane, "seg": index, **event})
 
 
-def _tool(view: Any) -> dict[str, Any]:
+def _tool(view: Any, lang: str) -> dict[str, str | None]:
+    """One tool call as the live view shows it (its title as the chat's tool blocks have it)."""
     result = view.result.content if view.result is not None else None
-    return {"name": view.call.name, "status": view.status,
+    icon = "⚠" if view.status in ("error", "timeout") else "🛠"
+    label = t(TOOL_LABELS.get(view.status, view.status), lang)
+    item = {"title": f"{icon} {view.call.name or t('(unnamed tool)', lang)} · {label}",
             "arguments": view.call.arguments[:TOOL_TEXT_CHARS],
             "result": result[:TOOL_TEXT_CHARS] if result is not None else None}
+    if view.status == "awaiting_approval":
+        item["hint"] = t("Approve or deny this call with the buttons under the chat.", lang)
+    return item
 
 
 class LiveFeed:
@@ -172,16 +189,17 @@ class LiveFeed:
         if user_id is None:
             return Response("Sign in first.", status_code=401)
         conversation_id = str(request.path_params.get("conversation_id", ""))
+        lang = request.query_params.get("lang", "en")
         runs = self.runs.live(user_id, conversation_id, "chat")
         headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
         if not runs:  # nothing streams there (or not for this user): say so and end
             done = b'data: {"done": true, "state": "none"}\n\n'
             return Response(done, media_type="text/event-stream", headers=headers)
-        return StreamingResponse(self._events(runs[0]), media_type="text/event-stream",
-                                 headers=headers)
+        return StreamingResponse(self._events(runs[0], lang if lang in ("en", "zh") else "en"),
+                                 media_type="text/event-stream", headers=headers)
 
-    async def _events(self, run: Run) -> AsyncIterator[bytes]:
-        writer = LiveWriter(run.snapshot)
+    async def _events(self, run: Run, lang: str) -> AsyncIterator[bytes]:
+        writer = LiveWriter(run.snapshot, lang)
         frames = self.runs.watch([run], LIVE_INTERVAL_S)
         try:
             async for last in frames:
