@@ -31,6 +31,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import signal
 import subprocess
 import sys
@@ -213,12 +214,62 @@ class GradioChat(System):
         for event, inputs in self.before:  # the browser's queue=False steps before the stream
             await gq.predict(client, self.base, session, event, inputs)
         assert self.event is not None
-        async for outputs in gq.run(client, self.base, session, self.event, list(self.inputs)):
-            yield count_tokens(self.text_of(outputs))
+        seen: asyncio.Queue[int | None] = asyncio.Queue()
+        feeds: list[asyncio.Task[None]] = []
+
+        async def event_outputs() -> None:
+            assert self.event is not None
+            try:
+                async for outputs in gq.run(client, self.base, session, self.event,
+                                            list(self.inputs)):
+                    seen.put_nowait(count_tokens(self.text_of(outputs)))
+                    live = LIVE_ID.search(json.dumps(outputs[0])) if not feeds else None
+                    if live:  # as the page does: the answer itself comes from the live feed
+                        feeds.append(asyncio.create_task(
+                            read_live(client, self.base, live.group(1), seen)))
+                for feed in feeds:
+                    await feed
+            finally:
+                seen.put_nowait(None)
+
+        reader = asyncio.create_task(event_outputs())
+        try:
+            while (count := await seen.get()) is not None:
+                yield count
+            await reader  # raises what the event raised
+        finally:
+            for task in (reader, *feeds):
+                task.cancel()
 
     async def finish(self, client: httpx.AsyncClient, context: Any) -> None:
         if self.after is not None:
             await gq.call(client, self.base, context, self.after, list(self.after_inputs))
+
+
+LIVE_ID = re.compile(r"parley-live-([0-9a-f]{32})")
+TAG = re.compile(r"<[^>]+>")
+
+
+async def read_live(client: httpx.AsyncClient, base: str, conversation_id: str,
+                    seen: asyncio.Queue[int | None]) -> None:
+    """Read Parley's live answer feed (webapp/live_view.py) as the page does, counting the
+    answer's tokens so far (its settled blocks' text and the tail)."""
+    blocks, tail = "", ""
+    async with client.stream("GET", f"{base}parley/live/{conversation_id}") as feed:
+        async for line in feed.aiter_lines():
+            if not line.startswith("data: "):
+                continue
+            event = json.loads(line[6:])
+            if event.get("done"):
+                return
+            if event.get("lane", 0) != 0:
+                continue
+            for block in event.get("blocks", ()):
+                blocks += " " + TAG.sub(" ", block)
+            if "tail" in event:
+                tail = event["tail"]
+            tail += event.get("more", "")
+            seen.put_nowait(count_tokens(blocks + " " + tail))
 
 
 # -- one run --------------------------------------------------------------------------------

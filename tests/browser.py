@@ -102,6 +102,16 @@ def bot(page: Page, text: str) -> Locator:
     return page.locator(f'#chatbot [data-testid="bot"][aria-label^="bot\'s message: {text}"]')
 
 
+def live(page: Page) -> Locator:
+    """The answer while it streams: the live view the page fills from /parley/live/…."""
+    return page.locator("#chatbot .parley-live")
+
+
+def answer(page: Page, text: str) -> Locator:
+    """The answer starting with `text`, streaming (the live view) or final (the bot message)."""
+    return live(page).filter(has_text=text).or_(bot(page, text))
+
+
 def thinking(page: Page) -> Locator:
     return page.locator("#chatbot .thought-group").filter(
         has=page.locator(".title", has_text="Thinking"))

@@ -30,7 +30,8 @@ Standalone: ``python -m tests.fake_openai --port 9999 [--delay 0.02 --first-dela
 
 Public API: Reply, ErrorReply, FakeOpenAI(host, port).start()/stop()/enqueue()/
 wait_for_requests()/wait_for_disconnect(), attributes base_url, default, requests, models,
-models_error, disconnects, active_streams.
+model_fields (extra /models fields, e.g. vLLM's max_model_len), models_error, disconnects,
+active_streams.
 """
 
 from __future__ import annotations
@@ -242,6 +243,7 @@ class FakeOpenAI:
         self.default = Reply(echo=True)
         self.models: list[str] = ["fake/model-a", "fake/model-b"]
         self.models_error: ErrorReply | None = None
+        self.model_fields: dict[str, dict[str, Any]] = {}  # extra /models fields per model id
         self.requests: list[dict[str, Any]] = []
         self._queue: deque[Reply | ErrorReply] = deque()
         self._model_queues: dict[str, deque[Reply | ErrorReply]] = {}
@@ -418,7 +420,8 @@ class FakeOpenAI:
         if error is not None:
             await self._send(writer, error.status, error.body, headers=error.headers)
             return
-        data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in self.models]
+        data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake",
+                 **self.model_fields.get(m, {})} for m in self.models]
         await self._send(writer, 200, json.dumps({"object": "list", "data": data}))
 
     async def _chat(

@@ -13,6 +13,7 @@ from tests.browser import (
     bot,
     chat_requests,
     expand,
+    live,
     message_box,
     open_app,
     send,
@@ -29,13 +30,14 @@ REASONING = "Weighing the options carefully before I answer."
 ANSWER = "Streaming answers arrive piece by piece so you can read along. Final word: **done**."
 ANSWER_TEXT = "Streaming answers arrive piece by piece so you can read along. Final word: done."
 
-# Reads the answer's rendered text while it streams; resolves with a proper, non-empty prefix.
+# Reads the answer's text while it streams (the live view that the page fills from the live
+# feed, webapp/live_view.py); resolves with a proper, non-empty prefix.
 PREFIX_JS = """([start, final]) => {
-    const sel = `#chatbot [data-testid="bot"][aria-label^="bot's message: ${start}"]`;
-    for (const el of document.querySelectorAll(sel)) {
-        const body = el.querySelector('.message-content');
-        const text = body ? body.innerText.trim() : '';
-        if (text && text.length < final.length && final.startsWith(text)) return text;
+    for (const el of document.querySelectorAll('#chatbot .parley-live .parley-live-content')) {
+        const text = el.innerText.replace(/\\s+/g, ' ').trim();
+        if (text.startsWith(start) && text.length < final.length && final.startsWith(text)) {
+            return text;
+        }
     }
     return false;
 }"""
@@ -87,7 +89,7 @@ def test_stop_button_cancels_upstream_and_marks_partial_answer(
                            stall_after=4))
     open_app(page, app)
     send(page, "Tell me a long story")
-    expect(bot(page, "Partial answer")).to_be_visible()
+    expect(live(page)).to_contain_text("Partial answer")
 
     page.locator("#message button.stop-button").click()
     assert app.fake.wait_for_disconnect(timeout=5), "the upstream stream was not closed"

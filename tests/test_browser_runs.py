@@ -14,7 +14,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from storage import repository as repo
 from storage.db import session_factory
-from tests.browser import TIMEOUT_MS, bot, send
+from tests.browser import TIMEOUT_MS, answer, bot, send
 from tests.conftest import RunningApp, start_app
 from tests.fake_openai import FakeOpenAI, Reply
 from webapp import cli
@@ -52,9 +52,9 @@ def signed_in(browser: Browser, app: RunningApp, name: str) -> Page:
 
 
 def words_shown(page: Page) -> int:
-    """How many of the answer's words the page shows now."""
-    answer = bot(page, "w0")
-    return len(re.findall(r"\bw\d+\b", answer.inner_text())) if answer.count() else 0
+    """How many of the answer's words the page shows now (streaming or final)."""
+    shown = answer(page, "w0")
+    return len(re.findall(r"\bw\d+\b", shown.inner_text())) if shown.count() else 0
 
 
 def stored_answer(app: RunningApp, conversation_id: str) -> tuple[str, str]:
@@ -74,7 +74,7 @@ def test_reload_and_a_second_browser_follow_the_answer_and_either_can_stop_it(
     fake.enqueue(Reply(reasoning="Let me count.", content=WORDS, chunk_words=1, delay=0.1))
     first = signed_in(browser, team_app, "alice")
     send(first, "Count to eighty slowly")
-    expect(bot(first, "w0")).to_be_visible()
+    expect(answer(first, "w0")).to_be_visible()
     # The address names the conversation, and the sidebar marks it live.
     expect(first).to_have_url(re.compile(r"[?&]c=[0-9a-f]{32}"), timeout=TIMEOUT_MS)
     conversation_id = re.search(r"c=([0-9a-f]{32})", first.url).group(1)  # type: ignore[union-attr]
@@ -88,7 +88,7 @@ def test_reload_and_a_second_browser_follow_the_answer_and_either_can_stop_it(
     # A second browser, signed in as alice too, opens it from the sidebar.
     second = signed_in(browser, team_app, "alice")
     second.locator("#conversations").get_by_text("Count to eighty slowly").click()
-    expect(bot(second, "w0")).to_be_visible()
+    expect(answer(second, "w0")).to_be_visible()
     # Both follow it live to its end (more words than when they opened it).
     expect(bot(first, "w0")).to_contain_text("w79", timeout=LONG_MS)
     expect(bot(second, "w0")).to_contain_text("w79", timeout=LONG_MS)

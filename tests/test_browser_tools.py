@@ -33,16 +33,20 @@ def call(call_id: str, name: str, arguments: dict[str, Any]) -> dict[str, str]:
 
 
 def tool_block(page: Page, name: str) -> Locator:
-    """The collapsible block of a call to `name` (its title is "🛠 <name> · <status>")."""
-    return page.locator("#chatbot .thought-group").filter(
+    """The collapsible block of a call to `name` (its title is "🛠 <name> · <status>"): in the
+    live view while the answer streams, in the chat once it is done."""
+    final = page.locator("#chatbot .thought-group").filter(
         has=page.locator(".title", has_text=f"{name} ·"))
+    streaming = page.locator("#chatbot .parley-live-tool").filter(
+        has=page.locator("summary", has_text=f"{name} ·"))
+    return final.or_(streaming)
 
 
 def expect_status(page: Page, name: str, status: str) -> Locator:
     """Wait until the one block for `name` shows `status`; return the block."""
     block = tool_block(page, name)
     expect(block).to_have_count(1)
-    expect(block.locator(".title .md")).to_have_text(f"🛠 {name} · {status}")
+    expect(block.locator(".title .md, summary")).to_have_text(f"🛠 {name} · {status}")
     return block
 
 

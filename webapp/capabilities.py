@@ -16,6 +16,7 @@ from typing import Any
 # The most max_tokens Parley sends to any model: no model the providers list writes a longer
 # answer; a model's own, smaller limit can be set as max_output_tokens in CAPABILITIES_FILE.
 MAX_TOKENS_CEILING = 131_072
+MAX_CONTEXT_TOKENS = 10_000_000  # a context_tokens override above this is a typo
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,7 @@ class Capabilities:
     tools_need_thinking_off: bool = False  # DeepSeek-V3.1: tools require enable_thinking=false
     reasoning_passback: bool = False  # send reasoning back on tool-call turns (DeepSeek, Kimi)
     max_output_tokens: int | None = None  # the longest answer it writes; None: the ceiling
+    context_tokens: int | None = None  # its context window (prompt and answer); None: unknown
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,14 @@ SEED_RULES: tuple[Rule, ...] = (
     Rule(_VIDEO, {"video": True}),
     Rule(r"DeepSeek-V3\.1", {"tools_need_thinking_off": True}),
     Rule(r"deepseek|kimi.*thinking", {"reasoning_passback": True}),
+    # Context windows as the providers' model pages list them (GET /models gives none on
+    # SiliconFlow); a server's own /models figure (vLLM max_model_len, …) wins over these.
+    Rule(r"Qwen2\.5|QwQ|GLM-Z1|Mistral-7B", {"context_tokens": 32_768}),
+    Rule(r"Qwen3|Qwen2\.5-.*-128K|DeepSeek-(V3|R1)|Kimi-K2|GLM-4\.5|gpt-oss|Llama-3\.[1-3]",
+         {"context_tokens": 131_072}),
+    Rule(r"GLM-4\.6|GLM-5|MiniMax-M[12]", {"context_tokens": 196_608}),
+    Rule(r"Kimi-K2-(Instruct-0905|Thinking)", {"context_tokens": 262_144}),
+    Rule(r"Llama-3-", {"context_tokens": 8_192}),
 )
 
 
@@ -104,10 +114,18 @@ def load_rules(path: str) -> tuple[Rule, ...]:
                 f"CAPABILITIES_FILE rule {number} names unknown capabilities {sorted(unknown)}; "
                 f"known: {sorted(known)}"
             )
+        context = values.pop("context_tokens", None)
         tokens = values.pop("max_output_tokens", None)
         # Not `v in (True, False, None)`: 1 == True and 0 == False would slip through.
         if any(v is not None and not isinstance(v, bool) for v in values.values()):
             raise CapabilityFileError(f"CAPABILITIES_FILE rule {number}: use true, false or null")
+        if "context_tokens" in item:
+            if context is not None and (type(context) is not int
+                                        or not 256 <= context <= MAX_CONTEXT_TOKENS):
+                raise CapabilityFileError(
+                    f"CAPABILITIES_FILE rule {number}: context_tokens must be a whole number "
+                    f"from 256 to {MAX_CONTEXT_TOKENS} (or null)")
+            values["context_tokens"] = context
         if "max_output_tokens" in item:
             if tokens is not None and (type(tokens) is not int
                                        or not 1 <= tokens <= MAX_TOKENS_CEILING):

@@ -29,19 +29,30 @@ from webapp.attachments import (
 )
 from webapp.capabilities import Capabilities, CapabilityTable
 from webapp.config import Settings
+from webapp.context import (
+    ContextLimit,
+    Gauge,
+    context_limit,
+    fit_messages,
+    used_tokens,
+    would_exceed,
+)
 from webapp.engine import StreamingClient, TurnRequest
 from webapp.history import auto_title, to_provider_messages
 from webapp.limits import LimitReached, check_limits
 from webapp.observability import Metrics
 from webapp.runs import Reservation, Run, RunLimitReached, RunManager
+from webapp.token_estimate import prompt_tokens
 from webapp.tool_turns import ToolTurns
 from webapp.tools.execute import ToolExecutor
 from webapp.tools.registry import ToolRegistry
 from webapp.tools.selection import ToolSelectionError
 from webapp.turn import TurnProgress
 from webapp.turn_runs import (
+    CONTEXT_FULL,
     MAX_UPDATE_INTERVAL_S,
     UPDATE_INTERVAL_S,
+    ContextFull,
     RateLimitRefused,
     RunSpec,
     TurnRecorder,
@@ -53,8 +64,8 @@ from webapp.turn_runs import (
     user_text,
 )
 
-__all__ = ["MAX_UPDATE_INTERVAL_S", "UPDATE_INTERVAL_S", "ChatService", "TurnRefused",
-           "TurnUpdate", "update_interval"]
+__all__ = ["MAX_UPDATE_INTERVAL_S", "UPDATE_INTERVAL_S", "ChatService", "ContextFull",
+           "TurnRefused", "TurnUpdate", "update_interval"]
 
 T = TypeVar("T")
 P = TypeVar("P")
@@ -88,6 +99,9 @@ class TurnSettings:
     # Seconds added to the update interval per message already in the conversation: a page
     # re-sends its whole chat with every update, so long chats are updated less often.
     interval_per_message_s: float = 0.0
+    # Leave out the oldest turns when the request would not fit the model's context (the
+    # user chose to); otherwise such a turn is refused with ContextFull before anything is sent.
+    fit_context: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +129,17 @@ class _Prepared:
     conversation: Conversation
     path: list[Message]
     assistant_ids: list[str]
+    used: int  # tokens of the request's history (the provider's count where known)
+
+
+@dataclass(frozen=True, slots=True)
+class ContextCheck:
+    """The model's window, the tokens kept for the answer, and whether to refuse a turn
+    that would not fit (False: the oldest turns are left out of the request instead)."""
+
+    limit: ContextLimit
+    reserve: int
+    refuse: bool
 
 
 class ChatService:
@@ -260,11 +285,13 @@ class ChatService:
         n = int(sent_params.get("n", 1))
         stored = {**plan.clean, "tools": list(selection.names), "tool_choice": turn.tool_choice}
         recorded = {**sent_params, **({"tools": list(selection.names)} if tools_sent else {})}
+        window = context_limit(plan.model, plan.caps, self._listed_contexts(plan.provider.name))
+        reserve = int(sent_params.get("max_tokens") or 0)
         reservation = self.reserve(user_id)
         try:
             prepare = await self.start_prepare(user_id, lambda s: self._prepare(
                 s, user_id, conversation_id, action, turn, plan.model, stored, n, recorded,
-                plan.caps))
+                plan.caps, ContextCheck(window, reserve, refuse=not turn.fit_context)))
         except BaseException:
             reservation.release()
             raise
@@ -278,6 +305,12 @@ class ChatService:
             if not images_ok and any(m.attachments for m in prepared.path):
                 notes.append(f"{plan.model} takes no images, so earlier attachments were left "
                              "out and only their messages' text was sent.")
+            if turn.fit_context and prepared.used + reserve > window.tokens:
+                scale = prepared.used / max(1, prompt_tokens(history))
+                history, dropped = fit_messages(history, window, reserve, max(1.0, scale))
+                if dropped:
+                    notes.append(f"The {dropped} oldest turns were left out of this request to "
+                                 f"fit {plan.model}'s context (they stay in the conversation).")
             spec = RunSpec(
                 client=self.clients[plan.provider.name],
                 request=TurnRequest(model=plan.model, messages=history, params=sent_params,
@@ -322,6 +355,29 @@ class ChatService:
         """Wait until the runs of a conversation have ended and saved (after a Stop)."""
         await self.runs.wait(self.runs.live(user_id, conversation_id), timeout_s)
 
+    def _listed_contexts(self, provider: str) -> Mapping[str, int]:
+        """Context windows the provider's /models listing gave, if it gave any."""
+        return getattr(self.clients.get(provider), "context_lengths", None) or {}
+
+    async def context_gauge(self, *, user_id: int, conversation_id: str | None, provider: str,
+                            model: str, system_prompt: str = "") -> Gauge | None:
+        """How full the model's context is with this conversation (None: nothing to show)."""
+        if not conversation_id or provider not in self.clients or not model:
+            return None
+
+        def work(session: Session) -> list[Message]:
+            conversation = repo.get_conversation(session=session, user_id=user_id,
+                                                 conversation_id=conversation_id)
+            messages = repo.load_messages(session=session, user_id=user_id,
+                                          conversation_id=conversation_id)
+            return repo.active_path(messages, conversation.current_leaf_id)
+
+        path = await self.db(work)
+        config = self.settings.provider(provider)
+        caps = self.capabilities.lookup(model, config.kind, config.name)
+        used, estimated = used_tokens(path, system_prompt)
+        return Gauge(used, estimated, context_limit(model, caps, self._listed_contexts(provider)))
+
     def _check_attachments(self, attached: tuple[Attachment, ...], caps: Capabilities,
                            model: str) -> None:
         """Refuse attachments the model is known not to take, before anything is stored."""
@@ -342,6 +398,7 @@ class ChatService:
         n: int,
         sent_params: dict[str, Any],
         caps: Capabilities,
+        context: ContextCheck,
     ) -> _Prepared:
         try:
             check_limits(session=session, user_id=user_id)
@@ -391,6 +448,10 @@ class ChatService:
         path = [m for m in path if m.id != user_message.id]
         cut = next((i for i, m in enumerate(path) if m.id == user_message.parent_id), -1)
         path = path[: cut + 1] + [user_message]
+        used, _ = used_tokens(path, turn.system_prompt)
+        if context.refuse and would_exceed(used, context.reserve, context.limit):
+            raise ContextFull(CONTEXT_FULL, used=f"{used:,}", model=model,
+                              limit=f"{context.limit.tokens:,}")
         # Settings are saved only once the action is known to be valid.
         repo.update_conversation_settings(
             session=session, user_id=user_id, conversation_id=conversation.id,
@@ -407,4 +468,4 @@ class ChatService:
                 choice_index=index, batch_id=batch_id, make_current=index == 0,
             )
             assistant_ids.append(row.id)
-        return _Prepared(conversation, path, assistant_ids)
+        return _Prepared(conversation, path, assistant_ids, used)

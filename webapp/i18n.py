@@ -268,6 +268,29 @@ ZH: dict[str, str] = {
     "**Settings → API key** (kept in server memory for this browser session only, never saved).":
         "⚠ **尚未配置 API 密钥。** 请在 `.env` 中设置 {names} 并重启，或在 **设置 → API 密钥** "
         "中粘贴密钥（仅保存在服务器内存中，只用于本次浏览器会话，不会写入存储）。",
+    # ---- long conversations and the context gauge ----
+    "Show earlier messages": "显示更早的消息",
+    "Show {count} earlier messages": "显示更早的 {count} 条消息",
+    "Drop the oldest turns and send": "舍弃最早的几轮并发送",
+    "New chat with a summary": "用摘要开始新对话",
+    "Context: {used} of {limit} tokens ({share} %)": "上下文：{used} / {limit} token（{share}%）",
+    "window assumed: set context_tokens in CAPABILITIES_FILE":
+        "窗口大小为假定值：可在 CAPABILITIES_FILE 中设置 context_tokens",
+    "nearly full": "快满了",
+    "full: older turns must be dropped": "已满：需要舍弃较早的对话轮次",
+    "This conversation (about {used} tokens with your message) would not fit {model}'s context "
+    "of {limit} tokens. Drop the oldest turns, or start a new chat with a summary (the buttons "
+    "under the box); your message stays in the box.":
+        "这个对话（连同你的消息约 {used} token）超出了 {model} 的上下文（{limit} token）。"
+        "可以舍弃最早的几轮，或用摘要开始新对话（输入框下方的按钮）；你的消息仍保留在输入框中。",
+    "Summarize our conversation so far for a new chat that continues it: the goal, the facts "
+    "and decisions so far, and any open questions. Write only the summary.":
+        "请总结我们到目前为止的对话，供一个接续它的新对话使用：目标、已有的事实和决定，以及尚未解决的"
+        "问题。只写摘要。",
+    "Summary of an earlier conversation (“{title}”):": "之前对话（“{title}”）的摘要：",
+    "{title} (continued)": "{title}（续）",
+    "No summary was written, so no new chat was started: try again, or drop the oldest turns "
+    "instead.": "没有生成摘要，因此没有开始新对话：请重试，或改为舍弃最早的几轮。",
     # ---- messages shown as toasts ----
     "Type a message first.": "请先输入消息。",
     "Attachment refused": "附件被拒绝",

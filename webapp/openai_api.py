@@ -225,19 +225,22 @@ def cross_site(request: Request) -> bool:
 
 
 class FastPath:
-    """Sends /v1 requests straight to the API's router, past the HTML page's middleware (the
-    Host check stays outside it); everything else goes on to the page's stack."""
+    """Sends the streaming endpoints (/v1, the live answer feed) straight to their own routers,
+    past the HTML page's middleware (the Host check stays outside); everything else goes on
+    to the page's stack."""
 
-    def __init__(self, app: ASGIApp, api: ASGIApp, prefix: str = "/v1/") -> None:
+    def __init__(self, app: ASGIApp, routes: dict[str, ASGIApp]) -> None:
         self.app = app
-        self.api = api
-        self.prefix = prefix
+        self.routes = tuple(routes.items())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and str(scope.get("path", "")).startswith(self.prefix):
-            await self.api(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)
+        if scope["type"] == "http":
+            path = str(scope.get("path", ""))
+            for prefix, app in self.routes:
+                if path.startswith(prefix):
+                    await app(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
 
 
 def _with_conversation(parsed: Any, conversation_id: str) -> Any:

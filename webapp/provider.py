@@ -128,6 +128,23 @@ async def _lines(response: httpx.Response) -> AsyncIterator[str]:
         yield buffer.decode("utf-8", "replace")
 
 
+CONTEXT_FIELDS = ("context_length", "max_model_len", "context_window", "max_context_length")
+MODEL_ID_CHARS = 300
+
+
+def context_length(item: dict[str, Any]) -> int | None:
+    """A model's context window from its /models entry, if the server lists one: vLLM says
+    max_model_len, OpenRouter and others context_length, llama.cpp meta.n_ctx_train."""
+    meta = item.get("meta")
+    candidates = [item.get(name) for name in CONTEXT_FIELDS]
+    if isinstance(meta, dict):
+        candidates.append(meta.get("n_ctx_train"))
+    for value in candidates:
+        if type(value) is int and 256 <= value <= 10_000_000:
+            return value
+    return None
+
+
 class ProviderClient:
     """Streams chat completions from one provider and lists its models."""
 
@@ -143,6 +160,8 @@ class ProviderClient:
         self.config = config
         self.retry = retry or RetryPolicy()
         self.read_timeout_s = read_timeout_s
+        # Context windows a server's /models listing gave (vLLM, llama.cpp, OpenRouter, …).
+        self.context_lengths: dict[str, int] = {}
 
     async def stream_chat(
         self, body: dict[str, Any], *, api_key: str = ""
@@ -232,6 +251,11 @@ class ProviderClient:
         if not isinstance(items, list):
             raise self._malformed(f"models list has no data array: {response.text[:200]}")
         ids = {item.get("id") if isinstance(item, dict) else item for item in items}
+        for item in items:
+            if isinstance(item, dict) and isinstance(item.get("id"), str):
+                length = context_length(item)
+                if length:
+                    self.context_lengths[item["id"][:MODEL_ID_CHARS]] = length
         return sorted(i for i in ids if isinstance(i, str) and i)
 
     def prepare_body(self, body: dict[str, Any]) -> dict[str, Any]:

@@ -88,6 +88,16 @@ class RateLimitRefused(TurnRefused):
     """A turn refused by a usage limit (requests per minute, tokens per day, live runs)."""
 
 
+class ContextFull(TurnRefused):
+    """The request would not fit the model's context window; the page offers to drop the
+    oldest turns or to start a new chat with a summary."""
+
+
+CONTEXT_FULL = ("This conversation (about {used} tokens with your message) would not fit "
+                "{model}'s context of {limit} tokens. Drop the oldest turns, or start a new chat "
+                "with a summary (the buttons under the box); your message stays in the box.")
+
+
 def checked(limit: FieldLimit, value: str) -> str:
     """`value` if it fits its field (storage.field_limits); TurnRefused otherwise."""
     try:

@@ -15,21 +15,23 @@ import fastapi
 import gradio as gr
 import uvicorn
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from gradio.routes import App as GradioApp
 from sqlalchemy import Engine, text
-from starlette.routing import Mount
+from sqlalchemy.exc import OperationalError
+from starlette.routing import Mount, Route, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from webapp import downloads, gradio_tuning
 from webapp.api_turns import ApiTurns
-from webapp.auth import LoginAddressGuard, LoginThrottle, trusted
+from webapp.auth import LoginAddressGuard, LoginThrottle, NotSignedIn, trusted
 from webapp.config import Settings, is_loopback
 from webapp.image_fetch import ImageFetcher
 from webapp.observability import Metrics
 from webapp.openai_api import FastPath, OpenAIApi
 from webapp.page_routes import add_page_routes
 from webapp.server import Parley, launch_kwargs
+from webapp.ui.live_view import LIVE_PATH, LIVE_PREFIX, LiveFeed
 from webapp.web_security import HostCheck, SameOriginGuard, SecurityHeaders
 
 log = logging.getLogger(__name__)
@@ -216,14 +218,19 @@ def create_app(
     app.add_middleware(CORSMiddleware, allow_origins=[])
     app.add_middleware(SameOriginGuard)
     app.add_middleware(SecurityHeaders)
-    # The OpenAI-compatible API, off Gradio's queue and past the page's middleware.
+    # The OpenAI-compatible API and the page's live answer feed: off Gradio's queue and past
+    # the page's middleware (each streamed chunk would pass through all of it).
+    live = LiveFeed(parley.service.runs, lambda request: _page_user(app, parley, request))
+    fast: dict[str, ASGIApp] = {LIVE_PREFIX: Router(routes=[
+        Route(LIVE_PATH, live.endpoint, methods=["GET"])], default=PlainTextResponse("", 404))}
     if parley.catalog is not None and parley.api_keys is not None:
         settings = parley.settings
         api = OpenAIApi(settings=settings, turns=ApiTurns(parley.service), keys=parley.api_keys,
                         identity=parley.identity, catalog=parley.catalog,
                         runs=parley.service.runs,
                         keyless=settings.auth_mode == "none" and is_loopback(settings.host))
-        app.add_middleware(FastPath, api=api.app)
+        fast["/v1/"] = api.app
+    app.add_middleware(FastPath, routes=fast)
     app.add_middleware(HostCheck, allowed_hosts=parley.settings.allowed_hosts)
     fetcher = image_fetcher or ImageFetcher()
     add_page_routes(app, identity=parley.identity, fetcher=fetcher,
@@ -274,6 +281,19 @@ def create_app(
         if gradio_app.get_blocks() is demo and parley.downloads is not None:
             downloads.add_route(gradio_app, parley.downloads, parley.identity)
     return app
+
+
+async def _page_user(app: Any, parley: Parley, request: Any) -> int | None:
+    """The user id of a request from the page (Gradio's sign-in), or None."""
+    pages = [g for g in _gradio_apps(app) if g.get_blocks() is parley.demo]
+    if not pages:
+        return None
+    try:
+        name = await downloads.gradio_user(pages[0], request)
+        person = await parley.identity.person(gr.Request(request=request, username=name))
+    except (NotSignedIn, OperationalError):
+        return None
+    return person.user_id
 
 
 def _gradio_apps(app: Any) -> list[GradioApp]:

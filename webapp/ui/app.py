@@ -102,6 +102,8 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI,
             with gr.Tab("Chat", id="chat"), gr.Row(equal_height=False):
                 with gr.Column(scale=4):
                     banner = gr.Markdown(elem_id="banner")
+                    earlier_btn = gr.Button("Show earlier messages", size="sm", visible=False,
+                                            elem_id="show-earlier")
                     chatbot = gr.Chatbot(
                         elem_id="chatbot",
                         show_label=False,
@@ -157,6 +159,12 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI,
                         max_plain_text_length=ui.settings.max_message_chars,
                     ))
                     box.stop_btn = False  # the stop button shows only while an answer streams
+                    gauge = gr.Markdown(visible=False, elem_id="context-gauge")
+                    with gr.Row(visible=False, elem_id="context-full") as context_offer:
+                        drop_btn = gr.Button("Drop the oldest turns and send", size="sm",
+                                             elem_id="drop-oldest")
+                        summary_btn = gr.Button("New chat with a summary", size="sm",
+                                                elem_id="summary-chat")
                     with gr.Accordion("Attach a link (image or video)", open=False,
                                       elem_id="attach-links"):
                         links = gr.Textbox(
@@ -265,16 +273,24 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI,
         turn_outputs = [chatbot, box, state, approval_panel, approval_text, conversations]
         after_outputs = [chatbot, state, *switcher, conversations]
 
-        def then_refresh(event: Dependency) -> None:
+        gauge_inputs = [state, provider, model, system]
+
+        def then_gauge(event: Dependency) -> Dependency:
+            """The context gauge again (and the offer, after a send that would not fit)."""
+            return event.then(ui.gauge, gauge_inputs, [gauge, context_offer],
+                              api_visibility=PRIVATE, show_progress="hidden")
+
+        def then_refresh(event: Dependency) -> Dependency:
             """After a turn: re-render from the database and refresh the sidebar."""
-            event.then(
+            refreshed = event.then(
                 lambda: gr.update(submit_btn=True, stop_btn=False),
                 None,
                 [box],
                 queue=False,
                 api_visibility=PRIVATE,
                 show_progress="hidden",  # no progress overlay flashing over the box
-            ).then(ui.after_turn, [state, search], after_outputs, api_visibility=PRIVATE).then(
+            ).then(ui.after_turn, [state, search], after_outputs, api_visibility=PRIVATE)
+            refreshed.then(
                 lambda: gr.update(visible=False),
                 None,
                 [approval_panel],
@@ -282,6 +298,8 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI,
                 api_visibility=PRIVATE,
                 show_progress="hidden",
             )
+            then_gauge(refreshed)
+            return refreshed
 
         def show_stop(trigger: Callable[..., Dependency], **options: Any) -> None:
             """While a turn streams, the box shows Stop instead of Send, and the version
@@ -324,7 +342,21 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI,
             conversations,
             *switcher,
         ]
-        chatbot.clear(ui.new_chat, [state], new_chat_outputs, api_visibility=PRIVATE)
+        then_gauge(chatbot.clear(ui.new_chat, [state], new_chat_outputs, api_visibility=PRIVATE))
+        # "Show N earlier messages" while a long conversation shows only its last ones.
+        chatbot.change(ui.earlier_button, [state], [earlier_btn], queue=False,
+                       api_visibility=PRIVATE, show_progress="hidden")
+        earlier_btn.click(ui.show_earlier, [state], [chatbot], api_visibility=PRIVATE)
+        # A send that would not fit the model's context: drop the oldest turns and send, or
+        # summarize this chat and continue in a new one (the message stays in the box).
+        show_stop(drop_btn.click)
+        then_refresh(drop_btn.click(ui.drop_oldest, [state], [state, context_offer],
+                                    api_visibility=PRIVATE).then(
+            ui.send, [box, links, link_kind, *turn_inputs], [*turn_outputs, links],
+            api_visibility=PRIVATE))
+        show_stop(summary_btn.click)
+        summarized = then_refresh(summary_btn.click(ui.summarize, turn_inputs, turn_outputs,
+                                                    api_visibility=PRIVATE))
         chatbot.select(ui.focus, [state], [state, *switcher], api_visibility=PRIVATE)
         version_outputs = [chatbot, state, *switcher]
         prev_btn.click(ui.previous_version, [state], version_outputs, api_visibility=PRIVATE)
@@ -352,12 +384,20 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI,
                              show_progress="hidden").then(
             ui.sidebar, [state, search], [conversations], api_visibility=PRIVATE,
             show_progress="hidden")
+        continued = summarized.then(ui.continue_from_summary, [state], open_outputs,
+                                    api_visibility=PRIVATE)
+        then_gauge(continued.then(ui.sidebar, [state, search], [conversations],
+                                  api_visibility=PRIVATE, show_progress="hidden"))
+        model.change(ui.gauge, gauge_inputs, [gauge, context_offer], api_visibility=PRIVATE,
+                     show_progress="hidden")
         for opened in (open_event, url_open):
+            then_gauge(opened)
             opened.then(ui.follow_live, [state], turn_outputs, api_visibility=PRIVATE).then(
                 ui.after_following, [state, search], [*after_outputs, box],
                 api_visibility=PRIVATE)
 
-        new_btn.click(ui.new_chat, [state], new_chat_outputs, api_visibility=PRIVATE)
+        then_gauge(new_btn.click(ui.new_chat, [state], new_chat_outputs,
+                                 api_visibility=PRIVATE))
         search.change(
             ui.sidebar,
             [state, search],

@@ -26,6 +26,7 @@ from webapp.catalog import ModelCatalog
 from webapp.chat import (
     Action,
     ChatService,
+    ContextFull,
     EditMessage,
     NewMessage,
     Regenerate,
@@ -38,6 +39,7 @@ from webapp.i18n import t
 from webapp.markdown_text import fenced
 from webapp.params import PARAMS, ParamError, normalize, warnings_for
 from webapp.safe_markup import LATEX_MARKDOWN, safe_markdown, unescape_for_edit
+from webapp.summary import SUMMARY_REQUEST, SummaryMissing, start_from_summary
 from webapp.ui import controls
 from webapp.ui.render import (
     View,
@@ -45,9 +47,10 @@ from webapp.ui.render import (
     pretty_arguments,
     render_live,
     render_path,
+    render_waiting,
     settled,
 )
-from webapp.ui.session import SessionState
+from webapp.ui.session import SHOWN_MESSAGES, SessionState
 from webapp.versions import NavigationRefused, Versions, version_info
 
 Updates = tuple[Any, ...]
@@ -60,6 +63,9 @@ INTERVAL_PER_MESSAGE_S = 0.0025
 EMPTY_BOX: dict[str, Any] = {"text": "", "files": []}  # the message box, cleared
 LIVE_MARK = "● "  # a sidebar title's prefix while its conversation has an answer streaming
 STREAMING_BOX: dict[str, Any] = {"submit_btn": False, "stop_btn": True}  # Stop instead of Send
+
+
+NO_CHANGE = (gr.skip(), gr.skip())  # the approval panel, left as it is
 
 
 def box_value(value: Any) -> tuple[str, list[str]]:
@@ -167,7 +173,8 @@ class ChatUI:
             last = path[-1]
             groups[last.id] = [m for m in repo.siblings(messages, last.id)
                                if m.batch_id == last.batch_id]
-        view = render_path(path, groups, state.lang)
+        view = render_path(path, groups, state.lang, window=state.window, note=False)
+        state.hidden = view.hidden
         view.feedback = feedback_values(view, {m.id: m.feedback for m in messages})
         state.message_ids = view.message_ids
         state.active_ids = {m.id for m in path}
@@ -211,15 +218,18 @@ class ChatUI:
     async def _run(
         self, state: SessionState, request: gr.Request, action: Action, provider: str,
         model: str, system: str, tools: Any, tool_choice: Any, params: tuple[Any, ...],
-        clear_box: bool,
+        clear_box: bool, fit_context: bool = False,
     ) -> AsyncIterator[Updates]:
         """Start a turn and show it: (chatbot, box, state, approval panel, approval text,
         sidebar) per frame."""
         user_id = await self.user_id(state, request)
+        fit_context = fit_context or bool(
+            state.conversation_id and state.fit_context_for == state.conversation_id)
         turn = TurnSettings(provider=provider, model=model or "", system_prompt=system or "",
                             params=controls.collect(params), api_keys=state.api_keys,
                             tools=tuple(tools or ()), tool_choice=tool_choice or "auto",
-                            interval_per_message_s=INTERVAL_PER_MESSAGE_S)
+                            interval_per_message_s=INTERVAL_PER_MESSAGE_S,
+                            fit_context=fit_context)
         try:
             for note in warnings_for(normalize(dict(turn.params))):
                 gr.Warning(t(note, state.lang))
@@ -230,12 +240,15 @@ class ChatUI:
             first = await anext(stream)
         except (TurnRefused, ParamError, repo.NotFound, repo.InvalidId, OperationalError) as exc:
             # A warning toast, not an error: nothing was sent, the message stays in the box.
+            # Over the context, the gauge (after this event) offers what to do about it.
+            state.context_full = isinstance(exc, ContextFull)
             title, message = _refusal_text(exc, state.lang)
             gr.Warning(message, title=title)
             yield tuple(gr.skip() for _ in range(TURN_OUTPUTS))
             return
         for note in first.notes:
             gr.Warning(t(note, state.lang))
+        state.context_full = False
         state.conversation_id = first.conversation_id
         if state.stop_pending:  # Stop came while the turn's rows were being written
             await self.service.stop(user_id, state.conversation_id)
@@ -250,7 +263,8 @@ class ChatUI:
     async def _frames(self, state: SessionState, first: TurnUpdate,
                       updates: AsyncIterator[Any]) -> AsyncIterator[Updates]:
         """(chatbot, state, approval panel, approval text) for each snapshot of a run."""
-        prior = settled(render_path(first.path, lang=state.lang))
+        prior = settled(render_path(first.path, lang=state.lang, window=state.window,
+                                    note=False))
         shown: list[str] = []  # ids of the calls the approval panel shows
 
         def frame(update: TurnUpdate) -> View:
@@ -273,11 +287,23 @@ class ChatUI:
                     + fenced(pretty_arguments(call.arguments), "json"))
             return gr.update(visible=True), safe_markdown(text, latex=LATEX_MARKDOWN)
 
+        # The chat is written twice per turn: the settled history with a placeholder that the
+        # page fills from the live feed (webapp/live_view.py), then the final answer. In
+        # between only the approval panel changes here.
+        waiting = render_waiting(prior, first.conversation_id, first.assistant_ids, state.lang)
+        state.message_ids = waiting.message_ids
         state.viewing = True
         try:
-            yield frame(first).messages, state, *approval(first)
+            if first.state == "streaming":
+                yield waiting.messages, state, *approval(first)
+            else:
+                yield frame(first).messages, state, *approval(first)
             async for update in updates:
-                yield frame(update).messages, gr.skip(), *approval(update)
+                panel = approval(update)
+                if update.state != "streaming":
+                    yield frame(update).messages, gr.skip(), *panel
+                elif panel != NO_CHANGE:
+                    yield gr.skip(), gr.skip(), *panel
         finally:
             state.viewing = False
 
@@ -483,6 +509,7 @@ class ChatUI:
         except (repo.NotFound, repo.InvalidId) as exc:
             raise _refusal(exc) from None
         state.conversation_id = conversation.id
+        state.window, state.context_full = SHOWN_MESSAGES, False
         view = self._view(state, conversation, messages)
         provider = conversation.provider or self.settings.default_provider
         if provider not in {p.name for p in self.settings.providers}:
@@ -515,6 +542,7 @@ class ChatUI:
 
     def new_chat(self, state: SessionState) -> Updates:
         state.conversation_id, state.message_ids, state.focus_id = None, [], None
+        state.window, state.hidden, state.context_full = SHOWN_MESSAGES, 0, False
         return ([], state, "", gr.update(value=None),
                 *(gr.update(visible=False) for _ in range(4)))
 
@@ -568,6 +596,65 @@ class ChatUI:
         """The open conversation and its version switcher again (after a language switch)."""
         chat, versions = await self._reload(state, request)
         return (chat, *versions)
+
+    # ---- long conversations ----------------------------------------------------------------
+    def earlier_button(self, state: SessionState) -> Any:
+        """"Show N earlier messages" above the chat, while some are not shown."""
+        label = t("Show {count} earlier messages", state.lang).format(count=state.hidden)
+        return gr.update(value=label, visible=state.hidden > 0)
+
+    async def show_earlier(self, state: SessionState, request: gr.Request) -> Any:
+        """Show another window of earlier messages above the ones on screen."""
+        state.window += SHOWN_MESSAGES
+        chat, _ = await self._reload(state, request)
+        return chat
+
+    async def gauge(self, state: SessionState, provider: str, model: str, system: str,
+                    request: gr.Request) -> Updates:
+        """The context gauge under the box, and the offer shown when a send would not fit."""
+        user_id = await self.user_id(state, request)
+        with refused_if_missing():
+            gauge = await self.service.context_gauge(
+                user_id=user_id, conversation_id=state.conversation_id, provider=provider,
+                model=model or "", system_prompt=system or "")
+        offer = gr.update(visible=state.context_full)
+        if gauge is None:
+            return gr.update(value="", visible=False), offer
+        return (gr.update(value=gauge.text(state.lang), visible=True,
+                          elem_classes=[f"context-{gauge.level}"]), offer)
+
+    def drop_oldest(self, state: SessionState) -> Updates:
+        """From now on this conversation's requests leave out the turns that do not fit."""
+        state.fit_context_for, state.context_full = state.conversation_id, False
+        return state, gr.update(visible=False)
+
+    async def summarize(self, request: gr.Request, state: SessionState, provider: str,
+                        model: str, system: str, tools: Any, tool_choice: Any, *params: Any
+                        ) -> AsyncIterator[Updates]:
+        """Ask the model for a summary of this conversation (the turns that fit), here, in
+        the open chat; `continue_from_summary` then starts the new chat with it."""
+        state.context_full = False
+        state.summary_of = state.conversation_id
+        ask = NewMessage(t(SUMMARY_REQUEST, state.lang))
+        async for item in self._run(state, request, ask, provider, model, system, (), "none",
+                                    params, clear_box=False, fit_context=True):
+            yield item
+
+    async def continue_from_summary(self, state: SessionState, request: gr.Request) -> Updates:
+        """A new chat whose system prompt carries the summary just written; it opens, and the
+        message that did not fit is still in the box, ready to send there."""
+        source, state.summary_of = state.summary_of, None
+        if not source or source != state.conversation_id:
+            return tuple(gr.skip() for _ in range(12 + len(PARAMS)))
+        user_id = await self.user_id(state, request)
+        try:
+            new_id = await self.db(lambda s: start_from_summary(
+                s, user_id, source, state.lang, self.settings.max_message_chars))
+        except SummaryMissing:
+            gr.Warning(t("No summary was written, so no new chat was started: try again, or "
+                         "drop the oldest turns instead.", state.lang))
+            return tuple(gr.skip() for _ in range(12 + len(PARAMS)))
+        return await self.open(new_id, state, request)
 
     def capabilities_for(self, provider: str, model: str) -> list[Any]:
         config = self.settings.provider(provider)

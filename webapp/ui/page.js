@@ -131,6 +131,158 @@
     loadImage(link, url.pathname + url.search);
   }, true);
 
+  // The live answer: while a run streams, the chat shows a placeholder (.parley-live) and the
+  // text arrives from /parley/live/<conversation> (webapp/live_view.py) as settled Markdown
+  // blocks (HTML rendered on the server) and plain-text deltas, appended in place: the cost of
+  // an update is what is new, never the whole answer. Gradio's own final render replaces it.
+  const LIVE = "/parley/live/";
+
+  let labels = {};
+
+  function liveSegment(root, segments, lane, index) {
+    const key = `${lane}:${index}`;
+    let seg = segments.get(key);
+    if (seg) return seg;
+    const box = document.createElement("div");
+    box.className = "parley-live-segment";
+    const head = document.createElement("div");
+    head.className = "parley-live-choice";
+    head.hidden = true;
+    box.append(head);
+    const thinking = document.createElement("details");
+    thinking.className = "parley-live-thinking";
+    thinking.open = true;
+    thinking.hidden = true;
+    const summary = document.createElement("summary");
+    summary.textContent = `${labels.thinking || "Thinking"}…`;
+    const reasoning = document.createTextNode("");
+    const reasoningBox = document.createElement("div");
+    reasoningBox.className = "parley-live-reasoning";
+    reasoningBox.append(reasoning);
+    thinking.append(summary, reasoningBox);
+    const content = document.createElement("div");
+    content.className = "parley-live-content";
+    const tail = document.createElement("div");
+    tail.className = "parley-live-tail";
+    const tailText = document.createTextNode("");
+    tail.append(tailText);
+    content.append(tail);
+    const tools = document.createElement("div");
+    tools.className = "parley-live-tools";
+    box.append(thinking, content, tools);
+    root.append(box);
+    seg = { head, thinking, reasoning, content, tail, tailText, tools };
+    segments.set(key, seg);
+    return seg;
+  }
+
+  function liveTools(seg, items) {
+    seg.tools.replaceChildren(...items.map((item) => {
+      const block = document.createElement("details");
+      block.className = "parley-live-tool";
+      const title = document.createElement("summary");
+      title.textContent = item.title;
+      const body = document.createElement("pre");
+      body.textContent = item.result == null ? item.arguments
+        : `${item.arguments}\n→ ${item.result}`;
+      block.append(title, body);
+      if (item.hint) {
+        const hint = document.createElement("div");
+        hint.className = "parley-live-hint";
+        hint.textContent = item.hint;
+        block.append(hint);
+        block.open = true;
+      }
+      return block;
+    }));
+  }
+
+  // A block still being written can grow without end (a long code block, one huge
+  // paragraph): appending to one big text node would lay all of it out again each time, so
+  // its finished lines move into blocks of their own and only the last part keeps growing.
+  const FREEZE_AT = 4096;
+  function freezeTail(seg) {
+    const text = seg.tailText.data;
+    if (text.length < FREEZE_AT) return;
+    let cut = text.lastIndexOf("\n", text.length - 1);
+    if (cut < FREEZE_AT / 2) cut = text.lastIndexOf(" ", text.length - 1);
+    if (cut < FREEZE_AT / 2) return;
+    const frozen = document.createElement("div");
+    frozen.className = "parley-live-tail parley-live-frozen";
+    frozen.textContent = text.slice(0, cut + 1);
+    seg.tail.before(frozen);
+    seg.tailText.data = text.slice(cut + 1);
+  }
+
+  function scroller(el) {
+    for (let node = el.parentElement; node; node = node.parentElement) {
+      const style = getComputedStyle(node);
+      if (/(auto|scroll)/.test(style.overflowY) && node.scrollHeight > node.clientHeight) {
+        return node;
+      }
+    }
+    return null;
+  }
+
+  function connectLive(root) {
+    root.dataset.connected = "1";
+    let segments = new Map();
+    let note = null;
+    // The conversation's id is in a class (Gradio's sanitizer drops data-* attributes).
+    const named = [...root.classList].find((name) => /^parley-live-[0-9a-f]{32}$/.test(name));
+    if (named === undefined) return;
+    const lang = root.classList.contains("parley-live-lang-zh") ? "zh" : "en";
+    const source = new EventSource(`${LIVE}${named.slice("parley-live-".length)}?lang=${lang}`);
+    source.addEventListener("open", () => {  // (re)connected: the feed starts from the start
+      segments = new Map();
+      note = null;
+      root.replaceChildren();
+    });
+    source.onmessage = (message) => {
+      if (!root.isConnected) { source.close(); return; }
+      const event = JSON.parse(message.data);
+      if (event.done) { source.close(); root.classList.add("parley-live-done"); return; }
+      if (event.labels) labels = event.labels;
+      const box = scroller(root);
+      const atBottom = box === null || box.scrollHeight - box.scrollTop - box.clientHeight < 40;
+      if (event.note !== undefined) {
+        if (note === null) {
+          note = document.createElement("div");
+          note.className = "parley-live-note";
+          root.prepend(note);
+        }
+        note.textContent = `⏳ ${event.note}`;
+      }
+      if (event.lane !== undefined) {
+        if (note !== null) { note.remove(); note = null; }
+        const seg = liveSegment(root, segments, event.lane, event.seg);
+        if (event.header) { seg.head.textContent = event.header; seg.head.hidden = false; }
+        if (event.reasoning) { seg.thinking.hidden = false; seg.reasoning.appendData(event.reasoning); }
+        if (event.blocks) {
+          for (const html of event.blocks) seg.tail.insertAdjacentHTML("beforebegin", html);
+          seg.thinking.open = false;
+        }
+        if (event.tail !== undefined) {
+          for (const frozen of seg.content.querySelectorAll(".parley-live-frozen")) frozen.remove();
+          seg.tailText.data = event.tail;
+        }
+        if (event.more) { seg.tailText.appendData(event.more); seg.thinking.open = false; }
+        freezeTail(seg);
+        if (event.tools) liveTools(seg, event.tools);
+      }
+      if (atBottom && box !== null) box.scrollTop = box.scrollHeight;
+    };
+    source.onerror = () => {
+      if (!root.isConnected) source.close();  // replaced by the final answer
+    };
+  }
+
+  function connectLiveAnswers() {
+    for (const root of document.querySelectorAll(".parley-live:not([data-connected])")) {
+      connectLive(root);
+    }
+  }
+
   // The open conversation goes in the address bar (?c=…), so a reload (or a copied link)
   // reopens it, and an answer still streaming there is followed live. The sidebar's selected
   // entry is the open conversation; its list is re-rendered whenever the server updates it.
@@ -148,7 +300,11 @@
   new MutationObserver(() => {
     if (urlPending) return;
     urlPending = true;
-    requestAnimationFrame(() => { urlPending = false; keepConversationInUrl(); });
+    requestAnimationFrame(() => {
+      urlPending = false;
+      keepConversationInUrl();
+      connectLiveAnswers();
+    });
   }).observe(body, { childList: true, subtree: true, attributes: true,
                      attributeFilter: ["class", "checked"] });
   document.addEventListener("change", keepConversationInUrl);

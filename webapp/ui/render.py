@@ -22,8 +22,12 @@ from webapp.markdown_text import fenced
 from webapp.messages import ToolCall
 from webapp.safe_markup import safe_markdown
 from webapp.turn import ToolCallView, TurnProgress
+from webapp.ui.session import SHOWN_MESSAGES
 
-WINDOW = 120  # render at most this many stored messages: every streamed update re-renders all
+# The chat shows the last WINDOW stored messages; "Show earlier" adds WINDOW more each time.
+# The shown history is rendered when a conversation opens and when a turn ends (the live
+# answer streams apart from it, webapp/ui/live_view.py).
+WINDOW = SHOWN_MESSAGES
 
 STATE_MARKS = {
     "stopped": "⏹ Stopped by you: the answer above is partial.",
@@ -51,6 +55,7 @@ class View:
     messages: list[ChatbotMessage]
     message_ids: list[str | None]
     feedback: list[str | None] | None = None  # per answer bubble, when known
+    hidden: int = 0  # stored messages before the shown window ("Show earlier" reveals them)
 
     def chatbot(self) -> Any:
         """The Chatbot update: messages, and the stored likes when known."""
@@ -249,13 +254,16 @@ def _stored_answer(message: Message, header: str = "",
 
 def render_path(
     path: Sequence[Message], choice_groups: dict[str, list[Message]] | None = None,
-    lang: str = "en",
+    lang: str = "en", *, window: int = WINDOW, note: bool = True,
 ) -> View:
-    """Render the stored active path (windowed to the most recent messages)."""
-    view = View([], [])
+    """Render the stored active path, windowed to its last `window` messages; with `note`,
+    a line says how many earlier ones are not shown (the chat page has a button instead)."""
+    hidden = max(0, len(path) - window)
+    while hidden and path[hidden].role != "user":  # the window starts at a question
+        hidden -= 1
+    view = View([], [], hidden=hidden)
     results = tool_results_by_answer(path)
-    hidden = max(0, len(path) - WINDOW)
-    if hidden:
+    if hidden and note:
         view.messages.append(_text(
             "assistant", t("… {count} earlier messages not shown.", lang).format(count=hidden)))
         view.message_ids.append(None)
@@ -289,6 +297,26 @@ def render_path(
             continue
         view.messages += items
         view.message_ids += [message.id] * len(items)
+    return view
+
+
+# Gradio's sanitizer keeps class names but drops data-* attributes: the id goes in a class.
+LIVE_PLACEHOLDER = ('<div class="parley-live parley-live-{conversation_id} '
+                    'parley-live-lang-{lang}"></div>')
+
+
+def render_waiting(prior: View, conversation_id: str, assistant_ids: Sequence[str],
+                   lang: str = "en") -> View:
+    """The stored view plus a placeholder the page fills with the live answer.
+
+    While a run streams, its text reaches the page through webapp/live_view.py (appended,
+    never re-sent), so the Chatbot is written only twice per turn: this, and the end.
+    """
+    view = View(list(prior.messages), list(prior.message_ids))
+    live = LIVE_PLACEHOLDER.format(conversation_id=html.escape(conversation_id, quote=True),
+                                   lang="zh" if lang == "zh" else "en")
+    view.messages.append(_markup("assistant", live))
+    view.message_ids.append(assistant_ids[0] if assistant_ids else None)
     return view
 
 

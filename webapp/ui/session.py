@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+SHOWN_MESSAGES = 120  # stored messages the chat shows at first (webapp/ui/render.py)
+
 
 @dataclass
 class SessionState:
@@ -21,6 +23,11 @@ class SessionState:
     attached: bool = False  # this tab is following a run it did not start (set by attach)
     viewing: bool = False  # this tab's chat is showing a live run now
     stop_pending: bool = False  # Stop was pressed before this tab's new run existed
+    window: int = SHOWN_MESSAGES  # how many of the last stored messages the chat shows
+    hidden: int = 0  # stored messages above the shown ones
+    context_full: bool = False  # the last send was refused: it would not fit the context
+    fit_context_for: str | None = None  # the conversation whose oldest turns may be dropped
+    summary_of: str | None = None  # the conversation being summarized for a new chat
 
     def __repr__(self) -> str:  # keys must never reach a log line
         return (f"SessionState(user={self.username!r}, conversation={self.conversation_id!r}, "
