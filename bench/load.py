@@ -195,6 +195,7 @@ class GradioChat(System):
     conversations: list[tuple[str, str]] = field(default_factory=list)  # (id, title) per user
     open_event: gq.Event | None = None
     sidebar_event: gq.Event | None = None
+    then: list[tuple[gq.Event, list[Any]]] = field(default_factory=list)  # after `after`
 
     async def prepare(self, client: httpx.AsyncClient, users: int) -> list[Any]:
         sessions = [gq.new_session() for _ in range(users)]
@@ -244,6 +245,8 @@ class GradioChat(System):
     async def finish(self, client: httpx.AsyncClient, context: Any) -> None:
         if self.after is not None:
             await gq.call(client, self.base, context, self.after, list(self.after_inputs))
+        for event, inputs in self.then:
+            await gq.call(client, self.base, context, event, list(inputs))
 
 
 LIVE_ID = re.compile(r"parley-live-([0-9a-f]{32})")
@@ -421,23 +424,30 @@ def parley_ui(base: str, tree: ProcessTree, name: str,
     """The browser's Send: `ui.send` with every input as the page sends it by default."""
     config = gradio_config(base)
     components = {c["id"]: c for c in config["components"]}
+
+    def default_inputs(event: gq.Event) -> list[Any]:
+        """The event's inputs as the page sends them by default (the bench's model)."""
+        values = []
+        for component_id in config["dependencies"][event.fn_index]["inputs"]:
+            component = components[component_id]
+            value = component.get("props", {}).get("value")
+            if component["type"] == "state":
+                value = None  # the server keeps each session's state
+            elif component.get("props", {}).get("label") == "Model":
+                value = MODEL
+            values.append(value)
+        return values
+
     send = gq.find_event(config, "send")
-    dependency = config["dependencies"][send.fn_index]
-    inputs = []
-    for component_id in dependency["inputs"]:
-        component = components[component_id]
-        value = component.get("props", {}).get("value")
-        if component["type"] == "state":
-            value = None  # the server keeps each session's state
-        elif component.get("props", {}).get("label") == "Model":
-            value = MODEL
-        inputs.append(value)
+    inputs = default_inputs(send)
     inputs[0] = {"text": PROMPT, "files": []}
+    gauge = gq.find_event(config, "gauge")  # the context gauge, refreshed after every turn
     return GradioChat(name, tree, base=base, event=send, inputs=inputs,
                       text_of=gq.chatbot_text(0), after=gq.find_event(config, "after_turn"),
                       after_inputs=[None, ""], conversations=list(conversations or []),
                       open_event=gq.find_event(config, "open") if conversations else None,
-                      sidebar_event=gq.find_event(config, "sidebar"))
+                      sidebar_event=gq.find_event(config, "sidebar"),
+                      then=[(gauge, default_inputs(gauge))])
 
 
 def load_chat(base: str, tree: ProcessTree) -> GradioChat:

@@ -23,6 +23,7 @@ from webapp.context import (
     DEFAULT_CONTEXT_TOKENS,
     ContextLimit,
     Gauge,
+    answer_room,
     context_limit,
     fit_messages,
     used_tokens,
@@ -245,3 +246,12 @@ async def test_a_new_chat_starts_from_the_summary_with_the_old_settings(
         pass
     with pytest.raises(SummaryMissing):
         await service.db(start)
+
+
+def test_the_room_kept_for_the_answer_is_max_tokens_up_to_a_quarter_of_the_window() -> None:
+    window = ContextLimit(131_072, "table")
+    assert answer_room(0, window) == 0
+    assert answer_room(2_000, window) == 2_000
+    # max_tokens as large as the window refuses nothing by itself (providers clamp it).
+    assert answer_room(131_072, window) == 32_768
+    assert not would_exceed(1_000, answer_room(131_072, window), window)

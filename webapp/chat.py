@@ -32,6 +32,7 @@ from webapp.config import Settings
 from webapp.context import (
     ContextLimit,
     Gauge,
+    answer_room,
     context_limit,
     fit_messages,
     used_tokens,
@@ -286,7 +287,7 @@ class ChatService:
         stored = {**plan.clean, "tools": list(selection.names), "tool_choice": turn.tool_choice}
         recorded = {**sent_params, **({"tools": list(selection.names)} if tools_sent else {})}
         window = context_limit(plan.model, plan.caps, self._listed_contexts(plan.provider.name))
-        reserve = int(sent_params.get("max_tokens") or 0)
+        reserve = answer_room(int(sent_params.get("max_tokens") or 0), window)
         reservation = self.reserve(user_id)
         try:
             prepare = await self.start_prepare(user_id, lambda s: self._prepare(

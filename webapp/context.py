@@ -119,6 +119,13 @@ def _short(tokens: int) -> str:
     return f"{round(tokens / 1000)}k"
 
 
+def answer_room(max_tokens: int, limit: ContextLimit) -> int:
+    """The tokens kept free for the answer: max_tokens when set, but at most a quarter of the
+    window (providers clamp a larger max_tokens to what is left; refusing every message of a
+    chat whose max_tokens is the whole window would help nobody)."""
+    return min(max(0, max_tokens), limit.tokens // 4)
+
+
 def would_exceed(used: int, reserve: int, limit: ContextLimit) -> bool:
     """Whether a request of `used` prompt tokens leaving `reserve` for the answer overflows a
     known window (an assumed one never refuses: the provider's own error says if it does)."""

@@ -351,7 +351,7 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI,
         # summarize this chat and continue in a new one (the message stays in the box).
         show_stop(drop_btn.click)
         then_refresh(drop_btn.click(ui.drop_oldest, [state], [state, context_offer],
-                                    api_visibility=PRIVATE).then(
+                                    api_visibility=PRIVATE, show_progress="hidden").then(
             ui.send, [box, links, link_kind, *turn_inputs], [*turn_outputs, links],
             api_visibility=PRIVATE))
         show_stop(summary_btn.click)
