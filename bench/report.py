@@ -212,13 +212,14 @@ def targets(summaries: dict[tuple[str, str, int], Any]) -> list[str]:
     return lines
 
 
-BEFORE_AFTER = {  # before/after pairs of load runs, made in one session on one machine
-    "runs": ("load-before-runs.json", "load-after-runs.json",
-             "Runs engine (issue 14): before and after",
-             "Parley at the last commit before the run engine and with it, measured one after "
-             "the other in one session (`bench/load.py --systems direct,parley-chat,parley-ui,"
-             "parley-ui-40 --users 50,100`, once on each checkout). Each figure is beside its "
-             "own direct stream of the same run."),
+BEFORE_AFTER = {  # before/after pairs of load runs on the same machine type
+    "runs": ("load-before.json", "load.json",
+             "Before and after the run engine, the live view and the /v1 API (issues 14, 15)",
+             "Before: the load run of the last commit before the run engine (2026-11-22, the "
+             "figures this page showed until then, kept as `bench/results/load-before.json`). "
+             "After: this page's run. Same bench, same 2-CPU machine type; each figure is "
+             "beside its own direct stream of the same run, so the two runs compare as ratios "
+             "and added milliseconds, not raw times."),
 }
 COMPARED = ("added_p95_ms", "ratio_median", "ratio_min", "cpu_per_1k", "rss_mb")
 
