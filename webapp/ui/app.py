@@ -22,6 +22,9 @@ from webapp.ui.session import SessionState
 from webapp.ui.team import PERIODS, USAGE_COLUMNS, TeamUI
 
 PRIVATE: Literal["private"] = "private"  # UI events: callable by the page, not listed as API
+# No progress overlay or "•••" bubble on what an event only refills: it flashes for the
+# fraction of a second the event takes, after every answer and on every conversation opened.
+HIDDEN: Literal["hidden"] = "hidden"
 CSS = (Path(__file__).parent / "style.css").read_text(encoding="utf-8")
 LATEX = chatbot_latex()  # every Chatbot showing chat text uses these (see safe_markup)
 
@@ -39,7 +42,7 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI) -> gr.B
             # Language and view first: a long conversation list must not push them away.
             language = translate.language_picker()
             presentation.build_view_controls()
-            new_btn = gr.Button("＋ New chat", variant="primary", elem_id="new-chat")
+            new_btn = gr.Button("+ New chat", variant="primary", elem_id="new-chat")
             search = gr.Textbox(
                 placeholder="Search titles and messages…",
                 show_label=False,
@@ -262,21 +265,16 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI) -> gr.B
         after_outputs = [chatbot, state, *switcher, conversations]
 
         def then_refresh(event: Dependency) -> None:
-            """After a turn: re-render from the database and refresh the sidebar."""
-            event.then(
-                lambda: gr.update(submit_btn=True, stop_btn=False),
+            """After a turn: re-render from the database and refresh the sidebar, then Send
+            comes back (the turn is over once what it shows is final)."""
+            event.then(ui.after_turn, [state, search], after_outputs, api_visibility=PRIVATE,
+                       show_progress=HIDDEN).then(
+                lambda: (gr.update(submit_btn=True, stop_btn=False), gr.update(visible=False)),
                 None,
-                [box],
+                [box, approval_panel],
                 queue=False,
                 api_visibility=PRIVATE,
-                show_progress="hidden",  # no progress overlay flashing over the box
-            ).then(ui.after_turn, [state, search], after_outputs, api_visibility=PRIVATE).then(
-                lambda: gr.update(visible=False),
-                None,
-                [approval_panel],
-                queue=False,
-                api_visibility=PRIVATE,
-                show_progress="hidden",
+                show_progress=HIDDEN,
             )
 
         def show_stop(trigger: Callable[..., Dependency], **options: Any) -> None:
@@ -289,27 +287,33 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI) -> gr.B
                 [box, *switcher],
                 queue=False,
                 api_visibility=PRIVATE,
+                show_progress=HIDDEN,
                 **options,
             )
 
         for trigger in (box.submit, chatbot.retry, chatbot.edit):
             show_stop(trigger)
+        # Only the chat shows that a turn is waiting for its first words, not the sidebar or the
+        # message box it also updates.
         send_event = box.submit(
             ui.send, [box, links, link_kind, *turn_inputs], [*turn_outputs, links],
-            api_visibility=PRIVATE,
+            api_visibility=PRIVATE, show_progress_on=chatbot,
         )
         then_refresh(send_event)
         retry_event = chatbot.retry(
-            ui.regenerate, turn_inputs, turn_outputs, api_visibility=PRIVATE
+            ui.regenerate, turn_inputs, turn_outputs, api_visibility=PRIVATE,
+            show_progress_on=chatbot,
         )
         then_refresh(retry_event)
-        edit_event = chatbot.edit(ui.edit, turn_inputs, turn_outputs, api_visibility=PRIVATE)
+        edit_event = chatbot.edit(ui.edit, turn_inputs, turn_outputs, api_visibility=PRIVATE,
+                                  show_progress_on=chatbot)
         then_refresh(edit_event)
         # Stop ends the run (in every tab that shows it); the turn's own event then ends too.
         # Closing or reloading the page does not: the answer goes on, and reopening the
         # conversation follows it live (attach below).
         then_refresh(box.stop(ui.stop_run, [state], None, api_visibility=PRIVATE))
-        then_refresh(chatbot.undo(ui.undo, [state], [chatbot, box, state], api_visibility=PRIVATE))
+        then_refresh(chatbot.undo(ui.undo, [state], [chatbot, box, state], api_visibility=PRIVATE,
+                                  show_progress=HIDDEN))
         chatbot.like(ui.feedback, [state], None, api_visibility=PRIVATE)
         approve_btn.click(ui.approve, [state], None, api_visibility=PRIVATE)
         deny_btn.click(ui.deny, [state], None, api_visibility=PRIVATE)
@@ -320,12 +324,15 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI) -> gr.B
             conversations,
             *switcher,
         ]
-        chatbot.clear(ui.new_chat, [state], new_chat_outputs, api_visibility=PRIVATE)
-        chatbot.select(ui.focus, [state], [state, *switcher], api_visibility=PRIVATE)
+        chatbot.clear(ui.new_chat, [state], new_chat_outputs, api_visibility=PRIVATE,
+                      show_progress=HIDDEN)
+        chatbot.select(ui.focus, [state], [state, *switcher], api_visibility=PRIVATE,
+                       show_progress=HIDDEN)
         version_outputs = [chatbot, state, *switcher]
-        prev_btn.click(ui.previous_version, [state], version_outputs, api_visibility=PRIVATE)
-        next_btn.click(ui.next_version, [state], version_outputs, api_visibility=PRIVATE)
-        use_btn.click(ui.use_version, [state], version_outputs, api_visibility=PRIVATE)
+        for button, switch in ((prev_btn, ui.previous_version), (next_btn, ui.next_version),
+                               (use_btn, ui.use_version)):
+            button.click(switch, [state], version_outputs, api_visibility=PRIVATE,
+                         show_progress=HIDDEN)
 
         open_outputs = [
             chatbot,
@@ -334,13 +341,15 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI) -> gr.B
             system,
             provider,
             model,
+            models_note,
             tools_box,
             tool_choice,
             *switcher,
             *params,
         ]
         open_event = conversations.input(
-            ui.open, [conversations, state], open_outputs, api_visibility=PRIVATE
+            ui.open, [conversations, state], open_outputs, api_visibility=PRIVATE,
+            show_progress=HIDDEN,
         )
         # A conversation opened from its link (?c=…, kept in the address bar), as after a
         # reload: shown, selected in the sidebar, and followed live if an answer streams.
@@ -349,49 +358,55 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI) -> gr.B
             ui.sidebar, [state, search], [conversations], api_visibility=PRIVATE,
             show_progress="hidden")
         for opened in (open_event, url_open):
-            opened.then(ui.follow_live, [state], turn_outputs, api_visibility=PRIVATE).then(
+            opened.then(ui.follow_live, [state], turn_outputs, api_visibility=PRIVATE,
+                        show_progress=HIDDEN).then(
                 ui.after_following, [state, search], [*after_outputs, box],
-                api_visibility=PRIVATE)
+                api_visibility=PRIVATE, show_progress=HIDDEN)
 
-        new_btn.click(ui.new_chat, [state], new_chat_outputs, api_visibility=PRIVATE)
+        new_btn.click(ui.new_chat, [state], new_chat_outputs, api_visibility=PRIVATE,
+                      show_progress=HIDDEN)
         search.change(
             ui.sidebar,
             [state, search],
             [conversations],
             api_visibility=PRIVATE,
             trigger_mode="always_last",
+            show_progress=HIDDEN,
         )
-        rename_btn.click(
-            ui.rename, [title_box, state, search], [conversations], api_visibility=PRIVATE
-        )
-        title_box.submit(
-            ui.rename, [title_box, state, search], [conversations], api_visibility=PRIVATE
-        )
+        for renamed in (rename_btn.click, title_box.submit):
+            renamed(ui.rename, [title_box, state, search], [conversations],
+                    api_visibility=PRIVATE, show_progress=HIDDEN)
         delete_btn.click(
-            lambda: gr.update(visible=True), None, [confirm_row], api_visibility=PRIVATE
+            lambda: gr.update(visible=True), None, [confirm_row], api_visibility=PRIVATE,
+            show_progress=HIDDEN,
         )
         cancel_btn.click(
-            lambda: gr.update(visible=False), None, [confirm_row], api_visibility=PRIVATE
+            lambda: gr.update(visible=False), None, [confirm_row], api_visibility=PRIVATE,
+            show_progress=HIDDEN,
         )
         confirm_btn.click(
             ui.delete,
             [state, search],
             [*new_chat_outputs, confirm_row],
             api_visibility=PRIVATE,
+            show_progress=HIDDEN,
         )
 
         # .select, not .change: opening a conversation sets provider and model together (and
         # Gradio 6.31 fires a Dropdown's .input twice per pick).
         provider.select(
-            ui.models_for, [provider, state], [model, models_note], api_visibility=PRIVATE
+            ui.models_for, [provider, state], [model, models_note], api_visibility=PRIVATE,
+            show_progress=HIDDEN,
         )
-        refresh_btn.click(
+        refresh_btn.click(  # asked for: a small spinner says the list is being fetched
             partial(ui.models_for, refresh=True),
             [provider, state],
             [model, models_note],
             api_visibility=PRIVATE,
+            show_progress="minimal",
         )
-        model.change(ui.capabilities_for, [provider, model], params, api_visibility=PRIVATE)
+        model.change(ui.capabilities_for, [provider, model], params, api_visibility=PRIVATE,
+                     show_progress=HIDDEN)
         key_box.submit(
             ui.set_key,
             [key_box, provider, state],
@@ -405,9 +420,11 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI) -> gr.B
         json_btn.click(team.export_json, [state], [download], api_visibility=PRIVATE)
         all_btn.click(team.export_everything, [state], [download], api_visibility=PRIVATE)
         import_btn.upload(
-            team.import_file, [import_btn, state, search], [conversations], api_visibility=PRIVATE
+            team.import_file, [import_btn, state, search], [conversations], api_visibility=PRIVATE,
+            show_progress=HIDDEN,
         )
-        demo.load(team.admin_visible, [state], [admin], api_visibility=PRIVATE)
+        demo.load(team.admin_visible, [state], [admin], api_visibility=PRIVATE,
+                  show_progress=HIDDEN)
         period.change(team.usage, [period, state], [usage_table], api_visibility=PRIVATE)
         admin.expand(team.usage, [period, state], [usage_table], api_visibility=PRIVATE)
         limits_btn.click(
@@ -422,7 +439,8 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI) -> gr.B
             compare_tab,
             demo=demo,
             sidebar_refresh=lambda event: event.then(
-                ui.sidebar, [state, search], [conversations], api_visibility=PRIVATE
+                ui.sidebar, [state, search], [conversations], api_visibility=PRIVATE,
+                show_progress=HIDDEN,
             ),
             conversations=conversations,
             tabs=tabs,
@@ -434,15 +452,17 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI) -> gr.B
         language_known, switched = wire_language(demo, state, stored_lang, language,
                                                  skip=api_components)
         for event in (language_known, switched):
-            event.then(ui.key_banner, [state], [banner], api_visibility=PRIVATE)
+            event.then(ui.key_banner, [state], [banner], api_visibility=PRIVATE,
+                       show_progress=HIDDEN)
         # What is already on screen is written again in the new language.
-        switched.then(ui.rerender, [state], [chatbot, *switcher], api_visibility=PRIVATE)
+        switched.then(ui.rerender, [state], [chatbot, *switcher], api_visibility=PRIVATE,
+                      show_progress=HIDDEN)
         switched.then(ui.models_note, [provider, model, state], [models_note],
-                      api_visibility=PRIVATE)
+                      api_visibility=PRIVATE, show_progress=HIDDEN)
         switched.then(compare.refresh, compare_tab.refresh_inputs, compare_tab.view_outputs,
-                      api_visibility=PRIVATE)
+                      api_visibility=PRIVATE, show_progress=HIDDEN)
         language_known.then(ui.models_for, [provider, state], [model, models_note],
-                            api_visibility=PRIVATE)
+                            api_visibility=PRIVATE, show_progress=HIDDEN)
     return demo
 
 

@@ -53,6 +53,9 @@ from webapp.versions import NavigationRefused, Versions, version_info
 Updates = tuple[Any, ...]
 TURN_OUTPUTS = 6  # chatbot, box, state, approval panel, approval text, sidebar
 AFTER_OUTPUTS = 7  # chatbot, state, the version switcher's four, sidebar
+# chatbot, state, title, system prompt, provider, model, model note, tools, tool choice, the
+# version switcher's four, the parameters
+OPEN_OUTPUTS = 13 + len(PARAMS)
 T = TypeVar("T")
 # Every update re-sends the whole chat to the page (Gradio diffs it after postprocessing all
 # of it): 0.1 s between updates in a new chat, 0.3 s with 40 turns above (bench/load.py).
@@ -476,7 +479,7 @@ class ChatUI:
                    request: gr.Request) -> Updates:
         """Open a conversation from the sidebar: messages and its saved settings."""
         if not conversation_id or conversation_id == state.conversation_id:
-            return tuple(gr.skip() for _ in range(12 + len(PARAMS)))
+            return tuple(gr.skip() for _ in range(OPEN_OUTPUTS))
         user_id = await self.user_id(state, request)
         try:
             conversation, messages = await self._load(user_id, conversation_id)
@@ -489,14 +492,15 @@ class ChatUI:
             gr.Warning(f"This conversation used provider {provider!r}, which is no longer "
                        "configured; pick another provider to continue it.")
             provider = self.settings.default_provider
-        model, _ = await self.models_for(provider, state, current=conversation.model)
+        # The note under the model list goes with the provider: "5 models from jiekou.ai."
+        model, note = await self.models_for(provider, state, current=conversation.model)
         stored = conversation.parameters or {}
         known = self.service.tools.names()
         tools = [n for n in stored.get("tools", self.default_tools) if n in known]
         choice = stored.get("tool_choice") or "auto"
         return (view.chatbot(), state, conversation.title, conversation.system_prompt,
-                provider, model, tools, choice if choice in (*known, "auto", "none",
-                                                             "required") else "auto",
+                provider, model, note, tools, choice if choice in (*known, "auto", "none",
+                                                                   "required") else "auto",
                 *self._versions(state, messages),
                 *controls.show(conversation.parameters))
 
@@ -505,13 +509,13 @@ class ChatUI:
         params = getattr(request, "query_params", None) or {}
         conversation_id = str(params.get("c", "") or "").strip()
         if not conversation_id:
-            return tuple(gr.skip() for _ in range(12 + len(PARAMS)))
+            return tuple(gr.skip() for _ in range(OPEN_OUTPUTS))
         try:
             return await self.open(conversation_id, state, request)
         except gr.Error:
             gr.Warning(t("The conversation in the address does not exist or is not yours.",
                          state.lang))
-            return tuple(gr.skip() for _ in range(12 + len(PARAMS)))
+            return tuple(gr.skip() for _ in range(OPEN_OUTPUTS))
 
     def new_chat(self, state: SessionState) -> Updates:
         state.conversation_id, state.message_ids, state.focus_id = None, [], None
