@@ -8,13 +8,14 @@ the app runs on SQLite only (storage is covered elsewhere).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, Playwright, expect
 
-from tests.browser import bot, choose_model, open_app, send, wait_until
+from tests.browser import CHROMIUM, LAUNCH_ARGS, bot, choose_model, open_app, send, wait_until
 from tests.conftest import RunningApp, start_app
 from tests.fake_openai import FakeOpenAI, Reply
 
@@ -142,3 +143,75 @@ def test_the_model_note_follows_the_provider_of_the_conversation_opened(
     page.locator("#conversations label", has_text="Asked on jiekou").click()
     expect(page.locator("#provider input")).to_have_value("jiekou.ai")
     expect(note).to_contain_text("models from jiekou.ai.")
+
+
+# ---- 6. readable without CJK fonts -------------------------------------------------------------
+
+# The characters of an element's text that render as the empty box of a missing glyph: drawn in
+# the element's font they look exactly like U+10FFFD, which no font has.
+TOFU = """(root) => {
+  const canvas = document.createElement('canvas');
+  canvas.width = 48; canvas.height = 48;
+  const context = canvas.getContext('2d', {willReadFrequently: true});
+  const found = new Set();
+  const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+  while (walker.nextNode()) {
+    const node = walker.currentNode, element = node.parentElement;
+    if (element === null || element.getClientRects().length === 0) continue;
+    const style = getComputedStyle(element);
+    context.font = `${style.fontStyle} ${style.fontWeight} 32px ${style.fontFamily}`;
+    const draw = (char) => {
+      context.clearRect(0, 0, 48, 48);
+      context.fillText(char, 4, 38);
+      return context.getImageData(0, 0, 48, 48).data.join();
+    };
+    const box = draw('\\u{10FFFD}');
+    for (const char of node.textContent) {
+      if (char.trim() && !found.has(char) && draw(char) === box) found.add(char);
+    }
+  }
+  return [...found].join('');
+}"""
+
+
+@pytest.fixture(scope="module")
+def browser_without_cjk_fonts(playwright: Playwright,
+                              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    """Chromium on this machine's fonts minus every CJK one (as on many Western desktops)."""
+    folder = tmp_path_factory.mktemp("fonts")
+    config = folder / "fonts.conf"
+    config.write_text(f"""<?xml version="1.0"?>
+<!DOCTYPE fontconfig SYSTEM "fonts.dtd">
+<fontconfig>
+  <include ignore_missing="yes">/etc/fonts/fonts.conf</include>
+  <cachedir>{folder / "cache"}</cachedir>
+  <selectfont><rejectfont>
+    <pattern><patelt name="lang"><string>zh</string></patelt></pattern>
+    <pattern><patelt name="lang"><string>ja</string></patelt></pattern>
+    <glob>*CJK*</glob><glob>*wqy*</glob><glob>*droid*</glob>
+  </rejectfont></selectfont>
+</fontconfig>
+""", encoding="utf-8")
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS,
+                                         env={**os.environ, "FONTCONFIG_FILE": str(config)})
+    yield browser
+    browser.close()
+
+
+def test_the_sidebar_is_readable_without_cjk_fonts(
+    app: RunningApp, browser_without_cjk_fonts: Browser
+) -> None:
+    context = browser_without_cjk_fonts.new_context(viewport={"width": 1400, "height": 900})
+    try:
+        page = context.new_page()
+        open_app(page, app)
+        # The check itself: on this machine the Chinese name is boxes.
+        assert set("中文") <= set(page.locator("#sidebar").evaluate(TOFU))
+        new_chat = page.locator("#new-chat")
+        assert new_chat.evaluate(TOFU) == ""
+        expect(new_chat).to_have_text("+ New chat")
+        chinese = page.locator("#language label", has=page.locator("input[value='zh']"))
+        shown = set(chinese.inner_text()) - set(chinese.evaluate(TOFU))
+        assert {"Z", "H"} <= shown, f"the language switch shows only {sorted(shown)}"
+    finally:
+        context.close()

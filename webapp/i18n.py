@@ -35,7 +35,7 @@ def t(text: str, lang: str) -> str:
 
 ZH: dict[str, str] = {
     # ---- sidebar ----
-    "＋ New chat": "＋ 新对话",
+    "+ New chat": "+ 新对话",
     "Search titles and messages…": "搜索标题和消息…",
     "Conversations": "对话",
     "Rename or delete": "重命名或删除",
