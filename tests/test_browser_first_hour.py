@@ -9,15 +9,19 @@ the app runs on SQLite only (storage is covered elsewhere).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, expect
 
+from storage import repository as repo
+from storage.db import session_factory
 from tests.browser import CHROMIUM, LAUNCH_ARGS, bot, choose_model, open_app, send, wait_until
 from tests.conftest import RunningApp, start_app
 from tests.fake_openai import FakeOpenAI, Reply
+from webapp.auth import LOCAL_USER
 
 
 @pytest.fixture
@@ -213,5 +217,56 @@ def test_the_sidebar_is_readable_without_cjk_fonts(
         chinese = page.locator("#language label", has=page.locator("input[value='zh']"))
         shown = set(chinese.inner_text()) - set(chinese.evaluate(TOFU))
         assert {"Z", "H"} <= shown, f"the language switch shows only {sorted(shown)}"
+    finally:
+        context.close()
+
+
+# ---- 7. the sidebar: one entry per row ---------------------------------------------------------
+
+LONG_TITLE = "How do I migrate a PostgreSQL database between two cloud providers without downtime"
+TITLES = ["Hi", "Dark mode on phones", LONG_TITLE, "Why is the sky blue?"]
+
+
+@pytest.mark.parametrize("viewport", [{"width": 1400, "height": 900},
+                                      {"width": 390, "height": 844}], ids=["desktop", "phone"])
+def test_sidebar_lists_one_full_width_entry_per_row(app: RunningApp, browser: Browser,
+                                                    viewport: dict[str, int]) -> None:
+    with session_factory(app.parley.engine)() as session:
+        user = repo.ensure_user(session=session, username=LOCAL_USER)
+        assert user.id is not None
+        for title in TITLES:
+            repo.create_conversation(session=session, user_id=user.id, title=title)
+    context = browser.new_context(viewport=viewport, is_mobile=viewport["width"] < 700,
+                                  has_touch=viewport["width"] < 700)
+    try:
+        page = context.new_page()
+        open_app(page, app)
+        entries = page.locator("#conversations label")
+        expect(entries).to_have_text(TITLES[::-1])  # newest first
+        side = page.locator("#sidebar")
+        if viewport["width"] < 700:  # phones start with the sidebar closed
+            expect(side).not_to_have_class(re.compile(r"\bopen\b"))
+            side.locator(".toggle-button").click()
+        expect(side).to_have_class(re.compile(r"\bopen\b"))
+        wait_until(page, "el => el.getAnimations({subtree: true}).length === 0",
+                   side.element_handle())
+        expect(entries.first).to_be_in_viewport(ratio=1)
+        boxes = [entries.nth(i).bounding_box() for i in range(len(TITLES))]
+        list_box = page.locator("#conversations .wrap:has(label)").bounding_box()
+        assert list_box is not None and all(boxes)
+        for box in boxes:
+            assert box is not None
+            assert abs(box["x"] - list_box["x"]) < 1 and abs(box["width"] - list_box["width"]) < 1
+        tops = [box["y"] for box in boxes if box is not None]
+        assert tops == sorted(tops) and len(set(tops)) == len(tops)  # one entry per row
+        sidebar = page.locator("#sidebar").bounding_box()
+        assert sidebar is not None and list_box["x"] + list_box["width"] <= (
+            sidebar["x"] + sidebar["width"])
+
+        long_entry = entries.filter(has_text=LONG_TITLE)
+        expect(long_entry).to_have_attribute("title", LONG_TITLE)  # the whole title on hover
+        cut = long_entry.locator("span").evaluate(
+            "el => [getComputedStyle(el).textOverflow, el.scrollWidth > el.clientWidth]")
+        assert cut == ["ellipsis", True]
     finally:
         context.close()
