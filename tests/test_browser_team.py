@@ -93,3 +93,32 @@ def test_a_wrong_password_does_not_get_in(team_app: RunningApp, page: Page) -> N
     page.get_by_role("button", name="Login").click()
     expect(page.get_by_text(re.compile("incorrect credentials", re.I))).to_be_visible()
     expect(page.locator("#message")).to_have_count(0)
+
+
+def test_a_signed_in_viewer_opens_a_share_link_directly(team_app: RunningApp,
+                                                        page: Page) -> None:
+    team_app.fake.enqueue(Reply(content="Saturn has rings of ice."))
+    sign_in(page, team_app, "ALICE")  # names match whatever their case
+    signed_in = page.locator("#signed-in")
+    expect(signed_in).to_have_text("Signed in as alice")  # as the account spells it
+    expect(page.locator("#sign-out")).to_be_visible()
+    send(page, "Tell me about Saturn")
+    expect(bot(page, "Saturn has")).to_contain_text("rings of ice")
+    page.locator("#share-export").get_by_text("Share and export").click()
+    page.locator("#share").click()
+    note = page.locator("#share-note")
+    expect(note).to_contain_text("/share/?token=")
+    link = re.search(r"https?://\S+/share/\?token=[\w-]+", note.inner_text())
+    assert link is not None, note.inner_text()
+
+    page.goto(link.group(0))  # the same browser: no second sign-in
+    expect(page.locator("#share-title")).to_contain_text("Tell me about Saturn")
+    expect(page.locator("#share-chat")).to_contain_text("Saturn has rings of ice.")
+    expect(page.get_by_label("username")).to_have_count(0)
+    expect(signed_in).to_have_text("Signed in as alice")
+
+    page.locator("#sign-out").click()  # signs out of the chat and its share links
+    expect(page.get_by_label("username")).to_be_visible()
+    page.goto(link.group(0))
+    expect(page.get_by_label("username")).to_be_visible()
+    expect(page.locator("#share-chat")).to_have_count(0)

@@ -629,7 +629,7 @@ def share_view(app: RunningApp, token: str, http: httpx.Client) -> tuple[str, st
             message = json.loads(line[5:])
             if message.get("msg") == "process_completed":
                 assert message["success"], message
-                title, chatbot = message["output"]["data"]
+                *_, title, chatbot = message["output"]["data"]  # after the header line
                 return title, json.dumps(chatbot)
     raise AssertionError("the share page's load event never completed")
 

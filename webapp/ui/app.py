@@ -96,9 +96,7 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI) -> gr.B
                     )
                 limits_btn = gr.Button("Set limits", size="sm", elem_id="set-limits")
                 limits_note = gr.Markdown(elem_id="limits-note")
-            if ui.settings.auth_mode == "accounts":
-                # page.js signs out with a POST: GET /logout is refused (webapp/web_security.py).
-                gr.Button("Sign out", size="sm", elem_id="sign-out")
+        account_note = account_bar(ui.settings.auth_mode)
         with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab("Chat", id="chat"), gr.Row(equal_height=False):
                 with gr.Column(scale=4):
@@ -454,6 +452,9 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI) -> gr.B
         for event in (language_known, switched):
             event.then(ui.key_banner, [state], [banner], api_visibility=PRIVATE,
                        show_progress=HIDDEN)
+            if account_note is not None:
+                event.then(ui.signed_in, [state], [account_note], api_visibility=PRIVATE,
+                           show_progress=HIDDEN)
         # What is already on screen is written again in the new language.
         switched.then(ui.rerender, [state], [chatbot, *switcher], api_visibility=PRIVATE,
                       show_progress=HIDDEN)
@@ -464,6 +465,18 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI) -> gr.B
         language_known.then(ui.models_for, [provider, state], [model, models_note],
                             api_visibility=PRIVATE, show_progress=HIDDEN)
     return demo
+
+
+def account_bar(auth_mode: str) -> gr.Markdown | None:
+    """The header line: who is signed in and, with accounts, Sign out (none without login)."""
+    if auth_mode not in ("accounts", "header"):
+        return None
+    with gr.Row(elem_id="account"):
+        note = gr.Markdown(elem_id="signed-in")
+        if auth_mode == "accounts":  # behind a sign-in proxy, signing out is the proxy's
+            # page.js signs out with a POST: GET /logout is refused (webapp/web_security.py).
+            gr.Button("Sign out", size="sm", elem_id="sign-out", scale=0, min_width=90)
+    return note
 
 
 def wire_language(demo: gr.Blocks, state: gr.State, stored: gr.BrowserState,

@@ -39,6 +39,7 @@ from webapp.markdown_text import fenced
 from webapp.params import PARAMS, ParamError, normalize, warnings_for
 from webapp.safe_markup import LATEX_MARKDOWN, safe_markdown, unescape_for_edit
 from webapp.ui import controls
+from webapp.ui.account import signed_in_text
 from webapp.ui.render import (
     View,
     feedback_values,
@@ -143,6 +144,10 @@ class ChatUI:
             state.api_keys.clear()  # a pasted key must never bill the next person
         state.username, state.user_id = person.username, person.user_id
         return person
+
+    async def signed_in(self, state: SessionState, request: gr.Request) -> str:
+        """The header line: who is signed in, in the page's language."""
+        return signed_in_text((await self.person(state, request)).username, state.lang)
 
     async def user_id(self, state: SessionState, request: gr.Request | None) -> int:
         return (await self.person(state, request)).user_id
