@@ -191,7 +191,7 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI) -> gr.B
                         label="Provider",
                         elem_id="provider",
                     )
-                    with gr.Row(equal_height=True):
+                    with gr.Row(elem_id="model-row"):
                         model = gr.Dropdown(
                             [],
                             label="Model",
