@@ -63,7 +63,7 @@ class User(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     username: str = Field(unique=True, index=True, max_length=150)  # as first spelled
     # The name without case, set on insert; unique, so "ALICE" never becomes a second account.
-    # None only for names that differed from an older one only in case when migration 0006
+    # None only for names that differed from an older one only in case when migration 0007
     # added it: those still match their exact spelling.
     username_key: str | None = Field(default=None, unique=True, index=True,
                                      max_length=USERNAME_KEY_MAX)

@@ -240,13 +240,13 @@ def test_backup_written_for_unversioned_file_with_data(tmp_path: Path, sqlite_ur
 
 
 def test_upgrading_keys_user_names_and_keeps_older_case_twins_apart(database_url: str) -> None:
-    """Migration 0006 on users made before names matched without case ("BOB" next to "bob")."""
+    """Migration 0007 on users made before names matched without case ("BOB" next to "bob")."""
     engine = make_engine(database_url)
     try:
         config = alembic_config()
         with engine.begin() as connection:
             config.attributes["connection"] = connection
-            command.upgrade(config, "0005")
+            command.upgrade(config, "0006")
         with engine.begin() as connection:
             for name in ("bob", "BOB", "Carol"):
                 connection.execute(text("INSERT INTO users (username, is_admin, disabled, "
@@ -263,7 +263,7 @@ def test_upgrading_keys_user_names_and_keeps_older_case_twins_apart(database_url
             assert (carol.id, carol.username) == (ids["Carol"], "Carol")
         with engine.begin() as connection:
             config.attributes["connection"] = connection
-            command.downgrade(config, "0005")
+            command.downgrade(config, "0006")
         assert "username_key" not in {c["name"] for c in inspect(engine).get_columns("users")}
     finally:
         engine.dispose()

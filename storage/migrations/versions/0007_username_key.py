@@ -5,9 +5,9 @@ another spelling ("alice"), which keeps its spelling for display. Names already 
 differ only in case stay separate accounts: the oldest gets the key, the others (key NULL)
 keep matching their exact spelling only.
 
-Revision ID: 0006
-Revises: 0005
-Create Date: 2026-11-29
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-12-07
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0006"
-down_revision: str | None = "0005"
+revision: str = "0007"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
