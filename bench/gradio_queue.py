@@ -136,6 +136,13 @@ async def predict(client: httpx.AsyncClient, base: str, session: str, event: Eve
 TextOf = Callable[[list[Any]], str]
 
 
+def _figures(content: Any) -> bool:
+    """True for Parley's figures line (`<small>…</small>` after the answer)."""
+    if isinstance(content, list):
+        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return isinstance(content, str) and content.startswith("<small>")
+
+
 def chatbot_text(index: int) -> TextOf:
     """The text of the last assistant message of the Chatbot at output `index`."""
 
@@ -151,6 +158,8 @@ def chatbot_text(index: int) -> TextOf:
             if (message.get("metadata") or {}).get("title"):
                 continue  # a Thinking or tool block, not the answer
             content = message.get("content")
+            if _figures(content):
+                continue  # the figures under a finished answer, not the answer
             if isinstance(content, str):
                 return content
             if isinstance(content, list):

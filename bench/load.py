@@ -9,6 +9,7 @@ Every system streams the same answers from one upstream process (bench/upstream.
 token 200 ms, 50 tokens/s, 300 tokens, one token per SSE chunk), one request per user:
 - direct: the upstream itself, the limit nothing can beat;
 - parley-chat: Parley's public `/chat` API event;
+- parley-v1: Parley's OpenAI-compatible `POST /v1/chat/completions` (no Gradio queue);
 - parley-ui: the event the browser's Send triggers (`ui.send`, Chatbot as output), then its
   `.then` refresh (`ui.after_turn`) as the browser runs it;
 - parley-ui-40: the same on a conversation with 40 prior turns (opened before the clock starts);
@@ -420,7 +421,7 @@ async def run_system(system: System, patterns: list[str], levels: list[int],
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Parley load benchmark")
-    parser.add_argument("--systems", default="direct,parley-chat,parley-ui,parley-ui-40,"
+    parser.add_argument("--systems", default="direct,parley-v1,parley-chat,parley-ui,parley-ui-40,"
                                                "load-chat,openwebui")
     parser.add_argument("--users", default="1,10,50,100")
     parser.add_argument("--patterns", default="burst,ramp")
@@ -479,6 +480,8 @@ async def run_named(name: str, upstream: str, up_tree: ProcessTree, work: Path,
                     work) as tree:
             if name == "parley-chat":
                 system = parley_chat(base, tree)
+            elif name == "parley-v1":  # the OpenAI-compatible API, off Gradio's queue
+                system = OpenAIStream(name, tree, url=f"{base}v1/chat/completions")
             else:
                 system = parley_ui(base, tree, name, conversations)
             await run_system(system, patterns, levels, runs)

@@ -23,6 +23,7 @@ RESULTS = ROOT / "bench" / "results"
 DOC = ROOT / "docs" / "performance.md"
 NAMES = {
     "direct": "direct upstream (the limit)",
+    "parley-v1": "Parley `/v1` API (OpenAI-compatible)",
     "parley-chat": "Parley `/chat` API",
     "parley-ui": "Parley UI send",
     "parley-ui-40": "Parley UI send, 40 prior turns",
@@ -191,8 +192,45 @@ def targets(summaries: dict[tuple[str, str, int], Any]) -> list[str]:
     return lines
 
 
-def extra_sections(results: Path) -> list[str]:
+BEFORE_AFTER = {  # before/after pairs of load runs, made in one session on one machine
+    "runs": ("load-before-runs.json", "load-after-runs.json",
+             "Runs engine (issue 14): before and after",
+             "Parley at the last commit before the run engine and with it, measured one after "
+             "the other in one session (`bench/load.py --systems direct,parley-chat,parley-ui,"
+             "parley-ui-40 --users 50,100`, once on each checkout). Each figure is beside its "
+             "own direct stream of the same run."),
+}
+COMPARED = ("added_p95_ms", "ratio_median", "ratio_min", "cpu_per_1k", "rss_mb")
+
+
+def before_after(results: Path) -> list[str]:
+    """A table per pair in BEFORE_AFTER whose two files exist: each figure before → after."""
     lines: list[str] = []
+    for before_name, after_name, title, how in BEFORE_AFTER.values():
+        before_file, after_file = results / before_name, results / after_name
+        if not (before_file.exists() and after_file.exists()):
+            continue
+        _, before = load_table(json.loads(before_file.read_text()))
+        _, after = load_table(json.loads(after_file.read_text()))
+        lines += [f"## {title}", "", how, "",
+                  "| system | pattern | users | added TTFT p95 (ms) | throughput median | "
+                  "slowest | CPU s per 1k tokens | peak RSS (MB) | failures |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for key in sorted(after, key=lambda k: (list(NAMES).index(k[0]), k[1], k[2])):
+            if key[0] == "direct" or key not in before:
+                continue
+            old, new = before[key], after[key]
+            cells = [f"{fmt(old.get(m), d, signed=m.startswith('added'))} → "
+                     f"{fmt(new.get(m), d, signed=m.startswith('added'))}"
+                     for m, d in zip(COMPARED, (0, 2, 2, 3, 0), strict=True)]
+            lines.append(f"| {NAMES[key[0]]} | {key[1]} | {key[2]} | {' | '.join(cells)} | "
+                         f"{old['failures']} → {new['failures']} |")
+        lines.append("")
+    return lines
+
+
+def extra_sections(results: Path) -> list[str]:
+    lines: list[str] = before_after(results)
     history = results / "history.json"
     if history.exists():
         data = json.loads(history.read_text())

@@ -190,3 +190,21 @@ class DeletedUsage(SQLModel, table=True):
     state: str = Field(default="complete", max_length=20)
     request: bool = True  # stood for one upstream request (see storage.accounts)
     created_at: datetime = _timestamp(index=True)  # when the answer was made
+
+
+class ApiKey(SQLModel, table=True):
+    """A personal key for Parley's OpenAI-compatible API (and MCP); only its SHA-256 is kept.
+
+    Keys are 32 random bytes, so a fast hash is enough (no password-style stretching): the
+    stored hash cannot be turned back into a key, and lookups stay a few microseconds."""
+
+    __tablename__ = "api_keys"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    user_id: int = Field(foreign_key="users.id", nullable=False, index=True)  # the owner
+    name: str = Field(max_length=100)
+    prefix: str = Field(max_length=16)  # the key's first characters, shown to tell keys apart
+    key_hash: str = Field(max_length=64, unique=True, index=True)  # sha256 hex
+    created_at: datetime = _timestamp()
+    last_used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -334,20 +334,22 @@ def complete_message(
     return message
 
 
-def save_partial(
-    *, session: Session, user_id: int, message_id: str, content: str, reasoning: str
-) -> bool:
-    """Store the text a streaming answer has so far (one UPDATE, no row loaded); the row stays
-    "streaming". False when the row is no longer streaming (its final save came first)."""
-    _check_id(message_id)
-    result = session.execute(
-        update(Message)
-        .where(col(Message.id) == message_id, col(Message.user_id) == user_id,
-               col(Message.state) == "streaming")
-        .values(content=content, reasoning=reasoning, updated_at=utc_now())
-    )
+def save_partials(*, session: Session, rows: list[tuple[int, str, str, str]]) -> int:
+    """Store the text streaming answers have so far, as (user id, message id, content,
+    reasoning), in one transaction of Core UPDATEs; a row no longer "streaming" (its final
+    save came first) is left alone. Returns how many rows changed."""
+    table = Message.__table__  # type: ignore[attr-defined]
+    now = utc_now()
+    changed = 0
+    for user_id, message_id, content, reasoning in rows:
+        result = session.connection().execute(
+            update(table)
+            .where(table.c.id == message_id, table.c.user_id == user_id,
+                   table.c.state == "streaming")
+            .values(content=content, reasoning=reasoning, updated_at=now))
+        changed += int(getattr(result, "rowcount", 0) or 0)
     session.commit()
-    return bool(getattr(result, "rowcount", 0))
+    return changed
 
 
 def drop_unstarted_choices(

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from httpx_aiohttp import AiohttpTransport
 
 from tests.fake_openai import ErrorReply, FakeOpenAI, Reply
 from webapp.config import ProviderConfig, Secret
@@ -67,9 +68,12 @@ def fake() -> Iterator[FakeOpenAI]:
         yield server
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=httpx.Timeout(5.0)) as client:
+@pytest.fixture(params=["aiohttp", "httpcore"])
+async def http(request: pytest.FixtureRequest) -> AsyncIterator[httpx.AsyncClient]:
+    """The transport Parley uses (aiohttp's, webapp/http_client.py) and httpx's own: the
+    provider's errors, retries and decoding must not depend on which one carries them."""
+    transport = AiohttpTransport() if request.param == "aiohttp" else None
+    async with httpx.AsyncClient(timeout=httpx.Timeout(5.0), transport=transport) as client:
         yield client
 
 

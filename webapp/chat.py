@@ -42,6 +42,7 @@ from webapp.turn import TurnProgress
 from webapp.turn_runs import (
     MAX_UPDATE_INTERVAL_S,
     UPDATE_INTERVAL_S,
+    RateLimitRefused,
     RunSpec,
     TurnRecorder,
     TurnRefused,
@@ -177,7 +178,16 @@ class ChatService:
         try:
             return self.runs.reserve(user_id, count)
         except RunLimitReached as exc:
-            raise TurnRefused(str(exc)) from None
+            raise RateLimitRefused(str(exc)) from None
+
+    def write_ahead(self, work: Callable[[Session], T]) -> asyncio.Future[T]:
+        """Start a turn's first unit of work that needs no per-user lock (no limit to check)."""
+
+        def all_or_nothing(session: Session) -> T:
+            with one_transaction(session):
+                return work(session)
+
+        return asyncio.ensure_future(self.db(all_or_nothing))
 
     async def launch_when_prepared(
         self, reservation: Reservation, prepare: asyncio.Future[P],
@@ -336,7 +346,7 @@ class ChatService:
         try:
             check_limits(session=session, user_id=user_id)
         except LimitReached as exc:
-            raise TurnRefused(str(exc)) from None
+            raise RateLimitRefused(str(exc)) from None
         if conversation_id:
             conversation = repo.get_conversation(
                 session=session, user_id=user_id, conversation_id=conversation_id

@@ -10,7 +10,7 @@ from typing import TextIO
 
 from sqlmodel import Session
 
-from storage import accounts
+from storage import accounts, api_keys
 from storage.db import make_engine, migrate, session_factory
 from webapp.auth import hash_password
 from webapp.config import load_settings
@@ -42,6 +42,14 @@ def parser() -> argparse.ArgumentParser:
     limits.add_argument("username")
     limits.add_argument("--rpm", type=int, help="requests per minute")
     limits.add_argument("--tokens-per-day", type=int, help="tokens per UTC day")
+    key = sub.add_parser("key", help="make an API key for the /v1 API (printed once)")
+    key.add_argument("username")
+    key.add_argument("--name", default="command line", help="what the key is for")
+    keys = sub.add_parser("keys", help="list a user's API keys")
+    keys.add_argument("username")
+    revoke = sub.add_parser("revoke-key", help="revoke one of a user's API keys")
+    revoke.add_argument("username")
+    revoke.add_argument("key_id")
     return top
 
 
@@ -60,10 +68,33 @@ def _limit(value: int | None) -> int | None:
     return value or None
 
 
+def _key_commands(args: argparse.Namespace, session: Session, out: TextIO) -> None:
+    """key, keys and revoke-key: the user must exist (sign-in or SSO made them)."""
+    user = accounts.require_user(session=session, username=args.username)
+    assert user.id is not None
+    if args.command == "key":
+        try:
+            _, secret = api_keys.create_key(session=session, user_id=user.id, name=args.name)
+        except (api_keys.KeyRefused, ValueError) as exc:
+            raise accounts.AccountError(str(exc)) from None
+        print(secret, file=out)
+    elif args.command == "keys":
+        for row in api_keys.list_keys(session=session, user_id=user.id):
+            used = f"{row.last_used_at:%Y-%m-%d %H:%M}" if row.last_used_at else "never used"
+            print(f"{row.id}\t{row.name}\t{row.prefix}…\t{row.created_at:%Y-%m-%d}\t{used}",
+                  file=out)
+    elif not api_keys.revoke_key(session=session, user_id=user.id, key_id=args.key_id):
+        raise accounts.AccountError(f"{args.username} has no key {args.key_id}.")
+    else:
+        print(f"Revoked key {args.key_id} of {args.username}.", file=out)
+
+
 def run(args: argparse.Namespace, session: Session, out: TextIO, stdin: TextIO,
         ask: PasswordSource) -> None:
     """Carry out one command in one session."""
-    if args.command == "add":
+    if args.command in ("key", "keys", "revoke-key"):
+        _key_commands(args, session, out)
+    elif args.command == "add":
         password = _password(args, stdin, ask)
         accounts.create_account(session=session, username=args.username,
                                 password_hash=hash_password(password), is_admin=args.admin)

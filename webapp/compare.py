@@ -39,6 +39,7 @@ from webapp.turn import TurnProgress
 from webapp.turn_runs import (
     UPDATE_INTERVAL_S,
     ModelPlan,
+    RateLimitRefused,
     RunSpec,
     TurnRefused,
     TurnUpdate,
@@ -231,7 +232,7 @@ class CompareService:
         try:
             check_limits(session=session, user_id=user_id)
         except LimitReached as exc:
-            raise TurnRefused(str(exc)) from None
+            raise RateLimitRefused(str(exc)) from None
         specs = [ColumnSpec(p.provider.name, p.model) for p in plans]
         rounds: list[Round] = []
         parent_id = None

@@ -349,6 +349,11 @@ def _valid_host_pattern(item: str) -> bool:
     return bool(_HOST_NAME.fullmatch(item))
 
 
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (the server is reachable only from here)."""
+    return _loopback(host)
+
+
 def _loopback(host: str) -> bool:
     if host.lower() == "localhost":
         return True

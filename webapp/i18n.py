@@ -246,6 +246,22 @@ ZH: dict[str, str] = {
     "(✓ kept)": "（✓ 已保留）",
     "≈{tokens} completion tokens (estimated)": "≈{tokens} 个输出 token（估算）",
     "≈{tokens} prompt": "输入 ≈{tokens}",
+    "API keys": "API 密钥",
+    "Key name": "密钥名称",
+    "Create key": "创建密钥",
+    "Your keys": "你的密钥",
+    "Revoke": "吊销",
+    "never used": "从未使用",
+    "Your new key (shown only now; copy it):": "你的新密钥（只显示这一次，请复制）：",
+    "Use it as an OpenAI API key with the base URL": "把它当作 OpenAI API 密钥使用，基础 URL 为",
+    "Pick a key to revoke first.": "请先选择要吊销的密钥。",
+    "Key revoked: it no longer works.": "密钥已吊销，不再可用。",
+    "That key does not exist or is not yours.": "该密钥不存在，或不属于你。",
+    ("Keys for Parley's OpenAI-compatible API (`/v1`): SDKs, IDE plugins and scripts act as "
+     "you, with your history and limits."):
+        ("Parley 的 OpenAI 兼容 API（`/v1`）的密钥：SDK、IDE 插件和脚本以你的身份使用，"
+         "共享你的历史和限额。"),
+    "e.g. laptop script": "例如：笔记本上的脚本",
     "The conversation in the address does not exist or is not yours.":
         "地址中的对话不存在，或不属于你。",
     "{tokens} prompt": "输入 {tokens}",

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -188,7 +188,7 @@ class RunManager:
         return len(self._runs)
 
     # ---- viewers -----------------------------------------------------------------------
-    async def watch(self, runs: Sequence[Run], interval_s: float) -> AsyncIterator[bool]:
+    async def watch(self, runs: Sequence[Run], interval_s: float) -> AsyncGenerator[bool, None]:
         """Yield whenever the viewer should render the runs' snapshots, at most every
         `interval_s` (changes in between are coalesced) and at once when all have ended. The
         value is True on the last frame. Leaving (closing this generator) only unsubscribes."""

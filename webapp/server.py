@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from storage import repository as repo
 from storage.db import make_engine, migrate, session_factory
 from webapp import gradio_tuning
+from webapp.api_keys import ApiKeyAuth
 from webapp.auth import Accounts, HeaderAuth, Identity, LoginThrottle
 from webapp.capabilities import CapabilityTable, load_rules
 from webapp.catalog import ModelCatalog
@@ -21,6 +22,7 @@ from webapp.chat import ChatService
 from webapp.compare import CompareService
 from webapp.config import ConfigError, Settings
 from webapp.downloads import Downloads
+from webapp.http_client import provider_http
 from webapp.observability import Metrics
 from webapp.pricing import PriceFileError, load_prices
 from webapp.provider import ProviderClient, RetryPolicy
@@ -32,6 +34,7 @@ from webapp.ui.api import ChatAPI
 from webapp.ui.app import CSS, build_ui
 from webapp.ui.compare_tab import CompareUI
 from webapp.ui.handlers import ChatUI
+from webapp.ui.keys_ui import KeysUI
 from webapp.ui.share_page import SharePage, build_share_page
 from webapp.ui.team import TeamUI
 from webapp.versions import Versions
@@ -54,6 +57,8 @@ class Parley:
     share_demo: gr.Blocks
     accounts: Accounts | None = None  # the sign-in check when AUTH_MODE=accounts
     downloads: Downloads | None = None  # exports, served by create_app to their owners only
+    catalog: ModelCatalog | None = None  # model lists (the UI's and GET /v1/models)
+    api_keys: ApiKeyAuth | None = None  # who a /v1 Bearer key belongs to
 
     def share_auth_kwargs(self) -> dict[str, Any]:
         """The share page asks for sign-in only when the admin setting says so."""
@@ -105,10 +110,7 @@ def build_tools(
 
 def build(settings: Settings) -> Parley:
     """Migrate the database, mark interrupted streams, and build the UI (no server yet)."""
-    http = httpx.AsyncClient(
-        timeout=httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s),
-        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
-    )
+    http = provider_http(settings)
     tools, default_tools = build_tools(settings, http)
     engine = make_engine(settings.database_url)
     backup = migrate(engine)
@@ -138,10 +140,11 @@ def build(settings: Settings) -> Parley:
     except PriceFileError as exc:
         raise ConfigError(f"{exc}: fix it, or unset PRICES_FILE in .env") from None
     chat_ui = ChatUI(service, catalog, Versions(sessions), identity, default_tools)
+    api_keys = ApiKeyAuth(sessions)
     downloads = Downloads()
     compare_ui = CompareUI(chat_ui, CompareService(service, prices), downloads)
     demo = build_ui(chat_ui, ChatAPI(service, identity, default_tools),
-                    TeamUI(chat_ui, downloads), compare_ui)
+                    TeamUI(chat_ui, downloads), compare_ui, KeysUI(chat_ui, api_keys))
     gradio_tuning.lighter_sessions()
     gradio_tuning.no_matplotlib_retries()
     gradio_tuning.cheap_skips()
@@ -159,7 +162,7 @@ def build(settings: Settings) -> Parley:
     gradio_tuning.skip_queue_analytics(share_demo)
     gradio_tuning.calmer_queue(share_demo)
     return Parley(settings, demo, http, engine, service, identity, metrics, share_demo, accounts,
-                  downloads)
+                  downloads, catalog, api_keys)
 
 
 def launch_kwargs(settings: Settings) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -37,7 +38,13 @@ from webapp.capabilities import Capabilities, CapabilityTable
 from webapp.config import ProviderConfig, Settings
 from webapp.engine import StreamingClient, ToolSetup, TurnRequest, run_turn
 from webapp.error_text import describe_error
-from webapp.messages import RoundStarted, ToolCallFinished, ToolRoundLimit
+from webapp.messages import (
+    RequestSized,
+    RoundStarted,
+    StreamStarted,
+    ToolCallFinished,
+    ToolRoundLimit,
+)
 from webapp.observability import Metrics, TurnRecord, log_turn
 from webapp.params import normalize, request_params
 from webapp.provider import ProviderError
@@ -51,8 +58,11 @@ Db = Callable[[Callable[[Session], T]], Awaitable[T]]
 
 UPDATE_INTERVAL_S = 0.1  # a viewer renders at most 10 frames per second per run
 MAX_UPDATE_INTERVAL_S = 0.4  # ... and at least 2.5 per second, however long the chat
-PERSIST_INTERVAL_S = 1.0  # a streaming answer's text is saved this often (SIGKILL loses less)
+PERSIST_INTERVAL_S = 0.8  # streaming answers' text is saved this often (what SIGKILL loses)
 INTERNAL_ERROR = "Parley hit an internal error; the partial answer is kept."
+# Events that change nothing a viewer shows: they must not wake viewers, whose frame budget
+# (UPDATE_INTERVAL_S) would then be spent just before the first token arrives.
+UNSEEN = (RequestSized, StreamStarted)
 LENGTH_NOTE = "The answer hit the max_tokens limit and was cut off."
 
 
@@ -72,6 +82,10 @@ class TurnRefused(Exception):
         super().__init__(message.format(**params) if params else message)
         self.template = message
         self.params = params
+
+
+class RateLimitRefused(TurnRefused):
+    """A turn refused by a usage limit (requests per minute, tokens per day, live runs)."""
 
 
 def checked(limit: FieldLimit, value: str) -> str:
@@ -152,6 +166,9 @@ class TurnUpdate:
     error: str = ""
     notes: list[str] = field(default_factory=list)  # things the user should know (warnings)
     failure: ProviderError | None = None  # the provider's error, when that is how it ended
+    # False when the caller runs the tools itself (the /v1 API's function tools): the calls are
+    # stored without made-up results, since the caller's real ones come in its next request.
+    record_missing_results: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,13 +190,13 @@ class TurnRecorder:
                  persist_interval_s: float = PERSIST_INTERVAL_S) -> None:
         self._db = db
         self.metrics = metrics
-        self.persist_interval_s = persist_interval_s
+        self.partials = PartialSaver(db, persist_interval_s)
 
     async def execute(self, run: Run, spec: RunSpec) -> None:
         """Stream the run's generation into its snapshot until it ends, then save it."""
         update: TurnUpdate = run.snapshot
         progress = update.progress
-        partial = _PartialSaves(self._db, run.user_id, update, self.persist_interval_s)
+        self.partials.track(run.user_id, update)
         started = time.monotonic()
         self.metrics.stream_started()
         try:
@@ -187,7 +204,6 @@ class TurnRecorder:
             async with contextlib.aclosing(events) as stream:
                 async for event in stream:
                     if isinstance(event, RoundStarted):
-                        await partial.idle()
                         await self._save_round(run.user_id, update, spec.recorded, event)
                     else:
                         progress.apply(event)
@@ -198,8 +214,8 @@ class TurnRecorder:
                             f"Stopped after {event.rounds} rounds of tool calls (the limit, "
                             "TOOL_MAX_ROUNDS): the last calls were not run. Ask the model to "
                             "continue, or raise the limit in .env.")
-                    run.changed()
-                    partial.maybe()
+                    if not isinstance(event, UNSEEN):
+                        run.changed()
             update.state = "complete"
         except ProviderError as exc:
             update.failure = exc
@@ -212,16 +228,12 @@ class TurnRecorder:
             update.state, update.error = "error", INTERNAL_ERROR
             log.exception("unexpected error in a run")
         finally:
-            save = asyncio.ensure_future(self._final_save(run.user_id, update, partial))
+            self.partials.forget(update)
+            save = asyncio.ensure_future(self._db(lambda s: finish(s, run.user_id, update)))
             self.metrics.stream_ended()
             await until_done(save)
             self.report(spec.username, spec.provider, update, time.monotonic() - started)
             run.changed()
-
-    async def _final_save(self, user_id: int, update: TurnUpdate,
-                          partial: _PartialSaves) -> None:
-        await partial.idle()
-        await self._db(lambda s: finish(s, user_id, update))
 
     async def _save_round(self, user_id: int, update: TurnUpdate,
                           recorded: dict[str, Any], event: RoundStarted) -> None:
@@ -276,40 +288,59 @@ class TurnRecorder:
         log_turn(log, record)
 
 
-class _PartialSaves:
-    """Saves a streaming answer's text on a timer, one save at a time, off the stream's path."""
+class PartialSaver:
+    """Saves the text of every streaming answer about once a second, all in one transaction.
 
-    def __init__(self, db: Db[Any], user_id: int, update: TurnUpdate, interval_s: float) -> None:
+    One background task per process wakes each interval, collects the answers whose text grew,
+    and writes them with one UPDATE per row in a single unit of work (no ORM objects). A row's
+    UPDATE only matches while it is still "streaming", so a late flush can never overwrite
+    the final save, and the id and text it writes are taken together on the event loop.
+    """
+
+    def __init__(self, db: Db[Any], interval_s: float = PERSIST_INTERVAL_S) -> None:
         self._db = db
-        self._user_id = user_id
-        self._update = update
-        self._interval_s = interval_s
-        self._last = time.monotonic()
-        self._saved_chars = 0
-        self._inflight: asyncio.Future[Any] | None = None
+        self.interval_s = interval_s
+        self._live: dict[int, tuple[int, TurnUpdate]] = {}  # id(update) → (user id, update)
+        self._saved: dict[int, tuple[str, int]] = {}  # id(update) → (row id, chars saved)
+        self._task: asyncio.Task[None] | None = None
 
-    def maybe(self) -> None:
-        """Start a save when the interval has passed, text has grown and none is running."""
-        now = time.monotonic()
-        if now - self._last < self._interval_s:
-            return
-        if self._inflight is not None and not self._inflight.done():
-            return
-        choice = self._update.progress.choices[0]
-        size = len(choice.content) + len(choice.reasoning)
-        if size == self._saved_chars:
-            return
-        self._last, self._saved_chars = now, size
-        user_id, message_id = self._user_id, self._update.assistant_ids[0]
-        content, reasoning = _storable(choice.content), _storable(choice.reasoning)
-        self._inflight = asyncio.ensure_future(self._db(lambda s: repo.save_partial(
-            session=s, user_id=user_id, message_id=message_id, content=content,
-            reasoning=reasoning)))
+    def track(self, user_id: int, update: TurnUpdate) -> None:
+        """Start saving this run's text on the timer."""
+        self._live[id(update)] = (user_id, update)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._loop(),
+                                                                 name="partial-saver")
 
-    async def idle(self) -> None:
-        """Wait for a running save, so a later save of the same row cannot be overtaken."""
-        if self._inflight is not None:
-            await until_done(self._inflight)
+    def forget(self, update: TurnUpdate) -> None:
+        """Stop saving this run's text (its final save follows)."""
+        self._live.pop(id(update), None)
+        self._saved.pop(id(update), None)
+
+    async def _loop(self) -> None:
+        while self._live:
+            await asyncio.sleep(self.interval_s)  # the timer itself, not a wait for an event
+            rows = self._due()
+            if rows:
+                try:
+                    await self._db(functools.partial(_save_partials, rows=rows))
+                except Exception:
+                    log.warning("saving streaming answers' text failed", exc_info=True)
+
+    def _due(self) -> list[tuple[int, str, str, str]]:
+        """(user id, row id, content, reasoning) of every answer whose text grew."""
+        rows = []
+        for key, (user_id, update) in list(self._live.items()):
+            choice = update.progress.choices[0]
+            row_id, size = update.assistant_ids[0], len(choice.content) + len(choice.reasoning)
+            if self._saved.get(key) == (row_id, size) or not size:
+                continue
+            self._saved[key] = (row_id, size)
+            rows.append((user_id, row_id, _storable(choice.content), _storable(choice.reasoning)))
+        return rows
+
+
+def _save_partials(session: Session, *, rows: list[tuple[int, str, str, str]]) -> int:
+    return repo.save_partials(session=session, rows=rows)
 
 
 def _storable(text: str) -> str:
@@ -358,7 +389,7 @@ def finish(session: Session, user_id: int, update: TurnUpdate) -> None:
             state=state, usage=usage if index == 0 else None, timings=timings,
             finish_reason=choice.finish_reason, error=error, tool_calls=calls,
         )
-        if calls:
+        if calls and update.record_missing_results:
             # Every call gets a stored result, so the history replays as the provider
             # expects: cancelled by Stop, or not run (round limit, no tools offered).
             missing = "cancelled" if update.state in ("stopped", "interrupted") else "not_run"

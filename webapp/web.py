@@ -22,10 +22,12 @@ from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from webapp import downloads, gradio_tuning
+from webapp.api_turns import ApiTurns
 from webapp.auth import LoginAddressGuard, LoginThrottle, trusted
-from webapp.config import Settings
+from webapp.config import Settings, is_loopback
 from webapp.image_fetch import ImageFetcher
 from webapp.observability import Metrics
+from webapp.openai_api import FastPath, OpenAIApi
 from webapp.page_routes import add_page_routes
 from webapp.proxy_page import UnidentifiedPage
 from webapp.server import Parley, launch_kwargs
@@ -199,6 +201,7 @@ def create_app(
         # no row "streaming": what is left is saved as interrupted now.
         await parley.service.runs.shutdown(0)
         demo.close(verbose=False)  # stops the queue's loops
+        await parley.http.aclose()  # the provider client's connections (aiohttp's session)
         await fetcher.aclose()
 
     app = fastapi.FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
@@ -217,6 +220,14 @@ def create_app(
     app.add_middleware(CORSMiddleware, allow_origins=[])
     app.add_middleware(SameOriginGuard)
     app.add_middleware(SecurityHeaders)
+    # The OpenAI-compatible API, off Gradio's queue and past the page's middleware.
+    if parley.catalog is not None and parley.api_keys is not None:
+        settings = parley.settings
+        api = OpenAIApi(settings=settings, turns=ApiTurns(parley.service), keys=parley.api_keys,
+                        identity=parley.identity, catalog=parley.catalog,
+                        runs=parley.service.runs,
+                        keyless=settings.auth_mode == "none" and is_loopback(settings.host))
+        app.add_middleware(FastPath, api=api.app)
     app.add_middleware(HostCheck, allowed_hosts=parley.settings.allowed_hosts)
     fetcher = image_fetcher or ImageFetcher()
     add_page_routes(app, identity=parley.identity, fetcher=fetcher,

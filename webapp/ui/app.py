@@ -16,6 +16,7 @@ from webapp.ui import controls, presentation, translate
 from webapp.ui.api import ChatAPI
 from webapp.ui.compare_tab import CompareUI, build_compare_tab, wire_compare
 from webapp.ui.handlers import ChatUI
+from webapp.ui.keys_ui import KeysUI, build_keys_panel
 from webapp.ui.message_box import uploads_only
 from webapp.ui.presets_ui import PresetsUI, build_presets_row, wire_presets
 from webapp.ui.session import SessionState
@@ -29,7 +30,8 @@ CSS = (Path(__file__).parent / "style.css").read_text(encoding="utf-8")
 LATEX = chatbot_latex()  # every Chatbot showing chat text uses these (see safe_markup)
 
 
-def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI) -> gr.Blocks:
+def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI,
+             keys: KeysUI | None = None) -> gr.Blocks:
     """Lay out the page and wire every event. Handlers live in ChatUI and TeamUI."""
     settings = ui.settings
     provider_choices = [(p.label, p.name) for p in settings.providers]
@@ -212,6 +214,8 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI) -> gr.B
                         placeholder="Paste a key and press Enter",
                     )
                     key_status = gr.Markdown(elem_id="key-status", visible=False)
+                    if keys is not None:
+                        build_keys_panel(keys, state)
                     system = gr.Textbox(label="System prompt", lines=3, elem_id="system-prompt")
                     tool_names = ui.service.tools.names()
                     with gr.Accordion("Tools", open=bool(ui.default_tools), elem_id="tools-panel"):
