@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from storage import repository as repo
 from storage.accounts import AccountError, create_account
+from storage.api_keys import create_key
 from storage.db import (
     alembic_config,
     current_revision,
@@ -261,10 +262,16 @@ def test_upgrading_keys_user_names_and_keeps_older_case_twins_apart(database_url
             assert repo.find_user(session=session, username="Bob").id == ids["bob"]  # the oldest
             carol = repo.ensure_user(session=session, username="CAROL")
             assert (carol.id, carol.username) == (ids["Carol"], "Carol")
+            # Rows that point at users: the downgrade must not copy the table away under them.
+            repo.create_conversation(session=session, user_id=ids["bob"], title="kept")
+            create_key(session=session, user_id=ids["BOB"], name="kept")
         with engine.begin() as connection:
             config.attributes["connection"] = connection
             command.downgrade(config, "0006")
         assert "username_key" not in {c["name"] for c in inspect(engine).get_columns("users")}
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM conversations")).scalar() == 1
+            assert connection.execute(text("SELECT count(*) FROM api_keys")).scalar() == 1
     finally:
         engine.dispose()
 

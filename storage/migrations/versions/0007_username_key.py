@@ -46,5 +46,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     """Drop users.username_key."""
     op.drop_index("ix_users_username_key", table_name="users")
-    with op.batch_alter_table("users") as batch:
-        batch.drop_column("username_key")
+    # Plain DROP COLUMN (SQLite 3.35+) for the same reason: a batch copy of `users` cannot drop
+    # the old table while conversations or API keys point at it.
+    op.drop_column("users", "username_key")
