@@ -149,6 +149,17 @@ def test_the_model_note_follows_the_provider_of_the_conversation_opened(
     expect(note).to_contain_text("models from jiekou.ai.")
 
 
+def test_the_refresh_button_is_level_with_the_model_field(app: RunningApp, page: Page) -> None:
+    """Seen in the walk-through's screenshots: ⟳ beside the model list was as tall as the
+    whole block (label included); it is the field's height, level with it."""
+    open_app(page, app)
+    field = page.locator("#model .wrap:has(input)").bounding_box()
+    button = page.locator("#refresh-models").bounding_box()
+    assert field is not None and button is not None
+    assert abs(button["y"] - field["y"]) <= 1 and abs(button["height"] - field["height"]) <= 1
+    assert button["x"] > field["x"] + field["width"]
+
+
 # ---- 6. readable without CJK fonts -------------------------------------------------------------
 
 # The characters of an element's text that render as the empty box of a missing glyph: drawn in
@@ -224,7 +235,8 @@ def test_the_sidebar_is_readable_without_cjk_fonts(
 # ---- 7. the sidebar: one entry per row ---------------------------------------------------------
 
 LONG_TITLE = "How do I migrate a PostgreSQL database between two cloud providers without downtime"
-TITLES = ["Hi", "Dark mode on phones", LONG_TITLE, "Why is the sky blue?"]
+LONG_WORD = "Why does parse_configuration_file_with_overrides() fail?"  # no break to wrap at
+TITLES = ["Hi", "Dark mode on phones", LONG_TITLE, LONG_WORD, "Why is the sky blue?"]
 
 
 @pytest.mark.parametrize("viewport", [{"width": 1400, "height": 900},
@@ -263,10 +275,18 @@ def test_sidebar_lists_one_full_width_entry_per_row(app: RunningApp, browser: Br
         assert sidebar is not None and list_box["x"] + list_box["width"] <= (
             sidebar["x"] + sidebar["width"])
 
-        long_entry = entries.filter(has_text=LONG_TITLE)
-        expect(long_entry).to_have_attribute("title", LONG_TITLE)  # the whole title on hover
-        cut = long_entry.locator("span").evaluate(
-            "el => [getComputedStyle(el).textOverflow, el.scrollWidth > el.clientWidth]")
-        assert cut == ["ellipsis", True]
+        for title in (LONG_TITLE, LONG_WORD):
+            long_entry = entries.filter(has_text=title)
+            expect(long_entry).to_have_attribute("title", title)  # the whole title on hover
+            # Cut with "…" inside the entry: the text is longer than the part shown, and the
+            # part shown ends within the entry.
+            cut = long_entry.locator("span").evaluate("""el => {
+              const style = getComputedStyle(el);
+              const inside = el.getBoundingClientRect().right
+                <= el.parentElement.getBoundingClientRect().right + 0.5;
+              return [style.textOverflow, style.overflowX, el.scrollWidth > el.clientWidth,
+                      inside];
+            }""")
+            assert cut == ["ellipsis", "hidden", True, True], title
     finally:
         context.close()

@@ -107,6 +107,12 @@ def test_a_signed_in_viewer_opens_a_share_link_directly(team_app: RunningApp,
     signed_in = page.locator("#signed-in")
     expect(signed_in).to_have_text("Signed in as alice")  # as the account spells it
     expect(page.locator("#sign-out")).to_be_visible()
+    # The header line sits at the right end of the tab bar, level with the tabs.
+    tab = page.get_by_role("tab", name="Chat").bounding_box()
+    line = signed_in.bounding_box()
+    assert tab is not None and line is not None
+    assert abs((tab["y"] + tab["height"] / 2) - (line["y"] + line["height"] / 2)) <= 2
+    assert line["x"] > tab["x"] + tab["width"]
     send(page, "Tell me about Saturn")
     expect(bot(page, "Saturn has")).to_contain_text("rings of ice")
     page.locator("#share-export").get_by_text("Share and export").click()
@@ -121,6 +127,9 @@ def test_a_signed_in_viewer_opens_a_share_link_directly(team_app: RunningApp,
     expect(page.locator("#share-chat")).to_contain_text("Saturn has rings of ice.")
     expect(page.get_by_label("username")).to_have_count(0)
     expect(signed_in).to_have_text("Signed in as alice")
+    clear = page.locator('#share-chat button[aria-label="Clear"]')  # Gradio's, on every Chatbot
+    expect(clear).to_have_count(1)
+    expect(clear).to_be_hidden()  # a shared conversation is read-only
 
     page.locator("#sign-out").click()  # signs out of the chat and its share links
     expect(page.get_by_label("username")).to_be_visible()
