@@ -14,6 +14,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     DATABASE_URL=sqlite:////app/data/parley.db
 
 WORKDIR /app
+# A CJK font (WenQuanYi Micro Hei, ~5 MB) for Chinese text drawn on this machine, such as
+# scripts/screenshots.py or a browser run in the container; viewers' browsers use their own.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends fonts-wqy-microhei \
+    && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml README.md ./
 COPY webapp ./webapp
 COPY storage ./storage

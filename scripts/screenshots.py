@@ -76,7 +76,7 @@ def compare_view(app: RunningApp, page: Page) -> None:
 def chinese_chat(app: RunningApp, page: Page) -> None:
     app.fake.enqueue(ZH_ANSWER)
     page.goto(app.url)
-    expect(page.locator("#new-chat")).to_have_text("＋ 新对话")
+    expect(page.locator("#new-chat")).to_have_text("+ 新对话")
     box = page.locator("#message textarea")
     box.fill(ZH_QUESTION)
     box.press("Enter")

@@ -17,7 +17,7 @@ from sqlmodel import Session, col, select
 
 from storage.field_limits import USERNAME
 from storage.models import Conversation, DeletedUsage, Message, ShareLink, User, utc_now
-from storage.repository import NotFound, _check_id, _owned_conversation
+from storage.repository import NotFound, _check_id, _owned_conversation, find_user
 
 USERNAME_MAX = USERNAME.max_chars
 
@@ -27,7 +27,8 @@ class AccountError(ValueError):
 
 
 def get_user(*, session: Session, username: str) -> User | None:
-    return session.exec(select(User).where(User.username == username)).first()
+    """The user of this name, whatever its case ("ALICE" signs in as alice)."""
+    return find_user(session=session, username=username)
 
 
 def require_user(*, session: Session, username: str) -> User:
@@ -46,11 +47,14 @@ def create_account(
                                                    for c in name):
         raise AccountError(
             f"User names are 1–{USERNAME_MAX} printable characters without spaces.")
+    existing = get_user(session=session, username=name)
+    if existing is not None:
+        raise AccountError(f"A user named {existing.username!r} already exists.")
     user = User(username=name, password_hash=password_hash, is_admin=is_admin)
     session.add(user)
     try:
         session.commit()
-    except IntegrityError:
+    except IntegrityError:  # created meanwhile, in this spelling or another
         session.rollback()
         raise AccountError(f"A user named {name!r} already exists.") from None
     return user

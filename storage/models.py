@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Dialect, Index, Text, TypeDecorator
+from sqlalchemy import JSON, Column, DateTime, Dialect, Index, Text, TypeDecorator, event
 from sqlmodel import Field, SQLModel
 
 MESSAGE_ROLES = frozenset({"system", "user", "assistant", "tool"})
@@ -47,13 +47,26 @@ def _timestamp(*, index: bool = False) -> Any:
     return Field(default_factory=utc_now, sa_type=UTCDateTime, nullable=False, index=index)
 
 
+def username_key(name: str) -> str:
+    """A user name as names are matched: case does not count ("ALICE" is "alice")."""
+    return name.casefold()
+
+
+USERNAME_KEY_MAX = 450  # casefold makes a character at most three
+
+
 class User(SQLModel, table=True):
     """A person using Parley: the local user, an account, or a name from the SSO proxy."""
 
     __tablename__ = "users"
 
     id: int | None = Field(default=None, primary_key=True)
-    username: str = Field(unique=True, index=True, max_length=150)
+    username: str = Field(unique=True, index=True, max_length=150)  # as first spelled
+    # The name without case, set on insert; unique, so "ALICE" never becomes a second account.
+    # None only for names that differed from an older one only in case when migration 0007
+    # added it: those still match their exact spelling.
+    username_key: str | None = Field(default=None, unique=True, index=True,
+                                     max_length=USERNAME_KEY_MAX)
     is_admin: bool = False
     password_hash: str | None = Field(default=None, max_length=200)  # argon2; None: no login
     disabled: bool = False
@@ -63,6 +76,12 @@ class User(SQLModel, table=True):
 
     def __repr__(self) -> str:  # never print the password hash
         return f"User(id={self.id!r}, username={self.username!r}, admin={self.is_admin!r})"
+
+
+@event.listens_for(User, "before_insert")
+def _key_new_user(_mapper: object, _connection: object, user: User) -> None:
+    if user.username_key is None:
+        user.username_key = username_key(user.username)
 
 
 class ShareLink(SQLModel, table=True):

@@ -19,6 +19,7 @@ from storage.models import (
     DeletedUsage,
     Message,
     User,
+    username_key,
     utc_now,
 )
 
@@ -94,19 +95,30 @@ def _order_key(message: Message) -> tuple[datetime, int, str]:
     return (message.created_at, message.choice_index, message.id)
 
 
+def find_user(*, session: Session, username: str) -> User | None:
+    """The user of this name: spelled exactly so, else differing only in case."""
+    user = session.exec(select(User).where(User.username == username)).first()
+    if user is not None:
+        return user
+    key = username_key(username)
+    return session.exec(select(User).where(User.username_key == key)).first()
+
+
 def ensure_user(*, session: Session, username: str) -> User:
-    """Return the user with this name, creating it if needed."""
-    statement = select(User).where(User.username == username)
-    user = session.exec(statement).first()
+    """Return the user with this name (whatever its case), creating it if needed."""
+    user = find_user(session=session, username=username)
     if user is not None:
         return user
     user = User(username=username)
     session.add(user)
     try:
         session.commit()
-    except IntegrityError:  # another process created it first
+    except IntegrityError:  # another process created it (or another spelling of it) first
         session.rollback()
-        return session.exec(statement).one()
+        found = find_user(session=session, username=username)
+        if found is None:
+            raise
+        return found
     return user
 
 

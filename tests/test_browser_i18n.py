@@ -39,7 +39,7 @@ def test_a_chinese_browser_gets_the_chinese_ui_and_chinese_figures(
     page = chinese_page
     app.fake.enqueue(Reply(reasoning="先想一想。", content="你好！很高兴见到你。"))
     page.goto(app.url)
-    expect(page.locator("#new-chat")).to_have_text("＋ 新对话")
+    expect(page.locator("#new-chat")).to_have_text("+ 新对话")
     expect(page.get_by_role("tab", name="聊天")).to_be_visible()
     expect(page.get_by_role("tab", name="对比")).to_be_visible()
     expect(page.locator("#message textarea")).to_have_attribute(
@@ -60,11 +60,11 @@ def test_switching_language_relabels_the_page_and_is_remembered(
     app: RunningApp, page: Page
 ) -> None:
     page.goto(app.url)  # an English browser
-    expect(page.locator("#new-chat")).to_have_text("＋ New chat")
+    expect(page.locator("#new-chat")).to_have_text("+ New chat")
     expect(page.locator("#language input[value='en']")).to_be_checked()
 
     page.locator("#language label", has_text="中文").click()
-    expect(page.locator("#new-chat")).to_have_text("＋ 新对话")
+    expect(page.locator("#new-chat")).to_have_text("+ 新对话")
     expect(page.get_by_role("tab", name="对比")).to_be_visible()
     expect(page.locator("#advanced")).to_contain_text("高级参数")
 
@@ -73,11 +73,11 @@ def test_switching_language_relabels_the_page_and_is_remembered(
     thinking_title(page, "思考")  # server-made text follows the switch at once
 
     page.reload()  # the choice is kept in this browser
-    expect(page.locator("#new-chat")).to_have_text("＋ 新对话")
+    expect(page.locator("#new-chat")).to_have_text("+ 新对话")
     expect(page.locator("#language input[value='zh']")).to_be_checked()
 
     page.locator("#language label", has_text="English").click()
-    expect(page.locator("#new-chat")).to_have_text("＋ New chat")
+    expect(page.locator("#new-chat")).to_have_text("+ New chat")
     expect(page.get_by_role("tab", name="Compare")).to_be_visible()
     page.reload()
-    expect(page.locator("#new-chat")).to_have_text("＋ New chat")
+    expect(page.locator("#new-chat")).to_have_text("+ New chat")

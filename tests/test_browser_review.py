@@ -122,7 +122,7 @@ def test_switching_language_translates_the_open_conversation_and_the_models_note
     expect(page.locator("#version-label")).to_contain_text("Answer version 2 of 2")
 
     page.locator("#language label", has_text="中文").click()
-    expect(page.locator("#new-chat")).to_have_text("＋ 新对话")
+    expect(page.locator("#new-chat")).to_have_text("+ 新对话")
     expect(page.locator("#models-note")).to_contain_text("个模型")
     expect(page.locator("#version-label")).to_contain_text("回答版本 2 / 2")
     expect(page.locator("#chatbot")).to_contain_text("首 token")

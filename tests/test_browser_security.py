@@ -212,7 +212,9 @@ def test_model_output_loads_nothing_until_a_click_and_the_page_keeps_its_policy(
         expect(note).to_contain_text("/share/?token=")
         link = re.search(r"https?://\S+/share/\?token=[\w-]+", note.inner_text())
         assert link is not None
-        sign_in(page, link.group(0))  # the share page signs in on its own
+        shared = page.goto(link.group(0))  # signed in to the chat: no second sign-in
+        assert shared is not None
+        check_policy(shared.headers)
         share_chat = page.locator("#share-chat")
         expect(share_chat).to_contain_text("HOSTILE-END")
         expand_all(page, share_chat)

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import io
 import re
+import shlex
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from bench.soak import base_env  # this checkout on PYTHONPATH
 from tests.browser import TIMEOUT_MS, bot, expand, send
 from tests.conftest import RunningApp, start_app
 from tests.fake_openai import FakeOpenAI, Reply
 from webapp import cli
 
 PASSWORD = "correct horse battery"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -93,3 +98,66 @@ def test_a_wrong_password_does_not_get_in(team_app: RunningApp, page: Page) -> N
     page.get_by_role("button", name="Login").click()
     expect(page.get_by_text(re.compile("incorrect credentials", re.I))).to_be_visible()
     expect(page.locator("#message")).to_have_count(0)
+
+
+def test_a_signed_in_viewer_opens_a_share_link_directly(team_app: RunningApp,
+                                                        page: Page) -> None:
+    team_app.fake.enqueue(Reply(content="Saturn has rings of ice."))
+    sign_in(page, team_app, "ALICE")  # names match whatever their case
+    signed_in = page.locator("#signed-in")
+    expect(signed_in).to_have_text("Signed in as alice")  # as the account spells it
+    expect(page.locator("#sign-out")).to_be_visible()
+    # The header line sits at the right end of the tab bar, level with the tabs.
+    tab = page.get_by_role("tab", name="Chat").bounding_box()
+    line = signed_in.bounding_box()
+    assert tab is not None and line is not None
+    assert abs((tab["y"] + tab["height"] / 2) - (line["y"] + line["height"] / 2)) <= 2
+    assert line["x"] > tab["x"] + tab["width"]
+    send(page, "Tell me about Saturn")
+    expect(bot(page, "Saturn has")).to_contain_text("rings of ice")
+    page.locator("#share-export").get_by_text("Share and export").click()
+    page.locator("#share").click()
+    note = page.locator("#share-note")
+    expect(note).to_contain_text("/share/?token=")
+    link = re.search(r"https?://\S+/share/\?token=[\w-]+", note.inner_text())
+    assert link is not None, note.inner_text()
+
+    page.goto(link.group(0))  # the same browser: no second sign-in
+    expect(page.locator("#share-title")).to_contain_text("Tell me about Saturn")
+    expect(page.locator("#share-chat")).to_contain_text("Saturn has rings of ice.")
+    expect(page.get_by_label("username")).to_have_count(0)
+    expect(signed_in).to_have_text("Signed in as alice")
+    clear = page.locator('#share-chat button[aria-label="Clear"]')  # Gradio's, on every Chatbot
+    expect(clear).to_have_count(1)
+    expect(clear).to_be_hidden()  # a shared conversation is read-only
+
+    page.locator("#sign-out").click()  # signs out of the chat and its share links
+    expect(page.get_by_label("username")).to_be_visible()
+    page.goto(link.group(0))
+    expect(page.get_by_label("username")).to_be_visible()
+    expect(page.locator("#share-chat")).to_have_count(0)
+
+
+def test_the_readme_command_without_a_prompt_makes_an_account_that_signs_in(
+    fake_openai: FakeOpenAI, tmp_path: Path, page: Page
+) -> None:
+    """README's `users add NAME --password-stdin` line, run as written in a shell (this
+    checkout's Python for `.venv/bin/python`), makes an account that signs in on the page."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    [line] = [text for text in readme if "users add" in text and "--password-stdin" in text]
+    assert line.startswith("printf") and "$CAROL_PASSWORD" in line, line
+    db = tmp_path / "team.db"
+    done = subprocess.run(
+        ["sh", "-c", line.replace(".venv/bin/python", shlex.quote(sys.executable))],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+        env=base_env() | {"DATABASE_URL": f"sqlite:///{db}", "AUTH_MODE": "accounts",
+                          "CAROL_PASSWORD": PASSWORD})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "Created carol."
+    running = start_app(fake_openai, db, AUTH_MODE="accounts")
+    try:
+        sign_in(page, running, "carol")
+        expect(page.locator("#signed-in")).to_have_text("Signed in as carol")
+        expect(page.locator("#message")).to_be_visible()
+    finally:
+        running.close()

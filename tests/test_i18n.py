@@ -17,8 +17,8 @@ from webapp.ui.render import stats_line
 from webapp.ui.session import SessionState
 
 # Names that are the same in every language: products, providers, tools, symbols.
-NOT_TRANSLATED = {"### Parley", "SiliconFlow", "jiekou.ai", "Markdown", "JSON", "English", "中文",
-                  "calculator", "current_time", "search_conversations", "Run"}
+NOT_TRANSLATED = {"### Parley", "SiliconFlow", "jiekou.ai", "Markdown", "JSON", "English",
+                  "中文 / ZH", "calculator", "current_time", "search_conversations", "Run"}
 API_LABELS = {"message", "conversation_id", "model", "parameters_json", "answer_so_far",
               "result"}
 
@@ -87,8 +87,8 @@ def test_translations_keep_their_placeholders_and_markup() -> None:
 def test_the_page_is_relabelled_and_choices_keep_their_values(parley: Parley) -> None:
     items = translate.collect(parley.demo)
     by_id = {item.component.elem_id: item for item in items}
-    assert by_id["new-chat"].update("zh")["value"] == "＋ 新对话"
-    assert by_id["new-chat"].update("en")["value"] == "＋ New chat"
+    assert by_id["new-chat"].update("zh")["value"] == "+ 新对话"
+    assert by_id["new-chat"].update("en")["value"] == "+ New chat"
     assert by_id["system-prompt"].update("zh")["label"] == "系统提示词"
     tool_choice = by_id["tool-choice"].update("zh")
     assert ("自动", "auto") in tool_choice["choices"]

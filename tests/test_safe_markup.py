@@ -98,7 +98,7 @@ def test_bare_harmless_tags_and_web_autolinks_are_kept() -> None:
     "- item\n\n      <img src=in-a-list>",
     "Use `Vec<T>` or `<div class=\"x\">` in code.",
     "``a `<img src=x>` b``",
-    "Inline math $a<b$ and $x <img src=z> y$, display $$\\frac{1}{2} <b$$.",
+    "Inline math \\(a<b\\) and \\(x <img src=z> y\\), display $$\\frac{1}{2} <b$$.",
     "A table:\n\n| tag | use |\n|---|---|\n| `<b>` | bold |",
 ])
 def test_code_and_latex_are_left_exactly_as_written(text: str) -> None:
@@ -108,9 +108,10 @@ def test_code_and_latex_are_left_exactly_as_written(text: str) -> None:
 @pytest.mark.parametrize(("text", "expected"), [
     # marked ends a fence on "```~"; CommonMark does not: after it is text to marked.
     ("```\ncode\n```~\n<img src=/logout>\n```", "```\ncode\n```~\n&lt;img src=/logout>\n```"),
-    # Gradio takes $…$ out before Markdown, so this fence is no fence to marked.
-    ('Cost $5\n```js\nx = "$"\n<img src=/logout>\n```',
-     'Cost $5\n```js\nx = "$"\n&lt;img src=/logout>\n```'),
+    # A formula is taken out before Markdown (as Gradio does), so this fence is no fence to
+    # marked.
+    ('$$5\n```js\nx = "$$"\n<img src=/logout>\n```',
+     '$$5\n```js\nx = "$$"\n&lt;img src=/logout>\n```'),
     # Gradio inserts a mermaid block's text as HTML: shown as code instead.
     ('```mermaid\ngraph TD; A["<img src=/logout>"]\n```',
      '``` mermaid\ngraph TD; A["<img src=/logout>"]\n```'),
@@ -131,8 +132,25 @@ def test_where_marked_may_read_differently_markup_is_escaped(text: str, expected
 
 def test_markdown_components_mask_only_their_own_latex() -> None:
     """gr.Markdown takes out only $$…$$: markup between single dollars is escaped there."""
-    assert safe_markdown("$x <img src=z> y$") == "$x <img src=z> y$"
+    assert safe_markdown("$x <img src=z> y$") == "\\(x <img src=z> y\\)"
     assert safe_markdown("$x <img src=z> y$", latex=LATEX_MARKDOWN) == "$x &lt;img src=z> y$"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("it costs $5 and $10 today", "it costs $5 and $10 today"),
+    ("$x^2$ and $\\alpha$", "\\(x^2\\) and \\(\\alpha\\)"),
+    ("from $5 to $x$", "from $5 to \\(x\\)"),  # the money's dollar opens nothing
+    ("$ x$, $x $ and $x$5", "$ x$, $x $ and $x$5"),  # space inside, digit after: no formula
+    ("\\$x$ and $a\\$b$", "\\$x$ and \\(a\\$b\\)"),  # an escaped dollar is a dollar
+    ("$$x^2$$ and \\[y\\] and $z$", "$$x^2$$ and \\[y\\] and \\(z\\)"),
+    ("$a\n\nb$", "$a\n\nb$"),  # not across paragraphs
+    ("$a\nb$", "\\(a\nb\\)"),
+    ("`$x$` and\n\n```\n$y$\n```\n\n    $z$", "`$x$` and\n\n```\n$y$\n```\n\n    $z$"),
+    ("$a<b$ is `<b>` and <b>bold</b>", "\\(a<b\\) is `<b>` and <b>bold</b>"),
+])
+def test_single_dollars_are_math_only_where_they_cannot_be_money(text: str, expected: str) -> None:
+    assert inert(text) == expected
+    assert safe_markdown(text, latex=LATEX_MARKDOWN).count("\\(") == text.count("\\(")
 
 
 def test_every_chat_text_is_sanitized_and_attachment_markup_kept() -> None:

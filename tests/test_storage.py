@@ -15,8 +15,11 @@ import pytest
 from alembic import command
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 
 from storage import repository as repo
+from storage.accounts import AccountError, create_account
+from storage.api_keys import create_key
 from storage.db import (
     alembic_config,
     current_revision,
@@ -237,6 +240,42 @@ def test_backup_written_for_unversioned_file_with_data(tmp_path: Path, sqlite_ur
         assert copy.execute("SELECT body FROM notes").fetchall() == [("keep me",)]
 
 
+def test_upgrading_keys_user_names_and_keeps_older_case_twins_apart(database_url: str) -> None:
+    """Migration 0007 on users made before names matched without case ("BOB" next to "bob")."""
+    engine = make_engine(database_url)
+    try:
+        config = alembic_config()
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0006")
+        with engine.begin() as connection:
+            for name in ("bob", "BOB", "Carol"):
+                connection.execute(text("INSERT INTO users (username, is_admin, disabled, "
+                                        "created_at) VALUES (:n, false, false, :t)"),
+                                   {"n": name, "t": datetime(2026, 1, 1)})
+            ids = dict(connection.execute(text("SELECT username, id FROM users")).all())
+        migrate(engine)
+        find = session_factory(engine)
+        with find() as session:
+            assert repo.find_user(session=session, username="bob").id == ids["bob"]
+            assert repo.find_user(session=session, username="BOB").id == ids["BOB"]
+            assert repo.find_user(session=session, username="Bob").id == ids["bob"]  # the oldest
+            carol = repo.ensure_user(session=session, username="CAROL")
+            assert (carol.id, carol.username) == (ids["Carol"], "Carol")
+            # Rows that point at users: the downgrade must not copy the table away under them.
+            repo.create_conversation(session=session, user_id=ids["bob"], title="kept")
+            create_key(session=session, user_id=ids["BOB"], name="kept")
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0006")
+        assert "username_key" not in {c["name"] for c in inspect(engine).get_columns("users")}
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM conversations")).scalar() == 1
+            assert connection.execute(text("SELECT count(*) FROM api_keys")).scalar() == 1
+    finally:
+        engine.dispose()
+
+
 # --- conversations ---------------------------------------------------------------------
 
 
@@ -244,6 +283,19 @@ def test_ensure_user_is_get_or_create(call: Call) -> None:
     first = call(repo.ensure_user, username="local")
     second = call(repo.ensure_user, username="local")
     assert isinstance(first, User) and first.id == second.id and not first.is_admin
+
+
+def test_user_names_match_whatever_their_case(call: Call) -> None:
+    first = call(repo.ensure_user, username="ALICE")
+    again = [call(repo.ensure_user, username=name) for name in ("alice", "Alice", "ALICE")]
+    assert {user.id for user in again} == {first.id}
+    assert {user.username for user in again} == {"ALICE"}  # the first spelling, for display
+    assert call(repo.find_user, username="aLiCe").id == first.id
+    assert call(repo.find_user, username="alice2") is None
+    with pytest.raises(AccountError, match="'ALICE' already exists"):
+        call(create_account, username="alice", password_hash=None)
+    with pytest.raises(IntegrityError):  # the database itself refuses a second spelling
+        call(lambda session: (session.add(User(username="Alice")), session.commit()))
 
 
 def test_conversation_crud(call: Call, alice: int) -> None:

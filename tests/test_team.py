@@ -32,9 +32,9 @@ from gradio_client.exceptions import AppError
 from prometheus_client.parser import text_string_to_metric_families
 from sqlmodel import Session, col, select
 
-from storage import accounts
+from storage import accounts, api_keys
 from storage import repository as repo
-from storage.db import session_factory
+from storage.db import make_engine, session_factory
 from storage.models import Conversation, Message, ShareLink, User, utc_now
 from tests.conftest import RunningApp, free_port, start_app
 from tests.fake_openai import FakeOpenAI, Reply
@@ -182,6 +182,25 @@ async def opened(chat_ui: ChatUI, name: str, conversation_id: str) -> SessionSta
 
 
 # ---- 1. accounts: sign-in and what an anonymous caller gets ----------------------------------
+
+
+def test_the_command_line_and_api_keys_find_a_user_whatever_the_case(team: Team) -> None:
+    """`users key ALICE` makes a key of alice's account, which acts as "alice"; a second
+    spelling of a name cannot become a second account."""
+    secret = team.users("key", "ALICE", "--name", "laptop").strip()
+    team.users("limits", "Alice", "--rpm", "7")
+    refused = cli.main(["add", "ALICE", "--password-stdin"], io.StringIO(),
+                       stdin=io.StringIO("another-password\n"))
+    assert refused == 1
+    engine = make_engine(f"sqlite:///{team.db}")
+    try:
+        with session_factory(engine)() as session:
+            owner = api_keys.owner_of(session=session, secret=secret)
+            users = accounts.list_users(session=session)
+    finally:
+        engine.dispose()
+    assert owner is not None and owner.username == "alice"
+    assert [(user.username, user.rpm_limit) for user in users] == [("alice", 7), ("bob", None)]
 
 
 def test_accounts_sign_in_chat_and_anonymous_requests_are_refused(team: Team) -> None:
@@ -629,7 +648,7 @@ def share_view(app: RunningApp, token: str, http: httpx.Client) -> tuple[str, st
             message = json.loads(line[5:])
             if message.get("msg") == "process_completed":
                 assert message["success"], message
-                title, chatbot = message["output"]["data"]
+                *_, title, chatbot = message["output"]["data"]  # after the header line
                 return title, json.dumps(chatbot)
     raise AssertionError("the share page's load event never completed")
 

@@ -25,7 +25,7 @@ from sqlmodel import Session
 from storage import accounts
 from storage import repository as repo
 from storage.field_limits import shown
-from storage.models import User
+from storage.models import User, username_key
 from webapp.config import Settings
 
 log = logging.getLogger(__name__)
@@ -235,6 +235,7 @@ class Identity:
         return Person(user.id, user.username, user.is_admin or self.mode == "none")
 
     async def user(self, name: str) -> User:
+        """The user of this name, whatever its case; created on first sight in header mode."""
         cached = self._cache.get(name)
         if cached is not None and self._clock() - cached[0] < CACHE_S:
             return cached[1]
@@ -251,8 +252,10 @@ class Identity:
         return user
 
     def forget(self, name: str) -> None:
-        """Drop a cached user (after an admin changes it in this process)."""
-        self._cache.pop(name, None)
+        """Drop a cached user, in every spelling (after an admin changes it in this process)."""
+        key = username_key(name)
+        for spelling in [cached for cached in self._cache if username_key(cached) == key]:
+            del self._cache[spelling]
 
 
 class LoginAddressGuard:

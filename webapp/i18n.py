@@ -35,7 +35,7 @@ def t(text: str, lang: str) -> str:
 
 ZH: dict[str, str] = {
     # ---- sidebar ----
-    "＋ New chat": "＋ 新对话",
+    "+ New chat": "+ 新对话",
     "Search titles and messages…": "搜索标题和消息…",
     "Conversations": "对话",
     "Rename or delete": "重命名或删除",
@@ -61,6 +61,7 @@ ZH: dict[str, str] = {
     "Tokens/day": "每日 token 数",
     "Set limits": "设置限额",
     "Sign out": "退出登录",
+    "Signed in as {name}": "已登录：{name}",
     "Language": "语言",
     "◐ Dark / light": "◐ 深色 / 浅色",
     "⤢ Projector mode": "⤢ 投影模式",
@@ -211,6 +212,15 @@ ZH: dict[str, str] = {
     "Shared from Parley · read-only": "来自 Parley 的分享 · 只读",
     "### This link does not exist or was revoked\nAsk the person who shared it for a new one.":
         "### 这个链接不存在或已被撤销\n请向分享者要一个新链接。",
+    # ---- header mode: the proxy did not identify the viewer (webapp/proxy_page.py) ----
+    "Parley does not know who you are": "Parley 无法确认你的身份",
+    "The sign-in proxy in front of Parley did not identify you: the request reached Parley "
+    "without a user name from it.": "Parley 前面的登录代理没有提供你的身份：请求到达 Parley 时没有"
+                                    "附带代理给出的用户名。",
+    "Reload the page, or sign in again through your company's sign-in page. If this keeps "
+    "happening, ask whoever runs Parley to check the proxy (AUTH_HEADER and TRUSTED_PROXIES).":
+        "请刷新页面，或通过公司的登录页面重新登录。如果问题持续，请联系 Parley 的管理员检查代理设置"
+        "（AUTH_HEADER 和 TRUSTED_PROXIES）。",
     # ---- chat contents and figures ----
     "⏹ Stopped by you: the answer above is partial.": "⏹ 已由你停止：上面的回答不完整。",
     "⚠ Interrupted: the server stopped while this answer was streaming.":

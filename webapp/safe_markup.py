@@ -14,7 +14,10 @@ forms and remote `src`, so everything reaching a Chatbot goes through `safe_mark
   as `<code>` with its content escaped.
 
 LaTeX is taken out first exactly as Gradio does (a regex per delimiter pair, before Markdown),
-because Gradio escapes what it took out and parses only what is left. Pure; no I/O.
+because Gradio escapes what it took out and parses only what is left. Gradio's renderer cannot
+tell "$x$" from "$5 and $10", so `$` is not one of its delimiters: outside code, single-dollar
+formulas by Pandoc's rule (webapp/dollar_math.py) are written `\\(…\\)` first, and every other
+`$` stays a dollar sign. Pure; no I/O.
 """
 
 from __future__ import annotations
@@ -25,11 +28,14 @@ from functools import lru_cache
 
 from markdown_it import MarkdownIt
 
+from webapp.dollar_math import dollars_as_parens
 from webapp.markup_images import BROKEN, ImageRewriter
 
 Delimiters = tuple[tuple[str, str], ...]
 # The chat's, the share page's and Compare's Chatbots (webapp/ui/app.py LATEX), in order.
-LATEX_CHAT: Delimiters = (("$$", "$$"), ("\\[", "\\]"), ("\\(", "\\)"), ("$", "$"))
+# Single dollars are not among them: safe_markdown writes "$x$" as "\\(x\\)" where it is math.
+INLINE = ("\\(", "\\)")
+LATEX_CHAT: Delimiters = (("$$", "$$"), ("\\[", "\\]"), INLINE)
 LATEX_MARKDOWN: Delimiters = (("$$", "$$"),)  # gr.Markdown's default
 
 
@@ -77,8 +83,9 @@ _PARSER = _block_parser()
 
 def safe_markdown(text: str, *, latex: Delimiters = LATEX_CHAT,
                   image_endpoint: str = IMAGE_ENDPOINT) -> str:
-    """`text` with raw HTML escaped and images turned into click-to-load links."""
-    if not _MARKUP.search(text):
+    """`text` with raw HTML escaped, images turned into click-to-load links, and single-dollar
+    math written `\\(…\\)` where `latex` renders that."""
+    if not _MARKUP.search(text) and not ("$" in text and INLINE in latex):
         return text
     return _sanitize(text, latex, image_endpoint)
 
@@ -87,6 +94,8 @@ def safe_markdown(text: str, *, latex: Delimiters = LATEX_CHAT,
 def _sanitize(text: str, latex: Delimiters, image_endpoint: str) -> str:
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\0", "\ufffd")
     text = text.replace("\ue000", "\ufffd").replace("\ue001", "\ufffd")
+    if "$" in text and INLINE in latex:
+        text = _dollar_math(text, latex)
     masked, formulas = mask_latex(text, latex)
     env: dict[str, object] = {}
     tokens = _PARSER.parse(masked, env)
@@ -107,6 +116,40 @@ def _sanitize(text: str, latex: Delimiters, image_endpoint: str) -> str:
     if group:
         out.append(_inline(group, images, trust=not references))
     return unmask_latex("\n".join(out), formulas)
+
+
+def _dollar_math(text: str, latex: Delimiters) -> str:
+    """Single-dollar formulas outside code written `\\(…\\)`; code and other dollars kept.
+
+    Where code is only decides what renders as math; what is safe is decided afterwards, on
+    the rewritten text, exactly as for any other text."""
+    masked, formulas = mask_latex(text, latex)
+    lines = masked.split("\n")
+    kinds = _line_kinds(_PARSER.parse(masked, {}), lines)
+    out: list[str] = []
+    group: list[str] = []
+    for line, kind in zip(lines, kinds, strict=True):
+        if kind == TEXT and line.strip():
+            group.append(line)
+            continue
+        if group:
+            out.append(_dollars_outside_code_spans("\n".join(group)))
+            group = []
+        out.append(line)
+    if group:
+        out.append(_dollars_outside_code_spans("\n".join(group)))
+    return unmask_latex("\n".join(out), formulas)
+
+
+def _dollars_outside_code_spans(paragraph: str) -> str:
+    out: list[str] = []
+    position = 0
+    for start, end, _ in code_spans(paragraph):
+        out.append(dollars_as_parens(paragraph[position:start]))
+        out.append(paragraph[start:end])
+        position = end
+    out.append(dollars_as_parens(paragraph[position:]))
+    return "".join(out)
 
 
 def unescape_for_edit(shown: str) -> str:

@@ -158,7 +158,7 @@ def build(settings: Settings) -> Parley:
     if settings.auth_mode == "accounts":
         accounts = Accounts(sessions, LoginThrottle(settings.login_max_failures,
                                                      settings.login_lockout_s))
-    share_demo = build_share_page(SharePage(sessions))
+    share_demo = build_share_page(SharePage(sessions, settings.auth_mode))
     gradio_tuning.skip_queue_analytics(share_demo)
     gradio_tuning.calmer_queue(share_demo)
     return Parley(settings, demo, http, engine, service, identity, metrics, share_demo, accounts,

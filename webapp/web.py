@@ -30,7 +30,9 @@ from webapp.image_fetch import ImageFetcher
 from webapp.observability import Metrics
 from webapp.openai_api import FastPath, OpenAIApi
 from webapp.page_routes import add_page_routes
+from webapp.proxy_page import UnidentifiedPage
 from webapp.server import Parley, launch_kwargs
+from webapp.sign_in import share_sign_in
 from webapp.ui.live_view import LIVE_PATH, LIVE_PREFIX, LiveFeed
 from webapp.web_security import HostCheck, SameOriginGuard, SecurityHeaders
 
@@ -206,6 +208,8 @@ def create_app(
 
     app = fastapi.FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(NoProxyBuffering)
+    if auth_dependency is not None:  # header mode: a page saying the proxy did not say who
+        app.add_middleware(UnidentifiedPage)
     app.add_middleware(ShareReadOnly)
     app.add_middleware(MetricsAllowList, networks=parley.settings.metrics_allowed)
     if parley.settings.auth_mode == "accounts":
@@ -276,6 +280,9 @@ def create_app(
     # any file the server can read (Gradio 6.31, processing_utils._check_allowed).
     for blocks in (demo, parley.share_demo):
         blocks.has_launched = True
+    mounted = {id(gradio_app.get_blocks()): gradio_app for gradio_app in _gradio_apps(app)}
+    if parley.settings.auth_mode == "accounts":  # signed in to the chat: to its share links too
+        share_sign_in(mounted[id(demo)], mounted[id(parley.share_demo)])
     for gradio_app in _gradio_apps(app):
         gradio_tuning.login_check_on_the_loop(gradio_app)
         if gradio_app.get_blocks() is demo and parley.downloads is not None:

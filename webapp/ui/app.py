@@ -23,6 +23,9 @@ from webapp.ui.session import SessionState
 from webapp.ui.team import PERIODS, USAGE_COLUMNS, TeamUI
 
 PRIVATE: Literal["private"] = "private"  # UI events: callable by the page, not listed as API
+# No progress overlay or "•••" bubble on what an event only refills: it flashes for the
+# fraction of a second the event takes, after every answer and on every conversation opened.
+HIDDEN: Literal["hidden"] = "hidden"
 CSS = (Path(__file__).parent / "style.css").read_text(encoding="utf-8")
 LATEX = chatbot_latex()  # every Chatbot showing chat text uses these (see safe_markup)
 
@@ -41,7 +44,7 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI,
             # Language and view first: a long conversation list must not push them away.
             language = translate.language_picker()
             presentation.build_view_controls()
-            new_btn = gr.Button("＋ New chat", variant="primary", elem_id="new-chat")
+            new_btn = gr.Button("+ New chat", variant="primary", elem_id="new-chat")
             search = gr.Textbox(
                 placeholder="Search titles and messages…",
                 show_label=False,
@@ -95,9 +98,7 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI,
                     )
                 limits_btn = gr.Button("Set limits", size="sm", elem_id="set-limits")
                 limits_note = gr.Markdown(elem_id="limits-note")
-            if ui.settings.auth_mode == "accounts":
-                # page.js signs out with a POST: GET /logout is refused (webapp/web_security.py).
-                gr.Button("Sign out", size="sm", elem_id="sign-out")
+        account_note = account_bar(ui.settings.auth_mode)
         with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab("Chat", id="chat"), gr.Row(equal_height=False):
                 with gr.Column(scale=4):
@@ -200,7 +201,7 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI,
                         label="Provider",
                         elem_id="provider",
                     )
-                    with gr.Row(equal_height=True):
+                    with gr.Row(elem_id="model-row"):
                         model = gr.Dropdown(
                             [],
                             label="Model",
@@ -278,25 +279,20 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI,
         def then_gauge(event: Dependency) -> Dependency:
             """The context gauge again (and the offer, after a send that would not fit)."""
             return event.then(ui.gauge, gauge_inputs, [gauge, context_offer],
-                              api_visibility=PRIVATE, show_progress="hidden")
+                              api_visibility=PRIVATE, show_progress=HIDDEN)
 
         def then_refresh(event: Dependency) -> Dependency:
-            """After a turn: re-render from the database and refresh the sidebar."""
-            refreshed = event.then(
-                lambda: gr.update(submit_btn=True, stop_btn=False),
-                None,
-                [box],
-                queue=False,
-                api_visibility=PRIVATE,
-                show_progress="hidden",  # no progress overlay flashing over the box
-            ).then(ui.after_turn, [state, search], after_outputs, api_visibility=PRIVATE)
+            """After a turn: re-render from the database and refresh the sidebar, then Send
+            comes back (the turn is over once what it shows is final), and the gauge."""
+            refreshed = event.then(ui.after_turn, [state, search], after_outputs,
+                                   api_visibility=PRIVATE, show_progress=HIDDEN)
             refreshed.then(
-                lambda: gr.update(visible=False),
+                lambda: (gr.update(submit_btn=True, stop_btn=False), gr.update(visible=False)),
                 None,
-                [approval_panel],
+                [box, approval_panel],
                 queue=False,
                 api_visibility=PRIVATE,
-                show_progress="hidden",
+                show_progress=HIDDEN,
             )
             then_gauge(refreshed)
             return refreshed
@@ -311,27 +307,33 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI,
                 [box, *switcher],
                 queue=False,
                 api_visibility=PRIVATE,
+                show_progress=HIDDEN,
                 **options,
             )
 
         for trigger in (box.submit, chatbot.retry, chatbot.edit):
             show_stop(trigger)
+        # Only the chat shows that a turn is waiting for its first words, not the sidebar or the
+        # message box it also updates.
         send_event = box.submit(
             ui.send, [box, links, link_kind, *turn_inputs], [*turn_outputs, links],
-            api_visibility=PRIVATE,
+            api_visibility=PRIVATE, show_progress_on=chatbot,
         )
         then_refresh(send_event)
         retry_event = chatbot.retry(
-            ui.regenerate, turn_inputs, turn_outputs, api_visibility=PRIVATE
+            ui.regenerate, turn_inputs, turn_outputs, api_visibility=PRIVATE,
+            show_progress_on=chatbot,
         )
         then_refresh(retry_event)
-        edit_event = chatbot.edit(ui.edit, turn_inputs, turn_outputs, api_visibility=PRIVATE)
+        edit_event = chatbot.edit(ui.edit, turn_inputs, turn_outputs, api_visibility=PRIVATE,
+                                  show_progress_on=chatbot)
         then_refresh(edit_event)
         # Stop ends the run (in every tab that shows it); the turn's own event then ends too.
         # Closing or reloading the page does not: the answer goes on, and reopening the
         # conversation follows it live (attach below).
         then_refresh(box.stop(ui.stop_run, [state], None, api_visibility=PRIVATE))
-        then_refresh(chatbot.undo(ui.undo, [state], [chatbot, box, state], api_visibility=PRIVATE))
+        then_refresh(chatbot.undo(ui.undo, [state], [chatbot, box, state], api_visibility=PRIVATE,
+                                  show_progress=HIDDEN))
         chatbot.like(ui.feedback, [state], None, api_visibility=PRIVATE)
         approve_btn.click(ui.approve, [state], None, api_visibility=PRIVATE)
         deny_btn.click(ui.deny, [state], None, api_visibility=PRIVATE)
@@ -342,26 +344,29 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI,
             conversations,
             *switcher,
         ]
-        then_gauge(chatbot.clear(ui.new_chat, [state], new_chat_outputs, api_visibility=PRIVATE))
+        then_gauge(chatbot.clear(ui.new_chat, [state], new_chat_outputs, api_visibility=PRIVATE,
+                                 show_progress=HIDDEN))
         # "Show N earlier messages" while a long conversation shows only its last ones.
         chatbot.change(ui.earlier_button, [state], [earlier_btn], queue=False,
-                       api_visibility=PRIVATE, show_progress="hidden")
+                       api_visibility=PRIVATE, show_progress=HIDDEN)
         earlier_btn.click(ui.show_earlier, [state], [chatbot], api_visibility=PRIVATE)
         # A send that would not fit the model's context: drop the oldest turns and send, or
         # summarize this chat and continue in a new one (the message stays in the box).
         show_stop(drop_btn.click)
         then_refresh(drop_btn.click(ui.drop_oldest, [state], [state, context_offer],
-                                    api_visibility=PRIVATE, show_progress="hidden").then(
+                                    api_visibility=PRIVATE, show_progress=HIDDEN).then(
             ui.send, [box, links, link_kind, *turn_inputs], [*turn_outputs, links],
             api_visibility=PRIVATE))
         show_stop(summary_btn.click)
         summarized = then_refresh(summary_btn.click(ui.summarize, turn_inputs, turn_outputs,
                                                     api_visibility=PRIVATE))
-        chatbot.select(ui.focus, [state], [state, *switcher], api_visibility=PRIVATE)
+        chatbot.select(ui.focus, [state], [state, *switcher], api_visibility=PRIVATE,
+                       show_progress=HIDDEN)
         version_outputs = [chatbot, state, *switcher]
-        prev_btn.click(ui.previous_version, [state], version_outputs, api_visibility=PRIVATE)
-        next_btn.click(ui.next_version, [state], version_outputs, api_visibility=PRIVATE)
-        use_btn.click(ui.use_version, [state], version_outputs, api_visibility=PRIVATE)
+        for button, switch in ((prev_btn, ui.previous_version), (next_btn, ui.next_version),
+                               (use_btn, ui.use_version)):
+            button.click(switch, [state], version_outputs, api_visibility=PRIVATE,
+                         show_progress=HIDDEN)
 
         open_outputs = [
             chatbot,
@@ -370,13 +375,15 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI,
             system,
             provider,
             model,
+            models_note,
             tools_box,
             tool_choice,
             *switcher,
             *params,
         ]
         open_event = conversations.input(
-            ui.open, [conversations, state], open_outputs, api_visibility=PRIVATE
+            ui.open, [conversations, state], open_outputs, api_visibility=PRIVATE,
+            show_progress=HIDDEN,
         )
         # A conversation opened from its link (?c=…, kept in the address bar), as after a
         # reload: shown, selected in the sidebar, and followed live if an answer streams.
@@ -392,50 +399,55 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI,
                      show_progress="hidden")
         for opened in (open_event, url_open):
             then_gauge(opened)
-            opened.then(ui.follow_live, [state], turn_outputs, api_visibility=PRIVATE).then(
+            opened.then(ui.follow_live, [state], turn_outputs, api_visibility=PRIVATE,
+                        show_progress=HIDDEN).then(
                 ui.after_following, [state, search], [*after_outputs, box],
-                api_visibility=PRIVATE)
+                api_visibility=PRIVATE, show_progress=HIDDEN)
 
         then_gauge(new_btn.click(ui.new_chat, [state], new_chat_outputs,
-                                 api_visibility=PRIVATE))
+                                 api_visibility=PRIVATE, show_progress=HIDDEN))
         search.change(
             ui.sidebar,
             [state, search],
             [conversations],
             api_visibility=PRIVATE,
             trigger_mode="always_last",
+            show_progress=HIDDEN,
         )
-        rename_btn.click(
-            ui.rename, [title_box, state, search], [conversations], api_visibility=PRIVATE
-        )
-        title_box.submit(
-            ui.rename, [title_box, state, search], [conversations], api_visibility=PRIVATE
-        )
+        for renamed in (rename_btn.click, title_box.submit):
+            renamed(ui.rename, [title_box, state, search], [conversations],
+                    api_visibility=PRIVATE, show_progress=HIDDEN)
         delete_btn.click(
-            lambda: gr.update(visible=True), None, [confirm_row], api_visibility=PRIVATE
+            lambda: gr.update(visible=True), None, [confirm_row], api_visibility=PRIVATE,
+            show_progress=HIDDEN,
         )
         cancel_btn.click(
-            lambda: gr.update(visible=False), None, [confirm_row], api_visibility=PRIVATE
+            lambda: gr.update(visible=False), None, [confirm_row], api_visibility=PRIVATE,
+            show_progress=HIDDEN,
         )
         confirm_btn.click(
             ui.delete,
             [state, search],
             [*new_chat_outputs, confirm_row],
             api_visibility=PRIVATE,
+            show_progress=HIDDEN,
         )
 
         # .select, not .change: opening a conversation sets provider and model together (and
         # Gradio 6.31 fires a Dropdown's .input twice per pick).
         provider.select(
-            ui.models_for, [provider, state], [model, models_note], api_visibility=PRIVATE
+            ui.models_for, [provider, state], [model, models_note], api_visibility=PRIVATE,
+            show_progress=HIDDEN,
         )
-        refresh_btn.click(
+        refresh_btn.click(  # asked for: a small spinner says the list is being fetched
             partial(ui.models_for, refresh=True),
             [provider, state],
             [model, models_note],
             api_visibility=PRIVATE,
+            show_progress="minimal",
         )
-        model.change(ui.capabilities_for, [provider, model], params, api_visibility=PRIVATE)
+        model.change(ui.capabilities_for, [provider, model], params, api_visibility=PRIVATE,
+                     show_progress=HIDDEN)
         key_box.submit(
             ui.set_key,
             [key_box, provider, state],
@@ -449,9 +461,11 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI,
         json_btn.click(team.export_json, [state], [download], api_visibility=PRIVATE)
         all_btn.click(team.export_everything, [state], [download], api_visibility=PRIVATE)
         import_btn.upload(
-            team.import_file, [import_btn, state, search], [conversations], api_visibility=PRIVATE
+            team.import_file, [import_btn, state, search], [conversations], api_visibility=PRIVATE,
+            show_progress=HIDDEN,
         )
-        demo.load(team.admin_visible, [state], [admin], api_visibility=PRIVATE)
+        demo.load(team.admin_visible, [state], [admin], api_visibility=PRIVATE,
+                  show_progress=HIDDEN)
         period.change(team.usage, [period, state], [usage_table], api_visibility=PRIVATE)
         admin.expand(team.usage, [period, state], [usage_table], api_visibility=PRIVATE)
         limits_btn.click(
@@ -466,7 +480,8 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI,
             compare_tab,
             demo=demo,
             sidebar_refresh=lambda event: event.then(
-                ui.sidebar, [state, search], [conversations], api_visibility=PRIVATE
+                ui.sidebar, [state, search], [conversations], api_visibility=PRIVATE,
+                show_progress=HIDDEN,
             ),
             conversations=conversations,
             tabs=tabs,
@@ -478,16 +493,33 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI,
         language_known, switched = wire_language(demo, state, stored_lang, language,
                                                  skip=api_components)
         for event in (language_known, switched):
-            event.then(ui.key_banner, [state], [banner], api_visibility=PRIVATE)
+            event.then(ui.key_banner, [state], [banner], api_visibility=PRIVATE,
+                       show_progress=HIDDEN)
+            if account_note is not None:
+                event.then(ui.signed_in, [state], [account_note], api_visibility=PRIVATE,
+                           show_progress=HIDDEN)
         # What is already on screen is written again in the new language.
-        switched.then(ui.rerender, [state], [chatbot, *switcher], api_visibility=PRIVATE)
+        switched.then(ui.rerender, [state], [chatbot, *switcher], api_visibility=PRIVATE,
+                      show_progress=HIDDEN)
         switched.then(ui.models_note, [provider, model, state], [models_note],
-                      api_visibility=PRIVATE)
+                      api_visibility=PRIVATE, show_progress=HIDDEN)
         switched.then(compare.refresh, compare_tab.refresh_inputs, compare_tab.view_outputs,
-                      api_visibility=PRIVATE)
+                      api_visibility=PRIVATE, show_progress=HIDDEN)
         language_known.then(ui.models_for, [provider, state], [model, models_note],
-                            api_visibility=PRIVATE)
+                            api_visibility=PRIVATE, show_progress=HIDDEN)
     return demo
+
+
+def account_bar(auth_mode: str) -> gr.Markdown | None:
+    """The header line: who is signed in and, with accounts, Sign out (none without login)."""
+    if auth_mode not in ("accounts", "header"):
+        return None
+    with gr.Row(elem_id="account"):
+        note = gr.Markdown(elem_id="signed-in")
+        if auth_mode == "accounts":  # behind a sign-in proxy, signing out is the proxy's
+            # page.js signs out with a POST: GET /logout is refused (webapp/web_security.py).
+            gr.Button("Sign out", size="sm", elem_id="sign-out", scale=0, min_width=90)
+    return note
 
 
 def wire_language(demo: gr.Blocks, state: gr.State, stored: gr.BrowserState,

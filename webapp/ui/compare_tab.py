@@ -163,19 +163,23 @@ def wire_compare(
         return gr.Tabs(selected=tab_id) if opened_here else gr.skip()
 
     demo.load(compare.load_models, [tab.session, *tab.providers], tab.models,
-              api_visibility=PRIVATE)
+              api_visibility=PRIVATE, show_progress="hidden")
     for event in tab.finished:
         sidebar_refresh(event)
     if conversations is None:
         return
     triggers: list[Any] = [event.then for event in after_open or []]
     for trigger in triggers or [conversations.input]:  # type: ignore[attr-defined]
+        # Run on every conversation opened from the sidebar, mostly to find it is no comparison:
+        # no progress shown (it would flash over the tab).
         opened = trigger(compare.open, [conversations, tab.session, tab.cstate, tab.blind],
-                         tab.view_outputs, api_visibility=PRIVATE)
+                         tab.view_outputs, api_visibility=PRIVATE, show_progress="hidden")
         # A round still streaming (from another tab, or before a reload) is followed live.
         attached = opened.then(compare.follow_live, [tab.session, tab.cstate, tab.blind],
-                               [*tab.view_outputs, tab.prompt], api_visibility=PRIVATE)
+                               [*tab.view_outputs, tab.prompt], api_visibility=PRIVATE,
+                               show_progress="hidden")
         attached.then(compare.after_following, tab.refresh_inputs, tab.view_outputs,
-                      api_visibility=PRIVATE)
+                      api_visibility=PRIVATE, show_progress="hidden")
         if tabs is not None:
-            opened.then(show_tab, [conversations, tab.cstate], [tabs], api_visibility=PRIVATE)
+            opened.then(show_tab, [conversations, tab.cstate], [tabs], api_visibility=PRIVATE,
+                        show_progress="hidden")

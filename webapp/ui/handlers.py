@@ -41,6 +41,7 @@ from webapp.params import PARAMS, ParamError, normalize, warnings_for
 from webapp.safe_markup import LATEX_MARKDOWN, safe_markdown, unescape_for_edit
 from webapp.summary import SUMMARY_REQUEST, SummaryMissing, start_from_summary
 from webapp.ui import controls
+from webapp.ui.account import signed_in_text
 from webapp.ui.render import (
     View,
     feedback_values,
@@ -56,6 +57,9 @@ from webapp.versions import NavigationRefused, Versions, version_info
 Updates = tuple[Any, ...]
 TURN_OUTPUTS = 6  # chatbot, box, state, approval panel, approval text, sidebar
 AFTER_OUTPUTS = 7  # chatbot, state, the version switcher's four, sidebar
+# chatbot, state, title, system prompt, provider, model, model note, tools, tool choice, the
+# version switcher's four, the parameters
+OPEN_OUTPUTS = 13 + len(PARAMS)
 T = TypeVar("T")
 # Every update re-sends the whole chat to the page (Gradio diffs it after postprocessing all
 # of it): 0.1 s between updates in a new chat, 0.3 s with 40 turns above (bench/load.py).
@@ -146,6 +150,10 @@ class ChatUI:
             state.api_keys.clear()  # a pasted key must never bill the next person
         state.username, state.user_id = person.username, person.user_id
         return person
+
+    async def signed_in(self, state: SessionState, request: gr.Request) -> str:
+        """The header line: who is signed in, in the page's language."""
+        return signed_in_text((await self.person(state, request)).username, state.lang)
 
     async def user_id(self, state: SessionState, request: gr.Request | None) -> int:
         return (await self.person(state, request)).user_id
@@ -502,7 +510,7 @@ class ChatUI:
                    request: gr.Request) -> Updates:
         """Open a conversation from the sidebar: messages and its saved settings."""
         if not conversation_id or conversation_id == state.conversation_id:
-            return tuple(gr.skip() for _ in range(12 + len(PARAMS)))
+            return tuple(gr.skip() for _ in range(OPEN_OUTPUTS))
         user_id = await self.user_id(state, request)
         try:
             conversation, messages = await self._load(user_id, conversation_id)
@@ -516,14 +524,15 @@ class ChatUI:
             gr.Warning(f"This conversation used provider {provider!r}, which is no longer "
                        "configured; pick another provider to continue it.")
             provider = self.settings.default_provider
-        model, _ = await self.models_for(provider, state, current=conversation.model)
+        # The note under the model list goes with the provider: "5 models from jiekou.ai."
+        model, note = await self.models_for(provider, state, current=conversation.model)
         stored = conversation.parameters or {}
         known = self.service.tools.names()
         tools = [n for n in stored.get("tools", self.default_tools) if n in known]
         choice = stored.get("tool_choice") or "auto"
         return (view.chatbot(), state, conversation.title, conversation.system_prompt,
-                provider, model, tools, choice if choice in (*known, "auto", "none",
-                                                             "required") else "auto",
+                provider, model, note, tools, choice if choice in (*known, "auto", "none",
+                                                                   "required") else "auto",
                 *self._versions(state, messages),
                 *controls.show(conversation.parameters))
 
@@ -532,13 +541,13 @@ class ChatUI:
         params = getattr(request, "query_params", None) or {}
         conversation_id = str(params.get("c", "") or "").strip()
         if not conversation_id:
-            return tuple(gr.skip() for _ in range(12 + len(PARAMS)))
+            return tuple(gr.skip() for _ in range(OPEN_OUTPUTS))
         try:
             return await self.open(conversation_id, state, request)
         except gr.Error:
             gr.Warning(t("The conversation in the address does not exist or is not yours.",
                          state.lang))
-            return tuple(gr.skip() for _ in range(12 + len(PARAMS)))
+            return tuple(gr.skip() for _ in range(OPEN_OUTPUTS))
 
     def new_chat(self, state: SessionState) -> Updates:
         state.conversation_id, state.message_ids, state.focus_id = None, [], None

@@ -1,8 +1,8 @@
 /* Parley's page script, served as /parley/page.js (a file, so the Content-Security-Policy
    needs no inline script or eval for it). Theme and projector mode (kept in localStorage), Esc
    stops an answer, the sidebar starts closed on phones, "load image" links in model output,
-   and Sign out as a POST. Gradio renders the app after this runs, so elements are looked up
-   when an event happens, never at load. */
+   whole titles as the sidebar's tooltips, and Sign out as a POST. Gradio renders the app after
+   this runs, so elements are looked up when an event happens, never at load. */
 (() => {
   if (window.parleyView) return;  // Gradio may add the head again (dev reload)
   const THEME = "parley-theme";  // "light" | "dark"; unset: Gradio follows the system
@@ -296,6 +296,13 @@
     else url.searchParams.delete("c");
     if (url.href !== location.href) history.replaceState(history.state, "", url);
   }
+  // The sidebar cuts long titles with "…" (style.css): each entry's tooltip is its whole title.
+  function titleConversations() {
+    for (const label of document.querySelectorAll("#conversations label")) {
+      const title = label.textContent.trim();
+      if (label.title !== title) label.title = title;
+    }
+  }
   let urlPending = false;
   new MutationObserver(() => {
     if (urlPending) return;
@@ -304,8 +311,9 @@
       urlPending = false;
       keepConversationInUrl();
       connectLiveAnswers();
+      titleConversations();
     });
-  }).observe(body, { childList: true, subtree: true, attributes: true,
+  }).observe(body, { childList: true, subtree: true, characterData: true, attributes: true,
                      attributeFilter: ["class", "checked"] });
   document.addEventListener("change", keepConversationInUrl);
 

@@ -199,12 +199,14 @@ def wire_presets(components: PresetComponents, ui: PresetsUI, *, state: gr.State
     settings = [system, provider, model, tools_box, tool_choice, *params]
     # .input, not .change: refreshing the choices after a save must not re-apply a preset.
     # .select: Gradio 6.31 fires a Dropdown's .input twice per pick (the preset applied twice).
-    c.dropdown.select(ui.apply, [c.dropdown, state], settings, api_visibility=PRIVATE)
+    # Picking a preset refills every setting: no progress overlay on each of them.
+    c.dropdown.select(ui.apply, [c.dropdown, state], settings, api_visibility=PRIVATE,
+                      show_progress="hidden")
     save_inputs = [state, c.name, c.team, *settings]
     for trigger in (c.save.click, c.name.submit):
         trigger(ui.save, save_inputs, [c.dropdown, c.status], api_visibility=PRIVATE)
     c.delete.click(ui.delete, [c.dropdown, state], [c.dropdown, c.status],
                    api_visibility=PRIVATE)
-    demo.load(ui.choices, [state], [c.dropdown], api_visibility=PRIVATE)
-    demo.load(ui.team_visible, [state], [c.team], api_visibility=PRIVATE)
+    demo.load(ui.choices, [state], [c.dropdown], api_visibility=PRIVATE, show_progress="hidden")
+    demo.load(ui.team_visible, [state], [c.team], api_visibility=PRIVATE, show_progress="hidden")
 

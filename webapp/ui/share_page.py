@@ -13,6 +13,7 @@ from storage import accounts
 from storage import repository as repo
 from webapp.i18n import pick_language, t
 from webapp.safe_markup import LATEX_MARKDOWN, safe_markdown
+from webapp.ui.account import signed_in_text
 from webapp.ui.app import LATEX
 from webapp.ui.render import render_path
 
@@ -23,38 +24,54 @@ SHARED = "Shared from Parley · read-only"
 class SharePage:
     """Loads the conversation behind a token; nothing on this page can change it."""
 
-    def __init__(self, session_factory: Callable[[], Session]) -> None:
+    def __init__(self, session_factory: Callable[[], Session], auth_mode: str = "none") -> None:
         self._session_factory = session_factory
+        self.auth_mode = auth_mode  # accounts: the header line has Sign out
 
-    async def load(self, request: gr.Request) -> tuple[Any, Any]:
+    async def load(self, request: gr.Request) -> tuple[Any, ...]:
+        """(header line, its text, Sign out, title, chat) for the token in the address."""
         token = str(request.query_params.get("token", ""))
         # No language switch here: the page follows the browser's language.
         lang = pick_language(None, request.headers.get("accept-language"))
+        name = getattr(request, "username", None)
 
-        def work() -> tuple[Any, Any]:
+        def work() -> tuple[Any, Any, Any]:
             with self._session_factory() as session:
-                return accounts.shared_conversation(session=session, token=token)
+                viewer = accounts.get_user(session=session, username=name) if name else None
+                try:
+                    found = accounts.shared_conversation(session=session, token=token)
+                except repo.NotFound:
+                    return viewer, None, None
+                return viewer, *found
 
-        try:
-            conversation, messages = await asyncio.to_thread(work)
-        except repo.NotFound:
-            return t(GONE, lang), gr.update(visible=False)
+        viewer, conversation, messages = await asyncio.to_thread(work)
+        shown = viewer.username if viewer is not None else name  # as first spelled
+        header = (gr.update(visible=bool(shown)), signed_in_text(shown, lang) if shown else "",
+                  t("Sign out", lang))
+        if conversation is None:
+            return *header, t(GONE, lang), gr.update(visible=False)
         path = repo.active_path(messages, conversation.current_leaf_id)
         title = f"### {conversation.title}\n{t(SHARED, lang)}"
         if conversation.model:
             title += f" · {conversation.model}"
         # The title is the sharer's text, shown to another viewer: as safe as the messages.
-        return (safe_markdown(title, latex=LATEX_MARKDOWN),
+        return (*header, safe_markdown(title, latex=LATEX_MARKDOWN),
                 gr.update(value=render_path(path, lang=lang).messages, visible=True))
 
 
 def build_share_page(page: SharePage) -> gr.Blocks:
-    """A minimal Blocks app: a title and a read-only Chatbot."""
+    """A minimal Blocks app: who is signed in, a title and a read-only Chatbot."""
     with gr.Blocks(title="Parley · shared conversation") as demo:
+        with gr.Row(elem_id="account", visible=False) as account:
+            note = gr.Markdown(elem_id="signed-in")
+            # page.js signs out with a POST (as on the chat page); hidden behind a sign-in proxy.
+            sign_out = gr.Button("Sign out", size="sm", elem_id="sign-out", scale=0,
+                                 min_width=90, visible=page.auth_mode == "accounts")
         title = gr.Markdown("Loading…", elem_id="share-title")
         chatbot = gr.Chatbot(elem_id="share-chat", show_label=False, height="80vh",
                              latex_delimiters=LATEX, sanitize_html=True, render_markdown=True,
                              buttons=["copy"])
-        demo.load(page.load, None, [title, chatbot], api_visibility="private")
+        demo.load(page.load, None, [account, note, sign_out, title, chatbot],
+                  api_visibility="private", show_progress="hidden")
     demo.queue(default_concurrency_limit=None)
     return demo

@@ -105,7 +105,12 @@ class Translations:
         return [lang, state, *self.updates(lang)]
 
 
+# Each language named in itself, so never translated; Chinese with its code as well, which
+# stays readable on a machine without a CJK font (where "中文" alone shows as two boxes).
+PICKER_NAMES = {"en": "English", "zh": "中文 / ZH"}
+
+
 def language_picker() -> gr.Radio:
-    """The language switch; each language is named in itself, so it is never translated."""
-    return gr.Radio([(name, code) for code, name in LANGUAGES.items()], value="en",
-                    show_label=False, elem_id="language", container=False)
+    """The language switch: English, 中文 / ZH."""
+    return gr.Radio([(PICKER_NAMES.get(code, name), code) for code, name in LANGUAGES.items()],
+                    value="en", show_label=False, elem_id="language", container=False)
