@@ -374,9 +374,15 @@ class ChatService:
             return repo.active_path(messages, conversation.current_leaf_id)
 
         path = await self.db(work)
+        used, estimated = used_tokens(path, system_prompt)
+        return self.gauge(provider, model, used=used, estimated=estimated)
+
+    def gauge(self, provider: str, model: str, *, used: int, estimated: bool) -> Gauge | None:
+        """The gauge for a conversation of `used` tokens on `model` (None: nothing to show)."""
+        if provider not in self.clients or not model:
+            return None
         config = self.settings.provider(provider)
         caps = self.capabilities.lookup(model, config.kind, config.name)
-        used, estimated = used_tokens(path, system_prompt)
         return Gauge(used, estimated, context_limit(model, caps, self._listed_contexts(provider)))
 
     def _check_attachments(self, attached: tuple[Attachment, ...], caps: Capabilities,

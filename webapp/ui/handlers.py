@@ -35,6 +35,7 @@ from webapp.chat import (
     TurnUpdate,
     update_interval,
 )
+from webapp.context import used_tokens
 from webapp.i18n import t
 from webapp.markdown_text import fenced
 from webapp.params import PARAMS, ParamError, normalize, warnings_for
@@ -183,6 +184,8 @@ class ChatUI:
                                if m.batch_id == last.batch_id]
         view = render_path(path, groups, state.lang, window=state.window, note=False)
         state.hidden = view.hidden
+        # What the context gauge shows next (it reads this instead of loading the chat again).
+        state.context_used = (conversation.id, *used_tokens(path, conversation.system_prompt))
         view.feedback = feedback_values(view, {m.id: m.feedback for m in messages})
         state.message_ids = view.message_ids
         state.active_ids = {m.id for m in path}
@@ -622,10 +625,14 @@ class ChatUI:
                     request: gr.Request) -> Updates:
         """The context gauge under the box, and the offer shown when a send would not fit."""
         user_id = await self.user_id(state, request)
-        with refused_if_missing():
-            gauge = await self.service.context_gauge(
-                user_id=user_id, conversation_id=state.conversation_id, provider=provider,
-                model=model or "", system_prompt=system or "")
+        known = state.context_used
+        if state.conversation_id and known and known[0] == state.conversation_id:
+            gauge = self.service.gauge(provider, model or "", used=known[1], estimated=known[2])
+        else:
+            with refused_if_missing():
+                gauge = await self.service.context_gauge(
+                    user_id=user_id, conversation_id=state.conversation_id, provider=provider,
+                    model=model or "", system_prompt=system or "")
         offer = gr.update(visible=state.context_full)
         if gauge is None:
             return gr.update(value="", visible=False), offer

@@ -27,6 +27,8 @@ class SessionState:
     hidden: int = 0  # stored messages above the shown ones
     context_full: bool = False  # the last send was refused: it would not fit the context
     fit_context_for: str | None = None  # the conversation whose oldest turns may be dropped
+    # (conversation id, tokens so far, whether estimated), from the last render of the chat
+    context_used: tuple[str, int, bool] | None = None
     summary_of: str | None = None  # the conversation being summarized for a new chat
 
     def __repr__(self) -> str:  # keys must never reach a log line
