@@ -221,9 +221,14 @@ class ChatUI:
         state.query = query or ""
         items = await self.db(
             lambda s: repo.list_conversations(session=s, user_id=user_id, query=query or ""))
+        state.listing = [(c.title, c.id) for c in items]
+        return self._marked(state, user_id)
+
+    def _marked(self, state: SessionState, user_id: int) -> Any:
+        """The sidebar as last listed, ● marking the conversations with a live run."""
         live = self.service.runs.live_conversations(user_id)
-        return gr.update(choices=[(f"{LIVE_MARK}{c.title}" if c.id in live else c.title, c.id)
-                                  for c in items], value=state.conversation_id)
+        return gr.update(choices=[(f"{LIVE_MARK}{title}" if cid in live else title, cid)
+                                  for title, cid in state.listing], value=state.conversation_id)
 
     # ---- chat turns ------------------------------------------------------------------------
     async def _run(
@@ -264,7 +269,12 @@ class ChatUI:
         if state.stop_pending:  # Stop came while the turn's rows were being written
             await self.service.stop(user_id, state.conversation_id)
         box = EMPTY_BOX if clear_box else gr.skip()
-        sidebar = await self.sidebar(state, state.query, request)  # the new chat, marked live
+        # The chat, marked live: a new one needs the list again; a listed one only its mark (a
+        # search over a large history costs the database a scan, before the answer's first frame).
+        if any(cid == state.conversation_id for _, cid in state.listing):
+            sidebar = self._marked(state, user_id)
+        else:
+            sidebar = await self.sidebar(state, state.query, request)
         # Closing the page only stops watching: the answer goes on and is saved (Stop ends it).
         async with contextlib.aclosing(stream):
             async for frame in self._frames(state, first, stream):

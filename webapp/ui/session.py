@@ -20,6 +20,7 @@ class SessionState:
     active_ids: set[str] = field(default_factory=set)  # the messages on the shown path
     lang: str = "en"  # the page's language: en | zh (webapp.i18n)
     query: str = ""  # the sidebar's search text, as last applied
+    listing: list[tuple[str, str]] = field(default_factory=list)  # (title, id) as last listed
     attached: bool = False  # this tab is following a run it did not start (set by attach)
     viewing: bool = False  # this tab's chat is showing a live run now
     stop_pending: bool = False  # Stop was pressed before this tab's new run existed
