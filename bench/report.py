@@ -34,35 +34,37 @@ NAMES = {
 
 ANALYSIS = """## Where the missed targets come from
 
-Found by profiling the server under this load (`py-spy record --gil` on the Parley process).
+Found by profiling the server under this load (`py-spy record -s -r 50 -f raw -- python -m
+bench.load --systems parley-ui-40 --users 50 --patterns burst`, the server's samples only).
 
-- **Added time to first token in a burst.** Before its upstream request, each turn does about
-  10–14 ms of Python: Gradio's queue join and event dispatch, the turn's first database rows
-  (one SQLAlchemy ORM transaction), the HTTP request. In a burst these run one after another on
-  the one core the GIL allows, behind the streams that have already started, so the last of 50
-  users waits for the other 49. Fixed on the way (`webapp/gradio_tuning.py`): every new session
-  built the config of all ~200 components, the sync `login_check` dependency sent every request
-  to a new worker thread, queue positions were broadcast O(n²). Users who arrive over a few
-  seconds (the ramp) see a few tens of milliseconds; Open WebUI and gr.load_chat add more than
-  Parley in the same burst.
-- **CPU per 1,000 tokens.** At one token per SSE chunk, reading the upstream with httpx
-  (httpcore/h11 and a timeout scope per read) costs about 0.12 s per 1,000 tokens by itself
-  (the benchmark client's own CPU while it reads the direct streams at 50 users, measured
-  separately; `bench/load.py` now records it per run as `client_cpu_s`): the floor for a
-  server built on httpx, which the design fixes. Gradio's processing of each streamed update
-  (10 per second per stream; fewer in long chats) and the per-request work above make up the
-  rest. Open WebUI's
-  aiohttp server streams with no per-update framework work; gr.load_chat re-renders per token.
-- **The slowest UI request at 100 users in a burst** is the same CPU limit: 100 streams of
-  Chatbot updates on one core.
-- **Long chats.** Gradio re-runs the Chatbot's postprocessing, serialisation and diff over the
-  whole shown history on every update. Parley converts the settled messages once per turn and
-  updates long chats less often (0.1 s, plus 2.5 ms per message, up to 0.4 s), which keeps
-  throughput; each open stream still holds its chat's rendered copy, so RSS grows with long
-  chats times concurrent users.
-- **Memory per idle session** (the history section): Gradio keeps each tab's component state;
-  the Compare tab's model lists filled on page load and the sidebar's 200 titles (kept twice)
-  are the largest parts.
+- **Added time to first token in a burst.** Before its upstream request each turn does a few
+  milliseconds of Python (Gradio's queue join and dispatch for `/chat` and the UI, the turn's
+  first database rows, the HTTP request); in a burst these run one after another on the one
+  core the GIL allows, behind the streams already running, so the last of 50 users waits for
+  the other 49. The `/v1` path skips Gradio's queue and most of that (+187 ms at 50 users in
+  a burst against +528 ms for `/chat`; the bound is 150 ms): what is left is the API key check
+  (cached), the write-ahead transaction (the conversation and its two first messages) and the
+  request itself, about 3 ms each. Batching the write-ahead of a burst into one transaction is
+  the next step. Users who arrive over a few seconds (the ramp) see a few tens of
+  milliseconds on every path.
+- **CPU per 1,000 tokens on `/chat` and the UI.** The provider stream is read through aiohttp
+  now (25 µs a chunk instead of httpx's 120; `/v1` costs 0.12–0.15 s per 1,000 tokens in all);
+  the rest is Gradio's per-event work: the queue, the event's SSE messages and the UI's
+  `.then` chain (after each answer the page runs the re-render and the context gauge as
+  events of their own).
+- **Long chats (40 prior turns).** The streamed updates no longer depend on the history: the
+  answer travels as deltas on its own feed, and the chat is written twice per turn (at the
+  start and at the end). What still grows with the chat is per turn, not per update: the 80
+  stored messages are loaded through the ORM twice (the turn's first rows, and the re-render
+  after it: `load_messages` was about 15 % of the server's samples), the whole chat goes to
+  the page twice, and in this run two more costs that are fixed since (next section): the
+  sidebar searched all 26,000 stored messages of the seeded database for the title in its
+  search box before the answer's first frame, and the context gauge loaded the chat a third
+  time. A render cache of the stored messages per session, and sending the page only the
+  turn's new messages, are what would take the long-chat path to the short one's cost.
+- **Peak RSS** is the server's peak since it started: each system runs all its levels in one
+  process, so the ramp figures include the burst at 100 users before them (Python keeps the
+  memory it freed). The 40-turn chats' burst at 50 users peaked at 277 MB.
 
 """
 
@@ -220,6 +222,16 @@ BEFORE_AFTER = {  # before/after pairs of load runs on the same machine type
              "After: this page's run. Same bench, same 2-CPU machine type; each figure is "
              "beside its own direct stream of the same run, so the two runs compare as ratios "
              "and added milliseconds, not raw times."),
+    "long-chat": ("load.json", "load-long-chat.json",
+                  "The long-chat fixes after this run (sidebar mark, gauge, token estimate)",
+                  "The UI paths again after three fixes the profile of this run pointed to: a "
+                  "turn marks its conversation live in the sidebar from the last listing "
+                  "instead of searching the history again, the context gauge reads the tokens "
+                  "counted at the last render instead of loading the chat a third time, and "
+                  "the token estimate counts wide characters with a regex (7.5 ms → 0.05 ms "
+                  "for a 40-turn chat). `bench/load.py --systems direct,parley-ui,parley-ui-40 "
+                  "--users 50,100 --out bench/results/load-long-chat.json`, right after the "
+                  "full run, on the same machine."),
 }
 COMPARED = ("added_p95_ms", "ratio_median", "ratio_min", "cpu_per_1k", "rss_mb")
 
