@@ -319,7 +319,7 @@ class InProcess:
         parley = build(load_settings(app_settings(url), dotenv_path=None))
         freeze_startup_objects()
         open_fn = chat_event(parley.demo, "open", "input")
-        sidebar_fn = chat_event(parley.demo, "sidebar", "load")
+        sidebar_fn = chat_event(parley.demo, "sidebar", "change")  # the search box's
         ui = open_fn.fn.__self__  # type: ignore[union-attr]
         return cls(parley, ui, open_fn, sidebar_fn)
 
@@ -612,11 +612,15 @@ def find_dependency(page: PageConfig, config_deps: list[dict[str, Any]], elem_id
 
 def load_dependency(page: PageConfig, config_deps: list[dict[str, Any]],
                     output_elem_id: str) -> Dependency:
-    """The page-load event whose only output is the component with this elem_id."""
+    """The event the page loads this component with (its only output): a load event, or
+    the search box's change, which runs the same handler (the page's load chain runs the
+    sidebar as a `.then` of opening the conversation in the address)."""
     component = page.by_elem_id[output_elem_id]
-    for dep in config_deps:
-        if any(t[1] == "load" for t in dep["targets"]) and dep["outputs"] == [component]:
-            return page.dependencies[dep["id"]]
+    for trigger in ("load", "change"):
+        for dep in config_deps:
+            if (any(t[1] == trigger for t in dep["targets"]) and dep["outputs"] == [component]
+                    and dep.get("backend_fn")):
+                return page.dependencies[dep["id"]]
     raise LookupError(f"no load event fills #{output_elem_id}")
 
 
