@@ -16,6 +16,7 @@ import pytest
 from storage import repository as repo
 from storage.db import make_engine, migrate, session_factory
 from tests.fake_openai import FakeOpenAI, Reply
+from tests.test_chat_service import path_of
 from webapp.capabilities import CapabilityFileError, CapabilityTable, Rule, load_rules
 from webapp.chat import ChatService, ContextFull, NewMessage, TurnSettings
 from webapp.config import load_settings
@@ -170,17 +171,6 @@ async def turn(service: ChatService, uid: int, conversation_id: str | None, text
     return last
 
 
-async def stored_path(service: ChatService, uid: int, conversation_id: str) -> list[Any]:
-    def work(session: Any) -> list[Any]:
-        conversation = repo.get_conversation(session=session, user_id=uid,
-                                             conversation_id=conversation_id)
-        messages = repo.load_messages(session=session, user_id=uid,
-                                      conversation_id=conversation_id)
-        return repo.active_path(messages, conversation.current_leaf_id)
-
-    return await service.db(work)
-
-
 async def a_full_conversation(service: ChatService, fake: FakeOpenAI) -> tuple[int, str]:
     """A conversation at 230 of 400 tokens by the provider's count: the next 800-character
     question (≈204 tokens) would not fit."""
@@ -204,7 +194,7 @@ async def test_a_send_that_would_not_fit_is_refused_and_nothing_is_stored_or_sen
     with pytest.raises(ContextFull, match="would not fit Qwen/Qwen3-8B's context of 400 tokens"):
         await turn(service, uid, conversation_id, "y" * 800)
     assert len(fake.requests) == sent
-    assert [m.content[:1] for m in await stored_path(service, uid, conversation_id)] == [
+    assert [m.content[:1] for m in await path_of(service, uid, conversation_id)] == [
         "x", "F"]
 
 
@@ -218,7 +208,7 @@ async def test_dropping_the_oldest_turns_sends_what_fits_and_keeps_them_stored(
     assert any("1 oldest turns were left out" in note for note in update.notes)
     assert fake.requests[-1]["json"]["messages"] == [
         {"role": "system", "content": "Be brief."}, {"role": "user", "content": "y" * 800}]
-    assert len(await stored_path(service, uid, conversation_id)) == 4  # nothing deleted
+    assert len(await path_of(service, uid, conversation_id)) == 4  # nothing deleted
 
 
 async def test_a_new_chat_starts_from_the_summary_with_the_old_settings(
@@ -237,7 +227,7 @@ async def test_a_new_chat_starts_from_the_summary_with_the_old_settings(
     assert new.system_prompt.startswith("Be brief.\n\nSummary of an earlier conversation")
     assert (new.provider, new.model) == ("siliconflow", "Qwen/Qwen3-8B")
     assert new.title.endswith("(continued)")
-    assert await stored_path(service, uid, new_id) == []
+    assert await path_of(service, uid, new_id) == []
     # A failed summary starts nothing.
     fake.enqueue(Reply(content="", error_after=0))
     async for _ in service.stream_turn(user_id=uid, conversation_id=conversation_id,
