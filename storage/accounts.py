@@ -17,7 +17,7 @@ from sqlmodel import Session, col, select
 
 from storage.field_limits import USERNAME
 from storage.models import Conversation, DeletedUsage, Message, ShareLink, User, utc_now
-from storage.repository import NotFound, _check_id, _owned_conversation, find_user
+from storage.repository import NotFound, _check_id, _owned_conversation, find_user, of_user
 
 USERNAME_MAX = USERNAME.max_chars
 
@@ -199,7 +199,7 @@ def shared_conversation(*, session: Session, token: str) -> tuple[Conversation, 
     _check_id(conversation.id)
     statement = (
         select(Message)
-        .where(Message.conversation_id == conversation.id, Message.user_id == link.user_id)
+        .where(Message.conversation_id == conversation.id, of_user(link.user_id))
         .order_by(col(Message.created_at), col(Message.choice_index), col(Message.id))
     )
     return conversation, list(session.exec(statement).all())

@@ -52,6 +52,7 @@ def write_api_turn(
     `conversation_id` names one of the user's own (then the messages continue it)."""
     now = utc_now()
     parent_id: str | None = None
+    continued = bool(conversation_id)
     if conversation_id:
         _check_id(conversation_id)  # InvalidId for anything but an id
         row = session.execute(
@@ -64,10 +65,6 @@ def write_api_turn(
         now = max(now, row.updated_at + timedelta(microseconds=1))
     else:
         conversation_id = new_id()
-        session.execute(insert(CONVERSATIONS).values(
-            id=conversation_id, user_id=user_id, title=title, system_prompt=system_prompt,
-            provider=provider, model=model, parameters=parameters, current_leaf_id=None,
-            mode="chat", created_at=now, updated_at=now))
     rows: list[dict[str, Any]] = []
     step = timedelta(microseconds=1)  # strictly increasing times keep "created order" defined
     for index, message in enumerate(messages):
@@ -89,10 +86,17 @@ def write_api_turn(
                              role="assistant", content="", state="streaming", provider=provider,
                              model=model, parameters=sent_parameters, choice_index=index,
                              batch_id=batch_id))
+    settings = {"current_leaf_id": answer_ids[0] if answer_ids else question_id,
+                "updated_at": answered_at, "system_prompt": system_prompt, "provider": provider,
+                "model": model, "parameters": parameters}
+    if continued:
+        session.execute(update(CONVERSATIONS).where(CONVERSATIONS.c.id == conversation_id)
+                        .values(**settings))
+    else:  # the conversation row is written whole, before the messages that point at it
+        session.execute(insert(CONVERSATIONS).values(
+            id=conversation_id, user_id=user_id, title=title, mode="chat", created_at=now,
+            **settings))
     session.execute(insert(MESSAGES), rows)
-    session.execute(update(CONVERSATIONS).where(CONVERSATIONS.c.id == conversation_id).values(
-        current_leaf_id=answer_ids[0] if answer_ids else question_id, updated_at=answered_at,
-        system_prompt=system_prompt, provider=provider, model=model, parameters=parameters))
     session.commit()
     return ApiTurnRows(conversation_id, question_id, answer_ids)
 

@@ -72,6 +72,16 @@ def _clean_title(title: str) -> str:
     return " ".join(title.split())[:TITLE_MAX_LENGTH].strip() or "Untitled"
 
 
+def of_user(user_id: int) -> Any:
+    """`messages.user_id = :user_id`, beside a conversation_id condition.
+
+    Written `user_id + 0` so that no index serves it: without table statistics SQLite picked
+    the (user_id, created_at) index over the conversation's and read every message the user
+    has to load one chat (4 ms for 80 messages among 4,000; it grows with the whole history).
+    """
+    return (col(Message.user_id) + 0) == user_id
+
+
 def _owned_conversation(session: Session, user_id: int, conversation_id: str) -> Conversation:
     """Load a conversation of this user or raise NotFound."""
     _check_id(conversation_id)
@@ -424,7 +434,7 @@ def search_snippets(
         statement = (
             select(Message.content)
             .where(
-                Message.conversation_id == summary.id, Message.user_id == user_id,
+                Message.conversation_id == summary.id, of_user(user_id),
                 func.lower(Message.content).contains(needle, autoescape=True),
             )
             .order_by(col(Message.created_at).desc())
@@ -443,7 +453,7 @@ def load_messages(*, session: Session, user_id: int, conversation_id: str) -> li
     conversation = _owned_conversation(session, user_id, conversation_id)
     statement = (
         select(Message)
-        .where(Message.conversation_id == conversation.id, Message.user_id == user_id)
+        .where(Message.conversation_id == conversation.id, of_user(user_id))
         .order_by(col(Message.created_at), col(Message.choice_index), col(Message.id))
     )
     messages = list(session.exec(statement).all())

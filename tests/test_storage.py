@@ -643,3 +643,37 @@ def test_many_messages_load_in_order(engine: Engine, call: Call, alice: int) -> 
     path = repo.active_path(messages, parent)
     assert len(messages) == 1_000 and len(path) == 1_000
     assert path[-1].id == parent
+
+
+def test_loading_a_chat_reads_its_own_messages_not_all_of_the_users(sqlite_url: str) -> None:
+    """SQLite (no statistics) chose the user_id index for "this conversation's messages of
+    this user": opening one chat read every message the user has."""
+    from sqlalchemy import event
+
+    engine = make_engine(sqlite_url)
+    migrate(engine)
+    factory = session_factory(engine)
+    with factory() as session:
+        user = repo.ensure_user(session=session, username="ann")
+        assert user.id is not None
+        chats = [repo.create_conversation(session=session, user_id=user.id, title=f"c{i}").id
+                 for i in range(3)]
+        for chat in chats:
+            repo.add_message(session=session, user_id=user.id, conversation_id=chat,
+                             parent_id=None, role="user", content="hi")
+    seen: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if "FROM messages" in statement:
+            seen.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", record)
+    with factory() as session:
+        loaded = repo.load_messages(session=session, user_id=user.id, conversation_id=chats[1])
+    event.remove(engine, "before_cursor_execute", record)
+    assert [m.conversation_id for m in loaded] == [chats[1]]
+    [(statement, parameters)] = seen
+    with sqlite3.connect(make_url(sqlite_url).database or "") as raw:
+        plan = " ".join(row[3] for row in raw.execute("EXPLAIN QUERY PLAN " + statement,
+                                                      parameters))
+    assert "ix_messages_conversation_id_created_at" in plan, plan

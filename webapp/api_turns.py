@@ -269,10 +269,7 @@ class ApiTurns:
 
         reservation = service.reserve(user_id)
         try:
-            if limited:  # the limit check and the rows must be one step per user
-                prepare = await service.start_prepare(user_id, work)
-            else:  # nothing to race for: no lock, and the write is a few INSERTs
-                prepare = service.write_ahead(work)
+            prepare = service.write_ahead(work)
         except BaseException:
             reservation.release()
             raise

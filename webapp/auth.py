@@ -212,6 +212,8 @@ class Identity:
         self._clock = clock
         self._header = HeaderAuth(settings.auth_header, settings.trusted_proxies)
         self._cache: dict[str, tuple[float, User]] = {}
+        self._loading: dict[str, asyncio.Future[User]] = {}
+        self._generation = 0  # bumped by `forget`: a read started before it is not cached
 
     def username(self, request: Any) -> str:
         """The name behind a gr.Request (or FastAPI request); raise NotSignedIn."""
@@ -240,6 +242,17 @@ class Identity:
         if cached is not None and self._clock() - cached[0] < CACHE_S:
             return cached[1]
 
+        # Requests that arrive together for one user share one read (a burst of API calls).
+        loading = self._loading.get(name)
+        if loading is None:
+            loading = self._loading[name] = asyncio.ensure_future(self._load(name))
+            loading.add_done_callback(
+                lambda done: self._loading.pop(name) if self._loading.get(name) is done else None)
+        return await asyncio.shield(loading)
+
+    async def _load(self, name: str) -> User:
+        generation = self._generation
+
         def load() -> User:
             with self._session_factory() as session:
                 # Header mode creates users on first sight; accounts exist already.
@@ -248,14 +261,18 @@ class Identity:
         user = await asyncio.to_thread(load)
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[name] = (self._clock(), user)
+        if generation == self._generation:  # not read before a `forget` of this process
+            self._cache[name] = (self._clock(), user)
         return user
 
     def forget(self, name: str) -> None:
         """Drop a cached user, in every spelling (after an admin changes it in this process)."""
         key = username_key(name)
+        self._generation += 1
         for spelling in [cached for cached in self._cache if username_key(cached) == key]:
             del self._cache[spelling]
+        for spelling in [loading for loading in self._loading if username_key(loading) == key]:
+            del self._loading[spelling]
 
 
 class LoginAddressGuard:

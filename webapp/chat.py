@@ -16,7 +16,6 @@ from typing import Any, TypeVar
 from sqlmodel import Session
 
 from storage import repository as repo
-from storage.db import one_transaction
 from storage.field_limits import TOOL_CHOICE, TOOL_NAME
 from storage.models import Conversation, Message
 from webapp.attachments import (
@@ -39,6 +38,7 @@ from webapp.context import (
     would_exceed,
 )
 from webapp.engine import StreamingClient, TurnRequest
+from webapp.group_commit import GroupCommit
 from webapp.history import auto_title, to_provider_messages
 from webapp.limits import LimitReached, check_limits
 from webapp.observability import Metrics
@@ -170,7 +170,8 @@ class ChatService:
             max_per_user=settings.max_runs_per_user, max_total=settings.max_runs,
             unwatched_timeout_s=settings.run_unwatched_timeout_s)
         self.recorder = TurnRecorder(self.db, self.metrics)
-        self._user_locks: dict[int, asyncio.Lock] = {}
+        # Turns that start together write their first rows in one transaction.
+        self.group_commit = GroupCommit(session_factory)
 
     async def db(self, work: Callable[[Session], T]) -> T:
         """Run one unit of database work in a thread, in its own short session."""
@@ -181,24 +182,6 @@ class ChatService:
 
         return await asyncio.to_thread(run)
 
-    async def start_prepare(self, user_id: int, work: Callable[[Session], T]) -> asyncio.Future[T]:
-        """Start a turn's first unit of work (limit check and new rows), one per user at a time.
-
-        Parallel turns of one user must not all pass a limit check before any of their rows
-        exist (per process; several instances share a limit only approximately). The lock is
-        released when the work is done, even if the caller stops waiting for it.
-        """
-        lock = self._user_locks.setdefault(user_id, asyncio.Lock())
-        await lock.acquire()
-
-        def all_or_nothing(session: Session) -> T:
-            with one_transaction(session):
-                return work(session)
-
-        prepare = asyncio.ensure_future(self.db(all_or_nothing))
-        prepare.add_done_callback(lambda _: lock.release())
-        return prepare
-
     def reserve(self, user_id: int, count: int = 1) -> Reservation:
         """Hold run slots for a new turn; TurnRefused names the limit when there are none."""
         try:
@@ -207,13 +190,14 @@ class ChatService:
             raise RateLimitRefused(str(exc)) from None
 
     def write_ahead(self, work: Callable[[Session], T]) -> asyncio.Future[T]:
-        """Start a turn's first unit of work that needs no per-user lock (no limit to check)."""
+        """Start a turn's first unit of work: its limit check and its first rows.
 
-        def all_or_nothing(session: Session) -> T:
-            with one_transaction(session):
-                return work(session)
-
-        return asyncio.ensure_future(self.db(all_or_nothing))
+        Units run one at a time in one writer (webapp/group_commit.py), those that arrive
+        together in one transaction: parallel turns of one user cannot all pass a limit check
+        before any of their rows exist, and two tabs sending to one chat see each other's
+        question (per process; several instances share a limit only approximately).
+        """
+        return self.group_commit.submit(work)
 
     async def launch_when_prepared(
         self, reservation: Reservation, prepare: asyncio.Future[P],
@@ -290,7 +274,7 @@ class ChatService:
         reserve = answer_room(int(sent_params.get("max_tokens") or 0), window)
         reservation = self.reserve(user_id)
         try:
-            prepare = await self.start_prepare(user_id, lambda s: self._prepare(
+            prepare = self.write_ahead(lambda s: self._prepare(
                 s, user_id, conversation_id, action, turn, plan.model, stored, n, recorded,
                 plan.caps, ContextCheck(window, reserve, refuse=not turn.fit_context)))
         except BaseException:

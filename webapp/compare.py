@@ -143,8 +143,8 @@ class CompareService:
         clean = {k: v for k, v in plans[0].clean.items() if k != "n"}
         reservation = self.service.reserve(user_id, len(plans))
         try:
-            # Shares the chat turns' one-prepare-per-user lock (limits count both).
-            prepare = await self.service.start_prepare(user_id, lambda s: self._prepare(
+            # One writer with the chat turns: the limit check counts both.
+            prepare = self.service.write_ahead(lambda s: self._prepare(
                 s, user_id, conversation_id, text, plans, system_prompt, clean))
         except BaseException:
             reservation.release()

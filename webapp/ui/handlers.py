@@ -187,6 +187,7 @@ class ChatUI:
         # What the context gauge shows next (it reads this instead of loading the chat again).
         state.context_used = (conversation.id, *used_tokens(path, conversation.system_prompt))
         view.feedback = feedback_values(view, {m.id: m.feedback for m in messages})
+        view = settled(view)  # converted once per stored item, not on every open and turn
         state.message_ids = view.message_ids
         state.active_ids = {m.id for m in path}
         # The last answer's versions are those of its first message (a tool-using answer is
@@ -308,9 +309,11 @@ class ChatUI:
                     + fenced(pretty_arguments(call.arguments), "json"))
             return gr.update(visible=True), safe_markdown(text, latex=LATEX_MARKDOWN)
 
-        # The chat is written twice per turn: the settled history with a placeholder that the
-        # page fills from the live feed (webapp/live_view.py), then the final answer. In
-        # between only the approval panel changes here.
+        # The chat is written twice per turn: here the settled history with a placeholder
+        # that the page fills from the live feed (webapp/live_view.py), and after the run the
+        # stored view (`after_turn`, which every turn and follow chains to). In between only
+        # the approval panel changes here, and the end leaves the chat to `after_turn`: the
+        # placeholder holds the whole answer by then.
         waiting = render_waiting(prior, first.conversation_id, first.assistant_ids, state.lang)
         state.message_ids = waiting.message_ids
         state.viewing = True
@@ -321,9 +324,7 @@ class ChatUI:
                 yield frame(first).messages, state, *approval(first)
             async for update in updates:
                 panel = approval(update)
-                if update.state != "streaming":
-                    yield frame(update).messages, gr.skip(), *panel
-                elif panel != NO_CHANGE:
+                if panel != NO_CHANGE:
                     yield gr.skip(), gr.skip(), *panel
         finally:
             state.viewing = False

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import json
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -65,23 +66,54 @@ class View:
 
 
 _CONVERTER = gr.Chatbot(render=False)  # only converts messages (Chatbot.postprocess)
+# Converted items by their content: a stored message's items are converted when its chat first
+# opens, then reused by every later turn, reload and tab (the same text and marks make the
+# same item). Gradio neither mutates nor keeps its own Message objects apart from the value.
+SETTLED_ITEMS = 8192
+_settled: OrderedDict[tuple[Any, ...], list[Any]] = OrderedDict()
+
+
+def _item_key(item: ChatbotMessage) -> tuple[Any, ...] | None:
+    content = item.get("content")
+    metadata = item.get("metadata") or {}
+    if not (isinstance(content, list) and len(content) == 1 and isinstance(content[0], dict)
+            and content[0].get("type") == "text" and len(content[0]) == 2):
+        return None  # only the text items render_path makes are cached
+    if not all(isinstance(v, str | int | float | None) for v in metadata.values()):
+        return None
+    return item["role"], content[0]["text"], tuple(sorted(metadata.items()))
+
+
+def _converted(item: ChatbotMessage) -> list[Any]:
+    key = _item_key(item)
+    if key is None:
+        return list(_CONVERTER.postprocess([item]).root)  # type: ignore[list-item]
+    hit = _settled.get(key)
+    if hit is not None:
+        _settled.move_to_end(key)
+        return hit
+    converted = list(_CONVERTER.postprocess([item]).root)  # type: ignore[list-item]
+    _settled[key] = converted
+    if len(_settled) > SETTLED_ITEMS:
+        _settled.popitem(last=False)
+    return converted
 
 
 def settled(view: View) -> View:
-    """The view with its messages already in Gradio's Chatbot form, for a turn to stream on.
+    """The view with its messages already in Gradio's Chatbot form.
 
-    Every streamed update runs Chatbot.postprocess over the whole history (pydantic models
-    for every message). Gradio passes its own Message objects through untouched, so the
-    messages that no longer change are converted once here, per turn: with 40 prior turns
-    that took the UI path's CPU per streamed update from growing with the history to flat.
+    Every Chatbot update runs Chatbot.postprocess over the whole history (pydantic models
+    for every message) unless the messages are Gradio's own Message objects, which it passes
+    through untouched. The stored history is converted here, each item once (`_converted`),
+    so a turn in a 40-turn chat converts only its own question and answer.
     """
     messages: list[Any] = []
     ids: list[str | None] = []
     for message, message_id in zip(view.messages, view.message_ids, strict=True):
-        converted = _CONVERTER.postprocess([message]).root  # type: ignore[list-item]
+        converted = _converted(message)
         messages += converted
         ids += [message_id] * len(converted)
-    return View(messages, ids, view.feedback)
+    return View(messages, ids, view.feedback, view.hidden)
 
 
 def _text(role: str, text: str, metadata: dict[str, Any] | None = None) -> ChatbotMessage:
