@@ -461,6 +461,24 @@ def load_messages(*, session: Session, user_id: int, conversation_id: str) -> li
     return messages
 
 
+@dataclass(frozen=True, slots=True)
+class Thread:
+    """A conversation, all its messages (every version) and the active path through them."""
+
+    conversation: Conversation
+    messages: list[Message]
+    path: list[Message]
+
+
+def load_thread(*, session: Session, user_id: int, conversation_id: str) -> Thread:
+    """Load one of the user's conversations with its messages and active path (NotFound if
+    it is not theirs)."""
+    conversation = get_conversation(session=session, user_id=user_id,
+                                    conversation_id=conversation_id)
+    messages = load_messages(session=session, user_id=user_id, conversation_id=conversation_id)
+    return Thread(conversation, messages, active_path(messages, conversation.current_leaf_id))
+
+
 def set_current_leaf(
     *, session: Session, user_id: int, conversation_id: str, message_id: str
 ) -> None:

@@ -37,15 +37,18 @@ TIMEOUT_MS = 10_000
 expect.set_options(timeout=TIMEOUT_MS)
 
 
+# The fixtures are imported by the test_browser*.py modules, so that only
+# they load Playwright. Named with `name=`: the imported names cannot clash with a test's
+# `page` argument.
 # Module scope: a running sync Playwright holds an event loop that breaks later asyncio tests.
-@pytest.fixture(scope="module")
-def playwright() -> Iterator[Playwright]:
+@pytest.fixture(scope="module", name="playwright")
+def playwright_fixture() -> Iterator[Playwright]:
     with sync_playwright() as p:
         yield p
 
 
-@pytest.fixture(scope="module")
-def browser(playwright: Playwright) -> Iterator[Browser]:
+@pytest.fixture(scope="module", name="browser")
+def browser_fixture(playwright: Playwright) -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS,
@@ -54,8 +57,8 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
     browser.close()
 
 
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
+@pytest.fixture(name="page")
+def page_fixture(browser: Browser) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1280, "height": 860})
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)

@@ -4,22 +4,52 @@ database on a real PostgreSQL server), and a running Parley on loopback."""
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from gradio_client import Client
 
+from storage.db import make_engine, migrate, session_factory
 from tests.fake_openai import FakeOpenAI
 from tests.pg import PostgresUnavailable, create_database, drop_database, start_postgres_server
+from webapp.capabilities import CapabilityTable
+from webapp.chat import ChatService
 from webapp.config import Settings, load_settings
 from webapp.image_fetch import ImageFetcher
+from webapp.provider import ProviderClient, RetryPolicy
 from webapp.server import Parley, build
 from webapp.web import ServerThread, create_app, start_in_thread
 
-# Browser fixtures (playwright, browser, page) for test_browser*.py: one Chromium per session.
-pytest_plugins = ["tests.browser", "tests.repo_fixtures"]
+# The browser fixtures (playwright, browser, page) live in tests/browser.py and are imported
+# by the test_browser*.py modules only: other runs never load Playwright.
+pytest_plugins = ["tests.repo_fixtures"]
+
+
+# ---- markers: `scripts/test --fast` leaves out what needs Chromium, PostgreSQL or many seconds
+SLOW_MODULES = {
+    "test_soak.py",  # a minute of streaming against the resource bounds
+    "test_install.py",  # a fresh virtualenv and pip install
+    "test_faults.py",  # real server processes killed and restarted
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test by what it needs: `browser` (Chromium), `postgres` (a real server, also
+    through the `database_url` parameter) and `slow` (see SLOW_MODULES)."""
+    for item in items:
+        module = item.path.name
+        if module.startswith("test_browser"):
+            item.add_marker(pytest.mark.browser)
+        callspec = getattr(item, "callspec", None)
+        on_postgres = callspec is not None and "postgres" in callspec.params.values()
+        if on_postgres or "postgres_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
+        if module in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
 
 
 def free_port() -> int:
@@ -63,6 +93,53 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 def fake_openai() -> Iterator[FakeOpenAI]:
     with FakeOpenAI() as fake:
         yield fake
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeOpenAI]:
+    """The fake upstream behind the `service` fixture."""
+    with FakeOpenAI() as server:
+        yield server
+
+
+# ---- the chat service on each database -------------------------------------------------------
+@pytest.fixture
+def service_env() -> dict[str, str]:
+    """Extra settings for `service`: a module overrides this fixture to change them."""
+    return {}
+
+
+@pytest.fixture
+def service_capabilities() -> CapabilityTable:
+    """The capability table of `service` (a module overrides it for its own rules)."""
+    return CapabilityTable()
+
+
+@pytest.fixture
+def service_tools() -> Any:
+    """The tool registry of `service`: None is the default (empty) one."""
+    return None
+
+
+@pytest.fixture
+async def service(fake: FakeOpenAI, database_url: str, service_env: dict[str, str],
+                  service_capabilities: CapabilityTable, service_tools: Any,
+                  request: pytest.FixtureRequest) -> AsyncIterator[ChatService]:
+    """A ChatService on each database, its providers pointed at `fake`, no retries.
+
+    Settings come from `service_env`, then from an `indirect` parameter (a dict)."""
+    env = {"SILICONFLOW_BASE_URL": fake.base_url, "SILICONFLOW_API_KEY": "k",
+           "JIEKOU_BASE_URL": fake.base_url, **service_env, **getattr(request, "param", {})}
+    settings = load_settings(env, dotenv_path=None)
+    engine = make_engine(database_url)
+    migrate(engine)
+    async with httpx.AsyncClient() as http:
+        clients = {p.name: ProviderClient(http, p, retry=RetryPolicy(max_retries=0))
+                   for p in settings.providers}
+        yield ChatService(settings=settings, session_factory=session_factory(engine),
+                          clients=clients, capabilities=service_capabilities,
+                          tools=service_tools)
+    engine.dispose()
 
 
 @dataclass

@@ -18,11 +18,8 @@ from tests.fake_openai import ErrorReply, Reply
 def stored(app: RunningApp, conversation_id: str) -> list[Any]:
     with session_factory(app.parley.engine)() as session:
         user = repo.ensure_user(session=session, username="local")
-        conversation = repo.get_conversation(
-            session=session, user_id=user.id, conversation_id=conversation_id)
-        messages = repo.load_messages(
-            session=session, user_id=user.id, conversation_id=conversation_id)
-        return repo.active_path(messages, conversation.current_leaf_id)
+        return repo.load_thread(session=session, user_id=user.id,
+                                conversation_id=conversation_id).path
 
 
 def test_chat_streams_progressively_and_saves_everything(app: RunningApp) -> None:

@@ -13,19 +13,18 @@ import json
 import random
 import struct
 import zlib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from markdown_it import MarkdownIt
 from PIL import Image, ImageFile
 
 from storage import repository as repo
 from storage import transfer
-from storage.db import make_engine, migrate, session_factory
 from tests.fake_openai import FakeOpenAI, Reply
+from tests.services import stored_path
 from webapp import attachments, export, import_file
 from webapp.attachments import AttachmentError, Limits
 from webapp.capabilities import CapabilityTable
@@ -39,9 +38,7 @@ from webapp.chat import (
     TurnSettings,
     TurnUpdate,
 )
-from webapp.config import load_settings
 from webapp.import_file import ImportRefused
-from webapp.provider import ProviderClient, RetryPolicy
 
 Call = Callable[..., Any]
 
@@ -413,24 +410,8 @@ def test_vision_and_video_capabilities(model: str, vision: bool | None,
 # ---- turns through ChatService (fake upstream, SQLite and PostgreSQL) --------------------------
 
 @pytest.fixture
-def fake() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as server:
-        yield server
-
-
-@pytest.fixture
-async def service(fake: FakeOpenAI, database_url: str) -> AsyncIterator[ChatService]:
-    settings = load_settings({"SILICONFLOW_BASE_URL": fake.base_url, "SILICONFLOW_API_KEY": "k",
-                              "JIEKOU_BASE_URL": fake.base_url, "ATTACH_MAX_COUNT": "3"},
-                             dotenv_path=None)
-    engine = make_engine(database_url)
-    migrate(engine)
-    async with httpx.AsyncClient() as http:
-        clients = {p.name: ProviderClient(http, p, retry=RetryPolicy(max_retries=0))
-                   for p in settings.providers}
-        yield ChatService(settings=settings, session_factory=session_factory(engine),
-                          clients=clients, capabilities=CapabilityTable())
-    engine.dispose()
+def service_env() -> dict[str, str]:
+    return {"ATTACH_MAX_COUNT": "3"}
 
 
 def turn(model: str = VISION) -> TurnSettings:
@@ -452,17 +433,6 @@ async def local_user(service: ChatService) -> int:
     user = await service.db(lambda s: repo.ensure_user(session=s, username="local"))
     assert user.id is not None
     return user.id
-
-
-async def stored_path(service: ChatService, uid: int, conversation_id: str) -> list[Any]:
-    def work(session: Any) -> list[Any]:
-        conversation = repo.get_conversation(session=session, user_id=uid,
-                                             conversation_id=conversation_id)
-        messages = repo.load_messages(session=session, user_id=uid,
-                                      conversation_id=conversation_id)
-        return repo.active_path(messages, conversation.current_leaf_id)
-
-    return await service.db(work)
 
 
 def sent(fake: FakeOpenAI) -> list[list[dict[str, Any]]]:

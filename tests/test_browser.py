@@ -8,14 +8,17 @@ from __future__ import annotations
 
 from playwright.sync_api import Page, expect
 
-from tests.browser import (
+from tests.browser import (  # noqa: F401
     ARTIFACTS,
     bot,
+    browser_fixture,
     chat_requests,
     expand,
     live,
     message_box,
     open_app,
+    page_fixture,
+    playwright_fixture,
     send,
     thinking,
     wait_until,

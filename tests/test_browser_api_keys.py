@@ -8,7 +8,7 @@ import openai
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser import open_app
+from tests.browser import browser_fixture, open_app, page_fixture, playwright_fixture  # noqa: F401
 from tests.conftest import RunningApp
 
 

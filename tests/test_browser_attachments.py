@@ -19,13 +19,16 @@ import pytest
 from PIL import Image
 from playwright.sync_api import FilePayload, Locator, Page, expect
 
-from tests.browser import (
+from tests.browser import (  # noqa: F401
     ARTIFACTS,
     bot,
+    browser_fixture,
     chat_requests,
     choose_model,
     message_box,
     open_app,
+    page_fixture,
+    playwright_fixture,
     wait_until,
 )
 from tests.conftest import RunningApp, start_app

@@ -18,7 +18,7 @@ import pytest
 from gradio.events import Dependency
 from playwright.sync_api import Page, expect
 
-from tests.browser import ARTIFACTS
+from tests.browser import ARTIFACTS, browser_fixture, page_fixture, playwright_fixture  # noqa: F401
 from tests.conftest import free_port
 from tests.fake_openai import ErrorReply, FakeOpenAI, Reply
 from webapp.catalog import ModelCatalog

@@ -13,7 +13,16 @@ from playwright.sync_api import Page, expect
 
 from storage import repository as repo
 from storage.db import session_factory
-from tests.browser import bot, chat_requests, message_box, open_app, send
+from tests.browser import (  # noqa: F401
+    bot,
+    browser_fixture,
+    chat_requests,
+    message_box,
+    open_app,
+    page_fixture,
+    playwright_fixture,
+    send,
+)
 from tests.conftest import RunningApp, start_app
 from tests.fake_openai import FakeOpenAI, Reply
 

@@ -18,7 +18,18 @@ from playwright.sync_api import Browser, Page, Playwright, expect
 
 from storage import repository as repo
 from storage.db import session_factory
-from tests.browser import CHROMIUM, LAUNCH_ARGS, bot, choose_model, open_app, send, wait_until
+from tests.browser import (  # noqa: F401
+    CHROMIUM,
+    LAUNCH_ARGS,
+    bot,
+    browser_fixture,
+    choose_model,
+    open_app,
+    page_fixture,
+    playwright_fixture,
+    send,
+    wait_until,
+)
 from tests.conftest import RunningApp, start_app
 from tests.fake_openai import FakeOpenAI, Reply
 from webapp.auth import LOCAL_USER

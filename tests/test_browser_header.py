@@ -10,7 +10,15 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.browser import TIMEOUT_MS, bot, open_app, send
+from tests.browser import (  # noqa: F401
+    TIMEOUT_MS,
+    bot,
+    browser_fixture,
+    open_app,
+    page_fixture,
+    playwright_fixture,
+    send,
+)
 from tests.conftest import RunningApp, start_app
 from tests.fake_openai import FakeOpenAI, Reply
 

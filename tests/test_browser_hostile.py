@@ -19,7 +19,17 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
-from tests.browser import bot, chat_requests, message_box, open_app, send, wait_until
+from tests.browser import (  # noqa: F401
+    bot,
+    browser_fixture,
+    chat_requests,
+    message_box,
+    open_app,
+    page_fixture,
+    playwright_fixture,
+    send,
+    wait_until,
+)
 from tests.conftest import RunningApp, start_app
 from tests.fake_openai import FakeOpenAI, Reply
 from tests.test_hostile_inputs import MODULE, everything

@@ -8,7 +8,14 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.browser import TIMEOUT_MS, chat_requests, send
+from tests.browser import (  # noqa: F401
+    TIMEOUT_MS,
+    browser_fixture,
+    chat_requests,
+    page_fixture,
+    playwright_fixture,
+    send,
+)
 from tests.conftest import RunningApp
 from tests.fake_openai import Reply
 

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from playwright.sync_api import Page, expect
 
-from tests.browser import bot, open_app, send, wait_until
+from tests.browser import (  # noqa: F401
+    bot,
+    browser_fixture,
+    open_app,
+    page_fixture,
+    playwright_fixture,
+    send,
+    wait_until,
+)
 from tests.conftest import RunningApp
 from tests.fake_openai import Reply
 

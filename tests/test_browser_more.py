@@ -24,7 +24,17 @@ from sqlmodel import Session
 from storage import repository as repo
 from storage.db import session_factory
 from storage.models import Message
-from tests.browser import bot, chat_requests, message_box, open_app, send, wait_until
+from tests.browser import (  # noqa: F401
+    bot,
+    browser_fixture,
+    chat_requests,
+    message_box,
+    open_app,
+    page_fixture,
+    playwright_fixture,
+    send,
+    wait_until,
+)
 from tests.conftest import RunningApp, start_app
 from tests.fake_openai import ErrorReply, FakeOpenAI, Reply
 

@@ -15,14 +15,17 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.browser import (
+from tests.browser import (  # noqa: F401
     ARTIFACTS,
     TIMEOUT_MS,
     bot,
+    browser_fixture,
     chat_requests,
     live,
     message_box,
     open_app,
+    page_fixture,
+    playwright_fixture,
     send,
     wait_until,
 )

@@ -15,12 +15,15 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Browser, FilePayload, Page, expect
 
-from tests.browser import (
+from tests.browser import (  # noqa: F401
     TIMEOUT_MS,
+    browser_fixture,
     chat_requests,
     choose_model,
     open_app,
+    page_fixture,
     pick_compare_model,
+    playwright_fixture,
     send,
 )
 from tests.conftest import RunningApp, start_app

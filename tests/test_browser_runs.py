@@ -14,7 +14,15 @@ from playwright.sync_api import Browser, Page, expect
 
 from storage import repository as repo
 from storage.db import session_factory
-from tests.browser import TIMEOUT_MS, answer, bot, send
+from tests.browser import (  # noqa: F401
+    TIMEOUT_MS,
+    answer,
+    bot,
+    browser_fixture,
+    page_fixture,
+    playwright_fixture,
+    send,
+)
 from tests.conftest import RunningApp, start_app
 from tests.fake_openai import FakeOpenAI, Reply
 from webapp import cli

@@ -22,7 +22,18 @@ from urllib.parse import unquote
 import pytest
 from playwright.sync_api import BrowserContext, Page, Playwright, expect
 
-from tests.browser import ARTIFACTS, CHROMIUM, LAUNCH_ARGS, TIMEOUT_MS, bot, send, wait_until
+from tests.browser import (  # noqa: F401
+    ARTIFACTS,
+    CHROMIUM,
+    LAUNCH_ARGS,
+    TIMEOUT_MS,
+    bot,
+    browser_fixture,
+    page_fixture,
+    playwright_fixture,
+    send,
+    wait_until,
+)
 from tests.conftest import RunningApp, start_app
 from tests.fake_openai import FakeOpenAI, Reply
 from tests.image_server import ImageServer, image_server

@@ -14,7 +14,15 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from bench.soak import base_env  # this checkout on PYTHONPATH
-from tests.browser import TIMEOUT_MS, bot, expand, send
+from tests.browser import (  # noqa: F401
+    TIMEOUT_MS,
+    bot,
+    browser_fixture,
+    expand,
+    page_fixture,
+    playwright_fixture,
+    send,
+)
 from tests.conftest import RunningApp, start_app
 from tests.fake_openai import FakeOpenAI, Reply
 from webapp import cli

@@ -18,7 +18,16 @@ import pytest
 from playwright.sync_api import Locator, Page, expect
 
 from tests import tools_for_browser
-from tests.browser import bot, chat_requests, expand, open_app, send
+from tests.browser import (  # noqa: F401
+    bot,
+    browser_fixture,
+    chat_requests,
+    expand,
+    open_app,
+    page_fixture,
+    playwright_fixture,
+    send,
+)
 from tests.conftest import RunningApp, start_app
 from tests.fake_openai import FakeOpenAI, Reply
 from webapp.engine import DENIED

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from storage import repository as repo
 from storage.db import make_engine, migrate, session_factory
 from storage.models import Message
 from tests.fake_openai import ErrorReply, FakeOpenAI, Reply
+from tests.services import stored_path
 from webapp.capabilities import CapabilityTable
 from webapp.chat import (
     Action,
@@ -32,28 +32,7 @@ from webapp.chat import (
 )
 from webapp.config import load_settings
 from webapp.params import ParamError
-from webapp.provider import ProviderClient, RetryPolicy
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as server:
-        yield server
-
-
-@pytest.fixture
-async def service(fake: FakeOpenAI, database_url: str) -> AsyncIterator[ChatService]:
-    settings = load_settings({"SILICONFLOW_BASE_URL": fake.base_url, "SILICONFLOW_API_KEY": "k",
-                              "JIEKOU_BASE_URL": fake.base_url}, dotenv_path=None)
-    engine = make_engine(database_url)
-    migrate(engine)
-    async with httpx.AsyncClient() as http:
-        clients = {p.name: ProviderClient(http, p, retry=RetryPolicy(max_retries=0))
-                   for p in settings.providers}
-        yield ChatService(settings=settings, session_factory=session_factory(engine),
-                          clients=clients, capabilities=CapabilityTable())
-    engine.dispose()
-
+from webapp.provider import ProviderClient
 
 TURN = TurnSettings(provider="siliconflow", model="Qwen/Qwen3-8B", system_prompt="Be brief.")
 
@@ -74,17 +53,6 @@ async def user_id(service: ChatService, name: str = "local") -> int:
     return user.id
 
 
-async def path_of(service: ChatService, uid: int, conversation_id: str) -> list[Any]:
-    def work(session: Any) -> list[Any]:
-        conversation = repo.get_conversation(session=session, user_id=uid,
-                                             conversation_id=conversation_id)
-        messages = repo.load_messages(session=session, user_id=uid,
-                                      conversation_id=conversation_id)
-        return repo.active_path(messages, conversation.current_leaf_id)
-
-    return await service.db(work)
-
-
 async def test_regenerate_keeps_the_first_answer_as_a_version(
     service: ChatService, fake: FakeOpenAI
 ) -> None:
@@ -93,7 +61,7 @@ async def test_regenerate_keeps_the_first_answer_as_a_version(
     first = await run(service, uid, None, NewMessage("Question?"))
     second = await run(service, uid, first.conversation_id, Regenerate())
     assert second.state == "complete"
-    path = await path_of(service, uid, first.conversation_id)
+    path = await stored_path(service, uid, first.conversation_id)
     assert [m.content for m in path] == ["Question?", "Second answer."]
     messages = await service.db(lambda s: repo.load_messages(
         session=s, user_id=uid, conversation_id=first.conversation_id))
@@ -110,11 +78,11 @@ async def test_edit_resends_from_the_edited_question_and_keeps_the_old_branch(
     uid = await user_id(service)
     first = await run(service, uid, None, NewMessage("What is 2+2?"))
     await run(service, uid, first.conversation_id, NewMessage("And 3+3?"))
-    path = await path_of(service, uid, first.conversation_id)
+    path = await stored_path(service, uid, first.conversation_id)
     edited = await run(service, uid, first.conversation_id,
                        EditMessage(path[2].id, "And 4+4?"))
     assert edited.progress.choices[0].content == "Echo: And 4+4?"
-    new_path = await path_of(service, uid, first.conversation_id)
+    new_path = await stored_path(service, uid, first.conversation_id)
     assert [m.content for m in new_path] == [
         "What is 2+2?", "Echo: What is 2+2?", "And 4+4?", "Echo: And 4+4?"]
     messages = await service.db(lambda s: repo.load_messages(
@@ -133,7 +101,7 @@ async def test_n_choices_are_saved_as_one_batch_and_the_first_is_kept(
     turn = TurnSettings(provider="siliconflow", model="Qwen/Qwen3-8B", params={"n": 3})
     update = await run(service, uid, None, NewMessage("Pick a word"), turn)
     assert [c.content for c in update.progress.choices] == ["Alpha.", "Beta.", "Gamma."]
-    path = await path_of(service, uid, update.conversation_id)
+    path = await stored_path(service, uid, update.conversation_id)
     assert path[-1].content == "Alpha."
     messages = await service.db(lambda s: repo.load_messages(
         session=s, user_id=uid, conversation_id=update.conversation_id))
@@ -201,7 +169,7 @@ async def test_another_users_conversation_cannot_be_continued(
         with pytest.raises(repo.NotFound):
             await run(service, bob, first.conversation_id, action)
     assert len(fake.requests) == 1
-    path = await path_of(service, alice, first.conversation_id)
+    path = await stored_path(service, alice, first.conversation_id)
     assert [m.content for m in path] == ["Alice's secret plan", "Echo: Alice's secret plan"]
 
 
@@ -286,7 +254,7 @@ async def test_n_refused_by_the_server_is_one_error_not_n(
     [answer] = [m for m in messages if m.role == "assistant"]
     assert (answer.state, answer.batch_id) == ("error", None)
     assert "n must be at most 4" in (answer.error or "")
-    path = await path_of(service, uid, update.conversation_id)
+    path = await stored_path(service, uid, update.conversation_id)
     assert [m.role for m in path] == ["user", "assistant"] and path[-1].id == answer.id
     fake.enqueue(Reply(content="Fine, one."))
     again = await run(service, uid, update.conversation_id, NewMessage("one then"), TURN)
@@ -300,7 +268,7 @@ async def test_without_usage_in_the_stream_the_prompt_is_estimated_too(
     question = "Summarise the plot of Hamlet in three sentences, please. " * 20  # 1,160 chars
     fake.enqueue(Reply(content="He hesitates; everyone dies.", style="no_usage"))
     update = await run(service, uid, None, NewMessage(question), TURN)
-    path = await path_of(service, uid, update.conversation_id)
+    path = await stored_path(service, uid, update.conversation_id)
     usage = path[-1].usage or {}
     assert usage["estimated"] is True and usage["completion_tokens"] > 0
     # ~1,170 characters of system prompt and question: about 290 tokens, plus overhead.

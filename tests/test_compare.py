@@ -5,28 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from storage import accounts
 from storage import repository as repo
-from storage.db import make_engine, migrate, session_factory
 from storage.models import Message, utc_now
 from tests.fake_openai import ErrorReply, FakeOpenAI, Reply
-from webapp.capabilities import CapabilityTable
 from webapp.chat import UPDATE_INTERVAL_S, ChatService, TurnRefused
 from webapp.compare import CompareService, CompareUpdate
 from webapp.compare_export import compare_markdown
 from webapp.compare_rounds import ColumnSpec, column_labels, compare_rounds, following
-from webapp.config import load_settings
 from webapp.params import ParamError
 from webapp.pricing import Cost, PriceFileError, PriceTable, format_cost, load_prices, parse_prices
-from webapp.provider import ProviderClient, RetryPolicy
 
 A = ColumnSpec("siliconflow", "fast/a")
 B = ColumnSpec("jiekou", "slow/b")
@@ -40,28 +34,15 @@ PRICES = [
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as server:
-        yield server
+def service_env() -> dict[str, str]:
+    return {"JIEKOU_API_KEY": "j"}
 
 
 @pytest.fixture
-async def compare(fake: FakeOpenAI, database_url: str, tmp_path: Path
-                  ) -> AsyncIterator[CompareService]:
-    settings = load_settings({"SILICONFLOW_BASE_URL": fake.base_url, "SILICONFLOW_API_KEY": "k",
-                              "JIEKOU_BASE_URL": fake.base_url, "JIEKOU_API_KEY": "j"},
-                             dotenv_path=None)
+def compare(service: ChatService, tmp_path: Path) -> CompareService:
     prices = tmp_path / "prices.json"
     prices.write_text(json.dumps(PRICES), encoding="utf-8")
-    engine = make_engine(database_url)
-    migrate(engine)
-    async with httpx.AsyncClient() as http:
-        clients = {p.name: ProviderClient(http, p, retry=RetryPolicy(max_retries=0))
-                   for p in settings.providers}
-        service = ChatService(settings=settings, session_factory=session_factory(engine),
-                              clients=clients, capabilities=CapabilityTable())
-        yield CompareService(service, load_prices(str(prices)))
-    engine.dispose()
+    return CompareService(service, load_prices(str(prices)))
 
 
 async def user_id(compare: CompareService, name: str = "local") -> int:

@@ -5,7 +5,6 @@ with a real SQLite file."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -14,9 +13,8 @@ import httpx
 import pytest
 
 from storage import repository as repo
-from storage.db import make_engine, migrate, session_factory
 from tests.fake_openai import FakeOpenAI, Reply
-from tests.test_chat_service import path_of
+from tests.services import stored_path
 from webapp.capabilities import CapabilityFileError, CapabilityTable, Rule, load_rules
 from webapp.chat import ChatService, ContextFull, NewMessage, TurnSettings
 from webapp.config import load_settings
@@ -30,7 +28,7 @@ from webapp.context import (
     used_tokens,
     would_exceed,
 )
-from webapp.provider import ProviderClient, RetryPolicy
+from webapp.provider import ProviderClient
 from webapp.summary import SummaryMissing, start_from_summary
 
 
@@ -121,12 +119,6 @@ def test_a_context_tokens_override_must_be_a_sensible_whole_number(tmp_path: Pat
 
 
 # ---- the server's /models listing --------------------------------------------------------------
-@pytest.fixture
-def fake() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as server:
-        yield server
-
-
 async def test_a_servers_models_listing_gives_the_window(fake: FakeOpenAI) -> None:
     fake.models = ["vllm/model", "llamacpp/model", "plain/model", "odd/model"]
     fake.model_fields = {"vllm/model": {"max_model_len": 40_960},
@@ -147,18 +139,14 @@ TURN = TurnSettings(provider="siliconflow", model="Qwen/Qwen3-8B", system_prompt
 
 
 @pytest.fixture
-async def service(fake: FakeOpenAI, tmp_path: Path) -> AsyncIterator[ChatService]:
-    settings = load_settings({"SILICONFLOW_BASE_URL": fake.base_url, "SILICONFLOW_API_KEY": "k",
-                              "JIEKOU_BASE_URL": fake.base_url}, dotenv_path=None)
-    engine = make_engine(f"sqlite:///{tmp_path / 'parley.db'}")
-    migrate(engine)
-    table = CapabilityTable((Rule("Qwen3-8B", {"context_tokens": WINDOW}),))
-    async with httpx.AsyncClient() as http:
-        clients = {p.name: ProviderClient(http, p, retry=RetryPolicy(max_retries=0))
-                   for p in settings.providers}
-        yield ChatService(settings=settings, session_factory=session_factory(engine),
-                          clients=clients, capabilities=table)
-    engine.dispose()
+def database_url(tmp_path: Path) -> str:
+    """These cases are about the context, not storage: SQLite only."""
+    return f"sqlite:///{tmp_path / 'parley.db'}"
+
+
+@pytest.fixture
+def service_capabilities() -> CapabilityTable:
+    return CapabilityTable((Rule("Qwen3-8B", {"context_tokens": WINDOW}),))
 
 
 async def turn(service: ChatService, uid: int, conversation_id: str | None, text: str,
@@ -194,7 +182,7 @@ async def test_a_send_that_would_not_fit_is_refused_and_nothing_is_stored_or_sen
     with pytest.raises(ContextFull, match="would not fit Qwen/Qwen3-8B's context of 400 tokens"):
         await turn(service, uid, conversation_id, "y" * 800)
     assert len(fake.requests) == sent
-    assert [m.content[:1] for m in await path_of(service, uid, conversation_id)] == [
+    assert [m.content[:1] for m in await stored_path(service, uid, conversation_id)] == [
         "x", "F"]
 
 
@@ -208,7 +196,7 @@ async def test_dropping_the_oldest_turns_sends_what_fits_and_keeps_them_stored(
     assert any("1 oldest turns were left out" in note for note in update.notes)
     assert fake.requests[-1]["json"]["messages"] == [
         {"role": "system", "content": "Be brief."}, {"role": "user", "content": "y" * 800}]
-    assert len(await path_of(service, uid, conversation_id)) == 4  # nothing deleted
+    assert len(await stored_path(service, uid, conversation_id)) == 4  # nothing deleted
 
 
 async def test_a_new_chat_starts_from_the_summary_with_the_old_settings(
@@ -227,7 +215,7 @@ async def test_a_new_chat_starts_from_the_summary_with_the_old_settings(
     assert new.system_prompt.startswith("Be brief.\n\nSummary of an earlier conversation")
     assert (new.provider, new.model) == ("siliconflow", "Qwen/Qwen3-8B")
     assert new.title.endswith("(continued)")
-    assert await path_of(service, uid, new_id) == []
+    assert await stored_path(service, uid, new_id) == []
     # A failed summary starts nothing.
     fake.enqueue(Reply(content="", error_after=0))
     async for _ in service.stream_turn(user_id=uid, conversation_id=conversation_id,

@@ -10,20 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import httpx
 import pytest
 
 from storage import repository as repo
-from storage.db import make_engine, migrate, session_factory
 from tests.fake_openai import FakeOpenAI, Reply
-from webapp.capabilities import CapabilityTable
+from tests.services import stored_path
 from webapp.chat import ChatService, NewMessage, TurnRefused, TurnSettings, TurnUpdate
-from webapp.config import load_settings
 from webapp.engine import APPROVAL_UNAVAILABLE, DENIED
-from webapp.provider import ProviderClient, RetryPolicy
 from webapp.tools.builtin import register_builtins
 from webapp.tools.context import ToolContext
 from webapp.tools.registry import ToolRegistry
@@ -101,33 +96,18 @@ class Tools:
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as server:
-        yield server
-
-
-@pytest.fixture
 def hooks() -> Tools:
     return Tools()
 
 
 @pytest.fixture
-async def service(fake: FakeOpenAI, database_url: str, hooks: Tools,
-                  request: pytest.FixtureRequest) -> AsyncIterator[ChatService]:
-    """ChatService on each database; `indirect` parameters are extra settings."""
-    env = {"SILICONFLOW_BASE_URL": fake.base_url, "SILICONFLOW_API_KEY": "k",
-           "TOOL_TIMEOUT": "5", "TOOL_MAX_ROUNDS": "3", "TOOL_MAX_RESULT_CHARS": "1000"}
-    env |= getattr(request, "param", {})
-    settings = load_settings(env, dotenv_path=None)
-    engine = make_engine(database_url)
-    migrate(engine)
-    async with httpx.AsyncClient() as http:
-        clients = {p.name: ProviderClient(http, p, retry=RetryPolicy(max_retries=0))
-                   for p in settings.providers}
-        yield ChatService(settings=settings, session_factory=session_factory(engine),
-                          clients=clients, capabilities=CapabilityTable(),
-                          tools=hooks.registry())
-    engine.dispose()
+def service_env() -> dict[str, str]:
+    return {"TOOL_TIMEOUT": "5", "TOOL_MAX_ROUNDS": "3", "TOOL_MAX_RESULT_CHARS": "1000"}
+
+
+@pytest.fixture
+def service_tools(hooks: Tools) -> ToolRegistry:
+    return hooks.registry()
 
 
 def turn(*tools: str, model: str = "Qwen/Qwen3-8B", **kwargs: Any) -> TurnSettings:
@@ -159,17 +139,6 @@ async def run(service: ChatService, user_id: int, text: str, settings: TurnSetti
         last = update
     assert last is not None
     return last
-
-
-async def stored_path(service: ChatService, user_id: int, conversation_id: str) -> list[Any]:
-    def work(session: Any) -> list[Any]:
-        conversation = repo.get_conversation(session=session, user_id=user_id,
-                                             conversation_id=conversation_id)
-        messages = repo.load_messages(session=session, user_id=user_id,
-                                      conversation_id=conversation_id)
-        return repo.active_path(messages, conversation.current_leaf_id)
-
-    return await service.db(work)
 
 
 def tool_messages(body: dict[str, Any]) -> list[dict[str, Any]]:

@@ -351,11 +351,8 @@ class ChatService:
             return None
 
         def work(session: Session) -> list[Message]:
-            conversation = repo.get_conversation(session=session, user_id=user_id,
-                                                 conversation_id=conversation_id)
-            messages = repo.load_messages(session=session, user_id=user_id,
-                                          conversation_id=conversation_id)
-            return repo.active_path(messages, conversation.current_leaf_id)
+            return repo.load_thread(session=session, user_id=user_id,
+                                    conversation_id=conversation_id).path
 
         path = await self.db(work)
         used, estimated = used_tokens(path, system_prompt)

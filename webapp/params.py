@@ -179,6 +179,31 @@ def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
     return False
 
 
+def parse_params_json(text: str, label: str, example: str = '{"temperature": 0.5}'
+                      ) -> dict[str, Any]:
+    """Request parameters typed as a JSON object (the API's parameters_json, Compare's
+    Advanced JSON) → raw values for `normalize`; ParamError names `label` and the fault.
+    Empty text is no parameters."""
+    if not text.strip():
+        return {}
+    if len(text) > MAX_PARAMETERS_JSON:
+        raise ParamError([f"{label} is larger than {MAX_PARAMETERS_JSON:,} characters"])
+    deep = f"{label} nests more than {MAX_DEPTH} levels deep; no parameter needs that"
+    try:
+        params = json.loads(text, parse_int=json_int)
+    except json.JSONDecodeError as exc:
+        raise ParamError([f"{label} is not valid JSON: {exc.msg} at column {exc.colno}"]
+                         ) from None
+    except RecursionError:
+        raise ParamError([deep]) from None
+    if not isinstance(params, dict):
+        raise ParamError([f"{label} must be a JSON object, e.g. {example}"])
+    nested = [name for name, value in params.items() if too_deep(value, MAX_DEPTH - 1)]
+    if nested:
+        raise ParamError([f"{deep} (in {json.dumps(nested[0])[:80]})"])
+    return params
+
+
 def _too_deep_error(p: Param) -> str:
     return f"{p.label} nests more than {MAX_DEPTH} levels deep"
 

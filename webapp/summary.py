@@ -27,11 +27,9 @@ class SummaryMissing(Exception):
 def start_from_summary(session: Session, user_id: int, conversation_id: str, lang: str,
                        max_chars: int) -> str:
     """Create the new conversation from the old one's last answer; returns its id."""
-    old = repo.get_conversation(session=session, user_id=user_id,
-                                conversation_id=conversation_id)
-    messages = repo.load_messages(session=session, user_id=user_id,
-                                  conversation_id=conversation_id)
-    path = repo.active_path(messages, old.current_leaf_id)
+    thread = repo.load_thread(session=session, user_id=user_id,
+                              conversation_id=conversation_id)
+    old, path = thread.conversation, thread.path
     last = path[-1] if path else None
     if last is None or last.role != "assistant" or last.state != "complete" or not (
             last.content.strip()):

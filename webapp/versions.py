@@ -47,17 +47,9 @@ class Versions:
         """Step back before the last question (it stays as an earlier version); return its text."""
 
         def work(session: Session) -> str:
-            conversation = repo.get_conversation(
-                session=session, user_id=user_id, conversation_id=conversation_id
-            )
-            messages = repo.load_messages(
-                session=session, user_id=user_id, conversation_id=conversation_id
-            )
-            users = [
-                m
-                for m in repo.active_path(messages, conversation.current_leaf_id)
-                if m.role == "user"
-            ]
+            thread = repo.load_thread(session=session, user_id=user_id,
+                                      conversation_id=conversation_id)
+            users = [m for m in thread.path if m.role == "user"]
             if not users:
                 raise NavigationRefused("There is nothing to undo yet.")
             last = users[-1]

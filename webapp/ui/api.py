@@ -4,7 +4,6 @@ conversation's live answer) and `/stop`."""
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -22,10 +21,9 @@ from webapp.chat import (
     TurnSettings,
     TurnUpdate,
 )
-from webapp.params import MAX_DEPTH, MAX_PARAMETERS_JSON, ParamError, json_int, too_deep
+from webapp.params import ParamError, parse_params_json
 from webapp.ui.handlers import DATABASE_DOWN
 
-TOO_DEEP = f"parameters_json nests more than {MAX_DEPTH} levels deep; no parameter needs that"
 INPUTS = {"message": "", "conversation_id": ': send "" to start a new conversation',
           "model": ': send "" for the default model', "parameters_json": ': send "{}" for none'}
 
@@ -75,22 +73,10 @@ class ChatAPI:
         """
         settings = self.service.settings
         check_inputs((message, conversation_id, model, parameters_json))
-        if len(parameters_json) > MAX_PARAMETERS_JSON:
-            raise gr.Error(f"parameters_json is larger than {MAX_PARAMETERS_JSON:,} characters.")
         try:
-            params = (json.loads(parameters_json, parse_int=json_int)
-                      if parameters_json.strip() else {})
-        except json.JSONDecodeError as exc:
-            raise gr.Error(
-                f"parameters_json is not valid JSON: {exc.msg} at column {exc.colno}"
-            ) from None
-        except RecursionError:
-            raise gr.Error(TOO_DEEP) from None
-        if not isinstance(params, dict):
-            raise gr.Error('parameters_json must be a JSON object, e.g. {"temperature": 0.5}')
-        deep = [name for name, value in params.items() if too_deep(value, MAX_DEPTH - 1)]
-        if deep:
-            raise gr.Error(f"{TOO_DEEP} (in {json.dumps(deep[0])[:80]})")
+            params = parse_params_json(parameters_json, "parameters_json")
+        except ParamError as exc:
+            raise gr.Error("; ".join(exc.errors)) from None
         provider = params.pop("provider", "") or settings.default_provider
         if not isinstance(provider, str):
             raise gr.Error(f'"provider" must be a provider name (a string), not '
@@ -197,11 +183,8 @@ class ChatAPI:
 
     async def _stored_answer(self, user_id: int, conversation_id: str) -> str:
         def work(session: Any) -> str:
-            conversation = repo.get_conversation(session=session, user_id=user_id,
-                                                 conversation_id=conversation_id)
-            messages = repo.load_messages(session=session, user_id=user_id,
-                                          conversation_id=conversation_id)
-            path = repo.active_path(messages, conversation.current_leaf_id)
+            path = repo.load_thread(session=session, user_id=user_id,
+                                    conversation_id=conversation_id).path
             last_user = max((i for i, m in enumerate(path) if m.role == "user"), default=-1)
             answers = [m for m in path[last_user + 1:] if m.role == "assistant"]
             text = "\n\n".join(m.content for m in answers if m.content)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,7 +34,7 @@ from webapp.compare_rounds import (
 )
 from webapp.downloads import Downloads, base_url, download_url, link_html
 from webapp.i18n import t
-from webapp.params import MAX_DEPTH, MAX_PARAMETERS_JSON, ParamError, json_int
+from webapp.params import ParamError, parse_params_json
 from webapp.pricing import format_cost
 from webapp.ui.handlers import ChatUI, _refusal_text, refused_if_missing
 from webapp.ui.render import ChatbotMessage, _answer_items, _text
@@ -459,20 +458,7 @@ def _count(value: Any) -> int:
 
 def _params(temperature: str, max_tokens: str, advanced: str) -> dict[str, Any]:
     """The tab's parameter boxes → raw values for webapp.params.normalize (empty: not set)."""
-    params: dict[str, Any] = {}
-    if (advanced or "").strip():
-        if len(advanced) > MAX_PARAMETERS_JSON:
-            raise ParamError([f"Advanced JSON is {len(advanced):,} characters; the limit is "
-                              f"{MAX_PARAMETERS_JSON:,}"])
-        try:
-            extra = json.loads(advanced, parse_int=json_int)
-        except json.JSONDecodeError as exc:
-            raise ParamError([f"Advanced JSON is not valid JSON: {exc.msg}"]) from None
-        except RecursionError:
-            raise ParamError([f"Advanced JSON nests more than {MAX_DEPTH} levels deep"]) from None
-        if not isinstance(extra, dict):
-            raise ParamError(['Advanced JSON must be an object, e.g. {"top_p": 0.9}'])
-        params.update(extra)
+    params = parse_params_json(advanced or "", "Advanced JSON", '{"top_p": 0.9}')
     for name, value in (("temperature", temperature), ("max_tokens", max_tokens)):
         if (value or "").strip():
             params[name] = value.strip()
