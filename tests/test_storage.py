@@ -580,7 +580,9 @@ def test_other_users_data_behaves_as_missing(call: Call, alice: int, bob: int) -
 
 
 @pytest.mark.parametrize(
-    "bad_id", ["", "abc", "G" * 32, uuid.uuid4().hex.upper(), "' OR 1=1 --", str(uuid.uuid4())]
+    # Fixed values, not uuid4() at import: parallel workers must collect the same test ids.
+    "bad_id", ["", "abc", "G" * 32, "D0DB856C47FC435CA18C0674E69A5B51", "' OR 1=1 --",
+               "d82900ce-6401-4404-8152-bcc030ebaa4b"]
 )
 def test_malformed_ids_are_rejected(call: Call, alice: int, bad_id: str) -> None:
     chat = _chat(call, alice)
