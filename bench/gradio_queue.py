@@ -60,8 +60,9 @@ class Event:
 
 
 def find_event(config: dict[str, Any], api_name: str, nth: int = 0) -> Event:
-    found = [(i, dep) for i, dep in enumerate(config["dependencies"])
-             if dep.get("api_name") == api_name]
+    found = [
+        (i, dep) for i, dep in enumerate(config["dependencies"]) if dep.get("api_name") == api_name
+    ]
     if len(found) <= nth:
         raise LookupError(f"no event named {api_name!r} in the app's /config")
     index, dep = found[nth]
@@ -69,21 +70,28 @@ def find_event(config: dict[str, Any], api_name: str, nth: int = 0) -> Event:
     return Event(dep.get("id", index), trigger)
 
 
-async def run(client: httpx.AsyncClient, base: str, session: str, event: Event,
-              data: list[Any]) -> AsyncIterator[list[Any]]:
+async def run(
+    client: httpx.AsyncClient, base: str, session: str, event: Event, data: list[Any]
+) -> AsyncIterator[list[Any]]:
     """Join the queue and yield the event's whole outputs after every update (diffs applied).
 
     The last item is the completed output. Raises QueueError when the event fails.
     """
-    body = {"data": data, "event_data": None, "fn_index": event.fn_index,
-            "trigger_id": event.trigger_id, "session_hash": session}
+    body = {
+        "data": data,
+        "event_data": None,
+        "fn_index": event.fn_index,
+        "trigger_id": event.trigger_id,
+        "session_hash": session,
+    }
     joined = await client.post(f"{base}gradio_api/queue/join", json=body)
     if joined.status_code != 200:
         raise QueueError(f"queue/join answered {joined.status_code}: {joined.text[:200]}")
     event_id = joined.json()["event_id"]
     outputs: list[Any] | None = None
-    async with client.stream("GET", f"{base}gradio_api/queue/data",
-                             params={"session_hash": session}) as stream:
+    async with client.stream(
+        "GET", f"{base}gradio_api/queue/data", params={"session_hash": session}
+    ) as stream:
         async for line in stream.aiter_lines():
             if not line.startswith("data:"):
                 continue
@@ -98,8 +106,9 @@ async def run(client: httpx.AsyncClient, base: str, session: str, event: Event,
                 if outputs is None:
                     outputs = list(data_out)
                 else:
-                    outputs = [apply_diff(old, diff) for old, diff in zip(outputs, data_out,
-                                                                          strict=False)]
+                    outputs = [
+                        apply_diff(old, diff) for old, diff in zip(outputs, data_out, strict=False)
+                    ]
                 yield outputs
             elif kind == "process_completed":
                 output = message.get("output") or {}
@@ -113,8 +122,9 @@ async def run(client: httpx.AsyncClient, base: str, session: str, event: Event,
     raise QueueError("the event stream closed before the event completed")
 
 
-async def call(client: httpx.AsyncClient, base: str, session: str, event: Event,
-               data: list[Any]) -> list[Any] | None:
+async def call(
+    client: httpx.AsyncClient, base: str, session: str, event: Event, data: list[Any]
+) -> list[Any] | None:
     """Run an event to completion; return its last outputs."""
     last = None
     async for outputs in run(client, base, session, event, data):
@@ -122,11 +132,17 @@ async def call(client: httpx.AsyncClient, base: str, session: str, event: Event,
     return last
 
 
-async def predict(client: httpx.AsyncClient, base: str, session: str, event: Event,
-                  data: list[Any]) -> Any:
+async def predict(
+    client: httpx.AsyncClient, base: str, session: str, event: Event, data: list[Any]
+) -> Any:
     """Run a `queue=False` event the way the browser does (`POST /gradio_api/run/predict`)."""
-    body = {"data": data, "event_data": None, "fn_index": event.fn_index,
-            "trigger_id": event.trigger_id, "session_hash": session}
+    body = {
+        "data": data,
+        "event_data": None,
+        "fn_index": event.fn_index,
+        "trigger_id": event.trigger_id,
+        "session_hash": session,
+    }
     answer = await client.post(f"{base}gradio_api/run/predict", json=body)
     if answer.status_code != 200:
         raise QueueError(f"run/predict answered {answer.status_code}: {answer.text[:200]}")
@@ -163,8 +179,7 @@ def chatbot_text(index: int) -> TextOf:
             if isinstance(content, str):
                 return content
             if isinstance(content, list):
-                return "".join(part.get("text", "") for part in content
-                               if isinstance(part, dict))
+                return "".join(part.get("text", "") for part in content if isinstance(part, dict))
             if isinstance(content, dict):
                 return str(content.get("text", ""))
             return ""

@@ -88,17 +88,80 @@ SEARCH_WORD = "kubernetes"  # a topic of about one question in thirteen
 NO_MATCH = "no-such-word"  # the slowest search: every message is read
 
 WORDS = (
-    "the", "a", "model", "answer", "request", "token", "stream", "latency", "cache", "index",
-    "query", "server", "client", "function", "value", "table", "column", "row", "session",
-    "thread", "process", "memory", "buffer", "queue", "event", "handler", "response",
-    "parameter", "config", "retry", "timeout", "error", "result", "list", "dictionary",
-    "string", "number", "batch", "window", "page", "layout", "render", "message", "history",
-    "branch", "version", "database", "migration", "schema", "transaction", "lock",
-    "connection", "pool", "worker", "loop", "async", "await", "python",
+    "the",
+    "a",
+    "model",
+    "answer",
+    "request",
+    "token",
+    "stream",
+    "latency",
+    "cache",
+    "index",
+    "query",
+    "server",
+    "client",
+    "function",
+    "value",
+    "table",
+    "column",
+    "row",
+    "session",
+    "thread",
+    "process",
+    "memory",
+    "buffer",
+    "queue",
+    "event",
+    "handler",
+    "response",
+    "parameter",
+    "config",
+    "retry",
+    "timeout",
+    "error",
+    "result",
+    "list",
+    "dictionary",
+    "string",
+    "number",
+    "batch",
+    "window",
+    "page",
+    "layout",
+    "render",
+    "message",
+    "history",
+    "branch",
+    "version",
+    "database",
+    "migration",
+    "schema",
+    "transaction",
+    "lock",
+    "connection",
+    "pool",
+    "worker",
+    "loop",
+    "async",
+    "await",
+    "python",
 )
-TOPICS = ("SQLite indexes", "async Python", "Gradio queues", "rate limiting", "unit tests",
-          "PostgreSQL vacuum", "a CSV parser", "Docker images", "TLS certificates",
-          "regex backtracking", "kubernetes probes", "memory leaks", "JSON schemas")
+TOPICS = (
+    "SQLite indexes",
+    "async Python",
+    "Gradio queues",
+    "rate limiting",
+    "unit tests",
+    "PostgreSQL vacuum",
+    "a CSV parser",
+    "Docker images",
+    "TLS certificates",
+    "regex backtracking",
+    "kubernetes probes",
+    "memory leaks",
+    "JSON schemas",
+)
 CODE = (
     "```python\ndef {name}(items: list[int]) -> int:\n    total = 0\n    for item in items:\n"
     "        if item % 2 == 0:\n            total += item\n    return total\n```",
@@ -152,8 +215,10 @@ def answer(rng: random.Random) -> str:
         if roll < 0.2:
             return rng.choice(CODE).format(name=rng.choice(WORDS))
         if roll < 0.35:
-            return "\n".join(f"- **{rng.choice(WORDS)}**: {_sentence(rng, 4, 9)}"
-                             for _ in range(rng.randint(2, 4)))
+            return "\n".join(
+                f"- **{rng.choice(WORDS)}**: {_sentence(rng, 4, 9)}"
+                for _ in range(rng.randint(2, 4))
+            )
         if roll < 0.45:
             return f"### {rng.choice(TOPICS).capitalize()}"
         if roll < 0.5:
@@ -163,22 +228,51 @@ def answer(rng: random.Random) -> str:
     return _sized(rng, piece)
 
 
-def _message_row(*, conversation_id: str, user_id: int, parent_id: str | None, role: str,
-                 content: str, at: datetime, rng: random.Random,
-                 reasoning: bool = False) -> dict[str, Any]:
+def _message_row(
+    *,
+    conversation_id: str,
+    user_id: int,
+    parent_id: str | None,
+    role: str,
+    content: str,
+    at: datetime,
+    rng: random.Random,
+    reasoning: bool = False,
+) -> dict[str, Any]:
     row: dict[str, Any] = {
-        "id": new_id(), "conversation_id": conversation_id, "user_id": user_id,
-        "parent_id": parent_id, "role": role, "content": content, "reasoning": "",
-        "state": "complete", "provider": "", "model": "", "choice_index": 0,
-        "imported": False, "preferred": False, "created_at": at, "updated_at": at,
+        "id": new_id(),
+        "conversation_id": conversation_id,
+        "user_id": user_id,
+        "parent_id": parent_id,
+        "role": role,
+        "content": content,
+        "reasoning": "",
+        "state": "complete",
+        "provider": "",
+        "model": "",
+        "choice_index": 0,
+        "imported": False,
+        "preferred": False,
+        "created_at": at,
+        "updated_at": at,
     }
     if role == "assistant":
         completion = rng.randint(80, 400)
-        row.update(provider="siliconflow", model="Qwen/Qwen3-32B", finish_reason="stop",
-                   usage={"prompt_tokens": rng.randint(200, 9000),
-                          "completion_tokens": completion, "total_tokens": completion + 500},
-                   timings={"ttft_ms": rng.randint(300, 2000), "total_ms": 6000,
-                            "tokens_per_s": round(rng.uniform(20, 90), 1)})
+        row.update(
+            provider="siliconflow",
+            model="Qwen/Qwen3-32B",
+            finish_reason="stop",
+            usage={
+                "prompt_tokens": rng.randint(200, 9000),
+                "completion_tokens": completion,
+                "total_tokens": completion + 500,
+            },
+            timings={
+                "ttft_ms": rng.randint(300, 2000),
+                "total_ms": 6000,
+                "tokens_per_s": round(rng.uniform(20, 90), 1),
+            },
+        )
         if reasoning:
             row["reasoning"] = " ".join(_paragraph(rng) for _ in range(rng.randint(1, 3)))
             row["usage"]["reasoning_tokens"] = rng.randint(50, 300)
@@ -195,18 +289,29 @@ def seed_long_conversation(url: str) -> str:
         user_id = repo.ensure_user(session=session, username=LOCAL_USER).id
         assert user_id is not None
         conversation = repo.create_conversation(
-            session=session, user_id=user_id, title="A long conversation",
-            provider="siliconflow", model="Qwen/Qwen3-32B", parameters={"temperature": 0.7})
+            session=session,
+            user_id=user_id,
+            title="A long conversation",
+            provider="siliconflow",
+            model="Qwen/Qwen3-32B",
+            parameters={"temperature": 0.7},
+        )
         at = datetime.now(UTC) - timedelta(days=30)
         parent: str | None = None
         rows = []
         for index in range(OPEN_MESSAGES):
             role = "user" if index % 2 == 0 else "assistant"
             text = question(rng) if role == "user" else answer(rng)
-            row = _message_row(conversation_id=conversation.id, user_id=user_id,
-                               parent_id=parent, role=role, content=text,
-                               at=at + timedelta(seconds=30 * index), rng=rng,
-                               reasoning=role == "assistant" and rng.random() < 0.33)
+            row = _message_row(
+                conversation_id=conversation.id,
+                user_id=user_id,
+                parent_id=parent,
+                role=role,
+                content=text,
+                at=at + timedelta(seconds=30 * index),
+                rng=rng,
+                reasoning=role == "assistant" and rng.random() < 0.33,
+            )
             rows.append(row)
             parent = row["id"]
         session.execute(insert(Message), rows)
@@ -227,28 +332,50 @@ def seed_many_conversations(url: str) -> None:
     migrate(engine)
     now = datetime.now(UTC)
     with session_factory(engine)() as session:
-        for username, count in ((LOCAL_USER, SIDEBAR_CONVERSATIONS),
-                                ("someone-else", OTHER_USER_CONVERSATIONS)):
+        for username, count in (
+            (LOCAL_USER, SIDEBAR_CONVERSATIONS),
+            ("someone-else", OTHER_USER_CONVERSATIONS),
+        ):
             user_id = repo.ensure_user(session=session, username=username).id
             assert user_id is not None
             conversations, messages = [], []
             for _ in range(count):
                 at = now - timedelta(minutes=rng.randint(1, 60 * 24 * 365))
                 conversation_id = new_id()
-                asked = _message_row(conversation_id=conversation_id, user_id=user_id,
-                                     parent_id=None, role="user", content=question(rng),
-                                     at=at, rng=rng)
-                answered = _message_row(conversation_id=conversation_id, user_id=user_id,
-                                        parent_id=asked["id"], role="assistant",
-                                        content=answer(rng), at=at + timedelta(seconds=9),
-                                        rng=rng)
+                asked = _message_row(
+                    conversation_id=conversation_id,
+                    user_id=user_id,
+                    parent_id=None,
+                    role="user",
+                    content=question(rng),
+                    at=at,
+                    rng=rng,
+                )
+                answered = _message_row(
+                    conversation_id=conversation_id,
+                    user_id=user_id,
+                    parent_id=asked["id"],
+                    role="assistant",
+                    content=answer(rng),
+                    at=at + timedelta(seconds=9),
+                    rng=rng,
+                )
                 messages += [asked, answered]
-                conversations.append({
-                    "id": conversation_id, "user_id": user_id,
-                    "title": f"{rng.choice(TOPICS).capitalize()}: {_sentence(rng, 3, 6)}",
-                    "system_prompt": "", "provider": "siliconflow", "model": "Qwen/Qwen3-32B",
-                    "parameters": {}, "current_leaf_id": answered["id"], "mode": "chat",
-                    "created_at": at, "updated_at": answered["created_at"]})
+                conversations.append(
+                    {
+                        "id": conversation_id,
+                        "user_id": user_id,
+                        "title": f"{rng.choice(TOPICS).capitalize()}: {_sentence(rng, 3, 6)}",
+                        "system_prompt": "",
+                        "provider": "siliconflow",
+                        "model": "Qwen/Qwen3-32B",
+                        "parameters": {},
+                        "current_leaf_id": answered["id"],
+                        "mode": "chat",
+                        "created_at": at,
+                        "updated_at": answered["created_at"],
+                    }
+                )
             session.execute(insert(Conversation), conversations)
             session.execute(insert(Message), messages)
             session.commit()
@@ -262,9 +389,12 @@ def percentile(values: list[float], share: float) -> float:
 
 
 def summary_ms(seconds: list[float]) -> dict[str, float]:
-    return {"p50_ms": round(statistics.median(seconds) * 1000, 2),
-            "p95_ms": round(percentile(seconds, 0.95) * 1000, 2),
-            "min_ms": round(min(seconds) * 1000, 2), "runs": len(seconds)}
+    return {
+        "p50_ms": round(statistics.median(seconds) * 1000, 2),
+        "p95_ms": round(percentile(seconds, 0.95) * 1000, 2),
+        "min_ms": round(min(seconds) * 1000, 2),
+        "runs": len(seconds),
+    }
 
 
 async def timed(work: Callable[[], Awaitable[Any]], runs: int = RUNS) -> list[float]:
@@ -282,9 +412,14 @@ async def timed(work: Callable[[], Awaitable[Any]], runs: int = RUNS) -> list[fl
 def app_settings(url: str, port: int = 7860) -> dict[str, str]:
     """Environment for Parley: no API keys (model lists come from the built-in catalog, so no
     request leaves the machine) and a database URL."""
-    return {"DATABASE_URL": url, "PORT": str(port), "HOST": "127.0.0.1",
-            "SILICONFLOW_BASE_URL": "http://127.0.0.1:9/v1",
-            "JIEKOU_BASE_URL": "http://127.0.0.1:9/v1", "LOG_LEVEL": "WARNING"}
+    return {
+        "DATABASE_URL": url,
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "SILICONFLOW_BASE_URL": "http://127.0.0.1:9/v1",
+        "JIEKOU_BASE_URL": "http://127.0.0.1:9/v1",
+        "LOG_LEVEL": "WARNING",
+    }
 
 
 def new_session(demo: gr.Blocks) -> state_holder.SessionState:
@@ -296,9 +431,11 @@ def chat_event(demo: gr.Blocks, name: str, trigger: str) -> BlockFunction:
     """The Blocks function whose handler is ChatUI.<name>, fired by a `trigger` event."""
     for block_fn in demo.fns.values():
         handler = block_fn.fn
-        if (getattr(handler, "__name__", "") == name
-                and isinstance(getattr(handler, "__self__", None), ChatUI)
-                and any(event == trigger for _, event in block_fn.targets)):
+        if (
+            getattr(handler, "__name__", "") == name
+            and isinstance(getattr(handler, "__self__", None), ChatUI)
+            and any(event == trigger for _, event in block_fn.targets)
+        ):
             return block_fn
     raise LookupError(f"no {trigger} event runs ChatUI.{name}")
 
@@ -323,14 +460,24 @@ class InProcess:
         ui = open_fn.fn.__self__  # type: ignore[union-attr]
         return cls(parley, ui, open_fn, sidebar_fn)
 
-    async def event(self, block_fn: BlockFunction, inputs: list[Any],
-                    session: state_holder.SessionState, session_hash: str) -> dict[str, Any]:
+    async def event(
+        self,
+        block_fn: BlockFunction,
+        inputs: list[Any],
+        session: state_holder.SessionState,
+        session_hash: str,
+    ) -> dict[str, Any]:
         """One event as the queue worker runs it (gradio.route_utils.call_process_api)."""
         with MatplotlibBackendMananger():
             return await self.parley.demo.process_api(
-                block_fn=block_fn, inputs=inputs, state=session,
-                request=gr.Request(session_hash=session_hash), session_hash=session_hash,
-                event_id=uuid.uuid4().hex, in_event_listener=True)
+                block_fn=block_fn,
+                inputs=inputs,
+                state=session,
+                request=gr.Request(session_hash=session_hash),
+                session_hash=session_hash,
+                event_id=uuid.uuid4().hex,
+                in_event_listener=True,
+            )
 
     async def fresh_session(self) -> tuple[state_holder.SessionState, str]:
         """A new browser session whose sidebar has loaded (as a page does before any click)."""
@@ -371,18 +518,22 @@ async def measure_open(url: str, conversation_id: str) -> dict[str, Any]:
         post_pending = iter(post_sessions)
 
         async def postprocess() -> None:
-            await app.parley.demo.postprocess_data(app.open_fn, list(prediction),
-                                                 next(post_pending))
+            await app.parley.demo.postprocess_data(
+                app.open_fn, list(prediction), next(post_pending)
+            )
 
         durations_post = await timed(postprocess)
         view = ui._view(SessionState(), *loaded)
         return {
-            "stored_messages": len(loaded[1]), "chatbot_items_shown": shown[0],
+            "stored_messages": len(loaded[1]),
+            "chatbot_items_shown": shown[0],
             "chatbot_payload_kb": round(len(json.dumps(view.messages)) / 1024, 1),
             "event_in_process": summary_ms(total),
-            "breakdown": {"database_load": summary_ms(durations_load),
-                          "render_view": summary_ms(durations_render),
-                          "gradio_postprocess": summary_ms(durations_post)},
+            "breakdown": {
+                "database_load": summary_ms(durations_load),
+                "render_view": summary_ms(durations_render),
+                "gradio_postprocess": summary_ms(durations_post),
+            },
         }
     finally:
         app.close()
@@ -425,10 +576,13 @@ async def measure_sidebar(url: str) -> dict[str, Any]:
         with Session(engine) as session:
             total_owned = repo.count_conversations(session=session, user_id=user_id)
         return {
-            "conversations_of_user": total_owned, "conversations_shown": shown[0],
+            "conversations_of_user": total_owned,
+            "conversations_shown": shown[0],
             "event_in_process": summary_ms(total),
-            "breakdown": {"query": summary_ms(durations_query),
-                          "gradio_postprocess": summary_ms(durations_post)},
+            "breakdown": {
+                "query": summary_ms(durations_query),
+                "gradio_postprocess": summary_ms(durations_post),
+            },
             "search": searches,
         }
     finally:
@@ -448,12 +602,16 @@ class Server:
     @contextlib.contextmanager
     def running(cls, database_url: str, folder: Path) -> Iterator[Server]:
         port = free_port()
-        env = {"PATH": os.environ.get("PATH", ""), "HOME": str(folder),
-               **app_settings(database_url, port)}
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": str(folder),
+            **app_settings(database_url, port),
+        }
         log = folder / f"server-{port}.log"
         with log.open("wb") as out:
-            process = subprocess.Popen([PYTHON, "-m", "webapp"], cwd=folder, env=env,
-                                       stdout=out, stderr=subprocess.STDOUT)
+            process = subprocess.Popen(
+                [PYTHON, "-m", "webapp"], cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT
+            )
         server = cls(process, f"http://127.0.0.1:{port}/", log)
         try:
             server.wait_healthy()
@@ -517,8 +675,9 @@ class PageConfig:
             if not dep.get("backend_fn"):
                 continue  # front-end only (js)
             target, trigger = dep["targets"][0] if dep["targets"] else (None, "")
-            dependencies[dep["id"]] = Dependency(dep["id"], dep["inputs"], target, trigger,
-                                                 dep.get("trigger_after"))
+            dependencies[dep["id"]] = Dependency(
+                dep["id"], dep["inputs"], target, trigger, dep.get("trigger_after")
+            )
         return cls(dependencies, defaults, by_elem_id)
 
     def data(self, dep: Dependency, **values: Any) -> list[Any]:
@@ -546,9 +705,16 @@ class Tab:
 
     async def event(self, dep: Dependency, data: list[Any]) -> EventResult:
         started = time.perf_counter()
-        joined = await self.client.post(self.url + "gradio_api/queue/join", json={
-            "data": data, "event_data": None, "fn_index": dep.fn_index,
-            "trigger_id": dep.trigger_id, "session_hash": self.session_hash})
+        joined = await self.client.post(
+            self.url + "gradio_api/queue/join",
+            json={
+                "data": data,
+                "event_data": None,
+                "fn_index": dep.fn_index,
+                "trigger_id": dep.trigger_id,
+                "session_hash": self.session_hash,
+            },
+        )
         joined.raise_for_status()
         event_id = joined.json()["event_id"]
         if event_id in self._early:
@@ -559,16 +725,19 @@ class Tab:
             if self._reader is None or self._reader.done():
                 self._reader = asyncio.create_task(self._read())
             message = await waiter
-        return EventResult(time.perf_counter() - started, bool(message.get("success")),
-                           message.get("output") or {})
+        return EventResult(
+            time.perf_counter() - started, bool(message.get("success")), message.get("output") or {}
+        )
 
     async def _read(self) -> None:
         """Read the session's stream until it closes; reopen while events are still waiting."""
         try:
             while self._waiting:
-                async with self.client.stream("GET", self.url + "gradio_api/queue/data",
-                                              params={"session_hash": self.session_hash}
-                                              ) as stream:
+                async with self.client.stream(
+                    "GET",
+                    self.url + "gradio_api/queue/data",
+                    params={"session_hash": self.session_hash},
+                ) as stream:
                     async for line in stream.aiter_lines():
                         if not line.startswith("data:"):
                             continue
@@ -587,8 +756,9 @@ class Tab:
         except BaseException as exc:
             for waiter in self._waiting.values():
                 if not waiter.done():
-                    waiter.set_exception(exc if isinstance(exc, Exception)
-                                         else RuntimeError("stream reader stopped"))
+                    waiter.set_exception(
+                        exc if isinstance(exc, Exception) else RuntimeError("stream reader stopped")
+                    )
             self._waiting.clear()
             raise
 
@@ -601,8 +771,9 @@ class Tab:
         return True
 
 
-def find_dependency(page: PageConfig, config_deps: list[dict[str, Any]], elem_id: str,
-                    trigger: str) -> Dependency:
+def find_dependency(
+    page: PageConfig, config_deps: list[dict[str, Any]], elem_id: str, trigger: str
+) -> Dependency:
     component = page.by_elem_id[elem_id]
     for dep in config_deps:
         if [component, trigger] in dep["targets"] and dep.get("backend_fn"):
@@ -610,22 +781,27 @@ def find_dependency(page: PageConfig, config_deps: list[dict[str, Any]], elem_id
     raise LookupError(f"no {trigger} event on #{elem_id}")
 
 
-def load_dependency(page: PageConfig, config_deps: list[dict[str, Any]],
-                    output_elem_id: str) -> Dependency:
+def load_dependency(
+    page: PageConfig, config_deps: list[dict[str, Any]], output_elem_id: str
+) -> Dependency:
     """The event the page loads this component with (its only output): a load event, or
     the search box's change, which runs the same handler (the page's load chain runs the
     sidebar as a `.then` of opening the conversation in the address)."""
     component = page.by_elem_id[output_elem_id]
     for trigger in ("load", "change"):
         for dep in config_deps:
-            if (any(t[1] == trigger for t in dep["targets"]) and dep["outputs"] == [component]
-                    and dep.get("backend_fn")):
+            if (
+                any(t[1] == trigger for t in dep["targets"])
+                and dep["outputs"] == [component]
+                and dep.get("backend_fn")
+            ):
                 return page.dependencies[dep["id"]]
     raise LookupError(f"no load event fills #{output_elem_id}")
 
 
-async def http_events(database_url: str, folder: Path,
-                      conversation_id: str | None) -> dict[str, Any]:
+async def http_events(
+    database_url: str, folder: Path, conversation_id: str | None
+) -> dict[str, Any]:
     """Sidebar load (and opening `conversation_id`) over the queue protocol, fresh sessions."""
     with Server.running(database_url, folder) as server:
         with httpx.Client() as sync_client:
@@ -670,8 +846,9 @@ class Browser:
     streams_left_open: int = 0
 
     async def _heartbeat(self, session_hash: str, ready: asyncio.Event) -> None:
-        async with self.client.stream("GET", f"{self.url}gradio_api/heartbeat/{session_hash}"
-                                      ) as stream:
+        async with self.client.stream(
+            "GET", f"{self.url}gradio_api/heartbeat/{session_hash}"
+        ) as stream:
             ready.set()
             async for _ in stream.aiter_raw():
                 pass
@@ -756,7 +933,8 @@ async def idle_memory(database_url: str, folder: Path) -> dict[str, Any]:
             "rss_at_start_mb": round(started_kb / 1024, 1),
             "rss_after_warmup_mb": round(before / 1024, 1),
             "rss_after_sessions_mb": round(after / 1024, 1),
-            "sessions": IDLE_SESSIONS, "events_per_session": load_events,
+            "sessions": IDLE_SESSIONS,
+            "events_per_session": load_events,
             "per_session_kb": round((after - before) / IDLE_SESSIONS, 1),
             "seconds_to_open_sessions": round(opening_s, 1),
             "failed_events": browser.failures[:5],
@@ -769,13 +947,21 @@ def cold_start(folder: Path) -> dict[str, float]:
     """Seconds from spawning `python -m webapp` (fresh SQLite path) to 200 from /healthz and /."""
     port = free_port()
     database = folder / f"cold-{port}" / "parley.db"
-    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(folder),
-           **app_settings(f"sqlite:///{database}", port)}
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(folder),
+        **app_settings(f"sqlite:///{database}", port),
+    }
     url = f"http://127.0.0.1:{port}/"
     first: dict[str, float] = {}
     started = time.perf_counter()
-    process = subprocess.Popen([PYTHON, "-m", "webapp"], cwd=folder, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [PYTHON, "-m", "webapp"],
+        cwd=folder,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         with httpx.Client(timeout=2) as client:
             while len(first) < 2 and time.perf_counter() - started < 60:
@@ -817,72 +1003,128 @@ def table(results: dict[str, Any]) -> str:
     rows: list[tuple[str, str, str, str]] = []
     for db, block in results["databases"].items():
         opened = block["open"]["event_in_process"]
-        rows.append((f"open 1,000 msgs ({db}, in-process)",
-                     f"p50 {opened['p50_ms']} / p95 {opened['p95_ms']} ms",
-                     f"≤ {TARGETS['open_ms']:g} ms", verdict(opened["p95_ms"], TARGETS["open_ms"])))
+        rows.append(
+            (
+                f"open 1,000 msgs ({db}, in-process)",
+                f"p50 {opened['p50_ms']} / p95 {opened['p95_ms']} ms",
+                f"≤ {TARGETS['open_ms']:g} ms",
+                verdict(opened["p95_ms"], TARGETS["open_ms"]),
+            )
+        )
         if "open_event_http" in block:
             http = block["open_event_http"]
-            rows.append((f"open 1,000 msgs ({db}, HTTP queue)",
-                         f"p50 {http['p50_ms']} / p95 {http['p95_ms']} ms",
-                         f"≤ {TARGETS['open_ms']:g} ms",
-                         verdict(http["p95_ms"], TARGETS["open_ms"])))
+            rows.append(
+                (
+                    f"open 1,000 msgs ({db}, HTTP queue)",
+                    f"p50 {http['p50_ms']} / p95 {http['p95_ms']} ms",
+                    f"≤ {TARGETS['open_ms']:g} ms",
+                    verdict(http["p95_ms"], TARGETS["open_ms"]),
+                )
+            )
         side = block["sidebar"]["event_in_process"]
-        rows.append((f"sidebar 10k convs ({db}, in-process)",
-                     f"p50 {side['p50_ms']} / p95 {side['p95_ms']} ms",
-                     f"≤ {TARGETS['sidebar_ms']:g} ms",
-                     verdict(side["p95_ms"], TARGETS["sidebar_ms"])))
+        rows.append(
+            (
+                f"sidebar 10k convs ({db}, in-process)",
+                f"p50 {side['p50_ms']} / p95 {side['p95_ms']} ms",
+                f"≤ {TARGETS['sidebar_ms']:g} ms",
+                verdict(side["p95_ms"], TARGETS["sidebar_ms"]),
+            )
+        )
         for word, figures in block["sidebar"]["search"].items():
-            rows.append((f"sidebar search {word!r} ({db})",
-                         f"p50 {figures['p50_ms']} / p95 {figures['p95_ms']} ms",
-                         "(no target)", ""))
+            rows.append(
+                (
+                    f"sidebar search {word!r} ({db})",
+                    f"p50 {figures['p50_ms']} / p95 {figures['p95_ms']} ms",
+                    "(no target)",
+                    "",
+                )
+            )
         if "sidebar_event_http" in block:
             http = block["sidebar_event_http"]
-            rows.append((f"sidebar 10k convs ({db}, HTTP queue)",
-                         f"p50 {http['p50_ms']} / p95 {http['p95_ms']} ms",
-                         f"≤ {TARGETS['sidebar_ms']:g} ms",
-                         verdict(http["p95_ms"], TARGETS["sidebar_ms"])))
-    for key, label in (("idle_sessions", "RSS per idle session (200 in sidebar)"),
-                       ("idle_sessions_no_history", "RSS per idle session (no history)")):
+            rows.append(
+                (
+                    f"sidebar 10k convs ({db}, HTTP queue)",
+                    f"p50 {http['p50_ms']} / p95 {http['p95_ms']} ms",
+                    f"≤ {TARGETS['sidebar_ms']:g} ms",
+                    verdict(http["p95_ms"], TARGETS["sidebar_ms"]),
+                )
+            )
+    for key, label in (
+        ("idle_sessions", "RSS per idle session (200 in sidebar)"),
+        ("idle_sessions_no_history", "RSS per idle session (no history)"),
+    ):
         if key in results:
             idle = results[key]
-            rows.append((label, f"{idle['per_session_kb']} KB",
-                         f"≤ {TARGETS['idle_session_kb']:g} KB",
-                         verdict(idle["per_session_kb"], TARGETS["idle_session_kb"])))
+            rows.append(
+                (
+                    label,
+                    f"{idle['per_session_kb']} KB",
+                    f"≤ {TARGETS['idle_session_kb']:g} KB",
+                    verdict(idle["per_session_kb"], TARGETS["idle_session_kb"]),
+                )
+            )
     if "cold_start" in results:
         cold = results["cold_start"]
-        rows.append(("cold start to /healthz 200", f"{cold['healthz_median_s']} s",
-                     f"≤ {TARGETS['cold_start_s']:g} s",
-                     verdict(cold["healthz_median_s"], TARGETS["cold_start_s"])))
-        rows.append(("cold start to GET / 200", f"{cold['page_median_s']} s",
-                     f"≤ {TARGETS['cold_start_s']:g} s",
-                     verdict(cold["page_median_s"], TARGETS["cold_start_s"])))
+        rows.append(
+            (
+                "cold start to /healthz 200",
+                f"{cold['healthz_median_s']} s",
+                f"≤ {TARGETS['cold_start_s']:g} s",
+                verdict(cold["healthz_median_s"], TARGETS["cold_start_s"]),
+            )
+        )
+        rows.append(
+            (
+                "cold start to GET / 200",
+                f"{cold['page_median_s']} s",
+                f"≤ {TARGETS['cold_start_s']:g} s",
+                verdict(cold["page_median_s"], TARGETS["cold_start_s"]),
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True))
-                     for r in rows)
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows
+    )
 
 
-async def database_pass(name: str, open_url: str, sidebar_url: str, folder: Path,
-                        over_http: bool) -> dict[str, Any]:
+async def database_pass(
+    name: str, open_url: str, sidebar_url: str, folder: Path, over_http: bool
+) -> dict[str, Any]:
     conversation_id = seed_long_conversation(open_url)
     seed_many_conversations(sidebar_url)
-    block: dict[str, Any] = {"open": await measure_open(open_url, conversation_id),
-                             "sidebar": await measure_sidebar(sidebar_url)}
+    block: dict[str, Any] = {
+        "open": await measure_open(open_url, conversation_id),
+        "sidebar": await measure_sidebar(sidebar_url),
+    }
     if over_http:
         block.update(await http_events(open_url, folder, conversation_id))
-        block.update({"sidebar_event_http": (await http_events(sidebar_url, folder, None))[
-            "sidebar_event_http"]})
+        block.update(
+            {
+                "sidebar_event_http": (await http_events(sidebar_url, folder, None))[
+                    "sidebar_event_http"
+                ]
+            }
+        )
     print(f"{name}: done", file=sys.stderr)
     return block
 
 
 async def main(postgres: bool) -> None:
-    results: dict[str, Any] = {"targets": TARGETS, "cpus": os.cpu_count(),
-                               "load_average_at_start": os.getloadavg(), "databases": {}}
+    results: dict[str, Any] = {
+        "targets": TARGETS,
+        "cpus": os.cpu_count(),
+        "load_average_at_start": os.getloadavg(),
+        "databases": {},
+    }
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
         results["databases"]["sqlite"] = await database_pass(
-            "sqlite", f"sqlite:///{folder / 'open.db'}", f"sqlite:///{folder / 'sidebar.db'}",
-            folder, over_http=True)
+            "sqlite",
+            f"sqlite:///{folder / 'open.db'}",
+            f"sqlite:///{folder / 'sidebar.db'}",
+            folder,
+            over_http=True,
+        )
         if postgres:
             try:
                 urls, stop = postgres_urls()
@@ -891,25 +1133,29 @@ async def main(postgres: bool) -> None:
             else:
                 try:
                     results["databases"]["postgresql"] = await database_pass(
-                        "postgresql", urls[0], urls[1], folder, over_http=False)
+                        "postgresql", urls[0], urls[1], folder, over_http=False
+                    )
                 finally:
                     stop()
-        results["idle_sessions"] = await idle_memory(f"sqlite:///{folder / 'sidebar.db'}",
-                                                     folder)
+        results["idle_sessions"] = await idle_memory(f"sqlite:///{folder / 'sidebar.db'}", folder)
         results["idle_sessions_no_history"] = await idle_memory(
-            f"sqlite:///{folder / 'empty.db'}", folder)
+            f"sqlite:///{folder / 'empty.db'}", folder
+        )
         starts = [cold_start(folder) for _ in range(COLD_STARTS)]
         results["cold_start"] = {
             "healthz_median_s": round(statistics.median(s["healthz_s"] for s in starts), 2),
             "page_median_s": round(statistics.median(s["page_s"] for s in starts), 2),
-            "runs": [{k: round(v, 2) for k, v in s.items()} for s in starts]}
+            "runs": [{k: round(v, 2) for k, v in s.items()} for s in starts],
+        }
     results["load_average_at_end"] = os.getloadavg()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     print(table(results))
-    print(f"load average {results['load_average_at_start'][0]:.2f} → "
-          f"{results['load_average_at_end'][0]:.2f} on {results['cpus']} CPUs; "
-          f"details in {RESULTS}")
+    print(
+        f"load average {results['load_average_at_start'][0]:.2f} → "
+        f"{results['load_average_at_end'][0]:.2f} on {results['cpus']} CPUs; "
+        f"details in {RESULTS}"
+    )
 
 
 if __name__ == "__main__":

@@ -105,12 +105,24 @@ class ProcessTree:
 
 
 @contextlib.contextmanager
-def server(name: str, command: list[str], env: dict[str, str], health: str,
-           logs: Path, timeout: float = 60.0) -> Iterator[ProcessTree]:
+def server(
+    name: str,
+    command: list[str],
+    env: dict[str, str],
+    health: str,
+    logs: Path,
+    timeout: float = 60.0,
+) -> Iterator[ProcessTree]:
     """Start a server process, wait until `health` answers 200, stop it afterwards."""
     log = open(logs / f"{name}.log", "w")  # noqa: SIM115 (closed below)
-    process = subprocess.Popen(command, env={**os.environ, **env}, cwd=ROOT, stdout=log,
-                               stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        command,
+        env={**os.environ, **env},
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -164,8 +176,11 @@ class OpenAIStream(System):
     model: str = MODEL
 
     async def stream(self, client: httpx.AsyncClient, context: Any) -> AsyncIterator[int]:
-        body = {"model": self.model, "stream": True,
-                "messages": [{"role": "user", "content": PROMPT}]}
+        body = {
+            "model": self.model,
+            "stream": True,
+            "messages": [{"role": "user", "content": PROMPT}],
+        }
         seen = 0
         async with client.stream("POST", self.url, json=body, headers=self.headers) as answer:
             if answer.status_code != 200:
@@ -221,13 +236,15 @@ class GradioChat(System):
         async def event_outputs() -> None:
             assert self.event is not None
             try:
-                async for outputs in gq.run(client, self.base, session, self.event,
-                                            list(self.inputs)):
+                async for outputs in gq.run(
+                    client, self.base, session, self.event, list(self.inputs)
+                ):
                     seen.put_nowait(count_tokens(self.text_of(outputs)))
                     live = LIVE_ID.search(json.dumps(outputs[0])) if not feeds else None
                     if live:  # as the page does: the answer itself comes from the live feed
-                        feeds.append(asyncio.create_task(
-                            read_live(client, self.base, live.group(1), seen)))
+                        feeds.append(
+                            asyncio.create_task(read_live(client, self.base, live.group(1), seen))
+                        )
                 for feed in feeds:
                     await feed
             finally:
@@ -253,8 +270,9 @@ LIVE_ID = re.compile(r"parley-live-([0-9a-f]{32})")
 TAG = re.compile(r"<[^>]+>")
 
 
-async def read_live(client: httpx.AsyncClient, base: str, conversation_id: str,
-                    seen: asyncio.Queue[int | None]) -> None:
+async def read_live(
+    client: httpx.AsyncClient, base: str, conversation_id: str, seen: asyncio.Queue[int | None]
+) -> None:
     """Read Parley's live answer feed (webapp/live_view.py) as the page does, counting the
     answer's tokens so far (its settled blocks' text and the tail)."""
     blocks, tail = "", ""
@@ -296,8 +314,9 @@ class Request:
         return (self.tokens - self.first_tokens) / span if span > 0 else None
 
 
-async def one_request(system: System, client: httpx.AsyncClient, context: Any, user: int,
-                      delay: float, clock0: float) -> Request:
+async def one_request(
+    system: System, client: httpx.AsyncClient, context: Any, user: int, delay: float, clock0: float
+) -> Request:
     await asyncio.sleep(delay)  # the arrival schedule
     started = time.perf_counter()
     result = Request(user, started - clock0)
@@ -326,8 +345,9 @@ async def sample_rss(tree: ProcessTree | None, peak: list[int], stop: asyncio.Ev
 
 async def run_once(system: System, pattern: str, users: int) -> dict[str, Any]:
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=400)
-    async with httpx.AsyncClient(timeout=httpx.Timeout(REQUEST_TIMEOUT_S, connect=30),
-                                 limits=limits) as client:
+    async with httpx.AsyncClient(
+        timeout=httpx.Timeout(REQUEST_TIMEOUT_S, connect=30), limits=limits
+    ) as client:
         contexts = await system.prepare(client, users)
         await asyncio.sleep(1.0)  # let the server go quiet before its CPU is read
         peak, stop = [0], asyncio.Event()
@@ -336,9 +356,9 @@ async def run_once(system: System, pattern: str, users: int) -> dict[str, Any]:
         client_cpu0 = time.process_time()  # this client's own CPU (reading the streams)
         clock0 = time.perf_counter()
         delays = [0.0 if pattern == "burst" else i * RAMP_S / users for i in range(users)]
-        requests = await asyncio.gather(*(
-            one_request(system, client, contexts[i], i, delays[i], clock0)
-            for i in range(users)))
+        requests = await asyncio.gather(
+            *(one_request(system, client, contexts[i], i, delays[i], clock0) for i in range(users))
+        )
         wall = time.perf_counter() - clock0
         cpu = (system.tree.cpu_seconds() - cpu0) if system.tree else 0.0
         client_cpu = time.process_time() - client_cpu0
@@ -346,8 +366,12 @@ async def run_once(system: System, pattern: str, users: int) -> dict[str, Any]:
         await sampler
     delivered = sum(r.tokens for r in requests)
     return {
-        "system": system.name, "pattern": pattern, "users": users,
-        "wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "tokens": delivered,
+        "system": system.name,
+        "pattern": pattern,
+        "users": users,
+        "wall_s": round(wall, 3),
+        "cpu_s": round(cpu, 3),
+        "tokens": delivered,
         "client_cpu_s": round(client_cpu, 3),
         "peak_rss_mb": round(peak[0] / 2**20, 1) if system.tree else None,
         "failures": sum(1 for r in requests if r.error),
@@ -359,16 +383,22 @@ async def run_once(system: System, pattern: str, users: int) -> dict[str, Any]:
 
 
 def parley_env(upstream: str, database: Path, port: int) -> dict[str, str]:
-    return {"SILICONFLOW_BASE_URL": upstream, "SILICONFLOW_API_KEY": "bench-key",
-            "JIEKOU_BASE_URL": upstream, "DEFAULT_PROVIDER": "siliconflow",
-            "DEFAULT_MODEL": MODEL, "DATABASE_URL": f"sqlite:///{database}",
-            "PORT": str(port), "HOST": "127.0.0.1", "GRADIO_ANALYTICS_ENABLED": "False",
-            # Every simulated user is the one local user (no sign-in): lift the per-user cap.
-            "MAX_RUNS_PER_USER": "1000"}
+    return {
+        "SILICONFLOW_BASE_URL": upstream,
+        "SILICONFLOW_API_KEY": "bench-key",
+        "JIEKOU_BASE_URL": upstream,
+        "DEFAULT_PROVIDER": "siliconflow",
+        "DEFAULT_MODEL": MODEL,
+        "DATABASE_URL": f"sqlite:///{database}",
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        # Every simulated user is the one local user (no sign-in): lift the per-user cap.
+        "MAX_RUNS_PER_USER": "1000",
+    }
 
 
-def seed_long_conversations(database: Path, count: int, turns: int = 40
-                            ) -> list[tuple[str, str]]:
+def seed_long_conversations(database: Path, count: int, turns: int = 40) -> list[tuple[str, str]]:
     """`count` conversations of `turns` question/answer pairs for the local user."""
     from sqlmodel import Session
 
@@ -385,20 +415,34 @@ def seed_long_conversations(database: Path, count: int, turns: int = 40
         assert user.id is not None
         start = datetime.now(UTC) - timedelta(days=1)
         for number in range(count):
-            chat = Conversation(user_id=user.id, title=f"Long chat {number}",
-                                provider="siliconflow", model=MODEL, created_at=start,
-                                updated_at=start)
+            chat = Conversation(
+                user_id=user.id,
+                title=f"Long chat {number}",
+                provider="siliconflow",
+                model=MODEL,
+                created_at=start,
+                updated_at=start,
+            )
             session.add(chat)
             parent: str | None = None
             stamp = start
             for turn in range(turns):
-                for role, content in (("user", f"Question {turn}: {PROMPT}"),
-                                      ("assistant", answer)):
+                for role, content in (
+                    ("user", f"Question {turn}: {PROMPT}"),
+                    ("assistant", answer),
+                ):
                     stamp += timedelta(milliseconds=1)
-                    message = Message(conversation_id=chat.id, user_id=user.id,
-                                      parent_id=parent, role=role, content=content,
-                                      provider="siliconflow", model=MODEL,
-                                      created_at=stamp, updated_at=stamp)
+                    message = Message(
+                        conversation_id=chat.id,
+                        user_id=user.id,
+                        parent_id=parent,
+                        role=role,
+                        content=content,
+                        provider="siliconflow",
+                        model=MODEL,
+                        created_at=stamp,
+                        updated_at=stamp,
+                    )
                     session.add(message)
                     parent = message.id
             chat.current_leaf_id, chat.updated_at = parent, stamp
@@ -415,12 +459,19 @@ def gradio_config(base: str) -> dict[str, Any]:
 
 def parley_chat(base: str, tree: ProcessTree) -> GradioChat:
     event = gq.find_event(gradio_config(base), "chat")
-    return GradioChat("parley-chat", tree, base=base, event=event,
-                      inputs=[PROMPT, "", MODEL, "{}"], text_of=gq.plain_text(0))
+    return GradioChat(
+        "parley-chat",
+        tree,
+        base=base,
+        event=event,
+        inputs=[PROMPT, "", MODEL, "{}"],
+        text_of=gq.plain_text(0),
+    )
 
 
-def parley_ui(base: str, tree: ProcessTree, name: str,
-              conversations: list[tuple[str, str]] | None = None) -> GradioChat:
+def parley_ui(
+    base: str, tree: ProcessTree, name: str, conversations: list[tuple[str, str]] | None = None
+) -> GradioChat:
     """The browser's Send: `ui.send` with every input as the page sends it by default."""
     config = gradio_config(base)
     components = {c["id"]: c for c in config["components"]}
@@ -442,12 +493,20 @@ def parley_ui(base: str, tree: ProcessTree, name: str,
     inputs = default_inputs(send)
     inputs[0] = {"text": PROMPT, "files": []}
     gauge = gq.find_event(config, "gauge")  # the context gauge, refreshed after every turn
-    return GradioChat(name, tree, base=base, event=send, inputs=inputs,
-                      text_of=gq.chatbot_text(0), after=gq.find_event(config, "after_turn"),
-                      after_inputs=[None, ""], conversations=list(conversations or []),
-                      open_event=gq.find_event(config, "open") if conversations else None,
-                      sidebar_event=gq.find_event(config, "sidebar"),
-                      then=[(gauge, default_inputs(gauge))])
+    return GradioChat(
+        name,
+        tree,
+        base=base,
+        event=send,
+        inputs=inputs,
+        text_of=gq.chatbot_text(0),
+        after=gq.find_event(config, "after_turn"),
+        after_inputs=[None, ""],
+        conversations=list(conversations or []),
+        open_event=gq.find_event(config, "open") if conversations else None,
+        sidebar_event=gq.find_event(config, "sidebar"),
+        then=[(gauge, default_inputs(gauge))],
+    )
 
 
 def load_chat(base: str, tree: ProcessTree) -> GradioChat:
@@ -457,33 +516,46 @@ def load_chat(base: str, tree: ProcessTree) -> GradioChat:
     save = gq.find_event(config, "_clear_and_save_textbox")
     append = gq.find_event(config, "_append_message_to_history")
     submit = gq.find_event(config, "_submit_fn")
-    return GradioChat("load-chat", tree, base=base, event=submit, inputs=[None, None],
-                      text_of=gq.chatbot_text(1),
-                      before=[(save, [{"text": PROMPT, "files": []}]), (append, [None, []])])
+    return GradioChat(
+        "load-chat",
+        tree,
+        base=base,
+        event=submit,
+        inputs=[None, None],
+        text_of=gq.chatbot_text(1),
+        before=[(save, [{"text": PROMPT, "files": []}]), (append, [None, []])],
+    )
 
 
 # -- the whole benchmark --------------------------------------------------------------------
 
 
-async def run_system(system: System, patterns: list[str], levels: list[int],
-                     runs: list[dict[str, Any]]) -> None:
+async def run_system(
+    system: System, patterns: list[str], levels: list[int], runs: list[dict[str, Any]]
+) -> None:
     # One untimed request first: imports, connection pools and caches warm up.
     await run_once(system, "burst", 1)
     for pattern in patterns:
         for users in levels:
             result = await run_once(system, pattern, users)
             runs.append(result)
-            p95 = percentile([r["ttft_s"] for r in result["requests"] if r["ttft_s"] is not None],
-                             0.95)
-            print(f"{system.name:13} {pattern:5} {users:3} users: "
-                  f"ttft p95 {p95 * 1000:7.0f} ms, cpu {result['cpu_s']:6.2f} s, "
-                  f"rss {result['peak_rss_mb']} MB, failures {result['failures']}", flush=True)
+            p95 = percentile(
+                [r["ttft_s"] for r in result["requests"] if r["ttft_s"] is not None], 0.95
+            )
+            print(
+                f"{system.name:13} {pattern:5} {users:3} users: "
+                f"ttft p95 {p95 * 1000:7.0f} ms, cpu {result['cpu_s']:6.2f} s, "
+                f"rss {result['peak_rss_mb']} MB, failures {result['failures']}",
+                flush=True,
+            )
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Parley load benchmark")
-    parser.add_argument("--systems", default="direct,parley-v1,parley-chat,parley-ui,parley-ui-40,"
-                                               "load-chat,openwebui")
+    parser.add_argument(
+        "--systems",
+        default="direct,parley-v1,parley-chat,parley-ui,parley-ui-40,load-chat,openwebui",
+    )
     parser.add_argument("--users", default="1,10,50,100")
     parser.add_argument("--patterns", default="burst,ramp")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -497,8 +569,13 @@ def main(argv: list[str] | None = None) -> None:
     print(f"logs and databases in {work}", flush=True)
     up_port = free_port()
     upstream = f"http://127.0.0.1:{up_port}/v1"
-    with server("upstream", [PYTHON, "-m", "bench.upstream", "--port", str(up_port)], {},
-                f"{upstream}/models", work) as up_tree:
+    with server(
+        "upstream",
+        [PYTHON, "-m", "bench.upstream", "--port", str(up_port)],
+        {},
+        f"{upstream}/models",
+        work,
+    ) as up_tree:
         for name in systems:
             started = time.perf_counter()
             try:
@@ -508,20 +585,41 @@ def main(argv: list[str] | None = None) -> None:
                 print(notes[-1], flush=True)
             print(f"{name}: {time.perf_counter() - started:.0f} s", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                    "python": platform.python_version()},
-        "workload": {"first_token_s": 0.2, "tokens_per_s": 50, "tokens": TOKENS,
-                     "tokens_per_chunk": 1, "ramp_s": RAMP_S},
-        "notes": notes,
-        "runs": runs,
-    }, indent=1) + "\n")
+    args.out.write_text(
+        json.dumps(
+            {
+                "date": datetime.now(UTC).isoformat(timespec="seconds"),
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "platform": platform.platform(),
+                    "python": platform.python_version(),
+                },
+                "workload": {
+                    "first_token_s": 0.2,
+                    "tokens_per_s": 50,
+                    "tokens": TOKENS,
+                    "tokens_per_chunk": 1,
+                    "ramp_s": RAMP_S,
+                },
+                "notes": notes,
+                "runs": runs,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     print(f"wrote {args.out}", flush=True)
 
 
-async def run_named(name: str, upstream: str, up_tree: ProcessTree, work: Path,
-                    patterns: list[str], levels: list[int], runs: list[dict[str, Any]]) -> None:
+async def run_named(
+    name: str,
+    upstream: str,
+    up_tree: ProcessTree,
+    work: Path,
+    patterns: list[str],
+    levels: list[int],
+    runs: list[dict[str, Any]],
+) -> None:
     system: System
     if name == "direct":
         system = OpenAIStream("direct", up_tree, url=f"{upstream}/chat/completions")
@@ -537,8 +635,9 @@ async def run_named(name: str, upstream: str, up_tree: ProcessTree, work: Path,
             # run has already made longer (+1 for the warm-up request).
             conversations = seed_long_conversations(database, len(patterns) * sum(levels) + 1)
         command = [PYTHON, "-m", "webapp"]
-        with server(name, command, parley_env(upstream, database, port), f"{base}healthz",
-                    work) as tree:
+        with server(
+            name, command, parley_env(upstream, database, port), f"{base}healthz", work
+        ) as tree:
             if name == "parley-chat":
                 system = parley_chat(base, tree)
             elif name == "parley-v1":  # the OpenAI-compatible API, off Gradio's queue
@@ -547,10 +646,20 @@ async def run_named(name: str, upstream: str, up_tree: ProcessTree, work: Path,
                 system = parley_ui(base, tree, name, conversations)
             await run_system(system, patterns, levels, runs)
     elif name == "load-chat":
-        command = [PYTHON, "-m", "bench.peers.load_chat_app", "--upstream", upstream,
-                   "--model", MODEL, "--port", str(port)]
-        with server(name, command, {"GRADIO_ANALYTICS_ENABLED": "False"}, f"{base}config",
-                    work) as tree:
+        command = [
+            PYTHON,
+            "-m",
+            "bench.peers.load_chat_app",
+            "--upstream",
+            upstream,
+            "--model",
+            MODEL,
+            "--port",
+            str(port),
+        ]
+        with server(
+            name, command, {"GRADIO_ANALYTICS_ENABLED": "False"}, f"{base}config", work
+        ) as tree:
             await run_system(load_chat(base, tree), patterns, levels, runs)
     elif name == "openwebui":
         from bench.peers import openwebui
@@ -559,9 +668,13 @@ async def run_named(name: str, upstream: str, up_tree: ProcessTree, work: Path,
             raise RuntimeError(f"no Open WebUI venv at {openwebui.OWUI_VENV}")
         with openwebui.running(upstream, port, work / "openwebui") as owui:
             tree = ProcessTree(owui.pid)
-            system = OpenAIStream("openwebui", tree, url=f"{owui.base_url}/api/chat/completions",
-                                  headers={"Authorization": f"Bearer {owui.token}"},
-                                  model=owui.model)
+            system = OpenAIStream(
+                "openwebui",
+                tree,
+                url=f"{owui.base_url}/api/chat/completions",
+                headers={"Authorization": f"Bearer {owui.token}"},
+                model=owui.model,
+            )
             await run_system(system, patterns, levels, runs)
     else:
         raise ValueError(f"unknown system {name!r}")

@@ -84,9 +84,12 @@ def summarize(run: dict[str, Any], direct: dict[str, Any] | None) -> dict[str, A
     ttfts = [r["ttft_s"] for r in ok]
     rates = [x for x in (rate(r) for r in ok) if x is not None]
     out: dict[str, Any] = {
-        "ttft_p50_ms": percentile(ttfts, 0.5) * 1000, "ttft_p95_ms": percentile(ttfts, 0.95) * 1000,
+        "ttft_p50_ms": percentile(ttfts, 0.5) * 1000,
+        "ttft_p95_ms": percentile(ttfts, 0.95) * 1000,
         "cpu_per_1k": run["cpu_s"] / run["tokens"] * 1000 if run["tokens"] else float("nan"),
-        "rss_mb": run["peak_rss_mb"], "failures": run["failures"], "requests": len(run["requests"]),
+        "rss_mb": run["peak_rss_mb"],
+        "failures": run["failures"],
+        "requests": len(run["requests"]),
     }
     if direct is not None:
         base_ttfts = [r["ttft_s"] for r in direct["requests"] if r["ttft_s"] is not None]
@@ -113,36 +116,53 @@ def fmt(value: Any, digits: int = 0, signed: bool = False) -> str:
 def load_table(data: dict[str, Any]) -> tuple[list[str], dict[tuple[str, str, int], Any]]:
     runs = data["runs"]
     direct = {(r["pattern"], r["users"]): r for r in runs if r["system"] == "direct"}
-    summaries = {(r["system"], r["pattern"], r["users"]): summarize(
-        r, direct.get((r["pattern"], r["users"]))) for r in runs}
+    summaries = {
+        (r["system"], r["pattern"], r["users"]): summarize(
+            r, direct.get((r["pattern"], r["users"]))
+        )
+        for r in runs
+    }
     lines = []
     patterns = [p for p in ("burst", "ramp") if any(k[1] == p for k in summaries)]
     users = sorted({k[2] for k in summaries})
     systems = [s for s in NAMES if any(k[0] == s for k in summaries)]
     for pattern in patterns:
-        title = ("Burst: every user joins at once" if pattern == "burst"
-                 else "Ramp: users join evenly over 10 s")
-        lines += [f"### {title}", "",
-                  "| users | system | TTFT p50 / p95 (ms) | added p50 / p95 (ms) | throughput "
-                  "median / slowest (× direct) | CPU s per 1k tokens | peak RSS (MB) | failures |",
-                  "|---:|---|---:|---:|---:|---:|---:|---:|"]
+        title = (
+            "Burst: every user joins at once"
+            if pattern == "burst"
+            else "Ramp: users join evenly over 10 s"
+        )
+        lines += [
+            f"### {title}",
+            "",
+            "| users | system | TTFT p50 / p95 (ms) | added p50 / p95 (ms) | throughput "
+            "median / slowest (× direct) | CPU s per 1k tokens | peak RSS (MB) | failures |",
+            "|---:|---|---:|---:|---:|---:|---:|---:|",
+        ]
         for count in users:
             for system in systems:
                 s = summaries.get((system, pattern, count))
                 if s is None:
                     continue
                 direct_row = system == "direct"
-                added = ("–" if direct_row else
-                         f"{fmt(s.get('added_p50_ms'), signed=True)} / "
-                         f"{fmt(s.get('added_p95_ms'), signed=True)}")
-                ratio = ("1.00 (limit)" if direct_row else
-                         f"{fmt(s.get('ratio_median'), 2)} / {fmt(s.get('ratio_min'), 2)}")
+                added = (
+                    "–"
+                    if direct_row
+                    else f"{fmt(s.get('added_p50_ms'), signed=True)} / "
+                    f"{fmt(s.get('added_p95_ms'), signed=True)}"
+                )
+                ratio = (
+                    "1.00 (limit)"
+                    if direct_row
+                    else f"{fmt(s.get('ratio_median'), 2)} / {fmt(s.get('ratio_min'), 2)}"
+                )
                 cpu = "(upstream)" if direct_row else fmt(s["cpu_per_1k"], 3)
                 rss = "(upstream)" if direct_row else fmt(s["rss_mb"], 0)
                 lines.append(
                     f"| {count} | {NAMES[system]} | {fmt(s['ttft_p50_ms'])} / "
                     f"{fmt(s['ttft_p95_ms'])} | {added} | {ratio} | {cpu} | {rss} | "
-                    f"{s['failures']} of {s['requests']} |")
+                    f"{s['failures']} of {s['requests']} |"
+                )
         lines.append("")
     return lines, summaries
 
@@ -158,79 +178,156 @@ def targets(summaries: dict[tuple[str, str, int], Any]) -> list[str]:
 
     rows: list[tuple[str, str, str, bool | None]] = []
 
-    def check(label: str, target: str, value: float | None, limit: float, above: bool = False,
-              digits: int = 0) -> None:
-        ok = None if value is None or value != value else (value >= limit if above
-                                                          else value <= limit)
+    def check(
+        label: str,
+        target: str,
+        value: float | None,
+        limit: float,
+        above: bool = False,
+        digits: int = 0,
+    ) -> None:
+        ok = (
+            None
+            if value is None or value != value
+            else (value >= limit if above else value <= limit)
+        )
         shown = "–" if ok is None else f"{value:,.{digits}f}"
         rows.append((label, target, shown, ok))
 
     for system in ("parley-chat", "parley-ui"):
         name = NAMES[system]
-        check(f"{name}: added TTFT p95, ramp, 50 users", "≤ 150 ms",
-              get(system, "ramp", 50, "added_p95_ms"), 150)
-        check(f"{name}: added TTFT p95, burst, 50 users", "≤ 500 ms",
-              get(system, "burst", 50, "added_p95_ms"), 500)
+        check(
+            f"{name}: added TTFT p95, ramp, 50 users",
+            "≤ 150 ms",
+            get(system, "ramp", 50, "added_p95_ms"),
+            150,
+        )
+        check(
+            f"{name}: added TTFT p95, burst, 50 users",
+            "≤ 500 ms",
+            get(system, "burst", 50, "added_p95_ms"),
+            500,
+        )
         for pattern in ("burst", "ramp"):
-            check(f"{name}: throughput, {pattern}, 50 users (median request)", "≥ 0.97",
-                  get(system, pattern, 50, "ratio_median"), 0.97, above=True, digits=2)
+            check(
+                f"{name}: throughput, {pattern}, 50 users (median request)",
+                "≥ 0.97",
+                get(system, pattern, 50, "ratio_median"),
+                0.97,
+                above=True,
+                digits=2,
+            )
         limit = 0.15 if system == "parley-chat" else 0.25
         for pattern in ("burst", "ramp"):
-            check(f"{name}: CPU per 1k tokens, {pattern}, 50 users", f"≤ {limit} s",
-                  get(system, pattern, 50, "cpu_per_1k"), limit, digits=3)
+            check(
+                f"{name}: CPU per 1k tokens, {pattern}, 50 users",
+                f"≤ {limit} s",
+                get(system, pattern, 50, "cpu_per_1k"),
+                limit,
+                digits=3,
+            )
         check(f"{name}: peak RSS, 50 users", "≤ 300 MB", get(system, "burst", 50, "rss_mb"), 300)
         for pattern in ("burst", "ramp"):
-            check(f"{name}: slowest request, {pattern}, 100 users", "≥ 0.9",
-                  get(system, pattern, 100, "ratio_min"), 0.9, above=True, digits=2)
+            check(
+                f"{name}: slowest request, {pattern}, 100 users",
+                "≥ 0.9",
+                get(system, pattern, 100, "ratio_min"),
+                0.9,
+                above=True,
+                digits=2,
+            )
     for pattern in ("burst", "ramp"):
-        check(f"{NAMES['parley-ui-40']}: throughput, {pattern}, 50 users", "≥ 0.95",
-              get("parley-ui-40", pattern, 50, "ratio_median"), 0.95, above=True, digits=2)
+        check(
+            f"{NAMES['parley-ui-40']}: throughput, {pattern}, 50 users",
+            "≥ 0.95",
+            get("parley-ui-40", pattern, 50, "ratio_median"),
+            0.95,
+            above=True,
+            digits=2,
+        )
     # Issue 15: the chat view's cost does not grow with the chat; /v1 off the Gradio queue.
     for pattern in ("burst", "ramp"):
         for key, what in (("added_p95_ms", "added TTFT p95"), ("cpu_per_1k", "CPU per 1k")):
             long, short = get("parley-ui-40", pattern, 50, key), get("parley-ui", pattern, 50, key)
             ratio = None if long is None or short is None else long / max(short, 1e-9)
-            check(f"{NAMES['parley-ui-40']} over {NAMES['parley-ui']}: {what}, {pattern}, "
-                  "50 users", "≤ 1.3×", ratio, 1.3, digits=2)
+            check(
+                f"{NAMES['parley-ui-40']} over {NAMES['parley-ui']}: {what}, {pattern}, 50 users",
+                "≤ 1.3×",
+                ratio,
+                1.3,
+                digits=2,
+            )
     # One process serves every level of a system, and RSS never falls: the ramp rows run after
     # the 100-user burst and start at its high-water mark (the 1-user ramp row shows it), so
     # the 50-user figure is the burst's, before any larger level ran.
-    check(f"{NAMES['parley-ui-40']}: peak RSS, 50 users", "≤ 300 MB",
-          get("parley-ui-40", "burst", 50, "rss_mb"), 300)
+    check(
+        f"{NAMES['parley-ui-40']}: peak RSS, 50 users",
+        "≤ 300 MB",
+        get("parley-ui-40", "burst", 50, "rss_mb"),
+        300,
+    )
     name = NAMES["parley-v1"]
-    check(f"{name}: added TTFT p95, burst, 50 users", "≤ 150 ms",
-          get("parley-v1", "burst", 50, "added_p95_ms"), 150)
+    check(
+        f"{name}: added TTFT p95, burst, 50 users",
+        "≤ 150 ms",
+        get("parley-v1", "burst", 50, "added_p95_ms"),
+        150,
+    )
     for pattern in ("burst", "ramp"):
-        check(f"{name}: throughput, {pattern}, 50 users (median request)", "≥ 0.97",
-              get("parley-v1", pattern, 50, "ratio_median"), 0.97, above=True, digits=2)
-        check(f"{name}: CPU per 1k tokens, {pattern}, 50 users", "≤ 0.15 s",
-              get("parley-v1", pattern, 50, "cpu_per_1k"), 0.15, digits=3)
-        check(f"{name}: slowest request, {pattern}, 100 users", "≥ 0.95",
-              get("parley-v1", pattern, 100, "ratio_min"), 0.95, above=True, digits=2)
+        check(
+            f"{name}: throughput, {pattern}, 50 users (median request)",
+            "≥ 0.97",
+            get("parley-v1", pattern, 50, "ratio_median"),
+            0.97,
+            above=True,
+            digits=2,
+        )
+        check(
+            f"{name}: CPU per 1k tokens, {pattern}, 50 users",
+            "≤ 0.15 s",
+            get("parley-v1", pattern, 50, "cpu_per_1k"),
+            0.15,
+            digits=3,
+        )
+        check(
+            f"{name}: slowest request, {pattern}, 100 users",
+            "≥ 0.95",
+            get("parley-v1", pattern, 100, "ratio_min"),
+            0.95,
+            above=True,
+            digits=2,
+        )
     lines = ["| target | bound | measured | |", "|---|---:|---:|---|"]
-    lines += [f"| {label} | {bound} | {shown} | {verdict(ok)} |"
-              for label, bound, shown, ok in rows]
+    lines += [
+        f"| {label} | {bound} | {shown} | {verdict(ok)} |" for label, bound, shown, ok in rows
+    ]
     return lines
 
 
 BEFORE_AFTER = {  # before/after pairs of load runs on the same machine type
-    "runs": ("load-before.json", "load.json",
-             "Before and after the run engine, the live view and the /v1 API (issues 14, 15)",
-             "Before: the load run of the last commit before the run engine (2026-11-22, the "
-             "figures this page showed until then, kept as `bench/results/load-before.json`). "
-             "After: this page's run. Same bench, same 2-CPU machine type; each figure is "
-             "beside its own direct stream of the same run, so the two runs compare as ratios "
-             "and added milliseconds, not raw times."),
-    "long-chat": ("load.json", "load-long-chat.json",
-                  "The long-chat fixes after this run (sidebar mark, gauge, token estimate)",
-                  "The UI paths again after three fixes the profile of this run pointed to: a "
-                  "turn marks its conversation live in the sidebar from the last listing "
-                  "instead of searching the history again, the context gauge reads the tokens "
-                  "counted at the last render instead of loading the chat a third time, and "
-                  "the token estimate counts wide characters with a regex (7.5 ms → 0.05 ms "
-                  "for a 40-turn chat). `bench/load.py --systems direct,parley-ui,parley-ui-40 "
-                  "--users 50,100 --out bench/results/load-long-chat.json`, right after the "
-                  "full run, on the same machine."),
+    "runs": (
+        "load-before.json",
+        "load.json",
+        "Before and after the run engine, the live view and the /v1 API (issues 14, 15)",
+        "Before: the load run of the last commit before the run engine (2026-11-22, the "
+        "figures this page showed until then, kept as `bench/results/load-before.json`). "
+        "After: this page's run. Same bench, same 2-CPU machine type; each figure is "
+        "beside its own direct stream of the same run, so the two runs compare as ratios "
+        "and added milliseconds, not raw times.",
+    ),
+    "long-chat": (
+        "load.json",
+        "load-long-chat.json",
+        "The long-chat fixes after this run (sidebar mark, gauge, token estimate)",
+        "The UI paths again after three fixes the profile of this run pointed to: a "
+        "turn marks its conversation live in the sidebar from the last listing "
+        "instead of searching the history again, the context gauge reads the tokens "
+        "counted at the last render instead of loading the chat a third time, and "
+        "the token estimate counts wide characters with a regex (7.5 ms → 0.05 ms "
+        "for a 40-turn chat). `bench/load.py --systems direct,parley-ui,parley-ui-40 "
+        "--users 50,100 --out bench/results/load-long-chat.json`, right after the "
+        "full run, on the same machine.",
+    ),
 }
 COMPARED = ("added_p95_ms", "ratio_median", "ratio_min", "cpu_per_1k", "rss_mb")
 
@@ -244,19 +341,28 @@ def before_after(results: Path) -> list[str]:
             continue
         _, before = load_table(json.loads(before_file.read_text()))
         _, after = load_table(json.loads(after_file.read_text()))
-        lines += [f"## {title}", "", how, "",
-                  "| system | pattern | users | added TTFT p95 (ms) | throughput median | "
-                  "slowest | CPU s per 1k tokens | peak RSS (MB) | failures |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            f"## {title}",
+            "",
+            how,
+            "",
+            "| system | pattern | users | added TTFT p95 (ms) | throughput median | "
+            "slowest | CPU s per 1k tokens | peak RSS (MB) | failures |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
         for key in sorted(after, key=lambda k: (list(NAMES).index(k[0]), k[1], k[2])):
             if key[0] == "direct" or key not in before:
                 continue
             old, new = before[key], after[key]
-            cells = [f"{fmt(old.get(m), d, signed=m.startswith('added'))} → "
-                     f"{fmt(new.get(m), d, signed=m.startswith('added'))}"
-                     for m, d in zip(COMPARED, (0, 2, 2, 3, 0), strict=True)]
-            lines.append(f"| {NAMES[key[0]]} | {key[1]} | {key[2]} | {' | '.join(cells)} | "
-                         f"{old['failures']} → {new['failures']} |")
+            cells = [
+                f"{fmt(old.get(m), d, signed=m.startswith('added'))} → "
+                f"{fmt(new.get(m), d, signed=m.startswith('added'))}"
+                for m, d in zip(COMPARED, (0, 2, 2, 3, 0), strict=True)
+            ]
+            lines.append(
+                f"| {NAMES[key[0]]} | {key[1]} | {key[2]} | {' | '.join(cells)} | "
+                f"{old['failures']} → {new['failures']} |"
+            )
         lines.append("")
     return lines
 
@@ -267,58 +373,83 @@ def extra_sections(results: Path) -> list[str]:
     if history.exists():
         data = json.loads(history.read_text())
         targets_ = data["targets"]
-        lines += ["## History, memory and start-up (`bench/history.py`)", "",
-                  "From `bench/results/history.json`. *In-process* runs the real event through "
-                  "`Blocks.process_api` (handler and Gradio's postprocessing); *HTTP* is the "
-                  "same event on a `python -m webapp` process through the queue protocol.", "",
-                  "| measurement | p50 / p95 | target |", "|---|---:|---:|"]
+        lines += [
+            "## History, memory and start-up (`bench/history.py`)",
+            "",
+            "From `bench/results/history.json`. *In-process* runs the real event through "
+            "`Blocks.process_api` (handler and Gradio's postprocessing); *HTTP* is the "
+            "same event on a `python -m webapp` process through the queue protocol.",
+            "",
+            "| measurement | p50 / p95 | target |",
+            "|---|---:|---:|",
+        ]
         for name, db in data["databases"].items():
             opened, sidebar = db["open"], db["sidebar"]
             event = opened["event_in_process"]
-            lines.append(f"| open a {opened['stored_messages']:,}-message conversation, {name}, "
-                         f"in-process | {event['p50_ms']:.0f} / {event['p95_ms']:.0f} ms | "
-                         f"≤ {targets_['open_ms']:.0f} ms |")
+            lines.append(
+                f"| open a {opened['stored_messages']:,}-message conversation, {name}, "
+                f"in-process | {event['p50_ms']:.0f} / {event['p95_ms']:.0f} ms | "
+                f"≤ {targets_['open_ms']:.0f} ms |"
+            )
             if "open_event_http" in db:
                 http = db["open_event_http"]
-                lines.append(f"| the same, {name}, HTTP | {http['p50_ms']:.0f} / "
-                             f"{http['p95_ms']:.0f} ms | ≤ {targets_['open_ms']:.0f} ms |")
+                lines.append(
+                    f"| the same, {name}, HTTP | {http['p50_ms']:.0f} / "
+                    f"{http['p95_ms']:.0f} ms | ≤ {targets_['open_ms']:.0f} ms |"
+                )
             event = sidebar["event_in_process"]
-            lines.append(f"| sidebar of {sidebar['conversations_of_user']:,} conversations "
-                         f"({sidebar['conversations_shown']} shown), {name}, in-process | "
-                         f"{event['p50_ms']:.1f} / {event['p95_ms']:.1f} ms | "
-                         f"≤ {targets_['sidebar_ms']:.0f} ms |")
+            lines.append(
+                f"| sidebar of {sidebar['conversations_of_user']:,} conversations "
+                f"({sidebar['conversations_shown']} shown), {name}, in-process | "
+                f"{event['p50_ms']:.1f} / {event['p95_ms']:.1f} ms | "
+                f"≤ {targets_['sidebar_ms']:.0f} ms |"
+            )
             if "sidebar_event_http" in db:
                 http = db["sidebar_event_http"]
-                lines.append(f"| the same, {name}, HTTP | {http['p50_ms']:.1f} / "
-                             f"{http['p95_ms']:.1f} ms | ≤ {targets_['sidebar_ms']:.0f} ms |")
-        for key, label in (("idle_sessions_no_history", "no conversations"),
-                           ("idle_sessions", "200 conversations in the sidebar")):
+                lines.append(
+                    f"| the same, {name}, HTTP | {http['p50_ms']:.1f} / "
+                    f"{http['p95_ms']:.1f} ms | ≤ {targets_['sidebar_ms']:.0f} ms |"
+                )
+        for key, label in (
+            ("idle_sessions_no_history", "no conversations"),
+            ("idle_sessions", "200 conversations in the sidebar"),
+        ):
             if key in data:
                 idle = data[key]
-                lines.append(f"| RSS per idle session ({idle['sessions']} tabs, {label}) | "
-                             f"{idle['per_session_kb']:.0f} KB | "
-                             f"≤ {targets_['idle_session_kb']:.0f} KB |")
+                lines.append(
+                    f"| RSS per idle session ({idle['sessions']} tabs, {label}) | "
+                    f"{idle['per_session_kb']:.0f} KB | "
+                    f"≤ {targets_['idle_session_kb']:.0f} KB |"
+                )
         cold = data["cold_start"]
-        lines += [f"| cold start to `/healthz` / to the page (median of 3) | "
-                  f"{cold['healthz_median_s']:.2f} / {cold['page_median_s']:.2f} s | "
-                  f"≤ {targets_['cold_start_s']:.0f} s |", ""]
+        lines += [
+            f"| cold start to `/healthz` / to the page (median of 3) | "
+            f"{cold['healthz_median_s']:.2f} / {cold['page_median_s']:.2f} s | "
+            f"≤ {targets_['cold_start_s']:.0f} s |",
+            "",
+        ]
     soak = results / "soak.json"
     if soak.exists():
         data = json.loads(soak.read_text())
         rss = data["rss_mb"]
-        lines += ["## Soak (`bench/soak.py`)", "",
-                  f"From `bench/results/soak.json`: {data['minutes']:.0f} minutes, "
-                  f"{data['users']} users looping on `/chat` through the queue protocol, "
-                  f"same workload.", "",
-                  "| requests | errors | answer p50 / p95 | RSS idle → after warm-up → end | "
-                  "growth after warm-up (bound) | database check |",
-                  "|---:|---:|---:|---|---:|---|",
-                  f"| {data['requests']:,} | {data['errors']} | {data['latency_s']['p50']:.1f} / "
-                  f"{data['latency_s']['p95']:.1f} s | {rss['idle_before_load']:.0f} → "
-                  f"{rss['after_warmup']:.0f} → {rss['end']:.0f} MB | "
-                  f"{rss['growth_after_warmup']:.1f} MB ({rss['bound_mb']:.0f} MB) | "
-                  f"{'every question once, answered whole' if data['database']['ok'] else 'FAILED'}"
-                  " |", ""]
+        lines += [
+            "## Soak (`bench/soak.py`)",
+            "",
+            f"From `bench/results/soak.json`: {data['minutes']:.0f} minutes, "
+            f"{data['users']} users looping on `/chat` through the queue protocol, "
+            f"same workload.",
+            "",
+            "| requests | errors | answer p50 / p95 | RSS idle → after warm-up → end | "
+            "growth after warm-up (bound) | database check |",
+            "|---:|---:|---:|---|---:|---|",
+            f"| {data['requests']:,} | {data['errors']} | {data['latency_s']['p50']:.1f} / "
+            f"{data['latency_s']['p95']:.1f} s | {rss['idle_before_load']:.0f} → "
+            f"{rss['after_warmup']:.0f} → {rss['end']:.0f} MB | "
+            f"{rss['growth_after_warmup']:.1f} MB ({rss['bound_mb']:.0f} MB) | "
+            f"{'every question once, answered whole' if data['database']['ok'] else 'FAILED'}"
+            " |",
+            "",
+        ]
     return lines
 
 
@@ -331,21 +462,26 @@ def main(argv: list[str] | None = None) -> None:
     table, summaries = load_table(data)
     machine, workload = data["machine"], data["workload"]
     lines = [
-        "# Performance", "",
+        "# Performance",
+        "",
         "Every figure on this page comes from the result files in `bench/results/`, written by "
         "one run of the benchmark scripts; this page is generated from them by "
-        "`.venv/bin/python -m bench.report`.", "",
+        "`.venv/bin/python -m bench.report`.",
+        "",
         f"Load run finished {data['date']}, {machine['cpus']} CPUs, {machine['platform']}, "
-        f"Python {machine['python']}.", "",
+        f"Python {machine['python']}.",
+        "",
         f"Workload (every system, every run): the upstream's first token after "
         f"{workload['first_token_s'] * 1000:.0f} ms, then {workload['tokens_per_s']} tokens/s, "
         f"{workload['tokens']} tokens, {workload['tokens_per_chunk']} token per SSE chunk "
         "(`bench/upstream.py`, its own process). One request per user. Gradio apps are driven "
-        "through Gradio's queue protocol (`bench/gradio_queue.py`), the others over HTTP SSE.", "",
+        "through Gradio's queue protocol (`bench/gradio_queue.py`), the others over HTTP SSE.",
+        "",
         "How to read it: *added* TTFT is the system's percentile minus the direct stream's at "
         "the same load; throughput is each request's tokens/s after its first update over the "
         "direct stream's median; CPU counts the server's whole process tree during the run, "
-        "over the tokens delivered.", "",
+        "over the tokens delivered.",
+        "",
     ]
     if data.get("notes"):
         lines += ["Notes from the run:", ""] + [f"- {note}" for note in data["notes"]] + [""]
@@ -353,11 +489,18 @@ def main(argv: list[str] | None = None) -> None:
     lines += ANALYSIS.splitlines()
     lines += ["## Every run", ""] + table
     lines += extra_sections(args.results)
-    lines += ["## Reproduce", "", "```bash", '.venv/bin/pip install -e ".[bench]"',
-              ".venv/bin/python -m bench.load      # writes bench/results/load.json",
-              ".venv/bin/python -m bench.history   # writes bench/results/history.json",
-              ".venv/bin/python -m bench.soak --minutes 10 --users 30",
-              ".venv/bin/python -m bench.report    # writes this page", "```", ""]
+    lines += [
+        "## Reproduce",
+        "",
+        "```bash",
+        '.venv/bin/pip install -e ".[bench]"',
+        ".venv/bin/python -m bench.load      # writes bench/results/load.json",
+        ".venv/bin/python -m bench.history   # writes bench/results/history.json",
+        ".venv/bin/python -m bench.soak --minutes 10 --users 30",
+        ".venv/bin/python -m bench.report    # writes this page",
+        "```",
+        "",
+    ]
     args.doc.parent.mkdir(exist_ok=True)
     args.doc.write_text("\n".join(lines))
     print(f"wrote {args.doc}")

@@ -78,8 +78,9 @@ class Tally:
     questions: list[str] = field(default_factory=list)
 
 
-async def user_loop(index: int, http: httpx.AsyncClient, base: str, chat: gq.Event,
-                    stop_at: float, tally: Tally) -> None:
+async def user_loop(
+    index: int, http: httpx.AsyncClient, base: str, chat: gq.Event, stop_at: float, tally: Tally
+) -> None:
     """One user: ask, read the whole answer, repeat until `stop_at` (monotonic)."""
     session_hash = uuid.uuid4().hex
     conversation_id = ""
@@ -95,8 +96,9 @@ async def user_loop(index: int, http: httpx.AsyncClient, base: str, chat: gq.Eve
         first: float | None = None
         try:
             answer = ""
-            async for outputs in gq.run(http, base, session_hash, chat,
-                                        [question, conversation_id, "", "{}"]):
+            async for outputs in gq.run(
+                http, base, session_hash, chat, [question, conversation_id, "", "{}"]
+            ):
                 answer, conversation_id = str(outputs[0]), str(outputs[1])
                 if first is None and answer:
                     first = time.monotonic() - began
@@ -116,13 +118,16 @@ def summary(values: list[float]) -> dict[str, float]:
     if not values:
         return {}
     ordered = sorted(values)
-    return {"p50": round(statistics.median(ordered), 3),
-            "p95": round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 3),
-            "max": round(ordered[-1], 3)}
+    return {
+        "p50": round(statistics.median(ordered), 3),
+        "p95": round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 3),
+        "max": round(ordered[-1], 3),
+    }
 
 
-async def sample_rss(pid: int, every_s: float, began: float,
-                     samples: list[tuple[float, float]], stop: asyncio.Event) -> None:
+async def sample_rss(
+    pid: int, every_s: float, began: float, samples: list[tuple[float, float]], stop: asyncio.Event
+) -> None:
     while not stop.is_set():
         samples.append((round(time.monotonic() - began, 1), round(rss_kb(pid) / 1024, 1)))
         with contextlib.suppress(TimeoutError):
@@ -142,8 +147,10 @@ async def run_load(base: str, pid: int, args: argparse.Namespace) -> dict[str, A
         began = time.monotonic()
         sampler = asyncio.create_task(sample_rss(pid, args.sample_s, began, samples, stop))
         stop_at = began + args.minutes * 60
-        users = [asyncio.create_task(user_loop(i, http, base, chat, stop_at, tally))
-                 for i in range(args.users)]
+        users = [
+            asyncio.create_task(user_loop(i, http, base, chat, stop_at, tally))
+            for i in range(args.users)
+        ]
         await asyncio.gather(*users)
         wall = time.monotonic() - began
         stop.set()
@@ -152,8 +159,9 @@ async def run_load(base: str, pid: int, args: argparse.Namespace) -> dict[str, A
     return {"tally": tally, "samples": samples, "idle_rss": idle_rss, "wall": wall}
 
 
-def memory_report(samples: list[tuple[float, float]], idle: float, warmup_s: float,
-                  bound_mb: float) -> dict[str, Any]:
+def memory_report(
+    samples: list[tuple[float, float]], idle: float, warmup_s: float, bound_mb: float
+) -> dict[str, Any]:
     """RSS before load, after warm-up and at the end; growth after warm-up against the bound."""
     steady = [mb for t, mb in samples if t >= warmup_s]
     if len(steady) < 2:
@@ -185,10 +193,10 @@ def check_database(database_url: str, questions: list[str]) -> dict[str, Any]:
             user_id = repo.ensure_user(session=session, username="local").id
             assert user_id is not None
             messages = []
-            for chat in repo.list_conversations(session=session, user_id=user_id,
-                                                limit=1_000_000):
-                messages += repo.load_messages(session=session, user_id=user_id,
-                                               conversation_id=chat.id)
+            for chat in repo.list_conversations(session=session, user_id=user_id, limit=1_000_000):
+                messages += repo.load_messages(
+                    session=session, user_id=user_id, conversation_id=chat.id
+                )
     finally:
         engine.dispose()
     users = [m for m in messages if m.role == "user"]
@@ -196,21 +204,29 @@ def check_database(database_url: str, questions: list[str]) -> dict[str, Any]:
     stored = [m.content for m in users]
     missing = sorted(set(questions) - set(stored))
     duplicated = sorted({q for q in stored if stored.count(q) > 1})
-    unanswered = [m.content for m in users
-                  if m.id not in answers or answers[m.id].state != "complete"
-                  or answers[m.id].content != EXPECTED_ANSWER]
+    unanswered = [
+        m.content
+        for m in users
+        if m.id not in answers
+        or answers[m.id].state != "complete"
+        or answers[m.id].content != EXPECTED_ANSWER
+    ]
     streaming = sum(m.state == "streaming" for m in messages)
     return {
-        "user_messages": len(users), "answers": len(answers), "missing": missing[:10],
-        "duplicated": duplicated[:10], "not_answered_whole": unanswered[:10],
+        "user_messages": len(users),
+        "answers": len(answers),
+        "missing": missing[:10],
+        "duplicated": duplicated[:10],
+        "not_answered_whole": unanswered[:10],
         "left_streaming": streaming,
         "ok": not missing and not duplicated and not unanswered and not streaming,
     }
 
 
 @contextlib.contextmanager
-def process(command: list[str], cwd: Path, env: dict[str, str], log: Path) -> Iterator[
-        subprocess.Popen[bytes]]:
+def process(
+    command: list[str], cwd: Path, env: dict[str, str], log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
     """A child process with its output in `log`; SIGTERM (then SIGKILL) on the way out."""
     with log.open("wb") as out:
         child = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -262,57 +278,85 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="parley-soak-") as tmp:
         work = Path(tmp)
         fake_port, app_port = free_port(), free_port()
-        fake_cmd = [sys.executable, "-m", "tests.fake_openai", "--port", str(fake_port),
-                    "--first-delay", str(FIRST_TOKEN_S), "--delay", str(1 / TOKENS_PER_S),
-                    "--chunk-words", "1", "--words", str(TOKENS)]
+        fake_cmd = [
+            sys.executable,
+            "-m",
+            "tests.fake_openai",
+            "--port",
+            str(fake_port),
+            "--first-delay",
+            str(FIRST_TOKEN_S),
+            "--delay",
+            str(1 / TOKENS_PER_S),
+            "--chunk-words",
+            "1",
+            "--words",
+            str(TOKENS),
+        ]
         database_url = f"sqlite:///{work / 'parley.db'}"
         fake_url = f"http://127.0.0.1:{fake_port}/v1"
         env = base_env() | {
-            "HOST": "127.0.0.1", "PORT": str(app_port), "DATABASE_URL": database_url,
-            "SILICONFLOW_BASE_URL": fake_url, "SILICONFLOW_API_KEY": "soak-key",
-            "JIEKOU_BASE_URL": fake_url, "LOG_LEVEL": "WARNING",
+            "HOST": "127.0.0.1",
+            "PORT": str(app_port),
+            "DATABASE_URL": database_url,
+            "SILICONFLOW_BASE_URL": fake_url,
+            "SILICONFLOW_API_KEY": "soak-key",
+            "JIEKOU_BASE_URL": fake_url,
+            "LOG_LEVEL": "WARNING",
             # Every simulated user is the one local user (no sign-in): lift the per-user cap.
             "MAX_RUNS_PER_USER": "1000",
         }
         base = f"http://127.0.0.1:{app_port}/"
-        with process(fake_cmd, ROOT, base_env(), work / "fake.log") as fake, \
-                process([sys.executable, "-m", "webapp"], work, env, work / "parley.log") as app:
+        with (
+            process(fake_cmd, ROOT, base_env(), work / "fake.log") as fake,
+            process([sys.executable, "-m", "webapp"], work, env, work / "parley.log") as app,
+        ):
             try:
-                wait_until(lambda: port_open(fake_port), "the fake upstream", fake,
-                           work / "fake.log")
-                wait_until(lambda: healthy(f"{base}healthz"), "Parley", app,
-                           work / "parley.log")
+                wait_until(
+                    lambda: port_open(fake_port), "the fake upstream", fake, work / "fake.log"
+                )
+                wait_until(lambda: healthy(f"{base}healthz"), "Parley", app, work / "parley.log")
             except RuntimeError as exc:
                 print(exc, file=sys.stderr)
                 return 2
-            print(f"soak: {args.users} users for {args.minutes:g} min against Parley pid "
-                  f"{app.pid} ({base})", flush=True)
+            print(
+                f"soak: {args.users} users for {args.minutes:g} min against Parley pid "
+                f"{app.pid} ({base})",
+                flush=True,
+            )
             load = asyncio.run(run_load(base, app.pid, args))
         tally: Tally = load["tally"]
         database = check_database(database_url, tally.questions)
     memory = memory_report(load["samples"], load["idle_rss"], warmup_s, args.rss_bound_mb)
     result = {
-        "minutes": args.minutes, "users": args.users,
-        "workload": {"first_token_s": FIRST_TOKEN_S, "tokens": TOKENS,
-                     "tokens_per_s": TOKENS_PER_S, "tokens_per_chunk": 1,
-                     "turns_per_conversation": TURNS_PER_CONVERSATION},
+        "minutes": args.minutes,
+        "users": args.users,
+        "workload": {
+            "first_token_s": FIRST_TOKEN_S,
+            "tokens": TOKENS,
+            "tokens_per_s": TOKENS_PER_S,
+            "tokens_per_chunk": 1,
+            "turns_per_conversation": TURNS_PER_CONVERSATION,
+        },
         "wall_s": round(load["wall"], 1),
-        "requests": tally.requests, "completed": tally.completed,
-        "errors": len(tally.errors), "error_samples": tally.errors[:5],
+        "requests": tally.requests,
+        "completed": tally.completed,
+        "errors": len(tally.errors),
+        "error_samples": tally.errors[:5],
         "requests_per_s": round(tally.completed / load["wall"], 2) if load["wall"] else 0,
-        "latency_s": summary(tally.latencies), "ttft_s": summary(tally.ttfts),
-        "rss_mb": memory, "database": database,
+        "latency_s": summary(tally.latencies),
+        "ttft_s": summary(tally.ttfts),
+        "rss_mb": memory,
+        "database": database,
         "rss_samples": load["samples"],
     }
-    ok = (not tally.errors and tally.completed > 0 and memory["within_bound"]
-          and database["ok"])
+    ok = not tally.errors and tally.completed > 0 and memory["within_bound"] and database["ok"]
     result["ok"] = ok
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "rss_samples"}, indent=2))
     if not ok:
-        print("soak FAILED: see errors, rss_mb.within_bound and database.ok above",
-              file=sys.stderr)
+        print("soak FAILED: see errors, rss_mb.within_bound and database.ok above", file=sys.stderr)
     return 0 if ok else 1
 
 
@@ -321,8 +365,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--users", type=int, default=30)
     parser.add_argument("--results", type=Path, default=RESULTS, help="where to write the JSON")
-    parser.add_argument("--rss-bound-mb", type=float, default=50.0,
-                        help="largest RSS growth allowed after the warm-up")
+    parser.add_argument(
+        "--rss-bound-mb",
+        type=float,
+        default=50.0,
+        help="largest RSS growth allowed after the warm-up",
+    )
     parser.add_argument("--sample-s", type=float, default=3.0, help="seconds between samples")
     return run(parser.parse_args(argv))
 

@@ -58,44 +58,61 @@ async def executor_costs() -> dict[str, float]:
     await asyncio.gather(*(executor.run(call, context) for _ in range(200)))
     burst = time.perf_counter() - started
     executor.close()
-    return {"sequential_p50_ms": statistics.median(timings) * 1000,
-            "sequential_p95_ms": percentile(timings, 0.95) * 1000,
-            "burst_200_total_ms": burst * 1000}
+    return {
+        "sequential_p50_ms": statistics.median(timings) * 1000,
+        "sequential_p95_ms": percentile(timings, 0.95) * 1000,
+        "burst_200_total_ms": burst * 1000,
+    }
 
 
 async def round_costs(fake: FakeOpenAI, folder: Path) -> dict[str, float]:
-    settings = load_settings({"SILICONFLOW_BASE_URL": fake.base_url,
-                              "SILICONFLOW_API_KEY": "k"}, dotenv_path=None)
+    settings = load_settings(
+        {"SILICONFLOW_BASE_URL": fake.base_url, "SILICONFLOW_API_KEY": "k"}, dotenv_path=None
+    )
     engine = make_engine(f"sqlite:///{folder / 'bench.db'}")
     migrate(engine)
     registry = ToolRegistry()
     register_builtins(registry)
     gaps = []
     async with httpx.AsyncClient() as http:
-        clients = {p.name: ProviderClient(http, p, retry=RetryPolicy(max_retries=0))
-                   for p in settings.providers}
-        service = ChatService(settings=settings, session_factory=session_factory(engine),
-                              clients=clients, capabilities=CapabilityTable(), tools=registry)
+        clients = {
+            p.name: ProviderClient(http, p, retry=RetryPolicy(max_retries=0))
+            for p in settings.providers
+        }
+        service = ChatService(
+            settings=settings,
+            session_factory=session_factory(engine),
+            clients=clients,
+            capabilities=CapabilityTable(),
+            tools=registry,
+        )
         with session_factory(engine)() as session:
             user_id = repo.ensure_user(session=session, username="bench").id
         assert user_id is not None
-        turn = TurnSettings(provider="siliconflow", model="Qwen/Qwen3-8B",
-                            tools=("calculator",))
+        turn = TurnSettings(provider="siliconflow", model="Qwen/Qwen3-8B", tools=("calculator",))
         for _ in range(30):
-            calls = [{"id": "a", "name": "calculator", "arguments": '{"expression": "6*7"}'},
-                     {"id": "b", "name": "calculator", "arguments": '{"expression": "2^10"}'}]
-            fake.enqueue(Reply(content="", tool_calls=calls, tool_call_variant="whole"),
-                         Reply(content="Done."))
+            calls = [
+                {"id": "a", "name": "calculator", "arguments": '{"expression": "6*7"}'},
+                {"id": "b", "name": "calculator", "arguments": '{"expression": "2^10"}'},
+            ]
+            fake.enqueue(
+                Reply(content="", tool_calls=calls, tool_call_variant="whole"),
+                Reply(content="Done."),
+            )
             before = len(fake.requests)
-            async for _ in service.stream_turn(user_id=user_id, conversation_id=None,
-                                               action=NewMessage("go"), turn=turn):
+            async for _ in service.stream_turn(
+                user_id=user_id, conversation_id=None, action=NewMessage("go"), turn=turn
+            ):
                 pass
             assert len(fake.requests) == before + 2
             first, second = fake.requests[-2], fake.requests[-1]
             gaps.append(second["received_at"] - first["received_at"])
     engine.dispose()
-    return {"turns": 30, "first_to_second_request_p50_ms": statistics.median(gaps) * 1000,
-            "first_to_second_request_p95_ms": percentile(gaps, 0.95) * 1000}
+    return {
+        "turns": 30,
+        "first_to_second_request_p50_ms": statistics.median(gaps) * 1000,
+        "first_to_second_request_p95_ms": percentile(gaps, 0.95) * 1000,
+    }
 
 
 async def main() -> None:

@@ -21,9 +21,29 @@ import json
 import os
 import time
 
-WORDS = ("the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while", "seven",
-         "wizards", "quietly", "judge", "boxing", "matches", "near", "an", "old", "stone",
-         "bridge")
+WORDS = (
+    "the",
+    "quick",
+    "brown",
+    "fox",
+    "jumps",
+    "over",
+    "a",
+    "lazy",
+    "dog",
+    "while",
+    "seven",
+    "wizards",
+    "quietly",
+    "judge",
+    "boxing",
+    "matches",
+    "near",
+    "an",
+    "old",
+    "stone",
+    "bridge",
+)
 
 
 ARRIVALS = os.environ.get("BENCH_ARRIVALS", "")  # a file to append request times to
@@ -32,15 +52,20 @@ ARRIVALS = os.environ.get("BENCH_ARRIVALS", "")  # a file to append request time
 class Workload:
     """What every answer looks like and how fast it comes."""
 
-    def __init__(self, first_token_s: float = 0.2, tokens_per_s: float = 50.0,
-                 tokens: int = 300) -> None:
+    def __init__(
+        self, first_token_s: float = 0.2, tokens_per_s: float = 50.0, tokens: int = 300
+    ) -> None:
         self.first_token_s = first_token_s
         self.interval_s = 1.0 / tokens_per_s
         self.tokens = tokens
 
     def chunks(self, model: str) -> list[bytes]:
-        head = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 0,
-                "model": model}
+        head = {
+            "id": "chatcmpl-bench",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": model,
+        }
         out = []
         for k in range(self.tokens):
             word = WORDS[k % len(WORDS)]
@@ -49,9 +74,15 @@ class Workload:
                 delta["role"] = "assistant"
             body = {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
             out.append(b"data: " + json.dumps(body).encode() + b"\n\n")
-        last = {**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 20, "completion_tokens": self.tokens,
-                          "total_tokens": 20 + self.tokens}}
+        last = {
+            **head,
+            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+            "usage": {
+                "prompt_tokens": 20,
+                "completion_tokens": self.tokens,
+                "total_tokens": 20 + self.tokens,
+            },
+        }
         out[-1] += b"data: " + json.dumps(last).encode() + b"\n\ndata: [DONE]\n\n"
         return out
 
@@ -107,23 +138,42 @@ class Upstream:
 
     def _whole(self, model: str) -> bytes:
         text = " ".join(WORDS[k % len(WORDS)] for k in range(self.workload.tokens))
-        return json.dumps({
-            "id": "chatcmpl-bench", "object": "chat.completion", "created": 0, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                         "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 20, "completion_tokens": self.workload.tokens,
-                      "total_tokens": 20 + self.workload.tokens},
-        }).encode()
+        return json.dumps(
+            {
+                "id": "chatcmpl-bench",
+                "object": "chat.completion",
+                "created": 0,
+                "model": model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": 20,
+                    "completion_tokens": self.workload.tokens,
+                    "total_tokens": 20 + self.workload.tokens,
+                },
+            }
+        ).encode()
 
     @staticmethod
     def _plain(writer: asyncio.StreamWriter, status: int, body: bytes) -> None:
-        writer.write(f"HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n"
-                     f"content-length: {len(body)}\r\n\r\n".encode() + body)
+        writer.write(
+            f"HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
 
-    async def _stream(self, writer: asyncio.StreamWriter, chunks: list[bytes],
-                      received: float) -> None:
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
-                     b"cache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n")
+    async def _stream(
+        self, writer: asyncio.StreamWriter, chunks: list[bytes], received: float
+    ) -> None:
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+            b"cache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n"
+        )
         start = received + self.workload.first_token_s
         for k, chunk in enumerate(chunks):
             wait = start + k * self.workload.interval_s - time.monotonic()

@@ -43,5 +43,9 @@ async def file_ticket(ticket: Ticket, assignee: str | None = None) -> dict[str, 
         assignee: Who should take it, if the user named someone.
     """
     # A real tool would call the tracker's API here (with a key read from the environment).
-    return {"status": "filed", "title": ticket.title, "priority": ticket.priority.value,
-            "assignee": assignee or "unassigned"}
+    return {
+        "status": "filed",
+        "title": ticket.title,
+        "priority": ticket.priority.value,
+        "assignee": assignee or "unassigned",
+    }

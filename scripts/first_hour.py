@@ -41,21 +41,31 @@ OUT = Path(__file__).resolve().parent.parent / "docs" / "screenshots" / "first-h
 PASSWORD = "correct horse battery"
 DESKTOP = {"width": 1400, "height": 900}
 PHONE = {"width": 390, "height": 844}
-FLASH = ("() => [...document.querySelectorAll('#conversations [data-testid=\"status-tracker\"]"
-         ":not(.hide), #settings [data-testid=\"status-tracker\"]:not(.hide), #chatbot .pending')]"
-         ".length > 0")
-QUIET = ("() => document.querySelectorAll('[data-testid=\"status-tracker\"]:not(.hide), "
-         ".pending').length === 0")
-LONG_TITLES = ["How do I migrate a PostgreSQL database between two cloud providers without "
-               "downtime?", "Hi", "Write a haiku about autumn rain on a tin roof",
-               "Dark mode on phones", "Why does parse_configuration_file_with_overrides() fail?",
-               "Explain the difference between TCP and UDP like I am five"]
+FLASH = (
+    '() => [...document.querySelectorAll(\'#conversations [data-testid="status-tracker"]'
+    ':not(.hide), #settings [data-testid="status-tracker"]:not(.hide), #chatbot .pending\')]'
+    ".length > 0"
+)
+QUIET = (
+    '() => document.querySelectorAll(\'[data-testid="status-tracker"]:not(.hide), '
+    ".pending').length === 0"
+)
+LONG_TITLES = [
+    "How do I migrate a PostgreSQL database between two cloud providers without downtime?",
+    "Hi",
+    "Write a haiku about autumn rain on a tin roof",
+    "Dark mode on phones",
+    "Why does parse_configuration_file_with_overrides() fail?",
+    "Explain the difference between TCP and UDP like I am five",
+]
 
 
 def wait_until(page: Page, predicate: str, arg: Any = None, timeout_ms: int = 10_000) -> Any:
     """tests.browser.wait_until, which the commit before the fixes does not have yet."""
-    check = ("async (arg) => { await new Promise(r => requestAnimationFrame(r)); "
-             f"return await ({predicate})(arg); }}")
+    check = (
+        "async (arg) => { await new Promise(r => requestAnimationFrame(r)); "
+        f"return await ({predicate})(arg); }}"
+    )
     deadline = time.monotonic() + timeout_ms / 1000
     while not (value := page.evaluate(check, arg)):
         if time.monotonic() > deadline:
@@ -85,8 +95,12 @@ def maybe(page: Page, predicate: str, timeout_ms: int) -> bool:
 
 
 def money(page: Page, app: RunningApp, shot: Callable[[str, Page], None]) -> None:
-    app.fake.enqueue(Reply(content="It costs $5 and $10 today, so $15 in all.\n\n"
-                                   "The area is $x^2$ and the angle $\\alpha$."))
+    app.fake.enqueue(
+        Reply(
+            content="It costs $5 and $10 today, so $15 in all.\n\n"
+            "The area is $x^2$ and the angle $\\alpha$."
+        )
+    )
     page.goto(app.url)
     expect(page.locator("#models-note")).to_contain_text("models from")
     ask(page, "What does it cost, and what is the area?")
@@ -116,8 +130,10 @@ def slow_server() -> Callable[[], None]:
 
 def flash(page: Page, app: RunningApp, shot: Callable[[str, Page], None]) -> None:
     app.fake.models = ["Qwen/Qwen3-32B", "deepseek-ai/DeepSeek-V3"]
-    app.fake.enqueue(Reply(content="Streaming shows the first words at once.", delay=0.02),
-                     Reply(content="A plain model's answer.", delay=0.02))
+    app.fake.enqueue(
+        Reply(content="Streaming shows the first words at once.", delay=0.02),
+        Reply(content="A plain model's answer.", delay=0.02),
+    )
     page.goto(app.url)
     expect(page.locator("#models-note")).to_contain_text("models from")
     ask(page, "Why does streaming feel faster?")
@@ -214,15 +230,15 @@ def phone_sidebar(page: Page, app: RunningApp, shot: Callable[[str, Page], None]
     if "open" not in (side.get_attribute("class") or ""):
         side.locator(".toggle-button").click()
     expect(side).to_have_class(re.compile(r"\bopen\b"))
-    wait_until(page, "el => el.getAnimations({subtree: true}).length === 0",
-               side.element_handle())
+    wait_until(page, "el => el.getAnimations({subtree: true}).length === 0", side.element_handle())
     shot("7-sidebar-phone", page)
 
 
 def latin_only_browser(playwright: Playwright, folder: Path) -> Browser:
     """Chromium on this machine's fonts minus every CJK one (tests/test_browser_first_hour.py)."""
     config = folder / "fonts.conf"
-    config.write_text(f"""<?xml version="1.0"?>
+    config.write_text(
+        f"""<?xml version="1.0"?>
 <!DOCTYPE fontconfig SYSTEM "fonts.dtd">
 <fontconfig>
   <include ignore_missing="yes">/etc/fonts/fonts.conf</include>
@@ -233,17 +249,24 @@ def latin_only_browser(playwright: Playwright, folder: Path) -> Browser:
     <glob>*CJK*</glob><glob>*wqy*</glob><glob>*droid*</glob>
   </rejectfont></selectfont>
 </fontconfig>
-""", encoding="utf-8")
-    return playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS,
-                                      env={**os.environ, "FONTCONFIG_FILE": str(config)})
+""",
+        encoding="utf-8",
+    )
+    return playwright.chromium.launch(
+        executable_path=CHROMIUM,
+        args=LAUNCH_ARGS,
+        env={**os.environ, "FONTCONFIG_FILE": str(config)},
+    )
 
 
 def add_account(db: Path, name: str) -> None:
     from webapp import cli
 
     os.environ["DATABASE_URL"] = f"sqlite:///{db}"
-    assert cli.main(["add", name, "--password-stdin"], io.StringIO(),
-                    io.StringIO(PASSWORD + "\n")) == 0
+    assert (
+        cli.main(["add", name, "--password-stdin"], io.StringIO(), io.StringIO(PASSWORD + "\n"))
+        == 0
+    )
 
 
 def main(label: str, only: list[str]) -> None:
@@ -273,11 +296,12 @@ def main(label: str, only: list[str]) -> None:
                     app = start_app(fake, db, MAX_RETRIES="0", **env)
                 finally:
                     undo()
-                chosen = latin_only_browser(playwright, Path(folder)) if name == "fonts" \
-                    else browser
-                context = chosen.new_context(viewport=viewport,
-                                             is_mobile=viewport is PHONE,
-                                             has_touch=viewport is PHONE)
+                chosen = (
+                    latin_only_browser(playwright, Path(folder)) if name == "fonts" else browser
+                )
+                context = chosen.new_context(
+                    viewport=viewport, is_mobile=viewport is PHONE, has_touch=viewport is PHONE
+                )
                 try:
                     page = context.new_page()
                     page.set_default_timeout(15_000)

@@ -43,10 +43,12 @@ def create_account(
 ) -> User:
     """Create a user (an account when a password hash is given); refuse an existing name."""
     name = username.strip()
-    if not name or len(name) > USERNAME_MAX or any(c.isspace() or not c.isprintable()
-                                                   for c in name):
-        raise AccountError(
-            f"User names are 1–{USERNAME_MAX} printable characters without spaces.")
+    if (
+        not name
+        or len(name) > USERNAME_MAX
+        or any(c.isspace() or not c.isprintable() for c in name)
+    ):
+        raise AccountError(f"User names are 1–{USERNAME_MAX} printable characters without spaces.")
     existing = get_user(session=session, username=name)
     if existing is not None:
         raise AccountError(f"A user named {existing.username!r} already exists.")
@@ -99,8 +101,12 @@ def usage_since(*, session: Session, since: datetime) -> list[UsageRow]:
         select(User.username, Message.model, Message.usage, Message.state)
         .join(User, col(User.id) == col(Message.user_id))
         .join(Conversation, col(Conversation.id) == col(Message.conversation_id))
-        .where(Message.role == "assistant", _one_request(),
-               col(Message.imported).is_(False), col(Message.created_at) >= since)
+        .where(
+            Message.role == "assistant",
+            _one_request(),
+            col(Message.imported).is_(False),
+            col(Message.created_at) >= since,
+        )
     )
     # Answers of deleted conversations still count (storage.models.DeletedUsage).
     deleted = (
@@ -109,8 +115,10 @@ def usage_since(*, session: Session, since: datetime) -> list[UsageRow]:
         .where(col(DeletedUsage.request).is_(True), col(DeletedUsage.created_at) >= since)
     )
     totals: dict[tuple[str, str], list[int]] = {}
-    for username, model, usage, state in [*session.exec(statement).all(),
-                                          *session.exec(deleted).all()]:
+    for username, model, usage, state in [
+        *session.exec(statement).all(),
+        *session.exec(deleted).all(),
+    ]:
         row = totals.setdefault((username, model or "?"), [0, 0, 0, 0])
         row[0] += 1
         row[1] += _tokens(usage, "prompt_tokens")
@@ -121,13 +129,27 @@ def usage_since(*, session: Session, since: datetime) -> list[UsageRow]:
 
 def requests_since(*, session: Session, user_id: int, since: datetime) -> int:
     """How many upstream requests the user started since `since` (for requests per minute)."""
-    statement = select(func.count()).select_from(Message).join(
-        Conversation, col(Conversation.id) == col(Message.conversation_id)).where(
-        Message.user_id == user_id, Message.role == "assistant", _one_request(),
-        col(Message.imported).is_(False), col(Message.created_at) >= since)
-    deleted = select(func.count()).select_from(DeletedUsage).where(
-        DeletedUsage.user_id == user_id, col(DeletedUsage.request).is_(True),
-        col(DeletedUsage.created_at) >= since)
+    statement = (
+        select(func.count())
+        .select_from(Message)
+        .join(Conversation, col(Conversation.id) == col(Message.conversation_id))
+        .where(
+            Message.user_id == user_id,
+            Message.role == "assistant",
+            _one_request(),
+            col(Message.imported).is_(False),
+            col(Message.created_at) >= since,
+        )
+    )
+    deleted = (
+        select(func.count())
+        .select_from(DeletedUsage)
+        .where(
+            DeletedUsage.user_id == user_id,
+            col(DeletedUsage.request).is_(True),
+            col(DeletedUsage.created_at) >= since,
+        )
+    )
     return int(session.exec(statement).one()) + int(session.exec(deleted).one())
 
 
@@ -140,11 +162,18 @@ def _one_request() -> Any:
 def tokens_since(*, session: Session, user_id: int, since: datetime) -> int:
     """Total tokens the user's answers used since `since` (for tokens per day)."""
     statement = select(Message.usage).where(
-        Message.user_id == user_id, Message.role == "assistant", col(Message.imported).is_(False),
-        col(Message.created_at) >= since, col(Message.usage).is_not(None))
+        Message.user_id == user_id,
+        Message.role == "assistant",
+        col(Message.imported).is_(False),
+        col(Message.created_at) >= since,
+        col(Message.usage).is_not(None),
+    )
     usages: list[Mapping[str, Any] | None] = list(session.exec(statement).all())
-    usages += session.exec(select(DeletedUsage.usage).where(
-        DeletedUsage.user_id == user_id, col(DeletedUsage.created_at) >= since)).all()
+    usages += session.exec(
+        select(DeletedUsage.usage).where(
+            DeletedUsage.user_id == user_id, col(DeletedUsage.created_at) >= since
+        )
+    ).all()
     return sum(_tokens(usage, "total_tokens") for usage in usages)
 
 
@@ -159,8 +188,9 @@ def _tokens(usage: Mapping[str, Any] | None, key: str) -> int:
 def create_share(*, session: Session, user_id: int, conversation_id: str) -> ShareLink:
     """A new read-only link to one of the user's conversations (an unguessable token)."""
     conversation = _owned_conversation(session, user_id, conversation_id)
-    link = ShareLink(token=secrets.token_urlsafe(24), conversation_id=conversation.id,
-                     user_id=user_id)
+    link = ShareLink(
+        token=secrets.token_urlsafe(24), conversation_id=conversation.id, user_id=user_id
+    )
     session.add(link)
     session.commit()
     return link
@@ -169,9 +199,15 @@ def create_share(*, session: Session, user_id: int, conversation_id: str) -> Sha
 def list_shares(*, session: Session, user_id: int, conversation_id: str) -> list[ShareLink]:
     """The user's live links to this conversation, newest first."""
     _owned_conversation(session, user_id, conversation_id)
-    statement = select(ShareLink).where(
-        ShareLink.user_id == user_id, ShareLink.conversation_id == conversation_id,
-        col(ShareLink.revoked_at).is_(None)).order_by(col(ShareLink.created_at).desc())
+    statement = (
+        select(ShareLink)
+        .where(
+            ShareLink.user_id == user_id,
+            ShareLink.conversation_id == conversation_id,
+            col(ShareLink.revoked_at).is_(None),
+        )
+        .order_by(col(ShareLink.created_at).desc())
+    )
     return list(session.exec(statement).all())
 
 

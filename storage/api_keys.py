@@ -39,14 +39,16 @@ def key_hash(secret: str) -> str:
 def create_key(*, session: Session, user_id: int, name: str) -> tuple[ApiKey, str]:
     """Make a key for the user; returns the row and the key itself (shown once, never stored)."""
     name = check(PRESET_NAME, name.strip() or "API key")
-    live = session.exec(select(ApiKey).where(col(ApiKey.user_id) == user_id,
-                                             col(ApiKey.revoked_at).is_(None))).all()
+    live = session.exec(
+        select(ApiKey).where(col(ApiKey.user_id) == user_id, col(ApiKey.revoked_at).is_(None))
+    ).all()
     if len(live) >= MAX_KEYS_PER_USER:
-        raise KeyRefused(f"You have {len(live)} keys, the most one person may have; revoke one "
-                         "you no longer use first.")
+        raise KeyRefused(
+            f"You have {len(live)} keys, the most one person may have; revoke one "
+            "you no longer use first."
+        )
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
-    row = ApiKey(user_id=user_id, name=name, prefix=secret[:SHOWN_CHARS],
-                 key_hash=key_hash(secret))
+    row = ApiKey(user_id=user_id, name=name, prefix=secret[:SHOWN_CHARS], key_hash=key_hash(secret))
     session.add(row)
     session.commit()
     session.refresh(row)
@@ -55,9 +57,13 @@ def create_key(*, session: Session, user_id: int, name: str) -> tuple[ApiKey, st
 
 def list_keys(*, session: Session, user_id: int) -> list[ApiKey]:
     """The user's keys that still work, newest first."""
-    return list(session.exec(
-        select(ApiKey).where(col(ApiKey.user_id) == user_id, col(ApiKey.revoked_at).is_(None))
-        .order_by(col(ApiKey.created_at).desc())).all())
+    return list(
+        session.exec(
+            select(ApiKey)
+            .where(col(ApiKey.user_id) == user_id, col(ApiKey.revoked_at).is_(None))
+            .order_by(col(ApiKey.created_at).desc())
+        ).all()
+    )
 
 
 def revoke_key(*, session: Session, user_id: int, key_id: str) -> bool:

@@ -44,9 +44,18 @@ class ApiTurnRows:
 
 
 def write_api_turn(
-    *, session: Session, user_id: int, conversation_id: str | None, title: str,
-    system_prompt: str, provider: str, model: str, parameters: dict[str, Any],
-    sent_parameters: dict[str, Any], messages: list[StoredRequestMessage], answers: int,
+    *,
+    session: Session,
+    user_id: int,
+    conversation_id: str | None,
+    title: str,
+    system_prompt: str,
+    provider: str,
+    model: str,
+    parameters: dict[str, Any],
+    sent_parameters: dict[str, Any],
+    messages: list[StoredRequestMessage],
+    answers: int,
 ) -> ApiTurnRows:
     """Store the request and its streaming answer rows; a new conversation unless
     `conversation_id` names one of the user's own (then the messages continue it)."""
@@ -57,8 +66,11 @@ def write_api_turn(
         _check_id(conversation_id)  # InvalidId for anything but an id
         row = session.execute(
             select(CONVERSATIONS.c.current_leaf_id, CONVERSATIONS.c.updated_at).where(
-                CONVERSATIONS.c.id == conversation_id, CONVERSATIONS.c.user_id == user_id,
-                CONVERSATIONS.c.mode == "chat")).first()
+                CONVERSATIONS.c.id == conversation_id,
+                CONVERSATIONS.c.user_id == user_id,
+                CONVERSATIONS.c.mode == "chat",
+            )
+        ).first()
         if row is None:
             raise NotFound(f"Conversation {conversation_id} not found")
         parent_id = row.current_leaf_id
@@ -69,11 +81,22 @@ def write_api_turn(
     step = timedelta(microseconds=1)  # strictly increasing times keep "created order" defined
     for index, message in enumerate(messages):
         message_id = new_id()
-        rows.append(_message(message_id, conversation_id, user_id, parent_id, now + step * index,
-                             role=message.role, content=message.content,
-                             tool_calls=message.tool_calls, tool_call_id=message.tool_call_id,
-                             name=message.name, attachments=message.attachments,
-                             tool_status="done" if message.role == "tool" else None))
+        rows.append(
+            _message(
+                message_id,
+                conversation_id,
+                user_id,
+                parent_id,
+                now + step * index,
+                role=message.role,
+                content=message.content,
+                tool_calls=message.tool_calls,
+                tool_call_id=message.tool_call_id,
+                name=message.name,
+                attachments=message.attachments,
+                tool_status="done" if message.role == "tool" else None,
+            )
+        )
         parent_id = message_id
     question_id = parent_id
     answer_ids = []
@@ -82,36 +105,88 @@ def write_api_turn(
     for index in range(answers):
         answer_id = new_id()
         answer_ids.append(answer_id)
-        rows.append(_message(answer_id, conversation_id, user_id, question_id, answered_at,
-                             role="assistant", content="", state="streaming", provider=provider,
-                             model=model, parameters=sent_parameters, choice_index=index,
-                             batch_id=batch_id))
-    settings = {"current_leaf_id": answer_ids[0] if answer_ids else question_id,
-                "updated_at": answered_at, "system_prompt": system_prompt, "provider": provider,
-                "model": model, "parameters": parameters}
+        rows.append(
+            _message(
+                answer_id,
+                conversation_id,
+                user_id,
+                question_id,
+                answered_at,
+                role="assistant",
+                content="",
+                state="streaming",
+                provider=provider,
+                model=model,
+                parameters=sent_parameters,
+                choice_index=index,
+                batch_id=batch_id,
+            )
+        )
+    settings = {
+        "current_leaf_id": answer_ids[0] if answer_ids else question_id,
+        "updated_at": answered_at,
+        "system_prompt": system_prompt,
+        "provider": provider,
+        "model": model,
+        "parameters": parameters,
+    }
     if continued:
-        session.execute(update(CONVERSATIONS).where(CONVERSATIONS.c.id == conversation_id)
-                        .values(**settings))
+        session.execute(
+            update(CONVERSATIONS).where(CONVERSATIONS.c.id == conversation_id).values(**settings)
+        )
     else:  # the conversation row is written whole, before the messages that point at it
-        session.execute(insert(CONVERSATIONS).values(
-            id=conversation_id, user_id=user_id, title=title, mode="chat", created_at=now,
-            **settings))
+        session.execute(
+            insert(CONVERSATIONS).values(
+                id=conversation_id,
+                user_id=user_id,
+                title=title,
+                mode="chat",
+                created_at=now,
+                **settings,
+            )
+        )
     session.execute(insert(MESSAGES), rows)
     session.commit()
     return ApiTurnRows(conversation_id, question_id, answer_ids)
 
 
-def _message(message_id: str, conversation_id: str, user_id: int, parent_id: str | None,
-             at: Any, **fields: Any) -> dict[str, Any]:
+def _message(
+    message_id: str,
+    conversation_id: str,
+    user_id: int,
+    parent_id: str | None,
+    at: Any,
+    **fields: Any,
+) -> dict[str, Any]:
     """A messages row with every column set (one executemany needs the same keys)."""
     row: dict[str, Any] = {
-        "id": message_id, "conversation_id": conversation_id, "user_id": user_id,
-        "parent_id": parent_id, "role": "user", "content": "", "reasoning": "",
-        "tool_calls": None, "tool_call_id": None, "name": None, "tool_status": None,
-        "provider": "", "model": "", "parameters": None, "usage": None, "timings": None,
-        "finish_reason": None, "state": "complete", "error": None, "feedback": None,
-        "choice_index": 0, "batch_id": None, "attachments": None, "imported": False,
-        "preferred": False, "created_at": at, "updated_at": at,
+        "id": message_id,
+        "conversation_id": conversation_id,
+        "user_id": user_id,
+        "parent_id": parent_id,
+        "role": "user",
+        "content": "",
+        "reasoning": "",
+        "tool_calls": None,
+        "tool_call_id": None,
+        "name": None,
+        "tool_status": None,
+        "provider": "",
+        "model": "",
+        "parameters": None,
+        "usage": None,
+        "timings": None,
+        "finish_reason": None,
+        "state": "complete",
+        "error": None,
+        "feedback": None,
+        "choice_index": 0,
+        "batch_id": None,
+        "attachments": None,
+        "imported": False,
+        "preferred": False,
+        "created_at": at,
+        "updated_at": at,
     }
     row.update(fields)  # None in a JSON column is stored as the ORM stores it (JSON null)
     return row

@@ -57,8 +57,9 @@ def _storable(value: Any) -> Any:
     return value
 
 
-def _storable_parameters(_conn: Any, _cursor: Any, statement: str, parameters: Any,
-                         _context: Any, _executemany: bool) -> tuple[str, Any]:
+def _storable_parameters(
+    _conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _executemany: bool
+) -> tuple[str, Any]:
     """Every text value sent to the database, stored or looked up, the same on SQLite and
     PostgreSQL: a NUL in a message, a title or a search must not become a database error."""
     return statement, _storable(parameters)
@@ -159,8 +160,9 @@ def migrate(engine: Engine) -> Path | None:
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             # Released at commit or rollback; waits while another instance migrates.
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
-                               {"key": MIGRATION_LOCK_KEY})
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+            )
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
     return backup

@@ -40,16 +40,19 @@ class FieldTooLong(ValueError):
 TEXT_MAX = 10_000_000  # any long text: TOOL_MAX_RESULT_CHARS and MAX_MESSAGE_CHARS stay below
 PARAMETERS_JSON_MAX = 64_000  # stored parameters, usage and timings, as JSON
 
-MODEL = FieldLimit("The model id", 200,
-                   fix="Use the id the provider lists, such as Qwen/Qwen3-32B.")
-PROVIDER = FieldLimit("The provider name", 64,
-                      fix="Use the name of a configured provider, such as siliconflow.")
+MODEL = FieldLimit(
+    "The model id", 200, fix="Use the id the provider lists, such as Qwen/Qwen3-32B."
+)
+PROVIDER = FieldLimit(
+    "The provider name", 64, fix="Use the name of a configured provider, such as siliconflow."
+)
 TITLE = FieldLimit("The title", 200, one_line=False)
 USERNAME = FieldLimit("The user name", 150)
 PRESET_NAME = FieldLimit("A preset name", 100)
 TOOL_NAME = FieldLimit("A tool name", 128)
-TOOL_CHOICE = FieldLimit("The tool choice", 100,
-                         fix="Use auto, none, required or an offered tool's name.")
+TOOL_CHOICE = FieldLimit(
+    "The tool choice", 100, fix="Use auto, none, required or an offered tool's name."
+)
 TOOL_CALL_ID = FieldLimit("A tool call id", 256)
 FINISH_REASON = FieldLimit("A finish reason", 64)
 STOP = FieldLimit("A stop sequence", 500, one_line=False)
@@ -65,10 +68,12 @@ def problem(limit: FieldLimit, value: str) -> str | None:
     """What is wrong with `value` ("is 5,000 characters; the limit is 200"), or None."""
     if len(value) > limit.max_chars:
         setting = f" ({limit.setting})" if limit.setting else ""
-        return (f"is {len(value):,} characters; the limit is {limit.max_chars:,}{setting}")
+        return f"is {len(value):,} characters; the limit is {limit.max_chars:,}{setting}"
     if limit.one_line and (found := CONTROL_CHARS.search(value)):
-        return (f"contains a control character (U+{ord(found.group()):04X} at position "
-                f"{found.start() + 1:,}); it must be one line of printable text")
+        return (
+            f"contains a control character (U+{ord(found.group()):04X} at position "
+            f"{found.start() + 1:,}); it must be one line of printable text"
+        )
     return None
 
 
@@ -94,22 +99,38 @@ def json_size(value: Any) -> int:
 def check_json_size(label: str, value: Any, limit: int = PARAMETERS_JSON_MAX) -> None:
     """Refuse a JSON value (parameters, usage) longer than `limit` characters."""
     if value is not None and (size := json_size(value)) > limit:
-        raise FieldTooLong(f"{label} are {size:,} characters as JSON; the limit is {limit:,}. "
-                           "Shorten them.")
+        raise FieldTooLong(
+            f"{label} are {size:,} characters as JSON; the limit is {limit:,}. Shorten them."
+        )
 
 
 ROW_FIELDS: dict[type, dict[str, FieldLimit]] = {
     Conversation: {"title": TITLE, "system_prompt": TEXT, "provider": PROVIDER, "model": MODEL},
-    Message: {"content": TEXT, "reasoning": TEXT, "provider": PROVIDER, "model": MODEL,
-              "name": TOOL_NAME, "tool_call_id": TOOL_CALL_ID, "error": TEXT},
-    Preset: {"name": PRESET_NAME, "system_prompt": TEXT, "provider": PROVIDER, "model": MODEL,
-             "tool_choice": TOOL_CHOICE},
+    Message: {
+        "content": TEXT,
+        "reasoning": TEXT,
+        "provider": PROVIDER,
+        "model": MODEL,
+        "name": TOOL_NAME,
+        "tool_call_id": TOOL_CALL_ID,
+        "error": TEXT,
+    },
+    Preset: {
+        "name": PRESET_NAME,
+        "system_prompt": TEXT,
+        "provider": PROVIDER,
+        "model": MODEL,
+        "tool_choice": TOOL_CHOICE,
+    },
     User: {"username": USERNAME},
 }
 ROW_JSON: dict[type, dict[str, str]] = {
     Conversation: {"parameters": "The conversation's parameters"},
-    Message: {"parameters": "The message's parameters", "usage": "The message's usage figures",
-              "timings": "The message's timings"},
+    Message: {
+        "parameters": "The message's parameters",
+        "usage": "The message's usage figures",
+        "timings": "The message's timings",
+    },
     Preset: {"parameters": "The preset's parameters", "tools": "The preset's tools"},
 }
 

@@ -65,8 +65,9 @@ class User(SQLModel, table=True):
     # The name without case, set on insert; unique, so "ALICE" never becomes a second account.
     # None only for names that differed from an older one only in case when migration 0007
     # added it: those still match their exact spelling.
-    username_key: str | None = Field(default=None, unique=True, index=True,
-                                     max_length=USERNAME_KEY_MAX)
+    username_key: str | None = Field(
+        default=None, unique=True, index=True, max_length=USERNAME_KEY_MAX
+    )
     is_admin: bool = False
     password_hash: str | None = Field(default=None, max_length=200)  # argon2; None: no login
     disabled: bool = False
@@ -91,7 +92,10 @@ class ShareLink(SQLModel, table=True):
 
     token: str = Field(primary_key=True, max_length=64)
     conversation_id: str = Field(
-        foreign_key="conversations.id", ondelete="CASCADE", nullable=False, max_length=32,
+        foreign_key="conversations.id",
+        ondelete="CASCADE",
+        nullable=False,
+        max_length=32,
         index=True,
     )
     user_id: int = Field(foreign_key="users.id", nullable=False)

@@ -46,8 +46,9 @@ def list_presets(*, session: Session, user_id: int) -> list[Preset]:
     statement = (
         select(Preset)
         .where(or_(col(Preset.team).is_(True), col(Preset.user_id) == user_id))
-        .order_by(col(Preset.team).desc(), func.lower(Preset.name), col(Preset.name),
-                  col(Preset.id))
+        .order_by(
+            col(Preset.team).desc(), func.lower(Preset.name), col(Preset.name), col(Preset.id)
+        )
     )
     return list(session.exec(statement).all())
 

@@ -223,15 +223,25 @@ USAGE_KEPT_DAYS = 31  # the admin's longest usage period is 30 days; limits look
 def delete_conversation(*, session: Session, user_id: int, conversation_id: str) -> None:
     """Delete a conversation and all its messages, keeping what its recent answers used."""
     conversation = _owned_conversation(session, user_id, conversation_id)
-    answers = session.exec(select(Message).where(
-        col(Message.conversation_id) == conversation.id, Message.role == "assistant",
-        col(Message.imported).is_(False),
-        col(Message.created_at) >= utc_now() - timedelta(days=USAGE_KEPT_DAYS))).all()
+    answers = session.exec(
+        select(Message).where(
+            col(Message.conversation_id) == conversation.id,
+            Message.role == "assistant",
+            col(Message.imported).is_(False),
+            col(Message.created_at) >= utc_now() - timedelta(days=USAGE_KEPT_DAYS),
+        )
+    ).all()
     for answer in answers:
-        session.add(DeletedUsage(
-            user_id=user_id, model=answer.model or "", usage=answer.usage, state=answer.state,
-            request=answer.choice_index == 0 or conversation.mode == "compare",
-            created_at=answer.created_at))
+        session.add(
+            DeletedUsage(
+                user_id=user_id,
+                model=answer.model or "",
+                usage=answer.usage,
+                state=answer.state,
+                request=answer.choice_index == 0 or conversation.mode == "compare",
+                created_at=answer.created_at,
+            )
+        )
     session.execute(delete(Message).where(col(Message.conversation_id) == conversation.id))
     session.delete(conversation)
     session.commit()
@@ -354,9 +364,11 @@ def save_partials(*, session: Session, rows: list[tuple[int, str, str, str]]) ->
     for user_id, message_id, content, reasoning in rows:
         result = session.connection().execute(
             update(table)
-            .where(table.c.id == message_id, table.c.user_id == user_id,
-                   table.c.state == "streaming")
-            .values(content=content, reasoning=reasoning, updated_at=now))
+            .where(
+                table.c.id == message_id, table.c.user_id == user_id, table.c.state == "streaming"
+            )
+            .values(content=content, reasoning=reasoning, updated_at=now)
+        )
         changed += int(getattr(result, "rowcount", 0) or 0)
     session.commit()
     return changed
@@ -369,10 +381,15 @@ def drop_unstarted_choices(
     (for the error) and delete the other, still empty, rows of its batch."""
     keep = _owned_message(session, user_id, keep_id)
     keep.batch_id = None
-    session.execute(delete(Message).where(
-        col(Message.id).in_(drop_ids), col(Message.user_id) == user_id,
-        col(Message.conversation_id) == keep.conversation_id, col(Message.state) == "streaming",
-        col(Message.content) == ""))
+    session.execute(
+        delete(Message).where(
+            col(Message.id).in_(drop_ids),
+            col(Message.user_id) == user_id,
+            col(Message.conversation_id) == keep.conversation_id,
+            col(Message.state) == "streaming",
+            col(Message.content) == "",
+        )
+    )
     session.commit()
 
 
@@ -400,10 +417,19 @@ def record_tool_round(
         state = result.get("state", "complete")
         _check_state(state)
         row = Message(
-            conversation_id=conversation.id, user_id=user_id, parent_id=parent_id, role="tool",
-            content=result["content"], state=state, tool_call_id=result["tool_call_id"],
-            name=result["name"], tool_status=result["tool_status"], error=result.get("error"),
-            timings=result.get("timings"), created_at=now, updated_at=now,
+            conversation_id=conversation.id,
+            user_id=user_id,
+            parent_id=parent_id,
+            role="tool",
+            content=result["content"],
+            state=state,
+            tool_call_id=result["tool_call_id"],
+            name=result["name"],
+            tool_status=result["tool_status"],
+            error=result.get("error"),
+            timings=result.get("timings"),
+            created_at=now,
+            updated_at=now,
         )
         session.add(row)
         parent_id = row.id
@@ -411,8 +437,13 @@ def record_tool_round(
     next_id = None
     if next_assistant is not None:
         row = Message(
-            conversation_id=conversation.id, user_id=user_id, parent_id=parent_id,
-            role="assistant", state="streaming", created_at=now, updated_at=now,
+            conversation_id=conversation.id,
+            user_id=user_id,
+            parent_id=parent_id,
+            role="assistant",
+            state="streaming",
+            created_at=now,
+            updated_at=now,
             **next_assistant,
         )
         session.add(row)
@@ -429,12 +460,12 @@ def search_snippets(
     """The user's conversations matching `query`, newest first, with a snippet of the match."""
     needle = query.strip().lower()
     hits = []
-    for summary in list_conversations(session=session, user_id=user_id, query=needle,
-                                      limit=limit):
+    for summary in list_conversations(session=session, user_id=user_id, query=needle, limit=limit):
         statement = (
             select(Message.content)
             .where(
-                Message.conversation_id == summary.id, of_user(user_id),
+                Message.conversation_id == summary.id,
+                of_user(user_id),
                 func.lower(Message.content).contains(needle, autoescape=True),
             )
             .order_by(col(Message.created_at).desc())
@@ -442,9 +473,15 @@ def search_snippets(
         )
         text = session.exec(statement).first() or summary.title
         at = max(0, text.lower().find(needle) - width // 3)
-        snippet = ("…" if at else "") + " ".join(text[at: at + width].split())
-        hits.append({"conversation_id": summary.id, "title": summary.title,
-                     "updated_at": summary.updated_at.isoformat(), "snippet": snippet})
+        snippet = ("…" if at else "") + " ".join(text[at : at + width].split())
+        hits.append(
+            {
+                "conversation_id": summary.id,
+                "title": summary.title,
+                "updated_at": summary.updated_at.isoformat(),
+                "snippet": snippet,
+            }
+        )
     return hits
 
 
@@ -473,8 +510,9 @@ class Thread:
 def load_thread(*, session: Session, user_id: int, conversation_id: str) -> Thread:
     """Load one of the user's conversations with its messages and active path (NotFound if
     it is not theirs)."""
-    conversation = get_conversation(session=session, user_id=user_id,
-                                    conversation_id=conversation_id)
+    conversation = get_conversation(
+        session=session, user_id=user_id, conversation_id=conversation_id
+    )
     messages = load_messages(session=session, user_id=user_id, conversation_id=conversation_id)
     return Thread(conversation, messages, active_path(messages, conversation.current_leaf_id))
 

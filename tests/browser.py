@@ -51,8 +51,7 @@ def playwright_fixture() -> Iterator[Playwright]:
 def browser_fixture(playwright: Playwright) -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
-    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS,
-                                         headless=True)
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS, headless=True)
     yield browser
     browser.close()
 
@@ -68,6 +67,7 @@ def page_fixture(browser: Browser) -> Iterator[Page]:
 
 # ---- helpers ---------------------------------------------------------------------------------
 
+
 def wait_until(page: Page, predicate: str, arg: Any = None, timeout_ms: int = TIMEOUT_MS) -> Any:
     """page.wait_for_function without eval in the page, which Parley's CSP forbids.
 
@@ -75,8 +75,10 @@ def wait_until(page: Page, predicate: str, arg: Any = None, timeout_ms: int = TI
     Playwright's evaluate (CDP, not page script) until it returns something truthy, which is
     returned.
     """
-    check = ("async (arg) => { await new Promise(r => requestAnimationFrame(r)); "
-             f"return await ({predicate})(arg); }}")
+    check = (
+        "async (arg) => { await new Promise(r => requestAnimationFrame(r)); "
+        f"return await ({predicate})(arg); }}"
+    )
     deadline = time.monotonic() + timeout_ms / 1000
     while not (value := page.evaluate(check, arg)):
         if time.monotonic() > deadline:
@@ -117,15 +119,15 @@ def answer(page: Page, text: str) -> Locator:
 
 def thinking(page: Page) -> Locator:
     return page.locator("#chatbot .thought-group").filter(
-        has=page.locator(".title", has_text="Thinking"))
+        has=page.locator(".title", has_text="Thinking")
+    )
 
 
 def expand(page: Page, block: Locator) -> None:
     """Open a collapsed Thinking block and wait for its slide-open animation to end."""
     block.locator(".title").click()
     expect(block.locator(".title")).to_have_class(re.compile(r"\bexpanded\b"))
-    wait_until(page, "el => el.getAnimations({subtree: true}).length === 0",
-               block.element_handle())
+    wait_until(page, "el => el.getAnimations({subtree: true}).length === 0", block.element_handle())
 
 
 def chat_requests(app: RunningApp) -> list[dict]:

@@ -122,23 +122,39 @@ def service_tools() -> Any:
 
 
 @pytest.fixture
-async def service(fake: FakeOpenAI, database_url: str, service_env: dict[str, str],
-                  service_capabilities: CapabilityTable, service_tools: Any,
-                  request: pytest.FixtureRequest) -> AsyncIterator[ChatService]:
+async def service(
+    fake: FakeOpenAI,
+    database_url: str,
+    service_env: dict[str, str],
+    service_capabilities: CapabilityTable,
+    service_tools: Any,
+    request: pytest.FixtureRequest,
+) -> AsyncIterator[ChatService]:
     """A ChatService on each database, its providers pointed at `fake`, no retries.
 
     Settings come from `service_env`, then from an `indirect` parameter (a dict)."""
-    env = {"SILICONFLOW_BASE_URL": fake.base_url, "SILICONFLOW_API_KEY": "k",
-           "JIEKOU_BASE_URL": fake.base_url, **service_env, **getattr(request, "param", {})}
+    env = {
+        "SILICONFLOW_BASE_URL": fake.base_url,
+        "SILICONFLOW_API_KEY": "k",
+        "JIEKOU_BASE_URL": fake.base_url,
+        **service_env,
+        **getattr(request, "param", {}),
+    }
     settings = load_settings(env, dotenv_path=None)
     engine = make_engine(database_url)
     migrate(engine)
     async with httpx.AsyncClient() as http:
-        clients = {p.name: ProviderClient(http, p, retry=RetryPolicy(max_retries=0))
-                   for p in settings.providers}
-        yield ChatService(settings=settings, session_factory=session_factory(engine),
-                          clients=clients, capabilities=service_capabilities,
-                          tools=service_tools)
+        clients = {
+            p.name: ProviderClient(http, p, retry=RetryPolicy(max_retries=0))
+            for p in settings.providers
+        }
+        yield ChatService(
+            settings=settings,
+            session_factory=session_factory(engine),
+            clients=clients,
+            capabilities=service_capabilities,
+            tools=service_tools,
+        )
     engine.dispose()
 
 
@@ -160,8 +176,9 @@ class RunningApp:
         self.parley.engine.dispose()
 
 
-def start_app(fake: FakeOpenAI, db: Path | str, *, image_fetcher: ImageFetcher | None = None,
-              **env: str) -> RunningApp:
+def start_app(
+    fake: FakeOpenAI, db: Path | str, *, image_fetcher: ImageFetcher | None = None, **env: str
+) -> RunningApp:
     """Build Parley on `db` (a SQLite file's Path, or a database URL) and serve it on loopback.
 
     "Load image" fetches go through `image_fetcher` (default: the production one)."""
@@ -181,8 +198,9 @@ def start_app(fake: FakeOpenAI, db: Path | str, *, image_fetcher: ImageFetcher |
     settings = load_settings(values, dotenv_path=None)
     parley = build(settings)
     # The production stack: FastAPI with /healthz, /metrics and /share, served by uvicorn.
-    server = start_in_thread(create_app(parley, image_fetcher=image_fetcher), "127.0.0.1",
-                             settings.port)
+    server = start_in_thread(
+        create_app(parley, image_fetcher=image_fetcher), "127.0.0.1", settings.port
+    )
     return RunningApp(parley, settings, f"http://127.0.0.1:{settings.port}/", fake, server)
 
 

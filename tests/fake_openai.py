@@ -420,8 +420,16 @@ class FakeOpenAI:
         if error is not None:
             await self._send(writer, error.status, error.body, headers=error.headers)
             return
-        data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake",
-                 **self.model_fields.get(m, {})} for m in self.models]
+        data = [
+            {
+                "id": m,
+                "object": "model",
+                "created": 0,
+                "owned_by": "fake",
+                **self.model_fields.get(m, {}),
+            }
+            for m in self.models
+        ]
         await self._send(writer, 200, json.dumps({"object": "list", "data": data}))
 
     async def _chat(

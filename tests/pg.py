@@ -66,8 +66,10 @@ class PostgresServer:
         result = subprocess.run(command, check=False, capture_output=True, timeout=120)
         if check and result.returncode != 0:
             log = self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
-            raise RuntimeError(f"pg_ctl {' '.join(args)} failed ({result.returncode}):\n"
-                               f"{result.stderr.decode(errors='replace')}\n{log}")
+            raise RuntimeError(
+                f"pg_ctl {' '.join(args)} failed ({result.returncode}):\n"
+                f"{result.stderr.decode(errors='replace')}\n{log}"
+            )
 
     def start(self) -> None:
         options = f"-k {self.base} -p {self.port} -h 127.0.0.1 -F"
@@ -101,9 +103,22 @@ def start_postgres_server(tmpdir: str | Path | None = None) -> PostgresServer:
         as_postgres = ["runuser", "-u", "postgres", "--"]
     server = PostgresServer(base, _free_port(), pg_ctl, as_postgres)
     try:
-        subprocess.run([*as_postgres, initdb, "-D", str(server.data), "-A", "trust",
-                        "-U", "postgres", "--no-sync"], check=True, capture_output=True,
-                       timeout=120)
+        subprocess.run(
+            [
+                *as_postgres,
+                initdb,
+                "-D",
+                str(server.data),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
         server.start()
     except subprocess.CalledProcessError as exc:
         shutil.rmtree(base, ignore_errors=True)

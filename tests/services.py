@@ -13,8 +13,9 @@ async def stored_path(service: ChatService, user_id: int, conversation_id: str) 
     """The conversation's active path as stored: what a reload would show."""
 
     def work(session: Any) -> list[Any]:
-        return repo.load_thread(session=session, user_id=user_id,
-                                conversation_id=conversation_id).path
+        return repo.load_thread(
+            session=session, user_id=user_id, conversation_id=conversation_id
+        ).path
 
     return await service.db(work)
 

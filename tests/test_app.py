@@ -18,15 +18,17 @@ from tests.fake_openai import ErrorReply, Reply
 def stored(app: RunningApp, conversation_id: str) -> list[Any]:
     with session_factory(app.parley.engine)() as session:
         user = repo.ensure_user(session=session, username="local")
-        return repo.load_thread(session=session, user_id=user.id,
-                                conversation_id=conversation_id).path
+        return repo.load_thread(
+            session=session, user_id=user.id, conversation_id=conversation_id
+        ).path
 
 
 def test_chat_streams_progressively_and_saves_everything(app: RunningApp) -> None:
     answer = "Streaming works one piece at a time, and all of it is saved."
     app.fake.enqueue(Reply(content=answer, reasoning="First I think.", chunk_chars=3, delay=0.02))
-    job = app.client().submit("Hello?", "", "", '{"temperature": 0.4, "top_k": 20}',
-                              api_name="/chat")
+    job = app.client().submit(
+        "Hello?", "", "", '{"temperature": 0.4, "top_k": 20}', api_name="/chat"
+    )
     outputs = [tuple(o) for o in job]
     final_answer, conversation_id = job.result()
     assert final_answer == answer
@@ -98,16 +100,19 @@ def test_twenty_concurrent_conversations_all_finish_and_are_saved(app: RunningAp
 
     def one(index: int) -> tuple[str, str, float]:
         began = time.monotonic()
-        answer, conversation_id = client.predict(f"question {index}", "", "", "{}",
-                                                 api_name="/chat")
+        answer, conversation_id = client.predict(
+            f"question {index}", "", "", "{}", api_name="/chat"
+        )
         return answer, conversation_id, time.monotonic() - began
 
     began = time.monotonic()
     with ThreadPoolExecutor(max_workers=20) as pool:
         results = list(pool.map(one, range(20)))
     wall = time.monotonic() - began
-    print(f"\n20 concurrent conversations: wall {wall:.2f} s, "
-          f"slowest {max(r[2] for r in results):.2f} s, fastest {min(r[2] for r in results):.2f} s")
+    print(
+        f"\n20 concurrent conversations: wall {wall:.2f} s, "
+        f"slowest {max(r[2] for r in results):.2f} s, fastest {min(r[2] for r in results):.2f} s"
+    )
     assert [r[0] for r in results] == [f"Echo: question {i}" for i in range(20)]
     assert len({r[1] for r in results}) == 20
     for index, (_, conversation_id, _) in enumerate(results):
@@ -117,8 +122,7 @@ def test_twenty_concurrent_conversations_all_finish_and_are_saved(app: RunningAp
 
 
 def test_stop_closes_the_upstream_and_keeps_the_partial_answer(app: RunningApp) -> None:
-    app.fake.enqueue(Reply(content="partial answer that never ends", chunk_chars=4,
-                           stall_after=4))
+    app.fake.enqueue(Reply(content="partial answer that never ends", chunk_chars=4, stall_after=4))
     client = app.client()
     job = client.submit("Tell me everything", "", "", "{}", api_name="/chat")
     seen: list[tuple[str, str]] = []
@@ -165,11 +169,23 @@ def test_answers_streaming_when_the_server_died_are_marked_interrupted(
     with session_factory(engine)() as session:
         user = repo.ensure_user(session=session, username="local")
         chat = repo.create_conversation(session=session, user_id=user.id)
-        question = repo.add_message(session=session, user_id=user.id, conversation_id=chat.id,
-                                    parent_id=None, role="user", content="Still there?")
-        repo.add_message(session=session, user_id=user.id, conversation_id=chat.id,
-                         parent_id=question.id, role="assistant", content="",
-                         state="streaming")
+        question = repo.add_message(
+            session=session,
+            user_id=user.id,
+            conversation_id=chat.id,
+            parent_id=None,
+            role="user",
+            content="Still there?",
+        )
+        repo.add_message(
+            session=session,
+            user_id=user.id,
+            conversation_id=chat.id,
+            parent_id=question.id,
+            role="assistant",
+            content="",
+            state="streaming",
+        )
     engine.dispose()
     restarted = start_app(fake_openai, database_url)
     try:
@@ -181,9 +197,12 @@ def test_answers_streaming_when_the_server_died_are_marked_interrupted(
 
 
 def test_rate_limit_is_retried_before_the_first_token(app: RunningApp) -> None:
-    app.fake.enqueue(ErrorReply(429, '{"message":"Request was rejected due to rate limiting."}',
-                                {"Retry-After": "0"}),
-                     Reply(content="Got through."))
+    app.fake.enqueue(
+        ErrorReply(
+            429, '{"message":"Request was rejected due to rate limiting."}', {"Retry-After": "0"}
+        ),
+        Reply(content="Got through."),
+    )
     answer, _ = app.client().predict("Hi", "", "", "{}", api_name="/chat")
     assert answer == "Got through."
     assert len(app.fake.requests) == 2
@@ -193,12 +212,17 @@ def test_chat_api_documents_named_inputs_and_outputs(app: RunningApp) -> None:
     info = app.client().view_api(print_info=False, return_format="dict")
     endpoint = info["named_endpoints"]["/chat"]
     assert [p["label"] for p in endpoint["parameters"]] == [
-        "message", "conversation_id", "model", "parameters_json"]
+        "message",
+        "conversation_id",
+        "model",
+        "parameters_json",
+    ]
     assert [r["label"] for r in endpoint["returns"]] == ["answer_so_far", "conversation_id"]
     # UI events are not public API.
     assert list(info["named_endpoints"]) == ["/chat", "/attach", "/stop"]
     for name in ("/attach", "/stop"):
         assert [p["label"] for p in info["named_endpoints"][name]["parameters"]] == [
-            "conversation_id"]
+            "conversation_id"
+        ]
     answer, conversation_id = app.client().predict("Only the message", api_name="/chat")
     assert answer == "Echo: Only the message" and len(conversation_id) == 32

@@ -48,8 +48,9 @@ LIMITS = Limits(max_bytes=1024 * 1024, max_count=3)
 HOSTILE_NAME = "a](javascript:alert(1)).png"
 
 
-def picture(fmt: str = "PNG", size: tuple[int, int] = (6, 4), mode: str = "RGB",
-            color: Any = (200, 40, 30)) -> bytes:
+def picture(
+    fmt: str = "PNG", size: tuple[int, int] = (6, 4), mode: str = "RGB", color: Any = (200, 40, 30)
+) -> bytes:
     out = io.BytesIO()
     Image.new(mode, size, color).save(out, fmt)
     return out.getvalue()
@@ -78,12 +79,16 @@ def with_ihdr_size(png: bytes, width: int, height: int) -> bytes:
 
 # ---- uploaded images --------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("fmt", "mime", "mode"), [
-    ("PNG", "image/png", "RGBA"),
-    ("JPEG", "image/jpeg", "RGB"),
-    ("GIF", "image/gif", "P"),
-    ("WEBP", "image/webp", "RGB"),
-])
+
+@pytest.mark.parametrize(
+    ("fmt", "mime", "mode"),
+    [
+        ("PNG", "image/png", "RGBA"),
+        ("JPEG", "image/jpeg", "RGB"),
+        ("GIF", "image/gif", "P"),
+        ("WEBP", "image/webp", "RGB"),
+    ],
+)
 def test_supported_images_are_accepted_with_their_type_and_a_preview(
     fmt: str, mime: str, mode: str
 ) -> None:
@@ -176,14 +181,21 @@ def test_image_from_file_reads_an_upload(tmp_path: Path) -> None:
         attachments.image_from_file(tmp_path / "gone.png", LIMITS)
 
 
-@pytest.mark.parametrize(("raw", "expected"), [
-    (b"Dear diary, today I renamed a text file to .png\n", "is not an image Parley can read"),
-    (b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10">'
-     b'<script>alert(1)</script></svg>', "is not an image Parley can read"),
-    (b"", "is not an image Parley can read"),
-    (picture("BMP"), "is not a PNG, JPEG, GIF or WebP image (it is BMP)"),
-    (picture("TIFF"), "(it is TIFF)"),
-], ids=["text", "svg", "empty", "bmp", "tiff"])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b"Dear diary, today I renamed a text file to .png\n", "is not an image Parley can read"),
+        (
+            b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10">'
+            b"<script>alert(1)</script></svg>",
+            "is not an image Parley can read",
+        ),
+        (b"", "is not an image Parley can read"),
+        (picture("BMP"), "is not a PNG, JPEG, GIF or WebP image (it is BMP)"),
+        (picture("TIFF"), "(it is TIFF)"),
+    ],
+    ids=["text", "svg", "empty", "bmp", "tiff"],
+)
 def test_files_that_are_not_supported_images_are_refused(raw: bytes, expected: str) -> None:
     with pytest.raises(AttachmentError) as refused:
         attachments.image_from_bytes(raw, "upload.png", LIMITS)
@@ -207,11 +219,15 @@ def test_a_truncated_image_is_refused_as_damaged(fmt: str) -> None:
         attachments.image_from_bytes(raw[: len(raw) // 2], "cut.img", LIMITS)
 
 
-@pytest.mark.parametrize(("width", "height", "expected"), [
-    (8000, 8000, "is 8000×8000 pixels; at most 50,000,000 pixels are accepted"),
-    (10_000, 10_000, "has far too many pixels; at most 50,000,000 are accepted"),
-    (100_000, 100_000, "has far too many pixels; at most 50,000,000 are accepted"),
-], ids=["over-our-limit", "pillow-warns", "pillow-refuses"])
+@pytest.mark.parametrize(
+    ("width", "height", "expected"),
+    [
+        (8000, 8000, "is 8000×8000 pixels; at most 50,000,000 pixels are accepted"),
+        (10_000, 10_000, "has far too many pixels; at most 50,000,000 are accepted"),
+        (100_000, 100_000, "has far too many pixels; at most 50,000,000 are accepted"),
+    ],
+    ids=["over-our-limit", "pillow-warns", "pillow-refuses"],
+)
 def test_a_header_claiming_huge_dimensions_is_refused_without_decoding(
     width: int, height: int, expected: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -230,41 +246,48 @@ def test_a_header_claiming_huge_dimensions_is_refused_without_decoding(
 
 # ---- links ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("url", "kind", "expected"), [
-    ("https://example.com/cat.png", "", "image_url"),
-    ("  https://example.com/cat.png\n", "", "image_url"),
-    ("http://example.com/clip.mp4", "", "video_url"),
-    ("https://example.com/CLIP.WebM", "", "video_url"),
-    ("https://example.com/watch?file=clip.mp4", "", "image_url"),  # the path decides
-    ("https://example.com/stream", "video", "video_url"),
-    ("https://example.com/clip.mp4", "image", "image_url"),
-    ("https://例え.jp/画像.png", "", "image_url"),
-])
+
+@pytest.mark.parametrize(
+    ("url", "kind", "expected"),
+    [
+        ("https://example.com/cat.png", "", "image_url"),
+        ("  https://example.com/cat.png\n", "", "image_url"),
+        ("http://example.com/clip.mp4", "", "video_url"),
+        ("https://example.com/CLIP.WebM", "", "video_url"),
+        ("https://example.com/watch?file=clip.mp4", "", "image_url"),  # the path decides
+        ("https://example.com/stream", "video", "video_url"),
+        ("https://example.com/clip.mp4", "image", "image_url"),
+        ("https://例え.jp/画像.png", "", "image_url"),
+    ],
+)
 def test_http_links_are_attached_as_image_or_video(url: str, kind: str, expected: str) -> None:
     assert attachments.link(url, kind) == {"kind": expected, "url": url.strip()}
 
 
-@pytest.mark.parametrize(("url", "expected"), [
-    ("javascript:alert(1)", "is not an http(s) link"),
-    ("JavaScript://example.com/%0aalert(1)", "is not an http(s) link"),
-    ("data:image/png;base64,iVBORw0KGgo=", "is not an http(s) link"),
-    ("file:///etc/passwd", "is not an http(s) link"),
-    ("ftp://example.com/cat.png", "is not an http(s) link"),
-    ("//example.com/cat.png", "is not an http(s) link"),
-    ("https:///cat.png", "is not an http(s) link"),
-    ("https://user:secret@example.com/cat.png", "user name or password"),
-    ("https://user@example.com/cat.png", "user name or password"),
-    ("https://example.com/a cat.png", "spaces, quotes"),
-    ('https://example.com/a".png', "spaces, quotes"),
-    ("https://example.com/a'.png", "spaces, quotes"),
-    ("https://example.com/<b>.png", "angle brackets"),
-    ("https://example.com/a`.png", "spaces, quotes"),
-    ("https://example.com/\x00.png", "control characters"),
-    ("https://example.com/\u200b.png", "control characters"),
-    ("https://[not-ipv6/cat.png", "is not a valid link"),
-    ("https://example.com:99999/cat.png", "is not a valid link"),
-    ("https://example.com/" + "a" * 2100, "longer than 2048 characters"),
-])
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("javascript:alert(1)", "is not an http(s) link"),
+        ("JavaScript://example.com/%0aalert(1)", "is not an http(s) link"),
+        ("data:image/png;base64,iVBORw0KGgo=", "is not an http(s) link"),
+        ("file:///etc/passwd", "is not an http(s) link"),
+        ("ftp://example.com/cat.png", "is not an http(s) link"),
+        ("//example.com/cat.png", "is not an http(s) link"),
+        ("https:///cat.png", "is not an http(s) link"),
+        ("https://user:secret@example.com/cat.png", "user name or password"),
+        ("https://user@example.com/cat.png", "user name or password"),
+        ("https://example.com/a cat.png", "spaces, quotes"),
+        ('https://example.com/a".png', "spaces, quotes"),
+        ("https://example.com/a'.png", "spaces, quotes"),
+        ("https://example.com/<b>.png", "angle brackets"),
+        ("https://example.com/a`.png", "spaces, quotes"),
+        ("https://example.com/\x00.png", "control characters"),
+        ("https://example.com/\u200b.png", "control characters"),
+        ("https://[not-ipv6/cat.png", "is not a valid link"),
+        ("https://example.com:99999/cat.png", "is not a valid link"),
+        ("https://example.com/" + "a" * 2100, "longer than 2048 characters"),
+    ],
+)
 def test_unsafe_or_malformed_links_are_refused(url: str, expected: str) -> None:
     with pytest.raises(AttachmentError) as refused:
         attachments.link(url)
@@ -285,34 +308,58 @@ def test_the_count_limit_counts_images_and_links_together() -> None:
 
 # ---- restore (imports) -----------------------------------------------------------------------
 
+
 def test_restore_decodes_the_image_again_and_remakes_everything_else() -> None:
     original = attachments.image_from_bytes(picture("PNG", (30, 20)), "pic.png", LIMITS)
-    tampered = {**original, "preview": "javascript:alert(1)", "mime": "text/html",
-                "width": 1, "height": 99999, "size": 3, "onload": "alert(1)",
-                "name": "../../x/pic.png"}
+    tampered = {
+        **original,
+        "preview": "javascript:alert(1)",
+        "mime": "text/html",
+        "width": 1,
+        "height": 99999,
+        "size": 3,
+        "onload": "alert(1)",
+        "name": "../../x/pic.png",
+    }
     restored = attachments.restore(tampered, LIMITS)
     assert restored == original
     assert attachments.restore(attachments.link("https://e.com/v.mp4"), LIMITS) == {
-        "kind": "video_url", "url": "https://e.com/v.mp4"}
+        "kind": "video_url",
+        "url": "https://e.com/v.mp4",
+    }
     assert attachments.restore({"kind": "image_url", "url": "https://e.com/v.mp4"}, LIMITS) == {
-        "kind": "image_url", "url": "https://e.com/v.mp4"}
+        "kind": "image_url",
+        "url": "https://e.com/v.mp4",
+    }
 
 
-@pytest.mark.parametrize(("item", "expected"), [
-    ("image", "an attachment must be an object"),
-    ({"kind": "audio", "url": "https://e.com/a.mp3"}, "unknown attachment kind 'audio'"),
-    ({"url": "https://e.com/a.png"}, "unknown attachment kind None"),
-    ({"kind": "image"}, 'needs its "data" (base64)'),
-    ({"kind": "image", "data": 12}, 'needs its "data" (base64)'),
-    ({"kind": "image", "data": "not base64!"}, 'image attachment\'s "data" is not valid base64'),
-    ({"kind": "image", "data": "iVBORw0KGgo"}, "is not valid base64"),  # bad padding
-    ({"kind": "image", "data": base64.b64encode(b"<html>hi</html>").decode(), "name": "x.png"},
-     "x.png is not an image Parley can read"),
-    ({"kind": "image", "data": base64.b64encode(picture("BMP")).decode()}, "(it is BMP)"),
-    ({"kind": "image", "data": "A" * (LIMITS.max_bytes * 2)}, "within the size limit"),
-    ({"kind": "image_url", "url": "javascript:alert(1)"}, "is not an http(s) link"),
-    ({"kind": "video_url", "url": None}, 'needs a "url" string'),
-])
+@pytest.mark.parametrize(
+    ("item", "expected"),
+    [
+        ("image", "an attachment must be an object"),
+        ({"kind": "audio", "url": "https://e.com/a.mp3"}, "unknown attachment kind 'audio'"),
+        ({"url": "https://e.com/a.png"}, "unknown attachment kind None"),
+        ({"kind": "image"}, 'needs its "data" (base64)'),
+        ({"kind": "image", "data": 12}, 'needs its "data" (base64)'),
+        (
+            {"kind": "image", "data": "not base64!"},
+            'image attachment\'s "data" is not valid base64',
+        ),
+        ({"kind": "image", "data": "iVBORw0KGgo"}, "is not valid base64"),  # bad padding
+        (
+            {
+                "kind": "image",
+                "data": base64.b64encode(b"<html>hi</html>").decode(),
+                "name": "x.png",
+            },
+            "x.png is not an image Parley can read",
+        ),
+        ({"kind": "image", "data": base64.b64encode(picture("BMP")).decode()}, "(it is BMP)"),
+        ({"kind": "image", "data": "A" * (LIMITS.max_bytes * 2)}, "within the size limit"),
+        ({"kind": "image_url", "url": "javascript:alert(1)"}, "is not an http(s) link"),
+        ({"kind": "video_url", "url": None}, 'needs a "url" string'),
+    ],
+)
 def test_restore_refuses_anything_it_cannot_check(item: Any, expected: str) -> None:
     with pytest.raises(AttachmentError) as refused:
         attachments.restore(item, LIMITS)
@@ -320,6 +367,7 @@ def test_restore_refuses_anything_it_cannot_check(item: Any, expected: str) -> N
 
 
 # ---- provider parts and Markdown ---------------------------------------------------------------
+
 
 def test_content_parts_put_the_text_first_then_images_and_video() -> None:
     raw = picture("JPEG")
@@ -333,7 +381,8 @@ def test_content_parts_put_the_text_first_then_images_and_video() -> None:
         {"type": "video_url", "video_url": {"url": "https://e.com/c.mp4"}},
     ]
     assert attachments.content_parts("", [linked]) == [
-        {"type": "image_url", "image_url": {"url": "https://e.com/b.png"}}]
+        {"type": "image_url", "image_url": {"url": "https://e.com/b.png"}}
+    ]
 
 
 def _rendered(markdown: str) -> tuple[list[dict[str, str]], list[str]]:
@@ -382,32 +431,36 @@ def test_markdown_shows_links_as_plain_links() -> None:
 
 # ---- capabilities ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("model", "vision", "video"), [
-    ("Qwen/Qwen3-8B", False, False),
-    ("Qwen/Qwen3-235B-A22B-Instruct-2507", False, False),
-    ("Qwen/Qwen2.5-72B-Instruct", False, False),
-    ("deepseek-ai/DeepSeek-V3", False, False),
-    ("deepseek-ai/DeepSeek-R1", False, False),
-    ("moonshotai/Kimi-K2-Instruct", False, False),
-    ("zai-org/GLM-4.6", False, False),
-    ("Qwen/Qwen2.5-VL-72B-Instruct", True, True),
-    ("Qwen/Qwen3-VL-235B-A22B-Instruct", True, True),
-    ("Qwen/Qwen3-Omni-30B-A3B-Instruct", True, True),
-    ("zai-org/GLM-4.5V", True, True),
-    ("THUDM/GLM-4.1V-9B-Thinking", True, None),
-    ("deepseek-ai/deepseek-vl2", True, None),
-    ("meta-llama/Llama-3.2-11B-Vision-Instruct", True, None),
-    ("gpt-4o", None, None),
-    ("fake/model-a", None, None),
-])
-def test_vision_and_video_capabilities(model: str, vision: bool | None,
-                                       video: bool | None) -> None:
+
+@pytest.mark.parametrize(
+    ("model", "vision", "video"),
+    [
+        ("Qwen/Qwen3-8B", False, False),
+        ("Qwen/Qwen3-235B-A22B-Instruct-2507", False, False),
+        ("Qwen/Qwen2.5-72B-Instruct", False, False),
+        ("deepseek-ai/DeepSeek-V3", False, False),
+        ("deepseek-ai/DeepSeek-R1", False, False),
+        ("moonshotai/Kimi-K2-Instruct", False, False),
+        ("zai-org/GLM-4.6", False, False),
+        ("Qwen/Qwen2.5-VL-72B-Instruct", True, True),
+        ("Qwen/Qwen3-VL-235B-A22B-Instruct", True, True),
+        ("Qwen/Qwen3-Omni-30B-A3B-Instruct", True, True),
+        ("zai-org/GLM-4.5V", True, True),
+        ("THUDM/GLM-4.1V-9B-Thinking", True, None),
+        ("deepseek-ai/deepseek-vl2", True, None),
+        ("meta-llama/Llama-3.2-11B-Vision-Instruct", True, None),
+        ("gpt-4o", None, None),
+        ("fake/model-a", None, None),
+    ],
+)
+def test_vision_and_video_capabilities(model: str, vision: bool | None, video: bool | None) -> None:
     caps = CapabilityTable().lookup(model, "siliconflow", "siliconflow")
     assert (caps.vision, caps.video) == (vision, video)
     assert CapabilityTable().lookup(model).vision == vision  # not tied to one provider
 
 
 # ---- turns through ChatService (fake upstream, SQLite and PostgreSQL) --------------------------
+
 
 @pytest.fixture
 def service_env() -> dict[str, str]:
@@ -418,11 +471,13 @@ def turn(model: str = VISION) -> TurnSettings:
     return TurnSettings(provider="siliconflow", model=model)
 
 
-async def run(service: ChatService, uid: int, conversation_id: str | None, action: Action,
-              model: str = VISION) -> TurnUpdate:
+async def run(
+    service: ChatService, uid: int, conversation_id: str | None, action: Action, model: str = VISION
+) -> TurnUpdate:
     last = None
-    async for update in service.stream_turn(user_id=uid, conversation_id=conversation_id,
-                                            action=action, turn=turn(model)):
+    async for update in service.stream_turn(
+        user_id=uid, conversation_id=conversation_id, action=action, turn=turn(model)
+    ):
         last = update
     assert last is not None
     assert last.state == "complete", last.error
@@ -453,11 +508,18 @@ async def test_an_attached_png_reaches_the_provider_as_a_data_url_after_the_text
     uid = await local_user(service)
     item = png_attachment()
     update = await run(service, uid, None, NewMessage("What is in the picture?", (item,)))
-    assert sent(fake)[-1][-1] == {"role": "user", "content": [
-        {"type": "text", "text": "What is in the picture?"},
-        {"type": "image_url", "image_url": {
-            "url": "data:image/png;base64," + base64.b64encode(RAW_PNG).decode("ascii")}},
-    ]}
+    assert sent(fake)[-1][-1] == {
+        "role": "user",
+        "content": [
+            {"type": "text", "text": "What is in the picture?"},
+            {
+                "type": "image_url",
+                "image_url": {
+                    "url": "data:image/png;base64," + base64.b64encode(RAW_PNG).decode("ascii")
+                },
+            },
+        ],
+    }
     assert update.notes == []
     # Reloading the conversation keeps the attachment exactly as it was checked.
     path = await stored_path(service, uid, update.conversation_id)
@@ -471,12 +533,13 @@ async def test_an_image_alone_is_sent_without_a_text_part(
 ) -> None:
     uid = await local_user(service)
     update = await run(service, uid, None, NewMessage("", (png_attachment(),)))
-    assert sent(fake)[-1][-1] == {"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": data_url(RAW_PNG)}}]}
+    assert sent(fake)[-1][-1] == {
+        "role": "user",
+        "content": [{"type": "image_url", "image_url": {"url": data_url(RAW_PNG)}}],
+    }
     # With no text, the picture's name titles the conversation (not "New chat").
     listed = await service.db(lambda s: repo.list_conversations(session=s, user_id=uid))
-    assert [(c.id, c.title) for c in listed] == [(update.conversation_id,
-                                                  png_attachment()["name"])]
+    assert [(c.id, c.title) for c in listed] == [(update.conversation_id, png_attachment()["name"])]
 
 
 async def test_a_video_link_reaches_a_video_model_as_a_video_url_part(
@@ -507,19 +570,24 @@ async def _nothing_stored_or_sent(service: ChatService, fake: FakeOpenAI, uid: i
     assert listed == []
 
 
-@pytest.mark.parametrize(("model", "item", "expected"), [
-    (TEXT_ONLY, "image", f"{TEXT_ONLY} does not accept images"),
-    (TEXT_ONLY, "image_link", f"{TEXT_ONLY} does not accept images"),
-    (TEXT_ONLY, "video_link", f"{TEXT_ONLY} does not accept video"),
-    ("deepseek-ai/DeepSeek-V3", "image", "deepseek-ai/DeepSeek-V3 does not accept images"),
-])
+@pytest.mark.parametrize(
+    ("model", "item", "expected"),
+    [
+        (TEXT_ONLY, "image", f"{TEXT_ONLY} does not accept images"),
+        (TEXT_ONLY, "image_link", f"{TEXT_ONLY} does not accept images"),
+        (TEXT_ONLY, "video_link", f"{TEXT_ONLY} does not accept video"),
+        ("deepseek-ai/DeepSeek-V3", "image", "deepseek-ai/DeepSeek-V3 does not accept images"),
+    ],
+)
 async def test_attachments_a_model_does_not_take_are_refused_before_anything_happens(
     service: ChatService, fake: FakeOpenAI, model: str, item: str, expected: str
 ) -> None:
     uid = await local_user(service)
-    attached = {"image": png_attachment(),
-                "image_link": attachments.link("https://e.com/a.png"),
-                "video_link": attachments.link("https://e.com/a.mp4")}[item]
+    attached = {
+        "image": png_attachment(),
+        "image_link": attachments.link("https://e.com/a.png"),
+        "video_link": attachments.link("https://e.com/a.mp4"),
+    }[item]
     with pytest.raises(TurnRefused, match=expected) as refused:
         await run(service, uid, None, NewMessage("What is this?", (attached,)), model=model)
     assert "Pick a" in str(refused.value)  # the user learns what to do instead
@@ -541,8 +609,9 @@ async def test_a_text_only_model_later_gets_the_earlier_message_as_text_with_a_n
 ) -> None:
     uid = await local_user(service)
     first = await run(service, uid, None, NewMessage("Look at this", (png_attachment(),)))
-    second = await run(service, uid, first.conversation_id, NewMessage("Now in words"),
-                       model=TEXT_ONLY)
+    second = await run(
+        service, uid, first.conversation_id, NewMessage("Now in words"), model=TEXT_ONLY
+    )
     assert sent(fake)[-1] == [
         {"role": "user", "content": "Look at this"},
         {"role": "assistant", "content": "Echo: Look at this"},
@@ -553,7 +622,9 @@ async def test_a_text_only_model_later_gets_the_earlier_message_as_text_with_a_n
     # The attachment stays stored: a vision model sees it again on the next turn.
     await run(service, uid, first.conversation_id, NewMessage("And now?"))
     assert sent(fake)[-1][0]["content"][1] == {
-        "type": "image_url", "image_url": {"url": data_url(RAW_PNG)}}
+        "type": "image_url",
+        "image_url": {"url": data_url(RAW_PNG)},
+    }
 
 
 async def test_regenerate_resends_the_image_and_edit_keeps_it(
@@ -565,14 +636,16 @@ async def test_regenerate_resends_the_image_and_edit_keeps_it(
     first = await run(service, uid, None, NewMessage("What is it?", (item,)))
     await run(service, uid, first.conversation_id, Regenerate())
     image_part = {"type": "image_url", "image_url": {"url": data_url(RAW_PNG)}}
-    assert sent(fake)[-1] == [{"role": "user", "content": [
-        {"type": "text", "text": "What is it?"}, image_part]}]
+    assert sent(fake)[-1] == [
+        {"role": "user", "content": [{"type": "text", "text": "What is it?"}, image_part]}
+    ]
     path = await stored_path(service, uid, first.conversation_id)
     assert path[-1].content == "A blue dot."
 
     await run(service, uid, first.conversation_id, EditMessage(path[0].id, "What colour is it?"))
-    assert sent(fake)[-1] == [{"role": "user", "content": [
-        {"type": "text", "text": "What colour is it?"}, image_part]}]
+    assert sent(fake)[-1] == [
+        {"role": "user", "content": [{"type": "text", "text": "What colour is it?"}, image_part]}
+    ]
     edited = await stored_path(service, uid, first.conversation_id)
     assert edited[0].id != path[0].id
     assert edited[0].content == "What colour is it?"
@@ -605,24 +678,46 @@ async def test_answering_an_image_question_again_with_a_text_only_model_is_refus
 
 # ---- export and import -------------------------------------------------------------------------
 
+
 def _conversation_with_attachments(call: Call, user_id: int) -> tuple[str, list[dict[str, Any]]]:
-    items = [attachments.image_from_bytes(RAW_PNG, HOSTILE_NAME, LIMITS),
-             attachments.link("https://e.com/still.png"),
-             attachments.link("https://e.com/clip.mp4")]
-    conversation = call(repo.create_conversation, user_id=user_id, title="Pictures",
-                        provider="siliconflow", model=VISION)
-    question = call(repo.add_message, user_id=user_id, conversation_id=conversation.id,
-                    parent_id=None, role="user", content="What are these?", attachments=items)
-    call(repo.add_message, user_id=user_id, conversation_id=conversation.id,
-         parent_id=question.id, role="assistant", content="A dot, a still and a clip.",
-         model=VISION)
+    items = [
+        attachments.image_from_bytes(RAW_PNG, HOSTILE_NAME, LIMITS),
+        attachments.link("https://e.com/still.png"),
+        attachments.link("https://e.com/clip.mp4"),
+    ]
+    conversation = call(
+        repo.create_conversation,
+        user_id=user_id,
+        title="Pictures",
+        provider="siliconflow",
+        model=VISION,
+    )
+    question = call(
+        repo.add_message,
+        user_id=user_id,
+        conversation_id=conversation.id,
+        parent_id=None,
+        role="user",
+        content="What are these?",
+        attachments=items,
+    )
+    call(
+        repo.add_message,
+        user_id=user_id,
+        conversation_id=conversation.id,
+        parent_id=question.id,
+        role="assistant",
+        content="A dot, a still and a clip.",
+        model=VISION,
+    )
     return conversation.id, items
 
 
 def test_markdown_export_holds_the_full_image(call: Call, alice: int) -> None:
     conversation_id, items = _conversation_with_attachments(call, alice)
-    conversation, messages = call(transfer.export_conversation, user_id=alice,
-                                  conversation_id=conversation_id)
+    conversation, messages = call(
+        transfer.export_conversation, user_id=alice, conversation_id=conversation_id
+    )
     text = export.conversation_markdown(conversation, messages)
     images, links = _rendered(text)
     assert [i["src"] for i in images] == [data_url(RAW_PNG)]
@@ -634,8 +729,9 @@ def test_markdown_export_holds_the_full_image(call: Call, alice: int) -> None:
 
 def test_json_export_and_import_keep_the_attachments(call: Call, alice: int, bob: int) -> None:
     conversation_id, items = _conversation_with_attachments(call, alice)
-    conversation, messages = call(transfer.export_conversation, user_id=alice,
-                                  conversation_id=conversation_id)
+    conversation, messages = call(
+        transfer.export_conversation, user_id=alice, conversation_id=conversation_id
+    )
     document = export.conversation_json(conversation, messages)
     assert document["messages"][0]["attachments"] == items
     imported = import_file.parse_import(json.dumps(document))
@@ -648,8 +744,9 @@ def test_json_export_and_import_keep_the_attachments(call: Call, alice: int, bob
 
 def test_import_remakes_a_tampered_preview_from_the_image(call: Call, alice: int) -> None:
     conversation_id, items = _conversation_with_attachments(call, alice)
-    conversation, messages = call(transfer.export_conversation, user_id=alice,
-                                  conversation_id=conversation_id)
+    conversation, messages = call(
+        transfer.export_conversation, user_id=alice, conversation_id=conversation_id
+    )
     document = export.conversation_json(conversation, messages)
     document["messages"][0]["attachments"][0]["preview"] = "javascript:alert(1)"
     document["messages"][0]["attachments"][0]["mime"] = "text/html"
@@ -657,30 +754,55 @@ def test_import_remakes_a_tampered_preview_from_the_image(call: Call, alice: int
     assert imported.messages[0]["attachments"] == items
 
 
-@pytest.mark.parametrize(("change", "expected"), [
-    ({"data": base64.b64encode(b"MZ\x90\x00 not an image").decode()},
-     "is not an image Parley can read"),
-    ({"data": "%%%not-base64%%%"}, 'attachment\'s "data" is not valid base64'),
-    ({"data": base64.b64encode(noisy("PNG")[:9000]).decode()}, "dot.png is damaged"),
-    ({"kind": "image_url", "url": "javascript:alert(document.cookie)"},
-     "is not an http(s) link"),
-    ({"kind": "video_url", "url": "file:///etc/passwd"}, "is not an http(s) link"),
-    ({"kind": "script"}, "unknown attachment kind 'script'"),
-], ids=["not-an-image", "bad-base64", "truncated", "javascript-url", "file-url", "unknown-kind"])
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            {"data": base64.b64encode(b"MZ\x90\x00 not an image").decode()},
+            "is not an image Parley can read",
+        ),
+        ({"data": "%%%not-base64%%%"}, 'attachment\'s "data" is not valid base64'),
+        ({"data": base64.b64encode(noisy("PNG")[:9000]).decode()}, "dot.png is damaged"),
+        (
+            {"kind": "image_url", "url": "javascript:alert(document.cookie)"},
+            "is not an http(s) link",
+        ),
+        ({"kind": "video_url", "url": "file:///etc/passwd"}, "is not an http(s) link"),
+        ({"kind": "script"}, "unknown attachment kind 'script'"),
+    ],
+    ids=["not-an-image", "bad-base64", "truncated", "javascript-url", "file-url", "unknown-kind"],
+)
 def test_an_import_with_a_tampered_attachment_is_refused_naming_the_message(
     change: dict[str, Any], expected: str
 ) -> None:
     link = attachments.link("https://e.com/a.png")
     image = attachments.image_from_bytes(RAW_PNG, "dot.png", LIMITS)
-    document = {"format": "parley.conversation.v1", "exported_at": "2030-01-01T00:00:00Z",
-                "conversation": {"title": "T", "created_at": "2024-05-01T09:00:00Z",
-                                 "current_leaf_id": "m2"},
-                "messages": [
-                    {"id": "m1", "parent_id": None, "role": "user", "content": "q",
-                     "created_at": "2024-05-01T10:00:01Z"},
-                    {"id": "m2", "parent_id": "m1", "role": "user", "content": "q2",
-                     "attachments": [link, {**image, **change}],
-                     "created_at": "2024-05-01T10:00:02Z"}]}
+    document = {
+        "format": "parley.conversation.v1",
+        "exported_at": "2030-01-01T00:00:00Z",
+        "conversation": {
+            "title": "T",
+            "created_at": "2024-05-01T09:00:00Z",
+            "current_leaf_id": "m2",
+        },
+        "messages": [
+            {
+                "id": "m1",
+                "parent_id": None,
+                "role": "user",
+                "content": "q",
+                "created_at": "2024-05-01T10:00:01Z",
+            },
+            {
+                "id": "m2",
+                "parent_id": "m1",
+                "role": "user",
+                "content": "q2",
+                "attachments": [link, {**image, **change}],
+                "created_at": "2024-05-01T10:00:02Z",
+            },
+        ],
+    }
     with pytest.raises(ImportRefused) as refused:
         import_file.parse_import(json.dumps(document))
     message = str(refused.value)
@@ -695,9 +817,19 @@ def test_an_image_accepted_under_a_raised_limit_can_be_imported_back() -> None:
     raw = out.getvalue()
     assert 5 * 1024 * 1024 < len(raw) < 8 * 1024 * 1024
     item = attachments.image_from_bytes(raw, "big.png", Limits.from_mb(8, 4))  # ATTACH_MAX_MB=8
-    document = {"format": "parley.conversation.v1",
-                "conversation": {"title": "T", "current_leaf_id": "m1"},
-                "messages": [{"id": "m1", "parent_id": None, "role": "user", "content": "q",
-                              "attachments": [item], "created_at": "2024-05-01T10:00:01Z"}]}
+    document = {
+        "format": "parley.conversation.v1",
+        "conversation": {"title": "T", "current_leaf_id": "m1"},
+        "messages": [
+            {
+                "id": "m1",
+                "parent_id": None,
+                "role": "user",
+                "content": "q",
+                "attachments": [item],
+                "created_at": "2024-05-01T10:00:01Z",
+            }
+        ],
+    }
     imported = import_file.parse_import(json.dumps(document))
     assert imported.messages[0]["attachments"] == [item]

@@ -61,15 +61,19 @@ def test_the_header_counts_only_from_a_trusted_proxy() -> None:
 
 
 @pytest.fixture
-def guarded(fake_openai: FakeOpenAI, tmp_path: Path,
-            monkeypatch: pytest.MonkeyPatch) -> Iterator[RunningApp]:
+def guarded(
+    fake_openai: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[RunningApp]:
     db = tmp_path / "auth.db"
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{db}")
-    assert cli.main(["add", "ana", "--password-stdin"], io.StringIO(),
-                    io.StringIO(PASSWORD + "\n")) == 0
-    running = start_app(fake_openai, db, AUTH_MODE="accounts", LOGIN_MAX_FAILURES="1",
-                        LOGIN_LOCKOUT="60")
+    assert (
+        cli.main(["add", "ana", "--password-stdin"], io.StringIO(), io.StringIO(PASSWORD + "\n"))
+        == 0
+    )
+    running = start_app(
+        fake_openai, db, AUTH_MODE="accounts", LOGIN_MAX_FAILURES="1", LOGIN_LOCKOUT="60"
+    )
     try:
         yield running
     finally:
@@ -97,8 +101,12 @@ def test_a_name_is_locked_even_for_the_right_password(guarded: RunningApp) -> No
 
 @pytest.fixture
 def open_share(fake_openai: FakeOpenAI, tmp_path: Path) -> Iterator[RunningApp]:
-    running = start_app(fake_openai, tmp_path / "open.db", SHARE_REQUIRES_LOGIN="false",
-                        METRICS_ALLOWED="10.0.0.0/8")
+    running = start_app(
+        fake_openai,
+        tmp_path / "open.db",
+        SHARE_REQUIRES_LOGIN="false",
+        METRICS_ALLOWED="10.0.0.0/8",
+    )
     try:
         yield running
     finally:
@@ -106,10 +114,11 @@ def open_share(fake_openai: FakeOpenAI, tmp_path: Path) -> Iterator[RunningApp]:
 
 
 def test_the_share_page_takes_no_uploads_and_metrics_follow_their_allow_list(
-    open_share: RunningApp
+    open_share: RunningApp,
 ) -> None:
-    upload = httpx.post(f"{open_share.url}share/gradio_api/upload",
-                        files={"files": ("x.txt", b"hello")})
+    upload = httpx.post(
+        f"{open_share.url}share/gradio_api/upload", files={"files": ("x.txt", b"hello")}
+    )
     assert upload.status_code == 403 and "read-only" in upload.text
     assert httpx.get(f"{open_share.url}share/gradio_api/file=/etc/hostname").status_code == 403
     assert httpx.get(f"{open_share.url}share/").status_code == 200  # the page itself works

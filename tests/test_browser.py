@@ -84,12 +84,11 @@ def test_journey_streams_thinking_and_answer_then_reopens_from_sidebar(
     page.screenshot(path=str(ARTIFACTS / "journey.png"), full_page=True)
 
 
-def test_stop_button_cancels_upstream_and_marks_partial_answer(
-    app: RunningApp, page: Page
-) -> None:
+def test_stop_button_cancels_upstream_and_marks_partial_answer(app: RunningApp, page: Page) -> None:
     # Role chunk + 3 content chunks of 5 characters, then silence until the client leaves.
-    app.fake.enqueue(Reply(content="Partial answer that never finishes.", chunk_chars=5,
-                           stall_after=4))
+    app.fake.enqueue(
+        Reply(content="Partial answer that never finishes.", chunk_chars=5, stall_after=4)
+    )
     open_app(page, app)
     send(page, "Tell me a long story")
     expect(live(page)).to_contain_text("Partial answer")
@@ -103,9 +102,7 @@ def test_stop_button_cancels_upstream_and_marks_partial_answer(
     expect(chat).not_to_contain_text("never finishes")
 
 
-def test_out_of_range_parameter_is_refused_before_any_request(
-    app: RunningApp, page: Page
-) -> None:
+def test_out_of_range_parameter_is_refused_before_any_request(app: RunningApp, page: Page) -> None:
     open_app(page, app)
     page.locator("#advanced").get_by_text("Advanced parameters").click()
     expect(page.locator("#param-top_k")).to_be_visible()  # the accordion opened
@@ -121,21 +118,28 @@ def test_out_of_range_parameter_is_refused_before_any_request(
 
 
 def test_html_in_model_output_is_sanitized(app: RunningApp, page: Page) -> None:
-    app.fake.enqueue(Reply(content='Look: <img src=x onerror="window.__pwned=1"> and '
-                                   "<script>window.__pwned=2</script> end of answer."))
+    app.fake.enqueue(
+        Reply(
+            content='Look: <img src=x onerror="window.__pwned=1"> and '
+            "<script>window.__pwned=2</script> end of answer."
+        )
+    )
     open_app(page, app)
     send(page, "Show me some HTML")
     expect(bot(page, "Look:")).to_contain_text("end of answer")
     expect(page.locator("#chatbot")).to_contain_text("completion")  # final render
     # Every image in the chat has finished loading or failing, so onerror had its chance.
-    wait_until(page,
-               "() => Array.from(document.querySelectorAll('#chatbot img')).every(i => i.complete)")
+    wait_until(
+        page, "() => Array.from(document.querySelectorAll('#chatbot img')).every(i => i.complete)"
+    )
     assert page.evaluate("typeof window.__pwned") == "undefined"
 
 
 def test_regenerate_keeps_both_versions(app: RunningApp, page: Page) -> None:
-    app.fake.enqueue(Reply(content="First answer."),
-                     Reply(content="Second answer, regenerated.", chunk_chars=3, delay=0.02))
+    app.fake.enqueue(
+        Reply(content="First answer."),
+        Reply(content="Second answer, regenerated.", chunk_chars=3, delay=0.02),
+    )
     open_app(page, app)
     send(page, "Give me an answer")
     expect(bot(page, "First answer.")).to_be_visible()

@@ -12,8 +12,9 @@ from tests.browser import browser_fixture, open_app, page_fixture, playwright_fi
 from tests.conftest import RunningApp
 
 
-def test_a_key_made_in_settings_works_until_it_is_revoked(sqlite_app: RunningApp,
-                                                          page: Page) -> None:
+def test_a_key_made_in_settings_works_until_it_is_revoked(
+    sqlite_app: RunningApp, page: Page
+) -> None:
     app = sqlite_app
     open_app(page, app)
     page.locator("#api-keys").get_by_text("API keys").first.click()
@@ -25,9 +26,14 @@ def test_a_key_made_in_settings_works_until_it_is_revoked(sqlite_app: RunningApp
     key = re.search(r"pk-[\w-]{20,}", note.inner_text())
     assert key is not None
     api = openai.OpenAI(base_url=f"{app.url}v1", api_key=key.group(0), max_retries=0)
-    assert api.chat.completions.create(
-        model="Qwen/Qwen3-8B", messages=[{"role": "user", "content": "hi"}]
-    ).choices[0].message.content == "Echo: hi"
+    assert (
+        api.chat.completions.create(
+            model="Qwen/Qwen3-8B", messages=[{"role": "user", "content": "hi"}]
+        )
+        .choices[0]
+        .message.content
+        == "Echo: hi"
+    )
     # Listed with its name and the start of the key (never the whole key), then revoked.
     keys = page.locator("#api-key-list")
     keys.locator("input").click()

@@ -85,6 +85,7 @@ def vision_app(make_app: Callable[..., RunningApp]) -> RunningApp:
 
 # ---- helpers -----------------------------------------------------------------------------------
 
+
 def box_thumbnails(page: Page) -> Locator:
     """The images waiting in the message box (shown once their upload has finished)."""
     return page.locator("#message .thumbnail-item img")

@@ -33,13 +33,19 @@ from webapp.versions import Versions
 from webapp.web import ServerThread, create_app, start_in_thread
 
 PRICES = [
-    {"match": "fast/a", "provider": "siliconflow", "input": 1000, "output": 3000,
-     "currency": "CNY"},
+    {
+        "match": "fast/a",
+        "provider": "siliconflow",
+        "input": 1000,
+        "output": 3000,
+        "currency": "CNY",
+    },
     {"match": "slow/.*", "input": 500, "output": 1500, "currency": "USD"},
 ]
 FIGURES = re.compile(
     r"first token (?P<ttft>[\d.]+) s · (?P<rate>[\d.]+) tok/s · (?P<prompt>\d+) prompt · "
-    r"(?P<completion>\d+) completion · (?P<reasoning>\d+) reasoning tokens · cost (?P<cost>\S+)")
+    r"(?P<completion>\d+) completion · (?P<reasoning>\d+) reasoning tokens · cost (?P<cost>\S+)"
+)
 
 
 @dataclass
@@ -55,12 +61,18 @@ class CompareApp:
 def compare_app(fake_openai: FakeOpenAI, tmp_path: Path) -> Iterator[CompareApp]:
     fake_openai.models = ["fast/a", "slow/b", "mid/c"]
     port = free_port()
-    settings = load_settings({
-        "SILICONFLOW_BASE_URL": fake_openai.base_url, "SILICONFLOW_API_KEY": "test-key-sf",
-        "JIEKOU_BASE_URL": fake_openai.base_url, "JIEKOU_API_KEY": "test-key-jiekou",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'parley.db'}", "PORT": str(port),
-        "MAX_RETRIES": "0",  # the 429 is shown at once, not retried
-    }, dotenv_path=None)
+    settings = load_settings(
+        {
+            "SILICONFLOW_BASE_URL": fake_openai.base_url,
+            "SILICONFLOW_API_KEY": "test-key-sf",
+            "JIEKOU_BASE_URL": fake_openai.base_url,
+            "JIEKOU_API_KEY": "test-key-jiekou",
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'parley.db'}",
+            "PORT": str(port),
+            "MAX_RETRIES": "0",  # the 429 is shown at once, not retried
+        },
+        dotenv_path=None,
+    )
     parley = build(settings)
     service = parley.service
     catalog = ModelCatalog({p.name: p for p in settings.providers}, service.clients)
@@ -81,12 +93,17 @@ def compare_app(fake_openai: FakeOpenAI, tmp_path: Path) -> Iterator[CompareApp]
         def sidebar_refresh(event: Dependency) -> None:
             event.then(chat.sidebar, [state, search], [conversations], api_visibility="private")
 
-        wire_compare(compare, tab, demo=demo, sidebar_refresh=sidebar_refresh,
-                     conversations=conversations, tabs=tabs)
+        wire_compare(
+            compare,
+            tab,
+            demo=demo,
+            sidebar_refresh=sidebar_refresh,
+            conversations=conversations,
+            tabs=tabs,
+        )
         demo.load(chat.sidebar, [state, search], [conversations], api_visibility="private")
     demo.queue(default_concurrency_limit=None)
-    server = start_in_thread(create_app(dataclasses.replace(parley, demo=demo)), "127.0.0.1",
-                             port)
+    server = start_in_thread(create_app(dataclasses.replace(parley, demo=demo)), "127.0.0.1", port)
     try:
         yield CompareApp(f"http://127.0.0.1:{port}/", fake_openai, parley, compare, server)
     finally:
@@ -107,7 +124,8 @@ def pick(page: Page, column: int, model: str, provider_label: str | None = None)
         page.get_by_role("option", name=provider_label).click()
         # The provider's default model arrives first; type over it only then.
         expect(page.locator(f"#compare-model-{column} input")).to_have_value(
-            "deepseek/deepseek-v3.2")
+            "deepseek/deepseek-v3.2"
+        )
     box = page.locator(f"#compare-model-{column} input")
     box.click()
     box.fill(model)
@@ -124,18 +142,32 @@ def figures(page: Page, column: int) -> dict[str, str]:
 
 
 def chat_bodies(app: CompareApp, model: str) -> list[dict]:
-    return [r["json"] for r in app.fake.requests
-            if r["path"].endswith("/chat/completions") and r["json"]["model"] == model]
+    return [
+        r["json"]
+        for r in app.fake.requests
+        if r["path"].endswith("/chat/completions") and r["json"]["model"] == model
+    ]
 
 
 def test_three_models_stream_side_by_side_with_true_figures_and_one_failure(
     compare_app: CompareApp, page: Page
 ) -> None:
     fake = compare_app.fake
-    fast = Reply(content="Alpha says the answer is plainly forty two today", prompt_tokens=21,
-                 reasoning="Weighing both sides", chunk_words=1, first_delay=0.1, delay=0.06)
-    slow = Reply(content="Beta replies after a long pause", prompt_tokens=17, chunk_words=1,
-                 first_delay=0.4, delay=0.04)
+    fast = Reply(
+        content="Alpha says the answer is plainly forty two today",
+        prompt_tokens=21,
+        reasoning="Weighing both sides",
+        chunk_words=1,
+        first_delay=0.1,
+        delay=0.06,
+    )
+    slow = Reply(
+        content="Beta replies after a long pause",
+        prompt_tokens=17,
+        chunk_words=1,
+        first_delay=0.4,
+        delay=0.04,
+    )
     fake.enqueue(fast, model="fast/a")
     fake.enqueue(slow, model="slow/b")
     fake.enqueue(ErrorReply(429, '{"message": "TPM limit reached"}', delay=0.2), model="mid/c")
@@ -185,8 +217,9 @@ def test_three_models_stream_side_by_side_with_true_figures_and_one_failure(
     assert a["cost"] == "¥0.0570"  # (21 × 1000 + 12 × 3000) / 1M
     assert b["cost"] == "$0.0175"  # (17 × 500 + 6 × 1500) / 1M
     expect(page.locator("#compare-stats-2")).to_have_text("failed · cost unknown")
-    arrivals = sorted(r["received_at"] for r in fake.requests
-                      if r["path"].endswith("/chat/completions"))
+    arrivals = sorted(
+        r["received_at"] for r in fake.requests if r["path"].endswith("/chat/completions")
+    )
     assert len(arrivals) == 3 and arrivals[-1] - arrivals[0] < 0.2  # sent at once
 
     ARTIFACTS.mkdir(exist_ok=True)
@@ -211,7 +244,8 @@ def test_three_models_stream_side_by_side_with_true_figures_and_one_failure(
     assert chat_bodies(compare_app, "slow/b")[-1]["messages"] == [
         {"role": "user", "content": "What is the answer?"},
         {"role": "assistant", "content": slow.content},
-        {"role": "user", "content": "And next?"}]
+        {"role": "user", "content": "And next?"},
+    ]
     assert len(chat_bodies(compare_app, "fast/a")) == 1
 
     page.locator("#compare-export").click()
@@ -233,13 +267,16 @@ def test_three_models_stream_side_by_side_with_true_figures_and_one_failure(
     expect(page.locator("#compare-stats-0")).to_contain_text("cost ¥0.0570")
 
 
-def test_stop_keeps_partial_answers_in_every_column(compare_app: CompareApp,
-                                                    page: Page) -> None:
+def test_stop_keeps_partial_answers_in_every_column(compare_app: CompareApp, page: Page) -> None:
     fake = compare_app.fake
-    fake.enqueue(Reply(content="Partial from A that never ends", chunk_chars=5, stall_after=3),
-                 model="fast/a")
-    fake.enqueue(Reply(content="Partial from B that never ends", chunk_chars=5, stall_after=3),
-                 model="slow/b")
+    fake.enqueue(
+        Reply(content="Partial from A that never ends", chunk_chars=5, stall_after=3),
+        model="fast/a",
+    )
+    fake.enqueue(
+        Reply(content="Partial from B that never ends", chunk_chars=5, stall_after=3),
+        model="slow/b",
+    )
     open_compare(page, compare_app)
     pick(page, 0, "fast/a")
     pick(page, 1, "slow/b")

@@ -92,8 +92,11 @@ def test_a_new_chat_with_a_summary_continues_with_the_message_still_in_the_box(
     page.locator("#summary-chat").click()
     # The new chat opens empty, its system prompt carrying the summary; the box kept the text.
     expect(page.locator("#system-prompt textarea")).to_have_value(
-        re.compile(r"Summary of an earlier conversation .*\nSUMMARY: the user sent a line of x\.",
-                   re.S), timeout=20_000)
+        re.compile(
+            r"Summary of an earlier conversation .*\nSUMMARY: the user sent a line of x\.", re.S
+        ),
+        timeout=20_000,
+    )
     expect(page.locator("#chatbot [data-testid='bot']")).to_have_count(0)
     expect(message_box(page)).to_have_value("y" * 800)
     expect(page.locator("#conversations")).to_contain_text("(continued)")
@@ -116,14 +119,18 @@ def test_a_long_conversation_shows_its_last_messages_and_earlier_ones_on_request
     with session_factory(app.parley.engine)() as session:
         user_id = repo.ensure_user(session=session, username="local").id
         assert user_id is not None
-        conversation = repo.create_conversation(session=session, user_id=user_id,
-                                                title="Long one")
+        conversation = repo.create_conversation(session=session, user_id=user_id, title="Long one")
         parent = None
         for n in range(150):
             for role, text in (("user", f"question {n}"), ("assistant", f"answer {n}")):
-                parent = repo.add_message(session=session, user_id=user_id,
-                                          conversation_id=conversation.id, parent_id=parent,
-                                          role=role, content=text).id
+                parent = repo.add_message(
+                    session=session,
+                    user_id=user_id,
+                    conversation_id=conversation.id,
+                    parent_id=parent,
+                    role=role,
+                    content=text,
+                ).id
         session.commit()
     open_app(page, app)
     page.goto(f"{app.url}?c={conversation.id}")

@@ -43,9 +43,13 @@ def app(sqlite_app: RunningApp) -> RunningApp:
 
 # ---- 1. dollar amounts are not math ------------------------------------------------------------
 
+
 def test_dollar_amounts_stay_text_and_formulas_still_render(app: RunningApp, page: Page) -> None:
-    app.fake.enqueue(Reply(content="It costs $5 and $10 today.\n\n"
-                                   "Area $x^2$, angle $\\alpha$.\n\n$$\\frac{1}{2}$$"))
+    app.fake.enqueue(
+        Reply(
+            content="It costs $5 and $10 today.\n\nArea $x^2$, angle $\\alpha$.\n\n$$\\frac{1}{2}$$"
+        )
+    )
     open_app(page, app)
     send(page, "Prices and formulas?")
     answer = bot(page, "It costs")
@@ -86,8 +90,9 @@ WATCH_FLASHES = """(final) => {
     subtree: true, childList: true, attributes: true, attributeFilter: ['class']});
   check();
 }"""
-QUIET = ("() => document.querySelectorAll('[data-testid=\"status-tracker\"]:not(.hide)')"
-         ".length === 0")
+QUIET = (
+    "() => document.querySelectorAll('[data-testid=\"status-tracker\"]:not(.hide)').length === 0"
+)
 
 
 def flashes(page: Page) -> list[str]:
@@ -98,8 +103,10 @@ def test_nothing_flashes_after_an_answer_or_while_a_conversation_opens(
     app: RunningApp, page: Page
 ) -> None:
     app.fake.models = ["Qwen/Qwen3-32B", "deepseek-ai/DeepSeek-V3"]
-    app.fake.enqueue(Reply(content="Thinking models answer here.", delay=0.02),
-                     Reply(content="Plain models answer here.", delay=0.02))
+    app.fake.enqueue(
+        Reply(content="Thinking models answer here.", delay=0.02),
+        Reply(content="Plain models answer here.", delay=0.02),
+    )
     stop = page.locator("#message button.stop-button")
     open_app(page, app)
     page.evaluate(WATCH_FLASHES, "completion")
@@ -130,6 +137,7 @@ def test_nothing_flashes_after_an_answer_or_while_a_conversation_opens(
 
 
 # ---- 3. the model note follows the provider --------------------------------------------------
+
 
 @pytest.fixture
 def two_providers(fake_openai: FakeOpenAI, tmp_path: Path) -> Iterator[RunningApp]:
@@ -201,12 +209,14 @@ TOFU = """(root) => {
 
 
 @pytest.fixture(scope="module")
-def browser_without_cjk_fonts(playwright: Playwright,
-                              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+def browser_without_cjk_fonts(
+    playwright: Playwright, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Browser]:
     """Chromium on this machine's fonts minus every CJK one (as on many Western desktops)."""
     folder = tmp_path_factory.mktemp("fonts")
     config = folder / "fonts.conf"
-    config.write_text(f"""<?xml version="1.0"?>
+    config.write_text(
+        f"""<?xml version="1.0"?>
 <!DOCTYPE fontconfig SYSTEM "fonts.dtd">
 <fontconfig>
   <include ignore_missing="yes">/etc/fonts/fonts.conf</include>
@@ -217,9 +227,14 @@ def browser_without_cjk_fonts(playwright: Playwright,
     <glob>*CJK*</glob><glob>*wqy*</glob><glob>*droid*</glob>
   </rejectfont></selectfont>
 </fontconfig>
-""", encoding="utf-8")
-    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS,
-                                         env={**os.environ, "FONTCONFIG_FILE": str(config)})
+""",
+        encoding="utf-8",
+    )
+    browser = playwright.chromium.launch(
+        executable_path=CHROMIUM,
+        args=LAUNCH_ARGS,
+        env={**os.environ, "FONTCONFIG_FILE": str(config)},
+    )
     yield browser
     browser.close()
 
@@ -250,17 +265,22 @@ LONG_WORD = "Why does parse_configuration_file_with_overrides() fail?"  # no bre
 TITLES = ["Hi", "Dark mode on phones", LONG_TITLE, LONG_WORD, "Why is the sky blue?"]
 
 
-@pytest.mark.parametrize("viewport", [{"width": 1400, "height": 900},
-                                      {"width": 390, "height": 844}], ids=["desktop", "phone"])
-def test_sidebar_lists_one_full_width_entry_per_row(app: RunningApp, browser: Browser,
-                                                    viewport: dict[str, int]) -> None:
+@pytest.mark.parametrize(
+    "viewport",
+    [{"width": 1400, "height": 900}, {"width": 390, "height": 844}],
+    ids=["desktop", "phone"],
+)
+def test_sidebar_lists_one_full_width_entry_per_row(
+    app: RunningApp, browser: Browser, viewport: dict[str, int]
+) -> None:
     with session_factory(app.parley.engine)() as session:
         user = repo.ensure_user(session=session, username=LOCAL_USER)
         assert user.id is not None
         for title in TITLES:
             repo.create_conversation(session=session, user_id=user.id, title=title)
-    context = browser.new_context(viewport=viewport, is_mobile=viewport["width"] < 700,
-                                  has_touch=viewport["width"] < 700)
+    context = browser.new_context(
+        viewport=viewport, is_mobile=viewport["width"] < 700, has_touch=viewport["width"] < 700
+    )
     try:
         page = context.new_page()
         open_app(page, app)
@@ -271,8 +291,9 @@ def test_sidebar_lists_one_full_width_entry_per_row(app: RunningApp, browser: Br
             expect(side).not_to_have_class(re.compile(r"\bopen\b"))
             side.locator(".toggle-button").click()
         expect(side).to_have_class(re.compile(r"\bopen\b"))
-        wait_until(page, "el => el.getAnimations({subtree: true}).length === 0",
-                   side.element_handle())
+        wait_until(
+            page, "el => el.getAnimations({subtree: true}).length === 0", side.element_handle()
+        )
         expect(entries.first).to_be_in_viewport(ratio=1)
         boxes = [entries.nth(i).bounding_box() for i in range(len(TITLES))]
         list_box = page.locator("#conversations .wrap:has(label)").bounding_box()
@@ -284,7 +305,8 @@ def test_sidebar_lists_one_full_width_entry_per_row(app: RunningApp, browser: Br
         assert tops == sorted(tops) and len(set(tops)) == len(tops)  # one entry per row
         sidebar = page.locator("#sidebar").bounding_box()
         assert sidebar is not None and list_box["x"] + list_box["width"] <= (
-            sidebar["x"] + sidebar["width"])
+            sidebar["x"] + sidebar["width"]
+        )
 
         for title in (LONG_TITLE, LONG_WORD):
             long_entry = entries.filter(has_text=title)

@@ -24,8 +24,9 @@ from tests.fake_openai import FakeOpenAI, Reply
 
 
 @pytest.fixture
-def header_app(fake_openai: FakeOpenAI, tmp_path: Path,
-               monkeypatch: pytest.MonkeyPatch) -> Iterator[RunningApp]:
+def header_app(
+    fake_openai: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[RunningApp]:
     """The proxy is on loopback (TRUSTED_PROXIES' default) and sets X-Forwarded-User."""
     monkeypatch.chdir(tmp_path)  # no stray .env
     running = start_app(fake_openai, tmp_path / "parley.db", AUTH_MODE="header")
@@ -38,17 +39,21 @@ def header_app(fake_openai: FakeOpenAI, tmp_path: Path,
 def visit(browser: Browser, user: str | None = None, locale: str = "en-US") -> Page:
     """A page in a browser context of its own, as the proxy would pass it on."""
     headers = {"X-Forwarded-User": user} if user is not None else {}
-    context = browser.new_context(viewport={"width": 1280, "height": 860}, locale=locale,
-                                  extra_http_headers=headers)
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 860}, locale=locale, extra_http_headers=headers
+    )
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     return page
 
 
-def test_a_visit_the_proxy_did_not_identify_gets_a_plain_page(header_app: RunningApp,
-                                                              browser: Browser) -> None:
-    for locale, title in (("en-US", "Parley does not know who you are"),
-                          ("zh-CN", "Parley 无法确认你的身份")):
+def test_a_visit_the_proxy_did_not_identify_gets_a_plain_page(
+    header_app: RunningApp, browser: Browser
+) -> None:
+    for locale, title in (
+        ("en-US", "Parley does not know who you are"),
+        ("zh-CN", "Parley 无法确认你的身份"),
+    ):
         page = visit(browser, locale=locale)
         try:
             response = page.goto(header_app.url)
@@ -61,8 +66,9 @@ def test_a_visit_the_proxy_did_not_identify_gets_a_plain_page(header_app: Runnin
             page.context.close()
 
 
-def test_a_user_name_is_one_account_whatever_its_case(header_app: RunningApp,
-                                                     browser: Browser) -> None:
+def test_a_user_name_is_one_account_whatever_its_case(
+    header_app: RunningApp, browser: Browser
+) -> None:
     header_app.fake.enqueue(Reply(content="Noted, ALICE."))
     first = visit(browser, "ALICE")
     try:
@@ -87,8 +93,9 @@ def test_api_callers_without_the_header_still_get_json(header_app: RunningApp) -
     """Only a browser asking for a page gets the page; the page's own calls and API clients
     keep Gradio's JSON."""
     for path in ("", "config", "gradio_api/info"):
-        answer = httpx.get(header_app.url + path, headers={"Accept": "application/json"},
-                           timeout=10)
+        answer = httpx.get(
+            header_app.url + path, headers={"Accept": "application/json"}, timeout=10
+        )
         assert answer.status_code == 401
         assert answer.headers["content-type"].startswith("application/json"), path
     page = httpx.get(header_app.url, headers={"Accept": "text/html"}, timeout=10)

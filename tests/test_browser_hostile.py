@@ -61,19 +61,25 @@ PAYLOADS = [
 ]
 # mXSS: a <style> inside MathML; it swallows whatever follows it, so it comes last.
 SWALLOWING = '<math><mtext><table><mglyph><style><img src=x onerror="window.__pwned=18">'
-MARKUP = ("PAYLOAD-START\n\n" + "\n\n".join(PAYLOADS) + "\n\nPAYLOAD-END\n\n"
-          + SWALLOWING)
+MARKUP = "PAYLOAD-START\n\n" + "\n\n".join(PAYLOADS) + "\n\nPAYLOAD-END\n\n" + SWALLOWING
 QUESTION = "Show me everything"
 CONTROLS = ["#new-chat", "#message textarea", "#conversations", "#share-title"]
-ACTIVE = ("iframe, object, embed, script, meta, form[action], [formaction], [onerror], [onload], "
-          "[onclick], [onfocus], [ontoggle], [onmouseover]")
+ACTIVE = (
+    "iframe, object, embed, script, meta, form[action], [formaction], [onerror], [onload], "
+    "[onclick], [onfocus], [ontoggle], [onmouseover]"
+)
 
 
 @pytest.fixture
 def hostile_app(fake_openai: FakeOpenAI, tmp_path: Path) -> Iterator[RunningApp]:
     """SQLite; echo_markup (tests/test_hostile_inputs.py) offered; share links need no sign-in."""
-    running = start_app(fake_openai, tmp_path / "parley.db", TOOLS_MODULES=MODULE,
-                        DEFAULT_TOOLS="echo_markup", SHARE_REQUIRES_LOGIN="false")
+    running = start_app(
+        fake_openai,
+        tmp_path / "parley.db",
+        TOOLS_MODULES=MODULE,
+        DEFAULT_TOOLS="echo_markup",
+        SHARE_REQUIRES_LOGIN="false",
+    )
     try:
         yield running
     finally:
@@ -93,8 +99,7 @@ def expand_all(page: Page, chat: Locator) -> None:
     titles = chat.locator(".thought-group .title:not(.expanded)")
     while titles.count():
         titles.first.click()
-    wait_until(page, "el => el.getAnimations({subtree: true}).length === 0",
-               chat.element_handle())
+    wait_until(page, "el => el.getAnimations({subtree: true}).length === 0", chat.element_handle())
 
 
 def assert_inert(page: Page, dialogs: list[str], chat: Locator, where: str) -> None:
@@ -107,11 +112,12 @@ def assert_inert(page: Page, dialogs: list[str], chat: Locator, where: str) -> N
         .filter(h => /^\\s*(javascript|vbscript):/i.test(h))""")
     assert links == [], f"{where}: clickable script links: {links}"
     assert page.locator('a[href^="javascript:" i]').count() == 0
-    assert chat.locator(ACTIVE).count() == 0, (
-        f"{where}: " + json.dumps(chat.locator(ACTIVE).evaluate_all(
-            "els => els.map(e => e.outerHTML.slice(0, 120))")))
+    assert chat.locator(ACTIVE).count() == 0, f"{where}: " + json.dumps(
+        chat.locator(ACTIVE).evaluate_all("els => els.map(e => e.outerHTML.slice(0, 120))")
+    )
     # Nothing laid over the page: the middle of each control is the control itself.
-    covered = page.evaluate("""(selectors) => selectors.filter(selector => {
+    covered = page.evaluate(
+        """(selectors) => selectors.filter(selector => {
         const target = document.querySelector(selector);
         if (!target) return false;
         const box = target.getBoundingClientRect();
@@ -119,7 +125,9 @@ def assert_inert(page: Page, dialogs: list[str], chat: Locator, where: str) -> N
         if (box.width === 0 || x < 0 || y < 0 || x > innerWidth || y > innerHeight) return false;
         const hit = document.elementFromPoint(x, y);
         return !(hit && (target.contains(hit) || hit.contains(target)));
-    })""", CONTROLS)
+    })""",
+        CONTROLS,
+    )
     assert covered == [], f"{where}: model output lies over {covered}"
 
 
@@ -132,10 +140,14 @@ def test_hostile_markup_never_runs_in_the_chat_the_reopened_chat_or_the_share_pa
     assert dialogs == ["self-test"]
     dialogs.clear()
 
-    calls = [{"id": "c1", "name": "echo_markup", "arguments": json.dumps({"text": MARKUP})},
-             {"id": "c2", "name": '<img src=x onerror="window.__pwned=30">', "arguments": "{}"}]
-    hostile_app.fake.enqueue(Reply(content=MARKUP, reasoning=MARKUP, tool_calls=calls),
-                             Reply(content="FINAL " + MARKUP, reasoning=MARKUP))
+    calls = [
+        {"id": "c1", "name": "echo_markup", "arguments": json.dumps({"text": MARKUP})},
+        {"id": "c2", "name": '<img src=x onerror="window.__pwned=30">', "arguments": "{}"},
+    ]
+    hostile_app.fake.enqueue(
+        Reply(content=MARKUP, reasoning=MARKUP, tool_calls=calls),
+        Reply(content="FINAL " + MARKUP, reasoning=MARKUP),
+    )
     send(page, QUESTION)
     chat = page.locator("#chatbot")
     expect(bot(page, "FINAL PAYLOAD-START")).to_contain_text("PAYLOAD-END")
@@ -191,7 +203,8 @@ def test_a_one_megabyte_message_is_refused_and_kept_in_the_box(
     box.press("Enter")
     toast = page.locator(".toast-body", has_text="MAX_MESSAGE_CHARS")
     expect(toast).to_contain_text(
-        "The message is 1,000,000 characters; the limit is 100,000 (MAX_MESSAGE_CHARS)")
+        "The message is 1,000,000 characters; the limit is 100,000 (MAX_MESSAGE_CHARS)"
+    )
     assert box.input_value() == big, "the refused message must stay in the box"
     toast.locator("xpath=..").locator(".toast-close").click()
 
@@ -201,7 +214,8 @@ def test_a_one_megabyte_message_is_refused_and_kept_in_the_box(
     expect(page.locator("#message .thumbnail-item")).to_have_count(1)
     box.press("Enter")
     expect(page.locator(".toast-body", has_text="Invalid file type")).to_contain_text(
-        "Please upload a file that is one of these formats: ['image']")
+        "Please upload a file that is one of these formats: ['image']"
+    )
     assert everything(sqlite_app) == before and chat_requests(sqlite_app) == []
 
     open_app(page, sqlite_app)  # the server still answers the next normal message

@@ -50,7 +50,8 @@ def test_a_chinese_browser_gets_the_chinese_ui_and_chinese_figures(
     expect(page.get_by_role("tab", name="聊天")).to_be_visible()
     expect(page.get_by_role("tab", name="对比")).to_be_visible()
     expect(page.locator("#message textarea")).to_have_attribute(
-        "placeholder", "输入消息（Enter 发送，Shift+Enter 换行；可粘贴、拖入或添加图片）")
+        "placeholder", "输入消息（Enter 发送，Shift+Enter 换行；可粘贴、拖入或添加图片）"
+    )
     expect(page.locator("#models-note")).to_contain_text("个模型")  # written by the server
     expect(page.locator("#language input[value='zh']")).to_be_checked()
     expect(page.locator("#settings")).to_contain_text("系统提示词")

@@ -18,8 +18,12 @@ from tests.fake_openai import Reply
 
 PARAGRAPH = " ".join(f"word{n}" for n in range(100))
 # 90,000 words in 900 paragraphs, then a 10,000-line code block (no blank line to settle it).
-LONG = "\n\n".join([PARAGRAPH] * 900) + "\n\n```text\n" + "\n".join(
-    f"line {n}" for n in range(10_000)) + "\n```\n\nThe very end."
+LONG = (
+    "\n\n".join([PARAGRAPH] * 900)
+    + "\n\n```text\n"
+    + "\n".join(f"line {n}" for n in range(10_000))
+    + "\n```\n\nThe very end."
+)
 
 WATCH = """() => {
     window.parleyLongTasks = [];
@@ -49,8 +53,12 @@ def test_a_100k_token_answer_streams_without_a_long_main_thread_block(
     page.evaluate(WATCH)
     send(page, "Write me something very long")
     # It streams: the live view shows text long before the end.
-    wait_until(page, "() => (document.querySelector('#chatbot .parley-live-content')"
-                     "?.innerText.length || 0) > 20000", timeout_ms=60_000)
+    wait_until(
+        page,
+        "() => (document.querySelector('#chatbot .parley-live-content')"
+        "?.innerText.length || 0) > 20000",
+        timeout_ms=60_000,
+    )
     expect(bot(page, "word0")).to_contain_text("The very end.", timeout=180_000)
     ended = page.evaluate("() => window.parleyLiveEnded")
     assert ended is not None, "the live view was never replaced by the final answer"

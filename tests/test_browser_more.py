@@ -43,6 +43,7 @@ T = TypeVar("T")
 
 # ---- helpers ---------------------------------------------------------------------------------
 
+
 @contextmanager
 def stored(app: RunningApp) -> Iterator[tuple[Session, int]]:
     """A fresh database session and the id of the single local user."""
@@ -58,8 +59,7 @@ def only_conversation_id(app: RunningApp) -> str:
 
 def messages_of(app: RunningApp, conversation_id: str) -> list[Message]:
     with stored(app) as (session, user_id):
-        return repo.load_messages(session=session, user_id=user_id,
-                                  conversation_id=conversation_id)
+        return repo.load_messages(session=session, user_id=user_id, conversation_id=conversation_id)
 
 
 def eventually(check: Callable[[], T], what: str, timeout: float = 5.0) -> T:
@@ -77,7 +77,8 @@ def eventually(check: Callable[[], T], what: str, timeout: float = 5.0) -> T:
 def stats(page: Page) -> Locator:
     """The final stats line of each answer (rendered only once an answer is complete)."""
     return page.locator('#chatbot [data-testid="bot"]').filter(
-        has_text=re.compile(r"\d+ prompt · \d+ completion"))
+        has_text=re.compile(r"\d+ prompt · \d+ completion")
+    )
 
 
 # Counts the turns that ended: each time the message box's Stop button gives way to Send again.
@@ -145,10 +146,12 @@ def choose_model(page: Page, model: str) -> None:
 
 # ---- tests -----------------------------------------------------------------------------------
 
+
 def test_sidebar_lists_searches_opens_renames_and_deletes(app: RunningApp, page: Page) -> None:
     first_q, second_q = "Tell me about apples", "Something about stripes"
-    app.fake.enqueue(Reply(content="Apples are crunchy."),
-                     Reply(content="The zebra wears them best."))
+    app.fake.enqueue(
+        Reply(content="Apples are crunchy."), Reply(content="The zebra wears them best.")
+    )
     load(page, app)
     ask(page, first_q)
     expect(sidebar(page)).to_have_text([first_q])
@@ -169,8 +172,9 @@ def test_sidebar_lists_searches_opens_renames_and_deletes(app: RunningApp, page:
     expect(bot(page, "The zebra")).to_have_count(0)
 
     with stored(app) as (session, user_id):
-        first_id, second_id = [c.id for c in repo.list_conversations(
-            session=session, user_id=user_id)][::-1]
+        first_id, second_id = [
+            c.id for c in repo.list_conversations(session=session, user_id=user_id)
+        ][::-1]
     page.locator("#manage").get_by_text("Rename or delete").click()
     title = text_input(page, "title")
     expect(title).to_have_value(first_q)
@@ -190,8 +194,9 @@ def test_sidebar_lists_searches_opens_renames_and_deletes(app: RunningApp, page:
                 raise
     expect(sidebar(page)).to_have_text([second_q, "Fruit notes"])
     with stored(app) as (session, user_id):
-        conversation = repo.get_conversation(session=session, user_id=user_id,
-                                             conversation_id=first_id)
+        conversation = repo.get_conversation(
+            session=session, user_id=user_id, conversation_id=first_id
+        )
         assert conversation.title == "Fruit notes"
 
     page.locator("#delete").click()
@@ -213,7 +218,8 @@ def test_sidebar_lists_searches_opens_renames_and_deletes(app: RunningApp, page:
     with stored(app) as (session, user_id):
         assert repo.count_conversations(session=session, user_id=user_id) == 1
         assert [c.id for c in repo.list_conversations(session=session, user_id=user_id)] == [
-            second_id]
+            second_id
+        ]
 
 
 def test_thumbs_up_then_down_is_stored_on_the_answer(app: RunningApp, page: Page) -> None:
@@ -268,8 +274,9 @@ def test_undo_puts_the_question_back_and_the_next_one_becomes_a_sibling(
     messages = messages_of(app, conversation_id)
     first_answer = next(m for m in messages if m.content == "Echo: First question")
     with stored(app) as (session, user_id):
-        conversation = repo.get_conversation(session=session, user_id=user_id,
-                                             conversation_id=conversation_id)
+        conversation = repo.get_conversation(
+            session=session, user_id=user_id, conversation_id=conversation_id
+        )
         assert conversation.current_leaf_id == first_answer.id
 
     ask(page, "Replacement question", answers_before=1)
@@ -280,7 +287,9 @@ def test_undo_puts_the_question_back_and_the_next_one_becomes_a_sibling(
     assert users["Second question"].parent_id == first_answer.id
     assert users["Replacement question"].parent_id == first_answer.id
     assert chat_requests(app)[-1]["json"]["messages"][-1] == {
-        "role": "user", "content": "Replacement question"}
+        "role": "user",
+        "content": "Replacement question",
+    }
 
 
 def test_edit_a_question_then_switch_between_its_versions(app: RunningApp, page: Page) -> None:
@@ -300,7 +309,8 @@ def test_edit_a_question_then_switch_between_its_versions(app: RunningApp, page:
     expect(user_messages(page)).to_have_text(["Edited question"])
     expect(bot(page, "Echo: Original question")).to_have_count(0)
     assert chat_requests(app)[-1]["json"]["messages"] == [
-        {"role": "user", "content": "Edited question"}]
+        {"role": "user", "content": "Edited question"}
+    ]
 
     label = page.locator("#version-label")
     user_messages(page).click()  # Chatbot select: show the versions of this message
@@ -321,8 +331,9 @@ def test_edit_a_question_then_switch_between_its_versions(app: RunningApp, page:
 
 @pytest.fixture
 def keyless_app(fake_openai: FakeOpenAI, tmp_path: Path) -> Iterator[RunningApp]:
-    running = start_app(fake_openai, tmp_path / "keyless.db", SILICONFLOW_API_KEY="",
-                        DEFAULT_PROVIDER="siliconflow")
+    running = start_app(
+        fake_openai, tmp_path / "keyless.db", SILICONFLOW_API_KEY="", DEFAULT_PROVIDER="siliconflow"
+    )
     try:
         yield running
     finally:
@@ -330,7 +341,10 @@ def keyless_app(fake_openai: FakeOpenAI, tmp_path: Path) -> Iterator[RunningApp]
 
 
 def test_pasted_key_is_used_for_the_session_and_never_stored(
-    keyless_app: RunningApp, page: Page, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    keyless_app: RunningApp,
+    page: Page,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     app = keyless_app
@@ -425,6 +439,7 @@ def test_model_list_falls_back_to_the_catalog_and_takes_a_typed_id(
     assert chat_requests(app)[-1]["json"]["model"] == custom
     expect(stats(page)).to_contain_text(custom)
     with stored(app) as (session, user_id):
-        conversation = repo.get_conversation(session=session, user_id=user_id,
-                                             conversation_id=only_conversation_id(app))
+        conversation = repo.get_conversation(
+            session=session, user_id=user_id, conversation_id=only_conversation_id(app)
+        )
         assert conversation.model == custom

@@ -73,8 +73,8 @@ def font_px(page: Page, selector: str) -> float:
 
 # ---- theme and projector mode ----------------------------------------------------------------
 
-def test_theme_toggle_switches_dark_and_survives_reload(app: RunningApp,
-                                                        browser: Browser) -> None:
+
+def test_theme_toggle_switches_dark_and_survives_reload(app: RunningApp, browser: Browser) -> None:
     with new_page(browser, color_scheme="light") as page:
         body = page.locator("body")
         open_app(page, app)
@@ -101,8 +101,9 @@ def test_theme_toggle_switches_dark_and_survives_reload(app: RunningApp,
         expect(body).not_to_have_class(DARK)
 
 
-def test_stored_light_theme_beats_a_dark_system_preference(app: RunningApp,
-                                                           browser: Browser) -> None:
+def test_stored_light_theme_beats_a_dark_system_preference(
+    app: RunningApp, browser: Browser
+) -> None:
     with new_page(browser, color_scheme="dark") as page:
         body = page.locator("body")
         open_app(page, app)
@@ -113,8 +114,7 @@ def test_stored_light_theme_beats_a_dark_system_preference(app: RunningApp,
         expect(body).not_to_have_class(DARK)
 
 
-def test_projector_mode_enlarges_chat_text_and_survives_reload(app: RunningApp,
-                                                               page: Page) -> None:
+def test_projector_mode_enlarges_chat_text_and_survives_reload(app: RunningApp, page: Page) -> None:
     answer = '#chatbot [data-testid="bot"] .message-content'
     open_app(page, app)
     send(page, "Projector check")
@@ -142,10 +142,12 @@ def test_projector_mode_enlarges_chat_text_and_survives_reload(app: RunningApp,
 
 # ---- keyboard --------------------------------------------------------------------------------
 
+
 def test_escape_stops_a_streaming_answer(app: RunningApp, page: Page) -> None:
     # Role chunk + 3 content chunks of 5 characters, then silence until the client leaves.
-    app.fake.enqueue(Reply(content="Partial answer that never finishes.", chunk_chars=5,
-                           stall_after=4))
+    app.fake.enqueue(
+        Reply(content="Partial answer that never finishes.", chunk_chars=5, stall_after=4)
+    )
     open_app(page, app)
     page.keyboard.press("Escape")  # nothing streams: Esc does nothing
     send(page, "Tell me a long story")
@@ -162,8 +164,9 @@ def test_escape_stops_a_streaming_answer(app: RunningApp, page: Page) -> None:
 
 def test_escape_stops_a_compare_run(app: RunningApp, page: Page) -> None:
     for _ in range(2):
-        app.fake.enqueue(Reply(content="Partial compare that never ends", chunk_chars=5,
-                               stall_after=3))
+        app.fake.enqueue(
+            Reply(content="Partial compare that never ends", chunk_chars=5, stall_after=3)
+        )
     open_app(page, app)
     page.get_by_role("tab", name="Compare").click()
     for column, model in enumerate(app.fake.models[:2]):
@@ -205,11 +208,12 @@ def test_shift_enter_adds_a_line_and_enter_sends(app: RunningApp, page: Page) ->
 
 # ---- code blocks -----------------------------------------------------------------------------
 
-CODE = "def greet(name):\n    return f\"Hello, {name}!\""
+CODE = 'def greet(name):\n    return f"Hello, {name}!"'
 
 
-def test_code_block_copy_button_puts_the_code_on_the_clipboard(app: RunningApp,
-                                                               browser: Browser) -> None:
+def test_code_block_copy_button_puts_the_code_on_the_clipboard(
+    app: RunningApp, browser: Browser
+) -> None:
     app.fake.enqueue(Reply(content=f"Here you go:\n\n```python\n{CODE}\n```\n\nThat is all."))
     with new_page(browser, permissions=["clipboard-read", "clipboard-write"]) as page:
         open_app(page, app)
@@ -221,8 +225,7 @@ def test_code_block_copy_button_puts_the_code_on_the_clipboard(app: RunningApp,
         expect(button).to_have_count(1)
         expect(button).to_be_visible()
         button.click()
-        wait_until(page, "async (code) => (await navigator.clipboard.readText()) === code",
-                   CODE)
+        wait_until(page, "async (code) => (await navigator.clipboard.readText()) === code", CODE)
 
 
 # ---- phone -----------------------------------------------------------------------------------
@@ -230,12 +233,15 @@ def test_code_block_copy_button_puts_the_code_on_the_clipboard(app: RunningApp,
 NO_SIDEWAYS_SCROLL = "() => document.scrollingElement.scrollWidth <= window.innerWidth"
 
 
-def test_phone_layout_has_no_sideways_scroll_and_chats(app: RunningApp,
-                                                        browser: Browser) -> None:
+def test_phone_layout_has_no_sideways_scroll_and_chats(app: RunningApp, browser: Browser) -> None:
     wide = "x = 'a long line of code that would widen the page' * 1000"
     app.fake.enqueue(Reply(content=f"Answer on a phone.\n\n```python\n{wide}\n```"))
-    phone = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True,
-             "device_scale_factor": 2}
+    phone = {
+        "viewport": {"width": 390, "height": 844},
+        "is_mobile": True,
+        "has_touch": True,
+        "device_scale_factor": 2,
+    }
     with new_page(browser, **phone) as page:
         open_app(page, app)
         expect(page.locator("#sidebar")).not_to_have_class(OPEN)  # closed: the chat shows
@@ -249,7 +255,8 @@ def test_phone_layout_has_no_sideways_scroll_and_chats(app: RunningApp,
         assert settings is not None and chat is not None
         assert settings["y"] >= chat["y"] + chat["height"]
         assert page.locator("#settings").evaluate("el => getComputedStyle(el).position") == (
-            "static")
+            "static"
+        )
 
         box.tap()
         box.fill("Hello from a phone")

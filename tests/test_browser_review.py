@@ -64,6 +64,7 @@ def send_image_message(page: Page, text: str) -> None:
 
 # ---- chat -------------------------------------------------------------------------------------
 
+
 def test_editing_the_text_of_a_message_with_an_image_resends_it(
     app: RunningApp, page: Page
 ) -> None:
@@ -112,6 +113,7 @@ def test_the_version_switcher_cannot_hide_an_answer_that_is_streaming(
 
 # ---- language ---------------------------------------------------------------------------------
 
+
 def test_switching_language_translates_the_open_conversation_and_the_models_note(
     app: RunningApp, page: Page
 ) -> None:
@@ -155,6 +157,7 @@ def test_switching_language_keeps_the_continue_with_choices_of_an_open_compariso
 
 # ---- compare ----------------------------------------------------------------------------------
 
+
 def test_enter_sends_the_compare_prompt_as_its_placeholder_says(
     app: RunningApp, page: Page
 ) -> None:
@@ -172,9 +175,7 @@ def test_enter_sends_the_compare_prompt_as_its_placeholder_says(
     expect(prompt).to_have_value("")
 
 
-def test_compare_works_out_of_the_box_without_picking_models(
-    app: RunningApp, page: Page
-) -> None:
+def test_compare_works_out_of_the_box_without_picking_models(app: RunningApp, page: Page) -> None:
     """Every column starts on the same default model, so the first Compare press is refused
     with "Pick a different model for each column."."""
     open_app(page, app)
@@ -185,6 +186,7 @@ def test_compare_works_out_of_the_box_without_picking_models(
 
 
 # ---- presets ----------------------------------------------------------------------------------
+
 
 def test_picking_a_preset_applies_it_once(app: RunningApp, page: Page) -> None:
     """Gradio 6.31's Dropdown fires `.input` twice per pick: the preset is applied twice and
@@ -203,6 +205,7 @@ def test_picking_a_preset_applies_it_once(app: RunningApp, page: Page) -> None:
 
 # ---- Chinese messages -------------------------------------------------------------------------
 
+
 @pytest.fixture
 def chinese_page(browser: Browser) -> Iterator[Page]:
     context = browser.new_context(locale="zh-CN", viewport={"width": 1280, "height": 860})
@@ -212,9 +215,7 @@ def chinese_page(browser: Browser) -> Iterator[Page]:
     context.close()
 
 
-def test_a_refused_attachment_is_explained_in_chinese(
-    app: RunningApp, chinese_page: Page
-) -> None:
+def test_a_refused_attachment_is_explained_in_chinese(app: RunningApp, chinese_page: Page) -> None:
     """The reason after "附件被拒绝:" and the text-only model's refusal stay English."""
     page = chinese_page
     open_app(page, app, note="个模型")
@@ -227,6 +228,7 @@ def test_a_refused_attachment_is_explained_in_chinese(
 
 
 # ---- share page -------------------------------------------------------------------------------
+
 
 def test_the_share_page_shows_attached_images_at_thumbnail_size(
     app: RunningApp, page: Page

@@ -34,14 +34,17 @@ LONG_MS = 30_000
 
 
 @pytest.fixture
-def team_app(fake_openai: FakeOpenAI, tmp_path: Path,
-             monkeypatch: pytest.MonkeyPatch) -> Iterator[RunningApp]:
+def team_app(
+    fake_openai: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[RunningApp]:
     db = tmp_path / "team.db"
     monkeypatch.chdir(tmp_path)  # no stray .env
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{db}")
     for name in ("alice", "bob"):
-        assert cli.main(["add", name, "--password-stdin"], io.StringIO(),
-                        io.StringIO(PASSWORD + "\n")) == 0
+        assert (
+            cli.main(["add", name, "--password-stdin"], io.StringIO(), io.StringIO(PASSWORD + "\n"))
+            == 0
+        )
     running = start_app(fake_openai, db, AUTH_MODE="accounts")
     try:
         yield running
@@ -70,8 +73,9 @@ def stored_answer(app: RunningApp, conversation_id: str) -> tuple[str, str]:
     with session_factory(app.parley.engine)() as session:
         alice = repo.ensure_user(session=session, username="alice")
         assert alice.id is not None
-        messages = repo.load_messages(session=session, user_id=alice.id,
-                                      conversation_id=conversation_id)
+        messages = repo.load_messages(
+            session=session, user_id=alice.id, conversation_id=conversation_id
+        )
     answer = [m for m in messages if m.role == "assistant"][-1]
     return answer.state, answer.content
 

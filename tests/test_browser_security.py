@@ -43,42 +43,53 @@ from webapp import cli
 from webapp.image_fetch import ImageFetcher
 
 PASSWORD = "correct horse battery"
-REQUIRED = ["default-src 'self'", "img-src 'self' data: blob:", "media-src 'self' blob:",
-            "frame-ancestors 'none'", "form-action 'self'", "object-src 'none'",
-            "base-uri 'self'"]
+REQUIRED = [
+    "default-src 'self'",
+    "img-src 'self' data: blob:",
+    "media-src 'self' blob:",
+    "frame-ancestors 'none'",
+    "form-action 'self'",
+    "object-src 'none'",
+    "base-uri 'self'",
+]
 DOT = "data:image/png;base64," + (
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
 # What the message bodies may hold after rendering: none of these (Gradio's own copy button on
 # code blocks aside).
-ACTIVE = ("form, input, textarea, select, button:not(.copy_code_button), video, audio, source, "
-          "picture, iframe, object, embed, [style*='fixed'], [srcset], [style*='url(']")
+ACTIVE = (
+    "form, input, textarea, select, button:not(.copy_code_button), video, audio, source, "
+    "picture, iframe, object, embed, [style*='fixed'], [srcset], [style*='url(']"
+)
 
 
 def hostile(base: str) -> str:
     """Markup that loads `base` (the image server) or /logout, or covers or fakes the page."""
     secret = f"{base}/pixel.png?q=SECRET"
-    return "\n\n".join([
-        "HOSTILE-START",
-        f"![chart]({base}/chart.png?q=SECRET)",
-        f"![by reference][ref]\n\n[ref]: {base}/ref.png?q=SECRET",
-        f'<img src="{secret}"> <img srcset="{secret} 1x"> <img src="/logout">',
-        f'<picture><source srcset="{secret}"><img src="/logout"></picture>',
-        f'<div style="background:url({secret});position:fixed;inset:0;z-index:99999">'
-        "cover</div>",
-        f'<video src="{secret}" poster="{secret}" autoplay></video>'
-        f'<audio autoplay><source src="{secret}"></audio>',
-        '<form action="/logout" method="post"><input name="q" autofocus>'
-        "<button>Continue</button></form>",
-        # Where marked reads Markdown differently from CommonMark (tests/test_safe_markup.py):
-        f"```\ncode\n```~\n<img src=\"{secret}\">\n```",
-        f'Cost $5\n```js\nx = "$"\n<img src="{secret}">\n```',
-        f'```mermaid\ngraph TD; A["<img src={secret}>"]\n```',
-        f'[x](/u "`") <img src="{secret}"> `',
-        f"~~a`~~ <img src={secret}> `",
-        f"| a | b |\n|---|---|\n| `x | <img src={secret}> | y` | c |",
-        f"Fine: **bold**, `Vec<T>`, $a<b$, ![inline dot]({DOT})\n\n```html\n<b>code</b>\n```",
-        "HOSTILE-END",
-    ])
+    return "\n\n".join(
+        [
+            "HOSTILE-START",
+            f"![chart]({base}/chart.png?q=SECRET)",
+            f"![by reference][ref]\n\n[ref]: {base}/ref.png?q=SECRET",
+            f'<img src="{secret}"> <img srcset="{secret} 1x"> <img src="/logout">',
+            f'<picture><source srcset="{secret}"><img src="/logout"></picture>',
+            f'<div style="background:url({secret});position:fixed;inset:0;z-index:99999">'
+            "cover</div>",
+            f'<video src="{secret}" poster="{secret}" autoplay></video>'
+            f'<audio autoplay><source src="{secret}"></audio>',
+            '<form action="/logout" method="post"><input name="q" autofocus>'
+            "<button>Continue</button></form>",
+            # Where marked reads Markdown differently from CommonMark (tests/test_safe_markup.py):
+            f'```\ncode\n```~\n<img src="{secret}">\n```',
+            f'Cost $5\n```js\nx = "$"\n<img src="{secret}">\n```',
+            f'```mermaid\ngraph TD; A["<img src={secret}>"]\n```',
+            f'[x](/u "`") <img src="{secret}"> `',
+            f"~~a`~~ <img src={secret}> `",
+            f"| a | b |\n|---|---|\n| `x | <img src={secret}> | y` | c |",
+            f"Fine: **bold**, `Vec<T>`, $a<b$, ![inline dot]({DOT})\n\n```html\n<b>code</b>\n```",
+            "HOSTILE-END",
+        ]
+    )
 
 
 @pytest.fixture
@@ -88,14 +99,17 @@ def images() -> Iterator[ImageServer]:
 
 
 @pytest.fixture
-def team_app(fake_openai: FakeOpenAI, tmp_path: Path,
-             monkeypatch: pytest.MonkeyPatch) -> Iterator[RunningApp]:
+def team_app(
+    fake_openai: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[RunningApp]:
     """AUTH_MODE=accounts with alice; "load image" may reach images.test (the image server)."""
     db = tmp_path / "team.db"
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{db}")
-    assert cli.main(["add", "alice", "--password-stdin"], io.StringIO(),
-                    io.StringIO(PASSWORD + "\n")) == 0
+    assert (
+        cli.main(["add", "alice", "--password-stdin"], io.StringIO(), io.StringIO(PASSWORD + "\n"))
+        == 0
+    )
     fetcher = ImageFetcher(resolve=resolve, address_allowed=loopback_too)
     running = start_app(fake_openai, db, image_fetcher=fetcher, AUTH_MODE="accounts")
     try:
@@ -112,10 +126,12 @@ class Watch:
         self.failed: list[tuple[str, str | None]] = []
         self.violations: list[dict[str, Any]] = []
         context.on("request", lambda request: self.requests.append(request.url))
-        context.on("requestfailed", lambda request: self.failed.append((request.url,
-                                                                        request.failure)))
-        context.expose_binding("__parleyViolation",
-                               lambda _source, report: self.violations.append(report))
+        context.on(
+            "requestfailed", lambda request: self.failed.append((request.url, request.failure))
+        )
+        context.expose_binding(
+            "__parleyViolation", lambda _source, report: self.violations.append(report)
+        )
         context.add_init_script("""document.addEventListener('securitypolicyviolation', e =>
             window.__parleyViolation({directive: e.effectiveDirective, blocked: e.blockedURI,
                                       source: e.sourceFile, sample: e.sample}));""")
@@ -154,7 +170,8 @@ def assert_drawn_inert(chat: Any) -> None:
 
 
 def test_model_output_loads_nothing_until_a_click_and_the_page_keeps_its_policy(
-        team_app: RunningApp, images: ImageServer, browser: Any) -> None:
+    team_app: RunningApp, images: ImageServer, browser: Any
+) -> None:
     origin = team_app.url.rstrip("/")
     base = images.url("", host="images.test")
     context = browser.new_context(viewport={"width": 1280, "height": 900})
@@ -182,11 +199,14 @@ def test_model_output_loads_nothing_until_a_click_and_the_page_keeps_its_policy(
         assert watch.violations == [], watch.violations
 
         # The policy is enforced: an image the page itself tries to add is blocked, reported.
-        page.evaluate("src => { const i = new Image(); i.src = src; document.body.append(i); }",
-                      f"{base}/probe.png")
+        page.evaluate(
+            "src => { const i = new Image(); i.src = src; document.body.append(i); }",
+            f"{base}/probe.png",
+        )
         wait_until(page, "() => Array.from(document.images).every(i => i.complete)")
         assert [(v["directive"], v["blocked"]) for v in watch.violations] == [
-            ("img-src", f"{base}/probe.png")]
+            ("img-src", f"{base}/probe.png")
+        ]
         assert (f"{base}/probe.png", "csp") in watch.failed  # blocked by the browser
         assert images.requests == []
         watch.violations.clear()
@@ -198,8 +218,7 @@ def test_model_output_loads_nothing_until_a_click_and_the_page_keeps_its_policy(
         links.first.click()
         picture = chat.locator("img.parley-loaded-image")
         expect(picture).to_have_count(1)
-        wait_until(page, "img => img.complete && img.naturalWidth === 40",
-                   picture.element_handle())
+        wait_until(page, "img => img.complete && img.naturalWidth === 40", picture.element_handle())
         ARTIFACTS.mkdir(exist_ok=True)
         picture.scroll_into_view_if_needed()
         page.screenshot(path=str(ARTIFACTS / "load-image.png"))
@@ -250,14 +269,17 @@ def test_model_output_loads_nothing_until_a_click_and_the_page_keeps_its_policy(
 def rebinding_browser(playwright: Playwright) -> Iterator[Any]:
     """Chromium resolving rebind.example to 127.0.0.1: what DNS rebinding achieves."""
     browser = playwright.chromium.launch(
-        executable_path=CHROMIUM, headless=True,
-        args=[*LAUNCH_ARGS, "--host-resolver-rules=MAP rebind.example 127.0.0.1"])
+        executable_path=CHROMIUM,
+        headless=True,
+        args=[*LAUNCH_ARGS, "--host-resolver-rules=MAP rebind.example 127.0.0.1"],
+    )
     yield browser
     browser.close()
 
 
-def test_a_page_reached_through_a_rebound_name_gets_400(sqlite_app: RunningApp,
-                                                        rebinding_browser: Any) -> None:
+def test_a_page_reached_through_a_rebound_name_gets_400(
+    sqlite_app: RunningApp, rebinding_browser: Any
+) -> None:
     port = sqlite_app.settings.port
     context = rebinding_browser.new_context()
     watch = Watch(context)
@@ -273,10 +295,13 @@ def test_a_page_reached_through_a_rebound_name_gets_400(sqlite_app: RunningApp,
             body: JSON.stringify({data: ['hi', '', '', '{}'], fn_index: 0,
                                   session_hash: 'rebound'})})).status""")
         assert status == 400
-        assert watch.requests == [f"http://rebind.example:{port}/",
-                                  f"http://rebind.example:{port}/gradio_api/queue/join"]
-        assert [r for r in sqlite_app.fake.requests if r["path"].endswith("/chat/completions")
-                ] == []
+        assert watch.requests == [
+            f"http://rebind.example:{port}/",
+            f"http://rebind.example:{port}/gradio_api/queue/join",
+        ]
+        assert [
+            r for r in sqlite_app.fake.requests if r["path"].endswith("/chat/completions")
+        ] == []
 
         served = page.goto(f"http://localhost:{port}/")  # the real name still works
         assert served is not None and served.status == 200
@@ -286,8 +311,9 @@ def test_a_page_reached_through_a_rebound_name_gets_400(sqlite_app: RunningApp,
         context.close()
 
 
-def test_editing_a_message_with_a_tag_in_it_keeps_the_tag(sqlite_app: RunningApp,
-                                                          page: Page) -> None:
+def test_editing_a_message_with_a_tag_in_it_keeps_the_tag(
+    sqlite_app: RunningApp, page: Page
+) -> None:
     """The message shows `<div>` as text; its edit box holds the escaped text it was shown
     as, and what reaches the model after the edit is what the user typed."""
     page.goto(sqlite_app.url)
@@ -303,6 +329,9 @@ def test_editing_a_message_with_a_tag_in_it_keeps_the_tag(sqlite_app: RunningApp
     editor.fill(editor.input_value() + " Briefly.")
     page.locator('#chatbot button[aria-label="Submit"]').click()
     expect(page.locator("#chatbot")).to_contain_text("Echo: What does <div> do? Briefly.")
-    asked = [r["json"]["messages"][-1]["content"] for r in sqlite_app.fake.requests
-             if r["path"].endswith("/chat/completions")]
+    asked = [
+        r["json"]["messages"][-1]["content"]
+        for r in sqlite_app.fake.requests
+        if r["path"].endswith("/chat/completions")
+    ]
     assert asked == ["What does <div> do?", "What does <div> do? Briefly."]

@@ -32,14 +32,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def team_app(fake_openai: FakeOpenAI, tmp_path: Path,
-             monkeypatch: pytest.MonkeyPatch) -> Iterator[RunningApp]:
+def team_app(
+    fake_openai: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[RunningApp]:
     db = tmp_path / "team.db"
     monkeypatch.chdir(tmp_path)  # no stray .env
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{db}")
     for name in ("alice", "bob"):
-        assert cli.main(["add", name, "--password-stdin"], io.StringIO(),
-                        io.StringIO(PASSWORD + "\n")) == 0
+        assert (
+            cli.main(["add", name, "--password-stdin"], io.StringIO(), io.StringIO(PASSWORD + "\n"))
+            == 0
+        )
     running = start_app(fake_openai, db, AUTH_MODE="accounts")
     try:
         yield running
@@ -54,10 +57,12 @@ def sign_in(page: Page, app: RunningApp, name: str, url: str | None = None) -> N
     page.get_by_role("button", name="Login").click()
 
 
-def test_sign_in_chat_share_and_open_the_link_elsewhere(team_app: RunningApp,
-                                                        browser: Browser, page: Page) -> None:
-    team_app.fake.enqueue(Reply(reasoning="Counting the moons.",
-                                content="Jupiter has **95** known moons."))
+def test_sign_in_chat_share_and_open_the_link_elsewhere(
+    team_app: RunningApp, browser: Browser, page: Page
+) -> None:
+    team_app.fake.enqueue(
+        Reply(reasoning="Counting the moons.", content="Jupiter has **95** known moons.")
+    )
     sign_in(page, team_app, "alice")
     expect(page.locator("#models-note")).to_contain_text("models from")
     send(page, "How many moons has Jupiter?")
@@ -81,7 +86,8 @@ def test_sign_in_chat_share_and_open_the_link_elsewhere(team_app: RunningApp,
         shared = other.locator("#share-chat")
         expect(shared).to_contain_text("Jupiter has 95 known moons.")
         block = other.locator("#share-chat .thought-group").filter(
-            has=other.locator(".title", has_text="Thinking"))
+            has=other.locator(".title", has_text="Thinking")
+        )
         expect(block).to_have_count(1)
         expand(other, block)
         expect(block.get_by_text("Counting the moons.")).to_be_visible()
@@ -108,8 +114,7 @@ def test_a_wrong_password_does_not_get_in(team_app: RunningApp, page: Page) -> N
     expect(page.locator("#message")).to_have_count(0)
 
 
-def test_a_signed_in_viewer_opens_a_share_link_directly(team_app: RunningApp,
-                                                        page: Page) -> None:
+def test_a_signed_in_viewer_opens_a_share_link_directly(team_app: RunningApp, page: Page) -> None:
     team_app.fake.enqueue(Reply(content="Saturn has rings of ice."))
     sign_in(page, team_app, "ALICE")  # names match whatever their case
     signed_in = page.locator("#signed-in")
@@ -157,9 +162,14 @@ def test_the_readme_command_without_a_prompt_makes_an_account_that_signs_in(
     db = tmp_path / "team.db"
     done = subprocess.run(
         ["sh", "-c", line.replace(".venv/bin/python", shlex.quote(sys.executable))],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
-        env=base_env() | {"DATABASE_URL": f"sqlite:///{db}", "AUTH_MODE": "accounts",
-                          "CAROL_PASSWORD": PASSWORD})
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        env=base_env()
+        | {"DATABASE_URL": f"sqlite:///{db}", "AUTH_MODE": "accounts", "CAROL_PASSWORD": PASSWORD},
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "Created carol."
     running = start_app(fake_openai, db, AUTH_MODE="accounts")

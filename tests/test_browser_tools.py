@@ -37,6 +37,7 @@ TOOLS_MODULE = "tests.tools_for_browser"
 
 # ---- helpers ---------------------------------------------------------------------------------
 
+
 def call(call_id: str, name: str, arguments: dict[str, Any]) -> dict[str, str]:
     return {"id": call_id, "name": name, "arguments": json.dumps(arguments)}
 
@@ -45,9 +46,11 @@ def tool_block(page: Page, name: str) -> Locator:
     """The collapsible block of a call to `name` (its title is "🛠 <name> · <status>"): in the
     live view while the answer streams, in the chat once it is done."""
     final = page.locator("#chatbot .thought-group").filter(
-        has=page.locator(".title", has_text=f"{name} ·"))
+        has=page.locator(".title", has_text=f"{name} ·")
+    )
     streaming = page.locator("#chatbot .parley-live-tool").filter(
-        has=page.locator("summary", has_text=f"{name} ·"))
+        has=page.locator("summary", has_text=f"{name} ·")
+    )
     return final.or_(streaming)
 
 
@@ -113,8 +116,9 @@ def records() -> Iterator[None]:
 @pytest.fixture
 def tools_app(fake_openai: FakeOpenAI, tmp_path: Path, records: None) -> Iterator[RunningApp]:
     """Parley with tests/tools_for_browser.py loaded and every tool ticked by default."""
-    running = start_app(fake_openai, tmp_path / "parley.db", TOOLS_MODULES=TOOLS_MODULE,
-                        DEFAULT_TOOLS="all")
+    running = start_app(
+        fake_openai, tmp_path / "parley.db", TOOLS_MODULES=TOOLS_MODULE, DEFAULT_TOOLS="all"
+    )
     try:
         yield running
     finally:
@@ -127,12 +131,11 @@ QUESTION = "What is six times seven?"
 PRETTY_ARGS = '{\n  "expression": "6*7"\n}'
 
 
-def test_calculator_call_shows_a_block_and_is_kept_in_history(
-    app: RunningApp, page: Page
-) -> None:
-    app.fake.enqueue(Reply(content="", tool_calls=[call("call_1", "calculator",
-                                                        {"expression": "6*7"})]),
-                     Reply(content="The answer is 42."))
+def test_calculator_call_shows_a_block_and_is_kept_in_history(app: RunningApp, page: Page) -> None:
+    app.fake.enqueue(
+        Reply(content="", tool_calls=[call("call_1", "calculator", {"expression": "6*7"})]),
+        Reply(content="The answer is 42."),
+    )
     open_app(page, app)
     open_tools_panel(page)
     expect(tool_checkbox(page, "calculator")).not_to_be_checked()  # DEFAULT_TOOLS is none
@@ -150,10 +153,15 @@ def test_calculator_call_shows_a_block_and_is_kept_in_history(
     first, second = wait_requests(app, 2)
     assert offered(first) == ["calculator"]
     assert tool_messages(first) == []
-    assert second["json"]["messages"][-1] == {"role": "tool", "tool_call_id": "call_1",
-                                              "content": "42"}
+    assert second["json"]["messages"][-1] == {
+        "role": "tool",
+        "tool_call_id": "call_1",
+        "content": "42",
+    }
     assert second["json"]["messages"][-2]["tool_calls"][0]["function"] == {
-        "name": "calculator", "arguments": '{"expression": "6*7"}'}
+        "name": "calculator",
+        "arguments": '{"expression": "6*7"}',
+    }
 
     page.goto(app.url)  # a fresh page: no conversation in the address (?c=), none open
     expect(page.locator("#models-note")).to_contain_text("models from")
@@ -176,9 +184,10 @@ def test_calculator_call_shows_a_block_and_is_kept_in_history(
 
 def ask_to_delete(page: Page, app: RunningApp) -> Locator:
     """Send a message whose answer calls delete_file; wait for the approval request."""
-    app.fake.enqueue(Reply(content="", tool_calls=[call("call_d", "delete_file",
-                                                        {"path": "/tmp/notes.txt"})]),
-                     Reply(content="All tidy now."))
+    app.fake.enqueue(
+        Reply(content="", tool_calls=[call("call_d", "delete_file", {"path": "/tmp/notes.txt"})]),
+        Reply(content="All tidy now."),
+    )
     open_app(page, app)
     expect(page.locator("#tools")).to_be_visible()  # DEFAULT_TOOLS=all opens the panel
     expect(tool_checkbox(page, "delete_file ✋")).to_be_checked()
@@ -205,12 +214,14 @@ def test_approve_runs_the_call_and_the_turn_goes_on(tools_app: RunningApp, page:
     expect(panel).to_be_hidden()
     block = expect_status(page, "delete_file", "done")
     expand(page, block)
-    expect(code_blocks(block)).to_have_text(['{\n  "path": "/tmp/notes.txt"\n}',
-                                             "deleted /tmp/notes.txt"])
+    expect(code_blocks(block)).to_have_text(
+        ['{\n  "path": "/tmp/notes.txt"\n}', "deleted /tmp/notes.txt"]
+    )
     assert tools_for_browser.DELETED == ["/tmp/notes.txt"]
     _, second = wait_requests(tools_app, 2)
-    assert tool_messages(second) == [{"role": "tool", "tool_call_id": "call_d",
-                                      "content": "deleted /tmp/notes.txt"}]
+    assert tool_messages(second) == [
+        {"role": "tool", "tool_call_id": "call_d", "content": "deleted /tmp/notes.txt"}
+    ]
 
 
 def test_deny_sends_the_refusal_and_marks_the_call_denied(
@@ -226,15 +237,17 @@ def test_deny_sends_the_refusal_and_marks_the_call_denied(
     expect(code_blocks(block).nth(1)).to_have_text(DENIED)
     assert tools_for_browser.DELETED == []
     _, second = wait_requests(tools_app, 2)
-    assert tool_messages(second) == [{"role": "tool", "tool_call_id": "call_d",
-                                      "content": DENIED}]
+    assert tool_messages(second) == [{"role": "tool", "tool_call_id": "call_d", "content": DENIED}]
 
 
 def test_stop_during_a_running_tool_cancels_it(tools_app: RunningApp, page: Page) -> None:
-    tools_app.fake.enqueue(Reply(content="Let me wait.",
-                                 tool_calls=[call("call_w", "wait_forever",
-                                                  {"reason": "the oven"})]),
-                           Reply(content="This answer must never be requested."))
+    tools_app.fake.enqueue(
+        Reply(
+            content="Let me wait.",
+            tool_calls=[call("call_w", "wait_forever", {"reason": "the oven"})],
+        ),
+        Reply(content="This answer must never be requested."),
+    )
     open_app(page, tools_app)
     send(page, "Tell me when the cake is done")
 

@@ -126,8 +126,14 @@ def test_vision_by_name_convention(model: str, kind: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "model", ["Qwen/Qwen3-32B", "zai-org/GLM-4.6", "deepseek-ai/DeepSeek-V3",
-              "moonshotai/Kimi-K2-Instruct", "Qwen/Qwen2.5-72B-Instruct"]
+    "model",
+    [
+        "Qwen/Qwen3-32B",
+        "zai-org/GLM-4.6",
+        "deepseek-ai/DeepSeek-V3",
+        "moonshotai/Kimi-K2-Instruct",
+        "Qwen/Qwen2.5-72B-Instruct",
+    ],
 )
 def test_known_text_only_families_take_no_images_or_video(model: str) -> None:
     caps = sf(model)
@@ -139,8 +145,15 @@ def test_other_names_are_unknown_so_images_are_allowed(model: str) -> None:
     assert sf(model).vision is None
 
 
-@pytest.mark.parametrize("model", ["Qwen/Qwen2.5-VL-72B-Instruct", "Qwen/Qwen3-VL-8B-Instruct",
-                                   "zai-org/GLM-4.5V", "Qwen/Qwen2.5-Omni-7B"])
+@pytest.mark.parametrize(
+    "model",
+    [
+        "Qwen/Qwen2.5-VL-72B-Instruct",
+        "Qwen/Qwen3-VL-8B-Instruct",
+        "zai-org/GLM-4.5V",
+        "Qwen/Qwen2.5-Omni-7B",
+    ],
+)
 def test_video_models_by_name(model: str) -> None:
     assert sf(model).video is True
 
@@ -212,10 +225,13 @@ def test_no_file_means_no_rules() -> None:
 
 
 def test_valid_rules_are_read(tmp_path: Path) -> None:
-    path = write(tmp_path, [
-        {"match": "my-model", "tools": True, "vision": None},
-        {"match": "Qwen2\\.5", "provider": "siliconflow", "thinking": True},
-    ])
+    path = write(
+        tmp_path,
+        [
+            {"match": "my-model", "tools": True, "vision": None},
+            {"match": "Qwen2\\.5", "provider": "siliconflow", "thinking": True},
+        ],
+    )
     assert load_rules(path) == (
         Rule("my-model", {"tools": True, "vision": None}, ""),
         Rule("Qwen2\\.5", {"thinking": True}, "siliconflow"),
@@ -223,11 +239,14 @@ def test_valid_rules_are_read(tmp_path: Path) -> None:
 
 
 def test_overrides_win_over_seeds(tmp_path: Path) -> None:
-    path = write(tmp_path, [
-        {"match": "Qwen2\\.5-72B", "provider": "siliconflow", "thinking": True, "min_p": None},
-        {"match": "Qwen2\\.5-VL", "vision": False, "tools": True},
-        {"match": "DeepSeek-V3\\.1", "tools_need_thinking_off": False},
-    ])
+    path = write(
+        tmp_path,
+        [
+            {"match": "Qwen2\\.5-72B", "provider": "siliconflow", "thinking": True, "min_p": None},
+            {"match": "Qwen2\\.5-VL", "vision": False, "tools": True},
+            {"match": "DeepSeek-V3\\.1", "tools_need_thinking_off": False},
+        ],
+    )
     table = CapabilityTable(load_rules(path))
     caps = table.lookup("Qwen/Qwen2.5-72B-Instruct", "siliconflow", "siliconflow")
     assert caps.thinking is True

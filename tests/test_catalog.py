@@ -15,9 +15,14 @@ from webapp.provider import ProviderClient
 
 @pytest.fixture
 async def setup(fake_openai: FakeOpenAI) -> AsyncIterator[tuple[ModelCatalog, Settings]]:
-    settings = load_settings({"SILICONFLOW_BASE_URL": fake_openai.base_url,
-                              "SILICONFLOW_API_KEY": "server-key",
-                              "JIEKOU_BASE_URL": fake_openai.base_url}, dotenv_path=None)
+    settings = load_settings(
+        {
+            "SILICONFLOW_BASE_URL": fake_openai.base_url,
+            "SILICONFLOW_API_KEY": "server-key",
+            "JIEKOU_BASE_URL": fake_openai.base_url,
+        },
+        dotenv_path=None,
+    )
     async with httpx.AsyncClient() as http:
         clients = {p.name: ProviderClient(http, p) for p in settings.providers}
         yield ModelCatalog({p.name: p for p in settings.providers}, clients), settings

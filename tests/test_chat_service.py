@@ -37,11 +37,17 @@ from webapp.provider import ProviderClient
 TURN = TurnSettings(provider="siliconflow", model="Qwen/Qwen3-8B", system_prompt="Be brief.")
 
 
-async def run(service: ChatService, user_id: int, conversation_id: str | None, action: Action,
-              turn: TurnSettings = TURN) -> TurnUpdate:
+async def run(
+    service: ChatService,
+    user_id: int,
+    conversation_id: str | None,
+    action: Action,
+    turn: TurnSettings = TURN,
+) -> TurnUpdate:
     last = None
-    async for update in service.stream_turn(user_id=user_id, conversation_id=conversation_id,
-                                            action=action, turn=turn):
+    async for update in service.stream_turn(
+        user_id=user_id, conversation_id=conversation_id, action=action, turn=turn
+    ):
         last = update
     assert last is not None
     return last
@@ -63,13 +69,16 @@ async def test_regenerate_keeps_the_first_answer_as_a_version(
     assert second.state == "complete"
     path = await stored_path(service, uid, first.conversation_id)
     assert [m.content for m in path] == ["Question?", "Second answer."]
-    messages = await service.db(lambda s: repo.load_messages(
-        session=s, user_id=uid, conversation_id=first.conversation_id))
+    messages = await service.db(
+        lambda s: repo.load_messages(session=s, user_id=uid, conversation_id=first.conversation_id)
+    )
     versions = repo.siblings(messages, path[-1].id)
     assert [m.content for m in versions] == ["First answer.", "Second answer."]
     # The regenerated request carried the same history and the system prompt.
     assert fake.requests[-1]["json"]["messages"] == [
-        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "Question?"}]
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Question?"},
+    ]
 
 
 async def test_edit_resends_from_the_edited_question_and_keeps_the_old_branch(
@@ -79,16 +88,19 @@ async def test_edit_resends_from_the_edited_question_and_keeps_the_old_branch(
     first = await run(service, uid, None, NewMessage("What is 2+2?"))
     await run(service, uid, first.conversation_id, NewMessage("And 3+3?"))
     path = await stored_path(service, uid, first.conversation_id)
-    edited = await run(service, uid, first.conversation_id,
-                       EditMessage(path[2].id, "And 4+4?"))
+    edited = await run(service, uid, first.conversation_id, EditMessage(path[2].id, "And 4+4?"))
     assert edited.progress.choices[0].content == "Echo: And 4+4?"
     new_path = await stored_path(service, uid, first.conversation_id)
     assert [m.content for m in new_path] == [
-        "What is 2+2?", "Echo: What is 2+2?", "And 4+4?", "Echo: And 4+4?"]
-    messages = await service.db(lambda s: repo.load_messages(
-        session=s, user_id=uid, conversation_id=first.conversation_id))
-    assert [m.content for m in repo.siblings(messages, new_path[2].id)] == [
-        "And 3+3?", "And 4+4?"]
+        "What is 2+2?",
+        "Echo: What is 2+2?",
+        "And 4+4?",
+        "Echo: And 4+4?",
+    ]
+    messages = await service.db(
+        lambda s: repo.load_messages(session=s, user_id=uid, conversation_id=first.conversation_id)
+    )
+    assert [m.content for m in repo.siblings(messages, new_path[2].id)] == ["And 3+3?", "And 4+4?"]
     assert fake.requests[-1]["json"]["messages"][-1] == {"role": "user", "content": "And 4+4?"}
     assert len(fake.requests[-1]["json"]["messages"]) == 4  # system, q1, a1, edited q2
 
@@ -103,8 +115,9 @@ async def test_n_choices_are_saved_as_one_batch_and_the_first_is_kept(
     assert [c.content for c in update.progress.choices] == ["Alpha.", "Beta.", "Gamma."]
     path = await stored_path(service, uid, update.conversation_id)
     assert path[-1].content == "Alpha."
-    messages = await service.db(lambda s: repo.load_messages(
-        session=s, user_id=uid, conversation_id=update.conversation_id))
+    messages = await service.db(
+        lambda s: repo.load_messages(session=s, user_id=uid, conversation_id=update.conversation_id)
+    )
     batch = repo.siblings(messages, path[-1].id)
     assert [m.content for m in batch] == ["Alpha.", "Beta.", "Gamma."]
     assert len({m.batch_id for m in batch}) == 1 and batch[0].batch_id
@@ -115,15 +128,19 @@ async def test_refusals_send_nothing_and_save_nothing(
     service: ChatService, fake: FakeOpenAI
 ) -> None:
     uid = await user_id(service)
-    bad = TurnSettings(provider="siliconflow", model="Qwen/Qwen3-8B",
-                       params={"temperature": 9})
+    bad = TurnSettings(provider="siliconflow", model="Qwen/Qwen3-8B", params={"temperature": 9})
     with pytest.raises(ParamError, match="Temperature"):
         await run(service, uid, None, NewMessage("hi"), bad)
     with pytest.raises(TurnRefused, match="Type a message"):
         await run(service, uid, None, NewMessage("   "))
     with pytest.raises(TurnRefused, match="No API key for jiekou.ai"):
-        await run(service, uid, None, NewMessage("hi"),
-                  TurnSettings(provider="jiekou", model="deepseek/deepseek-v3.2"))
+        await run(
+            service,
+            uid,
+            None,
+            NewMessage("hi"),
+            TurnSettings(provider="jiekou", model="deepseek/deepseek-v3.2"),
+        )
     assert fake.requests == []
     count = await service.db(lambda s: repo.count_conversations(session=s, user_id=uid))
     assert count == 0
@@ -136,8 +153,9 @@ def stored_bytes(session: Session) -> bytes:
     assert isinstance(engine, Engine)
     if engine.dialect.name == "sqlite":
         path = Path(engine.url.database or "")
-        return b"".join(p.read_bytes() for p in (path, path.with_name(path.name + "-wal"))
-                        if p.exists())
+        return b"".join(
+            p.read_bytes() for p in (path, path.with_name(path.name + "-wal")) if p.exists()
+        )
     rows: list[Any] = []
     for table in inspect(engine).get_table_names():
         rows += session.connection().execute(text(f'SELECT t::text FROM "{table}" t')).all()
@@ -148,8 +166,11 @@ async def test_a_pasted_key_is_used_and_never_stored(
     service: ChatService, fake: FakeOpenAI
 ) -> None:
     uid = await user_id(service)
-    turn = TurnSettings(provider="jiekou", model="deepseek/deepseek-v3.2",
-                        api_keys={"jiekou": "sk-pasted-secret-123"})
+    turn = TurnSettings(
+        provider="jiekou",
+        model="deepseek/deepseek-v3.2",
+        api_keys={"jiekou": "sk-pasted-secret-123"},
+    )
     assert not service.settings.provider("jiekou").api_key  # configured without a key
     update = await run(service, uid, None, NewMessage("hi"), turn)
     assert update.state == "complete"
@@ -176,8 +197,9 @@ async def test_another_users_conversation_cannot_be_continued(
 async def test_an_asker_that_leaves_while_the_rows_are_written_still_gets_its_answer_saved(
     fake: FakeOpenAI, database_url: str
 ) -> None:
-    settings = load_settings({"SILICONFLOW_BASE_URL": fake.base_url, "SILICONFLOW_API_KEY": "k"},
-                             dotenv_path=None)
+    settings = load_settings(
+        {"SILICONFLOW_BASE_URL": fake.base_url, "SILICONFLOW_API_KEY": "k"}, dotenv_path=None
+    )
     engine = make_engine(database_url)
     migrate(engine)
     sessions = session_factory(engine)
@@ -193,8 +215,12 @@ async def test_an_asker_that_leaves_while_the_rows_are_written_still_gets_its_an
 
     async with httpx.AsyncClient() as http:
         clients = {p.name: ProviderClient(http, p) for p in settings.providers}
-        service = ChatService(settings=settings, session_factory=slow_sessions,
-                              clients=clients, capabilities=CapabilityTable())
+        service = ChatService(
+            settings=settings,
+            session_factory=slow_sessions,
+            clients=clients,
+            capabilities=CapabilityTable(),
+        )
         uid = await user_id(service)
         gate["armed"] = True
         task = asyncio.create_task(run(service, uid, None, NewMessage("Stop me early")))
@@ -208,21 +234,40 @@ async def test_an_asker_that_leaves_while_the_rows_are_written_still_gets_its_an
         assert await service.runs.wait(service.runs.live_for_user(uid), 10)
     with sessions() as session:
         rows = sorted((m.role, m.state, m.content) for m in session.exec(select(Message)).all())
-    assert rows == [("assistant", "complete", "Echo: Stop me early"),
-                    ("user", "complete", "Stop me early")]
+    assert rows == [
+        ("assistant", "complete", "Echo: Stop me early"),
+        ("user", "complete", "Stop me early"),
+    ]
     engine.dispose()
 
 
 async def test_a_refused_edit_changes_nothing(service: ChatService, fake: FakeOpenAI) -> None:
     uid = await user_id(service)
-    first = await run(service, uid, None, NewMessage("hello"),
-                      TurnSettings(provider="siliconflow", model="Qwen/Qwen3-8B",
-                                   system_prompt="A", params={"temperature": 0.1}))
+    first = await run(
+        service,
+        uid,
+        None,
+        NewMessage("hello"),
+        TurnSettings(
+            provider="siliconflow",
+            model="Qwen/Qwen3-8B",
+            system_prompt="A",
+            params={"temperature": 0.1},
+        ),
+    )
     with pytest.raises(TurnRefused, match="can no longer be edited"):
-        await run(service, uid, first.conversation_id, EditMessage("f" * 32, "changed"),
-                  TurnSettings(provider="siliconflow", model="Qwen/Qwen3-32B", system_prompt="B"))
-    conversation = await service.db(lambda s: repo.get_conversation(
-        session=s, user_id=uid, conversation_id=first.conversation_id))
+        await run(
+            service,
+            uid,
+            first.conversation_id,
+            EditMessage("f" * 32, "changed"),
+            TurnSettings(provider="siliconflow", model="Qwen/Qwen3-32B", system_prompt="B"),
+        )
+    conversation = await service.db(
+        lambda s: repo.get_conversation(
+            session=s, user_id=uid, conversation_id=first.conversation_id
+        )
+    )
     assert (conversation.system_prompt, conversation.model) == ("A", "Qwen/Qwen3-8B")
     assert conversation.parameters == {"temperature": 0.1, "tools": [], "tool_choice": "auto"}
 
@@ -234,8 +279,9 @@ async def test_fewer_choices_than_requested_are_marked(
     fake.enqueue(Reply(content="Only one."))  # a server that ignores n
     turn = TurnSettings(provider="siliconflow", model="Qwen/Qwen3-8B", params={"n": 2})
     update = await run(service, uid, None, NewMessage("two please"), turn)
-    messages = await service.db(lambda s: repo.load_messages(
-        session=s, user_id=uid, conversation_id=update.conversation_id))
+    messages = await service.db(
+        lambda s: repo.load_messages(session=s, user_id=uid, conversation_id=update.conversation_id)
+    )
     first, second = [m for m in messages if m.role == "assistant"]
     assert (first.state, first.content) == ("complete", "Only one.")
     assert second.state == "error" and "fewer choices" in (second.error or "")
@@ -249,8 +295,9 @@ async def test_n_refused_by_the_server_is_one_error_not_n(
     turn = TurnSettings(provider="siliconflow", model="Qwen/Qwen3-8B", params={"n": 8})
     update = await run(service, uid, None, NewMessage("eight please"), turn)
     assert update.state == "error" and update.assistant_ids == update.assistant_ids[:1]
-    messages = await service.db(lambda s: repo.load_messages(
-        session=s, user_id=uid, conversation_id=update.conversation_id))
+    messages = await service.db(
+        lambda s: repo.load_messages(session=s, user_id=uid, conversation_id=update.conversation_id)
+    )
     [answer] = [m for m in messages if m.role == "assistant"]
     assert (answer.state, answer.batch_id) == ("error", None)
     assert "n must be at most 4" in (answer.error or "")
@@ -282,6 +329,11 @@ async def test_oversized_messages_are_refused(service: ChatService, fake: FakeOp
     with pytest.raises(TurnRefused, match="MAX_MESSAGE_CHARS"):
         await run(service, uid, None, NewMessage("x" * (limit + 1)))
     with pytest.raises(TurnRefused, match="system prompt"):
-        await run(service, uid, None, NewMessage("hi"),
-                  TurnSettings(provider="siliconflow", model="m", system_prompt="y" * (limit + 1)))
+        await run(
+            service,
+            uid,
+            None,
+            NewMessage("hi"),
+            TurnSettings(provider="siliconflow", model="m", system_prompt="y" * (limit + 1)),
+        )
     assert fake.requests == []

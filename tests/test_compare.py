@@ -51,13 +51,25 @@ async def user_id(compare: CompareService, name: str = "local") -> int:
     return user.id
 
 
-async def run_round(compare: CompareService, uid: int, conversation_id: str | None, text: str,
-                    columns: list[ColumnSpec] = COLUMNS, **extra: Any
-                    ) -> tuple[CompareUpdate, int]:
+async def run_round(
+    compare: CompareService,
+    uid: int,
+    conversation_id: str | None,
+    text: str,
+    columns: list[ColumnSpec] = COLUMNS,
+    **extra: Any,
+) -> tuple[CompareUpdate, int]:
     last, count = None, 0
     async for update in compare.stream_compare(
-            user_id=uid, conversation_id=conversation_id, text=text, columns=columns,
-            system_prompt=SYSTEM, params=extra.pop("params", {}), api_keys={}, **extra):
+        user_id=uid,
+        conversation_id=conversation_id,
+        text=text,
+        columns=columns,
+        system_prompt=SYSTEM,
+        params=extra.pop("params", {}),
+        api_keys={},
+        **extra,
+    ):
         last, count = update, count + 1
     assert last is not None
     return last, count
@@ -65,10 +77,27 @@ async def run_round(compare: CompareService, uid: int, conversation_id: str | No
 
 def script_round(fake: FakeOpenAI, n: int = 1) -> None:
     """Three columns: A fast with thinking, B slow to start, C refused with 429."""
-    fake.enqueue(Reply(content=f"Alpha answer {n} in five words", reasoning="Thinking it over",
-                       chunk_words=1, first_delay=0.1, delay=0.05, prompt_tokens=12), model=A.model)
-    fake.enqueue(Reply(content=f"Beta answer {n} here", chunk_words=1, first_delay=0.4,
-                       delay=0.02, prompt_tokens=13), model=B.model)
+    fake.enqueue(
+        Reply(
+            content=f"Alpha answer {n} in five words",
+            reasoning="Thinking it over",
+            chunk_words=1,
+            first_delay=0.1,
+            delay=0.05,
+            prompt_tokens=12,
+        ),
+        model=A.model,
+    )
+    fake.enqueue(
+        Reply(
+            content=f"Beta answer {n} here",
+            chunk_words=1,
+            first_delay=0.4,
+            delay=0.02,
+            prompt_tokens=13,
+        ),
+        model=B.model,
+    )
     fake.enqueue(ErrorReply(429, '{"message": "TPM limit reached"}'), model=C.model)
 
 
@@ -80,12 +109,14 @@ def chat_bodies(fake: FakeOpenAI) -> dict[str, list[dict[str, Any]]]:
     return bodies
 
 
-async def stored(compare: CompareService, uid: int, conversation_id: str
-                 ) -> tuple[Any, list[Message]]:
+async def stored(
+    compare: CompareService, uid: int, conversation_id: str
+) -> tuple[Any, list[Message]]:
     return await compare.load(user_id=uid, conversation_id=conversation_id)
 
 
 # ---- one round -------------------------------------------------------------------------------
+
 
 async def test_three_columns_stream_concurrently_and_one_failure_stays_in_its_column(
     compare: CompareService, fake: FakeOpenAI
@@ -115,8 +146,12 @@ async def test_three_columns_stream_concurrently_and_one_failure_stays_in_its_co
     timings_a, timings_b = a.progress.timings(), b.progress.timings()
     assert 150 <= timings_a["ttft_ms"] <= 150 + 250  # first_delay 0.1 + one delay 0.05
     assert 420 <= timings_b["ttft_ms"] <= 420 + 250  # first_delay 0.4 + one delay 0.02
-    assert a.progress.usage_dict() == {"prompt_tokens": 12, "completion_tokens": 9,
-                                       "reasoning_tokens": 3, "total_tokens": 21}
+    assert a.progress.usage_dict() == {
+        "prompt_tokens": 12,
+        "completion_tokens": 9,
+        "reasoning_tokens": 3,
+        "total_tokens": 21,
+    }
     assert b.progress.usage_dict()["completion_tokens"] == 4  # type: ignore[index]
     assert a.cost == Cost((12 * 2 + 9 * 8) / 1e6, "CNY", 12, 9)
     assert format_cost(b.cost) == "<$0.0001"
@@ -144,15 +179,18 @@ async def test_stop_saves_every_column_and_closes_every_stream(
     compare: CompareService, fake: FakeOpenAI
 ) -> None:
     uid = await user_id(compare)
-    fake.enqueue(Reply(content="Partial from A that never ends", chunk_chars=5, stall_after=3),
-                 model=A.model)
-    fake.enqueue(Reply(content="Partial from B that never ends", chunk_chars=5, stall_after=3),
-                 model=B.model)
+    fake.enqueue(
+        Reply(content="Partial from A that never ends", chunk_chars=5, stall_after=3), model=A.model
+    )
+    fake.enqueue(
+        Reply(content="Partial from B that never ends", chunk_chars=5, stall_after=3), model=B.model
+    )
     seen: list[CompareUpdate] = []
 
     async def consume() -> None:
         async for update in compare.stream_compare(
-                user_id=uid, conversation_id=None, text="Long story", columns=[A, B]):
+            user_id=uid, conversation_id=None, text="Long story", columns=[A, B]
+        ):
             seen.append(update)
 
     task = asyncio.create_task(consume())
@@ -172,10 +210,17 @@ async def test_stop_saves_every_column_and_closes_every_stream(
     assert all(m.content.startswith("Parti") for m in answers)
 
 
-@pytest.mark.parametrize(("failure", "expected"), [
-    (ErrorReply(401, '"Invalid token"'), "rejected the API key"),
-    (Reply(content="never sent", first_delay=3.0), "sent no answer for 0.5 s (the READ_TIMEOUT"),
-], ids=["bad-key", "timeout"])
+@pytest.mark.parametrize(
+    ("failure", "expected"),
+    [
+        (ErrorReply(401, '"Invalid token"'), "rejected the API key"),
+        (
+            Reply(content="never sent", first_delay=3.0),
+            "sent no answer for 0.5 s (the READ_TIMEOUT",
+        ),
+    ],
+    ids=["bad-key", "timeout"],
+)
 async def test_a_bad_key_or_a_timeout_stays_in_its_column(
     compare: CompareService, fake: FakeOpenAI, failure: Reply | ErrorReply, expected: str
 ) -> None:
@@ -190,7 +235,9 @@ async def test_a_bad_key_or_a_timeout_stays_in_its_column(
     assert bad.state == "error" and expected in bad.error
     _, messages = await stored(compare, uid, final.conversation_id)
     assert [(m.state, bool(m.error)) for m in messages if m.role == "assistant"] == [
-        ("complete", False), ("error", True)]
+        ("complete", False),
+        ("error", True),
+    ]
 
 
 async def test_refusals_happen_before_anything_is_sent(
@@ -214,6 +261,7 @@ async def test_refusals_happen_before_anything_is_sent(
 
 # ---- votes, next rounds, one model ---------------------------------------------------------
 
+
 async def test_best_next_round_histories_and_continue_with_one_model(
     compare: CompareService, fake: FakeOpenAI
 ) -> None:
@@ -227,7 +275,10 @@ async def test_best_next_round_histories_and_continue_with_one_model(
     conversation, messages = await stored(compare, uid, conversation_id)
     assert conversation.current_leaf_id == b1
     assert {m.id: m.preferred for m in messages if m.role == "assistant"} == {
-        a1: False, b1: True, c1: False}
+        a1: False,
+        b1: True,
+        c1: False,
+    }
     await compare.mark_best(user_id=uid, conversation_id=conversation_id, message_id=a1)
     _, messages = await stored(compare, uid, conversation_id)
     assert [m.id for m in messages if m.preferred] == [a1]
@@ -238,16 +289,22 @@ async def test_best_next_round_histories_and_continue_with_one_model(
     bodies = chat_bodies(fake)
     system = {"role": "system", "content": SYSTEM}
     assert bodies[A.model][1]["json"]["messages"] == [
-        system, {"role": "user", "content": "Question one"},
+        system,
+        {"role": "user", "content": "Question one"},
         {"role": "assistant", "content": "Alpha answer 1 in five words"},
-        {"role": "user", "content": "Question two"}]
+        {"role": "user", "content": "Question two"},
+    ]
     assert bodies[B.model][1]["json"]["messages"] == [
-        system, {"role": "user", "content": "Question one"},
+        system,
+        {"role": "user", "content": "Question one"},
         {"role": "assistant", "content": "Beta answer 1 here"},
-        {"role": "user", "content": "Question two"}]
+        {"role": "user", "content": "Question two"},
+    ]
     assert bodies[C.model][1]["json"]["messages"] == [  # its failed answer is left out
-        system, {"role": "user", "content": "Question one"},
-        {"role": "user", "content": "Question two"}]
+        system,
+        {"role": "user", "content": "Question one"},
+        {"role": "user", "content": "Question two"},
+    ]
     _, messages = await stored(compare, uid, conversation_id)
     question_two = next(m for m in messages if m.content == "Question two")
     assert question_two.parent_id == a1  # the round continues from the best answer
@@ -258,12 +315,14 @@ async def test_best_next_round_histories_and_continue_with_one_model(
         await run_round(compare, uid, conversation_id, "Only B", [B])
 
     b2 = second.columns[1].message_id
-    spec = await compare.continue_with(user_id=uid, conversation_id=conversation_id,
-                                       message_id=b2)
+    spec = await compare.continue_with(user_id=uid, conversation_id=conversation_id, message_id=b2)
     assert spec == B
     conversation, _ = await stored(compare, uid, conversation_id)
     assert (conversation.current_leaf_id, conversation.provider, conversation.model) == (
-        b2, "jiekou", "slow/b")
+        b2,
+        "jiekou",
+        "slow/b",
+    )
     with pytest.raises(TurnRefused, match="latest round"):
         await compare.continue_with(user_id=uid, conversation_id=conversation_id, message_id=b1)
 
@@ -271,15 +330,21 @@ async def test_best_next_round_histories_and_continue_with_one_model(
     alone, _ = await run_round(compare, uid, conversation_id, "Question three", [B])
     assert [col.index for col in alone.columns] == [1] and alone.batch_id is None
     assert chat_bodies(fake)[B.model][2]["json"]["messages"] == [
-        system, {"role": "user", "content": "Question one"},
+        system,
+        {"role": "user", "content": "Question one"},
         {"role": "assistant", "content": "Beta answer 1 here"},
         {"role": "user", "content": "Question two"},
         {"role": "assistant", "content": "Beta answer 2 here"},
-        {"role": "user", "content": "Question three"}]
+        {"role": "user", "content": "Question three"},
+    ]
     conversation, messages = await stored(compare, uid, conversation_id)
     row = next(m for m in messages if m.id == alone.columns[0].message_id)
     assert (row.batch_id, row.choice_index, row.model, row.content) == (
-        None, 0, "slow/b", "Beta alone")
+        None,
+        0,
+        "slow/b",
+        "Beta alone",
+    )
     assert conversation.mode == "compare" and conversation.current_leaf_id == row.id
     rounds = compare_rounds(repo.active_path(messages, conversation.current_leaf_id), messages)
     assert [r.compare for r in rounds] == [True, True, False] and following(rounds) == 1
@@ -294,13 +359,24 @@ async def test_best_next_round_histories_and_continue_with_one_model(
         await run_round(compare, other, conversation_id, "Let me in", COLUMNS)
 
     markdown = compare_markdown(conversation, messages, compare.prices)
-    for text in ("Question one", "Question two", "Question three", "## Round 3 (one model)",
-                 "### Column A · fast/a (siliconflow) — ★ best", "### Column B · slow/b (jiekou)",
-                 "<details><summary>Thinking</summary>\n\nThinking it over\n\n</details>",
-                 "Alpha answer 1 in five words", "Beta alone", "rate-limiting",
-                 "**Best:** Column A · fast/a (siliconflow)",
-                 "_No answer was marked best in this round._", "cost unknown", "cost <¥0.0001",
-                 "12 prompt · 9 completion · 3 reasoning tokens", "first token 0."):
+    for text in (
+        "Question one",
+        "Question two",
+        "Question three",
+        "## Round 3 (one model)",
+        "### Column A · fast/a (siliconflow) — ★ best",
+        "### Column B · slow/b (jiekou)",
+        "<details><summary>Thinking</summary>\n\nThinking it over\n\n</details>",
+        "Alpha answer 1 in five words",
+        "Beta alone",
+        "rate-limiting",
+        "**Best:** Column A · fast/a (siliconflow)",
+        "_No answer was marked best in this round._",
+        "cost unknown",
+        "cost <¥0.0001",
+        "12 prompt · 9 completion · 3 reasoning tokens",
+        "first token 0.",
+    ):
         assert text in markdown, text
     assert markdown.index("Question one") < markdown.index("Question two")
 
@@ -318,18 +394,22 @@ async def test_compare_refuses_a_chat_and_votes_on_non_compare_rows(
     _, messages = await stored(compare, uid, final.conversation_id)
     user = next(m for m in messages if m.role == "user")
     with pytest.raises(TurnRefused, match="not an answer of a comparison"):
-        await compare.mark_best(user_id=uid, conversation_id=final.conversation_id,
-                                message_id=user.id)
+        await compare.mark_best(
+            user_id=uid, conversation_id=final.conversation_id, message_id=user.id
+        )
 
 
 # ---- pure parts: prices, labels --------------------------------------------------------------
 
+
 def test_prices_match_exact_before_pattern_and_provider_before_any() -> None:
-    table = parse_prices([
-        {"match": "qwen/.*", "input": 1, "output": 2, "currency": "CNY"},
-        {"match": "qwen/.*", "provider": "jiekou", "input": 3, "output": 4, "currency": "USD"},
-        {"match": "Qwen/Qwen3-8B", "input": 0, "output": 0, "currency": "CNY"},
-    ])
+    table = parse_prices(
+        [
+            {"match": "qwen/.*", "input": 1, "output": 2, "currency": "CNY"},
+            {"match": "qwen/.*", "provider": "jiekou", "input": 3, "output": 4, "currency": "USD"},
+            {"match": "Qwen/Qwen3-8B", "input": 0, "output": 0, "currency": "CNY"},
+        ]
+    )
     usage = {"prompt_tokens": 1000, "completion_tokens": 500, "reasoning_tokens": 200}
     assert table.cost("siliconflow", "Qwen/Qwen3-8B", usage) == Cost(0.0, "CNY", 1000, 500)
     assert table.cost("siliconflow", "qwen/qwen3-32b", usage) == Cost(0.002, "CNY", 1000, 500)
@@ -350,20 +430,28 @@ def test_format_cost() -> None:
     assert format_cost(None) == "unknown"
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    ("{not json", "not valid JSON"),
-    ('{"match": "x"}', "must be a JSON list"),
-    ('[1]', "entry 1 must be an object"),
-    ('[{"input": 1, "output": 1, "currency": "CNY"}]', 'needs "match"'),
-    ('[{"match": "(", "input": 1, "output": 1, "currency": "CNY"}]', "regular expression"),
-    ('[{"match": "x", "input": "1", "output": 1, "currency": "CNY"}]', '"input" must be a number'),
-    ('[{"match": "x", "input": 1, "output": -1, "currency": "CNY"}]', "must not be negative"),
-    ('[{"match": "x", "input": 1, "output": 1, "currency": "yuan"}]', "3-letter code"),
-    ('[{"match": "x", "input": 1, "output": 1, "currency": "CNY", "inptu": 2}]', "unknown keys"),
-    ('[{"match": "x", "input": 1, "output": 1, "currency": "CNY", "provider": 3}]', "provider"),
-])
-def test_malformed_price_files_say_what_to_fix(tmp_path: Path, content: str,
-                                               message: str) -> None:
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "not valid JSON"),
+        ('{"match": "x"}', "must be a JSON list"),
+        ("[1]", "entry 1 must be an object"),
+        ('[{"input": 1, "output": 1, "currency": "CNY"}]', 'needs "match"'),
+        ('[{"match": "(", "input": 1, "output": 1, "currency": "CNY"}]', "regular expression"),
+        (
+            '[{"match": "x", "input": "1", "output": 1, "currency": "CNY"}]',
+            '"input" must be a number',
+        ),
+        ('[{"match": "x", "input": 1, "output": -1, "currency": "CNY"}]', "must not be negative"),
+        ('[{"match": "x", "input": 1, "output": 1, "currency": "yuan"}]', "3-letter code"),
+        (
+            '[{"match": "x", "input": 1, "output": 1, "currency": "CNY", "inptu": 2}]',
+            "unknown keys",
+        ),
+        ('[{"match": "x", "input": 1, "output": 1, "currency": "CNY", "provider": 3}]', "provider"),
+    ],
+)
+def test_malformed_price_files_say_what_to_fix(tmp_path: Path, content: str, message: str) -> None:
     path = tmp_path / "prices.json"
     path.write_text(content, encoding="utf-8")
     with pytest.raises(PriceFileError, match=message) as caught:
@@ -387,6 +475,7 @@ def test_blind_labels_hide_models_until_a_vote() -> None:
 
 # ---- usage -----------------------------------------------------------------------------------
 
+
 async def test_every_column_counts_as_a_request_in_usage_and_limits(
     compare: CompareService, fake: FakeOpenAI
 ) -> None:
@@ -399,11 +488,15 @@ async def test_every_column_counts_as_a_request_in_usage_and_limits(
     rows = await compare.service.db(lambda s: accounts.usage_since(session=s, since=since))
     by_model = {row.model: row for row in rows}
     assert {model: row.requests for model, row in by_model.items()} == {
-        A.model: 1, B.model: 1, C.model: 1}
+        A.model: 1,
+        B.model: 1,
+        C.model: 1,
+    }
     assert by_model[A.model].prompt_tokens == 12 and by_model[B.model].prompt_tokens == 13
     assert by_model[C.model].errors == 1
     requests = await compare.service.db(
-        lambda s: accounts.requests_since(session=s, user_id=uid, since=since))
+        lambda s: accounts.requests_since(session=s, user_id=uid, since=since)
+    )
     assert requests == 3
 
 
@@ -413,13 +506,25 @@ async def test_text_no_database_stores_is_replaced_as_in_chat_and_every_column_a
     """The one orchestrator cleans a prompt the same way for Chat and Compare: a lone
     surrogate (which breaks the request and the database) becomes U+FFFD."""
     uid = await user_id(compare)
-    updates = [update async for update in compare.stream_compare(
-        user_id=uid, conversation_id=None, text="hi \ud800 there", columns=[A, B],
-        system_prompt="be \x00 brief")]
+    updates = [
+        update
+        async for update in compare.stream_compare(
+            user_id=uid,
+            conversation_id=None,
+            text="hi \ud800 there",
+            columns=[A, B],
+            system_prompt="be \x00 brief",
+        )
+    ]
     final = updates[-1]
     assert [c.state for c in final.columns] == ["complete", "complete"]
-    assert [c.progress.choices[0].content for c in final.columns] == [
-        "Echo: hi \ufffd there"] * 2
+    assert [c.progress.choices[0].content for c in final.columns] == ["Echo: hi \ufffd there"] * 2
     sent = [r["json"]["messages"] for r in fake.requests]
-    assert all(m == [{"role": "system", "content": "be \ufffd brief"},
-                     {"role": "user", "content": "hi \ufffd there"}] for m in sent)
+    assert all(
+        m
+        == [
+            {"role": "system", "content": "be \ufffd brief"},
+            {"role": "user", "content": "hi \ufffd there"},
+        ]
+        for m in sent
+    )

@@ -38,7 +38,10 @@ def test_defaults() -> None:
     assert s.default_provider == "siliconflow"  # no keys: the first configured
     assert (s.connect_timeout_s, s.read_timeout_s, s.max_retries) == (10.0, 120.0, 3)
     assert (s.env, s.log_level, s.capabilities_file, s.default_model) == (
-        "development", "INFO", "", ""
+        "development",
+        "INFO",
+        "",
+        "",
     )
 
 
@@ -154,8 +157,9 @@ def test_default_provider_is_explicit_or_the_first_with_a_key() -> None:
 
 
 def test_unknown_provider_lookup_names_the_configured_ones() -> None:
-    with pytest.raises(ConfigError, match="Unknown provider 'x'; configured providers: "
-                                          "siliconflow, jiekou"):
+    with pytest.raises(
+        ConfigError, match="Unknown provider 'x'; configured providers: siliconflow, jiekou"
+    ):
         settings().provider("x")
 
 
@@ -181,7 +185,9 @@ def test_keys_never_show_in_repr_or_str() -> None:
         assert "SECRET" not in text
     assert "Secret('***')" in repr(s.provider("local"))
     assert [p.api_key.get() for p in s.providers] == [
-        "sk-sf-SECRET-1", "sk-jk-SECRET-2", "sk-local-SECRET-3"
+        "sk-sf-SECRET-1",
+        "sk-jk-SECRET-2",
+        "sk-local-SECRET-3",
     ]
 
 
@@ -195,8 +201,9 @@ def test_secret() -> None:
     assert Secret("a") != "a"
 
 
-def test_load_settings_does_not_write_the_environment(monkeypatch: pytest.MonkeyPatch,
-                                                      tmp_path: Path) -> None:
+def test_load_settings_does_not_write_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.delenv("PORT", raising=False)
     dotenv = tmp_path / ".env"
     dotenv.write_text("PORT=8123\n", encoding="utf-8")
@@ -211,24 +218,38 @@ def test_extra_provider_listed_twice_is_refused() -> None:
 
 def test_tool_settings_defaults_and_parsing() -> None:
     settings = load_settings({}, dotenv_path=None)
-    assert (settings.tools_modules, settings.default_tools, settings.tool_timeout_s,
-            settings.tool_max_rounds, settings.tool_max_result_chars,
-            settings.http_get_allowed_hosts) == ((), "none", 30.0, 8, 20_000, ())
-    settings = load_settings({"TOOLS_MODULES": " a.b , /opt/t.py ,", "TOOL_TIMEOUT": "2.5",
-                              "HTTP_GET_ALLOWED_HOSTS": "Wiki.Internal, *.docs.example.com",
-                              "DEFAULT_TOOLS": "calculator"}, dotenv_path=None)
+    assert (
+        settings.tools_modules,
+        settings.default_tools,
+        settings.tool_timeout_s,
+        settings.tool_max_rounds,
+        settings.tool_max_result_chars,
+        settings.http_get_allowed_hosts,
+    ) == ((), "none", 30.0, 8, 20_000, ())
+    settings = load_settings(
+        {
+            "TOOLS_MODULES": " a.b , /opt/t.py ,",
+            "TOOL_TIMEOUT": "2.5",
+            "HTTP_GET_ALLOWED_HOSTS": "Wiki.Internal, *.docs.example.com",
+            "DEFAULT_TOOLS": "calculator",
+        },
+        dotenv_path=None,
+    )
     assert settings.tools_modules == ("a.b", "/opt/t.py")
     assert settings.tool_timeout_s == 2.5 and settings.default_tools == "calculator"
     assert settings.http_get_allowed_hosts == ("wiki.internal", "*.docs.example.com")
 
 
-@pytest.mark.parametrize(("name", "value", "message"), [
-    ("TOOL_TIMEOUT", "0", "TOOL_TIMEOUT=0 must be more than 0"),
-    ("TOOL_TIMEOUT", "nan", "TOOL_TIMEOUT=nan must be more than 0"),
-    ("TOOL_TIMEOUT", "soon", "TOOL_TIMEOUT='soon' is not a number"),
-    ("TOOL_MAX_ROUNDS", "0", "TOOL_MAX_ROUNDS=0 is out of range 1–100"),
-    ("TOOL_MAX_RESULT_CHARS", "5", "TOOL_MAX_RESULT_CHARS=5 is out of range"),
-])
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("TOOL_TIMEOUT", "0", "TOOL_TIMEOUT=0 must be more than 0"),
+        ("TOOL_TIMEOUT", "nan", "TOOL_TIMEOUT=nan must be more than 0"),
+        ("TOOL_TIMEOUT", "soon", "TOOL_TIMEOUT='soon' is not a number"),
+        ("TOOL_MAX_ROUNDS", "0", "TOOL_MAX_ROUNDS=0 is out of range 1–100"),
+        ("TOOL_MAX_RESULT_CHARS", "5", "TOOL_MAX_RESULT_CHARS=5 is out of range"),
+    ],
+)
 def test_bad_tool_settings_name_the_variable(name: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_settings({name: value}, dotenv_path=None)
@@ -236,14 +257,19 @@ def test_bad_tool_settings_name_the_variable(name: str, value: str, message: str
 
 # ---- ALLOWED_HOSTS ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("host", "expected"), [
-    ("127.0.0.1", ("localhost", "127.0.0.1", "[::1]")),
-    ("localhost", ("localhost", "127.0.0.1", "[::1]")),
-    ("::1", ("localhost", "127.0.0.1", "[::1]")),
-    ("127.0.0.2", ("localhost", "127.0.0.1", "[::1]", "127.0.0.2")),
-])
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("127.0.0.1", ("localhost", "127.0.0.1", "[::1]")),
+        ("localhost", ("localhost", "127.0.0.1", "[::1]")),
+        ("::1", ("localhost", "127.0.0.1", "[::1]")),
+        ("127.0.0.2", ("localhost", "127.0.0.1", "[::1]", "127.0.0.2")),
+    ],
+)
 def test_on_loopback_allowed_hosts_defaults_to_loopback_names(
-        host: str, expected: tuple[str, ...]) -> None:
+    host: str, expected: tuple[str, ...]
+) -> None:
     assert settings(HOST=host).allowed_hosts == expected
 
 
@@ -260,9 +286,19 @@ def test_allowed_hosts_are_read_lowercased_and_star_means_any() -> None:
     assert settings(HOST="0.0.0.0", ALLOWED_HOSTS="*").allowed_hosts == ("*",)
 
 
-@pytest.mark.parametrize("entry", ["chat.example.com:443", "https://chat.example.com", "::1",
-                                   "a.*.example.com", "*example.com", "chat.example.com/app",
-                                   "[not-an-address]", "bad host"])
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "chat.example.com:443",
+        "https://chat.example.com",
+        "::1",
+        "a.*.example.com",
+        "*example.com",
+        "chat.example.com/app",
+        "[not-an-address]",
+        "bad host",
+    ],
+)
 def test_malformed_allowed_hosts_are_refused_with_the_fix(entry: str) -> None:
     message = config_error(HOST="0.0.0.0", ALLOWED_HOSTS=entry)
     assert message.startswith(f"ALLOWED_HOSTS entry {entry!r} is not a host name")

@@ -43,10 +43,15 @@ class Stored:  # the fields of a stored message the gauge reads
 
 # ---- the arithmetic -------------------------------------------------------------------------
 def test_the_providers_count_is_used_and_only_what_came_after_it_is_estimated() -> None:
-    path = [Stored("user", "x" * 400),
-            Stored("assistant", "y" * 40, usage={"prompt_tokens": 130, "completion_tokens": 50,
-                                                   "reasoning_tokens": 30}),
-            Stored("user", "z" * 80)]
+    path = [
+        Stored("user", "x" * 400),
+        Stored(
+            "assistant",
+            "y" * 40,
+            usage={"prompt_tokens": 130, "completion_tokens": 50, "reasoning_tokens": 30},
+        ),
+        Stored("user", "z" * 80),
+    ]
     used, estimated = used_tokens(path)
     # 130 prompt + 20 answer (its 30 reasoning tokens are not sent back) + 4 + 20 estimated.
     assert (used, estimated) == (174, True)
@@ -54,9 +59,14 @@ def test_the_providers_count_is_used_and_only_what_came_after_it_is_estimated() 
 
 
 def test_without_usage_everything_is_an_estimate_system_prompt_included() -> None:
-    path = [Stored("user", "x" * 400),
-            Stored("assistant", "y" * 40, usage={"prompt_tokens": 9, "completion_tokens": 10,
-                                                   "estimated": True})]
+    path = [
+        Stored("user", "x" * 400),
+        Stored(
+            "assistant",
+            "y" * 40,
+            usage={"prompt_tokens": 9, "completion_tokens": 10, "estimated": True},
+        ),
+    ]
     used, estimated = used_tokens(path, system_prompt="s" * 40)
     assert estimated
     assert used == (4 + 10) + (4 + 100) + (4 + 10)
@@ -65,11 +75,13 @@ def test_without_usage_everything_is_an_estimate_system_prompt_included() -> Non
 def test_the_window_comes_from_the_server_then_the_table_then_a_default() -> None:
     caps = CapabilityTable().lookup("Qwen/Qwen3-8B", "siliconflow", "siliconflow")
     assert context_limit("Qwen/Qwen3-8B", caps, {"Qwen/Qwen3-8B": 40_960}) == ContextLimit(
-        40_960, "server")
+        40_960, "server"
+    )
     assert context_limit("Qwen/Qwen3-8B", caps, {}) == ContextLimit(131_072, "table")
     unknown = CapabilityTable().lookup("acme/mystery-7b")
     assert context_limit("acme/mystery-7b", unknown, {}) == ContextLimit(
-        DEFAULT_CONTEXT_TOKENS, "assumed")
+        DEFAULT_CONTEXT_TOKENS, "assumed"
+    )
 
 
 def test_the_gauge_turns_amber_at_80_percent_and_says_when_it_is_full() -> None:
@@ -92,9 +104,13 @@ def test_only_a_known_window_refuses() -> None:
 
 def test_dropping_keeps_the_system_prompt_and_the_last_question_and_cuts_whole_turns() -> None:
     system = {"role": "system", "content": "Be brief."}
-    turns = [[{"role": "user", "content": f"q{n} " + "x" * 400},
-              {"role": "assistant", "content": "a" * 400, "tool_calls": None}]
-             for n in range(5)]
+    turns = [
+        [
+            {"role": "user", "content": f"q{n} " + "x" * 400},
+            {"role": "assistant", "content": "a" * 400, "tool_calls": None},
+        ]
+        for n in range(5)
+    ]
     last = {"role": "user", "content": "the last question"}
     messages = [system, *(m for turn in turns for m in turn), last]
     fitted, dropped = fit_messages(messages, ContextLimit(600, "table"), reserve=0)
@@ -121,11 +137,14 @@ def test_a_context_tokens_override_must_be_a_sensible_whole_number(tmp_path: Pat
 # ---- the server's /models listing --------------------------------------------------------------
 async def test_a_servers_models_listing_gives_the_window(fake: FakeOpenAI) -> None:
     fake.models = ["vllm/model", "llamacpp/model", "plain/model", "odd/model"]
-    fake.model_fields = {"vllm/model": {"max_model_len": 40_960},
-                         "llamacpp/model": {"meta": {"n_ctx_train": 8_192}},
-                         "odd/model": {"context_length": "lots"}}
-    settings = load_settings({"EXTRA_PROVIDERS": "vllm", "VLLM_BASE_URL": fake.base_url},
-                             dotenv_path=None)
+    fake.model_fields = {
+        "vllm/model": {"max_model_len": 40_960},
+        "llamacpp/model": {"meta": {"n_ctx_train": 8_192}},
+        "odd/model": {"context_length": "lots"},
+    }
+    settings = load_settings(
+        {"EXTRA_PROVIDERS": "vllm", "VLLM_BASE_URL": fake.base_url}, dotenv_path=None
+    )
     config = settings.provider("vllm")
     async with httpx.AsyncClient() as http:
         client = ProviderClient(http, config)
@@ -149,11 +168,17 @@ def service_capabilities() -> CapabilityTable:
     return CapabilityTable((Rule("Qwen3-8B", {"context_tokens": WINDOW}),))
 
 
-async def turn(service: ChatService, uid: int, conversation_id: str | None, text: str,
-               settings: TurnSettings = TURN) -> Any:
+async def turn(
+    service: ChatService,
+    uid: int,
+    conversation_id: str | None,
+    text: str,
+    settings: TurnSettings = TURN,
+) -> Any:
     last = None
-    async for update in service.stream_turn(user_id=uid, conversation_id=conversation_id,
-                                            action=NewMessage(text), turn=settings):
+    async for update in service.stream_turn(
+        user_id=uid, conversation_id=conversation_id, action=NewMessage(text), turn=settings
+    ):
         last = update
     assert last is not None and last.state == "complete", last
     return last
@@ -173,17 +198,18 @@ async def test_a_send_that_would_not_fit_is_refused_and_nothing_is_stored_or_sen
     service: ChatService, fake: FakeOpenAI
 ) -> None:
     uid, conversation_id = await a_full_conversation(service, fake)
-    gauge = await service.context_gauge(user_id=uid, conversation_id=conversation_id,
-                                        provider="siliconflow", model="Qwen/Qwen3-8B")
-    assert gauge is not None and not gauge.estimated and gauge.limit == ContextLimit(WINDOW,
-                                                                                     "table")
+    gauge = await service.context_gauge(
+        user_id=uid, conversation_id=conversation_id, provider="siliconflow", model="Qwen/Qwen3-8B"
+    )
+    assert (
+        gauge is not None and not gauge.estimated and gauge.limit == ContextLimit(WINDOW, "table")
+    )
     assert gauge.used > 220 and gauge.level == "ok"
     sent = len(fake.requests)
     with pytest.raises(ContextFull, match="would not fit Qwen/Qwen3-8B's context of 400 tokens"):
         await turn(service, uid, conversation_id, "y" * 800)
     assert len(fake.requests) == sent
-    assert [m.content[:1] for m in await stored_path(service, uid, conversation_id)] == [
-        "x", "F"]
+    assert [m.content[:1] for m in await stored_path(service, uid, conversation_id)] == ["x", "F"]
 
 
 async def test_dropping_the_oldest_turns_sends_what_fits_and_keeps_them_stored(
@@ -191,11 +217,12 @@ async def test_dropping_the_oldest_turns_sends_what_fits_and_keeps_them_stored(
 ) -> None:
     uid, conversation_id = await a_full_conversation(service, fake)
     fake.enqueue(Reply(content="Second answer.", prompt_tokens=230))
-    update = await turn(service, uid, conversation_id, "y" * 800,
-                        replace(TURN, fit_context=True))
+    update = await turn(service, uid, conversation_id, "y" * 800, replace(TURN, fit_context=True))
     assert any("1 oldest turns were left out" in note for note in update.notes)
     assert fake.requests[-1]["json"]["messages"] == [
-        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "y" * 800}]
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "y" * 800},
+    ]
     assert len(await stored_path(service, uid, conversation_id)) == 4  # nothing deleted
 
 
@@ -209,8 +236,9 @@ async def test_a_new_chat_starts_from_the_summary_with_the_old_settings(
 
     # The last answer here is not a summary being asked for, but any finished answer is taken.
     new_id = await service.db(start)
-    new = await service.db(lambda s: repo.get_conversation(session=s, user_id=uid,
-                                                           conversation_id=new_id))
+    new = await service.db(
+        lambda s: repo.get_conversation(session=s, user_id=uid, conversation_id=new_id)
+    )
     assert new.system_prompt.endswith("”):\nFirst answer.")
     assert new.system_prompt.startswith("Be brief.\n\nSummary of an earlier conversation")
     assert (new.provider, new.model) == ("siliconflow", "Qwen/Qwen3-8B")
@@ -218,9 +246,12 @@ async def test_a_new_chat_starts_from_the_summary_with_the_old_settings(
     assert await stored_path(service, uid, new_id) == []
     # A failed summary starts nothing.
     fake.enqueue(Reply(content="", error_after=0))
-    async for _ in service.stream_turn(user_id=uid, conversation_id=conversation_id,
-                                       action=NewMessage("sum up"),
-                                       turn=replace(TURN, fit_context=True)):
+    async for _ in service.stream_turn(
+        user_id=uid,
+        conversation_id=conversation_id,
+        action=NewMessage("sum up"),
+        turn=replace(TURN, fit_context=True),
+    ):
         pass
     with pytest.raises(SummaryMissing):
         await service.db(start)

@@ -31,8 +31,9 @@ LIMIT_S = 60
 
 
 @pytest.fixture
-def team(fake_openai: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-         ) -> Iterator[Team]:
+def team(
+    fake_openai: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Team]:
     """alice and bob have accounts (made by the CLI) on one SQLite file."""
     db = tmp_path / "team.db"
     monkeypatch.chdir(tmp_path)  # cli.main reads ./.env: run it where there is none
@@ -60,21 +61,30 @@ def signed_in(app: RunningApp, name: str) -> Iterator[httpx.Client]:
 def click(http: httpx.Client, elem_id: str) -> Any:
     """Click a page button through Gradio's queue protocol; return the event's first output."""
     config = http.get("config").json()
-    target = next(c["id"] for c in config["components"]
-                  if c.get("props", {}).get("elem_id") == elem_id)
-    dependency = next(d for d in config["dependencies"]
-                      if [target, "click"] in [list(t) for t in d["targets"]])
+    target = next(
+        c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == elem_id
+    )
+    dependency = next(
+        d for d in config["dependencies"] if [target, "click"] in [list(t) for t in d["targets"]]
+    )
     props = {c["id"]: c.get("props", {}) for c in config["components"]}
     session_hash = secrets.token_hex(8)
-    body = {"data": [props[i].get("value") for i in dependency["inputs"]],
-            "fn_index": dependency["id"], "trigger_id": target, "session_hash": session_hash,
-            "event_data": None}
+    body = {
+        "data": [props[i].get("value") for i in dependency["inputs"]],
+        "fn_index": dependency["id"],
+        "trigger_id": target,
+        "session_hash": session_hash,
+        "event_data": None,
+    }
     http.post("gradio_api/queue/join", json=body).raise_for_status()
-    with http.stream("GET", "gradio_api/queue/data",
-                     params={"session_hash": session_hash}) as stream:
+    with http.stream(
+        "GET", "gradio_api/queue/data", params={"session_hash": session_hash}
+    ) as stream:
         for line in stream.iter_lines():
-            if line.startswith("data:") and (message := json.loads(line[5:])).get(
-                    "msg") == "process_completed":
+            if (
+                line.startswith("data:")
+                and (message := json.loads(line[5:])).get("msg") == "process_completed"
+            ):
                 assert message.get("success"), message
                 return message["output"]["data"][0]
     raise AssertionError("the event stream ended without a result")
@@ -109,7 +119,8 @@ def test_an_export_link_works_only_for_the_user_who_exported(team: Team) -> None
         assert mine.status_code == 200 and secret in mine.text
         theirs = bob.get(url)
         assert theirs.status_code == 404 and secret not in theirs.text, (
-            "bob downloaded alice's export with its link")
+            "bob downloaded alice's export with its link"
+        )
         assert "export again" in theirs.text.lower()
         assert "attachment" in mine.headers["content-disposition"]
     anonymous = httpx.get(url, timeout=LIMIT_S)

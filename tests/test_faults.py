@@ -33,12 +33,14 @@ from storage.models import Message
 from tests.conftest import RunningApp, free_port, start_app
 from tests.fake_openai import ErrorReply, FakeOpenAI, Reply
 
-RATE_LIMITED = ('{"message":"Request was rejected due to rate limiting. TPM limit reached.",'
-                '"data":null}')
+RATE_LIMITED = (
+    '{"message":"Request was rejected due to rate limiting. TPM limit reached.","data":null}'
+)
 OVERLOADED = '{"code":50505,"message":"Model service overloaded, please try again later."}'
 GATEWAY = '"Gateway Timeout"'  # a bare JSON string, as the provider sends it
-BAD_MODEL = ('{"code":20012,"message":"Model does not exist. Please check it carefully.",'
-             '"data":null}')
+BAD_MODEL = (
+    '{"code":20012,"message":"Model does not exist. Please check it carefully.","data":null}'
+)
 FINAL_STATES = {"complete", "error", "stopped", "interrupted"}
 RESULT_TIMEOUT_S = 120  # generous: the machine has two cores and other work running
 
@@ -53,8 +55,9 @@ def all_messages(engine: Any) -> list[Message]:
         assert user_id is not None
         messages: list[Message] = []
         for chat in repo.list_conversations(session=session, user_id=user_id, limit=100_000):
-            messages += repo.load_messages(session=session, user_id=user_id,
-                                           conversation_id=chat.id)
+            messages += repo.load_messages(
+                session=session, user_id=user_id, conversation_id=chat.id
+            )
         return messages
 
 
@@ -89,14 +92,18 @@ def stored_turns(engine: Any, questions: list[str]) -> dict[str, Turn]:
 def ask_all(app: RunningApp, requests: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """Send (question, model) pairs to /chat all at once; return each (answer, conversation_id)."""
     client = app.client()
-    jobs = [client.submit(question, "", model, "{}", api_name="/chat")
-            for question, model in requests]
+    jobs = [
+        client.submit(question, "", model, "{}", api_name="/chat") for question, model in requests
+    ]
     return [tuple(job.result(timeout=RESULT_TIMEOUT_S)) for job in jobs]
 
 
 def requests_for(fake: FakeOpenAI, model: str) -> list[dict[str, Any]]:
-    return [r for r in fake.requests
-            if r["path"].endswith("/chat/completions") and (r["json"] or {}).get("model") == model]
+    return [
+        r
+        for r in fake.requests
+        if r["path"].endswith("/chat/completions") and (r["json"] or {}).get("model") == model
+    ]
 
 
 def error_part(answer: str) -> str:
@@ -127,8 +134,12 @@ def test_a_burst_of_429s_is_retried_and_every_message_answered_once(
         for i in range(10):
             model = f"fake/burst-{i}"
             first = ErrorReply(429, RATE_LIMITED, {"Retry-After": "1"} if i % 2 == 0 else {})
-            fake_openai.enqueue(first, ErrorReply(429, RATE_LIMITED),
-                                Reply(content=f"Answer {i} got through."), model=model)
+            fake_openai.enqueue(
+                first,
+                ErrorReply(429, RATE_LIMITED),
+                Reply(content=f"Answer {i} got through."),
+                model=model,
+            )
             requests.append((f"burst question {i}", model))
         results = ask_all(app, requests)
         assert [r[0] for r in results] == [f"Answer {i} got through." for i in range(10)]
@@ -150,10 +161,15 @@ def test_503s_and_a_bare_string_504_are_retried_until_they_get_through(
     sqlite_app: RunningApp,
 ) -> None:
     fake = sqlite_app.fake
-    fake.enqueue(ErrorReply(503, OVERLOADED), ErrorReply(503, OVERLOADED),
-                 Reply(content="The overload passed."), model="fake/overloaded")
-    fake.enqueue(ErrorReply(504, GATEWAY), Reply(content="The gateway recovered."),
-                 model="fake/gateway")
+    fake.enqueue(
+        ErrorReply(503, OVERLOADED),
+        ErrorReply(503, OVERLOADED),
+        Reply(content="The overload passed."),
+        model="fake/overloaded",
+    )
+    fake.enqueue(
+        ErrorReply(504, GATEWAY), Reply(content="The gateway recovered."), model="fake/gateway"
+    )
     requests = [("while overloaded", "fake/overloaded"), ("through the gateway", "fake/gateway")]
     results = ask_all(sqlite_app, requests)
     assert [r[0] for r in results] == ["The overload passed.", "The gateway recovered."]
@@ -168,15 +184,29 @@ def test_when_retries_run_out_the_error_names_the_cause_and_the_message_is_kept(
 ) -> None:
     fake = sqlite_app.fake  # MAX_RETRIES=2: three requests, then give up
     cases = {
-        "fake/always-503": (ErrorReply(503, OVERLOADED), [
-            "SiliconFlow's model service is overloaded (503) and retries did not get through",
-            "try again shortly or pick another model", "Model service overloaded"]),
-        "fake/always-504": (ErrorReply(504, GATEWAY), [
-            "SiliconFlow's gateway timed out (504) and retries did not get through",
-            "try again, or pick a faster model"]),
-        "fake/always-429": (ErrorReply(429, RATE_LIMITED), [
-            "SiliconFlow is rate-limiting this key (429) and retries did not get through",
-            "wait a minute and try again", "TPM limit reached"]),
+        "fake/always-503": (
+            ErrorReply(503, OVERLOADED),
+            [
+                "SiliconFlow's model service is overloaded (503) and retries did not get through",
+                "try again shortly or pick another model",
+                "Model service overloaded",
+            ],
+        ),
+        "fake/always-504": (
+            ErrorReply(504, GATEWAY),
+            [
+                "SiliconFlow's gateway timed out (504) and retries did not get through",
+                "try again, or pick a faster model",
+            ],
+        ),
+        "fake/always-429": (
+            ErrorReply(429, RATE_LIMITED),
+            [
+                "SiliconFlow is rate-limiting this key (429) and retries did not get through",
+                "wait a minute and try again",
+                "TPM limit reached",
+            ],
+        ),
     }
     for model, (error, _) in cases.items():
         fake.enqueue(error, error, error, Reply(content="never requested"), model=model)
@@ -201,8 +231,9 @@ def test_a_500_is_a_server_error_in_the_providers_words_and_retried_once_at_most
 ) -> None:
     """A 500 that blames the request is not retried at all; another 500 is retried once."""
     fake = sqlite_app.fake  # MAX_RETRIES=2
-    schema = ErrorReply(500, '{"code":50000,"message":"Invalid response_format: json_schema '
-                             'must have a name"}')
+    schema = ErrorReply(
+        500, '{"code":50000,"message":"Invalid response_format: json_schema must have a name"}'
+    )
     opaque = ErrorReply(500, '{"message":"internal error"}')
     fake.enqueue(schema, schema, Reply(content="never requested"), model="fake/schema-500")
     fake.enqueue(opaque, opaque, opaque, Reply(content="never requested"), model="fake/500")
@@ -210,10 +241,12 @@ def test_a_500_is_a_server_error_in_the_providers_words_and_retried_once_at_most
     (schema_answer, _), (opaque_answer, _) = ask_all(sqlite_app, requests)
     assert error_part(schema_answer).startswith(
         "SiliconFlow answered with a server error (500): “Invalid response_format: json_schema "
-        "must have a name”. If the request uses unusual parameters")
+        "must have a name”. If the request uses unusual parameters"
+    )
     assert error_part(opaque_answer).startswith(
         "SiliconFlow answered with a server error (500): “internal error”. A retry got the "
-        "same answer.")
+        "same answer."
+    )
     assert "overload" not in schema_answer + opaque_answer
     assert len(requests_for(fake, "fake/schema-500")) == 1
     assert len(requests_for(fake, "fake/500")) == 2
@@ -226,12 +259,17 @@ def test_a_connection_dropped_mid_stream_keeps_the_partial_answer_and_is_not_ret
 ) -> None:
     fake = sqlite_app.fake
     words = "one two three four five six seven eight"
-    fake.enqueue(Reply(content=words, chunk_words=1, delay=0.05, drop_after=4),
-                 Reply(content="a retry must not happen"), model="fake/drop")
+    fake.enqueue(
+        Reply(content=words, chunk_words=1, delay=0.05, drop_after=4),
+        Reply(content="a retry must not happen"),
+        model="fake/drop",
+    )
     [(answer, _)] = ask_all(sqlite_app, [("tell me a story", "fake/drop")])
-    assert error_part(answer) == ("The connection to SiliconFlow broke while the answer was "
-                                  "streaming. The partial answer above is kept; use Retry to try "
-                                  "again.")
+    assert error_part(answer) == (
+        "The connection to SiliconFlow broke while the answer was "
+        "streaming. The partial answer above is kept; use Retry to try "
+        "again."
+    )
     assert len(requests_for(fake, "fake/drop")) == 1  # the answer had started: no retry
     stored = stored_turns(sqlite_app.parley.engine, ["tell me a story"])["tell me a story"].answer
     assert stored.state == "error" and stored.error == error_part(answer)
@@ -279,15 +317,19 @@ def test_no_response_within_read_timeout_is_retried_then_reported(
     (recovered, _), (failed, _) = ask_all(timeout_app, requests)
     assert recovered == "Made it on the second try."
     shown = error_part(failed)
-    assert shown == ("SiliconFlow did not answer within 1 s (READ_TIMEOUT) and retries did not "
-                     "get through; check the network and try again, or raise READ_TIMEOUT in "
-                     ".env if this model is slow to start.")
+    assert shown == (
+        "SiliconFlow did not answer within 1 s (READ_TIMEOUT) and retries did not "
+        "get through; check the network and try again, or raise READ_TIMEOUT in "
+        ".env if this model is slow to start."
+    )
     assert len(requests_for(fake, "fake/late-once")) == 2
     assert len(requests_for(fake, "fake/late-always")) == 3
     turns = stored_turns(timeout_app.parley.engine, [q for q, _ in requests])
     assert turns["late once"].answer.state == "complete"
     assert (turns["late always"].answer.state, turns["late always"].answer.error) == (
-        "error", shown)
+        "error",
+        shown,
+    )
 
 
 def test_a_slow_first_token_within_read_timeout_is_not_an_error(sqlite_app: RunningApp) -> None:
@@ -305,12 +347,17 @@ def test_a_stalled_stream_times_out_and_keeps_the_partial_answer(
     timeout_app: RunningApp,
 ) -> None:
     fake = timeout_app.fake
-    fake.enqueue(Reply(content="alpha beta gamma delta epsilon", chunk_words=1, stall_after=3),
-                 Reply(content="a retry must not happen"), model="fake/stall")
+    fake.enqueue(
+        Reply(content="alpha beta gamma delta epsilon", chunk_words=1, stall_after=3),
+        Reply(content="a retry must not happen"),
+        model="fake/stall",
+    )
     [(answer, _)] = ask_all(timeout_app, [("go on", "fake/stall")])
     shown = error_part(answer)
-    assert shown.startswith("SiliconFlow went silent for 1 s in the middle of the answer "
-                            "(the READ_TIMEOUT limit), so Parley stopped waiting.")
+    assert shown.startswith(
+        "SiliconFlow went silent for 1 s in the middle of the answer "
+        "(the READ_TIMEOUT limit), so Parley stopped waiting."
+    )
     assert "raise READ_TIMEOUT in .env" in shown and "partial answer above is kept" in shown
     assert answer.startswith("alpha beta ")
     assert fake.wait_for_disconnect(timeout=10), "the stalled upstream was never closed"
@@ -339,33 +386,72 @@ def _long(i: int) -> str:
 
 FAULTS: dict[str, Any] = {
     "ok": lambda i: Fault((Reply(content=_long(i), chunk_words=1, delay=0.01),), "complete", 1),
-    "429-then-ok": lambda i: Fault((ErrorReply(429, RATE_LIMITED, {"Retry-After": "0.5"}),
-                                    ErrorReply(429, RATE_LIMITED), Reply(content=_long(i))),
-                                   "complete", 3),
-    "503-then-ok": lambda i: Fault((ErrorReply(503, OVERLOADED), Reply(content=_long(i))),
-                                   "complete", 2),
-    "504-exhausted": lambda i: Fault((ErrorReply(504, GATEWAY),) * 3 + (Reply(),), "error", 3,
-                                     "gateway timed out (504) and retries did not get through"),
-    "429-exhausted": lambda i: Fault((ErrorReply(429, RATE_LIMITED),) * 3 + (Reply(),), "error",
-                                     3, "rate-limiting this key (429) and retries did not"),
-    "dropped": lambda i: Fault((Reply(content=_long(i), chunk_words=1, delay=0.02,
-                                      drop_after=3), Reply()),
-                               "error", 1, "broke while the answer was streaming", True),
-    "stalled": lambda i: Fault((Reply(content=_long(i), chunk_words=1, stall_after=3), Reply()),
-                               "error", 1, "went silent for 3 s in the middle of the answer",
-                               True),
-    "slow-first-token": lambda i: Fault((Reply(content=_long(i), first_delay=8),) * 2
-                                        + (Reply(),), "error", 2,
-                                        "sent no answer for 3 s (the READ_TIMEOUT limit), on a "
-                                        "second try too"),
-    "error-mid-stream": lambda i: Fault((Reply(content=_long(i), chunk_words=1, error_after=3,
-                                               error_message="Upstream model crashed"), Reply()),
-                                        "error", 1, "reported an error in the middle of the "
-                                        "answer. The provider said: “Upstream model crashed”",
-                                        True),
-    "bad-request": lambda i: Fault((ErrorReply(400, BAD_MODEL), Reply()), "error", 1,
-                                   "refused the request (400). The provider said: “Model does "
-                                   "not exist"),
+    "429-then-ok": lambda i: Fault(
+        (
+            ErrorReply(429, RATE_LIMITED, {"Retry-After": "0.5"}),
+            ErrorReply(429, RATE_LIMITED),
+            Reply(content=_long(i)),
+        ),
+        "complete",
+        3,
+    ),
+    "503-then-ok": lambda i: Fault(
+        (ErrorReply(503, OVERLOADED), Reply(content=_long(i))), "complete", 2
+    ),
+    "504-exhausted": lambda i: Fault(
+        (ErrorReply(504, GATEWAY),) * 3 + (Reply(),),
+        "error",
+        3,
+        "gateway timed out (504) and retries did not get through",
+    ),
+    "429-exhausted": lambda i: Fault(
+        (ErrorReply(429, RATE_LIMITED),) * 3 + (Reply(),),
+        "error",
+        3,
+        "rate-limiting this key (429) and retries did not",
+    ),
+    "dropped": lambda i: Fault(
+        (Reply(content=_long(i), chunk_words=1, delay=0.02, drop_after=3), Reply()),
+        "error",
+        1,
+        "broke while the answer was streaming",
+        True,
+    ),
+    "stalled": lambda i: Fault(
+        (Reply(content=_long(i), chunk_words=1, stall_after=3), Reply()),
+        "error",
+        1,
+        "went silent for 3 s in the middle of the answer",
+        True,
+    ),
+    "slow-first-token": lambda i: Fault(
+        (Reply(content=_long(i), first_delay=8),) * 2 + (Reply(),),
+        "error",
+        2,
+        "sent no answer for 3 s (the READ_TIMEOUT limit), on a second try too",
+    ),
+    "error-mid-stream": lambda i: Fault(
+        (
+            Reply(
+                content=_long(i),
+                chunk_words=1,
+                error_after=3,
+                error_message="Upstream model crashed",
+            ),
+            Reply(),
+        ),
+        "error",
+        1,
+        "reported an error in the middle of the "
+        "answer. The provider said: “Upstream model crashed”",
+        True,
+    ),
+    "bad-request": lambda i: Fault(
+        (ErrorReply(400, BAD_MODEL), Reply()),
+        "error",
+        1,
+        "refused the request (400). The provider said: “Model does not exist",
+    ),
 }
 
 
@@ -384,8 +470,7 @@ def test_a_mixed_run_of_faults_stores_every_message_once_in_a_final_state(
             plan.append((f"mixed question {i} ({kind})", model, fault))
         results = ask_all(app, [(question, model) for question, model, _ in plan])
         turns = stored_turns(app.parley.engine, [question for question, _, _ in plan])
-        for (question, model, fault), (answer, conversation_id) in zip(plan, results,
-                                                                       strict=True):
+        for (question, model, fault), (answer, conversation_id) in zip(plan, results, strict=True):
             turn = turns[question]
             stored = turn.answer
             assert stored.state in FINAL_STATES
@@ -413,20 +498,31 @@ def test_a_mixed_run_of_faults_stores_every_message_once_in_a_final_state(
 
 
 @contextlib.contextmanager
-def parley_process(db_file: Path, fake: FakeOpenAI, workdir: Path, log: Path, **extra: str
-                   ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+def parley_process(
+    db_file: Path, fake: FakeOpenAI, workdir: Path, log: Path, **extra: str
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """`python -m webapp` on a SQLite file, its upstream the fake; yields (process, base URL)
     once /healthz answers. Stopped with SIGTERM on the way out if still running."""
     port = free_port()
     env = base_env() | {
-        "HOST": "127.0.0.1", "PORT": str(port), "DATABASE_URL": f"sqlite:///{db_file}",
-        "SILICONFLOW_BASE_URL": fake.base_url, "SILICONFLOW_API_KEY": "test-key",
-        "JIEKOU_BASE_URL": fake.base_url, "LOG_LEVEL": "WARNING", **extra,
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "DATABASE_URL": f"sqlite:///{db_file}",
+        "SILICONFLOW_BASE_URL": fake.base_url,
+        "SILICONFLOW_API_KEY": "test-key",
+        "JIEKOU_BASE_URL": fake.base_url,
+        "LOG_LEVEL": "WARNING",
+        **extra,
     }
     base = f"http://127.0.0.1:{port}"
     with log.open("ab") as out:
-        child = subprocess.Popen([sys.executable, "-m", "webapp"], cwd=workdir, env=env,
-                                 stdout=out, stderr=subprocess.STDOUT)
+        child = subprocess.Popen(
+            [sys.executable, "-m", "webapp"],
+            cwd=workdir,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.monotonic() + 90
         while True:
@@ -463,9 +559,13 @@ class Watched:
         return next((text for when, text in reversed(self.seen) if when <= moment), "")
 
 
-async def stream_then_signal(base: str, child: subprocess.Popen[bytes], questions: list[str],
-                             signal_number: int, words_first: int
-                             ) -> tuple[dict[str, Watched], float]:
+async def stream_then_signal(
+    base: str,
+    child: subprocess.Popen[bytes],
+    questions: list[str],
+    signal_number: int,
+    words_first: int,
+) -> tuple[dict[str, Watched], float]:
     """Start one /chat per question; once every answer has shown `words_first` words, send the
     server `signal_number` and wait for it to exit. Returns what each client had seen, and
     when the signal went."""
@@ -473,8 +573,9 @@ async def stream_then_signal(base: str, child: subprocess.Popen[bytes], question
     ready = {q: asyncio.Event() for q in questions}
 
     async def one(http: httpx.AsyncClient, chat: gq.Event, question: str) -> None:
-        async for outputs in gq.run(http, f"{base}/", os.urandom(8).hex(), chat,
-                                    [question, "", "", "{}"]):
+        async for outputs in gq.run(
+            http, f"{base}/", os.urandom(8).hex(), chat, [question, "", "", "{}"]
+        ):
             text = str(outputs[0])
             watched[question].seen.append((time.monotonic(), text))
             if len(text.split()) >= words_first:
@@ -510,10 +611,13 @@ def test_sigkill_mid_stream_keeps_what_streamed_and_the_restart_marks_it_interru
     questions = [f"killed question {i}" for i in range(5)]
     engine = make_engine(f"sqlite:///{db_file}")
     try:
-        with parley_process(db_file, fake_openai, tmp_path, log,
-                            MAX_RUNS_PER_USER="10") as (child, base):
-            watched, killed_at = asyncio.run(stream_then_signal(
-                base, child, questions, signal.SIGKILL, words_first=45))
+        with parley_process(db_file, fake_openai, tmp_path, log, MAX_RUNS_PER_USER="10") as (
+            child,
+            base,
+        ):
+            watched, killed_at = asyncio.run(
+                stream_then_signal(base, child, questions, signal.SIGKILL, words_first=45)
+            )
             assert child.returncode == -signal.SIGKILL
         assert fake_openai.wait_for_disconnect(timeout=10, count=5), "upstream streams left open"
 
@@ -539,8 +643,13 @@ def test_sigkill_mid_stream_keeps_what_streamed_and_the_restart_marks_it_interru
                 async with httpx.AsyncClient(timeout=60) as http:
                     chat = await chat_endpoint(http, base)
                     answer = ""
-                    async for outputs in gq.run(http, f"{base}/", os.urandom(8).hex(), chat,
-                                                ["Are you back?", conversation_id, "", "{}"]):
+                    async for outputs in gq.run(
+                        http,
+                        f"{base}/",
+                        os.urandom(8).hex(),
+                        chat,
+                        ["Are you back?", conversation_id, "", "{}"],
+                    ):
                         answer = str(outputs[0])
                     return answer
 
@@ -548,7 +657,8 @@ def test_sigkill_mid_stream_keeps_what_streamed_and_the_restart_marks_it_interru
             sent = [r for r in fake_openai.requests if r["path"].endswith("/chat/completions")]
             assert sent[-1]["json"]["messages"][:2] == [
                 {"role": "user", "content": questions[0]},
-                {"role": "assistant", "content": kept}]
+                {"role": "assistant", "content": kept},
+            ]
     finally:
         engine.dispose()
 
@@ -563,10 +673,12 @@ def test_sigterm_during_long_answers_saves_them_interrupted_within_the_grace_per
     questions = [f"long question {i}" for i in range(3)]
     engine = make_engine(f"sqlite:///{db_file}")
     try:
-        with parley_process(db_file, fake_openai, tmp_path, tmp_path / "parley.log",
-                            SHUTDOWN_GRACE="3") as (child, base):
-            watched, signalled_at = asyncio.run(stream_then_signal(
-                base, child, questions, signal.SIGTERM, words_first=10))
+        with parley_process(
+            db_file, fake_openai, tmp_path, tmp_path / "parley.log", SHUTDOWN_GRACE="3"
+        ) as (child, base):
+            watched, signalled_at = asyncio.run(
+                stream_then_signal(base, child, questions, signal.SIGTERM, words_first=10)
+            )
             exited_at = time.monotonic()
             # uvicorn re-raises the signal once it has shut down cleanly.
             assert child.returncode in (0, -signal.SIGTERM)
@@ -597,18 +709,35 @@ def test_fault_helpers_catch_a_lost_or_doubled_message(tmp_path: Path) -> None:
             assert user_id is not None
             chat_id = repo.create_conversation(session=session, user_id=user_id).id
             for text in ("kept", "doubled", "doubled"):
-                question = repo.add_message(session=session, user_id=user_id,
-                                            conversation_id=chat_id, parent_id=None,
-                                            role="user", content=text)
-                repo.add_message(session=session, user_id=user_id, conversation_id=chat_id,
-                                 parent_id=question.id, role="assistant", content="x")
+                question = repo.add_message(
+                    session=session,
+                    user_id=user_id,
+                    conversation_id=chat_id,
+                    parent_id=None,
+                    role="user",
+                    content=text,
+                )
+                repo.add_message(
+                    session=session,
+                    user_id=user_id,
+                    conversation_id=chat_id,
+                    parent_id=question.id,
+                    role="assistant",
+                    content="x",
+                )
         with pytest.raises(AssertionError, match="lost or doubled"):
             stored_turns(engine, ["kept", "doubled"])
         with pytest.raises(AssertionError, match="lost or doubled"):
             stored_turns(engine, ["kept", "doubled", "missing"])
         with session_factory(engine)() as session:
-            repo.add_message(session=session, user_id=user_id, conversation_id=chat_id,
-                             parent_id=None, role="assistant", state="streaming")
+            repo.add_message(
+                session=session,
+                user_id=user_id,
+                conversation_id=chat_id,
+                parent_id=None,
+                role="assistant",
+                state="streaming",
+            )
         with pytest.raises(AssertionError, match="left streaming"):
             stored_turns(engine, ["kept"])
     finally:

@@ -45,8 +45,7 @@ def test_light_sessions_are_the_ones_the_running_app_makes(sqlite_app: RunningAp
     sqlite_app.client().predict("Hi", "", "", "{}", api_name="/chat")
     holder = sqlite_app.parley.demo.state_holder
     assert holder.session_data  # the call made a session ...
-    assert all(isinstance(s, gradio_tuning.LightSessionState)
-               for s in holder.session_data.values())
+    assert all(isinstance(s, gradio_tuning.LightSessionState) for s in holder.session_data.values())
     # ... which holds configs only for the blocks the event touched, not for all ~200.
     blocks = len(sqlite_app.parley.demo.blocks)
     assert all(len(s.config_values) < 20 < blocks for s in holder.session_data.values())
@@ -88,9 +87,11 @@ async def test_whole_skip_and_mixed_updates_match_gradio() -> None:
     demo, box, panel, chat = small_demo()
     block_fn = demo.fns[0]
     gradio_own = blocks_original_postprocess()
-    cases = [lambda: gr.skip(),  # Gradio mutates updates: a fresh copy for each call
-             lambda: [gr.skip(), gr.update(value="new", visible=True), gr.skip(), 5],
-             lambda: [[], "text", gr.update(visible=False), gr.skip()]]
+    cases = [
+        lambda: gr.skip(),  # Gradio mutates updates: a fresh copy for each call
+        lambda: [gr.skip(), gr.update(value="new", visible=True), gr.skip(), 5],
+        lambda: [[], "text", gr.update(visible=False), gr.skip()],
+    ]
     for make in cases:
         expected = await gradio_own(demo, block_fn, make(), GradioSessionState(demo))
         tuned = await demo.postprocess_data(block_fn, make(), GradioSessionState(demo))
@@ -100,19 +101,26 @@ async def test_whole_skip_and_mixed_updates_match_gradio() -> None:
 def test_settled_messages_show_exactly_what_the_chatbot_would() -> None:
     messages = [
         {"role": "user", "content": [{"type": "text", "text": "  indented\n\tquestion"}]},
-        {"role": "assistant", "content": [{"type": "text", "text": "answer"}],
-         "metadata": {"title": "Thinking", "status": "done"}},
+        {
+            "role": "assistant",
+            "content": [{"type": "text", "text": "answer"}],
+            "metadata": {"title": "Thinking", "status": "done"},
+        },
         {"role": "assistant", "content": "bare string\n    dedented by Gradio"},
     ]
     chatbot = gr.Chatbot(render=False)
     view = settled(View(messages, ["q", "a", "b"]))
     assert view.message_ids == ["q", "a", "b"]
-    assert chatbot.postprocess(view.messages).model_dump() == \
-        chatbot.postprocess(messages).model_dump()
+    assert (
+        chatbot.postprocess(view.messages).model_dump()
+        == chatbot.postprocess(messages).model_dump()
+    )
     # ... and live dicts appended after them go through Gradio's conversion as before.
     live = [*view.messages, {"role": "assistant", "content": [{"type": "text", "text": "x"}]}]
-    assert chatbot.postprocess(live).model_dump() == chatbot.postprocess(
-        [*messages, live[-1]]).model_dump()
+    assert (
+        chatbot.postprocess(live).model_dump()
+        == chatbot.postprocess([*messages, live[-1]]).model_dump()
+    )
 
 
 async def test_component_conversions_run_inline_and_other_work_in_threads() -> None:
@@ -150,7 +158,8 @@ def test_the_queue_polls_less_and_sends_positions_on_a_timer(sqlite_app: Running
 
 
 def test_login_check_runs_on_the_loop_and_still_refuses_strangers(
-        fake_openai: Any, tmp_path: Any) -> None:
+    fake_openai: Any, tmp_path: Any
+) -> None:
     from tests.conftest import start_app
     from webapp.web import _gradio_apps
 
@@ -190,8 +199,14 @@ def _matplotlib_check(tmp_path: Path, *, installed: bool) -> str:
         (tmp_path / "matplotlib").mkdir()
         (tmp_path / "matplotlib" / "__init__.py").write_text("")
         env["PYTHONPATH"] += os.pathsep + str(tmp_path)
-    result = subprocess.run([sys.executable, "-c", MATPLOTLIB_CHECK], env=env, check=True,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", MATPLOTLIB_CHECK],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     return result.stdout.strip()
 
 

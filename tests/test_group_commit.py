@@ -39,8 +39,14 @@ def test_units_submitted_together_commit_once(factory) -> None:
 
     async def burst() -> list[str]:
         group = GroupCommit(make)
-        futures = [group.submit(lambda s, i=i: repo.create_conversation(
-            session=s, user_id=user_id, title=f"c{i}").id) for i in range(20)]
+        futures = [
+            group.submit(
+                lambda s, i=i: (
+                    repo.create_conversation(session=s, user_id=user_id, title=f"c{i}").id
+                )
+            )
+            for i in range(20)
+        ]
         return list(await asyncio.gather(*futures))
 
     ids = asyncio.run(burst())
@@ -58,8 +64,14 @@ def test_a_failing_unit_fails_alone_and_its_neighbours_are_kept(factory) -> None
 
     async def burst() -> list[object]:
         group = GroupCommit(make)
-        futures = [group.submit(lambda s, i=i: repo.create_conversation(
-            session=s, user_id=user_id, title=f"ok{i}").title) for i in range(3)]
+        futures = [
+            group.submit(
+                lambda s, i=i: (
+                    repo.create_conversation(session=s, user_id=user_id, title=f"ok{i}").title
+                )
+            )
+            for i in range(3)
+        ]
         futures.insert(1, group.submit(bad))
         return list(await asyncio.gather(*futures, return_exceptions=True))
 
@@ -74,11 +86,18 @@ def test_units_that_arrive_while_a_batch_is_written_go_in_the_next(factory) -> N
 
     async def waves() -> None:
         group = GroupCommit(make)
-        first = group.submit(lambda s: repo.create_conversation(
-            session=s, user_id=user_id, title="first").id)
+        first = group.submit(
+            lambda s: repo.create_conversation(session=s, user_id=user_id, title="first").id
+        )
         await first
-        later = [group.submit(lambda s, i=i: repo.create_conversation(
-            session=s, user_id=user_id, title=f"later{i}").id) for i in range(5)]
+        later = [
+            group.submit(
+                lambda s, i=i: (
+                    repo.create_conversation(session=s, user_id=user_id, title=f"later{i}").id
+                )
+            )
+            for i in range(5)
+        ]
         await asyncio.gather(*later)
 
     asyncio.run(waves())

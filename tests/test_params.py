@@ -112,10 +112,11 @@ def test_range_error_message_is_exact() -> None:
 
 
 def test_top_logprobs_accepts_its_range_only_with_logprobs() -> None:
-    assert normalize({"logprobs": True, "top_logprobs": 0}) == {"logprobs": True,
-                                                                "top_logprobs": 0}
-    assert normalize({"logprobs": "on", "top_logprobs": 20}) == {"logprobs": True,
-                                                                 "top_logprobs": 20}
+    assert normalize({"logprobs": True, "top_logprobs": 0}) == {"logprobs": True, "top_logprobs": 0}
+    assert normalize({"logprobs": "on", "top_logprobs": 20}) == {
+        "logprobs": True,
+        "top_logprobs": 20,
+    }
     assert refusal({"top_logprobs": 5}) == "Top log-probs needs Log-probs switched on"
     assert refusal({"top_logprobs": 5, "logprobs": False}) == (
         "Top log-probs needs Log-probs switched on"

@@ -56,8 +56,10 @@ def stored(app: RunningApp) -> dict[str, list[tuple[str, str, str]]]:
         with session_factory(engine)() as session:
             ids = session.exec(select(Conversation.id)).all()
             rows = session.exec(select(Message).order_by(Message.created_at)).all()
-            return {cid: [(m.role, m.content, m.state) for m in rows if m.conversation_id == cid]
-                    for cid in ids}
+            return {
+                cid: [(m.role, m.content, m.state) for m in rows if m.conversation_id == cid]
+                for cid in ids
+            }
     finally:
         engine.dispose()
 
@@ -82,8 +84,9 @@ def turn(question: str) -> list[tuple[str, str, str]]:
     return [("user", question, "complete"), ("assistant", f"Echo: {question}", "complete")]
 
 
-def test_a_restart_under_the_running_app_is_survived(pg: PostgresServer,
-                                                       pg_app: RunningApp) -> None:
+def test_a_restart_under_the_running_app_is_survived(
+    pg: PostgresServer, pg_app: RunningApp
+) -> None:
     first_answer, first = chat(pg_app, "Before the restart")
     assert first_answer == "Echo: Before the restart"
     assert healthz(pg_app).status_code == 200  # the pool now holds connections to cut
@@ -102,8 +105,9 @@ def test_a_restart_under_the_running_app_is_survived(pg: PostgresServer,
     }
 
 
-def test_a_database_outage_fails_clearly_and_loses_nothing(pg: PostgresServer,
-                                                             pg_app: RunningApp) -> None:
+def test_a_database_outage_fails_clearly_and_loses_nothing(
+    pg: PostgresServer, pg_app: RunningApp
+) -> None:
     _, first = chat(pg_app, "Before the outage")
     assert healthz(pg_app).status_code == 200
 

@@ -50,10 +50,18 @@ def users(call: Call) -> dict[str, int]:
     return {name: call(ensure_user, username=name).id for name in ("alice", "bob", "root")}
 
 
-def save(call: Call, user_id: int, name: str, *, team: bool = False, is_admin: bool = False,
-         **values: Any) -> Preset:
-    return call(store.save_preset, user_id=user_id, name=name, team=team, is_admin=is_admin,
-                **values)
+def save(
+    call: Call,
+    user_id: int,
+    name: str,
+    *,
+    team: bool = False,
+    is_admin: bool = False,
+    **values: Any,
+) -> Preset:
+    return call(
+        store.save_preset, user_id=user_id, name=name, team=team, is_admin=is_admin, **values
+    )
 
 
 def names(call: Call, user_id: int) -> list[tuple[str, bool]]:
@@ -61,33 +69,56 @@ def names(call: Call, user_id: int) -> list[tuple[str, bool]]:
 
 
 def test_a_user_sees_team_presets_first_then_their_own_by_name(
-        call: Call, users: dict[str, int]) -> None:
+    call: Call, users: dict[str, int]
+) -> None:
     save(call, users["alice"], "zebra", system_prompt="Z")
-    save(call, users["alice"], "Apple", parameters={"temperature": 0.5}, tools=["calculator"],
-         tool_choice="calculator", provider="jiekou", model="m-1")
+    save(
+        call,
+        users["alice"],
+        "Apple",
+        parameters={"temperature": 0.5},
+        tools=["calculator"],
+        tool_choice="calculator",
+        provider="jiekou",
+        model="m-1",
+    )
     save(call, users["bob"], "bob's own")
     save(call, users["root"], "Support bot", team=True, is_admin=True)
     save(call, users["root"], "Analyst", team=True, is_admin=True)
 
     assert names(call, users["alice"]) == [
-        ("Analyst", True), ("Support bot", True), ("Apple", False), ("zebra", False)]
+        ("Analyst", True),
+        ("Support bot", True),
+        ("Apple", False),
+        ("zebra", False),
+    ]
     assert names(call, users["bob"]) == [
-        ("Analyst", True), ("Support bot", True), ("bob's own", False)]
+        ("Analyst", True),
+        ("Support bot", True),
+        ("bob's own", False),
+    ]
     apple = call(store.list_presets, user_id=users["alice"])[2]
     stored = call(store.get_preset, user_id=users["alice"], preset_id=apple.id)
-    assert (stored.parameters, stored.tools, stored.tool_choice, stored.provider,
-            stored.model) == ({"temperature": 0.5}, ["calculator"], "calculator", "jiekou", "m-1")
+    assert (stored.parameters, stored.tools, stored.tool_choice, stored.provider, stored.model) == (
+        {"temperature": 0.5},
+        ["calculator"],
+        "calculator",
+        "jiekou",
+        "m-1",
+    )
 
 
 def test_another_users_private_preset_is_invisible_and_undeletable(
-        call: Call, users: dict[str, int]) -> None:
+    call: Call, users: dict[str, int]
+) -> None:
     mine = save(call, users["alice"], "Mine", system_prompt="secret")
     for user in ("bob", "root"):  # not even an admin reads or deletes someone's own preset
         with pytest.raises(NotFound):
             call(store.get_preset, user_id=users[user], preset_id=mine.id)
         with pytest.raises(NotFound):
-            call(store.delete_preset, user_id=users[user], is_admin=user == "root",
-                 preset_id=mine.id)
+            call(
+                store.delete_preset, user_id=users[user], is_admin=user == "root", preset_id=mine.id
+            )
     assert names(call, users["alice"]) == [("Mine", False)]
     with pytest.raises(InvalidId):
         call(store.get_preset, user_id=users["alice"], preset_id="not-an-id")
@@ -106,14 +137,16 @@ def test_only_admins_publish_or_delete_team_presets(call: Call, users: dict[str,
         call(store.delete_preset, user_id=users["bob"], is_admin=False, preset_id=team.id)
     assert names(call, users["bob"]) == [("Support bot", True)]
     # Another admin may delete it: team presets belong to the team.
-    other_admin = call(accounts.create_account, username="ops", password_hash=None,
-                       is_admin=True).id
+    other_admin = call(
+        accounts.create_account, username="ops", password_hash=None, is_admin=True
+    ).id
     call(store.delete_preset, user_id=other_admin, is_admin=True, preset_id=team.id)
     assert names(call, users["bob"]) == []
 
 
 def test_saving_the_same_name_in_the_same_scope_overwrites(
-        call: Call, users: dict[str, int]) -> None:
+    call: Call, users: dict[str, int]
+) -> None:
     first = save(call, users["alice"], "Reviewer", parameters={"temperature": 0.3})
     again = save(call, users["alice"], "  Reviewer ", system_prompt="Be strict.")
     assert again.id == first.id
@@ -124,8 +157,9 @@ def test_saving_the_same_name_in_the_same_scope_overwrites(
     team = save(call, users["root"], "Reviewer", team=True, is_admin=True)
     assert len({first.id, bobs.id, team.id}) == 3
     # Team presets share one scope: a second admin republishing replaces the first's.
-    other_admin = call(accounts.create_account, username="ops", password_hash=None,
-                       is_admin=True).id
+    other_admin = call(
+        accounts.create_account, username="ops", password_hash=None, is_admin=True
+    ).id
     replaced = save(call, other_admin, "Reviewer", team=True, is_admin=True, model="m-2")
     assert replaced.id == team.id and replaced.model == "m-2"
     assert names(call, users["alice"]) == [("Reviewer", True), ("Reviewer", False)]
@@ -151,42 +185,72 @@ def registry() -> ToolRegistry:
 
 
 def test_check_cleans_parameters_tools_and_tool_choice(registry: ToolRegistry) -> None:
-    cleaned = check(PresetValues(
-        name=" My  reviewer ", parameters={"temperature": "0.3", "max_tokens": "2048",
-                                          "stop": "END\n", "enable_thinking": "on"},
-        tools=("current_time", "calculator"), tool_choice="calculator", provider=" jiekou "),
-        registry)
+    cleaned = check(
+        PresetValues(
+            name=" My  reviewer ",
+            parameters={
+                "temperature": "0.3",
+                "max_tokens": "2048",
+                "stop": "END\n",
+                "enable_thinking": "on",
+            },
+            tools=("current_time", "calculator"),
+            tool_choice="calculator",
+            provider=" jiekou ",
+        ),
+        registry,
+    )
     assert cleaned.name == "My reviewer" and cleaned.provider == "jiekou"
-    assert cleaned.parameters == {"temperature": 0.3, "max_tokens": 2048, "stop": ["END"],
-                                  "enable_thinking": True}
+    assert cleaned.parameters == {
+        "temperature": 0.3,
+        "max_tokens": 2048,
+        "stop": ["END"],
+        "enable_thinking": True,
+    }
     assert cleaned.tools == ("calculator", "current_time")  # registry order
     assert cleaned.tool_choice == "calculator"
 
 
-@pytest.mark.parametrize(("values", "message"), [
-    (PresetValues(parameters={"temperature": 3}), "Temperature must be between 0 and 2 (got 3)"),
-    (PresetValues(parameters={"top_p": 0, "n": 99}),
-     "Top-p must be more than 0 and at most 1 (got 0); Choices (n) must be between 1 and 8"),
-    (PresetValues(parameters={"temprature": 1}), "Unknown parameter 'temprature'"),
-    (PresetValues(tools=("calculator", "nope")),
-     "The preset names unknown tools 'nope'; available: calculator, current_time, "
-     "search_conversations"),
-    (PresetValues(tools=("calculator",), tool_choice="current_time"),
-     "tool_choice 'current_time' is not one of the offered tools (calculator)"),
-    (PresetValues(tool_choice="required"), 'tool_choice is "required" but no tool is offered'),
-])
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (
+            PresetValues(parameters={"temperature": 3}),
+            "Temperature must be between 0 and 2 (got 3)",
+        ),
+        (
+            PresetValues(parameters={"top_p": 0, "n": 99}),
+            "Top-p must be more than 0 and at most 1 (got 0); Choices (n) must be between 1 and 8",
+        ),
+        (PresetValues(parameters={"temprature": 1}), "Unknown parameter 'temprature'"),
+        (
+            PresetValues(tools=("calculator", "nope")),
+            "The preset names unknown tools 'nope'; available: calculator, current_time, "
+            "search_conversations",
+        ),
+        (
+            PresetValues(tools=("calculator",), tool_choice="current_time"),
+            "tool_choice 'current_time' is not one of the offered tools (calculator)",
+        ),
+        (PresetValues(tool_choice="required"), 'tool_choice is "required" but no tool is offered'),
+    ],
+)
 def test_check_refuses_invalid_values_with_a_message(
-        registry: ToolRegistry, values: PresetValues, message: str) -> None:
+    registry: ToolRegistry, values: PresetValues, message: str
+) -> None:
     with pytest.raises(PresetError) as caught:
         check(values, registry)
     assert message in str(caught.value)
 
 
-def test_every_shipped_preset_is_valid_and_keeps_provider_and_model(
-        registry: ToolRegistry) -> None:
+def test_every_shipped_preset_is_valid_and_keeps_provider_and_model(registry: ToolRegistry) -> None:
     assert [s.values.name for s in SHIPPED] == [
-        "Precise answers", "Creative writing", "Step-by-step reasoning", "Code reviewer",
-        "Calculator and clock"]
+        "Precise answers",
+        "Creative writing",
+        "Step-by-step reasoning",
+        "Code reviewer",
+        "Calculator and clock",
+    ]
     for shipped in SHIPPED:
         cleaned = check(shipped.values, registry)
         assert cleaned.parameters == dict(shipped.values.parameters)
@@ -202,8 +266,10 @@ def test_every_shipped_preset_is_valid_and_keeps_provider_and_model(
 
 
 def test_choices_are_team_then_shipped_then_mine_with_stable_values() -> None:
-    stored = [Preset(id="a" * 32, user_id=1, name="Support bot", team=True),
-              Preset(id="b" * 32, user_id=1, name="My reviewer")]
+    stored = [
+        Preset(id="a" * 32, user_id=1, name="Support bot", team=True),
+        Preset(id="b" * 32, user_id=1, name="My reviewer"),
+    ]
     listed = [c.pair() for c in choices(stored)]
     assert listed[0] == ("★ Team: Support bot", "db:" + "a" * 32)
     assert listed[1] == ("Shipped: Precise answers", "shipped:precise")
@@ -224,8 +290,7 @@ def app(fake_openai: FakeOpenAI, database_url: str) -> Iterator[RunningApp]:
     """Parley with accounts on each database; root is an admin, alice and bob are not."""
     running = start_app(fake_openai, database_url, AUTH_MODE="accounts")
     with session_factory(running.parley.engine)() as session:
-        accounts.create_account(session=session, username="root", password_hash=None,
-                                is_admin=True)
+        accounts.create_account(session=session, username="root", password_hash=None, is_admin=True)
     try:
         yield running
     finally:
@@ -253,7 +318,8 @@ async def listed(ui: PresetsUI, name: str) -> list[tuple[str, str]]:
 
 
 async def test_applying_a_shipped_preset_fills_every_control_and_keeps_provider_and_model(
-        app: RunningApp) -> None:
+    app: RunningApp,
+) -> None:
     ui = presets_ui(app)
     updates = await ui.apply("shipped:precise", SessionState(), as_user("alice"))
     precise = find_shipped("precise").values
@@ -274,12 +340,22 @@ async def test_applying_a_shipped_preset_fills_every_control_and_keeps_provider_
 
 
 async def test_applying_a_saved_preset_sets_provider_model_tools_and_parameters(
-        app: RunningApp) -> None:
+    app: RunningApp,
+) -> None:
     ui = presets_ui(app)
     alice = as_user("alice")
     dropdown, status = await ui.save(
-        alice, SessionState(), "Jiekou reviewer", False, "Review this.", "jiekou", "my-model",
-        ["calculator"], "calculator", *params(temperature=0.3, stop=["END"], seed=7))
+        alice,
+        SessionState(),
+        "Jiekou reviewer",
+        False,
+        "Review this.",
+        "jiekou",
+        "my-model",
+        ["calculator"],
+        "calculator",
+        *params(temperature=0.3, stop=["END"], seed=7),
+    )
     assert status == "Saved preset “Jiekou reviewer”."
     value = dropdown["value"]
     assert ("Mine: Jiekou reviewer", value) in [tuple(c) for c in dropdown["choices"]]
@@ -291,8 +367,9 @@ async def test_applying_a_saved_preset_sets_provider_model_tools_and_parameters(
     assert updates[5:] == tuple(controls.show({"temperature": 0.3, "stop": ["END"], "seed": 7}))
 
     # A preset without a provider keeps the current one but may still name a model.
-    _, _ = await ui.save(alice, SessionState(), "Model only", False, "", "", "other-model", [],
-                         "auto", *UNSET)
+    _, _ = await ui.save(
+        alice, SessionState(), "Model only", False, "", "", "other-model", [], "auto", *UNSET
+    )
     stored = {label: v for label, v in await listed(ui, "alice")}
     model_only = await ui.apply(stored["Mine: Model only"], SessionState(), alice)
     assert model_only[1:3] == (SKIP, gr.update(value="other-model"))
@@ -302,25 +379,47 @@ async def test_saving_refuses_invalid_settings_with_the_reason(app: RunningApp) 
     ui = presets_ui(app)
     alice = as_user("alice")
     with pytest.raises(gr.Error, match=r"Temperature must be between 0 and 2 \(got 3\)"):
-        await ui.save(alice, SessionState(), "Hot", False, "", "siliconflow", "",
-                      [], "auto", *params(temperature=3))
+        await ui.save(
+            alice,
+            SessionState(),
+            "Hot",
+            False,
+            "",
+            "siliconflow",
+            "",
+            [],
+            "auto",
+            *params(temperature=3),
+        )
     with pytest.raises(gr.Error, match="names unknown tools 'nope'"):
-        await ui.save(alice, SessionState(), "Tools", False, "", "siliconflow", "",
-                      ["nope"], "auto", *UNSET)
+        await ui.save(
+            alice, SessionState(), "Tools", False, "", "siliconflow", "", ["nope"], "auto", *UNSET
+        )
     with pytest.raises(gr.Error, match="Give the preset a name"):
         await ui.save(alice, SessionState(), "  ", False, "", "", "", [], "auto", *UNSET)
     with pytest.raises(gr.Error, match="1–100 characters"):
         await ui.save(alice, SessionState(), "x" * 101, False, "", "", "", [], "auto", *UNSET)
     assert [label for label, _ in await listed(ui, "alice")] == [
-        f"Shipped: {s.values.name}" for s in SHIPPED]
+        f"Shipped: {s.values.name}" for s in SHIPPED
+    ]
 
 
 async def test_private_and_team_presets_between_users_end_to_end(app: RunningApp) -> None:
     ui = presets_ui(app)
     alice, bob, root = as_user("alice"), as_user("bob"), as_user("root")
 
-    dropdown, _ = await ui.save(alice, SessionState(), "My reviewer", False, "Be picky.", "", "",
-                                [], "auto", *params(temperature=0.1))
+    dropdown, _ = await ui.save(
+        alice,
+        SessionState(),
+        "My reviewer",
+        False,
+        "Be picky.",
+        "",
+        "",
+        [],
+        "auto",
+        *params(temperature=0.1),
+    )
     alices = dropdown["value"]
     assert ("Mine: My reviewer", alices) in await listed(ui, "alice")
     assert all("My reviewer" not in label for label, _ in await listed(ui, "bob"))
@@ -335,9 +434,18 @@ async def test_private_and_team_presets_between_users_end_to_end(app: RunningApp
     assert (await ui.team_visible(SessionState(), bob))["visible"] is False
     assert (await ui.team_visible(SessionState(), root))["visible"] is True
 
-    dropdown, status = await ui.save(root, SessionState(), "Support bot", True,
-                                     "You help our customers.", "", "", ["current_time"],
-                                     "auto", *params(temperature=0.4))
+    dropdown, status = await ui.save(
+        root,
+        SessionState(),
+        "Support bot",
+        True,
+        "You help our customers.",
+        "",
+        "",
+        ["current_time"],
+        "auto",
+        *params(temperature=0.4),
+    )
     assert status == "Saved team preset “Support bot”."
     team = dropdown["value"]
     for name in ("alice", "bob", "root"):
@@ -356,14 +464,16 @@ async def test_private_and_team_presets_between_users_end_to_end(app: RunningApp
     assert all(value != team for _, value in await listed(ui, "bob"))
     _, status = await ui.delete(alices, SessionState(), alice)
     assert [label for label, _ in await listed(ui, "alice")] == [
-        f"Shipped: {s.values.name}" for s in SHIPPED]
+        f"Shipped: {s.values.name}" for s in SHIPPED
+    ]
 
 
 # ---- the layout and wiring -------------------------------------------------------------------
 
 
 async def test_the_presets_row_wires_private_events_and_gradio_injects_the_request(
-        app: RunningApp) -> None:
+    app: RunningApp,
+) -> None:
     ui = presets_ui(app)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # e.g. Gradio's "expected N arguments" warning
@@ -373,18 +483,40 @@ async def test_the_presets_row_wires_private_events_and_gradio_injects_the_reque
             tools_box, tool_choice = gr.CheckboxGroup(), gr.Dropdown()
             param_controls = [controls.make_control(p) for p in PARAMS]
             components = build_presets_row(ui)
-            wire_presets(components, ui, state=state, system=system, provider=provider,
-                         model=model, tools_box=tools_box, tool_choice=tool_choice,
-                         params=param_controls, demo=demo)
+            wire_presets(
+                components,
+                ui,
+                state=state,
+                system=system,
+                provider=provider,
+                model=model,
+                tools_box=tools_box,
+                tool_choice=tool_choice,
+                params=param_controls,
+                demo=demo,
+            )
     assert components.dropdown.elem_id == "preset"
-    assert [c.elem_id for c in (components.name, components.team, components.save,
-                                components.delete, components.status)] == [
-        "preset-name", "preset-team", "save-preset", "delete-preset", "preset-status"]
+    assert [
+        c.elem_id
+        for c in (
+            components.name,
+            components.team,
+            components.save,
+            components.delete,
+            components.status,
+        )
+    ] == ["preset-name", "preset-team", "save-preset", "delete-preset", "preset-status"]
     assert ("Shipped: Precise answers", "shipped:precise") in [
-        tuple(c) for c in components.dropdown.choices]
+        tuple(c) for c in components.dropdown.choices
+    ]
     fns = list(demo.fns.values())
     assert {fn.fn.__name__ for fn in fns if fn.fn is not None} == {
-        "apply", "save", "delete", "choices", "team_visible"}
+        "apply",
+        "save",
+        "delete",
+        "choices",
+        "team_visible",
+    }
     assert all(fn.api_visibility == "private" for fn in fns)
     apply = next(fn for fn in fns if fn.fn is not None and fn.fn.__name__ == "apply")
     assert [t[1] for t in apply.targets] == ["select"]  # .input fires twice per pick in Gradio 6.31

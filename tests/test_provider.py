@@ -317,8 +317,10 @@ async def test_503_exhausts_retries_with_backoff(
     assert len(fake.requests) == 4
 
 
-SCHEMA_500 = ('{"code":50000,"message":"response_format.json_schema is invalid: '
-              'additionalProperties must be a boolean"}')
+SCHEMA_500 = (
+    '{"code":50000,"message":"response_format.json_schema is invalid: '
+    'additionalProperties must be a boolean"}'
+)
 
 
 async def test_a_500_is_a_server_error_retried_once(
@@ -331,8 +333,10 @@ async def test_a_500_is_a_server_error_retried_once(
     assert len(fake.requests) == 2 and info.value.attempts == 2
     assert sleeps.delays == [0.5]
     shown = describe_error(info.value)
-    assert shown.startswith("SiliconFlow answered with a server error (500): "
-                            "“Internal error, request id 7f3a”. A retry got the same answer.")
+    assert shown.startswith(
+        "SiliconFlow answered with a server error (500): "
+        "“Internal error, request id 7f3a”. A retry got the same answer."
+    )
     assert "overload" not in shown
 
 
@@ -345,12 +349,11 @@ async def test_a_500_that_names_a_request_problem_is_not_retried(
     assert len(fake.requests) == 1 and sleeps.delays == []
     assert describe_error(info.value).startswith(
         "SiliconFlow answered with a server error (500): “response_format.json_schema is "
-        "invalid: additionalProperties must be a boolean”. If the request uses unusual")
+        "invalid: additionalProperties must be a boolean”. If the request uses unusual"
+    )
 
 
-async def test_a_500_once_then_an_answer(
-    fake: FakeOpenAI, http: httpx.AsyncClient, sleeps: Sleeps
-):
+async def test_a_500_once_then_an_answer(fake: FakeOpenAI, http: httpx.AsyncClient, sleeps: Sleeps):
     fake.enqueue(ErrorReply(500, '"oops"'), Reply(content="ok"))
     assert text_of(await collect(make_client(fake, http, sleeps))) == "ok"
     assert len(fake.requests) == 2
@@ -375,7 +378,8 @@ async def test_a_stall_before_any_data_twice_is_reported(
         await collect(make_client(fake, http, sleeps, read_timeout_s=0.3))
     assert len(fake.requests) == 2 and info.value.attempts == 2
     assert "sent no answer for 0.3 s (the READ_TIMEOUT limit), on a second try too" in (
-        describe_error(info.value))
+        describe_error(info.value)
+    )
 
 
 async def test_a_stall_after_the_first_chunk_is_not_retried(

@@ -117,8 +117,12 @@ def test_no_thinking_block_without_reasoning() -> None:
 
 
 def test_stats_item_under_a_complete_answer() -> None:
-    answer = assistant("ok", model="m1", usage={"prompt_tokens": 1, "completion_tokens": 2},
-                       timings={"ttft_ms": 500})
+    answer = assistant(
+        "ok",
+        model="m1",
+        usage={"prompt_tokens": 1, "completion_tokens": 2},
+        timings={"ttft_ms": 500},
+    )
     view = render_path([answer])
     stats = view.messages[-1]
     expected = "1 prompt · 2 completion tokens · first token 0.50 s · m1"
@@ -162,8 +166,11 @@ def test_streaming_row_without_text_shows_an_ellipsis_and_no_stats() -> None:
 
 
 def test_tool_and_system_rows_are_not_shown() -> None:
-    rows = [Message(role="system", content="s"), user("u"),
-            Message(role="tool", content="t", tool_call_id="c")]
+    rows = [
+        Message(role="system", content="s"),
+        user("u"),
+        Message(role="tool", content="t", tool_call_id="c"),
+    ]
     view = render_path(rows)
     assert texts(view) == ["u"]
     assert view.message_ids == [rows[1].id]
@@ -181,8 +188,15 @@ def test_message_ids_align_with_messages() -> None:
     view = render_path(path)
     assert len(view.messages) == len(view.message_ids) == 9
     assert view.message_ids == [
-        path[0].id, path[1].id, path[1].id, path[1].id, path[2].id, path[3].id, path[3].id,
-        path[4].id, path[5].id,
+        path[0].id,
+        path[1].id,
+        path[1].id,
+        path[1].id,
+        path[2].id,
+        path[3].id,
+        path[3].id,
+        path[4].id,
+        path[5].id,
     ]
 
 
@@ -191,8 +205,13 @@ def test_choice_group_shows_every_sibling_with_its_id() -> None:
     other = assistant("B", choice_index=1, batch_id="b")
     question = user("q")
     view = render_path([question, kept], {kept.id: [kept, other]})
-    assert texts(view) == ["q", "**Choice 1 of 2 (✓ kept)**", "A",
-                           "**Choice 2 of 2 (not kept)**", "B"]
+    assert texts(view) == [
+        "q",
+        "**Choice 1 of 2 (✓ kept)**",
+        "A",
+        "**Choice 2 of 2 (not kept)**",
+        "B",
+    ]
     assert view.message_ids == [question.id, kept.id, kept.id, other.id, other.id]
 
 
@@ -231,11 +250,13 @@ def test_live_pending_thinking_while_reasoning_streams() -> None:
     clock.now = 13.0
     view = render_live(prior, progress, ["a1"], state="streaming", error="", model="m")
     assert texts(view) == ["question", "Considering"]
-    assert view.messages[1]["metadata"] == {"title": "Thinking", "status": "pending",
-                                            "duration": 2.0}
+    assert view.messages[1]["metadata"] == {
+        "title": "Thinking",
+        "status": "pending",
+        "duration": 2.0,
+    }
     assert view.message_ids == [question.id, "a1"]
-    assert prior.messages == [{"role": "user", "content": [{"type": "text",
-                                                            "text": "question"}]}]
+    assert prior.messages == [{"role": "user", "content": [{"type": "text", "text": "question"}]}]
 
 
 def test_live_thinking_done_once_content_starts() -> None:
@@ -247,8 +268,7 @@ def test_live_thinking_done_once_content_starts() -> None:
     progress.apply(TextDelta("The answer"))
     prior, _ = prior_view()
     view = render_live(prior, progress, ["a1"], state="streaming", error="", model="m")
-    assert view.messages[1]["metadata"] == {"title": "Thinking", "status": "done",
-                                            "duration": 1.5}
+    assert view.messages[1]["metadata"] == {"title": "Thinking", "status": "done", "duration": 1.5}
     assert texts(view)[1:] == ["r", "The answer"]
 
 
@@ -279,8 +299,13 @@ def test_live_every_choice_when_n_is_more_than_one() -> None:
     progress.apply(TextDelta("second", choice=1))
     prior, question = prior_view()
     view = render_live(prior, progress, ["a1", "a2"], state="streaming", error="", model="m")
-    assert texts(view) == ["question", "**Choice 1 of 2 (✓ kept)**", "first",
-                           "**Choice 2 of 2**", "second"]
+    assert texts(view) == [
+        "question",
+        "**Choice 1 of 2 (✓ kept)**",
+        "first",
+        "**Choice 2 of 2**",
+        "second",
+    ]
     assert text_of(view.messages[1]) == "**Choice 1 of 2 (✓ kept)**"
     assert text_of(view.messages[3]) == "**Choice 2 of 2**"
     assert view.message_ids == [question.id, "a1", "a1", "a2", "a2"]
@@ -299,8 +324,10 @@ def test_live_done_adds_stats_with_usage_on_the_first_choice_only() -> None:
     prior, _ = prior_view()
     view = render_live(prior, progress, ["a1", "a2"], state="complete", error="", model="m")
     all_texts = texts(view)
-    assert "<small>3 prompt · 40 completion tokens · first token 0.50 s · 20 tok/s · m</small>" \
+    assert (
+        "<small>3 prompt · 40 completion tokens · first token 0.50 s · 20 tok/s · m</small>"
         in all_texts
+    )
     assert "<small>first token 0.50 s · 20 tok/s · m</small>" in all_texts
     assert len(view.messages) == len(view.message_ids) == 7
 
@@ -311,8 +338,7 @@ def test_live_stopped_and_error_marks() -> None:
     prior, _ = prior_view()
     stopped = render_live(prior, progress, ["a1"], state="stopped", error="", model="")
     assert texts(stopped)[1:3] == ["part", STATE_MARKS["stopped"]]
-    failed = render_live(prior, progress, ["a1"], state="error", error="Server said no.",
-                         model="")
+    failed = render_live(prior, progress, ["a1"], state="error", error="Server said no.", model="")
     assert texts(failed)[1:3] == ["part", "⚠ Server said no."]
 
 
@@ -333,35 +359,49 @@ def test_feedback_values_are_one_per_answer_bubble() -> None:
 
 # --- tool calls -----------------------------------------------------------------------------
 
-CALL = {"id": "c1", "type": "function",
-        "function": {"name": "calculator", "arguments": '{"expression":"6*7"}'}}
+CALL = {
+    "id": "c1",
+    "type": "function",
+    "function": {"name": "calculator", "arguments": '{"expression":"6*7"}'},
+}
 
 
-def test_stored_tool_round_shows_a_block_per_call_and_figures_only_under_the_final_answer(
-) -> None:
-    asked = assistant("Let me compute.", tool_calls=[CALL], usage={"prompt_tokens": 1},
-                      state="complete")
-    result = Message(role="tool", content="42", tool_call_id="c1", name="calculator",
-                     tool_status="done", timings={"duration_ms": 1234})
+def test_stored_tool_round_shows_a_block_per_call_and_figures_only_under_the_final_answer() -> None:
+    asked = assistant(
+        "Let me compute.", tool_calls=[CALL], usage={"prompt_tokens": 1}, state="complete"
+    )
+    result = Message(
+        role="tool",
+        content="42",
+        tool_call_id="c1",
+        name="calculator",
+        tool_status="done",
+        timings={"duration_ms": 1234},
+    )
     final = assistant("It is 42.", usage={"prompt_tokens": 9, "completion_tokens": 3})
     view = render_path([user("6*7?"), asked, result, final])
     shown = texts(view)
     assert shown[:2] == ["6*7?", "Let me compute."]
     block = view.messages[2]
-    assert block["metadata"] == {"title": "🛠 calculator · done", "status": "done",
-                                 "duration": 1.23}
-    assert text_of(block) == ('**Arguments**\n\n```json\n{\n  "expression": "6*7"\n}\n```\n\n'
-                              "**Result**\n\n```\n42\n```")
+    assert block["metadata"] == {"title": "🛠 calculator · done", "status": "done", "duration": 1.23}
+    assert text_of(block) == (
+        '**Arguments**\n\n```json\n{\n  "expression": "6*7"\n}\n```\n\n**Result**\n\n```\n42\n```'
+    )
     assert shown[3] == "It is 42."
     assert sum("prompt" in t for t in shown) == 1 and "9 prompt" in shown[-1]
     assert view.message_ids[2] == asked.id and view.message_ids[-1] == final.id
 
 
-@pytest.mark.parametrize(("status", "title", "pending"), [
-    ("error", "⚠ calculator · error", False), ("timeout", "⚠ calculator · timed out", False),
-    ("denied", "🛠 calculator · denied", False), ("cancelled", "🛠 calculator · cancelled", False),
-    ("not_run", "🛠 calculator · not run", False),
-])
+@pytest.mark.parametrize(
+    ("status", "title", "pending"),
+    [
+        ("error", "⚠ calculator · error", False),
+        ("timeout", "⚠ calculator · timed out", False),
+        ("denied", "🛠 calculator · denied", False),
+        ("cancelled", "🛠 calculator · cancelled", False),
+        ("not_run", "🛠 calculator · not run", False),
+    ],
+)
 def test_stored_tool_statuses(status: str, title: str, pending: bool) -> None:
     result = Message(role="tool", content="why", tool_call_id="c1", tool_status=status)
     view = render_path([user("q"), assistant("", tool_calls=[CALL]), result])
@@ -397,8 +437,9 @@ def test_live_earlier_rounds_stay_visible_when_the_next_starts() -> None:
     call = ToolCall("c1", "calculator", '{"expression":"1"}')
     progress.apply(TextDelta("First."))
     progress.apply(ToolCallStarted(call))
-    progress.apply(ToolCallFinished(ToolResult("c1", "calculator", call.arguments, "1",
-                                               duration_ms=5)))
+    progress.apply(
+        ToolCallFinished(ToolResult("c1", "calculator", call.arguments, "1", duration_ms=5))
+    )
     progress.apply(RoundStarted(1))
     progress.apply(TextDelta("Second."))
     view = render_live(View([], []), progress, ["a2"], state="complete", error="", model="m")
@@ -412,9 +453,13 @@ def test_rounds_reusing_a_call_id_each_show_their_own_result() -> None:
     call = {**CALL, "id": "call_0"}
     first = assistant("", tool_calls=[call])
     second = assistant("", tool_calls=[call])
-    rows = [user("q"), first, Message(role="tool", content="RESULT-ONE", tool_call_id="call_0",
-                                       tool_status="done"),
-            second, Message(role="tool", content="RESULT-TWO", tool_call_id="call_0",
-                            tool_status="done"), assistant("done")]
+    rows = [
+        user("q"),
+        first,
+        Message(role="tool", content="RESULT-ONE", tool_call_id="call_0", tool_status="done"),
+        second,
+        Message(role="tool", content="RESULT-TWO", tool_call_id="call_0", tool_status="done"),
+        assistant("done"),
+    ]
     shown = texts(render_path(rows))
     assert "RESULT-ONE" in shown[1] and "RESULT-TWO" in shown[2]

@@ -35,12 +35,15 @@ class Work:
             raise
 
 
-def start(manager: RunManager, user_id: int = 1, conversation: str = "c1",
-          work: Callable[[Run], Awaitable[None]] | None = None) -> tuple[Run, Work]:
+def start(
+    manager: RunManager,
+    user_id: int = 1,
+    conversation: str = "c1",
+    work: Callable[[Run], Awaitable[None]] | None = None,
+) -> tuple[Run, Work]:
     job = Work()
     reservation = manager.reserve(user_id)
-    run = manager.launch(reservation, conversation, {"count": 0},
-                         work or job)  # type: ignore[arg-type]
+    run = manager.launch(reservation, conversation, {"count": 0}, work or job)  # type: ignore[arg-type]
     reservation.release()
     return run, job
 

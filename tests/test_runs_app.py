@@ -23,8 +23,13 @@ WORDS = " ".join(f"w{n}" for n in range(60))  # 60 words at 20 a second: a 3 s a
 
 @pytest.fixture
 def app(fake_openai: FakeOpenAI, database_url: str) -> Iterator[RunningApp]:
-    running = start_app(fake_openai, database_url, AUTH_MODE="header", MAX_RUNS_PER_USER="4",
-                        RUN_UNWATCHED_TIMEOUT="600")
+    running = start_app(
+        fake_openai,
+        database_url,
+        AUTH_MODE="header",
+        MAX_RUNS_PER_USER="4",
+        RUN_UNWATCHED_TIMEOUT="600",
+    )
     try:
         yield running
     finally:
@@ -39,8 +44,9 @@ def answer_row(app: RunningApp, user: str, conversation_id: str) -> Any:
     with session_factory(app.parley.engine)() as session:
         owner = repo.ensure_user(session=session, username=user)
         assert owner.id is not None
-        messages = repo.load_messages(session=session, user_id=owner.id,
-                                      conversation_id=conversation_id)
+        messages = repo.load_messages(
+            session=session, user_id=owner.id, conversation_id=conversation_id
+        )
         return [m for m in messages if m.role == "assistant"][-1]
 
 
@@ -109,8 +115,7 @@ def test_the_fifth_live_run_of_a_user_is_refused(app: RunningApp) -> None:
     for _, conversation_id, _ in running:
         assert alice.predict(conversation_id, api_name="/stop") == "stopped 1 answer"
     app.fake.default = Reply(echo=True)
-    assert alice.predict("now it fits", "", "", "{}", api_name="/chat")[0] == (
-        "Echo: now it fits")
+    assert alice.predict("now it fits", "", "", "{}", api_name="/chat")[0] == ("Echo: now it fits")
 
 
 def test_a_run_nobody_watches_is_stopped_after_the_timeout(

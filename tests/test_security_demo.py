@@ -54,17 +54,22 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # ---- helpers ---------------------------------------------------------------------------------
 
+
 def png_bytes(width: int, height: int, rgba: bool = True) -> bytes:
     """A valid, all-black PNG of any size, made row by row (little memory, a small file)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I",
-                                                                         zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
     row = b"\0" * (width * (4 if rgba else 3) + 1)
     packer = zlib.compressobj(9)
     body = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
     header = struct.pack(">IIBBBBB", width, height, 8, 6 if rgba else 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body)
-            + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+    )
 
 
 def small_png(color: tuple[int, int, int] = (10, 200, 30)) -> bytes:
@@ -101,8 +106,14 @@ def peak_memory(tmp_path: Path, raw: bytes, threads: int = 1) -> dict[str, Any]:
     memory it took at its peak, in MB, and what each check said."""
     path = tmp_path / "upload.bin"
     path.write_bytes(raw)
-    done = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, str(path), str(threads)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK_SCRIPT, str(path), str(threads)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
@@ -118,21 +129,36 @@ def send_event(app: RunningApp, box: dict[str, Any], timeout: float = 60) -> dic
     with httpx.Client(timeout=timeout) as http:
         config = http.get(app.url + "config").json()
         by_id = {c["id"]: c for c in config["components"]}
-        box_id = next(c["id"] for c in config["components"]
-                      if c.get("props", {}).get("elem_id") == "message")
-        send = next(d for d in config["dependencies"]
-                    if [box_id, "submit"] in [list(t) for t in d["targets"]]
-                    and box_id in d["inputs"])
+        box_id = next(
+            c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == "message"
+        )
+        send = next(
+            d
+            for d in config["dependencies"]
+            if [box_id, "submit"] in [list(t) for t in d["targets"]] and box_id in d["inputs"]
+        )
         values = {"message": box, "model": VISION, "attach-url": ""}
-        data = [values.get(by_id[i].get("props", {}).get("elem_id"),
-                           by_id[i].get("props", {}).get("value")) for i in send["inputs"]]
+        data = [
+            values.get(
+                by_id[i].get("props", {}).get("elem_id"), by_id[i].get("props", {}).get("value")
+            )
+            for i in send["inputs"]
+        ]
         session_hash = secrets.token_hex(8)
-        http.post(app.url + "gradio_api/queue/join", json={
-            "data": data, "fn_index": send["id"], "trigger_id": box_id,
-            "session_hash": session_hash, "event_data": None}).raise_for_status()
+        http.post(
+            app.url + "gradio_api/queue/join",
+            json={
+                "data": data,
+                "fn_index": send["id"],
+                "trigger_id": box_id,
+                "session_hash": session_hash,
+                "event_data": None,
+            },
+        ).raise_for_status()
         toasts = []
-        with http.stream("GET", app.url + "gradio_api/queue/data",
-                         params={"session_hash": session_hash}) as stream:
+        with http.stream(
+            "GET", app.url + "gradio_api/queue/data", params={"session_hash": session_hash}
+        ) as stream:
             for line in stream.iter_lines():
                 if not line.startswith("data:"):
                     continue
@@ -141,8 +167,11 @@ def send_event(app: RunningApp, box: dict[str, Any], timeout: float = 60) -> dic
                     toasts.append(str(message.get("log")))
                 if message.get("msg") == "process_completed":
                     output = message.get("output") or {}
-                    return {"success": message.get("success"), "error": output.get("error"),
-                            "toasts": toasts}
+                    return {
+                        "success": message.get("success"),
+                        "error": output.get("error"),
+                        "toasts": toasts,
+                    }
     raise AssertionError("the send event never completed")
 
 
@@ -154,6 +183,7 @@ def stored_attachments(app: RunningApp) -> list[Any]:
 @contextlib.contextmanager
 def repo_session(app: RunningApp) -> Any:
     from storage.db import session_factory
+
     with session_factory(app.parley.engine)() as session:
         yield session
 
@@ -163,16 +193,19 @@ def repo_session(app: RunningApp) -> Any:
 # true, and mount_gradio_app (webapp/web.py) never sets it: the check is skipped, any path the
 # server can read is copied into Gradio's cache and handed to `ChatUI.send`.
 
+
 def test_a_send_cannot_attach_a_server_image_that_was_never_uploaded(
     sqlite_app: RunningApp, tmp_path: Path
 ) -> None:
     secret = tmp_path / "private-scan.png"  # any image the server can read, outside the uploads
     secret.write_bytes(small_png((1, 2, 3)))
-    outcome = send_event(sqlite_app, {"text": "What is in this picture?",
-                                      "files": [file_data(secret)]})
+    outcome = send_event(
+        sqlite_app, {"text": "What is in this picture?", "files": [file_data(secret)]}
+    )
     sent = json.dumps([r["json"] for r in sqlite_app.fake.requests])
     assert base64.b64encode(secret.read_bytes()).decode() not in sent, (
-        "a server file reached the provider as the user's image")
+        "a server file reached the provider as the user's image"
+    )
     assert stored_attachments(sqlite_app) == [], "a server file was stored in the conversation"
     assert outcome["success"] is False, outcome
 
@@ -214,7 +247,8 @@ def test_a_send_naming_a_pipe_does_not_freeze_the_server(
     os.mkfifo(pipe)
     sender = threading.Thread(
         target=lambda: send_event(sqlite_app, {"text": "hi", "files": [file_data(pipe)]}),
-        daemon=True)
+        daemon=True,
+    )
     sender.start()
     status: int | None = None
     try:
@@ -247,12 +281,14 @@ def test_a_send_does_not_make_the_server_download_a_link_named_as_a_file(
         raise OSError("no network in tests")
 
     monkeypatch.setattr(processing_utils, "async_ssrf_protected_download", download)
-    send_event(sqlite_app, {"text": "hi",
-                            "files": [file_data("https://files.example/huge-download.png")]})
+    send_event(
+        sqlite_app, {"text": "hi", "files": [file_data("https://files.example/huge-download.png")]}
+    )
     assert fetched == []
 
 
 # ---- 2. memory and CPU spent checking images -------------------------------------------------
+
 
 def test_a_thin_image_cannot_make_the_check_take_gigabytes(tmp_path: Path) -> None:
     raw = png_bytes(1, 50_000_000)  # 1 × 50,000,000 pixels: under MAX_PIXELS, ~240 KB
@@ -307,14 +343,29 @@ def test_the_attachment_count_is_checked_before_any_image_is_decoded(
 def test_an_import_cannot_buy_minutes_of_cpu_with_small_images() -> None:
     # Imports take 20 images per message at up to 20 MB each (IMPORT_ATTACHMENT_LIMITS) and
     # decode every one: 90 all-black 50-megapixel PNGs fit in a 17 MB file.
-    image = {"kind": "image", "name": "black.png",
-             "data": base64.b64encode(png_bytes(7071, 7071, rgba=False)).decode("ascii")}
-    messages = [{"id": f"m{number}", "parent_id": f"m{number - 1}" if number else None,
-                 "role": "user", "content": "q", "attachments": [image] * 18,
-                 "created_at": f"2024-05-01T10:00:{number:02d}Z"} for number in range(5)]
-    document = json.dumps({"format": "parley.conversation.v1",
-                           "conversation": {"title": "T", "current_leaf_id": "m4"},
-                           "messages": messages})
+    image = {
+        "kind": "image",
+        "name": "black.png",
+        "data": base64.b64encode(png_bytes(7071, 7071, rgba=False)).decode("ascii"),
+    }
+    messages = [
+        {
+            "id": f"m{number}",
+            "parent_id": f"m{number - 1}" if number else None,
+            "role": "user",
+            "content": "q",
+            "attachments": [image] * 18,
+            "created_at": f"2024-05-01T10:00:{number:02d}Z",
+        }
+        for number in range(5)
+    ]
+    document = json.dumps(
+        {
+            "format": "parley.conversation.v1",
+            "conversation": {"title": "T", "current_leaf_id": "m4"},
+            "messages": messages,
+        }
+    )
     assert len(document) < 20_000_000  # MAX_IMPORT_BYTES
     started = time.process_time()
     with contextlib.suppress(ImportRefused):
@@ -324,6 +375,7 @@ def test_an_import_cannot_buy_minutes_of_cpu_with_small_images() -> None:
 
 
 # ---- 3. the language stored in the browser -------------------------------------------------
+
 
 @pytest.mark.parametrize("stored", [["zh"], {"lang": "zh"}, 7, None, ""])
 def test_any_stored_language_value_falls_back_to_the_browser_language(stored: Any) -> None:
@@ -338,6 +390,7 @@ def test_any_stored_language_value_falls_back_to_the_browser_language(stored: An
 
 # ---- 4. usage limits -----------------------------------------------------------------------
 
+
 def test_deleting_a_conversation_does_not_reset_the_limits_or_the_admin_table(
     call: Call, alice: int
 ) -> None:
@@ -345,20 +398,34 @@ def test_deleting_a_conversation_does_not_reset_the_limits_or_the_admin_table(
     answers used is kept (deleted_usage), so a user cannot delete their way past a limit."""
     call(accounts.update_account, username="alice", daily_token_limit=1000, rpm_limit=2)
     conversation = call(repo.create_conversation, user_id=alice, title="t")
-    question = call(repo.add_message, user_id=alice, conversation_id=conversation.id,
-                    parent_id=None, role="user", content="q")
+    question = call(
+        repo.add_message,
+        user_id=alice,
+        conversation_id=conversation.id,
+        parent_id=None,
+        role="user",
+        content="q",
+    )
     for _ in range(2):
-        call(repo.add_message, user_id=alice, conversation_id=conversation.id,
-             parent_id=question.id, role="assistant", content="a", model="m",
-             usage={"prompt_tokens": 200, "completion_tokens": 400, "total_tokens": 600})
+        call(
+            repo.add_message,
+            user_id=alice,
+            conversation_id=conversation.id,
+            parent_id=question.id,
+            role="assistant",
+            content="a",
+            model="m",
+            usage={"prompt_tokens": 200, "completion_tokens": 400, "total_tokens": 600},
+        )
     since = utc_now() - timedelta(minutes=1)
 
     def counted() -> tuple[int, int, list[tuple[str, str, int, int, int]]]:
         rows = call(accounts.usage_since, since=since)
-        return (call(accounts.tokens_since, user_id=alice, since=since),
-                call(accounts.requests_since, user_id=alice, since=since),
-                [(r.username, r.model, r.requests, r.prompt_tokens, r.completion_tokens)
-                 for r in rows])
+        return (
+            call(accounts.tokens_since, user_id=alice, since=since),
+            call(accounts.requests_since, user_id=alice, since=since),
+            [(r.username, r.model, r.requests, r.prompt_tokens, r.completion_tokens) for r in rows],
+        )
 
     before = counted()
     assert before == (1200, 2, [("alice", "m", 2, 400, 800)])

@@ -13,9 +13,21 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_one_minute_soak_with_30_users_has_no_errors_and_bounded_memory(tmp_path: Path) -> None:
     results = tmp_path / "soak.json"
     run = subprocess.run(
-        [sys.executable, "-m", "bench.soak", "--minutes", "1", "--users", "30",
-         "--results", str(results)],
-        cwd=ROOT, capture_output=True, text=True, timeout=420,
+        [
+            sys.executable,
+            "-m",
+            "bench.soak",
+            "--minutes",
+            "1",
+            "--users",
+            "30",
+            "--results",
+            str(results),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=420,
     )
     assert run.returncode == 0, f"soak failed:\n{run.stdout[-4000:]}\n{run.stderr[-4000:]}"
     report = json.loads(results.read_text())

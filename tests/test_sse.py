@@ -480,26 +480,50 @@ async def test_two_choices_interleaved() -> None:
 async def test_stream_false_asks_for_one_json_completion_and_yields_the_same_events() -> None:
     seen: list[httpx.Request] = []
     completion = {
-        "choices": [{
-            "index": 0, "finish_reason": "tool_calls",
-            "message": {"role": "assistant", "content": None, "tool_calls": [
-                {"id": "call_a", "type": "function",
-                 "function": {"name": "calculator", "arguments": '{"expression": "2+2"}'}},
-                {"id": "call_b", "type": "function",
-                 "function": {"name": "current_time", "arguments": "{}"}},
-            ]},
-        }],
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "tool_calls",
+                "message": {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": "call_a",
+                            "type": "function",
+                            "function": {
+                                "name": "calculator",
+                                "arguments": '{"expression": "2+2"}',
+                            },
+                        },
+                        {
+                            "id": "call_b",
+                            "type": "function",
+                            "function": {"name": "current_time", "arguments": "{}"},
+                        },
+                    ],
+                },
+            }
+        ],
         "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12},
     }
     body = {"model": "m", "stream": False, "stream_options": {"include_usage": True}}
-    events = await run(json.dumps(completion).encode(), content_type="application/json",
-                       seen=seen, request_body=body)
+    events = await run(
+        json.dumps(completion).encode(),
+        content_type="application/json",
+        seen=seen,
+        request_body=body,
+    )
     sent = json.loads(seen[0].content)
     assert sent["stream"] is False and "stream_options" not in sent
     assert seen[0].headers["accept"] == "application/json"
     ready = [e for e in events if isinstance(e, ToolCallsReady)]
-    assert ready == [ToolCallsReady((
-        ToolCall("call_a", "calculator", '{"expression": "2+2"}'),
-        ToolCall("call_b", "current_time", "{}"),
-    ))]
+    assert ready == [
+        ToolCallsReady(
+            (
+                ToolCall("call_a", "calculator", '{"expression": "2+2"}'),
+                ToolCall("call_b", "current_time", "{}"),
+            )
+        )
+    ]
     assert ChoiceFinished("tool_calls") in events

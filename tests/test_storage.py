@@ -90,36 +90,60 @@ def test_upgrading_a_filled_first_schema_database_loses_nothing(database_url: st
             command.upgrade(config, "0001")
         now = datetime(2026, 1, 2, 3, 4, 5)
         with engine.begin() as connection:
-            connection.execute(text(
-                "INSERT INTO users (username, is_admin, created_at) VALUES ('ana', false, :t)"),
-                {"t": now})
+            connection.execute(
+                text(
+                    "INSERT INTO users (username, is_admin, created_at) VALUES ('ana', false, :t)"
+                ),
+                {"t": now},
+            )
             user_id = connection.execute(text("SELECT id FROM users")).scalar_one()
-            connection.execute(text(
-                "INSERT INTO conversations (id, user_id, title, system_prompt, provider, model, "
-                "parameters, current_leaf_id, created_at, updated_at) VALUES ('c' || :z, :u, "
-                "'Kept', 'Be kind', 'siliconflow', 'Qwen/Qwen3-8B', '{\"top_k\": 5}', "
-                "'a' || :z, :t, :t)"), {"z": "0" * 31, "u": user_id, "t": now})
-            for row_id, parent, role, content in (("u", None, "user", "Question?"),
-                                                  ("a", "u", "assistant", "Answer ✓")):
-                connection.execute(text(
-                    "INSERT INTO messages (id, conversation_id, user_id, parent_id, role, "
-                    "content, reasoning, provider, model, state, choice_index, usage, "
-                    "created_at, updated_at) VALUES (:id || :z, 'c' || :z, :u, "
-                    ":parent, :role, :content, 'hm', '', '', 'complete', 0, "
-                    "'{\"total_tokens\": 7}', :t, :t)"),
-                    {"id": row_id, "z": "0" * 31, "u": user_id,
-                     "parent": parent and parent + "0" * 31, "role": role,
-                     "content": content, "t": now})
+            connection.execute(
+                text(
+                    "INSERT INTO conversations (id, user_id, title, system_prompt, provider, "
+                    "model, parameters, current_leaf_id, created_at, updated_at) "
+                    "VALUES ('c' || :z, :u, "
+                    "'Kept', 'Be kind', 'siliconflow', 'Qwen/Qwen3-8B', '{\"top_k\": 5}', "
+                    "'a' || :z, :t, :t)"
+                ),
+                {"z": "0" * 31, "u": user_id, "t": now},
+            )
+            for row_id, parent, role, content in (
+                ("u", None, "user", "Question?"),
+                ("a", "u", "assistant", "Answer ✓"),
+            ):
+                connection.execute(
+                    text(
+                        "INSERT INTO messages (id, conversation_id, user_id, parent_id, role, "
+                        "content, reasoning, provider, model, state, choice_index, usage, "
+                        "created_at, updated_at) VALUES (:id || :z, 'c' || :z, :u, "
+                        ":parent, :role, :content, 'hm', '', '', 'complete', 0, "
+                        "'{\"total_tokens\": 7}', :t, :t)"
+                    ),
+                    {
+                        "id": row_id,
+                        "z": "0" * 31,
+                        "u": user_id,
+                        "parent": parent and parent + "0" * 31,
+                        "role": role,
+                        "content": content,
+                        "t": now,
+                    },
+                )
         migrate(engine)
         assert current_revision(engine) == head_revision()
         with session_factory(engine)() as session:
             [conversation] = repo.list_conversations(session=session, user_id=user_id)
-            full = repo.get_conversation(session=session, user_id=user_id,
-                                         conversation_id=conversation.id)
-            messages = repo.load_messages(session=session, user_id=user_id,
-                                          conversation_id=conversation.id)
+            full = repo.get_conversation(
+                session=session, user_id=user_id, conversation_id=conversation.id
+            )
+            messages = repo.load_messages(
+                session=session, user_id=user_id, conversation_id=conversation.id
+            )
         assert (full.title, full.system_prompt, full.parameters) == (
-            "Kept", "Be kind", {"top_k": 5})
+            "Kept",
+            "Be kind",
+            {"top_k": 5},
+        )
         path = repo.active_path(messages, full.current_leaf_id)
         assert [(m.role, m.content, m.reasoning, m.usage, m.tool_status) for m in path] == [
             ("user", "Question?", "hm", {"total_tokens": 7}, None),
@@ -145,9 +169,17 @@ def test_instances_starting_together_migrate_one_at_a_time(postgres_url: str) ->
     """Several app processes run migrate() on one empty PostgreSQL database at once."""
     url = create_database(postgres_url)
     root = Path(__file__).resolve().parent.parent
-    instances = [subprocess.Popen([sys.executable, "-c", _START_UP, url], cwd=root,
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    instances = [
+        subprocess.Popen(
+            [sys.executable, "-c", _START_UP, url],
+            cwd=root,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
     try:
         for instance in instances:
             assert instance.stdout and instance.stdout.readline() == "ready\n"
@@ -250,9 +282,13 @@ def test_upgrading_keys_user_names_and_keeps_older_case_twins_apart(database_url
             command.upgrade(config, "0006")
         with engine.begin() as connection:
             for name in ("bob", "BOB", "Carol"):
-                connection.execute(text("INSERT INTO users (username, is_admin, disabled, "
-                                        "created_at) VALUES (:n, false, false, :t)"),
-                                   {"n": name, "t": datetime(2026, 1, 1)})
+                connection.execute(
+                    text(
+                        "INSERT INTO users (username, is_admin, disabled, "
+                        "created_at) VALUES (:n, false, false, :t)"
+                    ),
+                    {"n": name, "t": datetime(2026, 1, 1)},
+                )
             ids = dict(connection.execute(text("SELECT username, id FROM users")).all())
         migrate(engine)
         find = session_factory(engine)
@@ -581,8 +617,15 @@ def test_other_users_data_behaves_as_missing(call: Call, alice: int, bob: int) -
 
 @pytest.mark.parametrize(
     # Fixed values, not uuid4() at import: parallel workers must collect the same test ids.
-    "bad_id", ["", "abc", "G" * 32, "D0DB856C47FC435CA18C0674E69A5B51", "' OR 1=1 --",
-               "d82900ce-6401-4404-8152-bcc030ebaa4b"]
+    "bad_id",
+    [
+        "",
+        "abc",
+        "G" * 32,
+        "D0DB856C47FC435CA18C0674E69A5B51",
+        "' OR 1=1 --",
+        "d82900ce-6401-4404-8152-bcc030ebaa4b",
+    ],
 )
 def test_malformed_ids_are_rejected(call: Call, alice: int, bad_id: str) -> None:
     chat = _chat(call, alice)
@@ -658,11 +701,19 @@ def test_loading_a_chat_reads_its_own_messages_not_all_of_the_users(sqlite_url: 
     with factory() as session:
         user = repo.ensure_user(session=session, username="ann")
         assert user.id is not None
-        chats = [repo.create_conversation(session=session, user_id=user.id, title=f"c{i}").id
-                 for i in range(3)]
+        chats = [
+            repo.create_conversation(session=session, user_id=user.id, title=f"c{i}").id
+            for i in range(3)
+        ]
         for chat in chats:
-            repo.add_message(session=session, user_id=user.id, conversation_id=chat,
-                             parent_id=None, role="user", content="hi")
+            repo.add_message(
+                session=session,
+                user_id=user.id,
+                conversation_id=chat,
+                parent_id=None,
+                role="user",
+                content="hi",
+            )
     seen: list[tuple[str, Any]] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
@@ -676,6 +727,7 @@ def test_loading_a_chat_reads_its_own_messages_not_all_of_the_users(sqlite_url: 
     assert [m.conversation_id for m in loaded] == [chats[1]]
     [(statement, parameters)] = seen
     with sqlite3.connect(make_url(sqlite_url).database or "") as raw:
-        plan = " ".join(row[3] for row in raw.execute("EXPLAIN QUERY PLAN " + statement,
-                                                      parameters))
+        plan = " ".join(
+            row[3] for row in raw.execute("EXPLAIN QUERY PLAN " + statement, parameters)
+        )
     assert "ix_messages_conversation_id_created_at" in plan, plan

@@ -86,8 +86,9 @@ class Team:
 
 
 @pytest.fixture
-def team(fake_openai: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-         ) -> Iterator[Team]:
+def team(
+    fake_openai: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Team]:
     """alice and bob have accounts; the CLI and the app share one SQLite file."""
     db = tmp_path / "team.db"
     # cli.main reads load_settings(): the environment plus ./.env. Run it where no .env is.
@@ -140,10 +141,14 @@ def snapshot(app: RunningApp, conversation_id: str) -> dict[str, Any]:
     """Everything stored about one conversation, whoever owns it: row, messages, share links."""
     with db_session(app) as session:
         conversation = session.get(Conversation, conversation_id)
-        messages = session.exec(select(Message).where(Message.conversation_id == conversation_id)
-                                .order_by(col(Message.created_at), col(Message.id))).all()
-        links = session.exec(select(ShareLink)
-                             .where(ShareLink.conversation_id == conversation_id)).all()
+        messages = session.exec(
+            select(Message)
+            .where(Message.conversation_id == conversation_id)
+            .order_by(col(Message.created_at), col(Message.id))
+        ).all()
+        links = session.exec(
+            select(ShareLink).where(ShareLink.conversation_id == conversation_id)
+        ).all()
         return {
             "conversation": conversation.model_dump() if conversation else None,
             "messages": [m.model_dump() for m in messages],
@@ -189,8 +194,9 @@ def test_the_command_line_and_api_keys_find_a_user_whatever_the_case(team: Team)
     spelling of a name cannot become a second account."""
     secret = team.users("key", "ALICE", "--name", "laptop").strip()
     team.users("limits", "Alice", "--rpm", "7")
-    refused = cli.main(["add", "ALICE", "--password-stdin"], io.StringIO(),
-                       stdin=io.StringIO("another-password\n"))
+    refused = cli.main(
+        ["add", "ALICE", "--password-stdin"], io.StringIO(), stdin=io.StringIO("another-password\n")
+    )
     assert refused == 1
     engine = make_engine(f"sqlite:///{team.db}")
     try:
@@ -218,8 +224,12 @@ def test_accounts_sign_in_chat_and_anonymous_requests_are_refused(team: Team) ->
         login(app, "alice", "not-alices-password")
     with pytest.raises(ValueError, match="Could not login"):
         app.client(auth=("mallory", "any-password-at-all"))
-    assert httpx.post(app.url + "login", data={"username": "alice", "password": "wrong-pw!"}
-                      ).status_code == 400
+    assert (
+        httpx.post(
+            app.url + "login", data={"username": "alice", "password": "wrong-pw!"}
+        ).status_code
+        == 400
+    )
 
     page = httpx.get(app.url, timeout=10)
     assert page.status_code == 200
@@ -230,8 +240,11 @@ def test_accounts_sign_in_chat_and_anonymous_requests_are_refused(team: Team) ->
     for path in ("config", "gradio_api/info", "gradio_api/openapi.json"):
         assert httpx.get(app.url + path, timeout=10).status_code == 401, path
     for path in ("gradio_api/queue/join", "gradio_api/call/chat"):
-        response = httpx.post(app.url + path, timeout=10, json={
-            "data": ["hi", "", "", "{}"], "fn_index": 0, "session_hash": "anonymous"})
+        response = httpx.post(
+            app.url + path,
+            timeout=10,
+            json={"data": ["hi", "", "", "{}"], "fn_index": 0, "session_hash": "anonymous"},
+        )
         assert response.status_code == 401, path
     with pytest.raises(ValueError, match="credentials were not provided"):
         app.client()  # gradio_client without auth cannot even load the config
@@ -347,15 +360,27 @@ async def test_bob_cannot_read_continue_or_change_alices_conversation(team: Team
         "send": lambda s: chat_ui.send(bob, "Tell me the launch code", "", "auto", s, *turn),
         "regenerate": lambda s: chat_ui.regenerate(bob, s, *turn),
         "edit alice's question": lambda s: chat_ui.edit(
-            gr.EditData(None, {"index": index_of_question, "value": "Forged question",
-                               "previous_value": question["content"]}), bob, s, *turn),
+            gr.EditData(
+                None,
+                {
+                    "index": index_of_question,
+                    "value": "Forged question",
+                    "previous_value": question["content"],
+                },
+            ),
+            bob,
+            s,
+            *turn,
+        ),
         "rename": lambda s: chat_ui.rename("Owned by bob", s, "", bob),
         "delete": lambda s: chat_ui.delete(s, "", bob),
         "undo": lambda s: chat_ui.undo(s, bob),
         "feedback on alice's answer": lambda s: chat_ui.feedback(
-            s, gr.LikeData(None, {"index": index_of_answer, "value": "", "liked": False}), bob),
+            s, gr.LikeData(None, {"index": index_of_answer, "value": "", "liked": False}), bob
+        ),
         "focus alice's answer": lambda s: chat_ui.focus(
-            s, gr.SelectData(None, {"index": index_of_answer, "value": ""}), bob),
+            s, gr.SelectData(None, {"index": index_of_answer, "value": ""}), bob
+        ),
         "previous_version": lambda s: chat_ui.previous_version(s, bob),
         "next_version": lambda s: chat_ui.next_version(s, bob),
         "use_version": lambda s: chat_ui.use_version(s, bob),
@@ -371,8 +396,9 @@ async def test_bob_cannot_read_continue_or_change_alices_conversation(team: Team
         outcomes[name] = await outcome(make(await forged()))
         assert snapshot(app, alice_id) == before, f"{name} changed alice's conversation"
 
-    not_refused = {name: result for name, result in outcomes.items()
-                   if not result.startswith(REFUSALS)}
+    not_refused = {
+        name: result for name, result in outcomes.items() if not result.startswith(REFUSALS)
+    }
     assert not not_refused, f"bob was not refused: {not_refused} (all outcomes: {outcomes})"
     assert len(outcomes) == 20
     assert len(completions(app)) == sent, "a request of bob's reached the upstream"
@@ -396,8 +422,12 @@ def sign_in_status(app: RunningApp, name: str, password: str, address: str) -> i
     """POST /login as Gradio's login form does, from `address` (the test server's uvicorn
     takes the client address from X-Forwarded-For when the peer is 127.0.0.1, as behind
     nginx)."""
-    return httpx.post(app.url + "login", data={"username": name, "password": password},
-                      headers={"X-Forwarded-For": address}, timeout=10).status_code
+    return httpx.post(
+        app.url + "login",
+        data={"username": name, "password": password},
+        headers={"X-Forwarded-For": address},
+        timeout=10,
+    ).status_code
 
 
 def test_wrong_passwords_lock_the_name_at_their_address_not_for_its_owner(team: Team) -> None:
@@ -405,14 +435,19 @@ def test_wrong_passwords_lock_the_name_at_their_address_not_for_its_owner(team: 
     included), never alice out from her own address: the lock is per name *and* address."""
     app = team.start(LOGIN_MAX_FAILURES="3", LOGIN_LOCKOUT="60")
     stranger, owner = "192.0.2.66", "192.0.2.7"
-    assert [sign_in_status(app, "alice", f"wrong-{i}-password", stranger)
-            for i in range(3)] == [400, 400, 400]
+    assert [sign_in_status(app, "alice", f"wrong-{i}-password", stranger) for i in range(3)] == [
+        400,
+        400,
+        400,
+    ]
     assert sign_in_status(app, "alice", PASSWORDS["alice"], stranger) == 400, (
         "after LOGIN_MAX_FAILURES failures from an address, the right password from there "
-        "must be refused too")
+        "must be refused too"
+    )
     assert sign_in_status(app, "alice", PASSWORDS["alice"], owner) == 200, (
         "a stranger's failures locked alice out from her own address (webapp/auth.py "
-        "Accounts keys the throttle by name only)")
+        "Accounts keys the throttle by name only)"
+    )
     answer, _ = chat(login(app, "alice"), "Still mine?")  # gradio_client, from 127.0.0.1
     assert answer == "Echo: Still mine?"
     # Another name from the stranger's address is not locked by alice's failures.
@@ -463,8 +498,9 @@ def test_login_throttle_lockout_expires() -> None:
 async def test_accounts_refuse_the_right_password_until_the_lockout_expires(team: Team) -> None:
     app = team.start()
     clock = FakeClock()
-    check = Accounts(session_factory(app.parley.engine),
-                     LoginThrottle(max_failures=2, lockout_s=30, clock=clock))
+    check = Accounts(
+        session_factory(app.parley.engine), LoginThrottle(max_failures=2, lockout_s=30, clock=clock)
+    )
     assert inspect.iscoroutinefunction(check.authenticate)  # Gradio awaits only then
     assert await check.authenticate("alice", PASSWORDS["alice"])
     assert not await check.authenticate("alice", "wrong-password-1")
@@ -538,8 +574,10 @@ def test_header_mode_trusts_the_proxy_header_from_loopback(team: Team) -> None:
         app.client()
     assert httpx.get(app.url, timeout=10).status_code == 401
     assert httpx.get(app.url + "config", timeout=10).status_code == 401
-    assert httpx.get(app.url + "config", headers={"X-Forwarded-User": ""},
-                     timeout=10).status_code == 401
+    assert (
+        httpx.get(app.url + "config", headers={"X-Forwarded-User": ""}, timeout=10).status_code
+        == 401
+    )
     assert httpx.get(app.url + "healthz", timeout=10).status_code == 200
 
 
@@ -547,8 +585,10 @@ def test_header_mode_ignores_the_header_from_an_untrusted_address(team: Team) ->
     app = header_app(team, TRUSTED_PROXIES="10.0.0.0/8")  # loopback is not the proxy
     with pytest.raises(ValueError, match="credentials were not provided"):
         app.client(headers={"X-Forwarded-User": "carol"})
-    assert httpx.get(app.url + "config", headers={"X-Forwarded-User": "carol"},
-                     timeout=10).status_code == 401
+    assert (
+        httpx.get(app.url + "config", headers={"X-Forwarded-User": "carol"}, timeout=10).status_code
+        == 401
+    )
     with db_session(app) as session:
         assert accounts.get_user(session=session, username="carol") is None
     assert completions(app) == []
@@ -558,9 +598,12 @@ def serve_like_main(parley: Parley) -> ServerThread:
     """Serve as `python -m webapp` does: in header mode uvicorn must not replace the peer
     address with X-Forwarded-For's (the header check needs the proxy's own address)."""
     settings = parley.settings
-    config = uvicorn_config(create_app(parley), settings,
-                            proxy_headers=settings.auth_mode != "header",
-                            forwarded_allow_ips=",".join(settings.trusted_proxies))
+    config = uvicorn_config(
+        create_app(parley),
+        settings,
+        proxy_headers=settings.auth_mode != "header",
+        forwarded_allow_ips=",".join(settings.trusted_proxies),
+    )
     config.log_config = None
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -603,7 +646,9 @@ def test_requests_per_minute_limit_from_the_cli(team: Team) -> None:
         chat(alice, "A new conversation")
     assert len(completions(app)) == sent
     assert [m["content"] for m in snapshot(app, conversation_id)["messages"]] == [
-        "First", "Echo: First"]  # the refused message was not stored
+        "First",
+        "Echo: First",
+    ]  # the refused message was not stored
     assert chat(login(app, "bob"), "Bob has no limit")[0] == "Echo: Bob has no limit"
 
     team.users("limits", "alice", "--rpm", "0")  # 0 removes the limit
@@ -616,9 +661,11 @@ def test_tokens_per_day_limit_from_the_cli(team: Team) -> None:
     bob = login(app, "bob")
     assert chat(bob, "One question that uses tokens")[0] == "Echo: One question that uses tokens"
     with db_session(app) as session:
-        used = accounts.tokens_since(session=session, user_id=user_id(app, "bob"),
-                                     since=utc_now().replace(hour=0, minute=0, second=0,
-                                                             microsecond=0))
+        used = accounts.tokens_since(
+            session=session,
+            user_id=user_id(app, "bob"),
+            since=utc_now().replace(hour=0, minute=0, second=0, microsecond=0),
+        )
     assert used > 10, "the fake's usage should exceed the limit in one answer"
     with pytest.raises(AppError, match=f"You have used {used:,} tokens today; your limit is 10"):
         chat(bob, "Another one")
@@ -633,15 +680,25 @@ def share_view(app: RunningApp, token: str, http: httpx.Client) -> tuple[str, st
     with the page's query string. Returns (title markdown, the chat as JSON text)."""
     config = http.get(app.url + "share/config")
     config.raise_for_status()
-    load = next(d for d in config.json()["dependencies"]
-                if any(t[1] == "load" for t in d["targets"]))
+    load = next(
+        d for d in config.json()["dependencies"] if any(t[1] == "load" for t in d["targets"])
+    )
     session_hash = secrets.token_hex(8)
-    joined = http.post(app.url + "share/gradio_api/queue/join", params={"token": token},
-                       json={"data": [], "fn_index": load["id"], "session_hash": session_hash,
-                             "event_data": None, "trigger_id": None})
+    joined = http.post(
+        app.url + "share/gradio_api/queue/join",
+        params={"token": token},
+        json={
+            "data": [],
+            "fn_index": load["id"],
+            "session_hash": session_hash,
+            "event_data": None,
+            "trigger_id": None,
+        },
+    )
     joined.raise_for_status()
-    with http.stream("GET", app.url + "share/gradio_api/queue/data",
-                     params={"session_hash": session_hash}) as stream:
+    with http.stream(
+        "GET", app.url + "share/gradio_api/queue/data", params={"session_hash": session_hash}
+    ) as stream:
         for line in stream.iter_lines():
             if not line.startswith("data:"):
                 continue
@@ -677,8 +734,10 @@ async def test_share_link_lifecycle_when_sign_in_is_required(team: Team) -> None
     token = token_in(note)
     conversation, messages = shared(app, token)
     assert conversation.id == conversation_id
-    assert [m.content for m in messages] == ["What is the boiling point of water?",
-                                             "Echo: What is the boiling point of water?"]
+    assert [m.content for m in messages] == [
+        "What is the boiling point of water?",
+        "Echo: What is the boiling point of water?",
+    ]
 
     with httpx.Client(timeout=10) as anonymous:
         page = anonymous.get(app.url + "share/", params={"token": token})
@@ -687,8 +746,12 @@ async def test_share_link_lifecycle_when_sign_in_is_required(team: Team) -> None
         with pytest.raises(httpx.HTTPStatusError, match="401"):
             share_view(app, token, anonymous)
     with httpx.Client(timeout=10) as signed_in:  # bob, a colleague, signs in on the page
-        assert signed_in.post(app.url + "share/login", data={
-            "username": "bob", "password": PASSWORDS["bob"]}).status_code == 200
+        assert (
+            signed_in.post(
+                app.url + "share/login", data={"username": "bob", "password": PASSWORDS["bob"]}
+            ).status_code
+            == 200
+        )
         title, chatbot = share_view(app, token, signed_in)
         assert title.startswith("### What is the boiling point of water?")
         assert "read-only" in title and "Echo: What is the boiling point of water?" in chatbot
@@ -705,8 +768,7 @@ async def test_share_link_lifecycle_when_sign_in_is_required(team: Team) -> None
         with pytest.raises(repo.NotFound):
             shared(app, second)
         assert share_view(app, second, signed_in)[0] == GONE
-        assert snapshot(app, conversation_id) == {"conversation": None, "messages": [],
-                                                  "links": []}
+        assert snapshot(app, conversation_id) == {"conversation": None, "messages": [], "links": []}
 
 
 async def test_share_link_without_sign_in_when_the_admin_allows_it(team: Team) -> None:
@@ -746,8 +808,11 @@ async def test_usage_and_limits_are_for_admins_only(team: Team) -> None:
     assert (await team_ui.admin_visible(SessionState(), root))["visible"] is True
 
     with db_session(app) as session:
-        answers = session.exec(select(Message, User.username).join(
-            User, col(User.id) == col(Message.user_id)).where(Message.role == "assistant")).all()
+        answers = session.exec(
+            select(Message, User.username)
+            .join(User, col(User.id) == col(Message.user_id))
+            .where(Message.role == "assistant")
+        ).all()
     expected: dict[str, list[int]] = {}
     for message, name in answers:
         row = expected.setdefault(name, [0, 0, 0])
@@ -759,7 +824,8 @@ async def test_usage_and_limits_are_for_admins_only(team: Team) -> None:
     assert rows[0][:3] == ["alice", MODEL, 2] and rows[0][3] == 22
 
     assert await team_ui.set_limits("alice", "2", "", SessionState(), root) == (
-        "alice: 2 requests/min, no token limit.")
+        "alice: 2 requests/min, no token limit."
+    )
     with pytest.raises(AppError, match="limit of 2 requests per minute"):
         chat(alice_client, "Three", conversation_id)
     with pytest.raises(gr.Error, match="whole number"):
@@ -767,7 +833,8 @@ async def test_usage_and_limits_are_for_admins_only(team: Team) -> None:
     with pytest.raises(gr.Error, match="No user named 'nobody'"):
         await team_ui.set_limits("nobody", "1", "", SessionState(), root)
     assert await team_ui.set_limits("alice", "", "", SessionState(), root) == (
-        "alice: no request limit, no token limit.")
+        "alice: no request limit, no token limit."
+    )
     assert chat(alice_client, "Three", conversation_id)[0] == "Echo: Three"
 
 
@@ -780,22 +847,27 @@ def test_metrics_count_requests_and_tokens_without_naming_users(team: Team) -> N
     chat(login(app, "alice"), "Count me")
     response = httpx.get(app.url + "metrics", timeout=10)
     assert response.status_code == 200
-    values = {(s.name, tuple(sorted(s.labels.items()))): s.value
-              for family in text_string_to_metric_families(response.text)
-              for s in family.samples}
+    values = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(response.text)
+        for s in family.samples
+    }
 
     def value(name: str, **labels: str) -> float | None:
         return values.get((name, tuple(sorted(labels.items()))))
 
-    assert value("parley_requests_total", provider="siliconflow", model=MODEL,
-                 status="complete") == 1
+    assert (
+        value("parley_requests_total", provider="siliconflow", model=MODEL, status="complete") == 1
+    )
     with db_session(app) as session:
         stored = session.exec(select(Message).where(Message.role == "assistant")).one()
     assert stored.usage is not None
-    assert value("parley_tokens_total", provider="siliconflow", model=MODEL,
-                 kind="prompt") == 17
-    assert value("parley_tokens_total", provider="siliconflow", model=MODEL,
-                 kind="completion") == stored.usage["completion_tokens"] > 0
+    assert value("parley_tokens_total", provider="siliconflow", model=MODEL, kind="prompt") == 17
+    assert (
+        value("parley_tokens_total", provider="siliconflow", model=MODEL, kind="completion")
+        == stored.usage["completion_tokens"]
+        > 0
+    )
     for name in ("alice", "bob"):
         assert name not in response.text, "metrics must not carry user names"
 
@@ -819,8 +891,9 @@ async def test_export_to_import_round_trip_between_users_holds_no_keys(team: Tea
     pasted = "sk-pasted-by-alice-5f1e0c"
     state = await opened(chat_ui, "alice", conversation_id)
     state.api_keys["siliconflow"] = pasted
-    async for _ in chat_ui.send(alice, "And of Spain?", "", "auto", state, "siliconflow", MODEL, "",
-                                [], "auto", *PARAMS):
+    async for _ in chat_ui.send(
+        alice, "And of Spain?", "", "auto", state, "siliconflow", MODEL, "", [], "auto", *PARAMS
+    ):
         pass
     assert completions(app)[-1]["headers"]["authorization"] == f"Bearer {pasted}"
     assert completions(app)[0]["headers"]["authorization"] == f"Bearer {SERVER_KEY}"
@@ -830,8 +903,11 @@ async def test_export_to_import_round_trip_between_users_holds_no_keys(team: Tea
     exported_json = file_of(team_ui, await team_ui.export_json(state, alice))
     exported_md = file_of(team_ui, await team_ui.export_markdown(state, alice))
     exported_all = file_of(team_ui, await team_ui.export_everything(state, alice))
-    for name, text in (("JSON", exported_json), ("Markdown", exported_md),
-                       ("everything", exported_all)):
+    for name, text in (
+        ("JSON", exported_json),
+        ("Markdown", exported_md),
+        ("everything", exported_all),
+    ):
         assert "And of Spain?" in text, name
         for secret in (SERVER_KEY, pasted):
             assert secret not in text, f"the {name} export holds {secret!r}"
@@ -841,15 +917,17 @@ async def test_export_to_import_round_trip_between_users_holds_no_keys(team: Tea
     upload.write_text(exported_json, encoding="utf-8")
     bob_state = SessionState()
     listing = await team_ui.import_file(str(upload), bob_state, "", bob)
-    (title, new_id), = listing["choices"]
+    ((title, new_id),) = listing["choices"]
     assert new_id != conversation_id and title.endswith("(imported)")
     with db_session(app) as session:
         imported = session.get(Conversation, new_id)
         assert imported is not None and imported.user_id == user_id(app, "bob")
-        copied = repo.load_messages(session=session, user_id=user_id(app, "bob"),
-                                    conversation_id=new_id)
+        copied = repo.load_messages(
+            session=session, user_id=user_id(app, "bob"), conversation_id=new_id
+        )
     assert [(m.role, m.content, m.reasoning) for m in copied] == [
-        (m["role"], m["content"], m["reasoning"]) for m in before["messages"]]
+        (m["role"], m["content"], m["reasoning"]) for m in before["messages"]
+    ]
     assert not {m.id for m in copied} & {m["id"] for m in before["messages"]}
     assert snapshot(app, conversation_id) == before, "importing changed alice's conversation"
     # bob can continue his copy; alice's stays hers.
@@ -862,7 +940,6 @@ async def test_export_to_import_round_trip_between_users_holds_no_keys(team: Tea
         data = path.read_bytes()
         for secret in (SERVER_KEY, pasted):
             assert secret.encode() not in data, f"{path.name} holds {secret!r}"
-
 
 
 # ---- found bugs: these fail until the app is fixed -------------------------------------------
@@ -887,16 +964,20 @@ async def test_imported_answers_do_not_count_as_the_importers_usage(team: Team) 
     bob = user_id(app, "bob")
     now = utc_now()
     with db_session(app) as session:
-        requests = accounts.requests_since(session=session, user_id=bob,
-                                           since=now - timedelta(minutes=1))
-        tokens = accounts.tokens_since(session=session, user_id=bob,
-                                       since=now.replace(hour=0, minute=0, second=0,
-                                                         microsecond=0))
+        requests = accounts.requests_since(
+            session=session, user_id=bob, since=now - timedelta(minutes=1)
+        )
+        tokens = accounts.tokens_since(
+            session=session,
+            user_id=bob,
+            since=now.replace(hour=0, minute=0, second=0, microsecond=0),
+        )
     assert ([r for r in rows if r[0] == "bob"], requests, tokens) == ([], 0, 0), (
         "BUG: imported answers count as the importer's usage (storage/accounts.py "
         "usage_since/requests_since/tokens_since count every assistant row by created_at, "
         "and storage/transfer.py keeps the file's created_at and usage). Bob shows "
-        f"{rows}, {requests} requests in the last minute, {tokens} tokens today.")
+        f"{rows}, {requests} requests in the last minute, {tokens} tokens today."
+    )
     team.users("limits", "bob", "--rpm", "1")
     try:
         chat(login(app, "bob"), "Bob's first real request")
@@ -918,11 +999,11 @@ def test_a_successful_sign_in_does_not_reset_the_address_limit(team: Team) -> No
     assert statuses[-1] == 429, (
         f"BUG: {len(statuses)} failed sign-ins from one address were all checked: "
         "webapp/auth.py LoginAddressGuard calls throttle.succeeded(address) on any 200, so "
-        "one good sign-in (the attacker's own account) clears the address's failures.")
+        "one good sign-in (the attacker's own account) clears the address's failures."
+    )
 
 
-async def test_a_conversation_deleted_in_another_tab_is_refused_with_a_message(
-        team: Team) -> None:
+async def test_a_conversation_deleted_in_another_tab_is_refused_with_a_message(team: Team) -> None:
     """Alice has the conversation open in two tabs and deletes it in one; the buttons of the
     other tab must say why they do nothing. A bare repo.NotFound reaches Gradio, which shows
     a message-less "Error" in production (show_error is off) and logs a traceback."""
@@ -945,9 +1026,9 @@ async def test_a_conversation_deleted_in_another_tab_is_refused_with_a_message(
         "export_json": team_ui.export_json(stale, alice),
     }
     outcomes = {name: await outcome(call) for name, call in calls.items()}
-    bare = {name: result for name, result in outcomes.items()
-            if not result.startswith("gr.Error")}
+    bare = {name: result for name, result in outcomes.items() if not result.startswith("gr.Error")}
     assert not bare, (
         f"BUG: these handlers let repo.NotFound escape instead of a gr.Error: {bare} "
         "(webapp/ui/handlers.py rename/delete/undo/switch_version/_reload and "
-        "webapp/ui/team.py share/revoke/export do not catch NotFound/InvalidId as open() does)")
+        "webapp/ui/team.py share/revoke/export do not catch NotFound/InvalidId as open() does)"
+    )

@@ -20,11 +20,24 @@ def test_cjk_characters_count_one_token_each() -> None:
 def test_a_request_counts_messages_parts_tool_calls_and_tool_schemas() -> None:
     messages = [
         {"role": "system", "content": "x" * 40},
-        {"role": "user", "content": [{"type": "text", "text": "y" * 8},
-                                     {"type": "image_url", "image_url": {"url": "data:..."}}]},
-        {"role": "assistant", "content": "",
-         "tool_calls": [{"id": "c", "type": "function",
-                         "function": {"name": "calc", "arguments": '{"e": "1+1"}'}}]},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "y" * 8},
+                {"type": "image_url", "image_url": {"url": "data:..."}},
+            ],
+        },
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {
+                    "id": "c",
+                    "type": "function",
+                    "function": {"name": "calc", "arguments": '{"e": "1+1"}'},
+                }
+            ],
+        },
         {"role": "tool", "tool_call_id": "c", "content": "2"},
     ]
     expected = 4 * MESSAGE_OVERHEAD + 10 + 2 + IMAGE_TOKENS + 1 + 3 + 1

@@ -417,8 +417,9 @@ def _redirect(location: str, status: int = 302) -> Reply:
     return status, [("Location", location)], b""
 
 
-def _http_get(client: httpx.AsyncClient, port: int, **options: Any
-              ) -> Callable[[str], Awaitable[str]]:
+def _http_get(
+    client: httpx.AsyncClient, port: int, **options: Any
+) -> Callable[[str], Awaitable[str]]:
     return make_http_get(client, allowed_hosts=(f"127.0.0.1:{port}",), **options)
 
 
@@ -578,10 +579,14 @@ async def test_http_get_reaches_a_listed_host_only_on_80_or_443_unless_its_port_
     server.routes["/admin"] = _text("internal admin page")
     assert server.port not in (80, 443)
     host_only = make_http_get(client, allowed_hosts=("127.0.0.1",))
-    with pytest.raises(ValueError, match=(
+    with pytest.raises(
+        ValueError,
+        match=(
             rf"URL port {server.port} of '127\.0\.0\.1' is not allowed: a host listed without "
             rf"a port allows only 80 \(http\) and 443 \(https\).*can list "
-            rf"127\.0\.0\.1:{server.port} in HTTP_GET_ALLOWED_HOSTS")):
+            rf"127\.0\.0\.1:{server.port} in HTTP_GET_ALLOWED_HOSTS"
+        ),
+    ):
         await host_only(f"{server.base}/admin")
     assert server.requests == [], "http_get reached a port that was not listed"
 
@@ -620,13 +625,16 @@ def test_allow_list_entries_with_and_without_ports(
             check_url(url, listed)
 
 
-@pytest.mark.parametrize(("entry", "message"), [
-    ("example.com:0", "has port '0'; use a port from 1 to 65535"),
-    ("example.com:65536", "has port '65536'"),
-    ("example.com:http", "has port 'http'"),
-    ("[::1]x", "is not a host name or host:port"),
-    (":8080", "has no host name"),
-])
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("example.com:0", "has port '0'; use a port from 1 to 65535"),
+        ("example.com:65536", "has port '65536'"),
+        ("example.com:http", "has port 'http'"),
+        ("[::1]x", "is not a host name or host:port"),
+        (":8080", "has no host name"),
+    ],
+)
 def test_allow_list_entries_with_bad_ports_are_refused(entry: str, message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         normalize_hosts([entry])

@@ -113,15 +113,17 @@ async def test_a_registered_tool_not_offered_is_refused_and_not_run(
     registry.register(http_get)
     executor = ToolExecutor(registry)
     try:
-        result = await executor.run(call("http_get", '{"url": "http://x/?q=secret"}'), CONTEXT,
-                                    ("calculator",))
+        result = await executor.run(
+            call("http_get", '{"url": "http://x/?q=secret"}'), CONTEXT, ("calculator",)
+        )
         nothing = await executor.run(call("calculator", '{"expression": "1"}'), CONTEXT, ())
     finally:
         executor.close()
     assert ran == []
     assert (result.status, result.error) == ("error", "unknown tool")
     assert result.content == (
-        'Error: there is no tool named "http_get". Available tools: calculator.')
+        'Error: there is no tool named "http_get". Available tools: calculator.'
+    )
     assert (nothing.status, nothing.error) == ("error", "unknown tool")
     assert nothing.content.endswith("Available tools: none.")
 

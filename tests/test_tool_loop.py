@@ -23,8 +23,15 @@ from webapp.tools.builtin import register_builtins
 from webapp.tools.context import ToolContext
 from webapp.tools.registry import ToolRegistry
 
-VARIANTS = ["first_only", "repeated", "null_later", "empty_later", "whole", "interleaved",
-            "no_index"]
+VARIANTS = [
+    "first_only",
+    "repeated",
+    "null_later",
+    "empty_later",
+    "whole",
+    "interleaved",
+    "no_index",
+]
 
 
 class Tools:
@@ -131,11 +138,17 @@ async def uid(service: ChatService, name: str = "local") -> int:
     return user.id
 
 
-async def run(service: ChatService, user_id: int, text: str, settings: TurnSettings,
-              conversation_id: str | None = None) -> TurnUpdate:
+async def run(
+    service: ChatService,
+    user_id: int,
+    text: str,
+    settings: TurnSettings,
+    conversation_id: str | None = None,
+) -> TurnUpdate:
     last = None
-    async for update in service.stream_turn(user_id=user_id, conversation_id=conversation_id,
-                                            action=NewMessage(text), turn=settings):
+    async for update in service.stream_turn(
+        user_id=user_id, conversation_id=conversation_id, action=NewMessage(text), turn=settings
+    ):
         last = update
     assert last is not None
     return last
@@ -150,20 +163,28 @@ def tool_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
 async def test_parallel_calls_in_every_delta_variant_go_back_exactly(
     service: ChatService, fake: FakeOpenAI, variant: str, style: str
 ) -> None:
-    calls = [call("call_a", "calculator", {"expression": "6*7"}),
-             call("call_b", "calculator", {"expression": "2**10"})]
-    fake.enqueue(Reply(content="", tool_calls=calls, tool_call_variant=variant, style=style,
-                       chunk_chars=3),
-                 Reply(content="42 and 1024."))
+    calls = [
+        call("call_a", "calculator", {"expression": "6*7"}),
+        call("call_b", "calculator", {"expression": "2**10"}),
+    ]
+    fake.enqueue(
+        Reply(content="", tool_calls=calls, tool_call_variant=variant, style=style, chunk_chars=3),
+        Reply(content="42 and 1024."),
+    )
     update = await run(service, await uid(service), "compute", turn("calculator"))
     assert update.state == "complete" and update.error == ""
     first, second = fake.requests[0]["json"], fake.requests[1]["json"]
     assert [t["function"]["name"] for t in first["tools"]] == ["calculator"]
     assert "tool_choice" not in first  # auto is the provider's default: not sent
     assert second["messages"][-3:] == [
-        {"role": "assistant", "content": "",
-         "tool_calls": [wire("call_a", "calculator", {"expression": "6*7"}),
-                        wire("call_b", "calculator", {"expression": "2**10"})]},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                wire("call_a", "calculator", {"expression": "6*7"}),
+                wire("call_b", "calculator", {"expression": "2**10"}),
+            ],
+        },
         {"role": "tool", "tool_call_id": "call_a", "content": "42"},
         {"role": "tool", "tool_call_id": "call_b", "content": "1024"},
     ]
@@ -172,21 +193,29 @@ async def test_parallel_calls_in_every_delta_variant_go_back_exactly(
 
 
 async def test_stream_off_runs_the_same_loop(service: ChatService, fake: FakeOpenAI) -> None:
-    fake.enqueue(Reply(content="", tool_calls=[call("c1", "calculator", {"expression": "1+1"})]),
-                 Reply(content="Two."))
-    update = await run(service, await uid(service), "1+1?",
-                       turn("calculator", params={"stream": False}))
+    fake.enqueue(
+        Reply(content="", tool_calls=[call("c1", "calculator", {"expression": "1+1"})]),
+        Reply(content="Two."),
+    )
+    update = await run(
+        service, await uid(service), "1+1?", turn("calculator", params={"stream": False})
+    )
     assert update.progress.choices[0].content == "Two."
     assert [r["json"]["stream"] for r in fake.requests] == [False, False]
     assert tool_messages(fake.requests[1]["json"]) == [
-        {"role": "tool", "tool_call_id": "c1", "content": "2"}]
+        {"role": "tool", "tool_call_id": "c1", "content": "2"}
+    ]
 
 
 async def test_parallel_calls_run_concurrently(service: ChatService, fake: FakeOpenAI) -> None:
     # Each call of `meet` returns only when the other one is running too.
-    fake.enqueue(Reply(content="", tool_calls=[call("m1", "meet", {"name": "a"}),
-                                               call("m2", "meet", {"name": "b"})]),
-                 Reply(content="ok"))
+    fake.enqueue(
+        Reply(
+            content="",
+            tool_calls=[call("m1", "meet", {"name": "a"}), call("m2", "meet", {"name": "b"})],
+        ),
+        Reply(content="ok"),
+    )
     await run(service, await uid(service), "meet", turn("meet"))
     assert tool_messages(fake.requests[1]["json"]) == [
         {"role": "tool", "tool_call_id": "m1", "content": "met a"},
@@ -204,8 +233,9 @@ async def test_each_failure_becomes_a_tool_result_and_the_turn_goes_on(
         call("raises", "fail", {"reason": "disk on fire"}),
         call("big", "huge", {}),
     ]
-    fake.enqueue(Reply(content="", tool_calls=calls, tool_call_variant="whole"),
-                 Reply(content="Handled."))
+    fake.enqueue(
+        Reply(content="", tool_calls=calls, tool_call_variant="whole"), Reply(content="Handled.")
+    )
     update = await run(service, await uid(service), "go", turn("calculator", "fail", "huge"))
     assert update.state == "complete"
     results = {m["tool_call_id"]: m["content"] for m in tool_messages(fake.requests[1]["json"])}
@@ -217,8 +247,13 @@ async def test_each_failure_becomes_a_tool_result_and_the_turn_goes_on(
     assert len(results["big"]) < 1200, len(results["big"])
     assert results["big"].startswith("x" * 1000 + "\n\n[Truncated: the result was 10,000,000")
     statuses = {v.call.id: v.status for v in update.progress.rounds[0].tools}
-    assert statuses == {"bad_json": "error", "unknown": "error", "schema": "error",
-                        "raises": "error", "big": "done"}
+    assert statuses == {
+        "bad_json": "error",
+        "unknown": "error",
+        "schema": "error",
+        "raises": "error",
+        "big": "done",
+    }
 
 
 @pytest.mark.parametrize("service", [{"TOOL_TIMEOUT": "0.2"}], indirect=True)
@@ -237,8 +272,12 @@ async def test_more_rounds_than_the_limit_end_the_turn_clearly(
     service: ChatService, fake: FakeOpenAI
 ) -> None:
     for number in range(4):  # TOOL_MAX_ROUNDS=3: the 4th request's calls are not run
-        fake.enqueue(Reply(content=f"round {number}",
-                           tool_calls=[call(f"r{number}", "calculator", {"expression": "1"})]))
+        fake.enqueue(
+            Reply(
+                content=f"round {number}",
+                tool_calls=[call(f"r{number}", "calculator", {"expression": "1"})],
+            )
+        )
     user_id = await uid(service)
     update = await run(service, user_id, "loop", turn("calculator"))
     assert len(fake.requests) == 4
@@ -246,35 +285,51 @@ async def test_more_rounds_than_the_limit_end_the_turn_clearly(
     assert "Stopped after 3 rounds of tool calls" in update.error
     path = await stored_path(service, user_id, update.conversation_id)
     assert [m.role for m in path] == ["user"] + ["assistant", "tool"] * 4
-    assert path[-1].tool_status == "not_run" and path[-2].error and "TOOL_MAX_ROUNDS" in \
-        path[-2].error
+    assert (
+        path[-1].tool_status == "not_run" and path[-2].error and "TOOL_MAX_ROUNDS" in path[-2].error
+    )
     # A follow-up replays every call with its result, so the provider accepts the history.
     fake.enqueue(Reply(content="fine"))
     await run(service, user_id, "and now?", turn("calculator"), update.conversation_id)
     replay = fake.requests[-1]["json"]["messages"]
     assert [m["role"] for m in replay] == (["user"] + ["assistant", "tool"] * 4 + ["user"])
-    assert replay[-2] == {"role": "tool", "tool_call_id": "r3",
-                          "content": "This call was not run (the turn ended first)."}
+    assert replay[-2] == {
+        "role": "tool",
+        "tool_call_id": "r3",
+        "content": "This call was not run (the turn ended first).",
+    }
 
 
 async def test_history_is_stored_and_replayed_after_a_restart(
     service: ChatService, fake: FakeOpenAI
 ) -> None:
-    fake.enqueue(Reply(content="Let me compute.", reasoning="Use the calculator.",
-                       tool_calls=[call("c1", "calculator", {"expression": "3*3"})]),
-                 Reply(content="Nine."))
+    fake.enqueue(
+        Reply(
+            content="Let me compute.",
+            reasoning="Use the calculator.",
+            tool_calls=[call("c1", "calculator", {"expression": "3*3"})],
+        ),
+        Reply(content="Nine."),
+    )
     user_id = await uid(service)
     update = await run(service, user_id, "3*3?", turn("calculator"))
     path = await stored_path(service, user_id, update.conversation_id)
     assert [(m.role, m.state) for m in path] == [
-        ("user", "complete"), ("assistant", "complete"), ("tool", "complete"),
-        ("assistant", "complete")]
+        ("user", "complete"),
+        ("assistant", "complete"),
+        ("tool", "complete"),
+        ("assistant", "complete"),
+    ]
     asked, result, answer = path[1], path[2], path[3]
     assert asked.content == "Let me compute." and asked.reasoning == "Use the calculator."
     assert asked.tool_calls == [wire("c1", "calculator", {"expression": "3*3"})]
     assert asked.finish_reason == "tool_calls" and asked.usage is not None
     assert (result.tool_call_id, result.name, result.content, result.tool_status) == (
-        "c1", "calculator", "9", "done")
+        "c1",
+        "calculator",
+        "9",
+        "done",
+    )
     assert isinstance(result.timings["duration_ms"], int)
     assert answer.content == "Nine." and answer.parameters["tools"] == ["calculator"]
     # A follow-up replays the stored tool turn exactly. It is rebuilt from the database (the
@@ -283,8 +338,11 @@ async def test_history_is_stored_and_replayed_after_a_restart(
     await run(service, user_id, "sure?", turn(), update.conversation_id)
     assert fake.requests[-1]["json"]["messages"] == [
         {"role": "user", "content": "3*3?"},
-        {"role": "assistant", "content": "Let me compute.",
-         "tool_calls": [wire("c1", "calculator", {"expression": "3*3"})]},
+        {
+            "role": "assistant",
+            "content": "Let me compute.",
+            "tool_calls": [wire("c1", "calculator", {"expression": "3*3"})],
+        },
         {"role": "tool", "tool_call_id": "c1", "content": "9"},
         {"role": "assistant", "content": "Nine."},
         {"role": "user", "content": "sure?"},
@@ -296,27 +354,42 @@ async def test_deepseek_v31_gets_thinking_off_and_reasoning_back(
     service: ChatService, fake: FakeOpenAI
 ) -> None:
     model = "deepseek-ai/DeepSeek-V3.1-Terminus"
-    fake.enqueue(Reply(content="", reasoning="Need math.",
-                       tool_calls=[call("c1", "calculator", {"expression": "2+3"})]),
-                 Reply(content="5"))
-    await run(service, await uid(service), "2+3", turn("calculator", model=model,
-                                                        params={"enable_thinking": True}))
+    fake.enqueue(
+        Reply(
+            content="",
+            reasoning="Need math.",
+            tool_calls=[call("c1", "calculator", {"expression": "2+3"})],
+        ),
+        Reply(content="5"),
+    )
+    await run(
+        service,
+        await uid(service),
+        "2+3",
+        turn("calculator", model=model, params={"enable_thinking": True}),
+    )
     first, second = fake.requests[0]["json"], fake.requests[1]["json"]
     assert first["enable_thinking"] is False and second["enable_thinking"] is False
     assert second["messages"][-2]["reasoning_content"] == "Need math."
     # Without tools, the user's choice stands.
     fake.enqueue(Reply(content="hi"))
-    await run(service, await uid(service), "hi", turn(model=model,
-                                                       params={"enable_thinking": True}))
+    await run(
+        service, await uid(service), "hi", turn(model=model, params={"enable_thinking": True})
+    )
     assert fake.requests[-1]["json"]["enable_thinking"] is True
 
 
 async def test_reasoning_is_not_passed_back_for_other_models(
     service: ChatService, fake: FakeOpenAI
 ) -> None:
-    fake.enqueue(Reply(content="", reasoning="Need math.",
-                       tool_calls=[call("c1", "calculator", {"expression": "2+3"})]),
-                 Reply(content="5"))
+    fake.enqueue(
+        Reply(
+            content="",
+            reasoning="Need math.",
+            tool_calls=[call("c1", "calculator", {"expression": "2+3"})],
+        ),
+        Reply(content="5"),
+    )
     await run(service, await uid(service), "2+3", turn("calculator"))
     assert "reasoning_content" not in fake.requests[1]["json"]["messages"][-2]
 
@@ -327,7 +400,9 @@ async def test_tool_choice_is_sent_in_the_providers_shape(
     user_id = await uid(service)
     await run(service, user_id, "a", turn("calculator", "current_time", tool_choice="calculator"))
     assert fake.requests[-1]["json"]["tool_choice"] == {
-        "type": "function", "function": {"name": "calculator"}}
+        "type": "function",
+        "function": {"name": "calculator"},
+    }
     await run(service, user_id, "b", turn("calculator", tool_choice="required"))
     assert fake.requests[-1]["json"]["tool_choice"] == "required"
     with pytest.raises(TurnRefused, match="no tool is offered"):
@@ -345,13 +420,17 @@ async def test_n_is_ignored_while_tools_are_offered(service: ChatService, fake: 
     assert any("Choices (n) is ignored" in note for note in update.notes)
 
 
-async def approve_in_turn(service: ChatService, user_id: int, decision: bool | None,
-                          interactive: bool = True) -> TurnUpdate:
+async def approve_in_turn(
+    service: ChatService, user_id: int, decision: bool | None, interactive: bool = True
+) -> TurnUpdate:
     """Run a turn whose model asks for delete_everything, answering the approval request."""
     last = None
-    stream = service.stream_turn(user_id=user_id, conversation_id=None,
-                                 action=NewMessage("clean up"),
-                                 turn=turn("delete_everything", interactive=interactive))
+    stream = service.stream_turn(
+        user_id=user_id,
+        conversation_id=None,
+        action=NewMessage("clean up"),
+        turn=turn("delete_everything", interactive=interactive),
+    )
     async with contextlib.aclosing(stream):
         async for update in stream:
             last = update
@@ -359,10 +438,10 @@ async def approve_in_turn(service: ChatService, user_id: int, decision: bool | N
             if waiting and decision is not None:
                 assert [c.name for c in waiting] == ["delete_everything"]
                 # Another user cannot decide on this call.
-                assert service.approvals.resolve(user_id + 1, update.conversation_id,
-                                                 True) is None
-                assert service.approvals.resolve(user_id, update.conversation_id,
-                                                 decision) is not None
+                assert service.approvals.resolve(user_id + 1, update.conversation_id, True) is None
+                assert (
+                    service.approvals.resolve(user_id, update.conversation_id, decision) is not None
+                )
     assert last is not None
     return last
 
@@ -371,45 +450,59 @@ async def approve_in_turn(service: ChatService, user_id: int, decision: bool | N
 async def test_a_call_that_needs_approval_waits_for_the_user(
     service: ChatService, fake: FakeOpenAI, decision: bool, expected: str
 ) -> None:
-    fake.enqueue(Reply(content="", tool_calls=[call("d1", "delete_everything",
-                                                    {"target": "/tmp/x"})]),
-                 Reply(content="Done."))
+    fake.enqueue(
+        Reply(content="", tool_calls=[call("d1", "delete_everything", {"target": "/tmp/x"})]),
+        Reply(content="Done."),
+    )
     update = await approve_in_turn(service, await uid(service), decision)
     assert update.state == "complete"
     assert tool_messages(fake.requests[1]["json"]) == [
-        {"role": "tool", "tool_call_id": "d1", "content": expected}]
+        {"role": "tool", "tool_call_id": "d1", "content": expected}
+    ]
     assert update.progress.rounds[0].tools[0].status == ("done" if decision else "denied")
 
 
 async def test_through_the_api_a_call_needing_approval_is_not_run(
     service: ChatService, fake: FakeOpenAI
 ) -> None:
-    fake.enqueue(Reply(content="", tool_calls=[call("d1", "delete_everything",
-                                                    {"target": "/tmp/x"})]),
-                 Reply(content="Could not."))
+    fake.enqueue(
+        Reply(content="", tool_calls=[call("d1", "delete_everything", {"target": "/tmp/x"})]),
+        Reply(content="Could not."),
+    )
     await approve_in_turn(service, await uid(service), None, interactive=False)
     assert tool_messages(fake.requests[1]["json"]) == [
-        {"role": "tool", "tool_call_id": "d1", "content": APPROVAL_UNAVAILABLE}]
+        {"role": "tool", "tool_call_id": "d1", "content": APPROVAL_UNAVAILABLE}
+    ]
 
 
 async def test_stop_during_a_tool_call_cancels_it_and_keeps_what_is_done(
     service: ChatService, fake: FakeOpenAI, hooks: Tools
 ) -> None:
-    fake.enqueue(Reply(content="Working on it.",
-                       tool_calls=[call("s1", "slow", {}), call("c1", "calculator",
-                                                                {"expression": "5*5"})]),
-                 Reply(content="never requested"))
+    fake.enqueue(
+        Reply(
+            content="Working on it.",
+            tool_calls=[call("s1", "slow", {}), call("c1", "calculator", {"expression": "5*5"})],
+        ),
+        Reply(content="never requested"),
+    )
     user_id = await uid(service)
-    stream = service.stream_turn(user_id=user_id, conversation_id=None,
-                                 action=NewMessage("go"), turn=turn("slow", "calculator"))
+    stream = service.stream_turn(
+        user_id=user_id,
+        conversation_id=None,
+        action=NewMessage("go"),
+        turn=turn("slow", "calculator"),
+    )
     conversation_id = ""
 
     async def consume() -> None:
         nonlocal conversation_id
         async for update in stream:
             conversation_id = update.conversation_id
-            if hooks.started.is_set() and update.progress.tool("c1") is not None and (
-                    update.progress.tool("c1").result is not None):  # type: ignore[union-attr]
+            if (
+                hooks.started.is_set()
+                and update.progress.tool("c1") is not None
+                and (update.progress.tool("c1").result is not None)
+            ):  # type: ignore[union-attr]
                 return
 
     await consume()
@@ -462,11 +555,18 @@ async def test_tool_calls_when_no_tools_were_offered_are_stored_as_not_run(
     assert len(fake.requests) == 1 and "tools" not in fake.requests[0]["json"]
     path = await stored_path(service, user_id, update.conversation_id)
     assert [(m.role, m.tool_status) for m in path] == [
-        ("user", None), ("assistant", None), ("tool", "not_run")]
+        ("user", None),
+        ("assistant", None),
+        ("tool", "not_run"),
+    ]
     fake.enqueue(Reply(content="ok"))
     await run(service, user_id, "next", turn(), update.conversation_id)
     assert [m["role"] for m in fake.requests[-1]["json"]["messages"]] == [
-        "user", "assistant", "tool", "user"]
+        "user",
+        "assistant",
+        "tool",
+        "user",
+    ]
 
 
 # A short approval wait, so that asking for approval (a bug) fails the test instead of hanging it.
@@ -480,36 +580,50 @@ async def test_a_tool_the_turn_did_not_offer_is_refused_and_never_runs(
     user_id = await uid(service)
     fake.enqueue(Reply(content="noted"))
     await run(service, user_id, "my secret pineapple recipe", turn())
-    calls = [call("s1", "search_conversations", {"query": "pineapple"}),
-             call("s2", "slow", {}),
-             call("s3", "delete_everything", {"target": "/"}),
-             call("s4", "calculator", {"expression": "6*7"})]
-    fake.enqueue(Reply(content="", tool_calls=calls, tool_call_variant="whole"),
-                 Reply(content="ok"))
+    calls = [
+        call("s1", "search_conversations", {"query": "pineapple"}),
+        call("s2", "slow", {}),
+        call("s3", "delete_everything", {"target": "/"}),
+        call("s4", "calculator", {"expression": "6*7"}),
+    ]
+    fake.enqueue(
+        Reply(content="", tool_calls=calls, tool_call_variant="whole"), Reply(content="ok")
+    )
     update = await run(service, user_id, "sum it up", turn("calculator"))
     assert update.state == "complete"
     results = {m["tool_call_id"]: m["content"] for m in tool_messages(fake.requests[-1]["json"])}
     refused = 'Error: there is no tool named "{}". Available tools: calculator.'
-    assert results == {"s1": refused.format("search_conversations"),
-                       "s2": refused.format("slow"),
-                       "s3": refused.format("delete_everything"), "s4": "42"}
+    assert results == {
+        "s1": refused.format("search_conversations"),
+        "s2": refused.format("slow"),
+        "s3": refused.format("delete_everything"),
+        "s4": "42",
+    }
     assert not hooks.started.is_set()
     assert service.approvals.pending(user_id, update.conversation_id) == []
-    statuses = {v.call.id: (v.status, v.result.error if v.result else None)
-                for v in update.progress.rounds[0].tools}
+    statuses = {
+        v.call.id: (v.status, v.result.error if v.result else None)
+        for v in update.progress.rounds[0].tools
+    }
     assert statuses["s1"] == statuses["s2"] == statuses["s3"] == ("error", "unknown tool")
 
 
 async def test_with_tool_choice_none_every_call_is_refused(
     service: ChatService, fake: FakeOpenAI
 ) -> None:
-    fake.enqueue(Reply(content="", tool_calls=[call("c1", "calculator", {"expression": "1"})]),
-                 Reply(content="ok"))
+    fake.enqueue(
+        Reply(content="", tool_calls=[call("c1", "calculator", {"expression": "1"})]),
+        Reply(content="ok"),
+    )
     await run(service, await uid(service), "hi", turn("calculator", tool_choice="none"))
     assert fake.requests[0]["json"]["tool_choice"] == "none"
     assert tool_messages(fake.requests[1]["json"]) == [
-        {"role": "tool", "tool_call_id": "c1",
-         "content": 'Error: there is no tool named "calculator". Available tools: none.'}]
+        {
+            "role": "tool",
+            "tool_call_id": "c1",
+            "content": 'Error: there is no tool named "calculator". Available tools: none.',
+        }
+    ]
 
 
 @pytest.mark.parametrize("choice", ["required", "calculator"])
@@ -517,14 +631,17 @@ async def test_a_forced_tool_choice_applies_to_the_first_request_only(
     service: ChatService, fake: FakeOpenAI, choice: str
 ) -> None:
     """A server that obeys a forced choice would call tools forever if it were re-sent."""
-    fake.enqueue(Reply(content="", tool_calls=[call("c1", "calculator", {"expression": "6*7"})]),
-                 Reply(content="", tool_calls=[call("c2", "calculator", {"expression": "1"})]),
-                 Reply(content="42."))
+    fake.enqueue(
+        Reply(content="", tool_calls=[call("c1", "calculator", {"expression": "6*7"})]),
+        Reply(content="", tool_calls=[call("c2", "calculator", {"expression": "1"})]),
+        Reply(content="42."),
+    )
     update = await run(service, await uid(service), "6*7?", turn("calculator", tool_choice=choice))
     assert update.state == "complete" and update.progress.choices[0].content == "42."
     sent = [r["json"]["tool_choice"] for r in fake.requests]
-    forced = choice if choice == "required" else {
-        "type": "function", "function": {"name": "calculator"}}
+    forced = (
+        choice if choice == "required" else {"type": "function", "function": {"name": "calculator"}}
+    )
     assert sent == [forced, "auto", "auto"]
 
 
@@ -533,9 +650,15 @@ async def test_huge_or_multi_line_ids_and_names_from_the_provider_are_cut_not_fa
 ) -> None:
     """Storage refuses ids over its limits; what a server sends must still be saved."""
     long_id, long_name = "id\n" + "x" * 10_000, "calc\r\n" + "y" * 5_000
-    fake.enqueue(Reply(content="", tool_calls=[call(long_id, long_name, {})],
-                       tool_call_variant="whole", finish_reason="stop\n" + "z" * 500),
-                 Reply(content="ok"))
+    fake.enqueue(
+        Reply(
+            content="",
+            tool_calls=[call(long_id, long_name, {})],
+            tool_call_variant="whole",
+            finish_reason="stop\n" + "z" * 500,
+        ),
+        Reply(content="ok"),
+    )
     user_id = await uid(service)
     update = await run(service, user_id, "go", turn("calculator"))
     assert update.state == "complete"

@@ -36,8 +36,13 @@ def at(progress: TurnProgress, clock: FakeClock, time: float, event: StreamEvent
 def test_content_and_reasoning_accumulate() -> None:
     clock = FakeClock()
     progress = TurnProgress(clock=clock)
-    for event in [ReasoningDelta("Let me "), ReasoningDelta("think."), TextDelta("Hel"),
-                  TextDelta("lo"), TextDelta("!")]:
+    for event in [
+        ReasoningDelta("Let me "),
+        ReasoningDelta("think."),
+        TextDelta("Hel"),
+        TextDelta("lo"),
+        TextDelta("!"),
+    ]:
         progress.apply(event)
     assert len(progress.choices) == 1
     assert progress.choices[0].reasoning == "Let me think."
@@ -114,7 +119,9 @@ def test_tokens_per_second_from_usage() -> None:
     assert timings["tokens_per_s"] == 25.0  # 100 tokens over 4 s since the first token
     assert timings["tokens_estimated"] is False
     assert progress.usage_dict() == {
-        "prompt_tokens": 12, "completion_tokens": 100, "reasoning_tokens": 0,
+        "prompt_tokens": 12,
+        "completion_tokens": 100,
+        "reasoning_tokens": 0,
         "total_tokens": 112,
     }
 
@@ -122,10 +129,12 @@ def test_tokens_per_second_from_usage() -> None:
 def test_latest_usage_wins() -> None:
     progress = TurnProgress(clock=FakeClock())
     progress.apply(Usage(completion_tokens=1))
-    progress.apply(Usage(prompt_tokens=5, completion_tokens=9, reasoning_tokens=4,
-                         total_tokens=14))
+    progress.apply(Usage(prompt_tokens=5, completion_tokens=9, reasoning_tokens=4, total_tokens=14))
     assert progress.usage_dict() == {
-        "prompt_tokens": 5, "completion_tokens": 9, "reasoning_tokens": 4, "total_tokens": 14
+        "prompt_tokens": 5,
+        "completion_tokens": 9,
+        "reasoning_tokens": 4,
+        "total_tokens": 14,
     }
 
 

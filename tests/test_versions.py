@@ -27,12 +27,28 @@ def build(sessions: Any) -> tuple[int, str, dict[str, str]]:
         chat = repo.create_conversation(session=s, user_id=uid).id
         ids: dict[str, str] = {}
         parent = None
-        for name, role in (("q1", "user"), ("a1", "assistant"), ("q2", "user"),
-                           ("a2", "assistant")):
-            parent = ids[name] = repo.add_message(session=s, user_id=uid, conversation_id=chat,
-                                                  parent_id=parent, role=role, content=name).id
-        ids["a2b"] = repo.add_message(session=s, user_id=uid, conversation_id=chat,
-                                      parent_id=ids["q2"], role="assistant", content="a2b").id
+        for name, role in (
+            ("q1", "user"),
+            ("a1", "assistant"),
+            ("q2", "user"),
+            ("a2", "assistant"),
+        ):
+            parent = ids[name] = repo.add_message(
+                session=s,
+                user_id=uid,
+                conversation_id=chat,
+                parent_id=parent,
+                role=role,
+                content=name,
+            ).id
+        ids["a2b"] = repo.add_message(
+            session=s,
+            user_id=uid,
+            conversation_id=chat,
+            parent_id=ids["q2"],
+            role="assistant",
+            content="a2b",
+        ).id
     return uid, chat, ids
 
 
@@ -47,8 +63,9 @@ async def test_switching_versions_changes_the_path(sessions: Any) -> None:
     uid, chat, ids = build(sessions)
     versions = Versions(sessions)
     assert path_contents(sessions, uid, chat) == ["q1", "a1", "q2", "a2b"]
-    target = await versions.switch(user_id=uid, conversation_id=chat, message_id=ids["a2b"],
-                                   step=-1)
+    target = await versions.switch(
+        user_id=uid, conversation_id=chat, message_id=ids["a2b"], step=-1
+    )
     assert target == ids["a2"]
     assert path_contents(sessions, uid, chat) == ["q1", "a1", "q2", "a2"]
     with pytest.raises(NavigationRefused, match="no version in that direction"):
@@ -77,8 +94,7 @@ async def test_another_user_cannot_navigate(sessions: Any) -> None:
     with pytest.raises(repo.NotFound):
         await versions.undo(user_id=mallory, conversation_id=chat)
     with pytest.raises((repo.NotFound, NavigationRefused)):
-        await versions.switch(user_id=mallory, conversation_id=chat, message_id=ids["a2b"],
-                              step=-1)
+        await versions.switch(user_id=mallory, conversation_id=chat, message_id=ids["a2b"], step=-1)
     assert path_contents(sessions, uid, chat) == ["q1", "a1", "q2", "a2b"]
 
 

@@ -39,9 +39,18 @@ from webapp.web import ServerThread, create_app, start_in_thread, uvicorn_config
 ROOT = Path(__file__).resolve().parent.parent
 
 RECORD = TurnRecord(
-    user="alice", provider="siliconflow", model="Qwen/Qwen3-32B", status="complete",
-    http_status=None, error_kind=None, prompt_tokens=12, completion_tokens=30,
-    reasoning_tokens=7, ttft_s=0.42, duration_s=1.5, tool_calls=2,
+    user="alice",
+    provider="siliconflow",
+    model="Qwen/Qwen3-32B",
+    status="complete",
+    http_status=None,
+    error_kind=None,
+    prompt_tokens=12,
+    completion_tokens=30,
+    reasoning_tokens=7,
+    ttft_s=0.42,
+    duration_s=1.5,
+    tool_calls=2,
     conversation_id="c0ffee00c0ffee00c0ffee00c0ffee00",
 )
 
@@ -61,6 +70,7 @@ def value(metrics: Metrics, name: str, **labels: str) -> float | None:
 
 
 # ---- Metrics as a unit ----------------------------------------------------------------------
+
 
 def test_a_turn_counts_request_tokens_and_timings() -> None:
     metrics = Metrics()
@@ -82,12 +92,13 @@ def test_a_turn_counts_request_tokens_and_timings() -> None:
 
     text = metrics.render()[0].decode()
     lines = text.splitlines()
-    assert ('parley_requests_total{model="Qwen/Qwen3-32B",provider="siliconflow",'
-            'status="complete"} 1.0') in lines
-    assert ('parley_tokens_total{kind="completion",model="Qwen/Qwen3-32B",'
-            'provider="siliconflow"} 30.0') in lines
-    assert 'parley_time_to_first_token_seconds_bucket{le="0.5",provider="siliconflow"} 1.0' \
-        in lines
+    assert (
+        'parley_requests_total{model="Qwen/Qwen3-32B",provider="siliconflow",status="complete"} 1.0'
+    ) in lines
+    assert (
+        'parley_tokens_total{kind="completion",model="Qwen/Qwen3-32B",provider="siliconflow"} 30.0'
+    ) in lines
+    assert 'parley_time_to_first_token_seconds_bucket{le="0.5",provider="siliconflow"} 1.0' in lines
     assert "# TYPE parley_time_to_first_token_seconds histogram" in lines
     assert "# TYPE parley_active_streams gauge" in lines
     assert metrics.render()[1].startswith("text/plain; version=")
@@ -95,17 +106,35 @@ def test_a_turn_counts_request_tokens_and_timings() -> None:
 
 def test_errors_are_counted_by_http_status_or_kind() -> None:
     metrics = Metrics()
-    metrics.observe_turn(replace(RECORD, status="error", http_status=429, ttft_s=None,
-                                 prompt_tokens=0, completion_tokens=0, reasoning_tokens=0))
+    metrics.observe_turn(
+        replace(
+            RECORD,
+            status="error",
+            http_status=429,
+            ttft_s=None,
+            prompt_tokens=0,
+            completion_tokens=0,
+            reasoning_tokens=0,
+        )
+    )
     metrics.observe_turn(replace(RECORD, status="error", error_kind="timeout", ttft_s=None))
     metrics.observe_turn(replace(RECORD, status="error", error_kind=None, ttft_s=None))
     assert value(metrics, "parley_errors_total", provider="siliconflow", status="429") == 1
     assert value(metrics, "parley_errors_total", provider="siliconflow", status="timeout") == 1
     assert value(metrics, "parley_errors_total", provider="siliconflow", status="unknown") == 1
-    assert value(metrics, "parley_requests_total", provider="siliconflow",
-                 model="Qwen/Qwen3-32B", status="error") == 3
-    assert value(metrics, "parley_time_to_first_token_seconds_count",
-                 provider="siliconflow") is None  # no first token, no observation
+    assert (
+        value(
+            metrics,
+            "parley_requests_total",
+            provider="siliconflow",
+            model="Qwen/Qwen3-32B",
+            status="error",
+        )
+        == 3
+    )
+    assert (
+        value(metrics, "parley_time_to_first_token_seconds_count", provider="siliconflow") is None
+    )  # no first token, no observation
 
 
 def test_refused_and_stopped_turns() -> None:
@@ -135,28 +164,67 @@ def test_tools_and_active_streams() -> None:
 def test_each_metrics_has_its_own_registry() -> None:
     first, second = Metrics(), Metrics()  # the global registry would raise "Duplicated"
     first.observe_turn(RECORD)
-    assert value(first, "parley_requests_total", provider="siliconflow",
-                 model="Qwen/Qwen3-32B", status="complete") == 1
-    assert value(second, "parley_requests_total", provider="siliconflow",
-                 model="Qwen/Qwen3-32B", status="complete") is None
+    assert (
+        value(
+            first,
+            "parley_requests_total",
+            provider="siliconflow",
+            model="Qwen/Qwen3-32B",
+            status="complete",
+        )
+        == 1
+    )
+    assert (
+        value(
+            second,
+            "parley_requests_total",
+            provider="siliconflow",
+            model="Qwen/Qwen3-32B",
+            status="complete",
+        )
+        is None
+    )
 
 
 def test_label_values_are_capped() -> None:
     metrics = Metrics(max_label_values=2)
     for model in ("a", "b", "c", "d", "a"):
         metrics.observe_turn(replace(RECORD, model=model))
-    models = {dict(labels)["model"] for name, labels in samples(metrics)
-              if name == "parley_requests_total"}
+    models = {
+        dict(labels)["model"]
+        for name, labels in samples(metrics)
+        if name == "parley_requests_total"
+    }
     assert models == {"a", "b", "other"}
-    assert value(metrics, "parley_requests_total", provider="siliconflow", model="other",
-                 status="complete") == 2
+    assert (
+        value(
+            metrics,
+            "parley_requests_total",
+            provider="siliconflow",
+            model="other",
+            status="complete",
+        )
+        == 2
+    )
 
 
 # ---- Request log ----------------------------------------------------------------------------
 
-LOGGED_FIELDS = {"user", "provider", "model", "status", "http_status", "error_kind",
-                 "prompt_tokens", "completion_tokens", "reasoning_tokens", "ttft_ms",
-                 "duration_ms", "tool_calls", "conversation_id"}
+LOGGED_FIELDS = {
+    "user",
+    "provider",
+    "model",
+    "status",
+    "http_status",
+    "error_kind",
+    "prompt_tokens",
+    "completion_tokens",
+    "reasoning_tokens",
+    "ttft_ms",
+    "duration_ms",
+    "tool_calls",
+    "conversation_id",
+}
 
 
 def test_log_turn_writes_one_line_with_the_fields(caplog: pytest.LogCaptureFixture) -> None:
@@ -167,10 +235,19 @@ def test_log_turn_writes_one_line_with_the_fields(caplog: pytest.LogCaptureFixtu
     assert entry.levelno == logging.INFO and entry.getMessage() == "turn complete"
     fields = {name: getattr(entry, name) for name in LOGGED_FIELDS}
     assert fields == {
-        "user": "alice", "provider": "siliconflow", "model": "Qwen/Qwen3-32B",
-        "status": "complete", "http_status": None, "error_kind": None, "prompt_tokens": 12,
-        "completion_tokens": 30, "reasoning_tokens": 7, "ttft_ms": 420, "duration_ms": 1500,
-        "tool_calls": 2, "conversation_id": RECORD.conversation_id,
+        "user": "alice",
+        "provider": "siliconflow",
+        "model": "Qwen/Qwen3-32B",
+        "status": "complete",
+        "http_status": None,
+        "error_kind": None,
+        "prompt_tokens": 12,
+        "completion_tokens": 30,
+        "reasoning_tokens": 7,
+        "ttft_ms": 420,
+        "duration_ms": 1500,
+        "tool_calls": 2,
+        "conversation_id": RECORD.conversation_id,
     }
 
     parsed = json.loads(JsonFormatter().format(entry))
@@ -226,8 +303,12 @@ def test_configure_logging_json_lines() -> None:
     first, second, third = (json.loads(line) for line in stream.getvalue().splitlines())
     assert first["message"] == "turn complete" and first["user"] == "alice"
     assert first["ttft_ms"] == 420 and first["conversation_id"] == RECORD.conversation_id
-    assert second == {"time": second["time"], "level": "INFO", "logger": "webapp.x",
-                      "message": "plain line"}
+    assert second == {
+        "time": second["time"],
+        "level": "INFO",
+        "logger": "webapp.x",
+        "message": "plain line",
+    }
     assert third["level"] == "ERROR" and "ValueError: boom" in third["exception"]
 
 
@@ -244,6 +325,7 @@ def test_configure_logging_plain_text_shows_the_fields() -> None:
 
 # ---- The mounted app ------------------------------------------------------------------------
 
+
 @dataclass
 class Mounted:
     parley: Parley
@@ -259,8 +341,9 @@ class Mounted:
         return httpx.get(self.url + path.lstrip("/"), timeout=10, **kwargs)
 
 
-def start_mounted(fake: FakeOpenAI, db_path: Path, *, auth_dependency: Any = None,
-                  **env: str) -> Mounted:
+def start_mounted(
+    fake: FakeOpenAI, db_path: Path, *, auth_dependency: Any = None, **env: str
+) -> Mounted:
     values = {
         "SILICONFLOW_BASE_URL": fake.base_url,
         "SILICONFLOW_API_KEY": "test-key-siliconflow",
@@ -290,13 +373,11 @@ def mounted(fake_openai: FakeOpenAI, tmp_path: Path) -> Iterator[Mounted]:
 def test_healthz_reports_database_and_queue(mounted: Mounted) -> None:
     response = mounted.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok", "queue": {"pending": 0},
-                               "runs": 0}
+    assert response.json() == {"status": "ok", "database": "ok", "queue": {"pending": 0}, "runs": 0}
     assert response.headers["cache-control"] == "no-store"
 
 
-def test_healthz_is_503_when_the_database_is_unreachable(mounted: Mounted,
-                                                         tmp_path: Path) -> None:
+def test_healthz_is_503_when_the_database_is_unreachable(mounted: Mounted, tmp_path: Path) -> None:
     mounted.parley.engine.dispose()
     mounted.parley.engine = create_engine(f"sqlite:///{tmp_path / 'removed' / 'parley.db'}")
     response = mounted.get("/healthz")
@@ -310,12 +391,17 @@ def test_healthz_is_503_when_the_queue_has_stopped(mounted: Mounted) -> None:
     mounted.parley.demo._queue.stopped = True
     response = mounted.get("/healthz")
     assert response.status_code == 503
-    assert response.json() == {"status": "unavailable", "database": "ok",
-                               "queue": {"pending": 0, "running": False}, "runs": 0}
+    assert response.json() == {
+        "status": "unavailable",
+        "database": "ok",
+        "queue": {"pending": 0, "running": False},
+        "runs": 0,
+    }
 
 
-def test_chat_streams_through_the_mounted_app(mounted: Mounted,
-                                              caplog: pytest.LogCaptureFixture) -> None:
+def test_chat_streams_through_the_mounted_app(
+    mounted: Mounted, caplog: pytest.LogCaptureFixture
+) -> None:
     secret = "my confidential question 7f3a"
     answer = "An answer in several pieces, streamed through the mount."
     mounted.fake.enqueue(Reply(content=answer, chunk_chars=4, delay=0.01))
@@ -347,13 +433,16 @@ def test_metrics_endpoint(mounted: Mounted) -> None:
     assert families["parley_queue_pending"].samples[0].value == 0
     requests = [s for s in families["parley_requests"].samples if s.name.endswith("_total")]
     assert [(s.labels, s.value) for s in requests] == [
-        ({"provider": "siliconflow", "model": "Qwen/Qwen3-32B", "status": "complete"}, 1.0)]
+        ({"provider": "siliconflow", "model": "Qwen/Qwen3-32B", "status": "complete"}, 1.0)
+    ]
 
 
 def test_stop_is_prompt_with_a_page_connected(mounted: Mounted) -> None:
     # The page's /heartbeat stream stays open until the Gradio app's stop event.
-    with httpx.Client(timeout=10) as http, http.stream(
-        "GET", mounted.url + "gradio_api/heartbeat/abc123") as stream:
+    with (
+        httpx.Client(timeout=10) as http,
+        http.stream("GET", mounted.url + "gradio_api/heartbeat/abc123") as stream,
+    ):
         assert stream.status_code == 200
         assert stream.headers["x-accel-buffering"] == "no"  # nginx must not hold events back
         started = time.monotonic()
@@ -363,10 +452,12 @@ def test_stop_is_prompt_with_a_page_connected(mounted: Mounted) -> None:
     assert not mounted.parley.demo.is_running  # the lifespan closed the queue
 
 
-def test_production_settings_are_applied_when_mounted(fake_openai: FakeOpenAI,
-                                                      tmp_path: Path) -> None:
-    running = start_mounted(fake_openai, tmp_path / "parley.db", ENV="production",
-                            MAX_UPLOAD_MB="7")
+def test_production_settings_are_applied_when_mounted(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    running = start_mounted(
+        fake_openai, tmp_path / "parley.db", ENV="production", MAX_UPLOAD_MB="7"
+    )
     try:
         demo = running.parley.demo
         assert demo.show_error is False and demo.run_history is False
@@ -381,13 +472,13 @@ def test_production_settings_are_applied_when_mounted(fake_openai: FakeOpenAI,
         running.server.stop()
 
 
-def test_auth_dependency_guards_gradio_but_not_health(fake_openai: FakeOpenAI,
-                                                      tmp_path: Path) -> None:
+def test_auth_dependency_guards_gradio_but_not_health(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
     def user_from_header(request: fastapi.Request) -> str | None:
         return request.headers.get("x-forwarded-user")
 
-    running = start_mounted(fake_openai, tmp_path / "parley.db",
-                            auth_dependency=user_from_header)
+    running = start_mounted(fake_openai, tmp_path / "parley.db", auth_dependency=user_from_header)
     try:
         assert running.get("/config").status_code == 401
         assert running.get("/config", headers={"X-Forwarded-User": "bob"}).status_code == 200
@@ -409,12 +500,14 @@ def test_uvicorn_settings_for_production() -> None:
     assert config.proxy_headers is True and config.forwarded_allow_ips == "127.0.0.1"
     assert config.access_log is False and config.log_config is None  # log_turn is the log
     assert config.lifespan == "on" and config.timeout_graceful_shutdown == 30
-    behind = uvicorn_config(fastapi.FastAPI(), settings, forwarded_allow_ips="10.0.0.5",
-                            proxy_headers=False)
+    behind = uvicorn_config(
+        fastapi.FastAPI(), settings, forwarded_allow_ips="10.0.0.5", proxy_headers=False
+    )
     assert behind.forwarded_allow_ips == "10.0.0.5" and behind.proxy_headers is False
 
 
 # ---- docker-compose.yml and the deployment guide --------------------------------------------
+
 
 def test_docker_compose_runs_the_app_against_postgres() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
@@ -460,10 +553,18 @@ def test_the_compose_health_check_command_works(mounted: Mounted) -> None:
 def test_the_deployment_guide_covers_nginx_and_load_balancing() -> None:
     guide = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
     assert "## Behind nginx" in guide and "## Several instances behind a load balancer" in guide
-    for directive in ("proxy_pass http://127.0.0.1:7860;", "proxy_http_version 1.1;",
-                      "proxy_buffering off;", "proxy_cache off;", "proxy_read_timeout 3600s;",
-                      "X-Accel-Buffering", "client_max_body_size",
-                      "proxy_set_header X-Forwarded-User $remote_user;",
-                      "proxy_set_header X-Forwarded-Proto $scheme;", "ip_hash;", "/healthz",
-                      "TRUSTED_PROXIES"):
+    for directive in (
+        "proxy_pass http://127.0.0.1:7860;",
+        "proxy_http_version 1.1;",
+        "proxy_buffering off;",
+        "proxy_cache off;",
+        "proxy_read_timeout 3600s;",
+        "X-Accel-Buffering",
+        "client_max_body_size",
+        "proxy_set_header X-Forwarded-User $remote_user;",
+        "proxy_set_header X-Forwarded-Proto $scheme;",
+        "ip_hash;",
+        "/healthz",
+        "TRUSTED_PROXIES",
+    ):
         assert directive in guide, directive

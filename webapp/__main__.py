@@ -18,12 +18,16 @@ log = logging.getLogger("webapp")
 def warn_about(settings: Settings) -> None:
     """Start-up warnings an operator should see."""
     if not any(p.api_key for p in settings.providers):
-        log.warning("no API key configured: set SILICONFLOW_API_KEY or JIEKOU_API_KEY in .env, "
-                    "or paste a key in the page (kept for that browser session only)")
+        log.warning(
+            "no API key configured: set SILICONFLOW_API_KEY or JIEKOU_API_KEY in .env, "
+            "or paste a key in the page (kept for that browser session only)"
+        )
     if settings.auth_mode == "none" and settings.host not in ("127.0.0.1", "localhost", "::1"):
-        log.warning("AUTH_MODE=none while listening on %s: everyone who can reach this port "
-                    "shares one history. Set AUTH_MODE=accounts or header for a team.",
-                    settings.host)
+        log.warning(
+            "AUTH_MODE=none while listening on %s: everyone who can reach this port "
+            "shares one history. Set AUTH_MODE=accounts or header for a team.",
+            settings.host,
+        )
 
 
 def main() -> int:
@@ -48,8 +52,12 @@ def main() -> int:
     web_app = create_app(app)
     freeze_startup_objects()
     # In header mode the peer address must stay the proxy's, so the header check can see it.
-    serve(web_app, settings, proxy_headers=not header_mode,
-          forwarded_allow_ips=",".join(settings.trusted_proxies))
+    serve(
+        web_app,
+        settings,
+        proxy_headers=not header_mode,
+        forwarded_allow_ips=",".join(settings.trusted_proxies),
+    )
     return 0
 
 

@@ -19,8 +19,9 @@ CACHE_MAX = 10_000
 class ApiKeyAuth:
     """Looks keys up by their hash (a database read at most every CACHE_S per key)."""
 
-    def __init__(self, session_factory: Callable[[], Session],
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, session_factory: Callable[[], Session], clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._session_factory = session_factory
         self._clock = clock
         self._cache: dict[str, tuple[float, KeyOwner | None]] = {}

@@ -30,8 +30,13 @@ Attachment = dict[str, Any]
 
 # MPO is how Pillow names a JPEG with a multi-picture segment (many phone and camera photos):
 # its bytes are a plain JPEG to any other reader.
-IMAGE_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "MPO": "image/jpeg", "GIF": "image/gif",
-               "WEBP": "image/webp"}
+IMAGE_TYPES = {
+    "PNG": "image/png",
+    "JPEG": "image/jpeg",
+    "MPO": "image/jpeg",
+    "GIF": "image/gif",
+    "WEBP": "image/webp",
+}
 MAX_PIXELS = 50_000_000  # larger images are refused before decoding (decompression bombs)
 # Also refused before decoding: a side longer than JPEG and GIF can hold. A file a few hundred KB
 # long that claims 1 × 50,000,000 pixels made the preview's resize take over 3 GB of memory.
@@ -166,8 +171,9 @@ def image_from_file(path: str | Path, limits: Limits, name: str = "") -> Attachm
             raise _too_big(Path(name or path.name).name[:200], size, limits.max_bytes)
         raw = path.read_bytes()
     except OSError as exc:
-        raise AttachmentError(f"The upload {name or path.name} could not be read: {exc.strerror}; "
-                              "attach it again.") from None
+        raise AttachmentError(
+            f"The upload {name or path.name} could not be read: {exc.strerror}; attach it again."
+        ) from None
     return image_from_bytes(raw, name or path.name, limits)
 
 
@@ -176,7 +182,7 @@ def link(url: str, kind: str = "") -> Attachment:
     url = url.strip()
     if len(url) > MAX_URL_CHARS:
         raise AttachmentError(f"That link is longer than {MAX_URL_CHARS} characters.")
-    if any(c.isspace() or not c.isprintable() or c in '<>"\'`\\' for c in url):
+    if any(c.isspace() or not c.isprintable() or c in "<>\"'`\\" for c in url):
         raise AttachmentError(
             "A link may not contain spaces, quotes, angle brackets or control characters."
         )
@@ -241,18 +247,19 @@ def restore(item: Any, limits: Limits, budget: PixelBudget | None = None) -> Att
     if kind in ("image_url", "video_url"):
         url = item.get("url")
         if not isinstance(url, str):
-            raise AttachmentError("a linked attachment needs a \"url\" string")
+            raise AttachmentError('a linked attachment needs a "url" string')
         return link(url, kind.removesuffix("_url"))
     if kind != "image":
         raise AttachmentError(f"unknown attachment kind {kind!r}")
     data = item.get("data")
     if not isinstance(data, str) or len(data) > limits.max_bytes * 4 // 3 + 4:
-        raise AttachmentError("an image attachment needs its \"data\" (base64), within the size "
-                              "limit")
+        raise AttachmentError(
+            'an image attachment needs its "data" (base64), within the size limit'
+        )
     try:
         raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
-        raise AttachmentError("an image attachment's \"data\" is not valid base64") from None
+        raise AttachmentError('an image attachment\'s "data" is not valid base64') from None
     if budget is not None:
         budget.spend(raw)
     name = item.get("name")
@@ -291,8 +298,11 @@ def markdown(attachments: Sequence[Attachment], *, full: bool = False) -> str:
         kind = item.get("kind")
         if kind == "image":
             alt = _alt(str(item.get("name", "image")))
-            source = (f"data:{item['mime']};base64,{item['data']}" if full
-                      else str(item.get("preview", "")))
+            source = (
+                f"data:{item['mime']};base64,{item['data']}"
+                if full
+                else str(item.get("preview", ""))
+            )
             lines.append(f"![{alt}]({source})")
         elif kind in ("image_url", "video_url"):
             icon = "🎬 video" if kind == "video_url" else "🖼 image"

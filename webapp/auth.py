@@ -130,12 +130,12 @@ class Accounts:
         key = f"user:{username.strip().lower()}@{login_source.get() or '?'}"
         wait = self.throttle.retry_after(key)
         if wait > 0:
-            log.warning("sign-in refused for %s: too many failures (retry in %.0f s)",
-                        shown(username), wait)
+            log.warning(
+                "sign-in refused for %s: too many failures (retry in %.0f s)", shown(username), wait
+            )
             return False
         if self._in_flight >= self.MAX_CHECKS:
-            log.warning("sign-in refused for %s: too many sign-ins in progress",
-                        shown(username))
+            log.warning("sign-in refused for %s: too many sign-ins in progress", shown(username))
             return False
         # Counted before the check (no await in between), so parallel guesses cannot all
         # slip past the limit; a success clears the count.
@@ -205,8 +205,12 @@ class Person:
 class Identity:
     """Resolves a request to a Person, re-reading the account's flags every few seconds."""
 
-    def __init__(self, settings: Settings, session_factory: Callable[[], Session],
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        session_factory: Callable[[], Session],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.mode = settings.auth_mode
         self._session_factory = session_factory
         self._clock = clock
@@ -247,7 +251,8 @@ class Identity:
         if loading is None:
             loading = self._loading[name] = asyncio.ensure_future(self._load(name))
             loading.add_done_callback(
-                lambda done: self._loading.pop(name) if self._loading.get(name) is done else None)
+                lambda done: self._loading.pop(name) if self._loading.get(name) is done else None
+            )
         return await asyncio.shield(loading)
 
     async def _load(self, name: str) -> User:
@@ -287,19 +292,32 @@ class LoginAddressGuard:
         self.throttle = throttle
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope.get("type") != "http" or scope.get("method") != "POST" or not str(
-                scope.get("path", "")).rstrip("/").endswith("/login"):
+        if (
+            scope.get("type") != "http"
+            or scope.get("method") != "POST"
+            or not str(scope.get("path", "")).rstrip("/").endswith("/login")
+        ):
             await self.app(scope, receive, send)
             return
         client = scope.get("client") or ("?", 0)
         key = f"address:{client[0]}"
         wait = self.throttle.retry_after(key)
         if wait > 0:
-            body = (b'{"detail": "Too many failed sign-ins from this address; try again in '
-                    + str(round(wait)).encode() + b' s."}')
-            await send({"type": "http.response.start", "status": 429, "headers": [
-                (b"content-type", b"application/json"),
-                (b"retry-after", str(max(1, round(wait))).encode())]})
+            body = (
+                b'{"detail": "Too many failed sign-ins from this address; try again in '
+                + str(round(wait)).encode()
+                + b' s."}'
+            )
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 429,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"retry-after", str(max(1, round(wait))).encode()),
+                    ],
+                }
+            )
             await send({"type": "http.response.body", "body": body})
             return
         status: list[int] = []

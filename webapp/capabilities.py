@@ -74,8 +74,10 @@ SEED_RULES: tuple[Rule, ...] = (
     # Context windows as the providers' model pages list them (GET /models gives none on
     # SiliconFlow); a server's own /models figure (vLLM max_model_len, …) wins over these.
     Rule(r"Qwen2\.5|QwQ|GLM-Z1|Mistral-7B", {"context_tokens": 32_768}),
-    Rule(r"Qwen3|Qwen2\.5-.*-128K|DeepSeek-(V3|R1)|Kimi-K2|GLM-4\.5|gpt-oss|Llama-3\.[1-3]",
-         {"context_tokens": 131_072}),
+    Rule(
+        r"Qwen3|Qwen2\.5-.*-128K|DeepSeek-(V3|R1)|Kimi-K2|GLM-4\.5|gpt-oss|Llama-3\.[1-3]",
+        {"context_tokens": 131_072},
+    ),
     Rule(r"GLM-4\.6|GLM-5|MiniMax-M[12]", {"context_tokens": 196_608}),
     Rule(r"Kimi-K2-(Instruct-0905|Thinking)", {"context_tokens": 262_144}),
     Rule(r"Llama-3-", {"context_tokens": 8_192}),
@@ -106,7 +108,7 @@ def load_rules(path: str) -> tuple[Rule, ...]:
     rules = []
     for number, item in enumerate(raw, 1):
         if not isinstance(item, dict) or not isinstance(item.get("match"), str):
-            raise CapabilityFileError(f"CAPABILITIES_FILE rule {number} needs a \"match\" regex")
+            raise CapabilityFileError(f'CAPABILITIES_FILE rule {number} needs a "match" regex')
         values = {k: v for k, v in item.items() if k not in ("match", "provider")}
         unknown = set(values) - known
         if unknown:
@@ -120,18 +122,22 @@ def load_rules(path: str) -> tuple[Rule, ...]:
         if any(v is not None and not isinstance(v, bool) for v in values.values()):
             raise CapabilityFileError(f"CAPABILITIES_FILE rule {number}: use true, false or null")
         if "context_tokens" in item:
-            if context is not None and (type(context) is not int
-                                        or not 256 <= context <= MAX_CONTEXT_TOKENS):
+            if context is not None and (
+                type(context) is not int or not 256 <= context <= MAX_CONTEXT_TOKENS
+            ):
                 raise CapabilityFileError(
                     f"CAPABILITIES_FILE rule {number}: context_tokens must be a whole number "
-                    f"from 256 to {MAX_CONTEXT_TOKENS} (or null)")
+                    f"from 256 to {MAX_CONTEXT_TOKENS} (or null)"
+                )
             values["context_tokens"] = context
         if "max_output_tokens" in item:
-            if tokens is not None and (type(tokens) is not int
-                                       or not 1 <= tokens <= MAX_TOKENS_CEILING):
+            if tokens is not None and (
+                type(tokens) is not int or not 1 <= tokens <= MAX_TOKENS_CEILING
+            ):
                 raise CapabilityFileError(
                     f"CAPABILITIES_FILE rule {number}: max_output_tokens must be a whole number "
-                    f"from 1 to {MAX_TOKENS_CEILING} (or null)")
+                    f"from 1 to {MAX_TOKENS_CEILING} (or null)"
+                )
             values["max_output_tokens"] = tokens
         try:
             re.compile(item["match"])
@@ -140,7 +146,7 @@ def load_rules(path: str) -> tuple[Rule, ...]:
         provider = item.get("provider", "")
         if not isinstance(provider, str):
             raise CapabilityFileError(
-                f"CAPABILITIES_FILE rule {number}: \"provider\" must be a provider name"
+                f'CAPABILITIES_FILE rule {number}: "provider" must be a provider name'
             )
         rules.append(Rule(item["match"], values, provider))
     return tuple(rules)

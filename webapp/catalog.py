@@ -48,15 +48,21 @@ class ModelCatalog:
         if cached and not refresh and time.monotonic() - cached[0] < ttl:
             return cached[1]
         if not key and config.kind != "openai":
-            return ModelList(config.catalog, live=False,
-                             note=f"No API key for {config.label} yet: showing the built-in "
-                                  "model list. You can also type a model id.")
+            return ModelList(
+                config.catalog,
+                live=False,
+                note=f"No API key for {config.label} yet: showing the built-in "
+                "model list. You can also type a model id.",
+            )
         try:
             live = await self._clients[provider].list_models(api_key=key)
         except ProviderError as exc:
-            result = ModelList(config.catalog, live=False,
-                               note="Could not list models, showing the built-in list. "
-                                    + describe_error(exc, retried=False))
+            result = ModelList(
+                config.catalog,
+                live=False,
+                note="Could not list models, showing the built-in list. "
+                + describe_error(exc, retried=False),
+            )
         else:
             result = ModelList(tuple(live) or config.catalog, live=bool(live))
         async with self._lock:

@@ -65,8 +65,15 @@ from webapp.turn_runs import (
     user_text,
 )
 
-__all__ = ["MAX_UPDATE_INTERVAL_S", "UPDATE_INTERVAL_S", "ChatService", "ContextFull",
-           "TurnRefused", "TurnUpdate", "update_interval"]
+__all__ = [
+    "MAX_UPDATE_INTERVAL_S",
+    "UPDATE_INTERVAL_S",
+    "ChatService",
+    "ContextFull",
+    "TurnRefused",
+    "TurnUpdate",
+    "update_interval",
+]
 
 T = TypeVar("T")
 P = TypeVar("P")
@@ -78,11 +85,15 @@ def _first_name(attached: tuple[Attachment, ...]) -> str:
     return str(first.get("name") or first.get("url") or "")
 
 
-IMAGES_REFUSED = ("{model} does not accept images. Pick a vision model (their names have -VL, V "
-                  "or Omni, such as Qwen/Qwen2.5-VL-72B-Instruct), or send the question without "
-                  "its image.")
-VIDEO_REFUSED = ("{model} does not accept video. Pick a video model (such as "
-                 "Qwen/Qwen2.5-VL-72B-Instruct), or send the question without the video link.")
+IMAGES_REFUSED = (
+    "{model} does not accept images. Pick a vision model (their names have -VL, V "
+    "or Omni, such as Qwen/Qwen2.5-VL-72B-Instruct), or send the question without "
+    "its image."
+)
+VIDEO_REFUSED = (
+    "{model} does not accept video. Pick a video model (such as "
+    "Qwen/Qwen2.5-VL-72B-Instruct), or send the question without the video link."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,8 +178,10 @@ class ChatService:
         self.tool_turns = ToolTurns(settings, self.tools, self.db, executor)
         self.approvals = self.tool_turns.approvals
         self.runs = runs or RunManager(
-            max_per_user=settings.max_runs_per_user, max_total=settings.max_runs,
-            unwatched_timeout_s=settings.run_unwatched_timeout_s)
+            max_per_user=settings.max_runs_per_user,
+            max_total=settings.max_runs,
+            unwatched_timeout_s=settings.run_unwatched_timeout_s,
+        )
         self.recorder = TurnRecorder(self.db, self.metrics)
         # Turns that start together write their first rows in one transaction.
         self.group_commit = GroupCommit(session_factory)
@@ -200,7 +213,9 @@ class ChatService:
         return self.group_commit.submit(work)
 
     async def launch_when_prepared(
-        self, reservation: Reservation, prepare: asyncio.Future[P],
+        self,
+        reservation: Reservation,
+        prepare: asyncio.Future[P],
         start: Callable[[P], list[Run]],
     ) -> list[Run]:
         """Wait for a turn's first rows, then start its runs.
@@ -208,6 +223,7 @@ class ChatService:
         If the asker goes away meanwhile (a closed tab), the runs start anyway once the rows
         exist: only Stop ends a run. The reservation's unused slots are always given back.
         """
+
         def started(prepared: P) -> list[Run]:
             try:
                 return start(prepared)
@@ -231,7 +247,12 @@ class ChatService:
         return started(prepared)
 
     async def start_turn(
-        self, *, user_id: int, conversation_id: str | None, action: Action, turn: TurnSettings,
+        self,
+        *,
+        user_id: int,
+        conversation_id: str | None,
+        action: Action,
+        turn: TurnSettings,
         username: str = "",
     ) -> Run:
         """Check a turn, write its first rows and start it as a run (TurnRefused if it cannot
@@ -239,16 +260,24 @@ class ChatService:
         limit = self.settings.max_message_chars
         if isinstance(action, NewMessage | EditMessage):
             action = replace(action, text=user_text("The message", action.text, limit))
-        turn = replace(turn, system_prompt=user_text("The system prompt", turn.system_prompt,
-                                                     limit))
+        turn = replace(
+            turn, system_prompt=user_text("The system prompt", turn.system_prompt, limit)
+        )
         for name in turn.tools:
             checked(TOOL_NAME, name)
         checked(TOOL_CHOICE, turn.tool_choice)
-        plan = plan_model(self.settings, self.capabilities, provider_name=turn.provider,
-                          model=turn.model, params=turn.params, api_keys=turn.api_keys)
+        plan = plan_model(
+            self.settings,
+            self.capabilities,
+            provider_name=turn.provider,
+            model=turn.model,
+            params=turn.params,
+            api_keys=turn.api_keys,
+        )
         try:
-            selection = self.tool_turns.select(turn.tools, turn.tool_choice, plan.model,
-                                               plan.caps.tools)
+            selection = self.tool_turns.select(
+                turn.tools, turn.tool_choice, plan.model, plan.caps.tools
+            )
         except ToolSelectionError as exc:
             raise TurnRefused(str(exc)) from None
         tools_sent = bool(selection.names)
@@ -264,8 +293,11 @@ class ChatService:
             except AttachmentError as exc:
                 raise TurnRefused(str(exc)) from None
             self._check_attachments(attached, plan.caps, plan.model)
-        if isinstance(action, NewMessage | EditMessage) and not action.text.strip() and (
-                not attached):
+        if (
+            isinstance(action, NewMessage | EditMessage)
+            and not action.text.strip()
+            and (not attached)
+        ):
             raise TurnRefused("Type a message first.")
         n = int(sent_params.get("n", 1))
         stored = {**plan.clean, "tools": list(selection.names), "tool_choice": turn.tool_choice}
@@ -274,9 +306,21 @@ class ChatService:
         reserve = answer_room(int(sent_params.get("max_tokens") or 0), window)
         reservation = self.reserve(user_id)
         try:
-            prepare = self.write_ahead(lambda s: self._prepare(
-                s, user_id, conversation_id, action, turn, plan.model, stored, n, recorded,
-                plan.caps, ContextCheck(window, reserve, refuse=not turn.fit_context)))
+            prepare = self.write_ahead(
+                lambda s: self._prepare(
+                    s,
+                    user_id,
+                    conversation_id,
+                    action,
+                    turn,
+                    plan.model,
+                    stored,
+                    n,
+                    recorded,
+                    plan.caps,
+                    ContextCheck(window, reserve, refuse=not turn.fit_context),
+                )
+            )
         except BaseException:
             reservation.release()
             raise
@@ -284,43 +328,80 @@ class ChatService:
         def start(prepared: _Prepared) -> list[Run]:
             conversation = prepared.conversation
             images_ok = plan.caps.vision is not False
-            history = to_provider_messages(turn.system_prompt, prepared.path,
-                                           reasoning_passback=plan.caps.reasoning_passback,
-                                           attachments=images_ok)
+            history = to_provider_messages(
+                turn.system_prompt,
+                prepared.path,
+                reasoning_passback=plan.caps.reasoning_passback,
+                attachments=images_ok,
+            )
             if not images_ok and any(m.attachments for m in prepared.path):
-                notes.append(f"{plan.model} takes no images, so earlier attachments were left "
-                             "out and only their messages' text was sent.")
+                notes.append(
+                    f"{plan.model} takes no images, so earlier attachments were left "
+                    "out and only their messages' text was sent."
+                )
             if turn.fit_context and prepared.used + reserve > window.tokens:
                 scale = prepared.used / max(1, prompt_tokens(history))
                 history, dropped = fit_messages(history, window, reserve, max(1.0, scale))
                 if dropped:
-                    notes.append(f"The {dropped} oldest turns were left out of this request to "
-                                 f"fit {plan.model}'s context (they stay in the conversation).")
+                    notes.append(
+                        f"The {dropped} oldest turns were left out of this request to "
+                        f"fit {plan.model}'s context (they stay in the conversation)."
+                    )
             spec = RunSpec(
                 client=self.clients[plan.provider.name],
-                request=TurnRequest(model=plan.model, messages=history, params=sent_params,
-                                    api_key=plan.api_key),
-                provider=plan.provider.name, username=username or f"#{user_id}",
-                tools=self.tool_turns.setup(selection, user_id, conversation.id,
-                                            interactive=turn.interactive,
-                                            reasoning_passback=plan.caps.reasoning_passback),
-                recorded=recorded)
-            update = TurnUpdate(conversation.id, prepared.path, prepared.assistant_ids,
-                                TurnProgress(n=n), plan.provider.label, plan.model, notes=notes)
-            return [self.runs.launch(reservation, conversation.id, update,
-                                     lambda run: self.recorder.execute(run, spec))]
+                request=TurnRequest(
+                    model=plan.model, messages=history, params=sent_params, api_key=plan.api_key
+                ),
+                provider=plan.provider.name,
+                username=username or f"#{user_id}",
+                tools=self.tool_turns.setup(
+                    selection,
+                    user_id,
+                    conversation.id,
+                    interactive=turn.interactive,
+                    reasoning_passback=plan.caps.reasoning_passback,
+                ),
+                recorded=recorded,
+            )
+            update = TurnUpdate(
+                conversation.id,
+                prepared.path,
+                prepared.assistant_ids,
+                TurnProgress(n=n),
+                plan.provider.label,
+                plan.model,
+                notes=notes,
+            )
+            return [
+                self.runs.launch(
+                    reservation,
+                    conversation.id,
+                    update,
+                    lambda run: self.recorder.execute(run, spec),
+                )
+            ]
 
         [run] = await self.launch_when_prepared(reservation, prepare, start)
         return run
 
     async def stream_turn(
-        self, *, user_id: int, conversation_id: str | None, action: Action, turn: TurnSettings,
+        self,
+        *,
+        user_id: int,
+        conversation_id: str | None,
+        action: Action,
+        turn: TurnSettings,
         username: str = "",
     ) -> AsyncGenerator[TurnUpdate, None]:
         """Start a turn and watch it: coalesced snapshots, the last one final. Closing this
         generator only stops watching; the run goes on (`stop` ends it)."""
-        run = await self.start_turn(user_id=user_id, conversation_id=conversation_id,
-                                    action=action, turn=turn, username=username)
+        run = await self.start_turn(
+            user_id=user_id,
+            conversation_id=conversation_id,
+            action=action,
+            turn=turn,
+            username=username,
+        )
         update: TurnUpdate = run.snapshot
         interval = update_interval(len(update.path), turn.interval_per_message_s)
         async for _ in self.runs.watch([run], interval):
@@ -335,8 +416,9 @@ class ChatService:
         runs = self.runs.live(user_id, conversation_id, "chat")
         return runs[0] if runs else None
 
-    async def wait_finished(self, user_id: int, conversation_id: str | None,
-                            timeout_s: float = 10.0) -> None:
+    async def wait_finished(
+        self, user_id: int, conversation_id: str | None, timeout_s: float = 10.0
+    ) -> None:
         """Wait until the runs of a conversation have ended and saved (after a Stop)."""
         await self.runs.wait(self.runs.live(user_id, conversation_id), timeout_s)
 
@@ -344,15 +426,23 @@ class ChatService:
         """Context windows the provider's /models listing gave, if it gave any."""
         return getattr(self.clients.get(provider), "context_lengths", None) or {}
 
-    async def context_gauge(self, *, user_id: int, conversation_id: str | None, provider: str,
-                            model: str, system_prompt: str = "") -> Gauge | None:
+    async def context_gauge(
+        self,
+        *,
+        user_id: int,
+        conversation_id: str | None,
+        provider: str,
+        model: str,
+        system_prompt: str = "",
+    ) -> Gauge | None:
         """How full the model's context is with this conversation (None: nothing to show)."""
         if not conversation_id or provider not in self.clients or not model:
             return None
 
         def work(session: Session) -> list[Message]:
-            return repo.load_thread(session=session, user_id=user_id,
-                                    conversation_id=conversation_id).path
+            return repo.load_thread(
+                session=session, user_id=user_id, conversation_id=conversation_id
+            ).path
 
         path = await self.db(work)
         used, estimated = used_tokens(path, system_prompt)
@@ -366,8 +456,9 @@ class ChatService:
         caps = self.capabilities.lookup(model, config.kind, config.name)
         return Gauge(used, estimated, context_limit(model, caps, self._listed_contexts(provider)))
 
-    def _check_attachments(self, attached: tuple[Attachment, ...], caps: Capabilities,
-                           model: str) -> None:
+    def _check_attachments(
+        self, attached: tuple[Attachment, ...], caps: Capabilities, model: str
+    ) -> None:
         """Refuse attachments the model is known not to take, before anything is stored."""
         if has_images(attached) and caps.vision is False:
             raise TurnRefused(IMAGES_REFUSED, model=model)
@@ -398,24 +489,32 @@ class ChatService:
             )
         elif isinstance(action, NewMessage):
             conversation = repo.create_conversation(
-                session=session, user_id=user_id, title="New chat")
+                session=session, user_id=user_id, title="New chat"
+            )
         else:
             raise TurnRefused("There is no conversation to regenerate or edit yet.")
-        messages = repo.load_messages(session=session, user_id=user_id,
-                                      conversation_id=conversation.id)
+        messages = repo.load_messages(
+            session=session, user_id=user_id, conversation_id=conversation.id
+        )
         path = repo.active_path(messages, conversation.current_leaf_id)
         if isinstance(action, NewMessage):
             parent_id = path[-1].id if path else None
             user_message = repo.add_message(
-                session=session, user_id=user_id, conversation_id=conversation.id,
-                parent_id=parent_id, role="user", content=action.text,
+                session=session,
+                user_id=user_id,
+                conversation_id=conversation.id,
+                parent_id=parent_id,
+                role="user",
+                content=action.text,
                 attachments=list(action.attachments) or None,
             )
             if not any(m.role == "user" for m in path):
-                repo.set_title_if_default(session=session, user_id=user_id,
-                                          conversation_id=conversation.id,
-                                          title=auto_title(action.text or _first_name(
-                                              action.attachments)))
+                repo.set_title_if_default(
+                    session=session,
+                    user_id=user_id,
+                    conversation_id=conversation.id,
+                    title=auto_title(action.text or _first_name(action.attachments)),
+                )
         elif isinstance(action, EditMessage):
             original = next((m for m in path if m.id == action.message_id), None)
             if original is None or original.role != "user":
@@ -423,8 +522,12 @@ class ChatService:
             # The question's own pictures go with it: a model that takes none cannot answer.
             self._check_attachments(tuple(original.attachments or ()), caps, model)
             user_message = repo.add_message(
-                session=session, user_id=user_id, conversation_id=conversation.id,
-                parent_id=original.parent_id, role="user", content=action.text,
+                session=session,
+                user_id=user_id,
+                conversation_id=conversation.id,
+                parent_id=original.parent_id,
+                role="user",
+                content=action.text,
                 attachments=original.attachments,
             )
         else:
@@ -438,22 +541,36 @@ class ChatService:
         path = path[: cut + 1] + [user_message]
         used, _ = used_tokens(path, turn.system_prompt)
         if context.refuse and would_exceed(used, context.reserve, context.limit):
-            raise ContextFull(CONTEXT_FULL, used=f"{used:,}", model=model,
-                              limit=f"{context.limit.tokens:,}")
+            raise ContextFull(
+                CONTEXT_FULL, used=f"{used:,}", model=model, limit=f"{context.limit.tokens:,}"
+            )
         # Settings are saved only once the action is known to be valid.
         repo.update_conversation_settings(
-            session=session, user_id=user_id, conversation_id=conversation.id,
-            system_prompt=turn.system_prompt, provider=turn.provider, model=model, parameters=clean,
+            session=session,
+            user_id=user_id,
+            conversation_id=conversation.id,
+            system_prompt=turn.system_prompt,
+            provider=turn.provider,
+            model=model,
+            parameters=clean,
         )
         assistant_ids = []
         provider = self.settings.provider(turn.provider)
         batch_id = uuid.uuid4().hex if n > 1 else None
         for index in range(n):
             row = repo.add_message(
-                session=session, user_id=user_id, conversation_id=conversation.id,
-                parent_id=user_message.id, role="assistant", state="streaming",
-                provider=provider.name, model=model, parameters=sent_params,
-                choice_index=index, batch_id=batch_id, make_current=index == 0,
+                session=session,
+                user_id=user_id,
+                conversation_id=conversation.id,
+                parent_id=user_message.id,
+                role="assistant",
+                state="streaming",
+                provider=provider.name,
+                model=model,
+                parameters=sent_params,
+                choice_index=index,
+                batch_id=batch_id,
+                make_current=index == 0,
             )
             assistant_ids.append(row.id)
         return _Prepared(conversation, path, assistant_ids, used)

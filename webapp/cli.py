@@ -19,17 +19,20 @@ PasswordSource = Callable[[str], str]
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="python -m webapp users",
-                                  description="Manage Parley accounts (AUTH_MODE=accounts).")
+    top = argparse.ArgumentParser(
+        prog="python -m webapp users", description="Manage Parley accounts (AUTH_MODE=accounts)."
+    )
     sub = top.add_subparsers(dest="command", required=True)
     add = sub.add_parser("add", help="create an account (asks for the password)")
     add.add_argument("username")
     add.add_argument("--admin", action="store_true", help="may see usage and set limits")
-    add.add_argument("--password-stdin", action="store_true",
-                     help="read the password from the first line of standard input")
+    add.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of standard input",
+    )
     sub.add_parser("list", help="list users, their role, state and limits")
-    for name, text in (("disable", "refuse sign-in and every request"),
-                       ("enable", "allow again")):
+    for name, text in (("disable", "refuse sign-in and every request"), ("enable", "allow again")):
         item = sub.add_parser(name, help=text)
         item.add_argument("username")
     reset = sub.add_parser("reset", help="set a new password")
@@ -81,46 +84,55 @@ def _key_commands(args: argparse.Namespace, session: Session, out: TextIO) -> No
     elif args.command == "keys":
         for row in api_keys.list_keys(session=session, user_id=user.id):
             used = f"{row.last_used_at:%Y-%m-%d %H:%M}" if row.last_used_at else "never used"
-            print(f"{row.id}\t{row.name}\t{row.prefix}…\t{row.created_at:%Y-%m-%d}\t{used}",
-                  file=out)
+            print(
+                f"{row.id}\t{row.name}\t{row.prefix}…\t{row.created_at:%Y-%m-%d}\t{used}", file=out
+            )
     elif not api_keys.revoke_key(session=session, user_id=user.id, key_id=args.key_id):
         raise accounts.AccountError(f"{args.username} has no key {args.key_id}.")
     else:
         print(f"Revoked key {args.key_id} of {args.username}.", file=out)
 
 
-def run(args: argparse.Namespace, session: Session, out: TextIO, stdin: TextIO,
-        ask: PasswordSource) -> None:
+def run(
+    args: argparse.Namespace, session: Session, out: TextIO, stdin: TextIO, ask: PasswordSource
+) -> None:
     """Carry out one command in one session."""
     if args.command in ("key", "keys", "revoke-key"):
         _key_commands(args, session, out)
     elif args.command == "add":
         password = _password(args, stdin, ask)
-        accounts.create_account(session=session, username=args.username,
-                                password_hash=hash_password(password), is_admin=args.admin)
+        accounts.create_account(
+            session=session,
+            username=args.username,
+            password_hash=hash_password(password),
+            is_admin=args.admin,
+        )
         print(f"Created {'admin ' if args.admin else ''}{args.username}.", file=out)
     elif args.command == "list":
         for user in accounts.list_users(session=session):
-            flags = ["admin" if user.is_admin else "user",
-                     "disabled" if user.disabled else "enabled",
-                     "password" if user.password_hash else "no password"]
+            flags = [
+                "admin" if user.is_admin else "user",
+                "disabled" if user.disabled else "enabled",
+                "password" if user.password_hash else "no password",
+            ]
             if user.rpm_limit:
                 flags.append(f"{user.rpm_limit} req/min")
             if user.daily_token_limit:
                 flags.append(f"{user.daily_token_limit:,} tokens/day")
             print(f"{user.username}\t{', '.join(flags)}", file=out)
     elif args.command in ("disable", "enable"):
-        accounts.update_account(session=session, username=args.username,
-                                disabled=args.command == "disable")
+        accounts.update_account(
+            session=session, username=args.username, disabled=args.command == "disable"
+        )
         print(f"{args.username} is now {args.command}d.", file=out)
     elif args.command == "reset":
         password = _password(args, stdin, ask)
-        accounts.update_account(session=session, username=args.username,
-                                password_hash=hash_password(password))
+        accounts.update_account(
+            session=session, username=args.username, password_hash=hash_password(password)
+        )
         print(f"New password set for {args.username}.", file=out)
     elif args.command == "admin":
-        accounts.update_account(session=session, username=args.username,
-                                is_admin=not args.revoke)
+        accounts.update_account(session=session, username=args.username, is_admin=not args.revoke)
         print(f"{args.username} is {'no longer' if args.revoke else 'now'} an admin.", file=out)
     elif args.command == "limits":
         changes = {}
@@ -134,8 +146,12 @@ def run(args: argparse.Namespace, session: Session, out: TextIO, stdin: TextIO,
         print(f"Limits updated for {args.username}.", file=out)
 
 
-def main(argv: Sequence[str], out: TextIO = sys.stdout, stdin: TextIO = sys.stdin,
-         ask: PasswordSource = getpass.getpass) -> int:
+def main(
+    argv: Sequence[str],
+    out: TextIO = sys.stdout,
+    stdin: TextIO = sys.stdin,
+    ask: PasswordSource = getpass.getpass,
+) -> int:
     """Entry point for `python -m webapp users ...`; returns the exit status."""
     args = parser().parse_args(list(argv))
     settings = load_settings()
@@ -150,6 +166,9 @@ def main(argv: Sequence[str], out: TextIO = sys.stdout, stdin: TextIO = sys.stdi
     finally:
         engine.dispose()
     if settings.auth_mode != "accounts" and args.command in ("add", "reset"):
-        print(f"Note: AUTH_MODE is {settings.auth_mode!r}; set AUTH_MODE=accounts in .env for "
-              "passwords to be asked.", file=out)
+        print(
+            f"Note: AUTH_MODE is {settings.auth_mode!r}; set AUTH_MODE=accounts in .env for "
+            "passwords to be asked.",
+            file=out,
+        )
     return 0

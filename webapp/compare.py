@@ -106,14 +106,26 @@ class CompareService:
         return self.prices.cost(provider, model, usage)
 
     # ---- one round -------------------------------------------------------------------------
-    def _plan(self, columns: Sequence[ColumnSpec], params: Mapping[str, Any],
-              api_keys: Mapping[str, str], notes: list[str]) -> list[ModelPlan]:
+    def _plan(
+        self,
+        columns: Sequence[ColumnSpec],
+        params: Mapping[str, Any],
+        api_keys: Mapping[str, str],
+        notes: list[str],
+    ) -> list[ModelPlan]:
         plans = []
         for number, spec in enumerate(columns, 1):
-            plans.append(plan_model(self.settings, self.service.capabilities,
-                                    provider_name=spec.provider, model=spec.model,
-                                    params=params, api_keys=api_keys,
-                                    what=f"in column {number}"))
+            plans.append(
+                plan_model(
+                    self.settings,
+                    self.service.capabilities,
+                    provider_name=spec.provider,
+                    model=spec.model,
+                    params=params,
+                    api_keys=api_keys,
+                    what=f"in column {number}",
+                )
+            )
         if plans and plans[0].clean.get("n", 1) != 1:
             notes.append("Choices (n) is not used in Compare: each column makes one answer.")
         pairs = [(p.provider.name, p.model) for p in plans]
@@ -122,17 +134,24 @@ class CompareService:
         return plans
 
     async def start_compare(
-        self, *, user_id: int, conversation_id: str | None, text: str,
-        columns: Sequence[ColumnSpec], system_prompt: str = "",
-        params: Mapping[str, Any] | None = None, api_keys: Mapping[str, str] | None = None,
+        self,
+        *,
+        user_id: int,
+        conversation_id: str | None,
+        text: str,
+        columns: Sequence[ColumnSpec],
+        system_prompt: str = "",
+        params: Mapping[str, Any] | None = None,
+        api_keys: Mapping[str, str] | None = None,
         username: str = "",
     ) -> CompareUpdate:
         """Start one round in every column at once, each column a run of its own; one column
         continues a comparison "with one model". TurnRefused if it cannot start."""
         low = 1 if conversation_id else MIN_COLUMNS
         if not low <= len(columns) <= MAX_COLUMNS:
-            raise TurnRefused(f"Compare {MIN_COLUMNS} to {MAX_COLUMNS} models at once "
-                              f"(got {len(columns)}).")
+            raise TurnRefused(
+                f"Compare {MIN_COLUMNS} to {MAX_COLUMNS} models at once (got {len(columns)})."
+            )
         limit = self.settings.max_message_chars
         text = user_text("The prompt", text, limit, fix="Shorten it.")
         system_prompt = user_text("The system prompt", system_prompt, limit, fix="Shorten it.")
@@ -144,8 +163,11 @@ class CompareService:
         reservation = self.service.reserve(user_id, len(plans))
         try:
             # One writer with the chat turns: the limit check counts both.
-            prepare = self.service.write_ahead(lambda s: self._prepare(
-                s, user_id, conversation_id, text, plans, system_prompt, clean))
+            prepare = self.service.write_ahead(
+                lambda s: self._prepare(
+                    s, user_id, conversation_id, text, plans, system_prompt, clean
+                )
+            )
         except BaseException:
             reservation.release()
             raise
@@ -154,27 +176,54 @@ class CompareService:
         def start(prepared: _Prepared) -> list[Run]:
             runs, snapshots = [], []
             for plan, index, message_id, history in zip(
-                    plans, prepared.columns, prepared.message_ids, prepared.histories,
-                    strict=True):
+                plans, prepared.columns, prepared.message_ids, prepared.histories, strict=True
+            ):
                 messages = to_provider_messages(
-                    system_prompt, [*history, prepared.user_message],
-                    reasoning_passback=plan.caps.reasoning_passback)
+                    system_prompt,
+                    [*history, prepared.user_message],
+                    reasoning_passback=plan.caps.reasoning_passback,
+                )
                 sent = {k: v for k, v in plan.request_params().items() if k != "n"}
                 spec = RunSpec(
                     client=self.service.clients[plan.provider.name],
-                    request=TurnRequest(model=plan.model, messages=messages, params=sent,
-                                        api_key=plan.api_key),
-                    provider=plan.provider.name, username=username or f"#{user_id}")
-                column = ColumnRun(prepared.conversation_id, [*history, prepared.user_message],
-                                   [message_id], TurnProgress(), plan.provider.label,
-                                   plan.model, index=index, provider=plan.provider.name,
-                                   history=history, batch_id=prepared.batch_id)
+                    request=TurnRequest(
+                        model=plan.model, messages=messages, params=sent, api_key=plan.api_key
+                    ),
+                    provider=plan.provider.name,
+                    username=username or f"#{user_id}",
+                )
+                column = ColumnRun(
+                    prepared.conversation_id,
+                    [*history, prepared.user_message],
+                    [message_id],
+                    TurnProgress(),
+                    plan.provider.label,
+                    plan.model,
+                    index=index,
+                    provider=plan.provider.name,
+                    history=history,
+                    batch_id=prepared.batch_id,
+                )
                 snapshots.append(column)
-                runs.append(self.service.runs.launch(
-                    reservation, prepared.conversation_id, column,
-                    functools.partial(self._run_column, spec=spec), kind="compare"))
-            update.append(CompareUpdate(prepared.conversation_id, prepared.user_message,
-                                        snapshots, prepared.batch_id, notes=notes, runs=runs))
+                runs.append(
+                    self.service.runs.launch(
+                        reservation,
+                        prepared.conversation_id,
+                        column,
+                        functools.partial(self._run_column, spec=spec),
+                        kind="compare",
+                    )
+                )
+            update.append(
+                CompareUpdate(
+                    prepared.conversation_id,
+                    prepared.user_message,
+                    snapshots,
+                    prepared.batch_id,
+                    notes=notes,
+                    runs=runs,
+                )
+            )
             return runs
 
         await self.service.launch_when_prepared(reservation, prepare, start)
@@ -185,31 +234,46 @@ class CompareService:
         try:
             await self.service.recorder.execute(run, spec)
         finally:
-            column.cost = self.cost(column.provider, column.model,
-                                    column.progress.usage_dict())
+            column.cost = self.cost(column.provider, column.model, column.progress.usage_dict())
 
     def live(self, user_id: int, conversation_id: str | None) -> CompareUpdate | None:
         """The round streaming in a comparison now (for a page that opens it), if any."""
-        runs = sorted(self.service.runs.live(user_id, conversation_id, "compare"),
-                      key=lambda run: run.snapshot.index)
+        runs = sorted(
+            self.service.runs.live(user_id, conversation_id, "compare"),
+            key=lambda run: run.snapshot.index,
+        )
         if not runs:
             return None
         columns: list[ColumnRun] = [run.snapshot for run in runs]
         first = columns[0]
-        return CompareUpdate(first.conversation_id, first.path[-1], columns,
-                             first.batch_id, runs=runs)
+        return CompareUpdate(
+            first.conversation_id, first.path[-1], columns, first.batch_id, runs=runs
+        )
 
     async def stream_compare(
-        self, *, user_id: int, conversation_id: str | None, text: str,
-        columns: Sequence[ColumnSpec], system_prompt: str = "",
-        params: Mapping[str, Any] | None = None, api_keys: Mapping[str, str] | None = None,
+        self,
+        *,
+        user_id: int,
+        conversation_id: str | None,
+        text: str,
+        columns: Sequence[ColumnSpec],
+        system_prompt: str = "",
+        params: Mapping[str, Any] | None = None,
+        api_keys: Mapping[str, str] | None = None,
         username: str = "",
     ) -> AsyncGenerator[CompareUpdate, None]:
         """Start a round and watch it: coalesced snapshots, the last one final. Closing this
         generator only stops watching; `stop` ends the round."""
         update = await self.start_compare(
-            user_id=user_id, conversation_id=conversation_id, text=text, columns=columns,
-            system_prompt=system_prompt, params=params, api_keys=api_keys, username=username)
+            user_id=user_id,
+            conversation_id=conversation_id,
+            text=text,
+            columns=columns,
+            system_prompt=system_prompt,
+            params=params,
+            api_keys=api_keys,
+            username=username,
+        )
         async for _ in self.watch(update):
             yield update
 
@@ -217,8 +281,11 @@ class CompareService:
         """Wake whenever a viewer should render `update` (True on the last frame)."""
         async for last in self.service.runs.watch(update.runs, UPDATE_INTERVAL_S):
             if last:
-                update.state = "stopped" if any(
-                    c.state in ("stopped", "interrupted") for c in update.columns) else "complete"
+                update.state = (
+                    "stopped"
+                    if any(c.state in ("stopped", "interrupted") for c in update.columns)
+                    else "complete"
+                )
             yield last
 
     async def stop(self, user_id: int, conversation_id: str | None) -> int:
@@ -226,9 +293,16 @@ class CompareService:
         return await self.service.stop(user_id, conversation_id)
 
     # ---- database work (each a unit of work in one short session) ---------------------------
-    def _prepare(self, session: Session, user_id: int, conversation_id: str | None, text: str,
-                 plans: list[ModelPlan], system_prompt: str, clean: dict[str, Any]
-                 ) -> _Prepared:
+    def _prepare(
+        self,
+        session: Session,
+        user_id: int,
+        conversation_id: str | None,
+        text: str,
+        plans: list[ModelPlan],
+        system_prompt: str,
+        clean: dict[str, Any],
+    ) -> _Prepared:
         try:
             check_limits(session=session, user_id=user_id)
         except LimitReached as exc:
@@ -237,62 +311,90 @@ class CompareService:
         rounds: list[Round] = []
         parent_id = None
         if conversation_id:
-            conversation = repo.get_conversation(session=session, user_id=user_id,
-                                                 conversation_id=conversation_id)
+            conversation = repo.get_conversation(
+                session=session, user_id=user_id, conversation_id=conversation_id
+            )
             if conversation.mode != "compare":
-                raise TurnRefused("That conversation is a chat, not a comparison: start a new "
-                                  "comparison in the Compare tab.")
-            messages = repo.load_messages(session=session, user_id=user_id,
-                                          conversation_id=conversation.id)
+                raise TurnRefused(
+                    "That conversation is a chat, not a comparison: start a new "
+                    "comparison in the Compare tab."
+                )
+            messages = repo.load_messages(
+                session=session, user_id=user_id, conversation_id=conversation.id
+            )
             path = repo.active_path(messages, conversation.current_leaf_id)
             rounds = compare_rounds(path, messages)
             columns = continuation_columns(rounds, specs)
             parent_id = path[-1].id if path else None
         else:
-            conversation = repo.create_conversation(session=session, user_id=user_id,
-                                                    title=auto_title(text))
+            conversation = repo.create_conversation(
+                session=session, user_id=user_id, title=auto_title(text)
+            )
             conversation.mode = "compare"
             session.commit()
             columns = list(range(len(specs)))
-        user_message = repo.add_message(session=session, user_id=user_id,
-                                        conversation_id=conversation.id, parent_id=parent_id,
-                                        role="user", content=text)
+        user_message = repo.add_message(
+            session=session,
+            user_id=user_id,
+            conversation_id=conversation.id,
+            parent_id=parent_id,
+            role="user",
+            content=text,
+        )
         repo.update_conversation_settings(
-            session=session, user_id=user_id, conversation_id=conversation.id,
-            system_prompt=system_prompt, provider=specs[0].provider, model=specs[0].model,
-            parameters=clean)
+            session=session,
+            user_id=user_id,
+            conversation_id=conversation.id,
+            system_prompt=system_prompt,
+            provider=specs[0].provider,
+            model=specs[0].model,
+            parameters=clean,
+        )
         batch_id = new_id() if len(plans) > 1 else None
         message_ids = []
         for position, (plan, column) in enumerate(zip(plans, columns, strict=True)):
             row = repo.add_message(
-                session=session, user_id=user_id, conversation_id=conversation.id,
-                parent_id=user_message.id, role="assistant", state="streaming",
-                provider=plan.provider.name, model=plan.model,
+                session=session,
+                user_id=user_id,
+                conversation_id=conversation.id,
+                parent_id=user_message.id,
+                role="assistant",
+                state="streaming",
+                provider=plan.provider.name,
+                model=plan.model,
                 parameters={k: v for k, v in plan.request_params().items() if k != "n"},
-                choice_index=column if batch_id else 0, batch_id=batch_id,
-                make_current=position == 0)
+                choice_index=column if batch_id else 0,
+                batch_id=batch_id,
+                make_current=position == 0,
+            )
             message_ids.append(row.id)
         histories = [column_history(rounds, column) for column in columns]
-        return _Prepared(conversation.id, user_message, message_ids, columns, histories,
-                         batch_id)
+        return _Prepared(conversation.id, user_message, message_ids, columns, histories, batch_id)
 
     # ---- votes and continuing ---------------------------------------------------------------
-    async def load(self, *, user_id: int, conversation_id: str
-                   ) -> tuple[Conversation, list[Message]]:
+    async def load(
+        self, *, user_id: int, conversation_id: str
+    ) -> tuple[Conversation, list[Message]]:
         """A conversation and all its messages (any mode)."""
+
         def work(session: Session) -> tuple[Conversation, list[Message]]:
-            conversation = repo.get_conversation(session=session, user_id=user_id,
-                                                 conversation_id=conversation_id)
-            return conversation, repo.load_messages(session=session, user_id=user_id,
-                                                    conversation_id=conversation_id)
+            conversation = repo.get_conversation(
+                session=session, user_id=user_id, conversation_id=conversation_id
+            )
+            return conversation, repo.load_messages(
+                session=session, user_id=user_id, conversation_id=conversation_id
+            )
+
         return await self.service.db(work)
 
     async def mark_best(self, *, user_id: int, conversation_id: str, message_id: str) -> None:
         """Mark one answer of a round best (and the others of its round not); the conversation
         continues from it when that round is the latest."""
+
         def work(session: Session) -> None:
-            conversation, messages, target = _compare_answer(session, user_id, conversation_id,
-                                                             message_id)
+            conversation, messages, target = _compare_answer(
+                session, user_id, conversation_id, message_id
+            )
             for row in messages:
                 if row.role == "assistant" and row.batch_id == target.batch_id:
                     row.preferred = row.id == target.id
@@ -300,14 +402,18 @@ class CompareService:
             if leaf is not None and leaf.batch_id == target.batch_id:
                 conversation.current_leaf_id = target.id
             session.commit()
+
         await self.service.db(work)
 
-    async def continue_with(self, *, user_id: int, conversation_id: str,
-                            message_id: str) -> ColumnSpec:
+    async def continue_with(
+        self, *, user_id: int, conversation_id: str, message_id: str
+    ) -> ColumnSpec:
         """From this answer on, the comparison goes on with its model alone."""
+
         def work(session: Session) -> ColumnSpec:
-            conversation, messages, target = _compare_answer(session, user_id, conversation_id,
-                                                             message_id)
+            conversation, messages, target = _compare_answer(
+                session, user_id, conversation_id, message_id
+            )
             path = repo.active_path(messages, conversation.current_leaf_id)
             rounds = compare_rounds(path, messages)
             latest = last_compare(rounds)
@@ -321,22 +427,26 @@ class CompareService:
             conversation.provider, conversation.model = target.provider, target.model
             session.commit()
             return ColumnSpec(target.provider, target.model)
+
         return await self.service.db(work)
 
 
-def _compare_answer(session: Session, user_id: int, conversation_id: str, message_id: str
-                    ) -> tuple[Conversation, list[Message], Message]:
+def _compare_answer(
+    session: Session, user_id: int, conversation_id: str, message_id: str
+) -> tuple[Conversation, list[Message], Message]:
     """The conversation, its messages and one answer of a compare round in it; refuse others."""
-    conversation = repo.get_conversation(session=session, user_id=user_id,
-                                         conversation_id=conversation_id)
-    messages = repo.load_messages(session=session, user_id=user_id,
-                                  conversation_id=conversation.id)
+    conversation = repo.get_conversation(
+        session=session, user_id=user_id, conversation_id=conversation_id
+    )
+    messages = repo.load_messages(session=session, user_id=user_id, conversation_id=conversation.id)
     target = next((m for m in messages if m.id == message_id), None)
     if target is None:
         raise repo.NotFound(f"Message {message_id} not found in this conversation")
-    batch = [m for m in messages if m.role == "assistant" and target.batch_id
-             and m.batch_id == target.batch_id]
+    batch = [
+        m
+        for m in messages
+        if m.role == "assistant" and target.batch_id and m.batch_id == target.batch_id
+    ]
     if target.role != "assistant" or not is_compare_batch(batch):
         raise TurnRefused("That message is not an answer of a comparison.")
     return conversation, messages, target
-

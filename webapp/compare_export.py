@@ -54,8 +54,9 @@ def _round(number: int, round_: Round, prices: PriceTable) -> list[str]:
     return blocks
 
 
-def compare_markdown(conversation: Conversation, messages: list[Message],
-                     prices: PriceTable | None = None) -> str:
+def compare_markdown(
+    conversation: Conversation, messages: list[Message], prices: PriceTable | None = None
+) -> str:
     """The comparison along its active path, every column of every round, as Markdown."""
     prices = prices or PriceTable()
     rounds = compare_rounds(active_path(messages, conversation.current_leaf_id), messages)
@@ -63,13 +64,19 @@ def compare_markdown(conversation: Conversation, messages: list[Message],
     facts = []
     first = next((r for r in rounds if r.compare), None)
     if first is not None:
-        facts.append("**Comparison of:** " + ", ".join(
-            f"{_one_line(spec.model)} ({spec.provider})" for spec in first.specs()))
+        facts.append(
+            "**Comparison of:** "
+            + ", ".join(f"{_one_line(spec.model)} ({spec.provider})" for spec in first.specs())
+        )
     parameters = strip_secrets(conversation.parameters or {})
     if parameters:
-        facts.append("**Parameters:** " + ", ".join(
-            f"{name}={json.dumps(value, ensure_ascii=False)}"
-            for name, value in parameters.items()))
+        facts.append(
+            "**Parameters:** "
+            + ", ".join(
+                f"{name}={json.dumps(value, ensure_ascii=False)}"
+                for name, value in parameters.items()
+            )
+        )
     if created := iso(conversation.created_at):
         facts.append(f"**Created:** {created}")
     if facts:

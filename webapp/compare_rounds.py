@@ -113,46 +113,55 @@ def continuation_columns(rounds: list[Round], specs: list[ColumnSpec]) -> list[i
             raise TurnRefused("Choose that model under “Continue with” first.")
         return [column]
     if following(rounds) is not None:
-        raise TurnRefused("This comparison now continues with one model; start a new "
-                          "comparison to compare again.")
+        raise TurnRefused(
+            "This comparison now continues with one model; start a new comparison to compare again."
+        )
     if specs != stored:
         names = ", ".join(spec.model for spec in stored)
-        raise TurnRefused(f"This comparison is between {names}; start a new comparison to "
-                          "compare other models.")
+        raise TurnRefused(
+            f"This comparison is between {names}; start a new comparison to compare other models."
+        )
     return list(range(len(stored)))
 
 
-def column_labels(models: Sequence[str], *, blind: bool, revealed: bool,
-                  lang: str = "en") -> list[str]:
+def column_labels(
+    models: Sequence[str], *, blind: bool, revealed: bool, lang: str = "en"
+) -> list[str]:
     """Column headers: the model ids, or "Model A", "Model B"… in blind mode until a vote."""
     if blind and not revealed:
-        return [t("Model {letter}", lang).format(letter=LETTERS[index])
-                for index in range(len(models))]
+        return [
+            t("Model {letter}", lang).format(letter=LETTERS[index]) for index in range(len(models))
+        ]
     return list(models)
 
 
-def figures_line(usage: Mapping[str, Any] | None, timings: Mapping[str, Any] | None,
-                 cost: str, lang: str = "en") -> str:
+def figures_line(
+    usage: Mapping[str, Any] | None, timings: Mapping[str, Any] | None, cost: str, lang: str = "en"
+) -> str:
     """'first token 0.21 s · 48.9 tok/s · 12 prompt · 300 completion · 0 reasoning tokens ·
     cost ¥0.0012' (parts that are not known are left out; the cost may be "unknown")."""
     parts = []
     timings = timings or {}
     if isinstance(timings.get("ttft_ms"), int | float):
-        parts.append(t("first token {seconds} s", lang).format(
-            seconds=f"{timings['ttft_ms'] / 1000:.2f}"))
+        parts.append(
+            t("first token {seconds} s", lang).format(seconds=f"{timings['ttft_ms'] / 1000:.2f}")
+        )
     if isinstance(timings.get("tokens_per_s"), int | float):
         approx = "≈" if timings.get("tokens_estimated") else ""
         parts.append(approx + t("{rate} tok/s", lang).format(rate=f"{timings['tokens_per_s']:g}"))
     if usage and usage.get("estimated"):
         if usage.get("prompt_tokens"):
             parts.append(t("≈{tokens} prompt", lang).format(tokens=usage["prompt_tokens"]))
-        parts.append(t("≈{tokens} completion tokens (estimated)", lang).format(
-            tokens=usage.get("completion_tokens") or 0))
+        parts.append(
+            t("≈{tokens} completion tokens (estimated)", lang).format(
+                tokens=usage.get("completion_tokens") or 0
+            )
+        )
     elif usage:
-        parts += [t("{tokens} prompt", lang).format(tokens=usage.get("prompt_tokens") or 0),
-                  t("{tokens} completion", lang).format(
-                      tokens=usage.get("completion_tokens") or 0),
-                  t("{tokens} reasoning tokens", lang).format(
-                      tokens=usage.get("reasoning_tokens") or 0)]
+        parts += [
+            t("{tokens} prompt", lang).format(tokens=usage.get("prompt_tokens") or 0),
+            t("{tokens} completion", lang).format(tokens=usage.get("completion_tokens") or 0),
+            t("{tokens} reasoning tokens", lang).format(tokens=usage.get("reasoning_tokens") or 0),
+        ]
     parts.append(t("cost {cost}", lang).format(cost=t(cost, lang)))
     return " · ".join(parts)

@@ -91,8 +91,14 @@ JIEKOU_CATALOG = (
 )
 
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")  # ALLOWED_HOSTS when HOST is loopback
-PRIVATE_NETWORKS = ("127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
-                    "fc00::/7")
+PRIVATE_NETWORKS = (
+    "127.0.0.0/8",
+    "::1/128",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "fc00::/7",
+)
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 
@@ -207,8 +213,10 @@ def _extra_providers(values: Mapping[str, str]) -> list[ProviderConfig]:
     names = [n.strip().lower() for n in values.get("EXTRA_PROVIDERS", "").split(",") if n.strip()]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise ConfigError(f"EXTRA_PROVIDERS names {', '.join(duplicates)} more than once: "
-                          "list each provider once in .env")
+        raise ConfigError(
+            f"EXTRA_PROVIDERS names {', '.join(duplicates)} more than once: "
+            "list each provider once in .env"
+        )
     extras = []
     for name in names:
         if not _NAME_RE.match(name) or name in ("siliconflow", "jiekou"):
@@ -265,9 +273,11 @@ def load_settings(
     max_upload_mb = _int(values, "MAX_UPLOAD_MB", 10)
     attach_max_mb = _positive(values, "ATTACH_MAX_MB", 5.0)
     if attach_max_mb > max_upload_mb:
-        raise ConfigError(f"ATTACH_MAX_MB={attach_max_mb:g} is more than MAX_UPLOAD_MB="
-                          f"{max_upload_mb}, the largest upload accepted: lower it or raise "
-                          "MAX_UPLOAD_MB in .env")
+        raise ConfigError(
+            f"ATTACH_MAX_MB={attach_max_mb:g} is more than MAX_UPLOAD_MB="
+            f"{max_upload_mb}, the largest upload accepted: lower it or raise "
+            "MAX_UPLOAD_MB in .env"
+        )
     env = values.get("ENV", "development").strip().lower() or "development"
     port = _int(values, "PORT", 7860)
     if not 0 < port < 65536:
@@ -314,8 +324,10 @@ def load_settings(
     )
 
 
-_HOST_NAME = re.compile(r"(\*\.)?[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]{0,61}"
-                        r"[a-z0-9_])?)*\.?")
+_HOST_NAME = re.compile(
+    r"(\*\.)?[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]{0,61}"
+    r"[a-z0-9_])?)*\.?"
+)
 
 
 def _allowed_hosts(values: Mapping[str, str], host: str) -> tuple[str, ...]:
@@ -328,7 +340,8 @@ def _allowed_hosts(values: Mapping[str, str], host: str) -> tuple[str, ...]:
                 "and addresses people use to reach Parley, e.g. ALLOWED_HOSTS=chat.example.com"
                 " (without ports); requests for any other Host get 400. ALLOWED_HOSTS=* "
                 "accepts every Host, which lets any web page reach Parley through DNS "
-                "rebinding: fix it in .env")
+                "rebinding: fix it in .env"
+            )
         bound = f"[{host}]" if ":" in host else host.lower()
         return LOOPBACK_HOSTS + (() if bound in LOOPBACK_HOSTS else (bound,))
     for item in items:
@@ -336,7 +349,8 @@ def _allowed_hosts(values: Mapping[str, str], host: str) -> tuple[str, ...]:
             raise ConfigError(
                 f"ALLOWED_HOSTS entry {item!r} is not a host name: list names or addresses "
                 "without scheme or port (chat.example.com, *.example.com, 10.0.0.5, [::1]), "
-                "or * for any: fix it in .env")
+                "or * for any: fix it in .env"
+            )
     return items
 
 

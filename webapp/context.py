@@ -56,8 +56,10 @@ def _as_request(message: PathMessage) -> dict[str, Any]:
     """A stored message as the estimator reads it (pictures count as image parts)."""
     content: Any = message.content or ""
     if message.attachments:
-        content = [{"type": "text", "text": content},
-                   *({"type": "image_url"} for _ in message.attachments)]
+        content = [
+            {"type": "text", "text": content},
+            *({"type": "image_url"} for _ in message.attachments),
+        ]
     return {"role": message.role, "content": content, "tool_calls": message.tool_calls}
 
 
@@ -100,7 +102,8 @@ class Gauge:
     def text(self, lang: str = "en") -> str:
         used = ("≈" if self.estimated else "") + _short(self.used)
         line = t("Context: {used} of {limit} tokens ({share} %)", lang).format(
-            used=used, limit=_short(self.limit.tokens), share=round(self.share * 100))
+            used=used, limit=_short(self.limit.tokens), share=round(self.share * 100)
+        )
         if self.limit.source == "assumed":
             line += " · " + t("window assumed: set context_tokens in CAPABILITIES_FILE", lang)
         if self.level == "amber":
@@ -132,15 +135,16 @@ def would_exceed(used: int, reserve: int, limit: ContextLimit) -> bool:
     return limit.known and used + reserve > limit.tokens
 
 
-def fit_messages(messages: list[dict[str, Any]], limit: ContextLimit, reserve: int,
-                 scale: float = 1.0) -> tuple[list[dict[str, Any]], int]:
+def fit_messages(
+    messages: list[dict[str, Any]], limit: ContextLimit, reserve: int, scale: float = 1.0
+) -> tuple[list[dict[str, Any]], int]:
     """Drop the oldest turns (a question and everything up to the next one) until the request
     fits the window with some headroom; the system prompt and the last question stay.
     `scale` corrects the estimate by the provider's own count. Returns (messages, dropped)."""
     budget = limit.tokens - reserve - int(limit.tokens * HEADROOM)
     head = [m for m in messages[:1] if m.get("role") == "system"]
     turns: list[list[dict[str, Any]]] = []
-    for message in messages[len(head):]:
+    for message in messages[len(head) :]:
         if message.get("role") == "user" or not turns:
             turns.append([])
         turns[-1].append(message)

@@ -45,10 +45,10 @@ def _closing(text: str, start: int) -> int:
         if char == "\\":
             index += 2
             continue
-        if char == "\n" and text[index + 1:].lstrip(" \t").startswith("\n"):
+        if char == "\n" and text[index + 1 :].lstrip(" \t").startswith("\n"):
             return -1  # a blank line ends the paragraph, and with it any formula
         if char == "$":
-            after = text[index + 1:index + 2]
+            after = text[index + 1 : index + 2]
             if text[index - 1].isspace() or after == "$" or after in DIGITS:
                 return -1
             return index
@@ -65,7 +65,7 @@ def dollars_as_parens(text: str) -> str:
     position = 0
     for start, end in spans:
         out.append(text[position:start])
-        out.append("\\(" + text[start + 1:end - 1] + "\\)")
+        out.append("\\(" + text[start + 1 : end - 1] + "\\)")
         position = end
     out.append(text[position:])
     return "".join(out)

@@ -79,8 +79,10 @@ class Downloads:
 
 def link_html(url: str, name: str) -> str:
     """The download link shown in the page."""
-    return (f'<a href="{escape(url)}" download="{escape(name)}" class="parley-download">'
-            f"⬇ {escape(name)}</a>")
+    return (
+        f'<a href="{escape(url)}" download="{escape(name)}" class="parley-download">'
+        f"⬇ {escape(name)}</a>"
+    )
 
 
 def download_url(base: str, token: str) -> str:
@@ -94,8 +96,9 @@ async def gradio_user(app: GradioApp, request: fastapi.Request) -> str | None:
         user = app.auth_dependency(request)
         return await user if inspect.isawaitable(user) else user
     cookies = request.cookies
-    token = (cookies.get(f"access-token-{app.cookie_id}")
-             or cookies.get(f"access-token-unsecure-{app.cookie_id}"))
+    token = cookies.get(f"access-token-{app.cookie_id}") or cookies.get(
+        f"access-token-unsecure-{app.cookie_id}"
+    )
     user = app.tokens.get(token) if token else None
     return str(user) if user is not None else None
 
@@ -110,16 +113,23 @@ def add_route(app: GradioApp, downloads: Downloads, identity: Identity) -> None:
         except NotSignedIn as exc:
             return PlainTextResponse(str(exc), status_code=401, headers=NO_STORE)
         except OperationalError:
-            return PlainTextResponse("The database is not answering; try again in a moment.",
-                                     status_code=503, headers=NO_STORE)
+            return PlainTextResponse(
+                "The database is not answering; try again in a moment.",
+                status_code=503,
+                headers=NO_STORE,
+            )
         path = downloads.find(person.user_id, token)
         if path is None:
             # Another user's download looks exactly like one that never existed.
             return PlainTextResponse(
                 "No such download: links work for an hour, for the person who exported. "
-                "Export again from Share and export.", status_code=404, headers=NO_STORE)
-        return FileResponse(path, filename=path.name, content_disposition_type="attachment",
-                            headers=NO_STORE)
+                "Export again from Share and export.",
+                status_code=404,
+                headers=NO_STORE,
+            )
+        return FileResponse(
+            path, filename=path.name, content_disposition_type="attachment", headers=NO_STORE
+        )
 
     app.add_api_route(ROUTE, download, methods=["GET"], include_in_schema=False)
 

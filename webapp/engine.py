@@ -41,8 +41,9 @@ APPROVAL_TIMEOUT = "Nobody approved this call in time, so it was not run."
 class StreamingClient(Protocol):
     """What the engine needs from a provider client."""
 
-    def stream_chat(self, body: dict[str, Any], *, api_key: str = "") -> AsyncIterator[StreamEvent]:
-        ...
+    def stream_chat(
+        self, body: dict[str, Any], *, api_key: str = ""
+    ) -> AsyncIterator[StreamEvent]: ...
 
 
 # Asks the user to approve a call: True approve, False deny, None no answer in time.
@@ -74,8 +75,11 @@ class TurnRequest:
 
 
 def build_body(
-    request: TurnRequest, messages: list[ChatMessage] | None = None,
-    tools: ToolSetup | None = None, *, round_number: int = 0,
+    request: TurnRequest,
+    messages: list[ChatMessage] | None = None,
+    tools: ToolSetup | None = None,
+    *,
+    round_number: int = 0,
 ) -> dict[str, Any]:
     """The JSON body for POST /chat/completions (round 0 asks first; later rounds follow tools).
 
@@ -154,8 +158,11 @@ async def run_turn(
                 if isinstance(tool_event, ToolCallFinished):
                     results[tool_event.result.call_id] = tool_event.result
                 yield tool_event
-        messages.append(tool_call_message(content, reasoning, calls,
-                                          reasoning_passback=tools.reasoning_passback))
+        messages.append(
+            tool_call_message(
+                content, reasoning, calls, reasoning_passback=tools.reasoning_passback
+            )
+        )
         messages.extend(tool_message(results[call.id]) for call in calls)
         round_number += 1
 
@@ -196,9 +203,14 @@ async def run_calls(
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the runner should not raise; never leave the loop waiting
-            result = ToolResult(call.id, call.name, call.arguments,
-                                f"Error: {call.name} failed: {type(exc).__name__}: {exc}",
-                                "error", error=type(exc).__name__)
+            result = ToolResult(
+                call.id,
+                call.name,
+                call.arguments,
+                f"Error: {call.name} failed: {type(exc).__name__}: {exc}",
+                "error",
+                error=type(exc).__name__,
+            )
         queue.put_nowait(ToolCallFinished(result))
 
     tasks = [asyncio.create_task(one(call)) for call in calls]
@@ -218,9 +230,14 @@ async def run_calls(
 def _not_offered(call: ToolCall, tools: ToolSetup) -> ToolResult:
     """The result for a call to a tool this turn did not offer: refused, never run or asked."""
     available = ", ".join(sorted(tools.offered)) or "none"
-    return ToolResult(call.id, call.name, call.arguments,
-                      f'Error: there is no tool named "{call.name}". Available tools: {available}.',
-                      "error", error="unknown tool")
+    return ToolResult(
+        call.id,
+        call.name,
+        call.arguments,
+        f'Error: there is no tool named "{call.name}". Available tools: {available}.',
+        "error",
+        error="unknown tool",
+    )
 
 
 async def _approval(call: ToolCall, tools: ToolSetup) -> ToolResult | None:

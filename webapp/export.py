@@ -184,8 +184,9 @@ def _header(conversation: Conversation) -> list[str]:
         facts.append(f"**Provider:** {_one_line(conversation.provider)}")
     parameters = strip_secrets(conversation.parameters or {})
     if parameters:
-        shown = ", ".join(f"{name}={json.dumps(value, ensure_ascii=False)}"
-                          for name, value in parameters.items())
+        shown = ", ".join(
+            f"{name}={json.dumps(value, ensure_ascii=False)}" for name, value in parameters.items()
+        )
         facts.append(f"**Parameters:** {shown}")
     created = iso(conversation.created_at)
     if created:
@@ -255,6 +256,8 @@ def conversation_markdown(conversation: Conversation, messages: list[Message]) -
             shown |= {row.id for call_id, row in before.items() if call_id not in results}
         elif message.role == "tool" and message.id not in shown:
             # A result whose call is not on the path: show it on its own.
-            blocks += [f"#### Tool result: {_one_line(message.name or '(unnamed tool)')}",
-                       fenced(message.content)]
+            blocks += [
+                f"#### Tool result: {_one_line(message.name or '(unnamed tool)')}",
+                fenced(message.content),
+            ]
     return "\n\n".join(blocks) + "\n"

@@ -96,9 +96,12 @@ def login_check_on_the_loop(gradio_app: fastapi.FastAPI) -> bool:
     function runs, inside an async twin that FastAPI calls on the loop.
     Returns False when the app has no such dependency (a Gradio change the test catches).
     """
-    checks = {dependency.dependency for route in gradio_app.routes
-              for dependency in getattr(route, "dependencies", ())
-              if getattr(dependency.dependency, "__name__", "") == "login_check"}
+    checks = {
+        dependency.dependency
+        for route in gradio_app.routes
+        for dependency in getattr(route, "dependencies", ())
+        if getattr(dependency.dependency, "__name__", "") == "login_check"
+    }
     for check in checks:
         if not inspect.iscoroutinefunction(check):
             gradio_app.dependency_overrides[check] = _on_the_loop(check)
@@ -131,15 +134,19 @@ def cheap_skips() -> None:
     if getattr(original, "_parley_cheap_skips", False):
         return
 
-    async def postprocess_data(self: gr.Blocks, block_fn: Any, predictions: Any,
-                               state: Any) -> list[Any]:
+    async def postprocess_data(
+        self: gr.Blocks, block_fn: Any, predictions: Any, state: Any
+    ) -> list[Any]:
         outputs = block_fn.outputs
         if predictions == _SKIP and len(outputs) > 1:
             predictions = [dict(_SKIP) for _ in outputs]
         bare = []
         if isinstance(predictions, list | tuple) and len(predictions) == len(outputs) > 1:
-            bare = [i for i, value in enumerate(predictions)
-                    if value == _SKIP and not outputs[i].stateful]
+            bare = [
+                i
+                for i, value in enumerate(predictions)
+                if value == _SKIP and not outputs[i].stateful
+            ]
         if not bare:
             return await original(self, block_fn, predictions, state)
         passed = list(predictions)
@@ -164,8 +171,10 @@ class _InlineConversions:
         @staticmethod
         async def run_sync(function: Any, *args: Any, **kwargs: Any) -> Any:
             owner = getattr(function, "__self__", None)
-            if (isinstance(owner, gr.components.Component)
-                    and getattr(function, "__name__", "") in ("preprocess", "postprocess")):
+            if isinstance(owner, gr.components.Component) and getattr(function, "__name__", "") in (
+                "preprocess",
+                "postprocess",
+            ):
                 return function(*args)
             return await anyio.to_thread.run_sync(function, *args, **kwargs)
 

@@ -92,7 +92,7 @@ def _answered_calls(path: list[StoredMessage]) -> set[str]:
             continue
         ids = {_call_id(c) for c in message.tool_calls}
         results = set()
-        for later in path[position + 1:]:
+        for later in path[position + 1 :]:
             if later.role != "tool":
                 break
             results.add(later.tool_call_id)

@@ -67,11 +67,9 @@ ZH: dict[str, str] = {
     "⤢ Projector mode": "⤢ 投影模式",
     # ---- chat tab ----
     "Chat": "聊天",
-    "Ask anything. Answers stream here; reasoning shows in a Thinking block.":
-        "尽管提问。回答会实时显示在这里，推理过程显示在“思考”块中。",
+    "Ask anything. Answers stream here; reasoning shows in a Thinking block.": "尽管提问。回答会实时显示在这里，推理过程显示在“思考”块中。",
     "Use this version": "使用此版本",
-    "Message (Enter sends, Shift+Enter adds a line; paste, drop or attach images)":
-        "输入消息（Enter 发送，Shift+Enter 换行；可粘贴、拖入或添加图片）",
+    "Message (Enter sends, Shift+Enter adds a line; paste, drop or attach images)": "输入消息（Enter 发送，Shift+Enter 换行；可粘贴、拖入或添加图片）",
     "Attach a link (image or video)": "添加链接（图片或视频）",
     "https://… one link per line": "https://… 每行一个链接",
     "Links are": "链接类型",
@@ -98,7 +96,7 @@ ZH: dict[str, str] = {
     "Offered to the model": "提供给模型",
     "The model may call these; each call and its result show in the chat. Calls marked ✋ "
     "wait for your approval.": "模型可以调用这些工具；每次调用及其结果都会显示在聊天中。标有 ✋ "
-                               "的调用需要你批准。",
+    "的调用需要你批准。",
     "Tool choice": "工具选择",
     "auto: the model decides · none: no calls · required: at least one call · a name: that "
     "tool.": "auto：由模型决定 · none：不调用 · required：至少调用一次 · 工具名：调用该工具。",
@@ -111,8 +109,7 @@ ZH: dict[str, str] = {
     "Randomness: 0 is focused, 2 is wild.": "随机性：0 最稳定，2 最发散。",
     "not set · 0 to 2 · default 0.7 on SiliconFlow": "未设置 · 0 到 2 · SiliconFlow 默认 0.7",
     "Top-p": "Top-p",
-    "Nucleus sampling: keep the smallest token set with this much probability.":
-        "核采样：只保留累计概率达到该值的最小 token 集合。",
+    "Nucleus sampling: keep the smallest token set with this much probability.": "核采样：只保留累计概率达到该值的最小 token 集合。",
     "not set · >0 to 1 · default 0.7 on SiliconFlow": "未设置 · 大于 0 到 1 · SiliconFlow 默认 0.7",
     "Max tokens": "最大 token 数",
     "Longest answer, in tokens.": "回答的最大长度（token）。",
@@ -123,12 +120,10 @@ ZH: dict[str, str] = {
     "on": "开",
     "off": "关",
     "Top-k": "Top-k",
-    "Sample only from the k likeliest tokens (-1: off).":
-        "只从概率最高的 k 个 token 中采样（-1：关闭）。",
+    "Sample only from the k likeliest tokens (-1: off).": "只从概率最高的 k 个 token 中采样（-1：关闭）。",
     "not set · -1 to 100 · default 50 on SiliconFlow": "未设置 · -1 到 100 · SiliconFlow 默认 50",
     "Min-p": "Min-p",
-    "Drop tokens below this fraction of the top token's probability (Qwen3).":
-        "丢弃概率低于最高 token 概率该比例的 token（Qwen3）。",
+    "Drop tokens below this fraction of the top token's probability (Qwen3).": "丢弃概率低于最高 token 概率该比例的 token（Qwen3）。",
     "not set · 0 to 1 · default 0.05": "未设置 · 0 到 1 · 默认 0.05",
     "Frequency penalty": "频率惩罚",
     "Penalise tokens by how often they appeared.": "按 token 出现的次数进行惩罚。",
@@ -143,18 +138,14 @@ ZH: dict[str, str] = {
     "How many answers to generate at once; you keep one.": "一次生成多少个回答；你保留其中一个。",
     "not set · 1 to 8 · default 1": "未设置 · 1 到 8 · 默认 1",
     "Stop sequences": "停止序列",
-    "Up to 4 sequences, one per line; generation stops before them.":
-        "最多 4 个，每行一个；生成会在它们之前停止。",
+    "Up to 4 sequences, one per line; generation stops before them.": "最多 4 个，每行一个；生成会在它们之前停止。",
     "not set · default none": "未设置 · 默认无",
     "Seed": "随机种子",
-    "Same seed and parameters: same answer, where supported.":
-        "相同的种子和参数会得到相同的回答（如支持）。",
+    "Same seed and parameters: same answer, where supported.": "相同的种子和参数会得到相同的回答（如支持）。",
     "not set · default random": "未设置 · 默认随机",
     "Response format": "返回格式",
-    "text, json_object, or a JSON schema ({name, schema, strict}).":
-        "text、json_object 或 JSON schema（{name, schema, strict}）。",
-    'not set · text | json_object | {"name": ..., "schema": {...}}':
-        '未设置 · text | json_object | {"name": ..., "schema": {...}}',
+    "text, json_object, or a JSON schema ({name, schema, strict}).": "text、json_object 或 JSON schema（{name, schema, strict}）。",
+    'not set · text | json_object | {"name": ..., "schema": {...}}': '未设置 · text | json_object | {"name": ..., "schema": {...}}',
     "Thinking budget": "思考预算",
     "Most tokens the model may spend reasoning.": "模型推理最多可用的 token 数。",
     "not set · 128 to 32768 · default 4096": "未设置 · 128 到 32768 · 默认 4096",
@@ -162,16 +153,15 @@ ZH: dict[str, str] = {
     "jiekou.ai: move thinking into its own field.": "jiekou.ai：把思考内容放到单独的字段中。",
     "Stream": "流式输出",
     "Show the answer as it is generated; off waits for the whole answer (for servers that only "
-    "return tool calls unstreamed).":
-        "边生成边显示回答；关闭后会等待完整回答（适用于只能以非流式返回工具调用的服务器）。",
+    "return tool calls unstreamed).": "边生成边显示回答；关闭后会等待完整回答（适用于只能以非流式返回工具调用的服务器）。",
     "Log-probs": "对数概率",
     "Return token log-probabilities.": "返回 token 的对数概率。",
     "Top log-probs": "Top 对数概率",
     "Alternatives per token (needs Log-probs).": "每个 token 的候选数（需要开启对数概率）。",
     "not set · 0 to 20 · default 0": "未设置 · 0 到 20 · 默认 0",
     "Logit bias": "Logit 偏置",
-    'JSON object of token id → bias, e.g. {"1234": -100}.': 'token id → 偏置值的 JSON 对象，例如 '
-                                                            '{"1234": -100}。',
+    'JSON object of token id → bias, e.g. {"1234": -100}.': "token id → 偏置值的 JSON 对象，例如 "
+    '{"1234": -100}。',
     # ---- compare tab ----
     "Compare": "对比",
     "Models to compare": "对比的模型数",
@@ -192,8 +182,7 @@ ZH: dict[str, str] = {
     'Other parameters, e.g. {"top_p": 0.9, "seed": 1}': '其他参数，例如 {"top_p": 0.9, "seed": 1}',
     "Continue with": "继续对话的对象",
     "All columns": "所有列",
-    "One prompt for every model (Enter sends, Shift+Enter adds a line)":
-        "给所有模型的同一个提示（Enter 发送，Shift+Enter 换行）",
+    "One prompt for every model (Enter sends, Shift+Enter adds a line)": "给所有模型的同一个提示（Enter 发送，Shift+Enter 换行）",
     "Stop": "停止",
     "Export Markdown": "导出 Markdown",
     "Best": "最佳",
@@ -210,21 +199,18 @@ ZH: dict[str, str] = {
     # ---- share page ----
     "Loading…": "加载中…",
     "Shared from Parley · read-only": "来自 Parley 的分享 · 只读",
-    "### This link does not exist or was revoked\nAsk the person who shared it for a new one.":
-        "### 这个链接不存在或已被撤销\n请向分享者要一个新链接。",
+    "### This link does not exist or was revoked\nAsk the person who shared it for a new one.": "### 这个链接不存在或已被撤销\n请向分享者要一个新链接。",
     # ---- header mode: the proxy did not identify the viewer (webapp/proxy_page.py) ----
     "Parley does not know who you are": "Parley 无法确认你的身份",
     "The sign-in proxy in front of Parley did not identify you: the request reached Parley "
     "without a user name from it.": "Parley 前面的登录代理没有提供你的身份：请求到达 Parley 时没有"
-                                    "附带代理给出的用户名。",
+    "附带代理给出的用户名。",
     "Reload the page, or sign in again through your company's sign-in page. If this keeps "
-    "happening, ask whoever runs Parley to check the proxy (AUTH_HEADER and TRUSTED_PROXIES).":
-        "请刷新页面，或通过公司的登录页面重新登录。如果问题持续，请联系 Parley 的管理员检查代理设置"
-        "（AUTH_HEADER 和 TRUSTED_PROXIES）。",
+    "happening, ask whoever runs Parley to check the proxy (AUTH_HEADER and TRUSTED_PROXIES).": "请刷新页面，或通过公司的登录页面重新登录。如果问题持续，请联系 Parley 的管理员检查代理设置"
+    "（AUTH_HEADER 和 TRUSTED_PROXIES）。",
     # ---- chat contents and figures ----
     "⏹ Stopped by you: the answer above is partial.": "⏹ 已由你停止：上面的回答不完整。",
-    "⚠ Interrupted: the server stopped while this answer was streaming.":
-        "⚠ 已中断：服务器在输出这个回答时停止了。",
+    "⚠ Interrupted: the server stopped while this answer was streaming.": "⚠ 已中断：服务器在输出这个回答时停止了。",
     "This answer failed; use Retry to try again.": "这个回答失败了；点“重试”再试一次。",
     "running…": "运行中…",
     "awaiting your approval": "等待你批准",
@@ -237,8 +223,7 @@ ZH: dict[str, str] = {
     "(unnamed tool)": "（未命名工具）",
     "**Arguments**": "**参数**",
     "**Result**": "**结果**",
-    "Approve or deny this call with the buttons under the chat.":
-        "用聊天框下方的按钮批准或拒绝这次调用。",
+    "Approve or deny this call with the buttons under the chat.": "用聊天框下方的按钮批准或拒绝这次调用。",
     "… {count} earlier messages not shown.": "… 更早的 {count} 条消息未显示。",
     "Choice {index} of {count}": "候选 {index} / {count}",
     "✓ kept": "✓ 已保留",
@@ -257,13 +242,15 @@ ZH: dict[str, str] = {
     "Pick a key to revoke first.": "请先选择要吊销的密钥。",
     "Key revoked: it no longer works.": "密钥已吊销，不再可用。",
     "That key does not exist or is not yours.": "该密钥不存在，或不属于你。",
-    ("Keys for Parley's OpenAI-compatible API (`/v1`): SDKs, IDE plugins and scripts act as "
-     "you, with your history and limits."):
-        ("Parley 的 OpenAI 兼容 API（`/v1`）的密钥：SDK、IDE 插件和脚本以你的身份使用，"
-         "共享你的历史和限额。"),
+    (
+        "Keys for Parley's OpenAI-compatible API (`/v1`): SDKs, IDE plugins and scripts act as "
+        "you, with your history and limits."
+    ): (
+        "Parley 的 OpenAI 兼容 API（`/v1`）的密钥：SDK、IDE 插件和脚本以你的身份使用，"
+        "共享你的历史和限额。"
+    ),
     "e.g. laptop script": "例如：笔记本上的脚本",
-    "The conversation in the address does not exist or is not yours.":
-        "地址中的对话不存在，或不属于你。",
+    "The conversation in the address does not exist or is not yours.": "地址中的对话不存在，或不属于你。",
     "{tokens} prompt": "输入 {tokens}",
     "{tokens} completion": "输出 {tokens}",
     "{tokens} completion tokens": "输出 {tokens} token",
@@ -275,28 +262,24 @@ ZH: dict[str, str] = {
     " (not in use)": "（未使用）",
     "{count} models from {provider}.": "{provider} 提供 {count} 个模型。",
     "⚠ **No API key configured.** Set {names} in `.env` and restart, or paste a key under "
-    "**Settings → API key** (kept in server memory for this browser session only, never saved).":
-        "⚠ **尚未配置 API 密钥。** 请在 `.env` 中设置 {names} 并重启，或在 **设置 → API 密钥** "
-        "中粘贴密钥（仅保存在服务器内存中，只用于本次浏览器会话，不会写入存储）。",
+    "**Settings → API key** (kept in server memory for this browser session only, never saved).": "⚠ **尚未配置 API 密钥。** 请在 `.env` 中设置 {names} 并重启，或在 **设置 → API 密钥** "
+    "中粘贴密钥（仅保存在服务器内存中，只用于本次浏览器会话，不会写入存储）。",
     # ---- long conversations and the context gauge ----
     "Show earlier messages": "显示更早的消息",
     "Show {count} earlier messages": "显示更早的 {count} 条消息",
     "Drop the oldest turns and send": "舍弃最早的几轮并发送",
     "New chat with a summary": "用摘要开始新对话",
     "Context: {used} of {limit} tokens ({share} %)": "上下文：{used} / {limit} token（{share}%）",
-    "window assumed: set context_tokens in CAPABILITIES_FILE":
-        "窗口大小为假定值：可在 CAPABILITIES_FILE 中设置 context_tokens",
+    "window assumed: set context_tokens in CAPABILITIES_FILE": "窗口大小为假定值：可在 CAPABILITIES_FILE 中设置 context_tokens",
     "nearly full": "快满了",
     "full: older turns must be dropped": "已满：需要舍弃较早的对话轮次",
     "This conversation (about {used} tokens with your message) would not fit {model}'s context "
     "of {limit} tokens. Drop the oldest turns, or start a new chat with a summary (the buttons "
-    "under the box); your message stays in the box.":
-        "这个对话（连同你的消息约 {used} token）超出了 {model} 的上下文（{limit} token）。"
-        "可以舍弃最早的几轮，或用摘要开始新对话（输入框下方的按钮）；你的消息仍保留在输入框中。",
+    "under the box); your message stays in the box.": "这个对话（连同你的消息约 {used} token）超出了 {model} 的上下文（{limit} token）。"
+    "可以舍弃最早的几轮，或用摘要开始新对话（输入框下方的按钮）；你的消息仍保留在输入框中。",
     "Summarize our conversation so far for a new chat that continues it: the goal, the facts "
-    "and decisions so far, and any open questions. Write only the summary.":
-        "请总结我们到目前为止的对话，供一个接续它的新对话使用：目标、已有的事实和决定，以及尚未解决的"
-        "问题。只写摘要。",
+    "and decisions so far, and any open questions. Write only the summary.": "请总结我们到目前为止的对话，供一个接续它的新对话使用：目标、已有的事实和决定，以及尚未解决的"
+    "问题。只写摘要。",
     "Summary of an earlier conversation (“{title}”):": "之前对话（“{title}”）的摘要：",
     "{title} (continued)": "{title}（续）",
     "No summary was written, so no new chat was started: try again, or drop the oldest turns "
@@ -305,13 +288,11 @@ ZH: dict[str, str] = {
     "Type a message first.": "请先输入消息。",
     "Attachment refused": "附件被拒绝",
     "{model} does not accept images. Pick a vision model (their names have -VL, V or Omni, such "
-    "as Qwen/Qwen2.5-VL-72B-Instruct), or send the question without its image.":
-        "{model} 不接受图片。请选择视觉模型（名称中带 -VL、V 或 Omni，例如 "
-        "Qwen/Qwen2.5-VL-72B-Instruct），或不带图片发送这个问题。",
+    "as Qwen/Qwen2.5-VL-72B-Instruct), or send the question without its image.": "{model} 不接受图片。请选择视觉模型（名称中带 -VL、V 或 Omni，例如 "
+    "Qwen/Qwen2.5-VL-72B-Instruct），或不带图片发送这个问题。",
     "{model} does not accept video. Pick a video model (such as Qwen/Qwen2.5-VL-72B-Instruct), "
-    "or send the question without the video link.":
-        "{model} 不接受视频。请选择视频模型（例如 Qwen/Qwen2.5-VL-72B-Instruct），或不带视频链接"
-        "发送这个问题。",
+    "or send the question without the video link.": "{model} 不接受视频。请选择视频模型（例如 Qwen/Qwen2.5-VL-72B-Instruct），或不带视频链接"
+    "发送这个问题。",
     "Pick a different model for each column.": "请为每一列选择不同的模型。",
     "Type a prompt first.": "请先输入提示。",
     "Cannot send": "无法发送",
@@ -331,12 +312,9 @@ ZH: dict[str, str] = {
     "people who can sign in to Parley": "能登录 Parley 的人",
     "anyone with the link": "任何拿到链接的人",
     "Read-only link for {who}:": "只读链接，适用于{who}：",
-    "It shows the conversation as it is now and later; **Revoke links** ends it.":
-        "它会显示这个对话现在及以后的内容；点 **撤销链接** 即可失效。",
-    "Imported as a new conversation: open it from the top of the sidebar.":
-        "已导入为新对话：在侧边栏顶部打开它。",
-    "Choices (n) is ignored while tools are offered: one answer is made.":
-        "提供工具时忽略候选数（n）：只生成一个回答。",
+    "It shows the conversation as it is now and later; **Revoke links** ends it.": "它会显示这个对话现在及以后的内容；点 **撤销链接** 即可失效。",
+    "Imported as a new conversation: open it from the top of the sidebar.": "已导入为新对话：在侧边栏顶部打开它。",
+    "Choices (n) is ignored while tools are offered: one answer is made.": "提供工具时忽略候选数（n）：只生成一个回答。",
     "That item cannot be edited: edit the text of your message (its attachments stay as they "
     "are).": "这一项不能编辑：请编辑消息的文字（附件保持不变）。",
 }

@@ -56,8 +56,14 @@ def public_address(ip: IPAddress) -> bool:
             ip = ip.ipv4_mapped
         elif ip in _NAT64:
             ip = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-    return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_private
-                                 or ip.is_loopback or ip.is_link_local or ip.is_unspecified)
+    return ip.is_global and not (
+        ip.is_multicast
+        or ip.is_reserved
+        or ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_unspecified
+    )
 
 
 async def system_resolver(host: str, port: int) -> Sequence[str]:
@@ -69,10 +75,17 @@ async def system_resolver(host: str, port: int) -> Sequence[str]:
 class ImageFetcher:
     """Fetches and checks one image at a time per call; at most `parallel` calls at once."""
 
-    def __init__(self, *, max_bytes: int = MAX_BYTES, timeout_s: float = 15.0,
-                 max_redirects: int = 3, parallel: int = 8, resolve: Resolver = system_resolver,
-                 address_allowed: Callable[[IPAddress], bool] = public_address,
-                 verify: ssl.SSLContext | bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        max_bytes: int = MAX_BYTES,
+        timeout_s: float = 15.0,
+        max_redirects: int = 3,
+        parallel: int = 8,
+        resolve: Resolver = system_resolver,
+        address_allowed: Callable[[IPAddress], bool] = public_address,
+        verify: ssl.SSLContext | bool = True,
+    ) -> None:
         self.max_bytes = max_bytes
         self.timeout_s = timeout_s
         self.max_redirects = max_redirects
@@ -84,9 +97,13 @@ class ImageFetcher:
         # No kept-alive connections: the pool is keyed by address, and a connection verified
         # for one name must not carry a request for another name on the same address.
         self._http = httpx.AsyncClient(
-            trust_env=False, follow_redirects=False, cookies=no_cookies, verify=verify,
+            trust_env=False,
+            follow_redirects=False,
+            cookies=no_cookies,
+            verify=verify,
             timeout=httpx.Timeout(timeout_s, connect=5.0),
-            limits=httpx.Limits(max_keepalive_connections=0))
+            limits=httpx.Limits(max_keepalive_connections=0),
+        )
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -100,17 +117,24 @@ class ImageFetcher:
             except TimeoutError:
                 raise ImageFetchError(504, "The image took too long to arrive.") from None
             except httpx.HTTPError as exc:
-                raise ImageFetchError(502, f"The image could not be fetched ({type(exc).__name__})."
-                                      ) from None
+                raise ImageFetchError(
+                    502, f"The image could not be fetched ({type(exc).__name__})."
+                ) from None
             return await asyncio.to_thread(decoded, raw)
 
     async def _download(self, url: str) -> bytes:
         for _ in range(self.max_redirects + 1):
             target, host_header, sni = await self._checked(url)
             request = self._http.build_request(
-                "GET", target, headers={"Host": host_header, "Accept": "image/*",
-                                        "User-Agent": "Parley image fetch"},
-                extensions={"sni_hostname": sni} if sni else {})
+                "GET",
+                target,
+                headers={
+                    "Host": host_header,
+                    "Accept": "image/*",
+                    "User-Agent": "Parley image fetch",
+                },
+                extensions={"sni_hostname": sni} if sni else {},
+            )
             response = await self._http.send(request, stream=True)
             try:
                 if response.status_code in (301, 302, 303, 307, 308):
@@ -120,8 +144,9 @@ class ImageFetcher:
                     url = urljoin(url, location)
                     continue
                 if response.status_code != 200:
-                    raise ImageFetchError(502, f"The image's server answered "
-                                               f"{response.status_code}.")
+                    raise ImageFetchError(
+                        502, f"The image's server answered {response.status_code}."
+                    )
                 return await self._body(response)
             finally:
                 await response.aclose()
@@ -140,13 +165,15 @@ class ImageFetcher:
         if parts.scheme not in ("http", "https") or not host:
             raise ImageFetchError(400, "Only http and https images can be loaded.")
         if parts.username is not None or parts.password is not None:
-            raise ImageFetchError(400, "Image addresses with a user name or password are "
-                                       "not loaded.")
+            raise ImageFetchError(
+                400, "Image addresses with a user name or password are not loaded."
+            )
         addresses = await self._addresses(host, port)
         refused = [ip for ip in addresses if not self._allowed(ip)]
         if refused or not addresses:
-            raise ImageFetchError(403, f"{host} is not on the public internet: Parley does "
-                                       "not load images from it.")
+            raise ImageFetchError(
+                403, f"{host} is not on the public internet: Parley does not load images from it."
+            )
         ip = addresses[0]
         literal = f"[{ip}]" if ip.version == 6 else str(ip)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -185,17 +212,26 @@ def decoded(raw: bytes) -> FetchedImage:
                 width, height = image.size
                 if mime is None:
                     raise ImageFetchError(415, "That is not a PNG, JPEG, GIF or WebP image.")
-                if (width * height > attachments.MAX_PIXELS
-                        or max(width, height) > attachments.MAX_SIDE):
+                if (
+                    width * height > attachments.MAX_PIXELS
+                    or max(width, height) > attachments.MAX_SIDE
+                ):
                     raise ImageFetchError(415, "That image has too many pixels to show.")
                 with attachments.DECODING:
                     image.load()  # a truncated or corrupt file fails here
     except ImageFetchError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombWarning,
-            Image.DecompressionBombError, OSError, SyntaxError, ValueError):
-        raise ImageFetchError(415, "That is not a PNG, JPEG, GIF or WebP image Parley can "
-                                   "read.") from None
+    except (
+        UnidentifiedImageError,
+        Image.DecompressionBombWarning,
+        Image.DecompressionBombError,
+        OSError,
+        SyntaxError,
+        ValueError,
+    ):
+        raise ImageFetchError(
+            415, "That is not a PNG, JPEG, GIF or WebP image Parley can read."
+        ) from None
     return FetchedImage(raw, mime)
 
 

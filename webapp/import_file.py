@@ -69,7 +69,7 @@ def _kind(value: Any) -> str:
 
 def _show(value: Any, limit: int = 60) -> str:
     text = json.dumps(value, ensure_ascii=False)
-    return text if len(text) <= limit else text[: limit - 2] + "…\""
+    return text if len(text) <= limit else text[: limit - 2] + '…"'
 
 
 def _safe_text(text: str) -> str:
@@ -91,8 +91,10 @@ def _sanitize(document: Any) -> Any:
     while stack:
         node, depth = stack.pop()
         if depth > MAX_DEPTH:
-            raise ImportRefused(f"The file nests data more than {MAX_DEPTH} levels deep; a "
-                                "Parley export never does.")
+            raise ImportRefused(
+                f"The file nests data more than {MAX_DEPTH} levels deep; a "
+                "Parley export never does."
+            )
         if isinstance(node, dict):
             items = list(node.items())
             node.clear()
@@ -113,14 +115,17 @@ def _load_document(data: bytes | str, max_bytes: int) -> Any:
     """Size check, UTF-8 decoding and JSON parsing, each with a clear refusal."""
     size = len(data) if isinstance(data, bytes) else len(data.encode("utf-8", "surrogatepass"))
     if size > max_bytes:
-        raise ImportRefused(f"The file is too large ({size:,} bytes; the limit is "
-                            f"{max_bytes:,} bytes).")
+        raise ImportRefused(
+            f"The file is too large ({size:,} bytes; the limit is {max_bytes:,} bytes)."
+        )
     if isinstance(data, bytes):
         try:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
-            raise ImportRefused(f"The file is not UTF-8 text: byte 0x{data[exc.start]:02x} at "
-                                f"position {exc.start:,} is invalid.") from None
+            raise ImportRefused(
+                f"The file is not UTF-8 text: byte 0x{data[exc.start]:02x} at "
+                f"position {exc.start:,} is invalid."
+            ) from None
     else:
         text = data.removeprefix("\ufeff")
     try:
@@ -128,8 +133,9 @@ def _load_document(data: bytes | str, max_bytes: int) -> Any:
     except ImportRefused:
         raise
     except json.JSONDecodeError as exc:
-        raise ImportRefused(f"The file is not valid JSON: {exc.msg} at line {exc.lineno}, "
-                            f"column {exc.colno}.") from None
+        raise ImportRefused(
+            f"The file is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}."
+        ) from None
     except RecursionError:
         raise ImportRefused("The file is nested too deeply to be a Parley export.") from None
     except ValueError:  # an integer too long to convert
@@ -154,10 +160,13 @@ def _or_null(test: Callable[[Any], bool]) -> Callable[[Any], bool]:
 
 def _is_tool_call(call: Any) -> bool:
     function = call.get("function") if isinstance(call, dict) else None
-    return (isinstance(function, dict) and isinstance(call.get("id"), str)
-            and call.get("type", "function") == "function"
-            and isinstance(function.get("name"), str)
-            and isinstance(function.get("arguments"), str))
+    return (
+        isinstance(function, dict)
+        and isinstance(call.get("id"), str)
+        and call.get("type", "function") == "function"
+        and isinstance(function.get("name"), str)
+        and isinstance(function.get("arguments"), str)
+    )
 
 
 class _Fields:
@@ -166,8 +175,15 @@ class _Fields:
     def __init__(self, data: dict[str, Any], where: str) -> None:
         self.data, self.where = data, where
 
-    def get(self, name: str, expected: str, test: Callable[[Any], bool], default: Any = None,
-            *, required: bool = False) -> Any:
+    def get(
+        self,
+        name: str,
+        expected: str,
+        test: Callable[[Any], bool],
+        default: Any = None,
+        *,
+        required: bool = False,
+    ) -> Any:
         if name not in self.data:
             if required:
                 raise ImportRefused(f'{self.where}: "{name}" is missing.')
@@ -193,11 +209,14 @@ class _Fields:
         return value
 
     def mapping(self, name: str) -> dict[str, Any] | None:
-        value: dict[str, Any] | None = self.get(name, "an object or null",
-                                                 _or_null(lambda v: isinstance(v, dict)))
+        value: dict[str, Any] | None = self.get(
+            name, "an object or null", _or_null(lambda v: isinstance(v, dict))
+        )
         if value is not None and (size := json_size(value)) > PARAMETERS_JSON_MAX:
-            raise ImportRefused(f'{self.where}: "{name}" is {size:,} characters as JSON; the '
-                                f"limit is {PARAMETERS_JSON_MAX:,}.")
+            raise ImportRefused(
+                f'{self.where}: "{name}" is {size:,} characters as JSON; the '
+                f"limit is {PARAMETERS_JSON_MAX:,}."
+            )
         return value
 
     def timestamp(self, name: str, *, required: bool) -> datetime | None:
@@ -208,11 +227,11 @@ class _Fields:
             return None
         try:
             moment = datetime.fromisoformat(value)
-            moment = (moment.replace(tzinfo=UTC) if moment.tzinfo is None
-                      else moment.astimezone(UTC))
+            moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
         except (ValueError, OverflowError):
-            raise ImportRefused(f'{self.where}: "{name}" is not an ISO-8601 timestamp: '
-                                f"{_show(value)}.") from None
+            raise ImportRefused(
+                f'{self.where}: "{name}" is not an ISO-8601 timestamp: {_show(value)}.'
+            ) from None
         if moment.year not in _YEARS:
             raise ImportRefused(f'{self.where}: "{name}" is out of range: {_show(value)}.')
         return moment
@@ -221,75 +240,100 @@ class _Fields:
         value = self.mapping(name)
         for key in numbers:
             if value and key in value and not _or_null(_is_number)(value[key]):
-                raise ImportRefused(f'{self.where}: "{name}.{key}" must be a number, not '
-                                    f"{_kind(value[key])}.")
+                raise ImportRefused(
+                    f'{self.where}: "{name}.{key}" must be a number, not {_kind(value[key])}.'
+                )
         return value
 
 
 def _check_tool_calls(where: str, calls: list[Any]) -> None:
     """Each call well formed, and its id, name and arguments within their fields' limits."""
     if len(calls) > _MAX_TOOL_CALLS:
-        raise ImportRefused(f"{where} has {len(calls)} tool calls; at most {_MAX_TOOL_CALLS} "
-                            "are accepted.")
+        raise ImportRefused(
+            f"{where} has {len(calls)} tool calls; at most {_MAX_TOOL_CALLS} are accepted."
+        )
     for index, call in enumerate(calls, 1):
         if not _is_tool_call(call):
-            raise ImportRefused(f'{where}: tool call {index} must look like {{"id": "…", "type": '
-                                '"function", "function": {"name": "…", "arguments": "…"}}.')
-        for name, value, limit in (("id", call["id"], TOOL_CALL_ID),
-                                   ("function.name", call["function"]["name"], TOOL_NAME),
-                                   ("function.arguments", call["function"]["arguments"], TEXT)):
+            raise ImportRefused(
+                f'{where}: tool call {index} must look like {{"id": "…", "type": '
+                '"function", "function": {"name": "…", "arguments": "…"}}.'
+            )
+        for name, value, limit in (
+            ("id", call["id"], TOOL_CALL_ID),
+            ("function.name", call["function"]["name"], TOOL_NAME),
+            ("function.arguments", call["function"]["arguments"], TEXT),
+        ):
             if found := problem(limit, value):
                 raise ImportRefused(f'{where}: tool call {index} "{name}" {found}.')
 
 
-def _check_message(number: int, raw: Any, budget: attachments.PixelBudget,
-                   max_message_chars: int) -> dict[str, Any]:
+def _check_message(
+    number: int, raw: Any, budget: attachments.PixelBudget, max_message_chars: int
+) -> dict[str, Any]:
     """One message of the file → the dict `import_conversation` stores."""
     if not isinstance(raw, dict):
         raise ImportRefused(f"message {number} must be an object, not {_kind(raw)}.")
     fields = _Fields(raw, f"message {number}")
-    message_id = fields.get("id", "a non-empty string of at most 200 characters", _is_id,
-                            required=True)
+    message_id = fields.get(
+        "id", "a non-empty string of at most 200 characters", _is_id, required=True
+    )
     where = fields.where = f"message {number} (id {_show(message_id)})"
     role = fields.get("role", "a string", _is_text, required=True)
     if role not in ROLES:
         raise ImportRefused(f"{where} has role {_show(role)}; expected user, assistant or tool.")
     state = fields.get("state", "a string", _is_text, "complete")
     if state not in STATES:
-        raise ImportRefused(f"{where} has state {_show(state)}; expected complete, streaming, "
-                            "stopped, error or interrupted.")
+        raise ImportRefused(
+            f"{where} has state {_show(state)}; expected complete, streaming, "
+            "stopped, error or interrupted."
+        )
     tool_calls = fields.get("tool_calls", "a list or null", _or_null(lambda v: isinstance(v, list)))
     _check_tool_calls(where, tool_calls or [])
     if tool_calls and role != "assistant":
-        raise ImportRefused(f'{where} has "tool_calls", but only an assistant message can '
-                            "call tools.")
+        raise ImportRefused(
+            f'{where} has "tool_calls", but only an assistant message can call tools.'
+        )
     message = {
-        "id": message_id, "role": role, "state": state, "tool_calls": tool_calls,
+        "id": message_id,
+        "role": role,
+        "state": state,
+        "tool_calls": tool_calls,
         "parent_id": fields.get("parent_id", "a message id or null", _or_null(_is_id)),
         # What a person wrote has the limit of what they can type: MAX_MESSAGE_CHARS.
-        "content": fields.text("content", message_limit(max_message_chars)
-                               if role == "user" else TEXT),
+        "content": fields.text(
+            "content", message_limit(max_message_chars) if role == "user" else TEXT
+        ),
         "reasoning": fields.text("reasoning"),
         "tool_call_id": fields.optional_text("tool_call_id", TOOL_CALL_ID),
         "name": fields.optional_text("name", TOOL_NAME),
-        "tool_status": fields.get("tool_status", "a string of at most 20 characters or null",
-                                  _or_null(lambda v: _is_text(v) and len(v) <= _MAX_TOOL_STATUS)),
-        "provider": fields.text("provider", PROVIDER), "model": fields.text("model", MODEL),
+        "tool_status": fields.get(
+            "tool_status",
+            "a string of at most 20 characters or null",
+            _or_null(lambda v: _is_text(v) and len(v) <= _MAX_TOOL_STATUS),
+        ),
+        "provider": fields.text("provider", PROVIDER),
+        "model": fields.text("model", MODEL),
         "parameters": strip_secrets(fields.mapping("parameters")),
         "usage": fields.figures("usage", _USAGE_NUMBERS),
         "timings": fields.figures("timings", _TIMING_NUMBERS),
         "finish_reason": fields.optional_text("finish_reason", FINISH_REASON),
         "error": fields.optional_text("error"),
-        "feedback": fields.get("feedback", "1, -1 or null",
-                               lambda v: v is None or (type(v) is int and v in (1, -1))),
+        "feedback": fields.get(
+            "feedback", "1, -1 or null", lambda v: v is None or (type(v) is int and v in (1, -1))
+        ),
         "preferred": fields.get("preferred", "true or false", lambda v: type(v) is bool, False),
         "choice_index": fields.get(
-            "choice_index", f"a whole number from 0 to {_MAX_CHOICE_INDEX}",
-            lambda v: type(v) is int and 0 <= v <= _MAX_CHOICE_INDEX, 0),
+            "choice_index",
+            f"a whole number from 0 to {_MAX_CHOICE_INDEX}",
+            lambda v: type(v) is int and 0 <= v <= _MAX_CHOICE_INDEX,
+            0,
+        ),
         "batch_id": fields.get("batch_id", "a non-empty string or null", _or_null(_is_id)),
         "attachments": fields.get(
-            "attachments", "a list of objects or null",
-            _or_null(lambda v: isinstance(v, list) and all(isinstance(a, dict) for a in v))),
+            "attachments",
+            "a list of objects or null",
+            _or_null(lambda v: isinstance(v, list) and all(isinstance(a, dict) for a in v)),
+        ),
         "created_at": fields.timestamp("created_at", required=True),
     }
     if role == "tool" and not message["tool_call_id"]:
@@ -299,12 +343,15 @@ def _check_message(number: int, raw: Any, budget: attachments.PixelBudget,
     return message
 
 
-def _restore_attachments(where: str, items: list[Any],
-                         budget: attachments.PixelBudget) -> list[dict[str, Any]]:
+def _restore_attachments(
+    where: str, items: list[Any], budget: attachments.PixelBudget
+) -> list[dict[str, Any]]:
     """Attachments are decoded and checked again, their previews remade: none is trusted."""
     if len(items) > IMPORT_ATTACHMENT_LIMITS.max_count:
-        raise ImportRefused(f"{where} has {len(items)} attachments; at most "
-                            f"{IMPORT_ATTACHMENT_LIMITS.max_count} are accepted.")
+        raise ImportRefused(
+            f"{where} has {len(items)} attachments; at most "
+            f"{IMPORT_ATTACHMENT_LIMITS.max_count} are accepted."
+        )
     restored = []
     for number, item in enumerate(items, 1):
         try:
@@ -320,27 +367,33 @@ def _check_tree(messages: list[dict[str, Any]], leaf_id: str | None) -> None:
     for number, message in enumerate(messages, 1):
         first = numbers.setdefault(message["id"], number)
         if first != number:
-            raise ImportRefused(f"message {number} (id {_show(message['id'])}) repeats the id "
-                                f"of message {first}.")
+            raise ImportRefused(
+                f"message {number} (id {_show(message['id'])}) repeats the id of message {first}."
+            )
     parents = {message["id"]: message["parent_id"] for message in messages}
     for number, message in enumerate(messages, 1):
         if message["parent_id"] is not None and message["parent_id"] not in numbers:
-            raise ImportRefused(f"message {number} (id {_show(message['id'])}) names a parent "
-                                f"that is not in the file ({_show(message['parent_id'])}).")
+            raise ImportRefused(
+                f"message {number} (id {_show(message['id'])}) names a parent "
+                f"that is not in the file ({_show(message['parent_id'])})."
+            )
     rooted: set[str] = set()
     for message in messages:
         chain: list[str] = []
         node: str | None = message["id"]
         while node is not None and node not in rooted:
             if node in chain:
-                raise ImportRefused(f"message {numbers[node]} (id {_show(node)}) is its own "
-                                    "ancestor: the parent links form a cycle.")
+                raise ImportRefused(
+                    f"message {numbers[node]} (id {_show(node)}) is its own "
+                    "ancestor: the parent links form a cycle."
+                )
             chain.append(node)
             node = parents[node]
         rooted.update(chain)
     if leaf_id is not None and leaf_id not in numbers:
-        raise ImportRefused(f'conversation: "current_leaf_id" {_show(leaf_id)} is not a message '
-                            "in the file.")
+        raise ImportRefused(
+            f'conversation: "current_leaf_id" {_show(leaf_id)} is not a message in the file.'
+        )
 
 
 def _check_parameters(raw: dict[str, Any]) -> dict[str, Any]:
@@ -362,27 +415,35 @@ def _check_parameters(raw: dict[str, Any]) -> dict[str, Any]:
     return {name: item for name, item in value.items() if name not in known} | clean
 
 
-def _check_conversation(document: Any, budget: attachments.PixelBudget,
-                        max_message_chars: int) -> ImportedConversation:
+def _check_conversation(
+    document: Any, budget: attachments.PixelBudget, max_message_chars: int
+) -> ImportedConversation:
     """One "parley.conversation.v1" document → a validated import."""
     if not isinstance(document, dict):
-        raise ImportRefused("Not a Parley conversation export: the file holds "
-                            f"{_kind(document)}, not an object.")
+        raise ImportRefused(
+            f"Not a Parley conversation export: the file holds {_kind(document)}, not an object."
+        )
     if "format" not in document:
         raise ImportRefused('Not a Parley conversation export: "format" is missing.')
     if document["format"] != EXPORT_FORMAT:
-        raise ImportRefused(f"Unsupported format {_show(document['format'])}; expected "
-                            f'"{EXPORT_FORMAT}" or "{ALL_FORMAT}".')
+        raise ImportRefused(
+            f"Unsupported format {_show(document['format'])}; expected "
+            f'"{EXPORT_FORMAT}" or "{ALL_FORMAT}".'
+        )
     top = _Fields(document, "Not a Parley conversation export")
     raw = top.get("conversation", "an object", lambda v: isinstance(v, dict), required=True)
     raw_messages = top.get("messages", "a list", lambda v: isinstance(v, list), required=True)
     fields = _Fields(raw, "conversation")
-    messages = [_check_message(number, item, budget, max_message_chars)
-                for number, item in enumerate(raw_messages, 1)]
+    messages = [
+        _check_message(number, item, budget, max_message_chars)
+        for number, item in enumerate(raw_messages, 1)
+    ]
     leaf_id = fields.get("current_leaf_id", "a message id or null", _or_null(_is_id))
     _check_tree(messages, leaf_id)
-    order = sorted(range(len(messages)),
-                   key=lambda i: (messages[i]["created_at"], messages[i]["choice_index"], i))
+    order = sorted(
+        range(len(messages)),
+        key=lambda i: (messages[i]["created_at"], messages[i]["choice_index"], i),
+    )
     return ImportedConversation(
         title=fields.text("title"),  # shortened to TITLE_MAX_LENGTH like any title
         system_prompt=fields.text("system_prompt", message_limit(max_message_chars)),
@@ -402,8 +463,9 @@ def _conversation_documents(document: Any) -> list[Any] | None:
     if isinstance(document, dict) and document.get("format") == ALL_FORMAT:
         items = document.get("conversations")
         if not isinstance(items, list):
-            raise ImportRefused(f'A full Parley export needs a "conversations" list, not '
-                                f"{_kind(items)}.")
+            raise ImportRefused(
+                f'A full Parley export needs a "conversations" list, not {_kind(items)}.'
+            )
         if not items:
             raise ImportRefused("This full export holds no conversations.")
         return items
@@ -411,7 +473,10 @@ def _conversation_documents(document: Any) -> list[Any] | None:
 
 
 def parse_import_all(
-    data: bytes | str, *, max_bytes: int = 20_000_000, max_messages: int = 20_000,
+    data: bytes | str,
+    *,
+    max_bytes: int = 20_000_000,
+    max_messages: int = 20_000,
     max_message_chars: int = 100_000,
 ) -> list[ImportedConversation]:
     """Validate a conversation file or a full export; return every conversation in it.
@@ -422,8 +487,11 @@ def parse_import_all(
     document = _load_document(data, max_bytes)
     budget = attachments.PixelBudget()  # for the whole file
     documents = _conversation_documents(document)
-    total = sum(len(d["messages"]) for d in documents or [document]
-                if isinstance(d, dict) and isinstance(d.get("messages"), list))
+    total = sum(
+        len(d["messages"])
+        for d in documents or [document]
+        if isinstance(d, dict) and isinstance(d.get("messages"), list)
+    )
     if total > max_messages:
         raise ImportRefused(f"The file holds {total:,} messages; the limit is {max_messages:,}.")
     if documents is None:
@@ -438,12 +506,16 @@ def parse_import_all(
 
 
 def parse_import(
-    data: bytes | str, *, max_bytes: int = 20_000_000, max_messages: int = 20_000,
+    data: bytes | str,
+    *,
+    max_bytes: int = 20_000_000,
+    max_messages: int = 20_000,
     max_message_chars: int = 100_000,
 ) -> ImportedConversation:
     """Validate one conversation file (or a full export holding just one conversation)."""
-    conversations = parse_import_all(data, max_bytes=max_bytes, max_messages=max_messages,
-                                     max_message_chars=max_message_chars)
+    conversations = parse_import_all(
+        data, max_bytes=max_bytes, max_messages=max_messages, max_message_chars=max_message_chars
+    )
     if len(conversations) != 1:
         raise ImportRefused(
             f"This file is a full export holding {len(conversations)} conversations; import it "

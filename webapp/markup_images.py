@@ -36,7 +36,7 @@ class ImageRewriter:
         if not text.startswith("![", index):
             return "!", index + 1
         parsed = self._parse(text, index)
-        if parsed is None or any(mark in text[index:parsed[2]] for mark in _DELICATE):
+        if parsed is None or any(mark in text[index : parsed[2]] for mark in _DELICATE):
             return BROKEN, index + 2
         alt, source, end = parsed
         return self.replacement(alt, source), end
@@ -64,7 +64,7 @@ class ImageRewriter:
         alt_end = _label_end(text, index + 1)
         if alt_end < 0:
             return None
-        alt = text[index + 2:alt_end - 1]
+        alt = text[index + 2 : alt_end - 1]
         if text.startswith("(", alt_end):
             destination = _destination(text, alt_end)
             if destination is None:
@@ -78,7 +78,7 @@ class ImageRewriter:
             end = _label_end(text, alt_end)
             if end < 0:
                 return None
-            label = text[alt_end + 1:end - 1]
+            label = text[alt_end + 1 : end - 1]
         reference = self.references.get(normalizeReference(label))
         if not reference:
             return None
@@ -129,9 +129,9 @@ def _destination(text: str, open_paren: int) -> tuple[str, int] | None:
     index = _skip_space(text, open_paren + 1)
     if text.startswith("<", index):
         close = text.find(">", index + 1)
-        if close < 0 or any(c in text[index + 1:close] for c in "\n<"):
+        if close < 0 or any(c in text[index + 1 : close] for c in "\n<"):
             return None
-        source, index = text[index + 1:close], close + 1
+        source, index = text[index + 1 : close], close + 1
     else:
         depth, end = 0, index
         while end < len(text):

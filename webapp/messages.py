@@ -134,8 +134,9 @@ class ToolRoundLimit:
 StreamEvent = (
     TextDelta | ReasoningDelta | ToolCallsReady | Usage | ChoiceFinished | StreamStarted | Retrying
 )
-TurnEvent = (StreamEvent | ToolCallStarted | ToolCallFinished | RoundStarted | ToolRoundLimit
-             | RequestSized)
+TurnEvent = (
+    StreamEvent | ToolCallStarted | ToolCallFinished | RoundStarted | ToolRoundLimit | RequestSized
+)
 
 
 @dataclass(slots=True)

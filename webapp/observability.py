@@ -74,39 +74,66 @@ class Metrics:
         self._tool = _LabelCap(max_label_values)
         registry = self.registry
         self.requests = Counter(
-            "parley_requests", "Chat requests by outcome (complete|stopped|error|refused).",
-            ["provider", "model", "status"], registry=registry)
+            "parley_requests",
+            "Chat requests by outcome (complete|stopped|error|refused).",
+            ["provider", "model", "status"],
+            registry=registry,
+        )
         self.errors = Counter(
-            "parley_errors", "Failed chat requests by HTTP status code or error kind.",
-            ["provider", "status"], registry=registry)
+            "parley_errors",
+            "Failed chat requests by HTTP status code or error kind.",
+            ["provider", "status"],
+            registry=registry,
+        )
         self.tokens = Counter(
-            "parley_tokens", "Tokens reported by providers (prompt|completion|reasoning).",
-            ["provider", "model", "kind"], registry=registry)
+            "parley_tokens",
+            "Tokens reported by providers (prompt|completion|reasoning).",
+            ["provider", "model", "kind"],
+            registry=registry,
+        )
         self.ttft = Histogram(
-            "parley_time_to_first_token_seconds", "Seconds from request to the first token.",
-            ["provider"], buckets=TTFT_BUCKETS, registry=registry)
+            "parley_time_to_first_token_seconds",
+            "Seconds from request to the first token.",
+            ["provider"],
+            buckets=TTFT_BUCKETS,
+            registry=registry,
+        )
         self.turn_duration = Histogram(
-            "parley_turn_duration_seconds", "Seconds a chat request took from start to end.",
-            ["provider"], buckets=TURN_BUCKETS, registry=registry)
+            "parley_turn_duration_seconds",
+            "Seconds a chat request took from start to end.",
+            ["provider"],
+            buckets=TURN_BUCKETS,
+            registry=registry,
+        )
         self.tool_calls = Counter(
-            "parley_tool_calls", "Tool calls by tool and outcome.",
-            ["tool", "status"], registry=registry)
+            "parley_tool_calls",
+            "Tool calls by tool and outcome.",
+            ["tool", "status"],
+            registry=registry,
+        )
         self.active_streams = Gauge(
-            "parley_active_streams", "Answers streaming right now.", registry=registry)
+            "parley_active_streams", "Answers streaming right now.", registry=registry
+        )
         self.queue_pending = Gauge(
-            "parley_queue_pending", "Events waiting in Gradio's queue.", registry=registry)
+            "parley_queue_pending", "Events waiting in Gradio's queue.", registry=registry
+        )
 
     def observe_turn(self, record: TurnRecord) -> None:
         """Count one finished chat request."""
         provider, model = self._provider(record.provider), self._model(record.model)
         self.requests.labels(provider, model, record.status).inc()
         if record.status == "error":
-            reason = (str(record.http_status) if record.http_status is not None
-                      else record.error_kind or "unknown")
+            reason = (
+                str(record.http_status)
+                if record.http_status is not None
+                else record.error_kind or "unknown"
+            )
             self.errors.labels(provider, reason).inc()
-        for kind, count in (("prompt", record.prompt_tokens),
-                            ("completion", record.completion_tokens),
-                            ("reasoning", record.reasoning_tokens)):
+        for kind, count in (
+            ("prompt", record.prompt_tokens),
+            ("completion", record.completion_tokens),
+            ("reasoning", record.reasoning_tokens),
+        ):
             if count > 0:
                 self.tokens.labels(provider, model, kind).inc(count)
         if record.ttft_s is not None:
@@ -134,7 +161,9 @@ class Metrics:
 
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
-    "message", "asctime", "taskName",
+    "message",
+    "asctime",
+    "taskName",
     "color_message",  # uvicorn's copy of the message with terminal colour codes
 }
 
@@ -166,8 +195,11 @@ def _cut(value: Any) -> Any:
 
 
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
-    return {k: _cut(v) for k, v in vars(record).items()
-            if k not in _STANDARD_ATTRS and not k.startswith("_")}
+    return {
+        k: _cut(v)
+        for k, v in vars(record).items()
+        if k not in _STANDARD_ATTRS and not k.startswith("_")
+    }
 
 
 def _field(value: Any) -> str:

@@ -37,8 +37,14 @@ MAX_BODY_BYTES = 32 * 1024 * 1024
 CONVERSATION_HEADER = "X-Parley-Conversation"
 
 
-def error(status: int, message: str, *, kind: str = "invalid_request_error",
-          param: str | None = None, code: str | None = None) -> JSONResponse:
+def error(
+    status: int,
+    message: str,
+    *,
+    kind: str = "invalid_request_error",
+    param: str | None = None,
+    code: str | None = None,
+) -> JSONResponse:
     """An error in OpenAI's shape: {"error": {"message", "type", "param", "code"}}."""
     body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
     return JSONResponse(body, status_code=status)
@@ -48,9 +54,12 @@ def provider_error(update: TurnUpdate) -> JSONResponse:
     """How a run that failed before any text is reported: the provider's status, our words."""
     failure = update.failure
     status = failure.status if failure is not None and failure.status else 502
-    kind = {401: "authentication_error", 403: "permission_error", 404: "not_found_error",
-            429: "rate_limit_error"}.get(status, "api_error" if status >= 500 else
-                                         "invalid_request_error")
+    kind = {
+        401: "authentication_error",
+        403: "permission_error",
+        404: "not_found_error",
+        429: "rate_limit_error",
+    }.get(status, "api_error" if status >= 500 else "invalid_request_error")
     code = failure.kind if failure is not None else "upstream_error"
     return error(status, update.error or "the provider failed", kind=kind, code=code)
 
@@ -65,9 +74,17 @@ class Caller:
 class OpenAIApi:
     """The /v1 routes, bound to one Parley."""
 
-    def __init__(self, *, settings: Settings, turns: ApiTurns, keys: ApiKeyAuth,
-                 identity: Identity, catalog: ModelCatalog, runs: RunManager,
-                 keyless: bool) -> None:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        turns: ApiTurns,
+        keys: ApiKeyAuth,
+        identity: Identity,
+        catalog: ModelCatalog,
+        runs: RunManager,
+        keyless: bool,
+    ) -> None:
         self.settings = settings
         self.turns = turns
         self.keys = keys
@@ -77,16 +94,22 @@ class OpenAIApi:
         self.keyless = keyless  # AUTH_MODE=none on loopback: the local user needs no key
         # A bare router, run ahead of the page's middleware (FastPath): each streamed chunk
         # would otherwise pass through seven layers written for HTML pages.
-        self.app = Router(routes=[
-            Route("/v1/models", self.models, methods=["GET"]),
-            Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
-        ], default=self.unknown)
+        self.app = Router(
+            routes=[
+                Route("/v1/models", self.models, methods=["GET"]),
+                Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
+            ],
+            default=self.unknown,
+        )
 
     async def unknown(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Any other /v1 path: 404 in OpenAI's shape."""
-        await error(404, f"Unknown endpoint {scope.get('path', '')}: Parley serves "
-                         "GET /v1/models and POST /v1/chat/completions.",
-                    kind="not_found_error")(scope, receive, send)
+        await error(
+            404,
+            f"Unknown endpoint {scope.get('path', '')}: Parley serves "
+            "GET /v1/models and POST /v1/chat/completions.",
+            kind="not_found_error",
+        )(scope, receive, send)
 
     async def caller(self, request: Request) -> Caller | JSONResponse:
         """Who is asking: the owner of the Bearer key, or the local user when none is needed."""
@@ -98,25 +121,45 @@ class OpenAIApi:
         if token:
             owner = await self.keys.owner(token)
             if owner is None:
-                return error(401, "Incorrect API key: create one under Settings → API keys.",
-                             kind="invalid_request_error", code="invalid_api_key")
+                return error(
+                    401,
+                    "Incorrect API key: create one under Settings → API keys.",
+                    kind="invalid_request_error",
+                    code="invalid_api_key",
+                )
             name = owner.username
         elif self.keyless:
             if cross_site(request):
-                return error(403, "A web page on another site may not use this server's API.",
-                             kind="permission_error", code="cross_site")
+                return error(
+                    403,
+                    "A web page on another site may not use this server's API.",
+                    kind="permission_error",
+                    code="cross_site",
+                )
             name = self.identity.username(None)
         else:
-            return error(401, "Missing API key: send Authorization: Bearer <key> (create a "
-                              "key under Settings → API keys).", code="invalid_api_key")
+            return error(
+                401,
+                "Missing API key: send Authorization: Bearer <key> (create a "
+                "key under Settings → API keys).",
+                code="invalid_api_key",
+            )
         try:
             user = await self.identity.user(name)
         except OperationalError:
-            return error(503, "The database is not reachable; try again shortly.",
-                         kind="api_error", code="database_unavailable")
+            return error(
+                503,
+                "The database is not reachable; try again shortly.",
+                kind="api_error",
+                code="database_unavailable",
+            )
         if user.disabled:
-            return error(403, "This account is disabled: ask an admin to enable it.",
-                         kind="permission_error", code="account_disabled")
+            return error(
+                403,
+                "This account is disabled: ask an admin to enable it.",
+                kind="permission_error",
+                code="account_disabled",
+            )
         assert user.id is not None
         return Caller(user.id, user.username, bool(user.rpm_limit or user.daily_token_limit))
 
@@ -128,8 +171,15 @@ class OpenAIApi:
         data = []
         for provider in self.settings.providers:
             listed = await self.catalog.models(provider.name)
-            data += [{"id": f"{provider.name}/{model}", "object": "model", "created": 0,
-                      "owned_by": provider.label} for model in listed.models]
+            data += [
+                {
+                    "id": f"{provider.name}/{model}",
+                    "object": "model",
+                    "created": 0,
+                    "owned_by": provider.label,
+                }
+                for model in listed.models
+            ]
         return JSONResponse({"object": "list", "data": data})
 
     async def chat_completions(self, request: Request) -> Response:
@@ -146,13 +196,16 @@ class OpenAIApi:
             return error(400, f"The request body is not valid JSON: {exc}")
         try:
             parsed = parse_request(
-                body, providers={p.name: p for p in self.settings.providers},
+                body,
+                providers={p.name: p for p in self.settings.providers},
                 default_provider=self.settings.default_provider,
-                max_chars=self.settings.max_message_chars)
+                max_chars=self.settings.max_message_chars,
+            )
             if request.headers.get(CONVERSATION_HEADER):
                 parsed = _with_conversation(parsed, request.headers[CONVERSATION_HEADER])
-            run = await self.turns.start(parsed, user_id=caller.user_id,
-                                         username=caller.username, limited=caller.limited)
+            run = await self.turns.start(
+                parsed, user_id=caller.user_id, username=caller.username, limited=caller.limited
+            )
         except ApiRequestError as exc:
             return error(exc.status, exc.message, kind=exc.kind, param=exc.param, code=exc.code)
         except ParamError as exc:
@@ -164,11 +217,19 @@ class OpenAIApi:
         except repo.InvalidId:
             return error(400, "conversation_id is malformed.", param="conversation_id")
         except repo.NotFound:
-            return error(404, "No such conversation: it does not exist or is not yours.",
-                         kind="not_found_error", param="conversation_id")
+            return error(
+                404,
+                "No such conversation: it does not exist or is not yours.",
+                kind="not_found_error",
+                param="conversation_id",
+            )
         except (OperationalError, NotSignedIn):
-            return error(503, "The database is not reachable; try again shortly.",
-                         kind="api_error", code="database_unavailable")
+            return error(
+                503,
+                "The database is not reachable; try again shortly.",
+                kind="api_error",
+                code="database_unavailable",
+            )
         headers = {CONVERSATION_HEADER: run.snapshot.conversation_id}
         if parsed.stream:
             return await self._streamed(run, parsed.model_id, parsed.include_usage, headers)
@@ -182,8 +243,9 @@ class OpenAIApi:
             return provider_error(update)
         return JSONResponse(completion(run, model_id), headers=headers)
 
-    async def _streamed(self, run: Run, model_id: str, include_usage: bool,
-                        headers: dict[str, str]) -> Response:
+    async def _streamed(
+        self, run: Run, model_id: str, include_usage: bool, headers: dict[str, str]
+    ) -> Response:
         frames = self.runs.watch([run], API_INTERVAL_S)
         update: TurnUpdate = run.snapshot
         # Headers wait for the first text (or the end), so a failure before any answer gets
@@ -207,8 +269,11 @@ class OpenAIApi:
             finally:
                 await frames.aclose()  # only stops watching: the run goes on
 
-        return StreamingResponse(body(), media_type="text/event-stream", headers={
-            **headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            body(),
+            media_type="text/event-stream",
+            headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
 
 
 def cross_site(request: Request) -> bool:
@@ -249,8 +314,9 @@ def _with_conversation(parsed: Any, conversation_id: str) -> Any:
 
 def _any_output(update: TurnUpdate) -> bool:
     progress = update.progress
-    return bool(progress.rounds) or any(c.content or c.reasoning or c.tool_calls
-                                        for c in progress.choices)
+    return bool(progress.rounds) or any(
+        c.content or c.reasoning or c.tool_calls for c in progress.choices
+    )
 
 
 def _texts(update: TurnUpdate, index: int) -> tuple[str, str]:
@@ -260,20 +326,29 @@ def _texts(update: TurnUpdate, index: int) -> tuple[str, str]:
     if index or not progress.rounds:
         return choice.content, choice.reasoning
     contents = [r.content for r in progress.rounds if r.content] + (
-        [choice.content] if choice.content else [])
+        [choice.content] if choice.content else []
+    )
     reasonings = [r.reasoning for r in progress.rounds if r.reasoning] + (
-        [choice.reasoning] if choice.reasoning else [])
+        [choice.reasoning] if choice.reasoning else []
+    )
     return "\n\n".join(contents), "\n\n".join(reasonings)
 
 
 def _finish_reason(update: TurnUpdate, index: int) -> str:
     choice = update.progress.choices[index]
-    if choice.tool_calls and not update.progress.rounds and not choice.content and (
-            not update.record_missing_results):
+    if (
+        choice.tool_calls
+        and not update.progress.rounds
+        and not choice.content
+        and (not update.record_missing_results)
+    ):
         return "tool_calls"
     reason = choice.finish_reason or "stop"
-    return "tool_calls" if reason == "tool_calls" and not update.record_missing_results else (
-        reason if reason in ("stop", "length", "content_filter", "tool_calls") else "stop")
+    return (
+        "tool_calls"
+        if reason == "tool_calls" and not update.record_missing_results
+        else (reason if reason in ("stop", "length", "content_filter", "tool_calls") else "stop")
+    )
 
 
 def _tool_calls(update: TurnUpdate, index: int) -> list[dict[str, Any]] | None:
@@ -281,8 +356,10 @@ def _tool_calls(update: TurnUpdate, index: int) -> list[dict[str, Any]] | None:
     if update.record_missing_results:
         return None
     calls = update.progress.choices[index].tool_calls
-    return [{"id": c.id, "type": "function",
-             "function": {"name": c.name, "arguments": c.arguments}} for c in calls] or None
+    return [
+        {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+        for c in calls
+    ] or None
 
 
 def usage_of(update: TurnUpdate) -> dict[str, Any] | None:
@@ -296,9 +373,12 @@ def usage_of(update: TurnUpdate) -> dict[str, Any] | None:
     prompt = sum(u.get("prompt_tokens", 0) for u in usages)
     completion = sum(u.get("completion_tokens", 0) for u in usages)
     reasoning = sum(u.get("reasoning_tokens", 0) for u in usages)
-    result: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion,
-                              "total_tokens": prompt + completion,
-                              "completion_tokens_details": {"reasoning_tokens": reasoning}}
+    result: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "completion_tokens_details": {"reasoning_tokens": reasoning},
+    }
     if any(u.get("estimated") for u in usages):
         result["estimated"] = True
     return result
@@ -308,20 +388,25 @@ def completion(run: Run, model_id: str) -> dict[str, Any]:
     """The whole answer as a chat.completion object."""
     update: TurnUpdate = run.snapshot
     choices = []
-    for index in range(len(update.progress.choices[:update.progress.n])):
+    for index in range(len(update.progress.choices[: update.progress.n])):
         content, reasoning = _texts(update, index)
         message: dict[str, Any] = {"role": "assistant", "content": content}
         if reasoning:
             message["reasoning_content"] = reasoning
         if calls := _tool_calls(update, index):
             message["tool_calls"] = calls
-        choices.append({"index": index, "message": message,
-                        "finish_reason": _finish_reason(update, index)})
-    body: dict[str, Any] = {"id": f"chatcmpl-{run.id}", "object": "chat.completion",
-                            "created": int(time.time()), "model": model_id, "choices": choices,
-                            "usage": usage_of(update),
-                            "parley": {"conversation_id": update.conversation_id,
-                                       "state": update.state}}
+        choices.append(
+            {"index": index, "message": message, "finish_reason": _finish_reason(update, index)}
+        )
+    body: dict[str, Any] = {
+        "id": f"chatcmpl-{run.id}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model_id,
+        "choices": choices,
+        "usage": usage_of(update),
+        "parley": {"conversation_id": update.conversation_id, "state": update.state},
+    }
     if update.error and update.state != "complete":
         body["parley"]["error"] = update.error
     return body
@@ -333,15 +418,22 @@ class Chunks:
     def __init__(self, run: Run, model_id: str, include_usage: bool) -> None:
         self.run, self.update = run, run.snapshot
         self.include_usage = include_usage
-        self.head = {"id": f"chatcmpl-{run.id}", "object": "chat.completion.chunk",
-                     "created": int(time.time()), "model": model_id}
+        self.head = {
+            "id": f"chatcmpl-{run.id}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model_id,
+        }
         n = self.update.progress.n
         self.sent = [(0, 0)] * n  # (content, reasoning) characters sent per choice
         self.started = [False] * n
 
     def _chunk(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:
-        return b"data: " + json.dumps({**self.head, "choices": choices, **extra},
-                                      ensure_ascii=False).encode() + b"\n\n"
+        return (
+            b"data: "
+            + json.dumps({**self.head, "choices": choices, **extra}, ensure_ascii=False).encode()
+            + b"\n\n"
+        )
 
     def next(self, last: bool) -> bytes:
         """The bytes to send for this frame (b"" when nothing is new)."""
@@ -371,17 +463,28 @@ class Chunks:
         out = []
         if update.state == "error" or (update.state != "complete" and update.error):
             kind = "api_error" if update.state == "error" else "stopped"
-            out.append(b"data: " + json.dumps({"error": {
-                "message": update.error or update.state, "type": kind,
-                "code": update.failure.kind if update.failure else update.state}},
-                ensure_ascii=False).encode() + b"\n\n")
+            out.append(
+                b"data: "
+                + json.dumps(
+                    {
+                        "error": {
+                            "message": update.error or update.state,
+                            "type": kind,
+                            "code": update.failure.kind if update.failure else update.state,
+                        }
+                    },
+                    ensure_ascii=False,
+                ).encode()
+                + b"\n\n"
+            )
         finals = []
         for index in range(len(self.sent)):
             delta: dict[str, Any] = {}
             if calls := _tool_calls(update, index):
                 delta["tool_calls"] = [{"index": i, **call} for i, call in enumerate(calls)]
-            finals.append({"index": index, "delta": delta,
-                           "finish_reason": _finish_reason(update, index)})
+            finals.append(
+                {"index": index, "delta": delta, "finish_reason": _finish_reason(update, index)}
+            )
         out.append(self._chunk(finals))
         if self.include_usage:
             out.append(self._chunk([], usage=usage_of(update)))

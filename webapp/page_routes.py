@@ -22,16 +22,21 @@ from webapp.safe_markup import IMAGE_ENDPOINT
 from webapp.ui import presentation
 
 log = logging.getLogger(__name__)
-IMAGE_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=3600",
-                 "Content-Security-Policy": "default-src 'none'; sandbox",
-                 "Cross-Origin-Resource-Policy": "same-origin", "Content-Disposition": "inline"}
+IMAGE_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "private, max-age=3600",
+    "Content-Security-Policy": "default-src 'none'; sandbox",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Content-Disposition": "inline",
+}
 
 
 def _gradio_user(gradio_app: GradioApp, request: fastapi.Request) -> str | None:
     """The user Gradio's own routes would see for this request (its token cookies)."""
     cookie_id = gradio_app.cookie_id
-    token = (request.cookies.get(f"access-token-{cookie_id}")
-             or request.cookies.get(f"access-token-unsecure-{cookie_id}"))
+    token = request.cookies.get(f"access-token-{cookie_id}") or request.cookies.get(
+        f"access-token-unsecure-{cookie_id}"
+    )
     return gradio_app.tokens.get(token) if token else None
 
 
@@ -42,8 +47,13 @@ async def _signed_in_as(gradio_app: GradioApp, request: fastapi.Request) -> str 
     return _gradio_user(gradio_app, request) if gradio_app.auth is not None else None
 
 
-def add_page_routes(app: fastapi.FastAPI, *, identity: Identity, fetcher: ImageFetcher,
-                    gradio_apps: Callable[[], list[GradioApp]]) -> None:
+def add_page_routes(
+    app: fastapi.FastAPI,
+    *,
+    identity: Identity,
+    fetcher: ImageFetcher,
+    gradio_apps: Callable[[], list[GradioApp]],
+) -> None:
     """Register GET /parley/page.js and GET /parley/image on `app` (before Gradio's mount).
 
     `gradio_apps()` gives the mounted apps, the chat's first: a viewer signed in to any of
@@ -54,8 +64,11 @@ def add_page_routes(app: fastapi.FastAPI, *, identity: Identity, fetcher: ImageF
 
     @app.get(presentation.SCRIPT_PATH, include_in_schema=False)
     async def page_script() -> Response:
-        return Response(script, media_type="text/javascript; charset=utf-8",
-                        headers={"Cache-Control": "public, max-age=86400"})
+        return Response(
+            script,
+            media_type="text/javascript; charset=utf-8",
+            headers={"Cache-Control": "public, max-age=86400"},
+        )
 
     async def signed_in(request: fastapi.Request) -> bool:
         mounted = gradio_apps()

@@ -42,47 +42,180 @@ class Param:
 MAX_CHOICES = 8  # n: the pages set no maximum; every choice is a stored, rendered answer
 
 PARAMS: tuple[Param, ...] = (
-    Param("temperature", "Temperature", "float", "Randomness: 0 is focused, 2 is wild.",
-          0, 2, step=0.05, advanced=False, provider_default="0.7 on SiliconFlow"),
-    Param("top_p", "Top-p", "float", "Nucleus sampling: keep the smallest token set with this "
-          "much probability.", 0, 1, min_exclusive=True, step=0.05, advanced=False,
-          provider_default="0.7 on SiliconFlow"),
-    Param("max_tokens", "Max tokens", "int", "Longest answer, in tokens.", 1, MAX_TOKENS_CEILING,
-          advanced=False, provider_default="4096", warn_above=16384),
-    Param("top_k", "Top-k", "int", "Sample only from the k likeliest tokens (-1: off).", -1, 100,
-          step=1, provider_default="50 on SiliconFlow"),
-    Param("min_p", "Min-p", "float", "Drop tokens below this fraction of the top token's "
-          "probability (Qwen3).", 0, 1, step=0.01, capability="min_p", provider_default="0.05"),
-    Param("frequency_penalty", "Frequency penalty", "float", "Penalise tokens by how often they "
-          "appeared.", -2, 2, step=0.1, provider_default="0.5 on SiliconFlow"),
-    Param("presence_penalty", "Presence penalty", "float", "Penalise tokens that appeared at "
-          "all.", -2, 2, step=0.1, provider_default="0"),
-    Param("repetition_penalty", "Repetition penalty", "float", "Multiplicative penalty on "
-          "repeats (1 = off).", 0, 2, min_exclusive=True, step=0.05, provider_default="1"),
-    Param("n", "Choices (n)", "int", "How many answers to generate at once; you keep one.", 1,
-          MAX_CHOICES, step=1, provider_default="1"),
-    Param("stop", "Stop sequences", "stop", "Up to 4 sequences, one per line; generation stops "
-          "before them.", provider_default="none"),
-    Param("seed", "Seed", "int", "Same seed and parameters: same answer, where supported.",
-          provider_default="random"),
-    Param("response_format", "Response format", "response_format", "text, json_object, or a "
-          "JSON schema ({name, schema, strict}).", provider_default="text"),
-    Param("enable_thinking", "Thinking", "bool", "Switch the model's reasoning on or off.",
-          capability="thinking", advanced=False, provider_default="model default"),
-    Param("thinking_budget", "Thinking budget", "int", "Most tokens the model may spend "
-          "reasoning.", 128, 32768, step=128, capability="thinking_budget",
-          provider_default="4096"),
-    Param("separate_reasoning", "Separate reasoning", "bool", "jiekou.ai: move thinking into "
-          "its own field.", provider_default="off", providers=("jiekou",)),
-    Param("stream", "Stream", "bool", "Show the answer as it is generated; off waits for the "
-          "whole answer (for servers that only return tool calls unstreamed).",
-          provider_default="on"),
-    Param("logprobs", "Log-probs", "bool", "Return token log-probabilities.",
-          provider_default="off"),
-    Param("top_logprobs", "Top log-probs", "int", "Alternatives per token (needs Log-probs).",
-          0, 20, step=1, requires="logprobs", provider_default="0"),
-    Param("logit_bias", "Logit bias", "json_object", 'JSON object of token id → bias, e.g. '
-          '{"1234": -100}.', provider_default="none"),
+    Param(
+        "temperature",
+        "Temperature",
+        "float",
+        "Randomness: 0 is focused, 2 is wild.",
+        0,
+        2,
+        step=0.05,
+        advanced=False,
+        provider_default="0.7 on SiliconFlow",
+    ),
+    Param(
+        "top_p",
+        "Top-p",
+        "float",
+        "Nucleus sampling: keep the smallest token set with this much probability.",
+        0,
+        1,
+        min_exclusive=True,
+        step=0.05,
+        advanced=False,
+        provider_default="0.7 on SiliconFlow",
+    ),
+    Param(
+        "max_tokens",
+        "Max tokens",
+        "int",
+        "Longest answer, in tokens.",
+        1,
+        MAX_TOKENS_CEILING,
+        advanced=False,
+        provider_default="4096",
+        warn_above=16384,
+    ),
+    Param(
+        "top_k",
+        "Top-k",
+        "int",
+        "Sample only from the k likeliest tokens (-1: off).",
+        -1,
+        100,
+        step=1,
+        provider_default="50 on SiliconFlow",
+    ),
+    Param(
+        "min_p",
+        "Min-p",
+        "float",
+        "Drop tokens below this fraction of the top token's probability (Qwen3).",
+        0,
+        1,
+        step=0.01,
+        capability="min_p",
+        provider_default="0.05",
+    ),
+    Param(
+        "frequency_penalty",
+        "Frequency penalty",
+        "float",
+        "Penalise tokens by how often they appeared.",
+        -2,
+        2,
+        step=0.1,
+        provider_default="0.5 on SiliconFlow",
+    ),
+    Param(
+        "presence_penalty",
+        "Presence penalty",
+        "float",
+        "Penalise tokens that appeared at all.",
+        -2,
+        2,
+        step=0.1,
+        provider_default="0",
+    ),
+    Param(
+        "repetition_penalty",
+        "Repetition penalty",
+        "float",
+        "Multiplicative penalty on repeats (1 = off).",
+        0,
+        2,
+        min_exclusive=True,
+        step=0.05,
+        provider_default="1",
+    ),
+    Param(
+        "n",
+        "Choices (n)",
+        "int",
+        "How many answers to generate at once; you keep one.",
+        1,
+        MAX_CHOICES,
+        step=1,
+        provider_default="1",
+    ),
+    Param(
+        "stop",
+        "Stop sequences",
+        "stop",
+        "Up to 4 sequences, one per line; generation stops before them.",
+        provider_default="none",
+    ),
+    Param(
+        "seed",
+        "Seed",
+        "int",
+        "Same seed and parameters: same answer, where supported.",
+        provider_default="random",
+    ),
+    Param(
+        "response_format",
+        "Response format",
+        "response_format",
+        "text, json_object, or a JSON schema ({name, schema, strict}).",
+        provider_default="text",
+    ),
+    Param(
+        "enable_thinking",
+        "Thinking",
+        "bool",
+        "Switch the model's reasoning on or off.",
+        capability="thinking",
+        advanced=False,
+        provider_default="model default",
+    ),
+    Param(
+        "thinking_budget",
+        "Thinking budget",
+        "int",
+        "Most tokens the model may spend reasoning.",
+        128,
+        32768,
+        step=128,
+        capability="thinking_budget",
+        provider_default="4096",
+    ),
+    Param(
+        "separate_reasoning",
+        "Separate reasoning",
+        "bool",
+        "jiekou.ai: move thinking into its own field.",
+        provider_default="off",
+        providers=("jiekou",),
+    ),
+    Param(
+        "stream",
+        "Stream",
+        "bool",
+        "Show the answer as it is generated; off waits for the "
+        "whole answer (for servers that only return tool calls unstreamed).",
+        provider_default="on",
+    ),
+    Param(
+        "logprobs", "Log-probs", "bool", "Return token log-probabilities.", provider_default="off"
+    ),
+    Param(
+        "top_logprobs",
+        "Top log-probs",
+        "int",
+        "Alternatives per token (needs Log-probs).",
+        0,
+        20,
+        step=1,
+        requires="logprobs",
+        provider_default="0",
+    ),
+    Param(
+        "logit_bias",
+        "Logit bias",
+        "json_object",
+        'JSON object of token id → bias, e.g. {"1234": -100}.',
+        provider_default="none",
+    ),
 )
 
 PARAMS_BY_NAME: dict[str, Param] = {p.name: p for p in PARAMS}
@@ -122,8 +255,10 @@ def _number_text(number: float | int | str) -> str:
 
 def _out_of_range(p: Param, number: float | int | str) -> str:
     if p.name == "seed":
-        return (f"Seed must be between {SEED_RANGE[0]} and {SEED_RANGE[1]} (a 64-bit "
-                f"integer; got {_number_text(number)})")
+        return (
+            f"Seed must be between {SEED_RANGE[0]} and {SEED_RANGE[1]} (a 64-bit "
+            f"integer; got {_number_text(number)})"
+        )
     return f"{p.label} must be {_range_text(p)} (got {_number_text(number)})"
 
 
@@ -136,8 +271,11 @@ def _check_number(p: Param, value: Any) -> tuple[float | int | None, str | None]
         if not math.isfinite(value) or not value.is_integer():
             return None, f"{p.label} must be a whole number, got {value!r}"
         value = int(value)
-    if isinstance(value, str) and _WHOLE_NUMBER.fullmatch(text := value.strip()) and len(
-            text) > LONG_NUMBER_DIGITS:
+    if (
+        isinstance(value, str)
+        and _WHOLE_NUMBER.fullmatch(text := value.strip())
+        and len(text) > LONG_NUMBER_DIGITS
+    ):
         # Outside every range; int() would refuse it past 4,300 digits with Python's own text.
         return None, _out_of_range(p, text)
     try:
@@ -179,8 +317,9 @@ def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
     return False
 
 
-def parse_params_json(text: str, label: str, example: str = '{"temperature": 0.5}'
-                      ) -> dict[str, Any]:
+def parse_params_json(
+    text: str, label: str, example: str = '{"temperature": 0.5}'
+) -> dict[str, Any]:
     """Request parameters typed as a JSON object (the API's parameters_json, Compare's
     Advanced JSON) → raw values for `normalize`; ParamError names `label` and the fault.
     Empty text is no parameters."""
@@ -192,8 +331,7 @@ def parse_params_json(text: str, label: str, example: str = '{"temperature": 0.5
     try:
         params = json.loads(text, parse_int=json_int)
     except json.JSONDecodeError as exc:
-        raise ParamError([f"{label} is not valid JSON: {exc.msg} at column {exc.colno}"]
-                         ) from None
+        raise ParamError([f"{label} is not valid JSON: {exc.msg} at column {exc.colno}"]) from None
     except RecursionError:
         raise ParamError([deep]) from None
     if not isinstance(params, dict):
@@ -213,8 +351,10 @@ def _check_logit_bias(p: Param, value: dict[str, Any]) -> str | None:
     for token, bias in value.items():
         number = isinstance(bias, int | float) and not isinstance(bias, bool)
         if not (token.isascii() and token.isdigit()) or not number or not low <= bias <= high:
-            return (f"{p.label} must map token ids to numbers between {low} and {high}, e.g. "
-                    f'{{"1234": -100}} (got {json.dumps(token)}: {_short(bias)})')
+            return (
+                f"{p.label} must map token ids to numbers between {low} and {high}, e.g. "
+                f'{{"1234": -100}} (got {json.dumps(token)}: {_short(bias)})'
+            )
     return None
 
 
@@ -240,8 +380,10 @@ def _check_stop(value: Any) -> tuple[list[str] | None, str | None]:
 
 def _too_long_error(p: Param, text: str) -> str | None:
     if len(text) > MAX_PARAMETERS_JSON:
-        return (f"{p.label} is {len(text):,} characters; the limit is {MAX_PARAMETERS_JSON:,} "
-                "for all parameters together")
+        return (
+            f"{p.label} is {len(text):,} characters; the limit is {MAX_PARAMETERS_JSON:,} "
+            "for all parameters together"
+        )
     return None
 
 
@@ -278,8 +420,10 @@ def _check_response_format(value: Any) -> tuple[dict[str, Any] | None, str | Non
         try:
             value = json.loads(text, parse_int=json_int)
         except json.JSONDecodeError:
-            return None, ("Response format must be text, json_object, or a JSON schema object "
-                          '{"name": ..., "schema": {...}}')
+            return None, (
+                "Response format must be text, json_object, or a JSON schema object "
+                '{"name": ..., "schema": {...}}'
+            )
         except RecursionError:
             return None, _too_deep_error(PARAMS_BY_NAME["response_format"])
     if not isinstance(value, dict):
@@ -289,8 +433,11 @@ def _check_response_format(value: Any) -> tuple[dict[str, Any] | None, str | Non
     if value.get("type") in RESPONSE_FORMATS[:2]:
         return {"type": value["type"]}, None
     schema = value.get("json_schema", value) if value.get("type") == "json_schema" else value
-    if (not isinstance(schema, dict) or not isinstance(schema.get("schema"), dict)
-            or not schema.get("name")):
+    if (
+        not isinstance(schema, dict)
+        or not isinstance(schema.get("schema"), dict)
+        or not schema.get("name")
+    ):
         return None, 'A JSON schema response format needs "name" and an object "schema"'
     return {"type": "json_schema", "json_schema": schema}, None
 
@@ -341,8 +488,10 @@ def normalize(values: Mapping[str, Any]) -> dict[str, Any]:
     if "top_logprobs" in clean and clean.get("logprobs") is not True:
         errors.append("Top log-probs needs Log-probs switched on")
     if not errors and (size := json_size(clean)) > MAX_PARAMETERS_JSON:
-        errors.append(f"The parameters are {size:,} characters as JSON; the limit is "
-                      f"{MAX_PARAMETERS_JSON:,}: shorten the response format or logit bias")
+        errors.append(
+            f"The parameters are {size:,} characters as JSON; the limit is "
+            f"{MAX_PARAMETERS_JSON:,}: shorten the response format or logit bias"
+        )
     if errors:
         raise ParamError(errors)
     return clean
@@ -354,8 +503,10 @@ def warnings_for(clean: Mapping[str, Any]) -> list[str]:
     for name, value in clean.items():
         p = PARAMS_BY_NAME[name]
         if p.warn_above is not None and value > p.warn_above:
-            notes.append(f"{p.label} {value} is above {p.warn_above:g}: most models' context "
-                         "window is smaller; the provider may refuse it")
+            notes.append(
+                f"{p.label} {value} is above {p.warn_above:g}: most models' context "
+                "window is smaller; the provider may refuse it"
+            )
     return notes
 
 
@@ -375,9 +526,13 @@ def request_params(
     body = {n: v for n, v in clean.items() if applies(PARAMS_BY_NAME[n], caps, provider_kind)}
     limit = caps.max_output_tokens
     if limit is not None and body.get("max_tokens", 0) > limit:
-        raise ParamError([f"Max tokens must be at most {limit} for this model (its output "
-                          f"limit, max_output_tokens in CAPABILITIES_FILE; got "
-                          f"{body['max_tokens']})"])
+        raise ParamError(
+            [
+                f"Max tokens must be at most {limit} for this model (its output "
+                f"limit, max_output_tokens in CAPABILITIES_FILE; got "
+                f"{body['max_tokens']})"
+            ]
+        )
     if provider_kind == "jiekou" and "max_tokens" not in body:
         body["max_tokens"] = min(JIEKOU_DEFAULT_MAX_TOKENS, limit or JIEKOU_DEFAULT_MAX_TOKENS)
     if tools_sent and caps.tools_need_thinking_off:

@@ -19,8 +19,17 @@ from webapp.params import ParamError, normalize
 from webapp.tools.selection import ToolNames, ToolSelectionError, parse_names, select
 
 __all__ = [
-    "SHIPPED", "PresetChoice", "PresetError", "PresetValues", "ShippedPreset", "check",
-    "choices", "db_value", "find_shipped", "parse_choice", "shipped_value",
+    "SHIPPED",
+    "PresetChoice",
+    "PresetError",
+    "PresetValues",
+    "ShippedPreset",
+    "check",
+    "choices",
+    "db_value",
+    "find_shipped",
+    "parse_choice",
+    "shipped_value",
 ]
 
 SHIPPED_PREFIX = "shipped:"
@@ -48,29 +57,64 @@ class ShippedPreset:
     values: PresetValues
 
 
-def _shipped(slug: str, name: str, *, system_prompt: str = "", tools: tuple[str, ...] = (),
-             tool_choice: str = "auto", **parameters: Any) -> ShippedPreset:
-    return ShippedPreset(slug, PresetValues(
-        name=name, system_prompt=system_prompt, parameters=MappingProxyType(parameters),
-        tools=tools, tool_choice=tool_choice))
+def _shipped(
+    slug: str,
+    name: str,
+    *,
+    system_prompt: str = "",
+    tools: tuple[str, ...] = (),
+    tool_choice: str = "auto",
+    **parameters: Any,
+) -> ShippedPreset:
+    return ShippedPreset(
+        slug,
+        PresetValues(
+            name=name,
+            system_prompt=system_prompt,
+            parameters=MappingProxyType(parameters),
+            tools=tools,
+            tool_choice=tool_choice,
+        ),
+    )
 
 
 SHIPPED: tuple[ShippedPreset, ...] = (
-    _shipped("precise", "Precise answers", temperature=0.2,
-             system_prompt="Answer accurately and concisely. Say so when you are not sure."),
-    _shipped("creative", "Creative writing", temperature=1.0, top_p=0.95,
-             system_prompt="You are an imaginative writer: vivid, varied and original."),
-    _shipped("reasoning", "Step-by-step reasoning", enable_thinking=True,
-             system_prompt="Think the problem through step by step, check each step, then "
-             "give the final answer clearly at the end."),
-    _shipped("code-review", "Code reviewer", temperature=0.3,
-             system_prompt="You are a careful senior code reviewer. Point out bugs, security "
-             "problems and unclear code first, then smaller style issues; suggest concrete "
-             "fixes with short code snippets."),
-    _shipped("calculator-clock", "Calculator and clock", tools=("calculator", "current_time"),
-             tool_choice="auto",
-             system_prompt="Use the calculator for arithmetic and current_time for anything "
-             "that depends on today's date or time."),
+    _shipped(
+        "precise",
+        "Precise answers",
+        temperature=0.2,
+        system_prompt="Answer accurately and concisely. Say so when you are not sure.",
+    ),
+    _shipped(
+        "creative",
+        "Creative writing",
+        temperature=1.0,
+        top_p=0.95,
+        system_prompt="You are an imaginative writer: vivid, varied and original.",
+    ),
+    _shipped(
+        "reasoning",
+        "Step-by-step reasoning",
+        enable_thinking=True,
+        system_prompt="Think the problem through step by step, check each step, then "
+        "give the final answer clearly at the end.",
+    ),
+    _shipped(
+        "code-review",
+        "Code reviewer",
+        temperature=0.3,
+        system_prompt="You are a careful senior code reviewer. Point out bugs, security "
+        "problems and unclear code first, then smaller style issues; suggest concrete "
+        "fixes with short code snippets.",
+    ),
+    _shipped(
+        "calculator-clock",
+        "Calculator and clock",
+        tools=("calculator", "current_time"),
+        tool_choice="auto",
+        system_prompt="Use the calculator for arithmetic and current_time for anything "
+        "that depends on today's date or time.",
+    ),
 )
 
 
@@ -115,10 +159,10 @@ def choices(stored: Iterable[StoredPreset]) -> list[PresetChoice]:
 
 def parse_choice(value: str) -> tuple[Literal["shipped", "db"], str]:
     """A Dropdown value → ("shipped", slug) or ("db", preset id); PresetError otherwise."""
-    if value.startswith(SHIPPED_PREFIX) and value[len(SHIPPED_PREFIX):]:
-        return "shipped", value[len(SHIPPED_PREFIX):]
-    if value.startswith(DB_PREFIX) and value[len(DB_PREFIX):]:
-        return "db", value[len(DB_PREFIX):]
+    if value.startswith(SHIPPED_PREFIX) and value[len(SHIPPED_PREFIX) :]:
+        return "shipped", value[len(SHIPPED_PREFIX) :]
+    if value.startswith(DB_PREFIX) and value[len(DB_PREFIX) :]:
+        return "db", value[len(DB_PREFIX) :]
     raise PresetError(f"Unknown preset {value!r}: pick one from the list.")
 
 
@@ -129,8 +173,9 @@ def find_shipped(slug: str) -> ShippedPreset:
     raise PresetError(f"There is no shipped preset {slug!r}.")
 
 
-def check(values: PresetValues, registry: ToolNames,
-          max_message_chars: int = 100_000) -> PresetValues:
+def check(
+    values: PresetValues, registry: ToolNames, max_message_chars: int = 100_000
+) -> PresetValues:
     """Validate a preset's values; return them cleaned, or raise PresetError with the reasons.
 
     Parameters go through webapp.params.normalize; tools must be registered, and tool_choice
@@ -141,8 +186,9 @@ def check(values: PresetValues, registry: ToolNames,
     if len(name) > NAME_MAX:
         raise PresetError(f"A preset name is 1–{NAME_MAX} characters (got {len(name)}).")
     try:
-        field_limits.check(message_limit(max_message_chars, "The system prompt"),
-                           values.system_prompt or "")
+        field_limits.check(
+            message_limit(max_message_chars, "The system prompt"), values.system_prompt or ""
+        )
         field_limits.check(PROVIDER, (values.provider or "").strip())
         field_limits.check(MODEL, (values.model or "").strip())
         field_limits.check(TOOL_CHOICE, (values.tool_choice or "").strip())
@@ -158,6 +204,13 @@ def check(values: PresetValues, registry: ToolNames,
         select(registry, tools, choice)
     except ToolSelectionError as exc:
         raise PresetError(str(exc)) from None
-    return replace(values, name=name, system_prompt=values.system_prompt or "",
-                   provider=(values.provider or "").strip(), model=(values.model or "").strip(),
-                   parameters=parameters, tools=tools, tool_choice=choice)
+    return replace(
+        values,
+        name=name,
+        system_prompt=values.system_prompt or "",
+        provider=(values.provider or "").strip(),
+        model=(values.model or "").strip(),
+        parameters=parameters,
+        tools=tools,
+        tool_choice=choice,
+    )

@@ -67,7 +67,7 @@ class Cost:
 
 
 def format_cost(cost: Cost | None) -> str:
-    """"¥0.0123", "$0.0004", "<$0.0001", "$0"; "unknown" when no price applies."""
+    """ "¥0.0123", "$0.0004", "<$0.0001", "$0"; "unknown" when no price applies."""
     if cost is None:
         return "unknown"
     symbol = SYMBOLS.get(cost.currency)
@@ -123,8 +123,9 @@ def _where(path: str, number: int | None = None) -> str:
 def _number(item: Mapping[str, Any], key: str, where: str) -> float:
     value = item.get(key)
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise PriceFileError(f'{where}: "{key}" must be a number (price per 1M tokens), '
-                             f"not {value!r}")
+        raise PriceFileError(
+            f'{where}: "{key}" must be a number (price per 1M tokens), not {value!r}'
+        )
     if value < 0:
         raise PriceFileError(f'{where}: "{key}" must not be negative (got {value:g})')
     return float(value)
@@ -133,8 +134,10 @@ def _number(item: Mapping[str, Any], key: str, where: str) -> float:
 def parse_prices(raw: Any, path: str = "(inline)") -> PriceTable:
     """Validate parsed JSON into a PriceTable; raise PriceFileError naming the bad entry."""
     if not isinstance(raw, list):
-        raise PriceFileError(f'{_where(path)} must be a JSON list of {{"match", "input", '
-                             '"output", "currency"}} objects')
+        raise PriceFileError(
+            f'{_where(path)} must be a JSON list of {{"match", "input", '
+            '"output", "currency"}} objects'
+        )
     prices = []
     for number, item in enumerate(raw, 1):
         where = _where(path, number)
@@ -142,25 +145,36 @@ def parse_prices(raw: Any, path: str = "(inline)") -> PriceTable:
             raise PriceFileError(f"{where} must be an object, not {type(item).__name__}")
         unknown = set(item) - _KEYS
         if unknown:
-            raise PriceFileError(f"{where} has unknown keys {sorted(unknown)}; "
-                                 f"known: {sorted(_KEYS)}")
+            raise PriceFileError(
+                f"{where} has unknown keys {sorted(unknown)}; known: {sorted(_KEYS)}"
+            )
         match = item.get("match")
         if not isinstance(match, str) or not match.strip():
             raise PriceFileError(f'{where} needs "match": a model id or a regular expression')
         try:
             re.compile(match)
         except re.error as exc:
-            raise PriceFileError(f'{where}: "match" is not a valid regular expression: '
-                                 f"{exc}") from None
+            raise PriceFileError(
+                f'{where}: "match" is not a valid regular expression: {exc}'
+            ) from None
         provider = item.get("provider", "")
         if not isinstance(provider, str):
             raise PriceFileError(f'{where}: "provider" must be a provider name')
         currency = item.get("currency")
         if not isinstance(currency, str) or not _CURRENCY_RE.match(currency.strip().upper()):
-            raise PriceFileError(f'{where}: "currency" must be a 3-letter code such as "CNY" '
-                                 f"or \"USD\", not {currency!r}")
-        prices.append(Price(match, _number(item, "input", where), _number(item, "output", where),
-                            currency.strip().upper(), provider.strip().lower()))
+            raise PriceFileError(
+                f'{where}: "currency" must be a 3-letter code such as "CNY" '
+                f'or "USD", not {currency!r}'
+            )
+        prices.append(
+            Price(
+                match,
+                _number(item, "input", where),
+                _number(item, "output", where),
+                currency.strip().upper(),
+                provider.strip().lower(),
+            )
+        )
     return PriceTable(tuple(prices))
 
 
@@ -177,6 +191,7 @@ def load_prices(path: str) -> PriceTable:
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise PriceFileError(f"{_where(path)} is not valid JSON: {exc.msg} at line "
-                             f"{exc.lineno}, column {exc.colno}") from None
+        raise PriceFileError(
+            f"{_where(path)} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+        ) from None
     return parse_prices(raw, path)

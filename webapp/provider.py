@@ -80,7 +80,7 @@ class RetryPolicy:
         """Seconds to wait before retry number `retry_number` (1-based)."""
         if retry_after_s is not None:
             return min(max(retry_after_s, 0.0), self.retry_after_cap_s)
-        ceiling = min(self.max_delay_s, self.base_delay_s * 2 ** (retry_number - 1))
+        ceiling = min(self.max_delay_s, self.base_delay_s * 2.0 ** (retry_number - 1))
         return ceiling * self.random() if self.jitter else ceiling
 
 
@@ -207,8 +207,7 @@ class ProviderClient:
             yield Retrying(attempt=attempt + 1, delay_s=delay, reason=error.kind)
             await self.retry.sleep(delay)
 
-    def _may_retry(self, error: ProviderError, attempt: int, started: bool,
-                   tally: _Tally) -> bool:
+    def _may_retry(self, error: ProviderError, attempt: int, started: bool, tally: _Tally) -> bool:
         """Retry only while nothing of the answer has arrived, within the limits.
 
         A response that started (200) but then sent no data at all before it went silent or
@@ -296,8 +295,7 @@ class ProviderClient:
             key_env=self.config.key_env,
         )
 
-    async def _events(self, response: httpx.Response,
-                      tally: _Tally) -> AsyncIterator[StreamEvent]:
+    async def _events(self, response: httpx.Response, tally: _Tally) -> AsyncIterator[StreamEvent]:
         assembler = ChunkAssembler(self.config.label, self.config.key_env)
         if "json" in response.headers.get("content-type", "") and "event-stream" not in (
             response.headers.get("content-type", "")

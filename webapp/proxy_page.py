@@ -16,22 +16,27 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from webapp.i18n import pick_language, t
 
 TITLE = "Parley does not know who you are"
-EXPLANATION = ("The sign-in proxy in front of Parley did not identify you: the request reached "
-               "Parley without a user name from it.")
-FIX = ("Reload the page, or sign in again through your company's sign-in page. If this keeps "
-       "happening, ask whoever runs Parley to check the proxy (AUTH_HEADER and "
-       "TRUSTED_PROXIES).")
+EXPLANATION = (
+    "The sign-in proxy in front of Parley did not identify you: the request reached "
+    "Parley without a user name from it."
+)
+FIX = (
+    "Reload the page, or sign in again through your company's sign-in page. If this keeps "
+    "happening, ask whoever runs Parley to check the proxy (AUTH_HEADER and "
+    "TRUSTED_PROXIES)."
+)
 
 
 def unidentified_page(lang: str) -> bytes:
     """The page's HTML in `lang`: no script, nothing loaded."""
     title, explanation, fix = (html.escape(t(text, lang)) for text in (TITLE, EXPLANATION, FIX))
-    return (f'<!doctype html><html lang="{lang}"><head><meta charset="utf-8">'
-            '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{title}</title><style>body{{font-family:system-ui,sans-serif;"
-            "max-width:36em;margin:4em auto;padding:0 1em;line-height:1.5}</style></head>"
-            f"<body><h1>{title}</h1><p>{explanation}</p><p>{fix}</p></body></html>"
-            ).encode()
+    return (
+        f'<!doctype html><html lang="{lang}"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{title}</title><style>body{{font-family:system-ui,sans-serif;"
+        "max-width:36em;margin:4em auto;padding:0 1em;line-height:1.5}</style></head>"
+        f"<body><h1>{title}</h1><p>{explanation}</p><p>{fix}</p></body></html>"
+    ).encode()
 
 
 def _page_request(headers: Headers) -> bool:
@@ -61,10 +66,17 @@ class UnidentifiedPage:
             if message["type"] == "http.response.start" and message.get("status") == 401:
                 replaced = True
                 body = unidentified_page(lang)
-                await send({"type": "http.response.start", "status": 401, "headers": [
-                    (b"content-type", b"text/html; charset=utf-8"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"cache-control", b"no-store")]})
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 401,
+                        "headers": [
+                            (b"content-type", b"text/html; charset=utf-8"),
+                            (b"content-length", str(len(body)).encode()),
+                            (b"cache-control", b"no-store"),
+                        ],
+                    }
+                )
                 await send({"type": "http.response.body", "body": body})
                 return
             if not replaced:

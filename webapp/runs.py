@@ -21,8 +21,10 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-UNWATCHED_NOTE = ("Stopped: nobody was watching this answer for {minutes:g} minutes "
-                  "(RUN_UNWATCHED_TIMEOUT). The partial answer is kept; use Retry to try again.")
+UNWATCHED_NOTE = (
+    "Stopped: nobody was watching this answer for {minutes:g} minutes "
+    "(RUN_UNWATCHED_TIMEOUT). The partial answer is kept; use Retry to try again."
+)
 SHUTDOWN_NOTE = "The server shut down while this answer was streaming; the partial answer is kept."
 
 
@@ -90,8 +92,9 @@ class Reservation:
 class RunManager:
     """The process's live runs: limits, start, viewers, Stop, the unwatched timeout, shutdown."""
 
-    def __init__(self, *, max_per_user: int = 4, max_total: int = 500,
-                 unwatched_timeout_s: float = 600.0) -> None:
+    def __init__(
+        self, *, max_per_user: int = 4, max_total: int = 500, unwatched_timeout_s: float = 600.0
+    ) -> None:
         self.max_per_user = max_per_user
         self.max_total = max_total
         self.unwatched_timeout_s = unwatched_timeout_s
@@ -111,17 +114,25 @@ class RunManager:
             raise RunLimitReached(
                 f"You already have {held} answer{'s' if held != 1 else ''} streaming; at most "
                 f"{self.max_per_user} can run at once (MAX_RUNS_PER_USER){more}. Wait for one "
-                "to finish or stop it, then send again.")
+                "to finish or stop it, then send again."
+            )
         if self._held_total + count > self.max_total:
             raise RunLimitReached(
                 f"The server is running its limit of {self.max_total} answers at once "
-                "(MAX_RUNS); try again in a moment.")
+                "(MAX_RUNS); try again in a moment."
+            )
         self._held[user_id] = held + count
         self._held_total += count
         return Reservation(self, user_id, count)
 
-    def launch(self, reservation: Reservation, conversation_id: str, snapshot: Any,
-               work: Callable[[Run], Coroutine[Any, Any, None]], kind: str = "chat") -> Run:
+    def launch(
+        self,
+        reservation: Reservation,
+        conversation_id: str,
+        snapshot: Any,
+        work: Callable[[Run], Coroutine[Any, Any, None]],
+        kind: str = "chat",
+    ) -> Run:
         """Start `work(run)` as a task of its own, using one slot of `reservation`."""
         if reservation.count < 1:
             raise RuntimeError("no reserved run slot left")
@@ -167,15 +178,18 @@ class RunManager:
         self._held_total = max(0, self._held_total - 1)
 
     # ---- looking up ----------------------------------------------------------------------
-    def live(self, user_id: int, conversation_id: str | None, kind: str | None = None
-             ) -> list[Run]:
+    def live(self, user_id: int, conversation_id: str | None, kind: str | None = None) -> list[Run]:
         """The user's live runs in one conversation (one for a chat, one per compare column),
         optionally only those of one `kind`."""
         if not conversation_id:
             return []
-        return [run for run in self._runs.values()
-                if run.user_id == user_id and run.conversation_id == conversation_id
-                and (kind is None or run.kind == kind)]
+        return [
+            run
+            for run in self._runs.values()
+            if run.user_id == user_id
+            and run.conversation_id == conversation_id
+            and (kind is None or run.kind == kind)
+        ]
 
     def live_for_user(self, user_id: int) -> list[Run]:
         return [run for run in self._runs.values() if run.user_id == user_id]
@@ -233,14 +247,14 @@ class RunManager:
     def _orphaned(self, run: Run) -> None:
         if run.watched or run.done or run.task is None:
             return
-        log.info("run %s: nobody watched for %g s, stopping it", run.id[:8],
-                 self.unwatched_timeout_s)
+        log.info(
+            "run %s: nobody watched for %g s, stopping it", run.id[:8], self.unwatched_timeout_s
+        )
         run.end_note = UNWATCHED_NOTE.format(minutes=self.unwatched_timeout_s / 60)
         run.cancel()
 
     # ---- ending --------------------------------------------------------------------------
-    async def stop(self, user_id: int, conversation_id: str | None, timeout_s: float = 15.0
-                   ) -> int:
+    async def stop(self, user_id: int, conversation_id: str | None, timeout_s: float = 15.0) -> int:
         """Stop the user's live runs in a conversation and wait for their final saves."""
         runs = self.live(user_id, conversation_id)
         for run in runs:
@@ -275,8 +289,7 @@ class RunManager:
             run.end_state, run.end_note = "interrupted", SHUTDOWN_NOTE
             run.cancel()
         if left:
-            log.warning("shutdown: %d answers still streaming were saved as interrupted",
-                        len(left))
+            log.warning("shutdown: %d answers still streaming were saved as interrupted", len(left))
             await self.wait(left, save_timeout_s)
 
 

@@ -41,8 +41,10 @@ LATEX_MARKDOWN: Delimiters = (("$$", "$$"),)  # gr.Markdown's default
 
 def chatbot_latex() -> list[dict[str, str | bool]]:
     """LATEX_CHAT as a Chatbot's `latex_delimiters`: the sanitizer must mask the same pairs."""
-    return [{"left": left, "right": right, "display": left in ("$$", "\\[")}
-            for left, right in LATEX_CHAT]
+    return [
+        {"left": left, "right": right, "display": left in ("$$", "\\[")}
+        for left, right in LATEX_CHAT
+    ]
 
 
 IMAGE_ENDPOINT = "/parley/image"
@@ -51,9 +53,28 @@ IMAGE_ENDPOINT = "/parley/image"
 # table, ...) are not: a bare one renders as an empty element and hides the text of a message
 # that talks about HTML ("what does <div> do?"), and `pre` opens an HTML block that blank lines
 # do not end. `code` stays: inline code holding markup is rewritten as <code>…</code>.
-ALLOWED_TAGS = frozenset((
-    "b", "i", "em", "strong", "u", "s", "del", "ins", "sub", "sup", "mark", "kbd", "small",
-    "code", "br", "hr", "details", "summary"))
+ALLOWED_TAGS = frozenset(
+    (
+        "b",
+        "i",
+        "em",
+        "strong",
+        "u",
+        "s",
+        "del",
+        "ins",
+        "sub",
+        "sup",
+        "mark",
+        "kbd",
+        "small",
+        "code",
+        "br",
+        "hr",
+        "details",
+        "summary",
+    )
+)
 _BARE_TAG = re.compile(r"</?([A-Za-z][A-Za-z0-9]*)[ \t]*/?>")
 _AUTOLINK = re.compile(r"<https?://[^\s<>`\"'\\]+>", re.IGNORECASE)
 _MARKUP = re.compile(r"<[A-Za-z/!?]|!\[|```mermaid")  # nothing to do without one of these
@@ -65,9 +86,21 @@ _MERMAID = re.compile(r"^([ \t>*+\-0-9.)]*```)(mermaid)", re.MULTILINE)
 _PLACEHOLDER = "\ue000{}\ue001"
 _PLACEHOLDER_RE = re.compile("\ue000(\\d+)\ue001")
 _UNTRUSTING = ("[", "~", "://", "www.")  # marked may read backticks here as something else
-_CODE_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "*": "&#42;",
-                  "_": "&#95;", "[": "&#91;", "]": "&#93;", "~": "&#126;", "|": "&#124;",
-                  "`": "&#96;", "!": "&#33;", "\n": " "}
+_CODE_ENTITIES = {
+    "&": "&amp;",
+    "<": "&lt;",
+    ">": "&gt;",
+    '"': "&quot;",
+    "*": "&#42;",
+    "_": "&#95;",
+    "[": "&#91;",
+    "]": "&#93;",
+    "~": "&#126;",
+    "|": "&#124;",
+    "`": "&#96;",
+    "!": "&#33;",
+    "\n": " ",
+}
 
 TEXT, FENCE, CODE = 0, 1, 2  # how a line is treated: fully, as a fence line, kept as is
 
@@ -81,8 +114,9 @@ def _block_parser() -> MarkdownIt:
 _PARSER = _block_parser()
 
 
-def safe_markdown(text: str, *, latex: Delimiters = LATEX_CHAT,
-                  image_endpoint: str = IMAGE_ENDPOINT) -> str:
+def safe_markdown(
+    text: str, *, latex: Delimiters = LATEX_CHAT, image_endpoint: str = IMAGE_ENDPOINT
+) -> str:
     """`text` with raw HTML escaped, images turned into click-to-load links, and single-dollar
     math written `\\(…\\)` where `latex` renders that."""
     if not _MARKUP.search(text) and not ("$" in text and INLINE in latex):
@@ -286,7 +320,7 @@ def _escape_text(text: str, images: ImageRewriter) -> str:
         out.append(text[position:index])
         char = text[index]
         if char == "\\":
-            out.append(text[index:index + 2])
+            out.append(text[index : index + 2])
             position = index + 2
         elif char == "!":
             replacement, position = images.rewrite(text, index)

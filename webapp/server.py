@@ -68,11 +68,16 @@ class Parley:
         """Gradio's auth settings for the mode: a password check, or the trusted header."""
         if self.settings.auth_mode == "accounts":
             assert self.accounts is not None
-            return {"auth": self.accounts.authenticate,
-                    "auth_message": "Sign in with your Parley account (ask an admin for one)."}
+            return {
+                "auth": self.accounts.authenticate,
+                "auth_message": "Sign in with your Parley account (ask an admin for one).",
+            }
         if self.settings.auth_mode == "header":
-            return {"auth_dependency": HeaderAuth(self.settings.auth_header,
-                                                  self.settings.trusted_proxies)}
+            return {
+                "auth_dependency": HeaderAuth(
+                    self.settings.auth_header, self.settings.trusted_proxies
+                )
+            }
         return {}
 
 
@@ -91,8 +96,9 @@ def build_tools(
         no_cookies = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
         fetcher = httpx.AsyncClient(cookies=httpx.Cookies(no_cookies), follow_redirects=False)
     try:
-        register_builtins(registry, http=fetcher,
-                          http_allowed_hosts=settings.http_get_allowed_hosts)
+        register_builtins(
+            registry, http=fetcher, http_allowed_hosts=settings.http_get_allowed_hosts
+        )
     except ValueError as exc:
         raise ConfigError(f"HTTP_GET_ALLOWED_HOSTS: {exc}: fix it in .env") from None
     for spec in settings.tools_modules:
@@ -120,8 +126,9 @@ def build(settings: Settings) -> Parley:
     with sessions() as session:
         interrupted = repo.mark_interrupted(session=session)
     if interrupted:
-        log.warning("%d answers were streaming when the server stopped: marked interrupted",
-                    interrupted)
+        log.warning(
+            "%d answers were streaming when the server stopped: marked interrupted", interrupted
+        )
     retry = RetryPolicy(max_retries=settings.max_retries)
     metrics = Metrics()
     clients = {
@@ -129,8 +136,11 @@ def build(settings: Settings) -> Parley:
         for p in settings.providers
     }
     service = ChatService(
-        settings=settings, session_factory=sessions, clients=clients,
-        capabilities=CapabilityTable(load_rules(settings.capabilities_file)), tools=tools,
+        settings=settings,
+        session_factory=sessions,
+        clients=clients,
+        capabilities=CapabilityTable(load_rules(settings.capabilities_file)),
+        tools=tools,
         metrics=metrics,
     )
     catalog = ModelCatalog({p.name: p for p in settings.providers}, clients)
@@ -143,8 +153,13 @@ def build(settings: Settings) -> Parley:
     api_keys = ApiKeyAuth(sessions)
     downloads = Downloads()
     compare_ui = CompareUI(chat_ui, CompareService(service, prices), downloads)
-    demo = build_ui(chat_ui, ChatAPI(service, identity, default_tools),
-                    TeamUI(chat_ui, downloads), compare_ui, KeysUI(chat_ui, api_keys))
+    demo = build_ui(
+        chat_ui,
+        ChatAPI(service, identity, default_tools),
+        TeamUI(chat_ui, downloads),
+        compare_ui,
+        KeysUI(chat_ui, api_keys),
+    )
     gradio_tuning.lighter_sessions()
     gradio_tuning.no_matplotlib_retries()
     gradio_tuning.cheap_skips()
@@ -156,13 +171,26 @@ def build(settings: Settings) -> Parley:
     gradio_tuning.calmer_queue(demo)
     accounts = None
     if settings.auth_mode == "accounts":
-        accounts = Accounts(sessions, LoginThrottle(settings.login_max_failures,
-                                                     settings.login_lockout_s))
+        accounts = Accounts(
+            sessions, LoginThrottle(settings.login_max_failures, settings.login_lockout_s)
+        )
     share_demo = build_share_page(SharePage(sessions, settings.auth_mode))
     gradio_tuning.skip_queue_analytics(share_demo)
     gradio_tuning.calmer_queue(share_demo)
-    return Parley(settings, demo, http, engine, service, identity, metrics, share_demo, accounts,
-                  downloads, catalog, api_keys)
+    return Parley(
+        settings,
+        demo,
+        http,
+        engine,
+        service,
+        identity,
+        metrics,
+        share_demo,
+        accounts,
+        downloads,
+        catalog,
+        api_keys,
+    )
 
 
 def launch_kwargs(settings: Settings) -> dict[str, Any]:

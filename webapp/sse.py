@@ -250,8 +250,11 @@ class ToolCallAssembler:
     def take(self) -> tuple[ToolCall, ...]:
         """Return the assembled calls in index order and reset."""
         calls = tuple(
-            ToolCall(one_line(parts.id, MAX_CALL_ID_CHARS) or f"call_{slot}",
-                     one_line(parts.name, MAX_TOOL_NAME_CHARS), "".join(parts.arguments))
+            ToolCall(
+                one_line(parts.id, MAX_CALL_ID_CHARS) or f"call_{slot}",
+                one_line(parts.name, MAX_TOOL_NAME_CHARS),
+                "".join(parts.arguments),
+            )
             for slot, parts in sorted(self._calls.items())
         )
         self._calls.clear()

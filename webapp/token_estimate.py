@@ -18,8 +18,7 @@ IMAGE_TOKENS = 256  # an image part; real costs depend on size and the model's d
 
 
 # CJK ideographs, kana and hangul: roughly one token each in common tokenizers.
-_WIDE = re.compile("[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff"
-                   "\U00020000-\U0002ffff]")
+_WIDE = re.compile("[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0002ffff]")
 
 
 def text_tokens(text: str) -> int:
@@ -48,8 +47,9 @@ def _content_tokens(content: Any) -> int:
     return total
 
 
-def prompt_tokens(messages: Iterable[Mapping[str, Any]],
-                  tools: list[dict[str, Any]] | None = None) -> int:
+def prompt_tokens(
+    messages: Iterable[Mapping[str, Any]], tools: list[dict[str, Any]] | None = None
+) -> int:
     """Estimated prompt tokens of a request: its messages and the tool schemas it offers."""
     total = 0
     for message in messages:

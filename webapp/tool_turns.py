@@ -34,34 +34,51 @@ UNFINISHED_TEXT = {
 class ToolTurns:
     """Tools for chat turns: selection, execution bound to a user, approvals."""
 
-    def __init__(self, settings: Settings, registry: ToolRegistry, db: Db,
-                 executor: ToolExecutor | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: ToolRegistry,
+        db: Db,
+        executor: ToolExecutor | None = None,
+    ) -> None:
         self.settings = settings
         self.registry = registry
         self._db = db
         self._executor = executor or ToolExecutor(
-            registry, timeout_s=settings.tool_timeout_s,
-            max_result_chars=settings.tool_max_result_chars)
+            registry,
+            timeout_s=settings.tool_timeout_s,
+            max_result_chars=settings.tool_max_result_chars,
+        )
         self.approvals = Approvals()
 
-    def select(self, names: tuple[str, ...], tool_choice: str, model: str,
-               supported: bool | None) -> Selection:
+    def select(
+        self, names: tuple[str, ...], tool_choice: str, model: str, supported: bool | None
+    ) -> Selection:
         """Check the turn's tools and tool_choice; raise ToolSelectionError with the fix."""
         selection = select(self.registry, names, tool_choice)
         if selection.names and supported is False:
-            raise ToolSelectionError(f"{model} does not take tools: untick them under Tools, "
-                                     "or pick another model.")
+            raise ToolSelectionError(
+                f"{model} does not take tools: untick them under Tools, or pick another model."
+            )
         return selection
 
-    def setup(self, selection: Selection, user_id: int, conversation_id: str, *,
-              interactive: bool, reasoning_passback: bool) -> ToolSetup | None:
+    def setup(
+        self,
+        selection: Selection,
+        user_id: int,
+        conversation_id: str,
+        *,
+        interactive: bool,
+        reasoning_passback: bool,
+    ) -> ToolSetup | None:
         """How the engine runs this turn's tools, bound to this user and conversation."""
         if not selection.names:
             return None
 
         async def search(query: str, limit: int) -> list[dict[str, Any]]:
-            hits: list[dict[str, Any]] = await self._db(lambda s: repo.search_snippets(
-                session=s, user_id=user_id, query=query, limit=limit))
+            hits: list[dict[str, Any]] = await self._db(
+                lambda s: repo.search_snippets(session=s, user_id=user_id, query=query, limit=limit)
+            )
             return hits
 
         context = ToolContext(conversation_id=conversation_id, search_conversations=search)
@@ -77,13 +94,17 @@ class ToolTurns:
 
         approve = None
         if interactive:
-            approve = self.approvals.asker(user_id, conversation_id,
-                                           self.settings.tool_approval_timeout_s)
+            approve = self.approvals.asker(
+                user_id, conversation_id, self.settings.tool_approval_timeout_s
+            )
         return ToolSetup(
             schemas=[tool.schema() for tool in self.registry.tools(selection.names)],
-            run=run, offered=offered, needs_approval=needs_approval,
+            run=run,
+            offered=offered,
+            needs_approval=needs_approval,
             tool_choice=selection.tool_choice,
-            max_rounds=self.settings.tool_max_rounds, approve=approve,
+            max_rounds=self.settings.tool_max_rounds,
+            approve=approve,
             reasoning_passback=reasoning_passback,
         )
 
@@ -96,8 +117,9 @@ def stored_calls(calls: list[ToolCall]) -> list[dict[str, Any]] | None:
     ] or None
 
 
-def tool_rows(views: list[ToolCallView], calls: list[dict[str, Any]] | None,
-              missing: str) -> list[dict[str, Any]]:
+def tool_rows(
+    views: list[ToolCallView], calls: list[dict[str, Any]] | None, missing: str
+) -> list[dict[str, Any]]:
     """One stored result per call, in call order; calls without a result get `missing`."""
     by_id = {view.call.id: view for view in views}
     rows = []
@@ -105,11 +127,24 @@ def tool_rows(views: list[ToolCallView], calls: list[dict[str, Any]] | None,
         view = by_id.get(call["id"])
         result = view.result if view is not None else None
         if result is None:
-            rows.append({"tool_call_id": call["id"], "name": call["function"]["name"],
-                         "content": UNFINISHED_TEXT[missing], "tool_status": missing,
-                         "state": "stopped" if missing == "cancelled" else "complete"})
+            rows.append(
+                {
+                    "tool_call_id": call["id"],
+                    "name": call["function"]["name"],
+                    "content": UNFINISHED_TEXT[missing],
+                    "tool_status": missing,
+                    "state": "stopped" if missing == "cancelled" else "complete",
+                }
+            )
             continue
-        rows.append({"tool_call_id": result.call_id, "name": result.name,
-                     "content": result.content, "tool_status": result.status,
-                     "error": result.error, "timings": {"duration_ms": result.duration_ms}})
+        rows.append(
+            {
+                "tool_call_id": result.call_id,
+                "name": result.name,
+                "content": result.content,
+                "tool_status": result.status,
+                "error": result.error,
+                "timings": {"duration_ms": result.duration_ms},
+            }
+        )
     return rows

@@ -92,8 +92,16 @@ class TurnProgress:
     def _next_round(self) -> None:
         """Keep the finished round for display and start counting the next request afresh."""
         choice = self.choices[0]
-        self.rounds.append(RoundView(choice.content, choice.reasoning, self.thinking_seconds(0),
-                                     self.tools, self.usage_dict(), self.timings()))
+        self.rounds.append(
+            RoundView(
+                choice.content,
+                choice.reasoning,
+                self.thinking_seconds(0),
+                self.tools,
+                self.usage_dict(),
+                self.timings(),
+            )
+        )
         self.tools = []
         self.choices, self.clocks = [], []
         self._grow(self.n)
@@ -231,6 +239,10 @@ class TurnProgress:
         if not chunks:
             return None
         prompt = self.prompt_estimate
-        return {"prompt_tokens": prompt, "completion_tokens": chunks, "reasoning_tokens": 0,
-                "total_tokens": prompt + chunks, "estimated": True}
-
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": chunks,
+            "reasoning_tokens": 0,
+            "total_tokens": prompt + chunks,
+            "estimated": True,
+        }

@@ -93,9 +93,11 @@ class ContextFull(TurnRefused):
     oldest turns or to start a new chat with a summary."""
 
 
-CONTEXT_FULL = ("This conversation (about {used} tokens with your message) would not fit "
-                "{model}'s context of {limit} tokens. Drop the oldest turns, or start a new chat "
-                "with a summary (the buttons under the box); your message stays in the box.")
+CONTEXT_FULL = (
+    "This conversation (about {used} tokens with your message) would not fit "
+    "{model}'s context of {limit} tokens. Drop the oldest turns, or start a new chat "
+    "with a summary (the buttons under the box); your message stays in the box."
+)
 
 
 def checked(limit: FieldLimit, value: str) -> str:
@@ -106,8 +108,12 @@ def checked(limit: FieldLimit, value: str) -> str:
         raise TurnRefused(str(exc)) from None
 
 
-def user_text(what: str, text: str, max_chars: int,
-              fix: str = "Shorten it, or attach long material as a file later.") -> str:
+def user_text(
+    what: str,
+    text: str,
+    max_chars: int,
+    fix: str = "Shorten it, or attach long material as a file later.",
+) -> str:
     """A text a person wrote (message, prompt, system prompt), ready to store and send.
 
     NUL and lone surrogates are replaced first (no database stores them, and a lone surrogate
@@ -115,8 +121,10 @@ def user_text(what: str, text: str, max_chars: int,
     """
     clean = storable_text(text)
     limit = message_limit(max_chars, what)
-    return checked(FieldLimit(limit.label, limit.max_chars, one_line=False,
-                              setting=limit.setting, fix=fix), clean)
+    return checked(
+        FieldLimit(limit.label, limit.max_chars, one_line=False, setting=limit.setting, fix=fix),
+        clean,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,9 +142,16 @@ class ModelPlan:
         return request_params(self.clean, self.caps, self.provider.kind, tools_sent=tools_sent)
 
 
-def plan_model(settings: Settings, capabilities: CapabilityTable, *, provider_name: str,
-               model: str, params: Mapping[str, Any], api_keys: Mapping[str, str],
-               what: str = "") -> ModelPlan:
+def plan_model(
+    settings: Settings,
+    capabilities: CapabilityTable,
+    *,
+    provider_name: str,
+    model: str,
+    params: Mapping[str, Any],
+    api_keys: Mapping[str, str],
+    what: str = "",
+) -> ModelPlan:
     """Check and resolve one model's request; raise TurnRefused or ParamError with the fix."""
     try:
         provider = settings.provider(checked(PROVIDER, provider_name))
@@ -196,8 +211,9 @@ class RunSpec:
 class TurnRecorder:
     """Runs a planned generation and records it: the one execute/save-round/finish path."""
 
-    def __init__(self, db: Db[Any], metrics: Metrics,
-                 persist_interval_s: float = PERSIST_INTERVAL_S) -> None:
+    def __init__(
+        self, db: Db[Any], metrics: Metrics, persist_interval_s: float = PERSIST_INTERVAL_S
+    ) -> None:
         self._db = db
         self.metrics = metrics
         self.partials = PartialSaver(db, persist_interval_s)
@@ -223,7 +239,8 @@ class TurnRecorder:
                         update.error = (
                             f"Stopped after {event.rounds} rounds of tool calls (the limit, "
                             "TOOL_MAX_ROUNDS): the last calls were not run. Ask the model to "
-                            "continue, or raise the limit in .env.")
+                            "continue, or raise the limit in .env."
+                        )
                     if not isinstance(event, UNSEEN):
                         run.changed()
             update.state = "complete"
@@ -245,8 +262,9 @@ class TurnRecorder:
             self.report(spec.username, spec.provider, update, time.monotonic() - started)
             run.changed()
 
-    async def _save_round(self, user_id: int, update: TurnUpdate,
-                          recorded: dict[str, Any], event: RoundStarted) -> None:
+    async def _save_round(
+        self, user_id: int, update: TurnUpdate, recorded: dict[str, Any], event: RoundStarted
+    ) -> None:
         """A round of tool calls ended: store its answer and results, start the next answer."""
         progress = update.progress
         assistant_id = update.assistant_ids[0]
@@ -254,13 +272,17 @@ class TurnRecorder:
         next_fields = {"provider": "", "model": update.model, "parameters": recorded}
 
         def work(session: Session) -> str | None:
-            row = repo.complete_message(session=session, user_id=user_id,
-                                        message_id=assistant_id, **first)
+            row = repo.complete_message(
+                session=session, user_id=user_id, message_id=assistant_id, **first
+            )
             next_fields["provider"] = row.provider
             return repo.record_tool_round(
-                session=session, user_id=user_id, assistant_id=assistant_id,
+                session=session,
+                user_id=user_id,
+                assistant_id=assistant_id,
                 results=tool_rows(progress.tools, first["tool_calls"], "not_run"),
-                next_assistant=next_fields)
+                next_assistant=next_fields,
+            )
 
         save = asyncio.ensure_future(self._db(work))
         try:
@@ -275,8 +297,7 @@ class TurnRecorder:
                 update.assistant_ids = [str(save.result())]
                 progress.apply(event)
 
-    def report(self, username: str, provider: str, update: TurnUpdate,
-               duration_s: float) -> None:
+    def report(self, username: str, provider: str, update: TurnUpdate, duration_s: float) -> None:
         """One metrics observation and one structured log line per run (never contents)."""
         progress = update.progress
         failure = update.failure
@@ -284,13 +305,17 @@ class TurnRecorder:
         first = progress.rounds[0].timings if progress.rounds else progress.timings()
         ttft_ms = first.get("ttft_ms")
         record = TurnRecord(
-            user=username, provider=provider, model=update.model, status=update.state,
+            user=username,
+            provider=provider,
+            model=update.model,
+            status=update.state,
             http_status=failure.status if failure is not None else None,
             error_kind=failure.kind if failure is not None else None,
             prompt_tokens=sum((u or {}).get("prompt_tokens", 0) for u in usages),
             completion_tokens=sum((u or {}).get("completion_tokens", 0) for u in usages),
             reasoning_tokens=sum((u or {}).get("reasoning_tokens", 0) for u in usages),
-            ttft_s=ttft_ms / 1000 if ttft_ms is not None else None, duration_s=duration_s,
+            ttft_s=ttft_ms / 1000 if ttft_ms is not None else None,
+            duration_s=duration_s,
             tool_calls=sum(len(r.tools) for r in progress.rounds) + len(progress.tools),
             conversation_id=update.conversation_id,
         )
@@ -318,8 +343,7 @@ class PartialSaver:
         """Start saving this run's text on the timer."""
         self._live[id(update)] = (user_id, update)
         if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._loop(),
-                                                                 name="partial-saver")
+            self._task = asyncio.get_running_loop().create_task(self._loop(), name="partial-saver")
 
     def forget(self, update: TurnUpdate) -> None:
         """Stop saving this run's text (its final save follows)."""
@@ -361,8 +385,11 @@ def _storable(text: str) -> str:
 def _round_fields(progress: TurnProgress) -> dict[str, Any]:
     choice = progress.choices[0]
     return {
-        "content": _storable(choice.content), "reasoning": _storable(choice.reasoning),
-        "state": "complete", "usage": progress.stored_usage(), "timings": progress.timings(),
+        "content": _storable(choice.content),
+        "reasoning": _storable(choice.reasoning),
+        "state": "complete",
+        "usage": progress.stored_usage(),
+        "timings": progress.timings(),
         "finish_reason": choice.finish_reason or "tool_calls",
         "tool_calls": stored_calls(choice.tool_calls),
     }
@@ -371,13 +398,16 @@ def _round_fields(progress: TurnProgress) -> dict[str, Any]:
 def finish(session: Session, user_id: int, update: TurnUpdate) -> None:
     """Save the final state of every answer row of a run (one unit of work)."""
     progress = update.progress
-    if update.state == "error" and len(update.assistant_ids) > 1 and not any(
-            c.content or c.reasoning or c.tool_calls or c.finish_reason
-            for c in progress.choices):
+    if (
+        update.state == "error"
+        and len(update.assistant_ids) > 1
+        and not any(
+            c.content or c.reasoning or c.tool_calls or c.finish_reason for c in progress.choices
+        )
+    ):
         # One refused request (say, n too large) is one error, not n identical ones.
         keep, *drop = update.assistant_ids
-        repo.drop_unstarted_choices(session=session, user_id=user_id, keep_id=keep,
-                                    drop_ids=drop)
+        repo.drop_unstarted_choices(session=session, user_id=user_id, keep_id=keep, drop_ids=drop)
         update.assistant_ids = [keep]
     timings = progress.timings() if update.model else None
     usage = progress.stored_usage()
@@ -387,24 +417,40 @@ def finish(session: Session, user_id: int, update: TurnUpdate) -> None:
         error = update.error or None
         if state == "complete" and choice.finish_reason == "length":
             error = LENGTH_NOTE
-        elif state == "complete" and index > 0 and not (choice.content or choice.reasoning
-                                                         or choice.finish_reason):
+        elif (
+            state == "complete"
+            and index > 0
+            and not (choice.content or choice.reasoning or choice.finish_reason)
+        ):
             state = "error"
-            error = (f"The provider returned fewer choices than the {len(update.assistant_ids)}"
-                     " requested (n); it may not support n > 1.")
+            error = (
+                f"The provider returned fewer choices than the {len(update.assistant_ids)}"
+                " requested (n); it may not support n > 1."
+            )
         calls = stored_calls(choice.tool_calls)
         repo.complete_message(
-            session=session, user_id=user_id, message_id=message_id,
-            content=_storable(choice.content), reasoning=_storable(choice.reasoning),
-            state=state, usage=usage if index == 0 else None, timings=timings,
-            finish_reason=choice.finish_reason, error=error, tool_calls=calls,
+            session=session,
+            user_id=user_id,
+            message_id=message_id,
+            content=_storable(choice.content),
+            reasoning=_storable(choice.reasoning),
+            state=state,
+            usage=usage if index == 0 else None,
+            timings=timings,
+            finish_reason=choice.finish_reason,
+            error=error,
+            tool_calls=calls,
         )
         if calls and update.record_missing_results:
             # Every call gets a stored result, so the history replays as the provider
             # expects: cancelled by Stop, or not run (round limit, no tools offered).
             missing = "cancelled" if update.state in ("stopped", "interrupted") else "not_run"
-            repo.record_tool_round(session=session, user_id=user_id, assistant_id=message_id,
-                                   results=tool_rows(progress.tools, calls, missing))
+            repo.record_tool_round(
+                session=session,
+                user_id=user_id,
+                assistant_id=message_id,
+                results=tool_rows(progress.tools, calls, missing),
+            )
 
 
 async def until_done(future: asyncio.Future[Any]) -> None:

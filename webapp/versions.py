@@ -47,8 +47,9 @@ class Versions:
         """Step back before the last question (it stays as an earlier version); return its text."""
 
         def work(session: Session) -> str:
-            thread = repo.load_thread(session=session, user_id=user_id,
-                                      conversation_id=conversation_id)
+            thread = repo.load_thread(
+                session=session, user_id=user_id, conversation_id=conversation_id
+            )
             users = [m for m in thread.path if m.role == "user"]
             if not users:
                 raise NavigationRefused("There is nothing to undo yet.")

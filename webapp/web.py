@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import fastapi
 import gradio as gr
@@ -42,9 +42,24 @@ HEALTH_DB_TIMEOUT_S = 3.0
 GRACEFUL_SHUTDOWN_S = 30  # connections left after the runs ended get this long to close
 NO_STORE = {"Cache-Control": "no-store"}
 # launch() settings that mount_gradio_app() also takes; max_threads is set on the Blocks.
-_MOUNT_KEYS = ("server_name", "server_port", "footer_links", "run_history", "max_file_size",
-               "show_error", "ssr_mode", "enable_monitoring", "css", "js", "head", "theme",
-               "allowed_paths", "blocked_paths", "favicon_path", "root_path")
+_MOUNT_KEYS = (
+    "server_name",
+    "server_port",
+    "footer_links",
+    "run_history",
+    "max_file_size",
+    "show_error",
+    "ssr_mode",
+    "enable_monitoring",
+    "css",
+    "js",
+    "head",
+    "theme",
+    "allowed_paths",
+    "blocked_paths",
+    "favicon_path",
+    "root_path",
+)
 
 
 def _short_error(exc: BaseException) -> str:
@@ -119,12 +134,19 @@ class ShareReadOnly:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("raw_path") or str(scope.get("path", "")).encode()
-        if scope["type"] == "http" and path.startswith(b"/share/") and any(
-                marker in path for marker in self.BLOCKED):
-            await send({"type": "http.response.start", "status": 403,
-                        "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
-            await send({"type": "http.response.body",
-                        "body": b"The share page is read-only."})
+        if (
+            scope["type"] == "http"
+            and path.startswith(b"/share/")
+            and any(marker in path for marker in self.BLOCKED)
+        ):
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 403,
+                    "headers": [(b"content-type", b"text/plain; charset=utf-8")],
+                }
+            )
+            await send({"type": "http.response.body", "body": b"The share page is read-only."})
             return
         await self.app(scope, receive, send)
 
@@ -140,10 +162,19 @@ class MetricsAllowList:
         if scope["type"] == "http" and str(scope.get("path", "")).rstrip("/") == "/metrics":
             client = scope.get("client") or ("", 0)
             if not trusted(client[0], self.networks):
-                await send({"type": "http.response.start", "status": 403,
-                            "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
-                await send({"type": "http.response.body",
-                            "body": b"Metrics are not served to this address (METRICS_ALLOWED)."})
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 403,
+                        "headers": [(b"content-type", b"text/plain; charset=utf-8")],
+                    }
+                )
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "body": b"Metrics are not served to this address (METRICS_ALLOWED).",
+                    }
+                )
                 return
         await self.app(scope, receive, send)
 
@@ -163,8 +194,10 @@ class NoProxyBuffering:
         async def send_marked(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
-                if any(name.lower() == b"content-type" and value.startswith(b"text/event-stream")
-                       for name, value in headers):
+                if any(
+                    name.lower() == b"content-type" and value.startswith(b"text/event-stream")
+                    for name, value in headers
+                ):
                     message = {**message, "headers": [*headers, (b"x-accel-buffering", b"no")]}
             await send(message)
 
@@ -215,8 +248,10 @@ def create_app(
     if parley.settings.auth_mode == "accounts":
         # Per address, on top of the per-name throttle: stops spraying many names from one host.
         settings = parley.settings
-        app.add_middleware(LoginAddressGuard, throttle=LoginThrottle(
-            settings.login_max_failures * 4, settings.login_lockout_s))
+        app.add_middleware(
+            LoginAddressGuard,
+            throttle=LoginThrottle(settings.login_max_failures * 4, settings.login_lockout_s),
+        )
     # With a CORSMiddleware on the parent app, Gradio's own steps aside; it would let any
     # origin read any answer, with credentials, whenever the Host is not localhost.
     app.add_middleware(CORSMiddleware, allow_origins=[])
@@ -225,21 +260,33 @@ def create_app(
     # The OpenAI-compatible API and the page's live answer feed: off Gradio's queue and past
     # the page's middleware (each streamed chunk would pass through all of it).
     live = LiveFeed(parley.service.runs, lambda request: _page_user(app, parley, request))
-    fast: dict[str, ASGIApp] = {LIVE_PREFIX: Router(routes=[
-        Route(LIVE_PATH, live.endpoint, methods=["GET"])], default=PlainTextResponse("", 404))}
+    fast: dict[str, ASGIApp] = {
+        LIVE_PREFIX: Router(
+            routes=[Route(LIVE_PATH, live.endpoint, methods=["GET"])],
+            default=PlainTextResponse("", 404),
+        )
+    }
     if parley.catalog is not None and parley.api_keys is not None:
         settings = parley.settings
-        api = OpenAIApi(settings=settings, turns=ApiTurns(parley.service), keys=parley.api_keys,
-                        identity=parley.identity, catalog=parley.catalog,
-                        runs=parley.service.runs,
-                        keyless=settings.auth_mode == "none" and is_loopback(settings.host))
+        api = OpenAIApi(
+            settings=settings,
+            turns=ApiTurns(parley.service),
+            keys=parley.api_keys,
+            identity=parley.identity,
+            catalog=parley.catalog,
+            runs=parley.service.runs,
+            keyless=settings.auth_mode == "none" and is_loopback(settings.host),
+        )
         fast["/v1/"] = api.app
     app.add_middleware(FastPath, routes=fast)
     app.add_middleware(HostCheck, allowed_hosts=parley.settings.allowed_hosts)
     fetcher = image_fetcher or ImageFetcher()
-    add_page_routes(app, identity=parley.identity, fetcher=fetcher,
-                    gradio_apps=lambda: sorted(_gradio_apps(app), key=lambda g: g.blocks
-                                               is not demo))
+    add_page_routes(
+        app,
+        identity=parley.identity,
+        fetcher=fetcher,
+        gradio_apps=lambda: sorted(_gradio_apps(app), key=lambda g: g.blocks is not demo),
+    )
     probe = DatabaseProbe(parley)
 
     @app.get("/healthz", include_in_schema=False)
@@ -253,8 +300,12 @@ def create_app(
         if database_error is None and running is not False:
             body = {"status": "ok", "database": "ok", "queue": queue, "runs": live}
             return JSONResponse(body, headers=NO_STORE)
-        body = {"status": "unavailable", "database": database_error or "ok", "queue": queue,
-                "runs": live}
+        body = {
+            "status": "unavailable",
+            "database": database_error or "ok",
+            "queue": queue,
+            "runs": live,
+        }
         return JSONResponse(body, status_code=503, headers=NO_STORE)
 
     @app.get("/metrics", include_in_schema=False)
@@ -270,11 +321,24 @@ def create_app(
     app.state.drain_runs = lambda: runs.shutdown(grace_s)
     mount = {key: options[key] for key in _MOUNT_KEYS if key in options}
     share = parley.share_auth_kwargs()
-    app = gr.mount_gradio_app(app, parley.share_demo, path="/share",
-                              auth=share.get("auth"), auth_dependency=share.get("auth_dependency"),
-                              auth_message=share.get("auth_message"), **mount)
-    app = gr.mount_gradio_app(app, demo, path="/", auth=auth, auth_dependency=auth_dependency,
-                              auth_message=auth_message, **mount)
+    app = gr.mount_gradio_app(
+        app,
+        parley.share_demo,
+        path="/share",
+        auth=share.get("auth"),
+        auth_dependency=share.get("auth_dependency"),
+        auth_message=share.get("auth_message"),
+        **mount,
+    )
+    app = gr.mount_gradio_app(
+        app,
+        demo,
+        path="/",
+        auth=auth,
+        auth_dependency=auth_dependency,
+        auth_message=auth_message,
+        **mount,
+    )
     # Gradio checks that a file named in an event was uploaded only once `has_launched` is set,
     # which launch() does and mount_gradio_app does not: without it, a crafted event could name
     # any file the server can read (Gradio 6.31, processing_utils._check_allowed).
@@ -287,7 +351,7 @@ def create_app(
         gradio_tuning.login_check_on_the_loop(gradio_app)
         if gradio_app.get_blocks() is demo and parley.downloads is not None:
             downloads.add_route(gradio_app, parley.downloads, parley.identity)
-    return app
+    return cast(fastapi.FastAPI, app)
 
 
 async def _page_user(app: Any, parley: Parley, request: Any) -> int | None:
@@ -304,8 +368,11 @@ async def _page_user(app: Any, parley: Parley, request: Any) -> int | None:
 
 
 def _gradio_apps(app: Any) -> list[GradioApp]:
-    return [route.app for route in getattr(app, "routes", [])
-            if isinstance(route, Mount) and isinstance(route.app, GradioApp)]
+    return [
+        route.app
+        for route in getattr(app, "routes", [])
+        if isinstance(route, Mount) and isinstance(route.app, GradioApp)
+    ]
 
 
 class _Server(uvicorn.Server):
@@ -346,9 +413,16 @@ def uvicorn_config(
     in forwarded_allow_ips; turn it off where a check needs the proxy's own address.
     """
     return uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_level=_log_level(settings.log_level),
-        log_config=None, access_log=False, proxy_headers=proxy_headers,
-        forwarded_allow_ips=forwarded_allow_ips, server_header=False, lifespan="on",
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=_log_level(settings.log_level),
+        log_config=None,
+        access_log=False,
+        proxy_headers=proxy_headers,
+        forwarded_allow_ips=forwarded_allow_ips,
+        server_header=False,
+        lifespan="on",
         timeout_graceful_shutdown=graceful_shutdown_s,
     )
 
@@ -362,8 +436,13 @@ def serve(
     graceful_shutdown_s: int = GRACEFUL_SHUTDOWN_S,
 ) -> None:
     """Run the app with uvicorn until SIGINT/SIGTERM (call configure_logging first)."""
-    config = uvicorn_config(app, settings, forwarded_allow_ips=forwarded_allow_ips,
-                            proxy_headers=proxy_headers, graceful_shutdown_s=graceful_shutdown_s)
+    config = uvicorn_config(
+        app,
+        settings,
+        forwarded_allow_ips=forwarded_allow_ips,
+        proxy_headers=proxy_headers,
+        graceful_shutdown_s=graceful_shutdown_s,
+    )
     _Server(config).run()
 
 
@@ -388,9 +467,16 @@ def start_in_thread(
     app: fastapi.FastAPI, host: str, port: int, *, timeout_s: float = 30.0
 ) -> ServerThread:
     """Start app on host:port (0: any free port) and return once it accepts connections."""
-    config = uvicorn.Config(app, host=host, port=port, log_level=logging.WARNING,
-                            log_config=None, access_log=False, lifespan="on",
-                            timeout_graceful_shutdown=5)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=logging.WARNING,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+    )
     server = _Server(config)
 
     def run() -> None:

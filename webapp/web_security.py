@@ -37,8 +37,11 @@ POLICY = {
 }
 # same-origin, not no-referrer: under no-referrer browsers send `Origin: null` with a form POST
 # (sign-out), which the same-origin check must refuse. Other sites still get no Referer.
-HEADERS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"same-origin"),
-           (b"x-frame-options", b"DENY")]
+HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+    (b"x-frame-options", b"DENY"),
+]
 LOGOUT_PATHS = ("/logout", "/share/logout")
 # Gradio's GET that writes a session's component values to disk; Parley has no deep links.
 REFUSED_PATHS = ("/gradio_api/deep_link", "/share/gradio_api/deep_link")
@@ -177,8 +180,9 @@ class SameOriginGuard:
             await _answer(send, 404, "Not found.")
         elif path in LOGOUT_PATHS:
             if method != "POST":
-                await _answer(send, 405, "Sign out with the Sign out button (POST).",
-                              [(b"allow", b"POST")])
+                await _answer(
+                    send, 405, "Sign out with the Sign out button (POST).", [(b"allow", b"POST")]
+                )
             elif not same_origin(headers, strict=True):
                 await _answer(send, 403, "Sign-out must come from Parley's own page.")
             else:
@@ -189,10 +193,16 @@ class SameOriginGuard:
             await self.app(scope, receive, send)
 
 
-async def _answer(send: Send, status: int, text: str,
-                  headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"text/plain; charset=utf-8"), *(headers or [])]})
+async def _answer(
+    send: Send, status: int, text: str, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"text/plain; charset=utf-8"), *(headers or [])],
+        }
+    )
     await send({"type": "http.response.body", "body": text.encode()})
 
 
@@ -202,8 +212,9 @@ class HostCheck:
 
     def __init__(self, app: ASGIApp, allowed_hosts: Sequence[str]) -> None:
         self.app = app
-        self.checked = TrustedHostMiddleware(app, allowed_hosts=list(allowed_hosts),
-                                             www_redirect=False)
+        self.checked = TrustedHostMiddleware(
+            app, allowed_hosts=list(allowed_hosts), www_redirect=False
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and str(scope.get("path", "")) in HOST_CHECK_EXEMPT:

@@ -23,8 +23,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     demo = gr.load_chat(args.upstream, model=args.model, token="bench", streaming=True)
     demo.queue(default_concurrency_limit=None, max_size=2000)
-    demo.launch(server_name="127.0.0.1", server_port=args.port, max_threads=400,
-                show_error=True, quiet=True)
+    demo.launch(
+        server_name="127.0.0.1", server_port=args.port, max_threads=400, show_error=True, quiet=True
+    )
 
 
 if __name__ == "__main__":

@@ -54,8 +54,9 @@ class Approvals:
         """Calls awaiting a decision in this conversation, oldest first."""
         return [item.call for item in self._pending.get((user_id, conversation_id), [])]
 
-    def resolve(self, user_id: int, conversation_id: str, approved: bool,
-                call_id: str | None = None) -> ToolCall | None:
+    def resolve(
+        self, user_id: int, conversation_id: str, approved: bool, call_id: str | None = None
+    ) -> ToolCall | None:
         """Decide on one call (the oldest, or `call_id`); return it, or None if none waits."""
         for item in self._pending.get((user_id, conversation_id), []):
             if not item.decision.done() and (call_id is None or item.call.id == call_id):

@@ -187,8 +187,9 @@ def _host_matches(name: str, pattern: str) -> bool:
     return name == pattern
 
 
-def host_allowed(host: str, allowed: tuple[str, ...], port: int | None = None,
-                 scheme: str = "https") -> bool:
+def host_allowed(
+    host: str, allowed: tuple[str, ...], port: int | None = None, scheme: str = "https"
+) -> bool:
     """Whether `host` on `port` (None: the scheme's default) is allowed.
 
     Exact, case-insensitive host match; "*.example.com" matches any subdomain of example.com.

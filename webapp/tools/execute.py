@@ -51,8 +51,9 @@ class ToolExecutor:
         # Our own bounded pool: the default executor is used by the database layer.
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="parley-tool")
 
-    async def run(self, call: ToolCall, context: ToolContext,
-                  offered: Collection[str]) -> ToolResult:
+    async def run(
+        self, call: ToolCall, context: ToolContext, offered: Collection[str]
+    ) -> ToolResult:
         """Run one call if its tool is among those `offered` in this turn; never raises for
         tool-side problems (CancelledError propagates).
 
@@ -75,8 +76,9 @@ class ToolExecutor:
         """Shut the thread pool down without waiting for running tools."""
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    async def _run(self, call: ToolCall, context: ToolContext,
-                   offered: Collection[str]) -> _Outcome:
+    async def _run(
+        self, call: ToolCall, context: ToolContext, offered: Collection[str]
+    ) -> _Outcome:
         """Look the tool up, parse and validate the arguments, call it, convert the result."""
         tool = self._registry.get(call.name) if call.name in offered else None
         if tool is None:

@@ -179,7 +179,7 @@ def _build_model(tool_name: str, fields: dict[str, Any], where: str) -> type[Bas
     """Create the arguments model; name the offending parameter when pydantic refuses a type."""
     config = ConfigDict(extra="forbid")
     try:
-        model = create_model(f"{tool_name}_arguments", __config__=config, **fields)
+        model: type[BaseModel] = create_model(f"{tool_name}_arguments", __config__=config, **fields)
         model.model_json_schema()
         return model
     except Exception as exc:

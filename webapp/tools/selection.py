@@ -59,7 +59,7 @@ def select(registry: ToolNames, names: Iterable[str], tool_choice: str) -> Selec
     if choice in TOOL_CHOICES:
         if choice == "required" and not chosen:
             raise ToolSelectionError(
-                "tool_choice is \"required\" but no tool is offered: pick at least one tool."
+                'tool_choice is "required" but no tool is offered: pick at least one tool.'
             )
         return Selection(chosen, choice if chosen else None)
     if choice not in chosen:

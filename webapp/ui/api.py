@@ -24,8 +24,12 @@ from webapp.chat import (
 from webapp.params import ParamError, parse_params_json
 from webapp.ui.handlers import DATABASE_DOWN
 
-INPUTS = {"message": "", "conversation_id": ': send "" to start a new conversation',
-          "model": ': send "" for the default model', "parameters_json": ': send "{}" for none'}
+INPUTS = {
+    "message": "",
+    "conversation_id": ': send "" to start a new conversation',
+    "model": ': send "" for the default model',
+    "parameters_json": ': send "{}" for none',
+}
 
 
 def kind_of(value: Any) -> str:
@@ -49,8 +53,9 @@ def check_inputs(values: tuple[Any, ...]) -> None:
 class ChatAPI:
     """Adapter from the API's four strings to a ChatService turn."""
 
-    def __init__(self, service: ChatService, identity: Identity,
-                 default_tools: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, service: ChatService, identity: Identity, default_tools: tuple[str, ...] = ()
+    ) -> None:
         self.service = service
         self.identity = identity
         self.default_tools = default_tools
@@ -79,8 +84,9 @@ class ChatAPI:
             raise gr.Error("; ".join(exc.errors)) from None
         provider = params.pop("provider", "") or settings.default_provider
         if not isinstance(provider, str):
-            raise gr.Error(f'"provider" must be a provider name (a string), not '
-                           f"{kind_of(provider)}")
+            raise gr.Error(
+                f'"provider" must be a provider name (a string), not {kind_of(provider)}'
+            )
         tools = params.pop("tools", None)  # None: the conversation's (or the server's) default
         tool_choice = params.pop("tool_choice", None)
         if tools is not None and not (
@@ -101,18 +107,30 @@ class ChatAPI:
         try:
             system_prompt, stored = "", {}
             if conversation_id.strip():
-                existing = await self.service.db(lambda s: repo.get_conversation(
-                    session=s, user_id=user_id, conversation_id=conversation_id.strip()))
+                existing = await self.service.db(
+                    lambda s: repo.get_conversation(
+                        session=s, user_id=user_id, conversation_id=conversation_id.strip()
+                    )
+                )
                 system_prompt, stored = existing.system_prompt, existing.parameters or {}
             if tools is None:
                 tools = stored.get("tools", list(self.default_tools))
             turn = TurnSettings(
-                provider=provider, model=model, params=params, system_prompt=system_prompt,
-                tools=tuple(tools), tool_choice=tool_choice or stored.get("tool_choice") or "auto",
-                interactive=False)
+                provider=provider,
+                model=model,
+                params=params,
+                system_prompt=system_prompt,
+                tools=tuple(tools),
+                tool_choice=tool_choice or stored.get("tool_choice") or "auto",
+                interactive=False,
+            )
             stream = self.service.stream_turn(
-                user_id=user_id, conversation_id=conversation_id.strip() or None,
-                action=NewMessage(message), turn=turn, username=person.username)
+                user_id=user_id,
+                conversation_id=conversation_id.strip() or None,
+                action=NewMessage(message),
+                turn=turn,
+                username=person.username,
+            )
             update = await anext(stream)
         except repo.InvalidId:
             raise gr.Error(
@@ -120,8 +138,10 @@ class ChatAPI:
                 "an earlier call, or an empty string for a new one."
             ) from None
         except repo.NotFound:
-            raise gr.Error(f"No conversation {shown(conversation_id)}: it does not exist or is "
-                           "not yours. Use an empty string to start a new one.") from None
+            raise gr.Error(
+                f"No conversation {shown(conversation_id)}: it does not exist or is "
+                "not yours. Use an empty string to start a new one."
+            ) from None
         except ParamError as exc:
             raise gr.Error("Invalid parameters: " + "; ".join(exc.errors)) from None
         except TurnRefused as exc:
@@ -134,8 +154,9 @@ class ChatAPI:
             async for update in stream:
                 yield answer_text(update), update.conversation_id
 
-    async def attach(self, conversation_id: str, request: gr.Request
-                     ) -> AsyncGenerator[tuple[str, str], None]:
+    async def attach(
+        self, conversation_id: str, request: gr.Request
+    ) -> AsyncGenerator[tuple[str, str], None]:
         """Stream (answer_so_far, conversation_id) of the conversation's live answer from its
         start to its end, as /chat does; with no answer streaming, the stored last answer at
         once. A comparison gives its first column."""
@@ -153,14 +174,18 @@ class ChatAPI:
         """Stop the conversation's live answer (saved as stopped); returns what happened."""
         user_id, conversation_id = await self._owned(conversation_id, request)
         stopped = await self.service.stop(user_id, conversation_id)
-        return (f"stopped {stopped} answer{'s' if stopped != 1 else ''}" if stopped
-                else "no answer was streaming")
+        return (
+            f"stopped {stopped} answer{'s' if stopped != 1 else ''}"
+            if stopped
+            else "no answer was streaming"
+        )
 
     async def _owned(self, conversation_id: Any, request: gr.Request) -> tuple[int, str]:
         """The caller's user id and the conversation id, checked: it exists and is theirs."""
         if not isinstance(conversation_id, str):
-            raise gr.Error(f"conversation_id must be text (a string), not "
-                           f"{kind_of(conversation_id)}")
+            raise gr.Error(
+                f"conversation_id must be text (a string), not {kind_of(conversation_id)}"
+            )
         try:
             person = await self.identity.person(request)
         except NotSignedIn as exc:
@@ -169,24 +194,31 @@ class ChatAPI:
             raise gr.Error(DATABASE_DOWN) from None
         wanted = conversation_id.strip()
         try:
-            await self.service.db(lambda s: repo.get_conversation(
-                session=s, user_id=person.user_id, conversation_id=wanted))
+            await self.service.db(
+                lambda s: repo.get_conversation(
+                    session=s, user_id=person.user_id, conversation_id=wanted
+                )
+            )
         except repo.InvalidId:
-            raise gr.Error(f"conversation_id {shown(conversation_id)} is malformed: use the id "
-                           "returned by /chat.") from None
+            raise gr.Error(
+                f"conversation_id {shown(conversation_id)} is malformed: use the id "
+                "returned by /chat."
+            ) from None
         except repo.NotFound:
-            raise gr.Error(f"No conversation {shown(conversation_id)}: it does not exist or is "
-                           "not yours.") from None
+            raise gr.Error(
+                f"No conversation {shown(conversation_id)}: it does not exist or is not yours."
+            ) from None
         except OperationalError:
             raise gr.Error(DATABASE_DOWN) from None
         return person.user_id, wanted
 
     async def _stored_answer(self, user_id: int, conversation_id: str) -> str:
         def work(session: Any) -> str:
-            path = repo.load_thread(session=session, user_id=user_id,
-                                    conversation_id=conversation_id).path
+            path = repo.load_thread(
+                session=session, user_id=user_id, conversation_id=conversation_id
+            ).path
             last_user = max((i for i, m in enumerate(path) if m.role == "user"), default=-1)
-            answers = [m for m in path[last_user + 1:] if m.role == "assistant"]
+            answers = [m for m in path[last_user + 1 :] if m.role == "assistant"]
             text = "\n\n".join(m.content for m in answers if m.content)
             final = answers[-1] if answers else None
             if final is not None and final.error:
@@ -202,7 +234,8 @@ def answer_text(update: TurnUpdate) -> str:
     progress = update.progress
     answer = "\n\n".join(
         [r.content for r in progress.rounds if r.content]
-        + ([progress.choices[0].content] if progress.choices[0].content else []))
+        + ([progress.choices[0].content] if progress.choices[0].content else [])
+    )
     if update.error:
         mark = "error" if update.state == "error" else "note"
         answer += ("\n\n" if answer else "") + f"[{mark}] {update.error}"

@@ -30,12 +30,14 @@ CSS = (Path(__file__).parent / "style.css").read_text(encoding="utf-8")
 LATEX = chatbot_latex()  # every Chatbot showing chat text uses these (see safe_markup)
 
 
-def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI,
-             keys: KeysUI | None = None) -> gr.Blocks:
+def build_ui(
+    ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI, keys: KeysUI | None = None
+) -> gr.Blocks:
     """Lay out the page and wire every event. Handlers live in ChatUI and TeamUI."""
     settings = ui.settings
     provider_choices = [(p.label, p.name) for p in settings.providers]
     # delete_cache: exports and uploads Gradio copied into its cache go after an hour.
+    demo: gr.Blocks
     with gr.Blocks(title="Parley", delete_cache=(3600, 3600)) as demo:
         state = gr.State(SessionState())
         stored_lang = gr.BrowserState("", storage_key="parley-lang")
@@ -103,8 +105,9 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI,
             with gr.Tab("Chat", id="chat"), gr.Row(equal_height=False):
                 with gr.Column(scale=4):
                     banner = gr.Markdown(elem_id="banner")
-                    earlier_btn = gr.Button("Show earlier messages", size="sm", visible=False,
-                                            elem_id="show-earlier")
+                    earlier_btn = gr.Button(
+                        "Show earlier messages", size="sm", visible=False, elem_id="show-earlier"
+                    )
                     chatbot = gr.Chatbot(
                         elem_id="chatbot",
                         show_label=False,
@@ -143,31 +146,38 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI,
                             scale=0,
                             min_width=140,
                         )
-                    box = uploads_only(gr.MultimodalTextbox(
-                        placeholder="Message (Enter sends, Shift+Enter adds a line; paste, drop "
-                        "or attach images)",
-                        show_label=False,
-                        lines=1,
-                        max_lines=12,
-                        elem_id="message",
-                        submit_btn=True,
-                        stop_btn=True,
-                        autofocus=True,
-                        sources=["upload"],
-                        file_types=["image"],
-                        file_count="multiple",
-                        # Long pasted text stays text (Gradio would turn it into a file).
-                        max_plain_text_length=ui.settings.max_message_chars,
-                    ))
+                    box = uploads_only(
+                        gr.MultimodalTextbox(
+                            placeholder=(
+                                "Message (Enter sends, Shift+Enter adds a line; paste, drop "
+                                "or attach images)"
+                            ),
+                            show_label=False,
+                            lines=1,
+                            max_lines=12,
+                            elem_id="message",
+                            submit_btn=True,
+                            stop_btn=True,
+                            autofocus=True,
+                            sources=["upload"],
+                            file_types=["image"],
+                            file_count="multiple",
+                            # Long pasted text stays text (Gradio would turn it into a file).
+                            max_plain_text_length=ui.settings.max_message_chars,
+                        )
+                    )
                     box.stop_btn = False  # the stop button shows only while an answer streams
                     gauge = gr.Markdown(visible=False, elem_id="context-gauge")
                     with gr.Row(visible=False, elem_id="context-full") as context_offer:
-                        drop_btn = gr.Button("Drop the oldest turns and send", size="sm",
-                                             elem_id="drop-oldest")
-                        summary_btn = gr.Button("New chat with a summary", size="sm",
-                                                elem_id="summary-chat")
-                    with gr.Accordion("Attach a link (image or video)", open=False,
-                                      elem_id="attach-links"):
+                        drop_btn = gr.Button(
+                            "Drop the oldest turns and send", size="sm", elem_id="drop-oldest"
+                        )
+                        summary_btn = gr.Button(
+                            "New chat with a summary", size="sm", elem_id="summary-chat"
+                        )
+                    with gr.Accordion(
+                        "Attach a link (image or video)", open=False, elem_id="attach-links"
+                    ):
                         links = gr.Textbox(
                             placeholder="https://… one link per line",
                             show_label=False,
@@ -176,8 +186,11 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI,
                             elem_id="attach-url",
                         )
                         link_kind = gr.Radio(
-                            [("Auto (.mp4, .webm, .mov are video)", "auto"),
-                             ("Image", "image"), ("Video", "video")],
+                            [
+                                ("Auto (.mp4, .webm, .mov are video)", "auto"),
+                                ("Image", "image"),
+                                ("Video", "video"),
+                            ],
                             value="auto",
                             label="Links are",
                             elem_id="attach-kind",
@@ -278,14 +291,25 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI,
 
         def then_gauge(event: Dependency) -> Dependency:
             """The context gauge again (and the offer, after a send that would not fit)."""
-            return event.then(ui.gauge, gauge_inputs, [gauge, context_offer],
-                              api_visibility=PRIVATE, show_progress=HIDDEN)
+            followed: Dependency = event.then(
+                ui.gauge,
+                gauge_inputs,
+                [gauge, context_offer],
+                api_visibility=PRIVATE,
+                show_progress=HIDDEN,
+            )
+            return followed
 
         def then_refresh(event: Dependency) -> Dependency:
             """After a turn: re-render from the database and refresh the sidebar, then Send
             comes back (the turn is over once what it shows is final), and the gauge."""
-            refreshed = event.then(ui.after_turn, [state, search], after_outputs,
-                                   api_visibility=PRIVATE, show_progress=HIDDEN)
+            refreshed: Dependency = event.then(
+                ui.after_turn,
+                [state, search],
+                after_outputs,
+                api_visibility=PRIVATE,
+                show_progress=HIDDEN,
+            )
             refreshed.then(
                 lambda: (gr.update(submit_btn=True, stop_btn=False), gr.update(visible=False)),
                 None,
@@ -301,8 +325,10 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI,
             """While a turn streams, the box shows Stop instead of Send, and the version
             switcher hides (picking a version then would hide the answer being streamed)."""
             trigger(
-                lambda: (gr.update(submit_btn=False, stop_btn=True),
-                         *(gr.update(visible=False) for _ in switcher)),
+                lambda: (
+                    gr.update(submit_btn=False, stop_btn=True),
+                    *(gr.update(visible=False) for _ in switcher),
+                ),
                 None,
                 [box, *switcher],
                 queue=False,
@@ -316,24 +342,38 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI,
         # Only the chat shows that a turn is waiting for its first words, not the sidebar or the
         # message box it also updates.
         send_event = box.submit(
-            ui.send, [box, links, link_kind, *turn_inputs], [*turn_outputs, links],
-            api_visibility=PRIVATE, show_progress_on=chatbot,
+            ui.send,
+            [box, links, link_kind, *turn_inputs],
+            [*turn_outputs, links],
+            api_visibility=PRIVATE,
+            show_progress_on=chatbot,
         )
         then_refresh(send_event)
         retry_event = chatbot.retry(
-            ui.regenerate, turn_inputs, turn_outputs, api_visibility=PRIVATE,
+            ui.regenerate,
+            turn_inputs,
+            turn_outputs,
+            api_visibility=PRIVATE,
             show_progress_on=chatbot,
         )
         then_refresh(retry_event)
-        edit_event = chatbot.edit(ui.edit, turn_inputs, turn_outputs, api_visibility=PRIVATE,
-                                  show_progress_on=chatbot)
+        edit_event = chatbot.edit(
+            ui.edit, turn_inputs, turn_outputs, api_visibility=PRIVATE, show_progress_on=chatbot
+        )
         then_refresh(edit_event)
         # Stop ends the run (in every tab that shows it); the turn's own event then ends too.
         # Closing or reloading the page does not: the answer goes on, and reopening the
         # conversation follows it live (attach below).
         then_refresh(box.stop(ui.stop_run, [state], None, api_visibility=PRIVATE))
-        then_refresh(chatbot.undo(ui.undo, [state], [chatbot, box, state], api_visibility=PRIVATE,
-                                  show_progress=HIDDEN))
+        then_refresh(
+            chatbot.undo(
+                ui.undo,
+                [state],
+                [chatbot, box, state],
+                api_visibility=PRIVATE,
+                show_progress=HIDDEN,
+            )
+        )
         chatbot.like(ui.feedback, [state], None, api_visibility=PRIVATE)
         approve_btn.click(ui.approve, [state], None, api_visibility=PRIVATE)
         deny_btn.click(ui.deny, [state], None, api_visibility=PRIVATE)
@@ -344,29 +384,54 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI,
             conversations,
             *switcher,
         ]
-        then_gauge(chatbot.clear(ui.new_chat, [state], new_chat_outputs, api_visibility=PRIVATE,
-                                 show_progress=HIDDEN))
+        then_gauge(
+            chatbot.clear(
+                ui.new_chat, [state], new_chat_outputs, api_visibility=PRIVATE, show_progress=HIDDEN
+            )
+        )
         # "Show N earlier messages" while a long conversation shows only its last ones.
-        chatbot.change(ui.earlier_button, [state], [earlier_btn], queue=False,
-                       api_visibility=PRIVATE, show_progress=HIDDEN)
+        chatbot.change(
+            ui.earlier_button,
+            [state],
+            [earlier_btn],
+            queue=False,
+            api_visibility=PRIVATE,
+            show_progress=HIDDEN,
+        )
         earlier_btn.click(ui.show_earlier, [state], [chatbot], api_visibility=PRIVATE)
         # A send that would not fit the model's context: drop the oldest turns and send, or
         # summarize this chat and continue in a new one (the message stays in the box).
         show_stop(drop_btn.click)
-        then_refresh(drop_btn.click(ui.drop_oldest, [state], [state, context_offer],
-                                    api_visibility=PRIVATE, show_progress=HIDDEN).then(
-            ui.send, [box, links, link_kind, *turn_inputs], [*turn_outputs, links],
-            api_visibility=PRIVATE))
+        then_refresh(
+            drop_btn.click(
+                ui.drop_oldest,
+                [state],
+                [state, context_offer],
+                api_visibility=PRIVATE,
+                show_progress=HIDDEN,
+            ).then(
+                ui.send,
+                [box, links, link_kind, *turn_inputs],
+                [*turn_outputs, links],
+                api_visibility=PRIVATE,
+            )
+        )
         show_stop(summary_btn.click)
-        summarized = then_refresh(summary_btn.click(ui.summarize, turn_inputs, turn_outputs,
-                                                    api_visibility=PRIVATE))
-        chatbot.select(ui.focus, [state], [state, *switcher], api_visibility=PRIVATE,
-                       show_progress=HIDDEN)
+        summarized = then_refresh(
+            summary_btn.click(ui.summarize, turn_inputs, turn_outputs, api_visibility=PRIVATE)
+        )
+        chatbot.select(
+            ui.focus, [state], [state, *switcher], api_visibility=PRIVATE, show_progress=HIDDEN
+        )
         version_outputs = [chatbot, state, *switcher]
-        for button, switch in ((prev_btn, ui.previous_version), (next_btn, ui.next_version),
-                               (use_btn, ui.use_version)):
-            button.click(switch, [state], version_outputs, api_visibility=PRIVATE,
-                         show_progress=HIDDEN)
+        for button, switch in (
+            (prev_btn, ui.previous_version),
+            (next_btn, ui.next_version),
+            (use_btn, ui.use_version),
+        ):
+            button.click(
+                switch, [state], version_outputs, api_visibility=PRIVATE, show_progress=HIDDEN
+            )
 
         open_outputs = [
             chatbot,
@@ -382,30 +447,59 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI,
             *params,
         ]
         open_event = conversations.input(
-            ui.open, [conversations, state], open_outputs, api_visibility=PRIVATE,
+            ui.open,
+            [conversations, state],
+            open_outputs,
+            api_visibility=PRIVATE,
             show_progress=HIDDEN,
         )
         # A conversation opened from its link (?c=…, kept in the address bar), as after a
         # reload: shown, selected in the sidebar, and followed live if an answer streams.
-        url_open = demo.load(ui.open_from_url, [state], open_outputs, api_visibility=PRIVATE,
-                             show_progress="hidden").then(
-            ui.sidebar, [state, search], [conversations], api_visibility=PRIVATE,
-            show_progress="hidden")
-        continued = summarized.then(ui.continue_from_summary, [state], open_outputs,
-                                    api_visibility=PRIVATE)
-        then_gauge(continued.then(ui.sidebar, [state, search], [conversations],
-                                  api_visibility=PRIVATE, show_progress="hidden"))
-        model.change(ui.gauge, gauge_inputs, [gauge, context_offer], api_visibility=PRIVATE,
-                     show_progress="hidden")
+        url_open = demo.load(
+            ui.open_from_url, [state], open_outputs, api_visibility=PRIVATE, show_progress="hidden"
+        ).then(
+            ui.sidebar,
+            [state, search],
+            [conversations],
+            api_visibility=PRIVATE,
+            show_progress="hidden",
+        )
+        continued = summarized.then(
+            ui.continue_from_summary, [state], open_outputs, api_visibility=PRIVATE
+        )
+        then_gauge(
+            continued.then(
+                ui.sidebar,
+                [state, search],
+                [conversations],
+                api_visibility=PRIVATE,
+                show_progress="hidden",
+            )
+        )
+        model.change(
+            ui.gauge,
+            gauge_inputs,
+            [gauge, context_offer],
+            api_visibility=PRIVATE,
+            show_progress="hidden",
+        )
         for opened in (open_event, url_open):
             then_gauge(opened)
-            opened.then(ui.follow_live, [state], turn_outputs, api_visibility=PRIVATE,
-                        show_progress=HIDDEN).then(
-                ui.after_following, [state, search], [*after_outputs, box],
-                api_visibility=PRIVATE, show_progress=HIDDEN)
+            opened.then(
+                ui.follow_live, [state], turn_outputs, api_visibility=PRIVATE, show_progress=HIDDEN
+            ).then(
+                ui.after_following,
+                [state, search],
+                [*after_outputs, box],
+                api_visibility=PRIVATE,
+                show_progress=HIDDEN,
+            )
 
-        then_gauge(new_btn.click(ui.new_chat, [state], new_chat_outputs,
-                                 api_visibility=PRIVATE, show_progress=HIDDEN))
+        then_gauge(
+            new_btn.click(
+                ui.new_chat, [state], new_chat_outputs, api_visibility=PRIVATE, show_progress=HIDDEN
+            )
+        )
         search.change(
             ui.sidebar,
             [state, search],
@@ -415,14 +509,25 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI,
             show_progress=HIDDEN,
         )
         for renamed in (rename_btn.click, title_box.submit):
-            renamed(ui.rename, [title_box, state, search], [conversations],
-                    api_visibility=PRIVATE, show_progress=HIDDEN)
+            renamed(
+                ui.rename,
+                [title_box, state, search],
+                [conversations],
+                api_visibility=PRIVATE,
+                show_progress=HIDDEN,
+            )
         delete_btn.click(
-            lambda: gr.update(visible=True), None, [confirm_row], api_visibility=PRIVATE,
+            lambda: gr.update(visible=True),
+            None,
+            [confirm_row],
+            api_visibility=PRIVATE,
             show_progress=HIDDEN,
         )
         cancel_btn.click(
-            lambda: gr.update(visible=False), None, [confirm_row], api_visibility=PRIVATE,
+            lambda: gr.update(visible=False),
+            None,
+            [confirm_row],
+            api_visibility=PRIVATE,
             show_progress=HIDDEN,
         )
         confirm_btn.click(
@@ -436,7 +541,10 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI,
         # .select, not .change: opening a conversation sets provider and model together (and
         # Gradio 6.31 fires a Dropdown's .input twice per pick).
         provider.select(
-            ui.models_for, [provider, state], [model, models_note], api_visibility=PRIVATE,
+            ui.models_for,
+            [provider, state],
+            [model, models_note],
+            api_visibility=PRIVATE,
             show_progress=HIDDEN,
         )
         refresh_btn.click(  # asked for: a small spinner says the list is being fetched
@@ -446,8 +554,13 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI,
             api_visibility=PRIVATE,
             show_progress="minimal",
         )
-        model.change(ui.capabilities_for, [provider, model], params, api_visibility=PRIVATE,
-                     show_progress=HIDDEN)
+        model.change(
+            ui.capabilities_for,
+            [provider, model],
+            params,
+            api_visibility=PRIVATE,
+            show_progress=HIDDEN,
+        )
         key_box.submit(
             ui.set_key,
             [key_box, provider, state],
@@ -461,11 +574,15 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI,
         json_btn.click(team.export_json, [state], [download], api_visibility=PRIVATE)
         all_btn.click(team.export_everything, [state], [download], api_visibility=PRIVATE)
         import_btn.upload(
-            team.import_file, [import_btn, state, search], [conversations], api_visibility=PRIVATE,
+            team.import_file,
+            [import_btn, state, search],
+            [conversations],
+            api_visibility=PRIVATE,
             show_progress=HIDDEN,
         )
-        demo.load(team.admin_visible, [state], [admin], api_visibility=PRIVATE,
-                  show_progress=HIDDEN)
+        demo.load(
+            team.admin_visible, [state], [admin], api_visibility=PRIVATE, show_progress=HIDDEN
+        )
         period.change(team.usage, [period, state], [usage_table], api_visibility=PRIVATE)
         admin.expand(team.usage, [period, state], [usage_table], api_visibility=PRIVATE)
         limits_btn.click(
@@ -480,7 +597,10 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI,
             compare_tab,
             demo=demo,
             sidebar_refresh=lambda event: event.then(
-                ui.sidebar, [state, search], [conversations], api_visibility=PRIVATE,
+                ui.sidebar,
+                [state, search],
+                [conversations],
+                api_visibility=PRIVATE,
                 show_progress=HIDDEN,
             ),
             conversations=conversations,
@@ -490,23 +610,46 @@ def build_ui(ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI,
 
         api_components = wire_chat_api(api)
         # Text the server writes on load follows the language, so it waits for it.
-        language_known, switched = wire_language(demo, state, stored_lang, language,
-                                                 skip=api_components)
+        language_known, switched = wire_language(
+            demo, state, stored_lang, language, skip=api_components
+        )
         for event in (language_known, switched):
-            event.then(ui.key_banner, [state], [banner], api_visibility=PRIVATE,
-                       show_progress=HIDDEN)
+            event.then(
+                ui.key_banner, [state], [banner], api_visibility=PRIVATE, show_progress=HIDDEN
+            )
             if account_note is not None:
-                event.then(ui.signed_in, [state], [account_note], api_visibility=PRIVATE,
-                           show_progress=HIDDEN)
+                event.then(
+                    ui.signed_in,
+                    [state],
+                    [account_note],
+                    api_visibility=PRIVATE,
+                    show_progress=HIDDEN,
+                )
         # What is already on screen is written again in the new language.
-        switched.then(ui.rerender, [state], [chatbot, *switcher], api_visibility=PRIVATE,
-                      show_progress=HIDDEN)
-        switched.then(ui.models_note, [provider, model, state], [models_note],
-                      api_visibility=PRIVATE, show_progress=HIDDEN)
-        switched.then(compare.refresh, compare_tab.refresh_inputs, compare_tab.view_outputs,
-                      api_visibility=PRIVATE, show_progress=HIDDEN)
-        language_known.then(ui.models_for, [provider, state], [model, models_note],
-                            api_visibility=PRIVATE, show_progress=HIDDEN)
+        switched.then(
+            ui.rerender, [state], [chatbot, *switcher], api_visibility=PRIVATE, show_progress=HIDDEN
+        )
+        switched.then(
+            ui.models_note,
+            [provider, model, state],
+            [models_note],
+            api_visibility=PRIVATE,
+            show_progress=HIDDEN,
+        )
+        switched.then(
+            compare.refresh,
+            compare_tab.refresh_inputs,
+            compare_tab.view_outputs,
+            api_visibility=PRIVATE,
+            show_progress=HIDDEN,
+        )
+        language_known.then(
+            ui.models_for,
+            [provider, state],
+            [model, models_note],
+            api_visibility=PRIVATE,
+            show_progress=HIDDEN,
+        )
     return demo
 
 
@@ -522,15 +665,26 @@ def account_bar(auth_mode: str) -> gr.Markdown | None:
     return note
 
 
-def wire_language(demo: gr.Blocks, state: gr.State, stored: gr.BrowserState,
-                  language: gr.Radio, skip: list[Any]) -> tuple[Dependency, Dependency]:
+def wire_language(
+    demo: gr.Blocks, state: gr.State, stored: gr.BrowserState, language: gr.Radio, skip: list[Any]
+) -> tuple[Dependency, Dependency]:
     """Translate the page on load (stored choice or browser language) and on a switch."""
     translations = translate.Translations(translate.collect(demo, skip=skip))
     outputs = translations.components
-    loaded = demo.load(translations.on_load, [state, stored], [language, *outputs],
-                       api_visibility=PRIVATE, show_progress="hidden")
-    switched = language.input(translations.switch, [language, state], [stored, state, *outputs],
-                              api_visibility=PRIVATE, show_progress="hidden")
+    loaded = demo.load(
+        translations.on_load,
+        [state, stored],
+        [language, *outputs],
+        api_visibility=PRIVATE,
+        show_progress="hidden",
+    )
+    switched = language.input(
+        translations.switch,
+        [language, state],
+        [stored, state, *outputs],
+        api_visibility=PRIVATE,
+        show_progress="hidden",
+    )
     return loaded, switched
 
 
@@ -561,11 +715,31 @@ def wire_chat_api(api: ChatAPI) -> list[Any]:
         # Textbox's str() turning 5 into "5" and {"a": 1} into "{'a': 1}".
         preprocess=False,
     )
-    attach_trigger.click(api.attach, [attach_id], outputs, api_name="attach",
-                         api_description=api.attach.__doc__, show_progress="hidden",
-                         preprocess=False)
-    stop_trigger.click(api.stop, [stop_id], [stop_result], api_name="stop",
-                       api_description=api.stop.__doc__, show_progress="hidden",
-                       preprocess=False)
-    return [*inputs, *outputs, trigger, attach_id, attach_trigger, stop_id, stop_result,
-            stop_trigger]
+    attach_trigger.click(
+        api.attach,
+        [attach_id],
+        outputs,
+        api_name="attach",
+        api_description=api.attach.__doc__,
+        show_progress="hidden",
+        preprocess=False,
+    )
+    stop_trigger.click(
+        api.stop,
+        [stop_id],
+        [stop_result],
+        api_name="stop",
+        api_description=api.stop.__doc__,
+        show_progress="hidden",
+        preprocess=False,
+    )
+    return [
+        *inputs,
+        *outputs,
+        trigger,
+        attach_id,
+        attach_trigger,
+        stop_id,
+        stop_result,
+        stop_trigger,
+    ]

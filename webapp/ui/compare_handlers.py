@@ -79,9 +79,13 @@ def _masked(text: str | None, hide: Sequence[str], lang: str) -> str | None:
     return text
 
 
-def _history_items(history: Sequence[Message], stats_for_last: bool = False,
-                   cost: Callable[[Message], str] | None = None,
-                   lang: str = "en", hide: Sequence[str] = ()) -> list[ChatbotMessage]:
+def _history_items(
+    history: Sequence[Message],
+    stats_for_last: bool = False,
+    cost: Callable[[Message], str] | None = None,
+    lang: str = "en",
+    hide: Sequence[str] = (),
+) -> list[ChatbotMessage]:
     items: list[ChatbotMessage] = []
     for position, message in enumerate(history):
         if message.role == "user":
@@ -92,21 +96,31 @@ def _history_items(history: Sequence[Message], stats_for_last: bool = False,
         if cost is not None and (stats_for_last or not last) and message.state != "streaming":
             stats = figures_line(message.usage, message.timings, cost(message), lang)
         seconds = (message.timings or {}).get("reasoning_ms")
-        items += _answer_items(content=message.content, reasoning=message.reasoning,
-                               state=message.state, error=_masked(message.error, hide, lang),
-                               stats=stats,
-                               thinking_seconds=seconds / 1000 if seconds is not None else None,
-                               lang=lang)
+        items += _answer_items(
+            content=message.content,
+            reasoning=message.reasoning,
+            state=message.state,
+            error=_masked(message.error, hide, lang),
+            stats=stats,
+            thinking_seconds=seconds / 1000 if seconds is not None else None,
+            lang=lang,
+        )
     return items
 
 
 def _live_items(run: ColumnRun, lang: str, hide: Sequence[str] = ()) -> list[ChatbotMessage]:
     choice, progress = run.progress.choices[0], run.progress
     done = run.state != "streaming"
-    items = _answer_items(content=choice.content, reasoning=choice.reasoning, state=run.state,
-                          error=_masked(run.error, hide, lang), stats="",
-                          thinking_pending=progress.is_thinking(0) and not done,
-                          thinking_seconds=progress.thinking_seconds(0), lang=lang)
+    items = _answer_items(
+        content=choice.content,
+        reasoning=choice.reasoning,
+        state=run.state,
+        error=_masked(run.error, hide, lang),
+        stats="",
+        thinking_pending=progress.is_thinking(0) and not done,
+        thinking_seconds=progress.thinking_seconds(0),
+        lang=lang,
+    )
     if progress.retry_note and not choice.content and not choice.reasoning and not done:
         items = [_text("assistant", f"⏳ {_masked(progress.retry_note, hide, lang)}")]
     return items
@@ -118,7 +132,8 @@ def _live_stats(run: ColumnRun, lang: str) -> str:
         if "ttft_ms" not in timings:
             return t("waiting for the first token…", lang)
         return t("first token {seconds} s", lang).format(
-            seconds=f"{timings['ttft_ms'] / 1000:.2f}") + t(" · streaming…", lang)
+            seconds=f"{timings['ttft_ms'] / 1000:.2f}"
+        ) + t(" · streaming…", lang)
     line = figures_line(usage, timings, format_cost(run.cost), lang)
     return _state_prefix(run.state, lang) + line
 
@@ -128,8 +143,7 @@ def _state_prefix(state: str, lang: str) -> str:
     return t(prefix, lang) if prefix else ""
 
 
-def _header(label: str, provider_label: str, *, shown: bool, best: bool,
-            lang: str = "en") -> str:
+def _header(label: str, provider_label: str, *, shown: bool, best: bool, lang: str = "en") -> str:
     text = f"**{label}**" + (f" · {provider_label}" if shown and provider_label else "")
     return text + (t(" · ★ best", lang) if best else "")
 
@@ -146,8 +160,9 @@ class CompareUI:
     def provider_label(self, name: str) -> str:
         return next((p.label for p in self.settings.providers if p.name == name), name)
 
-    async def _user(self, session: SessionState, cstate: CompareState,
-                    request: gr.Request | None) -> int:
+    async def _user(
+        self, session: SessionState, cstate: CompareState, request: gr.Request | None
+    ) -> int:
         person = await self.chat.person(session, request)
         cstate.lang = session.lang
         if cstate.user_id != person.user_id:  # another account in this tab: start clean
@@ -161,31 +176,51 @@ class CompareUI:
         cstate.follow, cstate.voted = None, False
 
     # ---- frames: every view output, in CompareTab.view_outputs order ------------------------
-    def _frame(self, cstate: CompareState, columns: dict[int, _Column], blind: bool,
-               note: Any = None, count: int | None = None, layout: bool = True) -> Updates:
+    def _frame(
+        self,
+        cstate: CompareState,
+        columns: dict[int, _Column],
+        blind: bool,
+        note: Any = None,
+        count: int | None = None,
+        layout: bool = True,
+    ) -> Updates:
         specs = cstate.columns
         shown = not blind or cstate.voted
         lang = cstate.lang
-        labels = column_labels([s.model for s in specs], blind=blind, revealed=cstate.voted,
-                               lang=lang)
+        labels = column_labels(
+            [s.model for s in specs], blind=blind, revealed=cstate.voted, lang=lang
+        )
         choices = [(t("All columns", lang), ALL)]
         choices += [(label, str(i)) for i, label in enumerate(labels)]
         if cstate.follow is not None:
-            radio = gr.update(choices=[choices[cstate.follow + 1]], value=str(cstate.follow),
-                              interactive=False)
+            radio = gr.update(
+                choices=[choices[cstate.follow + 1]], value=str(cstate.follow), interactive=False
+            )
         else:
             radio = gr.update(choices=choices, value=ALL, interactive=bool(specs))
         visible = len(specs) if specs else (count or MIN_COLUMNS)
-        out: list[Any] = [cstate, gr.update(visible=not specs), radio,
-                          gr.skip() if note is None else note]
+        out: list[Any] = [
+            cstate,
+            gr.update(visible=not specs),
+            radio,
+            gr.skip() if note is None else note,
+        ]
         out += [gr.update(visible=i < visible) for i in range(MAX_COLUMNS)]
         slots = [columns.get(i) for i in range(MAX_COLUMNS)]
         for i, column in enumerate(slots):
             if column is not None and column.header:
                 out.append(column.header)
             elif i < len(specs):
-                out.append(_header(labels[i], self.provider_label(specs[i].provider),
-                                   shown=shown, best=False, lang=lang))
+                out.append(
+                    _header(
+                        labels[i],
+                        self.provider_label(specs[i].provider),
+                        shown=shown,
+                        best=False,
+                        lang=lang,
+                    )
+                )
             else:
                 out.append("")
         if not layout:  # a streamed frame: only the answers and figures change
@@ -197,18 +232,22 @@ class CompareUI:
         return tuple(out)
 
     def _empty_frame(self, cstate: CompareState, blind: bool, count: int) -> Updates:
-        empty = {i: _Column(messages=[], stats="", best=gr.update(visible=False))
-                 for i in range(MAX_COLUMNS)}
+        empty = {
+            i: _Column(messages=[], stats="", best=gr.update(visible=False))
+            for i in range(MAX_COLUMNS)
+        }
         return self._frame(cstate, empty, blind, note="", count=count)
 
-    async def _stored_frame(self, user_id: int, cstate: CompareState, blind: bool,
-                            count: int = MIN_COLUMNS) -> Updates:
+    async def _stored_frame(
+        self, user_id: int, cstate: CompareState, blind: bool, count: int = MIN_COLUMNS
+    ) -> Updates:
         """Render the open comparison from the database."""
         if not cstate.conversation_id:
             return self._empty_frame(cstate, blind, count)
         with refused_if_missing():
             conversation, messages = await self.service.load(
-                user_id=user_id, conversation_id=cstate.conversation_id)
+                user_id=user_id, conversation_id=cstate.conversation_id
+            )
         path = repo.active_path(messages, conversation.current_leaf_id)
         rounds = compare_rounds(path, messages)
         latest = last_compare(rounds)
@@ -220,8 +259,9 @@ class CompareUI:
         cstate.follow = following(rounds)
         cstate.voted = any(m.preferred for m in messages)
         lang = cstate.lang
-        labels = column_labels([s.model for s in cstate.columns], blind=blind,
-                               revealed=cstate.voted, lang=lang)
+        labels = column_labels(
+            [s.model for s in cstate.columns], blind=blind, revealed=cstate.voted, lang=lang
+        )
         prices = self.service.prices
 
         def cost(message: Message) -> str:
@@ -234,21 +274,31 @@ class CompareUI:
             stats = ""
             if answer is not None and answer.state != "streaming":
                 stats = _state_prefix(answer.state, lang) + figures_line(
-                    answer.usage, answer.timings, cost(answer), lang)
+                    answer.usage, answer.timings, cost(answer), lang
+                )
             best = latest.answers[i].preferred
-            can_vote = (cstate.follow is None
-                        and latest.answers[i].state not in ("streaming", "error"))
+            can_vote = cstate.follow is None and latest.answers[i].state not in (
+                "streaming",
+                "error",
+            )
             columns[i] = _Column(
-                _header(labels[i], self.provider_label(spec.provider),
-                        shown=not blind or cstate.voted, best=best, lang=lang),
-                _history_items(history, cost=cost, lang=lang,
-                               hide=self._hidden(cstate, blind)), stats,
-                gr.update(visible=can_vote, value=t("★ Best" if best else "Best", lang)))
+                _header(
+                    labels[i],
+                    self.provider_label(spec.provider),
+                    shown=not blind or cstate.voted,
+                    best=best,
+                    lang=lang,
+                ),
+                _history_items(history, cost=cost, lang=lang, hide=self._hidden(cstate, blind)),
+                stats,
+                gr.update(visible=can_vote, value=t("★ Best" if best else "Best", lang)),
+            )
         return self._frame(cstate, columns, blind, note="")
 
     # ---- events --------------------------------------------------------------------------
-    async def load_models(self, request: gr.Request, session: SessionState,
-                          *providers: str) -> Updates:
+    async def load_models(
+        self, request: gr.Request, session: SessionState, *providers: str
+    ) -> Updates:
         """Fill each column's model list for its provider (on page load). Each column starts
         on a different model where the lists allow, so Compare works without picking any."""
         await self.chat.person(session, request)
@@ -262,8 +312,7 @@ class CompareUI:
             updates.append(update)
         return tuple(updates)
 
-    async def models_for(self, provider: str, session: SessionState,
-                         request: gr.Request) -> Any:
+    async def models_for(self, provider: str, session: SessionState, request: gr.Request) -> Any:
         await self.chat.person(session, request)
         return (await self.chat.models_for(provider, session))[0]
 
@@ -271,51 +320,76 @@ class CompareUI:
         shown = _count(count)
         return tuple(gr.update(visible=i < shown) for i in range(MAX_COLUMNS)) * 2
 
-    async def new(self, request: gr.Request, session: SessionState, cstate: CompareState,
-                  blind: bool, count: Any) -> Updates:
+    async def new(
+        self,
+        request: gr.Request,
+        session: SessionState,
+        cstate: CompareState,
+        blind: bool,
+        count: Any,
+    ) -> Updates:
         await self._user(session, cstate, request)
         self._reset(cstate)
         return self._empty_frame(cstate, blind, _count(count))
 
-    async def open(self, request: gr.Request, conversation_id: str | None,
-                   session: SessionState, cstate: CompareState, blind: bool) -> Updates:
+    async def open(
+        self,
+        request: gr.Request,
+        conversation_id: str | None,
+        session: SessionState,
+        cstate: CompareState,
+        blind: bool,
+    ) -> Updates:
         """Show a comparison picked in the sidebar (other conversations are left alone)."""
         user_id = await self._user(session, cstate, request)
         if not conversation_id:
             return tuple(gr.skip() for _ in range(5 * MAX_COLUMNS + 4))
         with refused_if_missing():
-            conversation, _ = await self.service.load(user_id=user_id,
-                                                      conversation_id=conversation_id)
+            conversation, _ = await self.service.load(
+                user_id=user_id, conversation_id=conversation_id
+            )
         if conversation.mode != "compare":
             return tuple(gr.skip() for _ in range(5 * MAX_COLUMNS + 4))
         cstate.conversation_id = conversation.id
         return await self._stored_frame(user_id, cstate, blind)
 
-    async def refresh(self, request: gr.Request, session: SessionState, cstate: CompareState,
-                      blind: bool, count: Any = MIN_COLUMNS) -> Updates:
+    async def refresh(
+        self,
+        request: gr.Request,
+        session: SessionState,
+        cstate: CompareState,
+        blind: bool,
+        count: Any = MIN_COLUMNS,
+    ) -> Updates:
         user_id = await self._user(session, cstate, request)
         if cstate.conversation_id:
             await self.service.service.wait_finished(user_id, cstate.conversation_id)
         return await self._stored_frame(user_id, cstate, blind, _count(count))
 
-    async def after_following(self, request: gr.Request, session: SessionState,
-                           cstate: CompareState, blind: bool, count: Any = MIN_COLUMNS
-                           ) -> Updates:
+    async def after_following(
+        self,
+        request: gr.Request,
+        session: SessionState,
+        cstate: CompareState,
+        blind: bool,
+        count: Any = MIN_COLUMNS,
+    ) -> Updates:
         """After following a live round: the stored view (marks, Best buttons)."""
         if not cstate.attached:
             return tuple(gr.skip() for _ in range(5 * MAX_COLUMNS + 4))
         cstate.attached = False
         return await self.refresh(request, session, cstate, blind, count)
 
-    async def stop_round(self, request: gr.Request, session: SessionState,
-                         cstate: CompareState) -> None:
+    async def stop_round(
+        self, request: gr.Request, session: SessionState, cstate: CompareState
+    ) -> None:
         """Stop every column of the round streaming in this tab's comparison."""
         user_id = await self._user(session, cstate, request)
         await self.service.stop(user_id, cstate.conversation_id)
 
-    async def follow_live(self, request: gr.Request, session: SessionState,
-                          cstate: CompareState,
-                     blind: bool) -> AsyncIterator[Updates]:
+    async def follow_live(
+        self, request: gr.Request, session: SessionState, cstate: CompareState, blind: bool
+    ) -> AsyncIterator[Updates]:
         """If the open comparison has a round streaming (started in another tab, or before a
         reload), show it so far and follow it to its end."""
         user_id = await self._user(session, cstate, request)
@@ -324,47 +398,65 @@ class CompareUI:
         if not cstate.attached or live is None:
             yield tuple(gr.skip() for _ in range(5 * MAX_COLUMNS + 5))
             return
-        async for frame in self._stream(cstate, live, blind, self.service.watch(live),
-                                        clear_prompt=False):
+        async for frame in self._stream(
+            cstate, live, blind, self.service.watch(live), clear_prompt=False
+        ):
             yield frame
 
     def best_handler(self, slot: int) -> Callable[..., Awaitable[Updates]]:
         """The handler of column `slot`'s Best button (a closure keeps Gradio's type hints)."""
-        async def best(request: gr.Request, session: SessionState, cstate: CompareState,
-                       blind: bool) -> Updates:
+
+        async def best(
+            request: gr.Request, session: SessionState, cstate: CompareState, blind: bool
+        ) -> Updates:
             user_id = await self._user(session, cstate, request)
             if not cstate.conversation_id or slot >= len(cstate.latest_ids):
                 raise gr.Error("Run a comparison first.")
             try:
                 with refused_if_missing():
-                    await self.service.mark_best(user_id=user_id,
-                                                 conversation_id=cstate.conversation_id,
-                                                 message_id=cstate.latest_ids[slot])
+                    await self.service.mark_best(
+                        user_id=user_id,
+                        conversation_id=cstate.conversation_id,
+                        message_id=cstate.latest_ids[slot],
+                    )
             except TurnRefused as exc:
                 raise gr.Error(str(exc)) from None
             return await self._stored_frame(user_id, cstate, blind)
+
         return best
 
-    async def export(self, request: gr.Request, session: SessionState,
-                     cstate: CompareState) -> Any:
+    async def export(self, request: gr.Request, session: SessionState, cstate: CompareState) -> Any:
         user_id = await self._user(session, cstate, request)
         if not cstate.conversation_id:
             raise gr.Error("Run or open a comparison to export it.")
         with refused_if_missing():
             conversation, messages = await self.service.load(
-                user_id=user_id, conversation_id=cstate.conversation_id)
+                user_id=user_id, conversation_id=cstate.conversation_id
+            )
         name = _filename(conversation.title, ".md")
         text = compare_markdown(conversation, messages, self.service.prices)
         token = await asyncio.to_thread(self.downloads.add, user_id, name, text)
-        return gr.update(value=link_html(download_url(base_url(request), token), name),
-                         visible=True)
+        return gr.update(
+            value=link_html(download_url(base_url(request), token), name), visible=True
+        )
 
     # gr.Request comes first: Gradio injects it only into positional parameters, and the
     # column pickers arrive as *pickers (provider, model, provider, model, ...).
-    async def run(self, request: gr.Request, prompt: str, session: SessionState,
-                  cstate: CompareState, blind: bool, count: Any, system: str, temperature: str,
-                  max_tokens: str, advanced: str, continue_with: str | None, *pickers: str
-                  ) -> AsyncIterator[Updates]:
+    async def run(
+        self,
+        request: gr.Request,
+        prompt: str,
+        session: SessionState,
+        cstate: CompareState,
+        blind: bool,
+        count: Any,
+        system: str,
+        temperature: str,
+        max_tokens: str,
+        advanced: str,
+        continue_with: str | None,
+        *pickers: str,
+    ) -> AsyncIterator[Updates]:
         """Send the prompt to every column (or the one continued with) and stream answers."""
         user_id = await self._user(session, cstate, request)
         skip = tuple(gr.skip() for _ in range(5 * MAX_COLUMNS + 5))
@@ -372,9 +464,15 @@ class CompareUI:
             params = _params(temperature, max_tokens, advanced)
             columns = await self._columns(user_id, cstate, continue_with, pickers, count)
             stream = self.service.stream_compare(
-                user_id=user_id, conversation_id=cstate.conversation_id, text=prompt or "",
-                columns=columns, system_prompt=system or "", params=params,
-                api_keys=session.api_keys, username=session.username)
+                user_id=user_id,
+                conversation_id=cstate.conversation_id,
+                text=prompt or "",
+                columns=columns,
+                system_prompt=system or "",
+                params=params,
+                api_keys=session.api_keys,
+                username=session.username,
+            )
             first = await anext(stream)
         except (TurnRefused, ParamError, repo.NotFound, repo.InvalidId, OperationalError) as exc:
             title, message = _refusal_text(exc, cstate.lang)
@@ -388,9 +486,14 @@ class CompareUI:
             async for frame in self._stream(cstate, first, blind, stream):
                 yield frame
 
-    async def _stream(self, cstate: CompareState, first: CompareUpdate, blind: bool,
-                      updates: AsyncIterator[Any], clear_prompt: bool = True
-                      ) -> AsyncIterator[Updates]:
+    async def _stream(
+        self,
+        cstate: CompareState,
+        first: CompareUpdate,
+        blind: bool,
+        updates: AsyncIterator[Any],
+        clear_prompt: bool = True,
+    ) -> AsyncIterator[Updates]:
         """Every view output (and the prompt box) for each frame of a streaming round."""
         if cstate.conversation_id is None:
             cstate.conversation_id = first.conversation_id
@@ -398,13 +501,19 @@ class CompareUI:
         if first.batch_id:
             cstate.latest_ids = [run.message_id for run in first.columns]
         hide = self._hidden(cstate, blind)
-        prior = {run.index: _history_items(run.history, cost=self._cost_text, lang=cstate.lang,
-                                           hide=hide)
-                 + [_text("user", first.user_message.content)] for run in first.columns}
+        prior = {
+            run.index: _history_items(
+                run.history, cost=self._cost_text, lang=cstate.lang, hide=hide
+            )
+            + [_text("user", first.user_message.content)]
+            for run in first.columns
+        }
         cstate.viewing = True
         try:
-            yield (*self._live(cstate, first, prior, blind, layout=True),
-                   "" if clear_prompt else gr.skip())
+            yield (
+                *self._live(cstate, first, prior, blind, layout=True),
+                "" if clear_prompt else gr.skip(),
+            )
             async for _ in updates:
                 yield (*self._live(cstate, first, prior, blind, layout=False), gr.skip())
         finally:
@@ -414,26 +523,45 @@ class CompareUI:
         """What blind mode hides until the vote: the columns' providers and models."""
         if not blind or cstate.voted:
             return []
-        return [name for spec in cstate.columns
-                for name in (self.provider_label(spec.provider), spec.model)]
+        return [
+            name
+            for spec in cstate.columns
+            for name in (self.provider_label(spec.provider), spec.model)
+        ]
 
     def _cost_text(self, message: Message) -> str:
-        return format_cost(self.service.prices.cost(message.provider, message.model,
-                                                    message.usage))
+        return format_cost(self.service.prices.cost(message.provider, message.model, message.usage))
 
-    def _live(self, cstate: CompareState, update: CompareUpdate,
-              prior: dict[int, list[ChatbotMessage]], blind: bool, layout: bool) -> Updates:
+    def _live(
+        self,
+        cstate: CompareState,
+        update: CompareUpdate,
+        prior: dict[int, list[ChatbotMessage]],
+        blind: bool,
+        layout: bool,
+    ) -> Updates:
         lang = cstate.lang
         hide = self._hidden(cstate, blind)
-        columns = {run.index: _Column(messages=prior[run.index] + _live_items(run, lang, hide),
-                                      stats=_live_stats(run, lang), best=gr.update(visible=False))
-                   for run in update.columns}
+        columns = {
+            run.index: _Column(
+                messages=prior[run.index] + _live_items(run, lang, hide),
+                stats=_live_stats(run, lang),
+                best=gr.update(visible=False),
+            )
+            for run in update.columns
+        }
         return self._frame(cstate, columns, blind, layout=layout)
 
-    async def _columns(self, user_id: int, cstate: CompareState, continue_with: str | None,
-                       pickers: Sequence[str], count: Any) -> list[ColumnSpec]:
+    async def _columns(
+        self,
+        user_id: int,
+        cstate: CompareState,
+        continue_with: str | None,
+        pickers: Sequence[str],
+        count: Any,
+    ) -> list[ColumnSpec]:
         if not cstate.conversation_id:
-            pairs = list(zip(pickers[0::2], pickers[1::2], strict=True))[:_count(count)]
+            pairs = list(zip(pickers[0::2], pickers[1::2], strict=True))[: _count(count)]
             return [ColumnSpec(provider or "", model or "") for provider, model in pairs]
         if cstate.follow is None and continue_with in (None, "", ALL):
             return list(cstate.columns)
@@ -442,9 +570,11 @@ class CompareUI:
             raise TurnRefused("Pick a column under “Continue with” again.")
         if cstate.follow is None:
             with refused_if_missing():
-                await self.service.continue_with(user_id=user_id,
-                                                 conversation_id=cstate.conversation_id,
-                                                 message_id=cstate.latest_ids[slot])
+                await self.service.continue_with(
+                    user_id=user_id,
+                    conversation_id=cstate.conversation_id,
+                    message_id=cstate.latest_ids[slot],
+                )
             cstate.follow = slot
         return [cstate.columns[slot]]
 

@@ -50,40 +50,77 @@ def build_compare_tab(compare: CompareUI, *, state: gr.State | None = None) -> C
     cstate = gr.State(CompareState())
     with gr.Column(elem_id="compare"):
         with gr.Group(elem_id="compare-pickers") as pickers_group:
-            count = gr.Radio([str(n) for n in range(MIN_COLUMNS, MAX_COLUMNS + 1)],
-                             value=str(MIN_COLUMNS), label="Models to compare",
-                             elem_id="compare-count")
+            count = gr.Radio(
+                [str(n) for n in range(MIN_COLUMNS, MAX_COLUMNS + 1)],
+                value=str(MIN_COLUMNS),
+                label="Models to compare",
+                elem_id="compare-count",
+            )
             rows, providers, models = [], [], []
             for i in range(MAX_COLUMNS):
                 with gr.Row(visible=i < MIN_COLUMNS, elem_id=f"compare-picker-{i}") as row:
-                    providers.append(gr.Dropdown(
-                        provider_choices, value=settings.default_provider,
-                        label=f"Provider {i + 1}", elem_id=f"compare-provider-{i}", scale=1))
-                    models.append(gr.Dropdown(
-                        [], label=f"Model {i + 1}", allow_custom_value=True, filterable=True,
-                        elem_id=f"compare-model-{i}", scale=2))
+                    providers.append(
+                        gr.Dropdown(
+                            provider_choices,
+                            value=settings.default_provider,
+                            label=f"Provider {i + 1}",
+                            elem_id=f"compare-provider-{i}",
+                            scale=1,
+                        )
+                    )
+                    models.append(
+                        gr.Dropdown(
+                            [],
+                            label=f"Model {i + 1}",
+                            allow_custom_value=True,
+                            filterable=True,
+                            elem_id=f"compare-model-{i}",
+                            scale=2,
+                        )
+                    )
                 rows.append(row)
         with gr.Row():
-            blind = gr.Checkbox(label="Blind mode (hide model names until you vote)",
-                                elem_id="compare-blind")
-            new_btn = gr.Button("New comparison", size="sm", scale=0, min_width=160,
-                                elem_id="compare-new")
-        with gr.Accordion("System prompt and parameters", open=False,
-                          elem_id="compare-settings"):
+            blind = gr.Checkbox(
+                label="Blind mode (hide model names until you vote)", elem_id="compare-blind"
+            )
+            new_btn = gr.Button(
+                "New comparison", size="sm", scale=0, min_width=160, elem_id="compare-new"
+            )
+        with gr.Accordion("System prompt and parameters", open=False, elem_id="compare-settings"):
             system = gr.Textbox(label="System prompt", lines=2, elem_id="compare-system")
             with gr.Row():
-                temperature = gr.Textbox(label="Temperature", max_lines=1,
-                                         placeholder="not set · 0 to 2",
-                                         elem_id="compare-temperature")
-                max_tokens = gr.Textbox(label="Max tokens", max_lines=1, placeholder="not set",
-                                        elem_id="compare-max-tokens")
-            advanced = gr.Textbox(label="Advanced JSON", lines=2, elem_id="compare-advanced",
-                                  placeholder='Other parameters, e.g. {"top_p": 0.9, "seed": 1}')
-        continue_radio = gr.Radio([("All columns", ALL)], value=ALL, label="Continue with",
-                                  interactive=False, elem_id="compare-continue")
-        prompt = gr.Textbox(placeholder="One prompt for every model (Enter sends, Shift+Enter "
-                            "adds a line)", show_label=False, lines=1, max_lines=12,
-                            elem_id="compare-prompt")
+                temperature = gr.Textbox(
+                    label="Temperature",
+                    max_lines=1,
+                    placeholder="not set · 0 to 2",
+                    elem_id="compare-temperature",
+                )
+                max_tokens = gr.Textbox(
+                    label="Max tokens",
+                    max_lines=1,
+                    placeholder="not set",
+                    elem_id="compare-max-tokens",
+                )
+            advanced = gr.Textbox(
+                label="Advanced JSON",
+                lines=2,
+                elem_id="compare-advanced",
+                placeholder='Other parameters, e.g. {"top_p": 0.9, "seed": 1}',
+            )
+        continue_radio = gr.Radio(
+            [("All columns", ALL)],
+            value=ALL,
+            label="Continue with",
+            interactive=False,
+            elem_id="compare-continue",
+        )
+        prompt = gr.Textbox(
+            placeholder="One prompt for every model (Enter sends, Shift+Enter adds a line)",
+            show_label=False,
+            lines=1,
+            max_lines=12,
+            elem_id="compare-prompt",
+        )
         with gr.Row():
             send_btn = gr.Button("Compare", variant="primary", elem_id="compare-send")
             stop_btn = gr.Button("Stop", variant="stop", elem_id="compare-stop")
@@ -95,45 +132,81 @@ def build_compare_tab(compare: CompareUI, *, state: gr.State | None = None) -> C
         columns, headers, chatbots, stats, bests = [], [], [], [], []
         with gr.Row(equal_height=False, elem_id="compare-columns"):
             for i in range(MAX_COLUMNS):
-                with gr.Column(visible=i < MIN_COLUMNS, min_width=240,
-                               elem_id=f"compare-column-{i}") as column:
+                with gr.Column(
+                    visible=i < MIN_COLUMNS, min_width=240, elem_id=f"compare-column-{i}"
+                ) as column:
                     headers.append(gr.Markdown(elem_id=f"compare-header-{i}"))
-                    chatbots.append(gr.Chatbot(
-                        elem_id=f"compare-col-{i}", show_label=False, height="52vh",
-                        buttons=["copy"], sanitize_html=True, render_markdown=True,
-                        latex_delimiters=chatbot_latex()))
+                    chatbots.append(
+                        gr.Chatbot(
+                            elem_id=f"compare-col-{i}",
+                            show_label=False,
+                            height="52vh",
+                            buttons=["copy"],
+                            sanitize_html=True,
+                            render_markdown=True,
+                            latex_delimiters=chatbot_latex(),
+                        )
+                    )
                     stats.append(gr.Markdown(elem_id=f"compare-stats-{i}"))
-                    bests.append(gr.Button("Best", size="sm", visible=False,
-                                           elem_id=f"compare-best-{i}"))
+                    bests.append(
+                        gr.Button("Best", size="sm", visible=False, elem_id=f"compare-best-{i}")
+                    )
                 columns.append(column)
 
-    view_outputs = [cstate, pickers_group, continue_radio, note, *columns, *headers,
-                    *chatbots, *stats, *bests]
+    view_outputs = [
+        cstate,
+        pickers_group,
+        continue_radio,
+        note,
+        *columns,
+        *headers,
+        *chatbots,
+        *stats,
+        *bests,
+    ]
     pickers = [c for pair in zip(providers, models, strict=True) for c in pair]
-    run_inputs = [prompt, session, cstate, blind, count, system, temperature, max_tokens,
-                  advanced, continue_radio, *pickers]
-    run_event = gr.on([send_btn.click, prompt.submit], compare.run, run_inputs,
-                      [*view_outputs, prompt], api_visibility=PRIVATE)
+    run_inputs = [
+        prompt,
+        session,
+        cstate,
+        blind,
+        count,
+        system,
+        temperature,
+        max_tokens,
+        advanced,
+        continue_radio,
+        *pickers,
+    ]
+    run_event = gr.on(
+        [send_btn.click, prompt.submit],
+        compare.run,
+        run_inputs,
+        [*view_outputs, prompt],
+        api_visibility=PRIVATE,
+    )
     refresh_inputs = [session, cstate, blind, count]
     finished = [
         run_event.then(compare.refresh, refresh_inputs, view_outputs, api_visibility=PRIVATE),
         # Stop ends the round's runs (in every tab that shows it); the run event then ends.
         stop_btn.click(compare.stop_round, [session, cstate], None, api_visibility=PRIVATE).then(
-            compare.refresh, refresh_inputs, view_outputs, api_visibility=PRIVATE),
+            compare.refresh, refresh_inputs, view_outputs, api_visibility=PRIVATE
+        ),
     ]
     for i, button in enumerate(bests):
-        button.click(compare.best_handler(i), [session, cstate, blind], view_outputs,
-                     api_visibility=PRIVATE)
+        button.click(
+            compare.best_handler(i), [session, cstate, blind], view_outputs, api_visibility=PRIVATE
+        )
     blind.change(compare.refresh, refresh_inputs, view_outputs, api_visibility=PRIVATE)
     for trigger in (new_btn.click, *(chatbot.clear for chatbot in chatbots)):
-        trigger(compare.new, [session, cstate, blind, count], view_outputs,
-                api_visibility=PRIVATE)
+        trigger(compare.new, [session, cstate, blind, count], view_outputs, api_visibility=PRIVATE)
     count.change(compare.set_count, [count], [*rows, *columns], api_visibility=PRIVATE)
     for provider, model in zip(providers, models, strict=True):
         provider.select(compare.models_for, [provider, session], [model], api_visibility=PRIVATE)
     export_btn.click(compare.export, [session, cstate], [download], api_visibility=PRIVATE)
-    return CompareTab(cstate, session, blind, providers, models, view_outputs, finished,
-                      refresh_inputs, prompt)
+    return CompareTab(
+        cstate, session, blind, providers, models, view_outputs, finished, refresh_inputs, prompt
+    )
 
 
 def wire_compare(
@@ -162,8 +235,13 @@ def wire_compare(
         opened_here = bool(conversation_id) and cstate.conversation_id == conversation_id
         return gr.Tabs(selected=tab_id) if opened_here else gr.skip()
 
-    demo.load(compare.load_models, [tab.session, *tab.providers], tab.models,
-              api_visibility=PRIVATE, show_progress="hidden")
+    demo.load(
+        compare.load_models,
+        [tab.session, *tab.providers],
+        tab.models,
+        api_visibility=PRIVATE,
+        show_progress="hidden",
+    )
     for event in tab.finished:
         sidebar_refresh(event)
     if conversations is None:
@@ -172,14 +250,33 @@ def wire_compare(
     for trigger in triggers or [conversations.input]:  # type: ignore[attr-defined]
         # Run on every conversation opened from the sidebar, mostly to find it is no comparison:
         # no progress shown (it would flash over the tab).
-        opened = trigger(compare.open, [conversations, tab.session, tab.cstate, tab.blind],
-                         tab.view_outputs, api_visibility=PRIVATE, show_progress="hidden")
+        opened = trigger(
+            compare.open,
+            [conversations, tab.session, tab.cstate, tab.blind],
+            tab.view_outputs,
+            api_visibility=PRIVATE,
+            show_progress="hidden",
+        )
         # A round still streaming (from another tab, or before a reload) is followed live.
-        attached = opened.then(compare.follow_live, [tab.session, tab.cstate, tab.blind],
-                               [*tab.view_outputs, tab.prompt], api_visibility=PRIVATE,
-                               show_progress="hidden")
-        attached.then(compare.after_following, tab.refresh_inputs, tab.view_outputs,
-                      api_visibility=PRIVATE, show_progress="hidden")
+        attached = opened.then(
+            compare.follow_live,
+            [tab.session, tab.cstate, tab.blind],
+            [*tab.view_outputs, tab.prompt],
+            api_visibility=PRIVATE,
+            show_progress="hidden",
+        )
+        attached.then(
+            compare.after_following,
+            tab.refresh_inputs,
+            tab.view_outputs,
+            api_visibility=PRIVATE,
+            show_progress="hidden",
+        )
         if tabs is not None:
-            opened.then(show_tab, [conversations, tab.cstate], [tabs], api_visibility=PRIVATE,
-                        show_progress="hidden")
+            opened.then(
+                show_tab,
+                [conversations, tab.cstate],
+                [tabs],
+                api_visibility=PRIVATE,
+                show_progress="hidden",
+            )

@@ -32,8 +32,13 @@ def make_control(p: Param) -> gr.components.Component:
     if p.kind == "stop":
         return gr.Textbox(lines=2, placeholder=_placeholder(p), **common)
     if p.kind == "response_format":
-        return gr.Textbox(lines=1, placeholder="not set · " + " | ".join(RESPONSE_FORMATS[:2])
-                          + ' | {"name": ..., "schema": {...}}', **common)
+        return gr.Textbox(
+            lines=1,
+            placeholder="not set · "
+            + " | ".join(RESPONSE_FORMATS[:2])
+            + ' | {"name": ..., "schema": {...}}',
+            **common,
+        )
     if p.kind == "json_object":
         return gr.Textbox(lines=1, placeholder=_placeholder(p), **common)
     # Numbers are text boxes so that "empty" is a real, visible state (not set, not sent);

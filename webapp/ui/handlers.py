@@ -105,8 +105,10 @@ def _refusal(exc: Exception) -> gr.Error:
     return gr.Error(message, title=title)
 
 
-DATABASE_DOWN = ("The database is not answering right now, so nothing was saved; try again in "
-                 "a moment. (If it persists, an admin should check DATABASE_URL and /healthz.)")
+DATABASE_DOWN = (
+    "The database is not answering right now, so nothing was saved; try again in "
+    "a moment. (If it persists, an admin should check DATABASE_URL and /healthz.)"
+)
 
 
 @contextlib.contextmanager
@@ -124,8 +126,14 @@ def refused_if_missing() -> Iterator[None]:
 class ChatUI:
     """Holds the app's collaborators; every handler gets per-user data from its arguments."""
 
-    def __init__(self, service: ChatService, catalog: ModelCatalog, versions: Versions,
-                 identity: Identity, default_tools: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        service: ChatService,
+        catalog: ModelCatalog,
+        versions: Versions,
+        identity: Identity,
+        default_tools: tuple[str, ...] = (),
+    ) -> None:
         self.service = service
         self.identity = identity
         self.versions = versions
@@ -168,9 +176,11 @@ class ChatUI:
     async def _load(self, user_id: int, conversation_id: str) -> tuple[Any, list[Message]]:
         def work(session: Any) -> tuple[Any, list[Message]]:
             conversation = repo.get_conversation(
-                session=session, user_id=user_id, conversation_id=conversation_id)
+                session=session, user_id=user_id, conversation_id=conversation_id
+            )
             messages = repo.load_messages(
-                session=session, user_id=user_id, conversation_id=conversation_id)
+                session=session, user_id=user_id, conversation_id=conversation_id
+            )
             return conversation, messages
 
         return await self.db(work)
@@ -180,8 +190,9 @@ class ChatUI:
         groups: dict[str, list[Message]] = {}
         if path and path[-1].role == "assistant" and path[-1].batch_id:
             last = path[-1]
-            groups[last.id] = [m for m in repo.siblings(messages, last.id)
-                               if m.batch_id == last.batch_id]
+            groups[last.id] = [
+                m for m in repo.siblings(messages, last.id) if m.batch_id == last.batch_id
+            ]
         view = render_path(path, groups, state.lang, window=state.window, note=False)
         state.hidden = view.hidden
         # What the context gauge shows next (it reads this instead of loading the chat again).
@@ -198,8 +209,7 @@ class ChatUI:
                 head = None
             elif message.role == "assistant" and head is None:
                 head = message.id
-        state.focus_id = head or next(
-            (m.id for m in reversed(path) if m.role == "assistant"), None)
+        state.focus_id = head or next((m.id for m in reversed(path) if m.role == "assistant"), None)
         return view
 
     def _versions(self, state: SessionState, messages: list[Message]) -> Updates:
@@ -209,51 +219,81 @@ class ChatUI:
             return tuple(gr.update(visible=False) for _ in range(4))
         kind = "Answer" if info.role == "assistant" else "Question"
         label = t(kind + " version {index} of {count}", state.lang).format(
-            index=info.index + 1, count=info.count)
+            index=info.index + 1, count=info.count
+        )
         if not info.on_active_path:
             label += t(" (not in use)", state.lang)
-        return (gr.update(value=label, visible=True), gr.update(visible=info.index > 0),
-                gr.update(visible=info.index < info.count - 1),
-                gr.update(visible=not info.on_active_path))
+        return (
+            gr.update(value=label, visible=True),
+            gr.update(visible=info.index > 0),
+            gr.update(visible=info.index < info.count - 1),
+            gr.update(visible=not info.on_active_path),
+        )
 
     async def sidebar(self, state: SessionState, query: str, request: gr.Request) -> Any:
         """The conversation list (newest first, filtered by the search); ● marks a live run."""
         user_id = await self.user_id(state, request)
         state.query = query or ""
         items = await self.db(
-            lambda s: repo.list_conversations(session=s, user_id=user_id, query=query or ""))
+            lambda s: repo.list_conversations(session=s, user_id=user_id, query=query or "")
+        )
         state.listing = [(c.title, c.id) for c in items]
         return self._marked(state, user_id)
 
     def _marked(self, state: SessionState, user_id: int) -> Any:
         """The sidebar as last listed, ● marking the conversations with a live run."""
         live = self.service.runs.live_conversations(user_id)
-        return gr.update(choices=[(f"{LIVE_MARK}{title}" if cid in live else title, cid)
-                                  for title, cid in state.listing], value=state.conversation_id)
+        return gr.update(
+            choices=[
+                (f"{LIVE_MARK}{title}" if cid in live else title, cid)
+                for title, cid in state.listing
+            ],
+            value=state.conversation_id,
+        )
 
     # ---- chat turns ------------------------------------------------------------------------
     async def _run(
-        self, state: SessionState, request: gr.Request, action: Action, provider: str,
-        model: str, system: str, tools: Any, tool_choice: Any, params: tuple[Any, ...],
-        clear_box: bool, fit_context: bool = False,
+        self,
+        state: SessionState,
+        request: gr.Request,
+        action: Action,
+        provider: str,
+        model: str,
+        system: str,
+        tools: Any,
+        tool_choice: Any,
+        params: tuple[Any, ...],
+        clear_box: bool,
+        fit_context: bool = False,
     ) -> AsyncIterator[Updates]:
         """Start a turn and show it: (chatbot, box, state, approval panel, approval text,
         sidebar) per frame."""
         user_id = await self.user_id(state, request)
         fit_context = fit_context or bool(
-            state.conversation_id and state.fit_context_for == state.conversation_id)
-        turn = TurnSettings(provider=provider, model=model or "", system_prompt=system or "",
-                            params=controls.collect(params), api_keys=state.api_keys,
-                            tools=tuple(tools or ()), tool_choice=tool_choice or "auto",
-                            interval_per_message_s=INTERVAL_PER_MESSAGE_S,
-                            fit_context=fit_context)
+            state.conversation_id and state.fit_context_for == state.conversation_id
+        )
+        turn = TurnSettings(
+            provider=provider,
+            model=model or "",
+            system_prompt=system or "",
+            params=controls.collect(params),
+            api_keys=state.api_keys,
+            tools=tuple(tools or ()),
+            tool_choice=tool_choice or "auto",
+            interval_per_message_s=INTERVAL_PER_MESSAGE_S,
+            fit_context=fit_context,
+        )
         try:
             for note in warnings_for(normalize(dict(turn.params))):
                 gr.Warning(t(note, state.lang))
             state.stop_pending = False
             stream = self.service.stream_turn(
-                user_id=user_id, conversation_id=state.conversation_id, action=action, turn=turn,
-                username=state.username)
+                user_id=user_id,
+                conversation_id=state.conversation_id,
+                action=action,
+                turn=turn,
+                username=state.username,
+            )
             first = await anext(stream)
         except (TurnRefused, ParamError, repo.NotFound, repo.InvalidId, OperationalError) as exc:
             # A warning toast, not an error: nothing was sent, the message stays in the box.
@@ -282,16 +322,23 @@ class ChatUI:
                 yield frame[0], box, *frame[1:], sidebar
                 box = sidebar = gr.skip()
 
-    async def _frames(self, state: SessionState, first: TurnUpdate,
-                      updates: AsyncIterator[Any]) -> AsyncIterator[Updates]:
+    async def _frames(
+        self, state: SessionState, first: TurnUpdate, updates: AsyncIterator[Any]
+    ) -> AsyncIterator[Updates]:
         """(chatbot, state, approval panel, approval text) for each snapshot of a run."""
-        prior = settled(render_path(first.path, lang=state.lang, window=state.window,
-                                    note=False))
+        prior = settled(render_path(first.path, lang=state.lang, window=state.window, note=False))
         shown: list[str] = []  # ids of the calls the approval panel shows
 
         def frame(update: TurnUpdate) -> View:
-            view = render_live(prior, update.progress, update.assistant_ids, state=update.state,
-                               error=update.error, model=update.model, lang=state.lang)
+            view = render_live(
+                prior,
+                update.progress,
+                update.assistant_ids,
+                state=update.state,
+                error=update.error,
+                model=update.model,
+                lang=state.lang,
+            )
             state.message_ids = view.message_ids
             return view
 
@@ -305,8 +352,9 @@ class ChatUI:
                 return gr.update(visible=False), gr.skip()
             call = waiting[0]
             more = f" ({len(waiting) - 1} more waiting)" if len(waiting) > 1 else ""
-            text = (f"✋ **{call.name}** wants to run{more}. Approve it?\n\n"
-                    + fenced(pretty_arguments(call.arguments), "json"))
+            text = f"✋ **{call.name}** wants to run{more}. Approve it?\n\n" + fenced(
+                pretty_arguments(call.arguments), "json"
+            )
             return gr.update(visible=True), safe_markdown(text, latex=LATEX_MARKDOWN)
 
         # The chat is written twice per turn: here the settled history with a placeholder
@@ -329,8 +377,7 @@ class ChatUI:
         finally:
             state.viewing = False
 
-    async def follow_live(self, state: SessionState, request: gr.Request
-                          ) -> AsyncIterator[Updates]:
+    async def follow_live(self, state: SessionState, request: gr.Request) -> AsyncIterator[Updates]:
         """If the open conversation has an answer streaming (started in another tab, or
         before a reload), show it so far and follow it live to its end."""
         state.attached = False
@@ -352,14 +399,17 @@ class ChatUI:
             yield frame[0], box, *frame[1:], gr.skip()
             box = gr.skip()
 
-    async def after_following(self, state: SessionState, query: str, request: gr.Request
-                           ) -> Updates:
+    async def after_following(
+        self, state: SessionState, query: str, request: gr.Request
+    ) -> Updates:
         """After following a live answer: the stored view, the sidebar, Send back."""
         if not state.attached:
             return tuple(gr.skip() for _ in range(AFTER_OUTPUTS + 1))
         state.attached = False
-        return (*await self.after_turn(state, query, request),
-                gr.update(submit_btn=True, stop_btn=False))
+        return (
+            *await self.after_turn(state, query, request),
+            gr.update(submit_btn=True, stop_btn=False),
+        )
 
     async def stop_run(self, state: SessionState, request: gr.Request) -> None:
         """Stop the answer streaming in this tab's conversation (in every tab that shows it)."""
@@ -384,9 +434,20 @@ class ChatUI:
 
     # gr.Request and event data come first: Gradio only injects them into positional
     # parameters, and the parameter controls arrive as *params.
-    async def send(self, request: gr.Request, value: Any, links: str, link_kind: str,
-                   state: SessionState, provider: str, model: str, system: str, tools: Any,
-                   tool_choice: Any, *params: Any) -> AsyncIterator[Updates]:
+    async def send(
+        self,
+        request: gr.Request,
+        value: Any,
+        links: str,
+        link_kind: str,
+        state: SessionState,
+        provider: str,
+        model: str,
+        system: str,
+        tools: Any,
+        tool_choice: Any,
+        *params: Any,
+    ) -> AsyncIterator[Updates]:
         """Send the box's text with its images and links; clear both once it is sent."""
         text, files = box_value(value)
         try:
@@ -397,12 +458,21 @@ class ChatUI:
             gr.Warning(f"{t('Attachment refused', state.lang)}: {exc}")
             yield tuple(gr.skip() for _ in range(TURN_OUTPUTS + 1))
             return
-        async for item in self._run(state, request, NewMessage(text, attached), provider,
-                                    model, system, tools, tool_choice, params, clear_box=True):
+        async for item in self._run(
+            state,
+            request,
+            NewMessage(text, attached),
+            provider,
+            model,
+            system,
+            tools,
+            tool_choice,
+            params,
+            clear_box=True,
+        ):
             yield *item, ("" if item[1] == EMPTY_BOX else gr.skip())  # links go with the box
 
-    def _attachments(self, files: list[str], links: str, link_kind: str
-                     ) -> tuple[Attachment, ...]:
+    def _attachments(self, files: list[str], links: str, link_kind: str) -> tuple[Attachment, ...]:
         """Check uploads and links (in a thread: images are decoded)."""
         limits = Limits.from_mb(self.settings.attach_max_mb, self.settings.attach_max_count)
         kind = "" if link_kind in ("", "auto", None) else link_kind
@@ -412,16 +482,43 @@ class ChatUI:
         items += [link(line, kind) for line in lines]
         return tuple(items)
 
-    async def regenerate(self, request: gr.Request, state: SessionState, provider: str,
-                         model: str, system: str, tools: Any, tool_choice: Any, *params: Any
-                         ) -> AsyncIterator[Updates]:
-        async for item in self._run(state, request, Regenerate(), provider, model, system,
-                                    tools, tool_choice, params, clear_box=False):
+    async def regenerate(
+        self,
+        request: gr.Request,
+        state: SessionState,
+        provider: str,
+        model: str,
+        system: str,
+        tools: Any,
+        tool_choice: Any,
+        *params: Any,
+    ) -> AsyncIterator[Updates]:
+        async for item in self._run(
+            state,
+            request,
+            Regenerate(),
+            provider,
+            model,
+            system,
+            tools,
+            tool_choice,
+            params,
+            clear_box=False,
+        ):
             yield item
 
-    async def edit(self, data: gr.EditData, request: gr.Request, state: SessionState,
-                   provider: str, model: str, system: str, tools: Any, tool_choice: Any,
-                   *params: Any) -> AsyncIterator[Updates]:
+    async def edit(
+        self,
+        data: gr.EditData,
+        request: gr.Request,
+        state: SessionState,
+        provider: str,
+        model: str,
+        system: str,
+        tools: Any,
+        tool_choice: Any,
+        *params: Any,
+    ) -> AsyncIterator[Updates]:
         index = data.index if isinstance(data.index, int) else data.index[0]
         message_id = state.message_ids[index] if index < len(state.message_ids) else None
         # The edit box holds the shown (sanitized) text: "<div>" was shown as "&lt;div>".
@@ -430,12 +527,27 @@ class ChatUI:
             # Gradio sends one edit per item of the bubble: a message's pictures are their own
             # item (no message id), and an unchanged item is no edit at all.
             if message_id is None and text != data.previous_value:
-                gr.Warning(t("That item cannot be edited: edit the text of your message (its "
-                             "attachments stay as they are).", state.lang))
+                gr.Warning(
+                    t(
+                        "That item cannot be edited: edit the text of your message (its "
+                        "attachments stay as they are).",
+                        state.lang,
+                    )
+                )
             yield tuple(gr.skip() for _ in range(TURN_OUTPUTS))
             return
-        async for item in self._run(state, request, EditMessage(message_id, text), provider,
-                                    model, system, tools, tool_choice, params, clear_box=False):
+        async for item in self._run(
+            state,
+            request,
+            EditMessage(message_id, text),
+            provider,
+            model,
+            system,
+            tools,
+            tool_choice,
+            params,
+            clear_box=False,
+        ):
             yield item
 
     async def after_turn(self, state: SessionState, query: str, request: gr.Request) -> Updates:
@@ -462,8 +574,9 @@ class ChatUI:
             return gr.skip(), gr.skip(), state
         try:
             with refused_if_missing():
-                text = await self.versions.undo(user_id=user_id,
-                                                conversation_id=state.conversation_id)
+                text = await self.versions.undo(
+                    user_id=user_id, conversation_id=state.conversation_id
+                )
         except NavigationRefused as exc:
             gr.Warning(str(exc), title="Cannot undo")
             return gr.skip(), gr.skip(), state
@@ -477,8 +590,11 @@ class ChatUI:
         if message_id is None:
             return
         value = None if data.liked is None or data.liked == "" else (1 if data.liked else -1)
-        await self.db(lambda s: repo.set_feedback(
-            session=s, user_id=user_id, message_id=message_id, value=value))
+        await self.db(
+            lambda s: repo.set_feedback(
+                session=s, user_id=user_id, message_id=message_id, value=value
+            )
+        )
 
     async def focus(self, state: SessionState, data: gr.SelectData, request: gr.Request) -> Updates:
         index = data.index if isinstance(data.index, int) else data.index[0]
@@ -508,9 +624,9 @@ class ChatUI:
             return (gr.skip(), state, *(gr.skip() for _ in range(4)))
         try:
             with refused_if_missing():
-                target = await self.versions.switch(user_id=user_id,
-                                                    conversation_id=conversation_id,
-                                                    message_id=focus_id, step=step)
+                target = await self.versions.switch(
+                    user_id=user_id, conversation_id=conversation_id, message_id=focus_id, step=step
+                )
         except NavigationRefused as exc:
             gr.Warning(str(exc))
             return (gr.skip(), state, *(gr.skip() for _ in range(4)))
@@ -520,8 +636,9 @@ class ChatUI:
         return (view.chatbot(), state, *self._versions(state, messages))
 
     # ---- conversations ---------------------------------------------------------------------
-    async def open(self, conversation_id: str | None, state: SessionState,
-                   request: gr.Request) -> Updates:
+    async def open(
+        self, conversation_id: str | None, state: SessionState, request: gr.Request
+    ) -> Updates:
         """Open a conversation from the sidebar: messages and its saved settings."""
         if not conversation_id or conversation_id == state.conversation_id:
             return tuple(gr.skip() for _ in range(OPEN_OUTPUTS))
@@ -535,8 +652,10 @@ class ChatUI:
         view = self._view(state, conversation, messages)
         provider = conversation.provider or self.settings.default_provider
         if provider not in {p.name for p in self.settings.providers}:
-            gr.Warning(f"This conversation used provider {provider!r}, which is no longer "
-                       "configured; pick another provider to continue it.")
+            gr.Warning(
+                f"This conversation used provider {provider!r}, which is no longer "
+                "configured; pick another provider to continue it."
+            )
             provider = self.settings.default_provider
         # The note under the model list goes with the provider: "5 models from jiekou.ai."
         model, note = await self.models_for(provider, state, current=conversation.model)
@@ -544,11 +663,19 @@ class ChatUI:
         known = self.service.tools.names()
         tools = [n for n in stored.get("tools", self.default_tools) if n in known]
         choice = stored.get("tool_choice") or "auto"
-        return (view.chatbot(), state, conversation.title, conversation.system_prompt,
-                provider, model, note, tools, choice if choice in (*known, "auto", "none",
-                                                                   "required") else "auto",
-                *self._versions(state, messages),
-                *controls.show(conversation.parameters))
+        return (
+            view.chatbot(),
+            state,
+            conversation.title,
+            conversation.system_prompt,
+            provider,
+            model,
+            note,
+            tools,
+            choice if choice in (*known, "auto", "none", "required") else "auto",
+            *self._versions(state, messages),
+            *controls.show(conversation.parameters),
+        )
 
     async def open_from_url(self, state: SessionState, request: gr.Request) -> Updates:
         """Open the conversation named in the page's address (?c=…), e.g. after a reload."""
@@ -559,18 +686,17 @@ class ChatUI:
         try:
             return await self.open(conversation_id, state, request)
         except gr.Error:
-            gr.Warning(t("The conversation in the address does not exist or is not yours.",
-                         state.lang))
+            gr.Warning(
+                t("The conversation in the address does not exist or is not yours.", state.lang)
+            )
             return tuple(gr.skip() for _ in range(OPEN_OUTPUTS))
 
     def new_chat(self, state: SessionState) -> Updates:
         state.conversation_id, state.message_ids, state.focus_id = None, [], None
         state.window, state.hidden, state.context_full = SHOWN_MESSAGES, 0, False
-        return ([], state, "", gr.update(value=None),
-                *(gr.update(visible=False) for _ in range(4)))
+        return ([], state, "", gr.update(value=None), *(gr.update(visible=False) for _ in range(4)))
 
-    async def rename(self, title: str, state: SessionState, query: str,
-                     request: gr.Request) -> Any:
+    async def rename(self, title: str, state: SessionState, query: str, request: gr.Request) -> Any:
         if not state.conversation_id:
             raise gr.Error(t("Open a conversation to rename it.", state.lang))
         try:  # refused, not cut: the box keeps the title to shorten
@@ -579,8 +705,11 @@ class ChatUI:
             raise gr.Error(str(exc), title="Not renamed") from None
         user_id = await self.user_id(state, request)
         conversation_id = state.conversation_id
-        await self.db(lambda s: repo.rename_conversation(
-            session=s, user_id=user_id, conversation_id=conversation_id, title=title))
+        await self.db(
+            lambda s: repo.rename_conversation(
+                session=s, user_id=user_id, conversation_id=conversation_id, title=title
+            )
+        )
         gr.Info(t("Renamed.", state.lang))
         return await self.sidebar(state, query, request)
 
@@ -589,31 +718,39 @@ class ChatUI:
             raise gr.Error(t("Open a conversation to delete it.", state.lang))
         user_id = await self.user_id(state, request)
         conversation_id = state.conversation_id
-        await self.db(lambda s: repo.delete_conversation(
-            session=s, user_id=user_id, conversation_id=conversation_id))
+        await self.db(
+            lambda s: repo.delete_conversation(
+                session=s, user_id=user_id, conversation_id=conversation_id
+            )
+        )
         chat, state, title, _, *versions = self.new_chat(state)
         listing = await self.sidebar(state, query, request)
         gr.Info(t("Conversation deleted.", state.lang))
         return (chat, state, title, listing, *versions, gr.update(visible=False))
 
     # ---- settings --------------------------------------------------------------------------
-    async def models_for(self, provider: str, state: SessionState, refresh: bool = False,
-                         current: str = "") -> Updates:
+    async def models_for(
+        self, provider: str, state: SessionState, refresh: bool = False, current: str = ""
+    ) -> Updates:
         config = self.settings.provider(provider)
-        listing = await self.catalog.models(provider, state.api_keys.get(provider, ""),
-                                            refresh=refresh)
-        preferred = current or (self.settings.default_model
-                                if provider == self.settings.default_provider else "")
+        listing = await self.catalog.models(
+            provider, state.api_keys.get(provider, ""), refresh=refresh
+        )
+        preferred = current or (
+            self.settings.default_model if provider == self.settings.default_provider else ""
+        )
         value = preferred or config.default_model or (listing.models[0] if listing.models else "")
         if refresh and listing.live:
             gr.Info(f"{len(listing.models)} models listed by {config.label}.")
         note = listing.note or t("{count} models from {provider}.", state.lang).format(
-            count=len(listing.models), provider=config.label)
+            count=len(listing.models), provider=config.label
+        )
         return gr.update(choices=list(listing.models), value=value), note
 
     async def models_note(self, provider: str, model: str, state: SessionState) -> str:
         """The note under the model list, in the page's language (after a language switch)."""
-        return (await self.models_for(provider, state, current=model or ""))[1]
+        note: str = (await self.models_for(provider, state, current=model or ""))[1]
+        return note
 
     async def rerender(self, state: SessionState, request: gr.Request) -> Updates:
         """The open conversation and its version switcher again (after a language switch)."""
@@ -622,7 +759,7 @@ class ChatUI:
 
     # ---- long conversations ----------------------------------------------------------------
     def earlier_button(self, state: SessionState) -> Any:
-        """"Show N earlier messages" above the chat, while some are not shown."""
+        """ "Show N earlier messages" above the chat, while some are not shown."""
         label = t("Show {count} earlier messages", state.lang).format(count=state.hidden)
         return gr.update(value=label, visible=state.hidden > 0)
 
@@ -632,8 +769,9 @@ class ChatUI:
         chat, _ = await self._reload(state, request)
         return chat
 
-    async def gauge(self, state: SessionState, provider: str, model: str, system: str,
-                    request: gr.Request) -> Updates:
+    async def gauge(
+        self, state: SessionState, provider: str, model: str, system: str, request: gr.Request
+    ) -> Updates:
         """The context gauge under the box, and the offer shown when a send would not fit."""
         user_id = await self.user_id(state, request)
         known = state.context_used
@@ -642,29 +780,56 @@ class ChatUI:
         else:
             with refused_if_missing():
                 gauge = await self.service.context_gauge(
-                    user_id=user_id, conversation_id=state.conversation_id, provider=provider,
-                    model=model or "", system_prompt=system or "")
+                    user_id=user_id,
+                    conversation_id=state.conversation_id,
+                    provider=provider,
+                    model=model or "",
+                    system_prompt=system or "",
+                )
         offer = gr.update(visible=state.context_full)
         if gauge is None:
             return gr.update(value="", visible=False), offer
-        return (gr.update(value=gauge.text(state.lang), visible=True,
-                          elem_classes=[f"context-{gauge.level}"]), offer)
+        return (
+            gr.update(
+                value=gauge.text(state.lang), visible=True, elem_classes=[f"context-{gauge.level}"]
+            ),
+            offer,
+        )
 
     def drop_oldest(self, state: SessionState) -> Updates:
         """From now on this conversation's requests leave out the turns that do not fit."""
         state.fit_context_for, state.context_full = state.conversation_id, False
         return state, gr.update(visible=False)
 
-    async def summarize(self, request: gr.Request, state: SessionState, provider: str,
-                        model: str, system: str, tools: Any, tool_choice: Any, *params: Any
-                        ) -> AsyncIterator[Updates]:
+    async def summarize(
+        self,
+        request: gr.Request,
+        state: SessionState,
+        provider: str,
+        model: str,
+        system: str,
+        tools: Any,
+        tool_choice: Any,
+        *params: Any,
+    ) -> AsyncIterator[Updates]:
         """Ask the model for a summary of this conversation (the turns that fit), here, in
         the open chat; `continue_from_summary` then starts the new chat with it."""
         state.context_full = False
         state.summary_of = state.conversation_id
         ask = NewMessage(t(SUMMARY_REQUEST, state.lang))
-        async for item in self._run(state, request, ask, provider, model, system, (), "none",
-                                    params, clear_box=False, fit_context=True):
+        async for item in self._run(
+            state,
+            request,
+            ask,
+            provider,
+            model,
+            system,
+            (),
+            "none",
+            params,
+            clear_box=False,
+            fit_context=True,
+        ):
             yield item
 
     async def continue_from_summary(self, state: SessionState, request: gr.Request) -> Updates:
@@ -675,11 +840,19 @@ class ChatUI:
             return tuple(gr.skip() for _ in range(12 + len(PARAMS)))
         user_id = await self.user_id(state, request)
         try:
-            new_id = await self.db(lambda s: start_from_summary(
-                s, user_id, source, state.lang, self.settings.max_message_chars))
+            new_id = await self.db(
+                lambda s: start_from_summary(
+                    s, user_id, source, state.lang, self.settings.max_message_chars
+                )
+            )
         except SummaryMissing:
-            gr.Warning(t("No summary was written, so no new chat was started: try again, or "
-                         "drop the oldest turns instead.", state.lang))
+            gr.Warning(
+                t(
+                    "No summary was written, so no new chat was started: try again, or "
+                    "drop the oldest turns instead.",
+                    state.lang,
+                )
+            )
             return tuple(gr.skip() for _ in range(12 + len(PARAMS)))
         return await self.open(new_id, state, request)
 
@@ -689,14 +862,20 @@ class ChatUI:
         return controls.visibility(caps, config.kind)
 
     def key_banner(self, state: SessionState) -> str:
-        missing = [p for p in self.settings.providers
-                   if p.kind != "openai" and not p.api_key and not state.api_keys.get(p.name)]
+        missing = [
+            p
+            for p in self.settings.providers
+            if p.kind != "openai" and not p.api_key and not state.api_keys.get(p.name)
+        ]
         if len(missing) < len([p for p in self.settings.providers if p.kind != "openai"]):
             return ""
         names = " / ".join(f"`{p.key_env}`" for p in missing)
-        return t("⚠ **No API key configured.** Set {names} in `.env` and restart, or paste a key "
-                 "under **Settings → API key** (kept in server memory for this browser session "
-                 "only, never saved).", state.lang).format(names=names)
+        return t(
+            "⚠ **No API key configured.** Set {names} in `.env` and restart, or paste a key "
+            "under **Settings → API key** (kept in server memory for this browser session "
+            "only, never saved).",
+            state.lang,
+        ).format(names=names)
 
     async def set_key(self, key: str, provider: str, state: SessionState) -> Updates:
         config = self.settings.provider(provider)
@@ -707,5 +886,11 @@ class ChatUI:
             state.api_keys.pop(provider, None)
             status = f"Using the server's {config.key_env}." if config.api_key else ""
         models, note = await self.models_for(provider, state, refresh=True)
-        return (gr.update(value=""), gr.update(value=status, visible=bool(status)), state,
-                self.key_banner(state), models, note)
+        return (
+            gr.update(value=""),
+            gr.update(value=status, visible=bool(status)),
+            state,
+            self.key_banner(state),
+            models,
+            note,
+        )

@@ -56,8 +56,8 @@ _MD = _renderer()
 
 def render_block(text: str) -> str:
     """One settled Markdown block as HTML (links open in a new tab)."""
-    return _MD.render(text).replace("<a href=", '<a target="_blank" rel="noopener noreferrer" '
-                                                 'href=')
+    html: str = _MD.render(text)
+    return html.replace("<a href=", '<a target="_blank" rel="noopener noreferrer" href=')
 
 
 @dataclass(slots=True)
@@ -75,20 +75,24 @@ class Blocks:
             end = text.find("\n", self.scanned)
             if end < 0:
                 return found
-            line = text[self.scanned:end]
+            line = text[self.scanned : end]
             self.scanned = end + 1
             boundary = False
             marker = _FENCE.match(line)
             if self.fence is not None:
-                if marker and marker.group(1)[0] == self.fence[0] and (
-                        len(marker.group(1)) >= len(self.fence)) and not line.strip(" `~"):
+                if (
+                    marker
+                    and marker.group(1)[0] == self.fence[0]
+                    and (len(marker.group(1)) >= len(self.fence))
+                    and not line.strip(" `~")
+                ):
                     self.fence, boundary = None, True
             elif marker:
                 self.fence = marker.group(1)
             elif not line.strip():
                 boundary = True
             if boundary:
-                block = text[self.settled:self.scanned]
+                block = text[self.settled : self.scanned]
                 self.settled = self.scanned
                 if block.strip():
                     found.append(block)
@@ -120,9 +124,15 @@ class LiveWriter:
             events.append({"labels": {"thinking": t("Thinking", self.lang)}})
         progress = self.update.progress
         for index, past in enumerate(progress.rounds):
-            self._segment(events, 0, index, past.reasoning, past.content,
-                          [_tool(v, self.lang) for v in past.tools])
-        for choice_index, choice in enumerate(progress.choices[:progress.n]):
+            self._segment(
+                events,
+                0,
+                index,
+                past.reasoning,
+                past.content,
+                [_tool(v, self.lang) for v in past.tools],
+            )
+        for choice_index, choice in enumerate(progress.choices[: progress.n]):
             segment = len(progress.rounds) if choice_index == 0 else 0
             tools = [_tool(v, self.lang) for v in progress.tools] if choice_index == 0 else []
             self._segment(events, choice_index, segment, choice.reasoning, choice.content, tools)
@@ -130,28 +140,37 @@ class LiveWriter:
             events.append({"note": progress.retry_note})
         if last:
             events.append({"done": True, "state": self.update.state})
-        return b"".join(b"data: " + json.dumps(e, ensure_ascii=False).encode() + b"\n\n"
-                        for e in events)
+        return b"".join(
+            b"data: " + json.dumps(e, ensure_ascii=False).encode() + b"\n\n" for e in events
+        )
 
-    def _segment(self, events: list[dict[str, Any]], lane: int, index: int, reasoning: str,
-                 content: str, tools: list[dict[str, Any]]) -> None:
+    def _segment(
+        self,
+        events: list[dict[str, Any]],
+        lane: int,
+        index: int,
+        reasoning: str,
+        content: str,
+        tools: list[dict[str, Any]],
+    ) -> None:
         event: dict[str, Any] = {}
         if (lane, index) not in self.segments and lane > 0:
             count = self.update.progress.n
             event["header"] = t("Choice {index} of {count}", self.lang).format(
-                index=lane + 1, count=count)
+                index=lane + 1, count=count
+            )
         sent = self.segments.setdefault((lane, index), Segment())
         if len(reasoning) > sent.reasoning:
-            event["reasoning"] = reasoning[sent.reasoning:]
+            event["reasoning"] = reasoning[sent.reasoning :]
             sent.reasoning = len(reasoning)
         blocks = sent.blocks.feed(content)
-        tail = content[sent.blocks.settled:]
+        tail = content[sent.blocks.settled :]
         if blocks:
             event["blocks"] = [render_block(block) for block in blocks]
             event["tail"] = tail
         elif tail != sent.tail:
             if tail.startswith(sent.tail):
-                event["more"] = tail[len(sent.tail):]
+                event["more"] = tail[len(sent.tail) :]
             else:
                 event["tail"] = tail
         sent.tail = tail
@@ -168,9 +187,11 @@ def _tool(view: Any, lang: str) -> dict[str, str | None]:
     result = view.result.content if view.result is not None else None
     icon = "⚠" if view.status in ("error", "timeout") else "🛠"
     label = t(TOOL_LABELS.get(view.status, view.status), lang)
-    item = {"title": f"{icon} {view.call.name or t('(unnamed tool)', lang)} · {label}",
-            "arguments": view.call.arguments[:TOOL_TEXT_CHARS],
-            "result": result[:TOOL_TEXT_CHARS] if result is not None else None}
+    item = {
+        "title": f"{icon} {view.call.name or t('(unnamed tool)', lang)} · {label}",
+        "arguments": view.call.arguments[:TOOL_TEXT_CHARS],
+        "result": result[:TOOL_TEXT_CHARS] if result is not None else None,
+    }
     if view.status == "awaiting_approval":
         item["hint"] = t("Approve or deny this call with the buttons under the chat.", lang)
     return item
@@ -179,8 +200,9 @@ def _tool(view: Any, lang: str) -> dict[str, str | None]:
 class LiveFeed:
     """GET /parley/live/{conversation_id}: the live answer of one of the caller's chats."""
 
-    def __init__(self, runs: RunManager,
-                 user_of: Callable[[Request], Awaitable[int | None]]) -> None:
+    def __init__(
+        self, runs: RunManager, user_of: Callable[[Request], Awaitable[int | None]]
+    ) -> None:
         self.runs = runs
         self.user_of = user_of
 
@@ -195,8 +217,11 @@ class LiveFeed:
         if not runs:  # nothing streams there (or not for this user): say so and end
             done = b'data: {"done": true, "state": "none"}\n\n'
             return Response(done, media_type="text/event-stream", headers=headers)
-        return StreamingResponse(self._events(runs[0], lang if lang in ("en", "zh") else "en"),
-                                 media_type="text/event-stream", headers=headers)
+        return StreamingResponse(
+            self._events(runs[0], lang if lang in ("en", "zh") else "en"),
+            media_type="text/event-stream",
+            headers=headers,
+        )
 
     async def _events(self, run: Run, lang: str) -> AsyncIterator[bytes]:
         writer = LiveWriter(run.snapshot, lang)

@@ -8,8 +8,10 @@ from pathlib import Path
 import gradio as gr
 from gradio_client.utils import is_http_url_like
 
-LINKS_REFUSED = ("Attach images by uploading, pasting or dropping them; put image and video "
-                 "links under “Attach a link”.")
+LINKS_REFUSED = (
+    "Attach images by uploading, pasting or dropping them; put image and video "
+    "links under “Attach a link”."
+)
 
 
 def uploads_only(box: gr.MultimodalTextbox) -> gr.MultimodalTextbox:

@@ -37,8 +37,9 @@ def _refused() -> Iterator[None]:
     try:
         yield
     except (NotFound, InvalidId):
-        raise gr.Error("That preset no longer exists or is not yours.",
-                       title="Preset not found") from None
+        raise gr.Error(
+            "That preset no longer exists or is not yours.", title="Preset not found"
+        ) from None
     except PresetError as exc:
         raise gr.Error(str(exc), title="Preset not saved") from None
     except OperationalError:
@@ -75,15 +76,20 @@ class PresetsUI:
             kind, key = parse_choice(choice_value)
             if kind == "shipped":
                 return find_shipped(key).values
-        row = await self._db(lambda s: store.get_preset(session=s, user_id=user_id,
-                                                        preset_id=key))
-        return PresetValues(name=row.name, system_prompt=row.system_prompt,
-                            provider=row.provider, model=row.model,
-                            parameters=dict(row.parameters), tools=tuple(row.tools),
-                            tool_choice=row.tool_choice)
+        row = await self._db(lambda s: store.get_preset(session=s, user_id=user_id, preset_id=key))
+        return PresetValues(
+            name=row.name,
+            system_prompt=row.system_prompt,
+            provider=row.provider,
+            model=row.model,
+            parameters=dict(row.parameters),
+            tools=tuple(row.tools),
+            tool_choice=row.tool_choice,
+        )
 
-    async def apply(self, choice_value: str | None, state: SessionState,
-                    request: gr.Request) -> Updates:
+    async def apply(
+        self, choice_value: str | None, state: SessionState, request: gr.Request
+    ) -> Updates:
         """Fill (system, provider, model, tools, tool_choice, *params) from a preset."""
         if not choice_value:
             return tuple(gr.skip() for _ in range(5 + len(PARAMS)))
@@ -99,25 +105,42 @@ class PresetsUI:
         if choice not in ("auto", "none", "required", *tools):
             choice = "auto"
         gr.Info(f"Preset “{values.name}” applied.")
-        return (values.system_prompt, provider, model, tools, choice,
-                *controls.show(values.parameters))
+        return (
+            values.system_prompt,
+            provider,
+            model,
+            tools,
+            choice,
+            *controls.show(values.parameters),
+        )
 
-    async def _provider_model(self, values: PresetValues, state: SessionState
-                              ) -> tuple[Any, Any]:
+    async def _provider_model(self, values: PresetValues, state: SessionState) -> tuple[Any, Any]:
         """Provider and model updates; an empty one in the preset keeps the current control."""
         if values.provider in {p.name for p in self.chat.settings.providers}:
             model, _ = await self.chat.models_for(values.provider, state, current=values.model)
             return values.provider, model
         if values.provider:
-            gr.Warning(f"This preset uses provider {values.provider!r}, which is not "
-                       "configured here; the current provider is kept.")
+            gr.Warning(
+                f"This preset uses provider {values.provider!r}, which is not "
+                "configured here; the current provider is kept."
+            )
         return gr.skip(), (gr.update(value=values.model) if values.model else gr.skip())
 
     # gr.Request comes first: Gradio injects it only into positional parameters, and the
     # parameter controls arrive as *params.
-    async def save(self, request: gr.Request, state: SessionState, name: str, team: bool,
-                   system: str, provider: str, model: str, tools: Any, tool_choice: Any,
-                   *params: Any) -> Updates:
+    async def save(
+        self,
+        request: gr.Request,
+        state: SessionState,
+        name: str,
+        team: bool,
+        system: str,
+        provider: str,
+        model: str,
+        tools: Any,
+        tool_choice: Any,
+        *params: Any,
+    ) -> Updates:
         """Save the current settings as a preset; return the refreshed Dropdown and a note."""
         person = await self.chat.person(state, request)
         if team and not person.is_admin:
@@ -125,22 +148,43 @@ class PresetsUI:
         if not (name or "").strip():
             raise gr.Error("Give the preset a name first.", title="Preset not saved")
         with _refused():
-            values = check(PresetValues(
-                name=name, system_prompt=system or "", provider=provider or "",
-                model=model or "", parameters=controls.collect(params),
-                tools=tuple(tools or ()), tool_choice=tool_choice or "auto",
-            ), self.service.tools, self.chat.settings.max_message_chars)
-        row = await self._db(lambda s: store.save_preset(
-            session=s, user_id=person.user_id, name=values.name, team=bool(team),
-            is_admin=person.is_admin, system_prompt=values.system_prompt,
-            provider=values.provider, model=values.model, parameters=dict(values.parameters),
-            tools=values.tools, tool_choice=values.tool_choice))
+            values = check(
+                PresetValues(
+                    name=name,
+                    system_prompt=system or "",
+                    provider=provider or "",
+                    model=model or "",
+                    parameters=controls.collect(params),
+                    tools=tuple(tools or ()),
+                    tool_choice=tool_choice or "auto",
+                ),
+                self.service.tools,
+                self.chat.settings.max_message_chars,
+            )
+        row = await self._db(
+            lambda s: store.save_preset(
+                session=s,
+                user_id=person.user_id,
+                name=values.name,
+                team=bool(team),
+                is_admin=person.is_admin,
+                system_prompt=values.system_prompt,
+                provider=values.provider,
+                model=values.model,
+                parameters=dict(values.parameters),
+                tools=values.tools,
+                tool_choice=values.tool_choice,
+            )
+        )
         where = "team preset" if row.team else "preset"
-        return (await self._choices(person.user_id, db_value(row.id)),
-                f"Saved {where} “{row.name}”.")
+        return (
+            await self._choices(person.user_id, db_value(row.id)),
+            f"Saved {where} “{row.name}”.",
+        )
 
-    async def delete(self, choice_value: str | None, state: SessionState,
-                     request: gr.Request) -> Updates:
+    async def delete(
+        self, choice_value: str | None, state: SessionState, request: gr.Request
+    ) -> Updates:
         """Delete the picked preset (team presets: admins only); shipped ones stay."""
         person = await self.chat.person(state, request)
         if not choice_value:
@@ -149,10 +193,12 @@ class PresetsUI:
             kind, key = parse_choice(choice_value)
         if kind == "shipped":
             raise gr.Error("Shipped presets cannot be deleted.")
+
         def work(session: Any) -> str:
             name = store.get_preset(session=session, user_id=person.user_id, preset_id=key).name
-            store.delete_preset(session=session, user_id=person.user_id,
-                                is_admin=person.is_admin, preset_id=key)
+            store.delete_preset(
+                session=session, user_id=person.user_id, is_admin=person.is_admin, preset_id=key
+            )
             return name
 
         name = await self._db(work)
@@ -176,11 +222,18 @@ def build_presets_row(ui: PresetsUI) -> PresetComponents:
     """Create the Presets accordion where it is called (inside a Blocks layout)."""
     with gr.Accordion("Presets", open=False, elem_id="presets") as accordion:
         dropdown = gr.Dropdown(
-            [c.pair() for c in choices(())], value=None, label="Preset",
-            info="Picking one fills every setting below.", elem_id="preset",
+            [c.pair() for c in choices(())],
+            value=None,
+            label="Preset",
+            info="Picking one fills every setting below.",
+            elem_id="preset",
         )
-        name = gr.Textbox(label="Name", max_lines=1, placeholder="Name for the current settings",
-                          elem_id="preset-name")
+        name = gr.Textbox(
+            label="Name",
+            max_lines=1,
+            placeholder="Name for the current settings",
+            elem_id="preset-name",
+        )
         team = gr.Checkbox(label="Team preset (admins)", value=False, elem_id="preset-team")
         with gr.Row():
             save = gr.Button("Save as preset", size="sm", elem_id="save-preset")
@@ -189,24 +242,31 @@ def build_presets_row(ui: PresetsUI) -> PresetComponents:
     return PresetComponents(accordion, dropdown, name, team, save, delete, status)
 
 
-def wire_presets(components: PresetComponents, ui: PresetsUI, *, state: gr.State,
-                 system: gr.components.Component, provider: gr.components.Component,
-                 model: gr.components.Component, tools_box: gr.components.Component,
-                 tool_choice: gr.components.Component,
-                 params: Sequence[gr.components.Component], demo: gr.Blocks) -> None:
+def wire_presets(
+    components: PresetComponents,
+    ui: PresetsUI,
+    *,
+    state: gr.State,
+    system: gr.components.Component,
+    provider: gr.components.Component,
+    model: gr.components.Component,
+    tools_box: gr.components.Component,
+    tool_choice: gr.components.Component,
+    params: Sequence[gr.components.Component],
+    demo: gr.Blocks,
+) -> None:
     """Wire the Presets accordion's events; call inside the same Blocks as the layout."""
     c = components
     settings = [system, provider, model, tools_box, tool_choice, *params]
     # .input, not .change: refreshing the choices after a save must not re-apply a preset.
     # .select: Gradio 6.31 fires a Dropdown's .input twice per pick (the preset applied twice).
     # Picking a preset refills every setting: no progress overlay on each of them.
-    c.dropdown.select(ui.apply, [c.dropdown, state], settings, api_visibility=PRIVATE,
-                      show_progress="hidden")
+    c.dropdown.select(
+        ui.apply, [c.dropdown, state], settings, api_visibility=PRIVATE, show_progress="hidden"
+    )
     save_inputs = [state, c.name, c.team, *settings]
     for trigger in (c.save.click, c.name.submit):
         trigger(ui.save, save_inputs, [c.dropdown, c.status], api_visibility=PRIVATE)
-    c.delete.click(ui.delete, [c.dropdown, state], [c.dropdown, c.status],
-                   api_visibility=PRIVATE)
+    c.delete.click(ui.delete, [c.dropdown, state], [c.dropdown, c.status], api_visibility=PRIVATE)
     demo.load(ui.choices, [state], [c.dropdown], api_visibility=PRIVATE, show_progress="hidden")
     demo.load(ui.team_visible, [state], [c.team], api_visibility=PRIVATE, show_progress="hidden")
-

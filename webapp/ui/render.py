@@ -76,8 +76,13 @@ _settled: OrderedDict[tuple[Any, ...], list[Any]] = OrderedDict()
 def _item_key(item: ChatbotMessage) -> tuple[Any, ...] | None:
     content = item.get("content")
     metadata = item.get("metadata") or {}
-    if not (isinstance(content, list) and len(content) == 1 and isinstance(content[0], dict)
-            and content[0].get("type") == "text" and len(content[0]) == 2):
+    if not (
+        isinstance(content, list)
+        and len(content) == 1
+        and isinstance(content[0], dict)
+        and content[0].get("type") == "text"
+        and len(content[0]) == 2
+    ):
         return None  # only the text items render_path makes are cached
     if not all(isinstance(v, str | int | float | None) for v in metadata.values()):
         return None
@@ -133,7 +138,9 @@ def _markup(role: str, text: str, metadata: dict[str, Any] | None = None) -> Cha
 
 
 def stats_line(
-    usage: dict[str, Any] | None, timings: dict[str, Any] | None, model: str = "",
+    usage: dict[str, Any] | None,
+    timings: dict[str, Any] | None,
+    model: str = "",
     lang: str = "en",
 ) -> str:
     """The figures shown under an answer: tokens, time to first token, tokens/s."""
@@ -141,34 +148,45 @@ def stats_line(
     if usage and usage.get("estimated"):
         if usage.get("prompt_tokens"):
             parts.append(t("≈{tokens} prompt", lang).format(tokens=usage["prompt_tokens"]))
-        parts.append(t("≈{tokens} completion tokens (estimated)", lang).format(
-            tokens=usage.get("completion_tokens", 0)))
+        parts.append(
+            t("≈{tokens} completion tokens (estimated)", lang).format(
+                tokens=usage.get("completion_tokens", 0)
+            )
+        )
     elif usage:
         parts.append(t("{tokens} prompt", lang).format(tokens=usage.get("prompt_tokens", 0)))
         completion = usage.get("completion_tokens", 0)
         if usage.get("reasoning_tokens"):
             parts.append(t("{tokens} completion", lang).format(tokens=completion))
-            parts.append(t("{tokens} reasoning tokens", lang).format(
-                tokens=usage["reasoning_tokens"]))
+            parts.append(
+                t("{tokens} reasoning tokens", lang).format(tokens=usage["reasoning_tokens"])
+            )
         else:
             parts.append(t("{tokens} completion tokens", lang).format(tokens=completion))
     if timings:
         if "ttft_ms" in timings:
-            parts.append(t("first token {seconds} s", lang).format(
-                seconds=f"{timings['ttft_ms'] / 1000:.2f}"))
+            parts.append(
+                t("first token {seconds} s", lang).format(
+                    seconds=f"{timings['ttft_ms'] / 1000:.2f}"
+                )
+            )
         if "tokens_per_s" in timings:
             approx = "≈" if timings.get("tokens_estimated") else ""
-            parts.append(approx + t("{rate} tok/s", lang).format(
-                rate=f"{timings['tokens_per_s']:g}"))
+            parts.append(
+                approx + t("{rate} tok/s", lang).format(rate=f"{timings['tokens_per_s']:g}")
+            )
     if model:
         parts.append(model)
     return " · ".join(parts)
 
 
-def _thinking(reasoning: str, *, pending: bool, seconds: float | None,
-              lang: str = "en") -> ChatbotMessage:
-    metadata: dict[str, Any] = {"title": t("Thinking", lang),
-                                "status": "pending" if pending else "done"}
+def _thinking(
+    reasoning: str, *, pending: bool, seconds: float | None, lang: str = "en"
+) -> ChatbotMessage:
+    metadata: dict[str, Any] = {
+        "title": t("Thinking", lang),
+        "status": "pending" if pending else "done",
+    }
     if seconds is not None:
         metadata["duration"] = round(seconds, 1)
     return _text("assistant", reasoning, metadata)
@@ -182,8 +200,9 @@ def pretty_arguments(arguments: str) -> str:
         return arguments
 
 
-def tool_item(call: ToolCall, status: str, result: str | None,
-              duration_ms: int | None, lang: str = "en") -> ChatbotMessage:
+def tool_item(
+    call: ToolCall, status: str, result: str | None, duration_ms: int | None, lang: str = "en"
+) -> ChatbotMessage:
     """One collapsible block for a tool call: name, arguments, result, duration, status."""
     parts = [t("**Arguments**", lang), fenced(pretty_arguments(call.arguments), "json")]
     if status == "awaiting_approval":
@@ -191,13 +210,15 @@ def tool_item(call: ToolCall, status: str, result: str | None,
     if result is not None:
         shown = result
         if len(result) > TOOL_SHOWN_CHARS:
-            shown = (result[:TOOL_SHOWN_CHARS]
-                     + f"\n… ({len(result) - TOOL_SHOWN_CHARS:,} more characters stored)")
+            shown = (
+                result[:TOOL_SHOWN_CHARS]
+                + f"\n… ({len(result) - TOOL_SHOWN_CHARS:,} more characters stored)"
+            )
         parts += [t("**Result**", lang), fenced(shown)]
     icon = "⚠" if status in ("error", "timeout") else "🛠"
     metadata: dict[str, Any] = {
         "title": f"{icon} {call.name or t('(unnamed tool)', lang)} · "
-                 f"{t(TOOL_LABELS.get(status, status), lang)}",
+        f"{t(TOOL_LABELS.get(status, status), lang)}",
         "status": "pending" if status in ("running", "awaiting_approval") else "done",
     }
     if duration_ms is not None and result is not None:
@@ -206,25 +227,36 @@ def tool_item(call: ToolCall, status: str, result: str | None,
 
 
 def _live_tool_items(views: Sequence[ToolCallView], lang: str) -> list[ChatbotMessage]:
-    return [tool_item(v.call, v.status, v.result.content if v.result else None,
-                      v.result.duration_ms if v.result else None, lang) for v in views]
+    return [
+        tool_item(
+            v.call,
+            v.status,
+            v.result.content if v.result else None,
+            v.result.duration_ms if v.result else None,
+            lang,
+        )
+        for v in views
+    ]
 
 
-def _stored_tool_items(message: Message, results: dict[str, Message],
-                       lang: str) -> list[ChatbotMessage]:
+def _stored_tool_items(
+    message: Message, results: dict[str, Message], lang: str
+) -> list[ChatbotMessage]:
     items = []
     for raw in message.tool_calls or []:
         function = raw.get("function") or {}
-        call = ToolCall(str(raw.get("id", "")), str(function.get("name", "")),
-                        str(function.get("arguments", "")))
+        call = ToolCall(
+            str(raw.get("id", "")),
+            str(function.get("name", "")),
+            str(function.get("arguments", "")),
+        )
         row = results.get(call.id)
         if row is None:
             status = "running" if message.state == "streaming" else "not_run"
             items.append(tool_item(call, status, None, None, lang))
         else:
             duration = (row.timings or {}).get("duration_ms")
-            items.append(tool_item(call, row.tool_status or "done", row.content, duration,
-                                   lang))
+            items.append(tool_item(call, row.tool_status or "done", row.content, duration, lang))
     return items
 
 
@@ -245,8 +277,9 @@ def _answer_items(
     if header:
         items.append(_text("assistant", f"**{header}**"))
     if reasoning:
-        items.append(_thinking(reasoning, pending=thinking_pending, seconds=thinking_seconds,
-                               lang=lang))
+        items.append(
+            _thinking(reasoning, pending=thinking_pending, seconds=thinking_seconds, lang=lang)
+        )
     if content:
         items.append(_text("assistant", content))
     items += tools or []
@@ -264,9 +297,9 @@ def _answer_items(
     return items
 
 
-def _stored_answer(message: Message, header: str = "",
-                   results: dict[str, Message] | None = None,
-                   lang: str = "en") -> list[ChatbotMessage]:
+def _stored_answer(
+    message: Message, header: str = "", results: dict[str, Message] | None = None, lang: str = "en"
+) -> list[ChatbotMessage]:
     seconds = (message.timings or {}).get("reasoning_ms")
     # A round that asked for tools shows no figures: they appear under the final answer.
     show_stats = message.state != "streaming" and not message.tool_calls
@@ -275,8 +308,9 @@ def _stored_answer(message: Message, header: str = "",
         reasoning=message.reasoning,
         state=message.state,
         error=message.error,
-        stats=(stats_line(message.usage, message.timings, message.model, lang)
-               if show_stats else ""),
+        stats=(
+            stats_line(message.usage, message.timings, message.model, lang) if show_stats else ""
+        ),
         thinking_seconds=seconds / 1000 if seconds is not None else None,
         header=header,
         tools=_stored_tool_items(message, results or {}, lang),
@@ -285,8 +319,12 @@ def _stored_answer(message: Message, header: str = "",
 
 
 def render_path(
-    path: Sequence[Message], choice_groups: dict[str, list[Message]] | None = None,
-    lang: str = "en", *, window: int = WINDOW, note: bool = True,
+    path: Sequence[Message],
+    choice_groups: dict[str, list[Message]] | None = None,
+    lang: str = "en",
+    *,
+    window: int = WINDOW,
+    note: bool = True,
 ) -> View:
     """Render the stored active path, windowed to its last `window` messages; with `note`,
     a line says how many earlier ones are not shown (the chat page has a button instead)."""
@@ -296,8 +334,11 @@ def render_path(
     view = View([], [], hidden=hidden)
     results = tool_results_by_answer(path)
     if hidden and note:
-        view.messages.append(_text(
-            "assistant", t("… {count} earlier messages not shown.", lang).format(count=hidden)))
+        view.messages.append(
+            _text(
+                "assistant", t("… {count} earlier messages not shown.", lang).format(count=hidden)
+            )
+        )
         view.message_ids.append(None)
     for message in path[hidden:]:
         group = (choice_groups or {}).get(message.id)
@@ -316,8 +357,12 @@ def render_path(
             items = []
             for sibling in group:
                 kept = t("✓ kept" if sibling.id == message.id else "not kept", lang)
-                header = t("Choice {index} of {count}", lang).format(
-                    index=sibling.choice_index + 1, count=len(group)) + f" ({kept})"
+                header = (
+                    t("Choice {index} of {count}", lang).format(
+                        index=sibling.choice_index + 1, count=len(group)
+                    )
+                    + f" ({kept})"
+                )
                 items += _stored_answer(sibling, header, lang=lang)
                 view.messages += items
                 view.message_ids += [sibling.id] * len(items)
@@ -333,20 +378,24 @@ def render_path(
 
 
 # Gradio's sanitizer keeps class names but drops data-* attributes: the id goes in a class.
-LIVE_PLACEHOLDER = ('<div class="parley-live parley-live-{conversation_id} '
-                    'parley-live-lang-{lang}"></div>')
+LIVE_PLACEHOLDER = (
+    '<div class="parley-live parley-live-{conversation_id} parley-live-lang-{lang}"></div>'
+)
 
 
-def render_waiting(prior: View, conversation_id: str, assistant_ids: Sequence[str],
-                   lang: str = "en") -> View:
+def render_waiting(
+    prior: View, conversation_id: str, assistant_ids: Sequence[str], lang: str = "en"
+) -> View:
     """The stored view plus a placeholder the page fills with the live answer.
 
     While a run streams, its text reaches the page through webapp/live_view.py (appended,
     never re-sent), so the Chatbot is written only twice per turn: this, and the end.
     """
     view = View(list(prior.messages), list(prior.message_ids))
-    live = LIVE_PLACEHOLDER.format(conversation_id=html.escape(conversation_id, quote=True),
-                                   lang="zh" if lang == "zh" else "en")
+    live = LIVE_PLACEHOLDER.format(
+        conversation_id=html.escape(conversation_id, quote=True),
+        lang="zh" if lang == "zh" else "en",
+    )
     view.messages.append(_markup("assistant", live))
     view.message_ids.append(assistant_ids[0] if assistant_ids else None)
     return view
@@ -367,17 +416,25 @@ def render_live(
     done = state != "streaming"
     count = len(assistant_ids)
     for past in progress.rounds:  # earlier rounds of a tool-using turn
-        items = _answer_items(content=past.content, reasoning=past.reasoning, state="complete",
-                              error=None, stats="", thinking_seconds=past.thinking_s,
-                              tools=_live_tool_items(past.tools, lang), lang=lang)
+        items = _answer_items(
+            content=past.content,
+            reasoning=past.reasoning,
+            state="complete",
+            error=None,
+            stats="",
+            thinking_seconds=past.thinking_s,
+            tools=_live_tool_items(past.tools, lang),
+            lang=lang,
+        )
         view.messages += items
         view.message_ids += [assistant_ids[0]] * len(items)
     for index, message_id in enumerate(assistant_ids):
         choice = progress.choices[index]
         stats = ""
         if done:
-            stats = stats_line(progress.usage_dict() if index == 0 else None,
-                               progress.timings(), model, lang)
+            stats = stats_line(
+                progress.usage_dict() if index == 0 else None, progress.timings(), model, lang
+            )
         header = ""
         if count > 1:
             header = t("Choice {index} of {count}", lang).format(index=index + 1, count=count)
@@ -413,7 +470,8 @@ def feedback_values(view: View, feedback: dict[str, int | None]) -> list[str | N
     values: list[str | None] = []
     for index, item in enumerate(view.messages):
         last_of_bubble = index + 1 == len(view.messages) or (
-            view.messages[index + 1]["role"] != item["role"])
+            view.messages[index + 1]["role"] != item["role"]
+        )
         if item["role"] == "assistant" and last_of_bubble:
             message_id = view.message_ids[index]
             values.append(FEEDBACK_LABELS.get(feedback.get(message_id or "") or 0))

@@ -33,5 +33,7 @@ class SessionState:
     summary_of: str | None = None  # the conversation being summarized for a new chat
 
     def __repr__(self) -> str:  # keys must never reach a log line
-        return (f"SessionState(user={self.username!r}, conversation={self.conversation_id!r}, "
-                f"keys={sorted(self.api_keys)})")
+        return (
+            f"SessionState(user={self.username!r}, conversation={self.conversation_id!r}, "
+            f"keys={sorted(self.api_keys)})"
+        )

@@ -46,8 +46,11 @@ class SharePage:
 
         viewer, conversation, messages = await asyncio.to_thread(work)
         shown = viewer.username if viewer is not None else name  # as first spelled
-        header = (gr.update(visible=bool(shown)), signed_in_text(shown, lang) if shown else "",
-                  t("Sign out", lang))
+        header = (
+            gr.update(visible=bool(shown)),
+            signed_in_text(shown, lang) if shown else "",
+            t("Sign out", lang),
+        )
         if conversation is None:
             return *header, t(GONE, lang), gr.update(visible=False)
         path = repo.active_path(messages, conversation.current_leaf_id)
@@ -55,23 +58,44 @@ class SharePage:
         if conversation.model:
             title += f" · {conversation.model}"
         # The title is the sharer's text, shown to another viewer: as safe as the messages.
-        return (*header, safe_markdown(title, latex=LATEX_MARKDOWN),
-                gr.update(value=render_path(path, lang=lang).messages, visible=True))
+        return (
+            *header,
+            safe_markdown(title, latex=LATEX_MARKDOWN),
+            gr.update(value=render_path(path, lang=lang).messages, visible=True),
+        )
 
 
 def build_share_page(page: SharePage) -> gr.Blocks:
     """A minimal Blocks app: who is signed in, a title and a read-only Chatbot."""
+    demo: gr.Blocks
     with gr.Blocks(title="Parley · shared conversation") as demo:
         with gr.Row(elem_id="account", visible=False) as account:
             note = gr.Markdown(elem_id="signed-in")
             # page.js signs out with a POST (as on the chat page); hidden behind a sign-in proxy.
-            sign_out = gr.Button("Sign out", size="sm", elem_id="sign-out", scale=0,
-                                 min_width=90, visible=page.auth_mode == "accounts")
+            sign_out = gr.Button(
+                "Sign out",
+                size="sm",
+                elem_id="sign-out",
+                scale=0,
+                min_width=90,
+                visible=page.auth_mode == "accounts",
+            )
         title = gr.Markdown("Loading…", elem_id="share-title")
-        chatbot = gr.Chatbot(elem_id="share-chat", show_label=False, height="80vh",
-                             latex_delimiters=LATEX, sanitize_html=True, render_markdown=True,
-                             buttons=["copy"])
-        demo.load(page.load, None, [account, note, sign_out, title, chatbot],
-                  api_visibility="private", show_progress="hidden")
+        chatbot = gr.Chatbot(
+            elem_id="share-chat",
+            show_label=False,
+            height="80vh",
+            latex_delimiters=LATEX,
+            sanitize_html=True,
+            render_markdown=True,
+            buttons=["copy"],
+        )
+        demo.load(
+            page.load,
+            None,
+            [account, note, sign_out, title, chatbot],
+            api_visibility="private",
+            show_progress="hidden",
+        )
     demo.queue(default_concurrency_limit=None)
     return demo

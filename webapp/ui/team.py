@@ -22,8 +22,11 @@ from webapp.ui.handlers import ChatUI
 from webapp.ui.session import SessionState
 
 log = logging.getLogger(__name__)
-PERIODS = {"Last 24 hours": timedelta(days=1), "Last 7 days": timedelta(days=7),
-           "Last 30 days": timedelta(days=30)}
+PERIODS = {
+    "Last 24 hours": timedelta(days=1),
+    "Last 7 days": timedelta(days=7),
+    "Last 30 days": timedelta(days=30),
+}
 USAGE_COLUMNS = ["user", "model", "requests", "prompt tokens", "completion tokens", "errors"]
 MAX_IMPORT_BYTES = 20_000_000
 
@@ -52,24 +55,35 @@ class TeamUI:
         conversation_id = state.conversation_id
         if not conversation_id:
             raise gr.Error(t("Open a conversation to share it.", state.lang))
-        link = await self.chat.db(lambda s: accounts.create_share(
-            session=s, user_id=user_id, conversation_id=conversation_id))
+        link = await self.chat.db(
+            lambda s: accounts.create_share(
+                session=s, user_id=user_id, conversation_id=conversation_id
+            )
+        )
         lang = state.lang
-        who = t("people who can sign in to Parley" if self.service.settings.share_requires_login
-                else "anyone with the link", lang)
+        who = t(
+            "people who can sign in to Parley"
+            if self.service.settings.share_requires_login
+            else "anyone with the link",
+            lang,
+        )
         gr.Info(t("Share link created.", lang))
-        return (t("Read-only link for {who}:", lang).format(who=who)
-                + f"\n\n`{self.share_url(request, link.token)}`\n\n"
-                + t("It shows the conversation as it is now and later; **Revoke links** ends it.",
-                    lang))
+        return (
+            t("Read-only link for {who}:", lang).format(who=who)
+            + f"\n\n`{self.share_url(request, link.token)}`\n\n"
+            + t("It shows the conversation as it is now and later; **Revoke links** ends it.", lang)
+        )
 
     async def revoke(self, state: SessionState, request: gr.Request) -> str:
         user_id = await self.chat.user_id(state, request)
         conversation_id = state.conversation_id
         if not conversation_id:
             raise gr.Error(t("Open a conversation first.", state.lang))
-        count = await self.chat.db(lambda s: accounts.revoke_shares(
-            session=s, user_id=user_id, conversation_id=conversation_id))
+        count = await self.chat.db(
+            lambda s: accounts.revoke_shares(
+                session=s, user_id=user_id, conversation_id=conversation_id
+            )
+        )
         return f"Revoked {count} link{'s' if count != 1 else ''}." if count else "No live links."
 
     # ---- export and import -----------------------------------------------------------------
@@ -79,16 +93,20 @@ class TeamUI:
         conversation_id = state.conversation_id
         if not conversation_id:
             raise gr.Error(t("Open a conversation to export it.", state.lang))
-        conversation, messages = await self.chat.db(lambda s: transfer.export_conversation(
-            session=s, user_id=user_id, conversation_id=conversation_id))
+        conversation, messages = await self.chat.db(
+            lambda s: transfer.export_conversation(
+                session=s, user_id=user_id, conversation_id=conversation_id
+            )
+        )
 
         def write() -> str:  # large conversations take a while: off the event loop
             if kind == "markdown":
                 text = conversation_markdown(conversation, messages)
                 name = _filename(conversation.title, ".md")
             else:
-                text = json.dumps(conversation_json(conversation, messages),
-                                  ensure_ascii=False, indent=2)
+                text = json.dumps(
+                    conversation_json(conversation, messages), ensure_ascii=False, indent=2
+                )
                 name = _filename(conversation.title, ".json")
             return self._link(request, user_id, name, text)
 
@@ -116,8 +134,9 @@ class TeamUI:
         token = self.downloads.add(user_id, name, text)
         return link_html(download_url(base_url(request), token), name)
 
-    async def import_file(self, file: Any, state: SessionState, query: str,
-                          request: gr.Request) -> Any:
+    async def import_file(
+        self, file: Any, state: SessionState, query: str, request: gr.Request
+    ) -> Any:
         """Import a conversation JSON export as a new conversation of this user."""
         user_id = await self.chat.user_id(state, request)
         path = Path(file if isinstance(file, str) else getattr(file, "name", ""))
@@ -127,14 +146,19 @@ class TeamUI:
             raise gr.Error(f"The file is larger than {MAX_IMPORT_BYTES // 1_000_000} MB.")
         limit = self.service.settings.max_message_chars
         try:
-            imported = await asyncio.to_thread(lambda: parse_import(
-                path.read_bytes(), max_bytes=MAX_IMPORT_BYTES, max_message_chars=limit))
+            imported = await asyncio.to_thread(
+                lambda: parse_import(
+                    path.read_bytes(), max_bytes=MAX_IMPORT_BYTES, max_message_chars=limit
+                )
+            )
         except ImportRefused as exc:
             raise gr.Error(str(exc), title="Cannot import") from None
-        new_id = await self.chat.db(lambda s: transfer.import_conversation(
-            session=s, user_id=user_id, imported=imported))
-        gr.Info(t("Imported as a new conversation: open it from the top of the sidebar.",
-                  state.lang))
+        new_id = await self.chat.db(
+            lambda s: transfer.import_conversation(session=s, user_id=user_id, imported=imported)
+        )
+        gr.Info(
+            t("Imported as a new conversation: open it from the top of the sidebar.", state.lang)
+        )
         log.info("user %s imported conversation %s", user_id, new_id)
         return await self.chat.sidebar(state, query, request)
 
@@ -153,16 +177,21 @@ class TeamUI:
         await self._admin(state, request)
         since = utc_now() - PERIODS.get(period, timedelta(days=1))
         rows = await self.chat.db(lambda s: accounts.usage_since(session=s, since=since))
-        return [[r.username, r.model, r.requests, r.prompt_tokens, r.completion_tokens, r.errors]
-                for r in rows]
+        return [
+            [r.username, r.model, r.requests, r.prompt_tokens, r.completion_tokens, r.errors]
+            for r in rows
+        ]
 
-    async def set_limits(self, username: str, rpm: Any, tokens: Any, state: SessionState,
-                         request: gr.Request) -> str:
+    async def set_limits(
+        self, username: str, rpm: Any, tokens: Any, state: SessionState, request: gr.Request
+    ) -> str:
         """Set a user's requests per minute and tokens per day (empty or 0: no limit)."""
         await self._admin(state, request)
         values: dict[str, int | None] = {}
-        for field, raw, label in (("rpm_limit", rpm, "Requests per minute"),
-                                  ("daily_token_limit", tokens, "Tokens per day")):
+        for field, raw, label in (
+            ("rpm_limit", rpm, "Requests per minute"),
+            ("daily_token_limit", tokens, "Tokens per day"),
+        ):
             text = str(raw if raw is not None else "").strip()
             if not text:
                 values[field] = None
@@ -172,14 +201,16 @@ class TeamUI:
             values[field] = int(text) or None
         name = (username or "").strip()
         try:
-            await self.chat.db(lambda s: accounts.update_account(
-                session=s, username=name, **values))
+            await self.chat.db(
+                lambda s: accounts.update_account(session=s, username=name, **values)
+            )
         except accounts.AccountError as exc:
             raise gr.Error(str(exc)) from None
         self.chat.identity.forget(name)
-        parts = [f"{values['rpm_limit']} requests/min" if values["rpm_limit"] else
-                 "no request limit",
-                 f"{values['daily_token_limit']:,} tokens/day" if values["daily_token_limit"]
-                 else "no token limit"]
+        parts = [
+            f"{values['rpm_limit']} requests/min" if values["rpm_limit"] else "no request limit",
+            f"{values['daily_token_limit']:,} tokens/day"
+            if values["daily_token_limit"]
+            else "no token limit",
+        ]
         return f"{name}: {', '.join(parts)}."
-

@@ -112,5 +112,10 @@ PICKER_NAMES = {"en": "English", "zh": "中文 / ZH"}
 
 def language_picker() -> gr.Radio:
     """The language switch: English, 中文 / ZH."""
-    return gr.Radio([(PICKER_NAMES.get(code, name), code) for code, name in LANGUAGES.items()],
-                    value="en", show_label=False, elem_id="language", container=False)
+    return gr.Radio(
+        [(PICKER_NAMES.get(code, name), code) for code, name in LANGUAGES.items()],
+        value="en",
+        show_label=False,
+        elem_id="language",
+        container=False,
+    )

@@ -22,8 +22,12 @@ down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-USERS = sa.table("users", sa.column("id", sa.Integer()), sa.column("username", sa.String()),
-                 sa.column("username_key", sa.String()))
+USERS = sa.table(
+    "users",
+    sa.column("id", sa.Integer()),
+    sa.column("username", sa.String()),
+    sa.column("username_key", sa.String()),
+)
 
 
 def upgrade() -> None:
