@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import gradio as gr
@@ -483,18 +484,15 @@ async def test_the_presets_row_wires_private_events_and_gradio_injects_the_reque
             tools_box, tool_choice = gr.CheckboxGroup(), gr.Dropdown()
             param_controls = [controls.make_control(p) for p in PARAMS]
             components = build_presets_row(ui)
-            wire_presets(
-                components,
-                ui,
-                state=state,
+            settings = SimpleNamespace(
                 system=system,
                 provider=provider,
                 model=model,
                 tools_box=tools_box,
                 tool_choice=tool_choice,
                 params=param_controls,
-                demo=demo,
             )
+            wire_presets(components, ui, state=state, settings_panel=settings, demo=demo)
     assert components.dropdown.elem_id == "preset"
     assert [
         c.elem_id

@@ -36,13 +36,28 @@ from webapp.downloads import Downloads, base_url, download_url, link_html
 from webapp.i18n import t
 from webapp.params import ParamError, parse_params_json
 from webapp.pricing import format_cost
-from webapp.ui.handlers import ChatUI, _refusal_text, refused_if_missing
-from webapp.ui.render import ChatbotMessage, _answer_items, _text
+from webapp.ui.handlers import ChatUI, refusal_text, refused_if_missing
+from webapp.ui.outputs import Group, Outputs
+from webapp.ui.render import ChatbotMessage, answer_items, text_item
 from webapp.ui.session import SessionState
-from webapp.ui.team import _filename
+from webapp.ui.team import export_filename
 
 ALL = "all"
 Updates = tuple[Any, ...]
+# What the tab's events update, by name (webapp/ui/outputs.py); compare_tab.py binds the names.
+VIEW = Outputs(
+    "cstate",
+    "pickers_group",
+    "continue_radio",
+    "note",
+    Group("columns", MAX_COLUMNS),
+    Group("headers", MAX_COLUMNS),
+    Group("chatbots", MAX_COLUMNS),
+    Group("stats", MAX_COLUMNS),
+    Group("bests", MAX_COLUMNS),
+)
+RUN = VIEW + "prompt"  # a round also clears the prompt box
+COUNT = Outputs(Group("rows", MAX_COLUMNS), Group("columns", MAX_COLUMNS))
 
 
 @dataclass
@@ -89,14 +104,14 @@ def _history_items(
     items: list[ChatbotMessage] = []
     for position, message in enumerate(history):
         if message.role == "user":
-            items.append(_text("user", message.content))
+            items.append(text_item("user", message.content))
             continue
         last = position == len(history) - 1
         stats = ""
         if cost is not None and (stats_for_last or not last) and message.state != "streaming":
             stats = figures_line(message.usage, message.timings, cost(message), lang)
         seconds = (message.timings or {}).get("reasoning_ms")
-        items += _answer_items(
+        items += answer_items(
             content=message.content,
             reasoning=message.reasoning,
             state=message.state,
@@ -111,7 +126,7 @@ def _history_items(
 def _live_items(run: ColumnRun, lang: str, hide: Sequence[str] = ()) -> list[ChatbotMessage]:
     choice, progress = run.progress.choices[0], run.progress
     done = run.state != "streaming"
-    items = _answer_items(
+    items = answer_items(
         content=choice.content,
         reasoning=choice.reasoning,
         state=run.state,
@@ -122,7 +137,7 @@ def _live_items(run: ColumnRun, lang: str, hide: Sequence[str] = ()) -> list[Cha
         lang=lang,
     )
     if progress.retry_note and not choice.content and not choice.reasoning and not done:
-        items = [_text("assistant", f"⏳ {_masked(progress.retry_note, hide, lang)}")]
+        items = [text_item("assistant", f"⏳ {_masked(progress.retry_note, hide, lang)}")]
     return items
 
 
@@ -175,7 +190,7 @@ class CompareUI:
         cstate.conversation_id, cstate.columns, cstate.latest_ids = None, [], []
         cstate.follow, cstate.voted = None, False
 
-    # ---- frames: every view output, in CompareTab.view_outputs order ------------------------
+    # ---- frames: the view's outputs by name (VIEW) -------------------------------------------
     def _frame(
         self,
         cstate: CompareState,
@@ -184,7 +199,8 @@ class CompareUI:
         note: Any = None,
         count: int | None = None,
         layout: bool = True,
-    ) -> Updates:
+    ) -> dict[str, Any]:
+        """The view's values by name; a streamed frame (`layout=False`) only the answers."""
         specs = cstate.columns
         shown = not blind or cstate.voted
         lang = cstate.lang
@@ -200,43 +216,38 @@ class CompareUI:
         else:
             radio = gr.update(choices=choices, value=ALL, interactive=bool(specs))
         visible = len(specs) if specs else (count or MIN_COLUMNS)
-        out: list[Any] = [
-            cstate,
-            gr.update(visible=not specs),
-            radio,
-            gr.skip() if note is None else note,
-        ]
-        out += [gr.update(visible=i < visible) for i in range(MAX_COLUMNS)]
         slots = [columns.get(i) for i in range(MAX_COLUMNS)]
+        values: dict[str, Any] = {
+            "cstate": cstate,
+            "chatbots": [gr.skip() if c is None else c.messages for c in slots],
+            "stats": [gr.skip() if c is None else c.stats for c in slots],
+            "bests": [gr.skip() if c is None or c.best is None else c.best for c in slots],
+        }
+        if note is not None:
+            values["note"] = note
+        if not layout:  # a streamed frame: only the answers and figures change
+            return values
+        headers = []
         for i, column in enumerate(slots):
             if column is not None and column.header:
-                out.append(column.header)
+                headers.append(column.header)
             elif i < len(specs):
-                out.append(
-                    _header(
-                        labels[i],
-                        self.provider_label(specs[i].provider),
-                        shown=shown,
-                        best=False,
-                        lang=lang,
-                    )
-                )
+                provider = self.provider_label(specs[i].provider)
+                headers.append(_header(labels[i], provider, shown=shown, best=False, lang=lang))
             else:
-                out.append("")
-        if not layout:  # a streamed frame: only the answers and figures change
-            out[1:3] = [gr.skip(), gr.skip()]
-            out[4:] = [gr.skip()] * (len(out) - 4)
-        out += [gr.skip() if c is None else c.messages for c in slots]
-        out += [gr.skip() if c is None else c.stats for c in slots]
-        out += [gr.skip() if c is None or c.best is None else c.best for c in slots]
-        return tuple(out)
+                headers.append("")
+        values["pickers_group"] = gr.update(visible=not specs)
+        values["continue_radio"] = radio
+        values["columns"] = [gr.update(visible=i < visible) for i in range(MAX_COLUMNS)]
+        values["headers"] = headers
+        return values
 
     def _empty_frame(self, cstate: CompareState, blind: bool, count: int) -> Updates:
         empty = {
             i: _Column(messages=[], stats="", best=gr.update(visible=False))
             for i in range(MAX_COLUMNS)
         }
-        return self._frame(cstate, empty, blind, note="", count=count)
+        return VIEW.pack(**self._frame(cstate, empty, blind, note="", count=count))
 
     async def _stored_frame(
         self, user_id: int, cstate: CompareState, blind: bool, count: int = MIN_COLUMNS
@@ -293,7 +304,7 @@ class CompareUI:
                 stats,
                 gr.update(visible=can_vote, value=t("★ Best" if best else "Best", lang)),
             )
-        return self._frame(cstate, columns, blind, note="")
+        return VIEW.pack(**self._frame(cstate, columns, blind, note=""))
 
     # ---- events --------------------------------------------------------------------------
     async def load_models(
@@ -304,7 +315,7 @@ class CompareUI:
         await self.chat.person(session, request)
         updates, used = [], set()
         for provider in providers:
-            update = (await self.chat.models_for(provider, session))[0]
+            update = (await self.chat.model_choices(provider, session))[0]
             if update.get("value") in used:
                 fresh = [m for m in update.get("choices") or [] if m not in used]
                 update["value"] = fresh[0] if fresh else update["value"]
@@ -314,11 +325,11 @@ class CompareUI:
 
     async def models_for(self, provider: str, session: SessionState, request: gr.Request) -> Any:
         await self.chat.person(session, request)
-        return (await self.chat.models_for(provider, session))[0]
+        return (await self.chat.model_choices(provider, session))[0]
 
     def set_count(self, count: Any) -> Updates:
-        shown = _count(count)
-        return tuple(gr.update(visible=i < shown) for i in range(MAX_COLUMNS)) * 2
+        shown = [gr.update(visible=i < _count(count)) for i in range(MAX_COLUMNS)]
+        return COUNT.pack(rows=shown, columns=shown)
 
     async def new(
         self,
@@ -343,13 +354,13 @@ class CompareUI:
         """Show a comparison picked in the sidebar (other conversations are left alone)."""
         user_id = await self._user(session, cstate, request)
         if not conversation_id:
-            return tuple(gr.skip() for _ in range(5 * MAX_COLUMNS + 4))
+            return VIEW.skip()
         with refused_if_missing():
             conversation, _ = await self.service.load(
                 user_id=user_id, conversation_id=conversation_id
             )
         if conversation.mode != "compare":
-            return tuple(gr.skip() for _ in range(5 * MAX_COLUMNS + 4))
+            return VIEW.skip()
         cstate.conversation_id = conversation.id
         return await self._stored_frame(user_id, cstate, blind)
 
@@ -376,7 +387,7 @@ class CompareUI:
     ) -> Updates:
         """After following a live round: the stored view (marks, Best buttons)."""
         if not cstate.attached:
-            return tuple(gr.skip() for _ in range(5 * MAX_COLUMNS + 4))
+            return VIEW.skip()
         cstate.attached = False
         return await self.refresh(request, session, cstate, blind, count)
 
@@ -396,7 +407,7 @@ class CompareUI:
         live = self.service.live(user_id, cstate.conversation_id)
         cstate.attached = live is not None and not cstate.viewing
         if not cstate.attached or live is None:
-            yield tuple(gr.skip() for _ in range(5 * MAX_COLUMNS + 5))
+            yield RUN.skip()
             return
         async for frame in self._stream(
             cstate, live, blind, self.service.watch(live), clear_prompt=False
@@ -433,7 +444,7 @@ class CompareUI:
             conversation, messages = await self.service.load(
                 user_id=user_id, conversation_id=cstate.conversation_id
             )
-        name = _filename(conversation.title, ".md")
+        name = export_filename(conversation.title, ".md")
         text = compare_markdown(conversation, messages, self.service.prices)
         token = await asyncio.to_thread(self.downloads.add, user_id, name, text)
         return gr.update(
@@ -459,7 +470,6 @@ class CompareUI:
     ) -> AsyncIterator[Updates]:
         """Send the prompt to every column (or the one continued with) and stream answers."""
         user_id = await self._user(session, cstate, request)
-        skip = tuple(gr.skip() for _ in range(5 * MAX_COLUMNS + 5))
         try:
             params = _params(temperature, max_tokens, advanced)
             columns = await self._columns(user_id, cstate, continue_with, pickers, count)
@@ -475,9 +485,9 @@ class CompareUI:
             )
             first = await anext(stream)
         except (TurnRefused, ParamError, repo.NotFound, repo.InvalidId, OperationalError) as exc:
-            title, message = _refusal_text(exc, cstate.lang)
+            title, message = refusal_text(exc, cstate.lang)
             gr.Warning(message, title=title)
-            yield skip
+            yield RUN.skip()
             return
         for note in first.notes:
             gr.Warning(note)
@@ -505,17 +515,15 @@ class CompareUI:
             run.index: _history_items(
                 run.history, cost=self._cost_text, lang=cstate.lang, hide=hide
             )
-            + [_text("user", first.user_message.content)]
+            + [text_item("user", first.user_message.content)]
             for run in first.columns
         }
         cstate.viewing = True
         try:
-            yield (
-                *self._live(cstate, first, prior, blind, layout=True),
-                "" if clear_prompt else gr.skip(),
-            )
+            opening = self._live(cstate, first, prior, blind, layout=True)
+            yield RUN.pack(**opening, prompt="" if clear_prompt else gr.skip())
             async for _ in updates:
-                yield (*self._live(cstate, first, prior, blind, layout=False), gr.skip())
+                yield RUN.pack(**self._live(cstate, first, prior, blind, layout=False))
         finally:
             cstate.viewing = False
 
@@ -539,7 +547,7 @@ class CompareUI:
         prior: dict[int, list[ChatbotMessage]],
         blind: bool,
         layout: bool,
-    ) -> Updates:
+    ) -> dict[str, Any]:
         lang = cstate.lang
         hide = self._hidden(cstate, blind)
         columns = {

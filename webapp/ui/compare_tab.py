@@ -9,19 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from types import SimpleNamespace
+from typing import Any
 
 import gradio as gr
 from gradio.events import Dependency
 
 from webapp.compare_rounds import MAX_COLUMNS, MIN_COLUMNS
 from webapp.safe_markup import chatbot_latex
-from webapp.ui.compare_handlers import ALL, CompareState, CompareUI
+from webapp.ui.compare_handlers import ALL, COUNT, RUN, VIEW, CompareState, CompareUI
+from webapp.ui.outputs import HIDDEN, PRIVATE
 from webapp.ui.session import SessionState
 
 __all__ = ["CompareState", "CompareTab", "CompareUI", "build_compare_tab", "wire_compare"]
-
-PRIVATE: Literal["private"] = "private"  # UI events: callable by the page, not listed as API
 
 
 @dataclass
@@ -37,6 +37,7 @@ class CompareTab:
     finished: list[Dependency]  # after these a comparison is saved: refresh the sidebar
     refresh_inputs: list[Any]  # CompareUI.refresh's inputs (its outputs are view_outputs)
     prompt: gr.Textbox
+    run_outputs: list[Any]  # what CompareUI.run and follow_live return: the view, the prompt
 
 
 def build_compare_tab(compare: CompareUI, *, state: gr.State | None = None) -> CompareTab:
@@ -153,17 +154,20 @@ def build_compare_tab(compare: CompareUI, *, state: gr.State | None = None) -> C
                     )
                 columns.append(column)
 
-    view_outputs = [
-        cstate,
-        pickers_group,
-        continue_radio,
-        note,
-        *columns,
-        *headers,
-        *chatbots,
-        *stats,
-        *bests,
-    ]
+    parts = SimpleNamespace(  # the components the handlers' outputs name (VIEW, RUN, COUNT)
+        cstate=cstate,
+        pickers_group=pickers_group,
+        continue_radio=continue_radio,
+        note=note,
+        columns=columns,
+        headers=headers,
+        chatbots=chatbots,
+        stats=stats,
+        bests=bests,
+        prompt=prompt,
+        rows=rows,
+    )
+    view_outputs = VIEW.components(parts)
     pickers = [c for pair in zip(providers, models, strict=True) for c in pair]
     run_inputs = [
         prompt,
@@ -182,7 +186,7 @@ def build_compare_tab(compare: CompareUI, *, state: gr.State | None = None) -> C
         [send_btn.click, prompt.submit],
         compare.run,
         run_inputs,
-        [*view_outputs, prompt],
+        RUN.components(parts),
         api_visibility=PRIVATE,
     )
     refresh_inputs = [session, cstate, blind, count]
@@ -200,12 +204,21 @@ def build_compare_tab(compare: CompareUI, *, state: gr.State | None = None) -> C
     blind.change(compare.refresh, refresh_inputs, view_outputs, api_visibility=PRIVATE)
     for trigger in (new_btn.click, *(chatbot.clear for chatbot in chatbots)):
         trigger(compare.new, [session, cstate, blind, count], view_outputs, api_visibility=PRIVATE)
-    count.change(compare.set_count, [count], [*rows, *columns], api_visibility=PRIVATE)
+    count.change(compare.set_count, [count], COUNT.components(parts), api_visibility=PRIVATE)
     for provider, model in zip(providers, models, strict=True):
         provider.select(compare.models_for, [provider, session], [model], api_visibility=PRIVATE)
     export_btn.click(compare.export, [session, cstate], [download], api_visibility=PRIVATE)
     return CompareTab(
-        cstate, session, blind, providers, models, view_outputs, finished, refresh_inputs, prompt
+        cstate=cstate,
+        session=session,
+        blind=blind,
+        providers=providers,
+        models=models,
+        view_outputs=view_outputs,
+        finished=finished,
+        refresh_inputs=refresh_inputs,
+        prompt=prompt,
+        run_outputs=RUN.components(parts),
     )
 
 
@@ -240,7 +253,7 @@ def wire_compare(
         [tab.session, *tab.providers],
         tab.models,
         api_visibility=PRIVATE,
-        show_progress="hidden",
+        show_progress=HIDDEN,
     )
     for event in tab.finished:
         sidebar_refresh(event)
@@ -255,22 +268,22 @@ def wire_compare(
             [conversations, tab.session, tab.cstate, tab.blind],
             tab.view_outputs,
             api_visibility=PRIVATE,
-            show_progress="hidden",
+            show_progress=HIDDEN,
         )
         # A round still streaming (from another tab, or before a reload) is followed live.
         attached = opened.then(
             compare.follow_live,
             [tab.session, tab.cstate, tab.blind],
-            [*tab.view_outputs, tab.prompt],
+            tab.run_outputs,
             api_visibility=PRIVATE,
-            show_progress="hidden",
+            show_progress=HIDDEN,
         )
         attached.then(
             compare.after_following,
             tab.refresh_inputs,
             tab.view_outputs,
             api_visibility=PRIVATE,
-            show_progress="hidden",
+            show_progress=HIDDEN,
         )
         if tabs is not None:
             opened.then(
@@ -278,5 +291,5 @@ def wire_compare(
                 [conversations, tab.cstate],
                 [tabs],
                 api_visibility=PRIVATE,
-                show_progress="hidden",
+                show_progress=HIDDEN,
             )

@@ -43,6 +43,7 @@ from webapp.safe_markup import LATEX_MARKDOWN, safe_markdown, unescape_for_edit
 from webapp.summary import SUMMARY_REQUEST, SummaryMissing, start_from_summary
 from webapp.ui import controls
 from webapp.ui.account import signed_in_text
+from webapp.ui.outputs import Group, Outputs
 from webapp.ui.render import (
     View,
     feedback_values,
@@ -56,11 +57,37 @@ from webapp.ui.session import SHOWN_MESSAGES, SessionState
 from webapp.versions import NavigationRefused, Versions, version_info
 
 Updates = tuple[Any, ...]
-TURN_OUTPUTS = 6  # chatbot, box, state, approval panel, approval text, sidebar
-AFTER_OUTPUTS = 7  # chatbot, state, the version switcher's four, sidebar
-# chatbot, state, title, system prompt, provider, model, model note, tools, tool choice, the
-# version switcher's four, the parameters
-OPEN_OUTPUTS = 13 + len(PARAMS)
+# What each event updates, by name (webapp/ui/outputs.py): the wiring binds the names to the
+# page's components, the handlers below return values by the same names.
+SWITCHER = Group("switcher", 4)  # the version switcher: label, ◀, ▶, "Use this version"
+PARAM_CONTROLS = Group("params", len(PARAMS))  # one control per parameter, in PARAMS order
+TURN = Outputs("chatbot", "box", "state", "approval_panel", "approval_text", "conversations")
+SEND = TURN + "links"  # the links box is cleared with the message box
+AFTER = Outputs("chatbot", "state", SWITCHER, "conversations")
+AFTER_FOLLOWING = AFTER + "box"
+OPEN = Outputs(
+    "chatbot",
+    "state",
+    "title_box",
+    "system",
+    "provider",
+    "model",
+    "models_note",
+    "tools_box",
+    "tool_choice",
+    SWITCHER,
+    PARAM_CONTROLS,
+)
+NEW_CHAT = Outputs("chatbot", "state", "title_box", "conversations", SWITCHER)
+DELETE = NEW_CHAT + "confirm_row"
+UNDO = Outputs("chatbot", "box", "state")
+FOCUS = Outputs("state", SWITCHER)
+VERSION = Outputs("chatbot", "state", SWITCHER)
+RERENDER = Outputs("chatbot", SWITCHER)
+MODELS = Outputs("model", "models_note")
+GAUGE = Outputs("gauge", "context_offer")
+DROP = Outputs("state", "context_offer")
+KEY = Outputs("key_box", "key_status", "state", "banner", "model", "models_note")
 T = TypeVar("T")
 # Every update re-sends the whole chat to the page (Gradio diffs it after postprocessing all
 # of it): 0.1 s between updates in a new chat, 0.3 s with 40 turns above (bench/load.py).
@@ -68,9 +95,6 @@ INTERVAL_PER_MESSAGE_S = 0.0025
 EMPTY_BOX: dict[str, Any] = {"text": "", "files": []}  # the message box, cleared
 LIVE_MARK = "● "  # a sidebar title's prefix while its conversation has an answer streaming
 STREAMING_BOX: dict[str, Any] = {"submit_btn": False, "stop_btn": True}  # Stop instead of Send
-
-
-NO_CHANGE = (gr.skip(), gr.skip())  # the approval panel, left as it is
 
 
 def box_value(value: Any) -> tuple[str, list[str]]:
@@ -87,7 +111,7 @@ def box_value(value: Any) -> tuple[str, list[str]]:
     return str(value.get("text") or ""), files
 
 
-def _refusal_text(exc: Exception, lang: str = "en") -> tuple[str, str]:
+def refusal_text(exc: Exception, lang: str = "en") -> tuple[str, str]:
     """(title, message) for a turn that was refused before anything was sent, in `lang`."""
     if isinstance(exc, ParamError):
         return t("Check the parameters", lang), "\n".join(exc.errors)
@@ -101,7 +125,7 @@ def _refusal_text(exc: Exception, lang: str = "en") -> tuple[str, str]:
 
 
 def _refusal(exc: Exception) -> gr.Error:
-    title, message = _refusal_text(exc)
+    title, message = refusal_text(exc)
     return gr.Error(message, title=title)
 
 
@@ -216,7 +240,7 @@ class ChatUI:
         """The version switcher for the focused message: label, ◀, ▶, "Use this version"."""
         info = version_info(messages, state.focus_id, state.active_ids) if state.focus_id else None
         if info is None:
-            return tuple(gr.update(visible=False) for _ in range(4))
+            return tuple(gr.update(visible=False) for _ in range(SWITCHER.size))
         kind = "Answer" if info.role == "assistant" else "Question"
         label = t(kind + " version {index} of {count}", state.lang).format(
             index=info.index + 1, count=info.count
@@ -265,9 +289,8 @@ class ChatUI:
         params: tuple[Any, ...],
         clear_box: bool,
         fit_context: bool = False,
-    ) -> AsyncIterator[Updates]:
-        """Start a turn and show it: (chatbot, box, state, approval panel, approval text,
-        sidebar) per frame."""
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Start a turn and show it: the TURN outputs, frame by frame."""
         user_id = await self.user_id(state, request)
         fit_context = fit_context or bool(
             state.conversation_id and state.fit_context_for == state.conversation_id
@@ -299,9 +322,9 @@ class ChatUI:
             # A warning toast, not an error: nothing was sent, the message stays in the box.
             # Over the context, the gauge (after this event) offers what to do about it.
             state.context_full = isinstance(exc, ContextFull)
-            title, message = _refusal_text(exc, state.lang)
+            title, message = refusal_text(exc, state.lang)
             gr.Warning(message, title=title)
-            yield tuple(gr.skip() for _ in range(TURN_OUTPUTS))
+            yield {}
             return
         for note in first.notes:
             gr.Warning(t(note, state.lang))
@@ -309,7 +332,7 @@ class ChatUI:
         state.conversation_id = first.conversation_id
         if state.stop_pending:  # Stop came while the turn's rows were being written
             await self.service.stop(user_id, state.conversation_id)
-        box = EMPTY_BOX if clear_box else gr.skip()
+        box: Any = EMPTY_BOX if clear_box else gr.skip()
         # The chat, marked live: a new one needs the list again; a listed one only its mark (a
         # search over a large history costs the database a scan, before the answer's first frame).
         if any(cid == state.conversation_id for _, cid in state.listing):
@@ -319,13 +342,13 @@ class ChatUI:
         # Closing the page only stops watching: the answer goes on and is saved (Stop ends it).
         async with contextlib.aclosing(stream):
             async for frame in self._frames(state, first, stream):
-                yield frame[0], box, *frame[1:], sidebar
+                yield {**frame, "box": box, "conversations": sidebar}
                 box = sidebar = gr.skip()
 
     async def _frames(
         self, state: SessionState, first: TurnUpdate, updates: AsyncIterator[Any]
-    ) -> AsyncIterator[Updates]:
-        """(chatbot, state, approval panel, approval text) for each snapshot of a run."""
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The chat, the state and the approval panel (TURN names) for a run's snapshots."""
         prior = settled(render_path(first.path, lang=state.lang, window=state.window, note=False))
         shown: list[str] = []  # ids of the calls the approval panel shows
 
@@ -342,20 +365,24 @@ class ChatUI:
             state.message_ids = view.message_ids
             return view
 
-        def approval(update: TurnUpdate) -> tuple[Any, Any]:
+        def approval(update: TurnUpdate) -> dict[str, Any]:
+            """The approval panel, when the calls waiting for a decision changed."""
             waiting = update.progress.awaiting_approval if update.state == "streaming" else []
             ids = [call.id for call in waiting]
             if ids == shown:
-                return gr.skip(), gr.skip()
+                return {}
             shown[:] = ids
             if not waiting:
-                return gr.update(visible=False), gr.skip()
+                return {"approval_panel": gr.update(visible=False)}
             call = waiting[0]
             more = f" ({len(waiting) - 1} more waiting)" if len(waiting) > 1 else ""
             text = f"✋ **{call.name}** wants to run{more}. Approve it?\n\n" + fenced(
                 pretty_arguments(call.arguments), "json"
             )
-            return gr.update(visible=True), safe_markdown(text, latex=LATEX_MARKDOWN)
+            return {
+                "approval_panel": gr.update(visible=True),
+                "approval_text": safe_markdown(text, latex=LATEX_MARKDOWN),
+            }
 
         # The chat is written twice per turn: here the settled history with a placeholder
         # that the page fills from the live feed (webapp/live_view.py), and after the run the
@@ -366,14 +393,12 @@ class ChatUI:
         state.message_ids = waiting.message_ids
         state.viewing = True
         try:
-            if first.state == "streaming":
-                yield waiting.messages, state, *approval(first)
-            else:
-                yield frame(first).messages, state, *approval(first)
+            shown_first = waiting if first.state == "streaming" else frame(first)
+            yield {"chatbot": shown_first.messages, "state": state, **approval(first)}
             async for update in updates:
                 panel = approval(update)
-                if panel != NO_CHANGE:
-                    yield gr.skip(), gr.skip(), *panel
+                if panel:
+                    yield panel
         finally:
             state.viewing = False
 
@@ -384,7 +409,7 @@ class ChatUI:
         user_id = await self.user_id(state, request)
         run = self.service.live_turn(user_id, state.conversation_id)
         if run is None or state.viewing:  # nothing live, or this tab already shows it
-            yield tuple(gr.skip() for _ in range(TURN_OUTPUTS))
+            yield TURN.skip()
             return
         state.attached = True
         first: TurnUpdate = run.snapshot
@@ -396,7 +421,7 @@ class ChatUI:
 
         box: Any = gr.update(**STREAMING_BOX)
         async for frame in self._frames(state, first, updates()):
-            yield frame[0], box, *frame[1:], gr.skip()
+            yield TURN.pack(**frame, box=box)
             box = gr.skip()
 
     async def after_following(
@@ -404,11 +429,11 @@ class ChatUI:
     ) -> Updates:
         """After following a live answer: the stored view, the sidebar, Send back."""
         if not state.attached:
-            return tuple(gr.skip() for _ in range(AFTER_OUTPUTS + 1))
+            return AFTER_FOLLOWING.skip()
         state.attached = False
-        return (
-            *await self.after_turn(state, query, request),
-            gr.update(submit_btn=True, stop_btn=False),
+        return AFTER_FOLLOWING.pack(
+            **await self._after_turn(state, query, request),
+            box=gr.update(submit_btn=True, stop_btn=False),
         )
 
     async def stop_run(self, state: SessionState, request: gr.Request) -> None:
@@ -456,7 +481,7 @@ class ChatUI:
             # Nothing is sent and the box keeps the message and its files.
             # Gradio 6.31 toasts show no title: the cause goes in the message itself.
             gr.Warning(f"{t('Attachment refused', state.lang)}: {exc}")
-            yield tuple(gr.skip() for _ in range(TURN_OUTPUTS + 1))
+            yield SEND.skip()
             return
         async for item in self._run(
             state,
@@ -470,7 +495,8 @@ class ChatUI:
             params,
             clear_box=True,
         ):
-            yield *item, ("" if item[1] == EMPTY_BOX else gr.skip())  # links go with the box
+            cleared = item.get("box") == EMPTY_BOX  # the links go with the message box
+            yield SEND.pack(**item, links="" if cleared else gr.skip())
 
     def _attachments(self, files: list[str], links: str, link_kind: str) -> tuple[Attachment, ...]:
         """Check uploads and links (in a thread: images are decoded)."""
@@ -505,7 +531,7 @@ class ChatUI:
             params,
             clear_box=False,
         ):
-            yield item
+            yield TURN.pack(**item)
 
     async def edit(
         self,
@@ -534,7 +560,7 @@ class ChatUI:
                         state.lang,
                     )
                 )
-            yield tuple(gr.skip() for _ in range(TURN_OUTPUTS))
+            yield TURN.skip()
             return
         async for item in self._run(
             state,
@@ -548,15 +574,21 @@ class ChatUI:
             params,
             clear_box=False,
         ):
-            yield item
+            yield TURN.pack(**item)
 
     async def after_turn(self, state: SessionState, query: str, request: gr.Request) -> Updates:
         """Re-render from the database (final marks, versions) and refresh the sidebar."""
+        return AFTER.pack(**await self._after_turn(state, query, request))
+
+    async def _after_turn(
+        self, state: SessionState, query: str, request: gr.Request
+    ) -> dict[str, Any]:
         if state.conversation_id:
             user_id = await self.user_id(state, request)
             await self.service.wait_finished(user_id, state.conversation_id)
         chat, versions = await self._reload(state, request)
-        return (chat, state, *versions, await self.sidebar(state, query, request))
+        listing = await self.sidebar(state, query, request)
+        return {"chatbot": chat, "state": state, "switcher": versions, "conversations": listing}
 
     async def _reload(self, state: SessionState, request: gr.Request) -> tuple[Any, Updates]:
         if not state.conversation_id:
@@ -571,7 +603,7 @@ class ChatUI:
         """Step back before the last question; it stays reachable as an earlier version."""
         user_id = await self.user_id(state, request)
         if not state.conversation_id:
-            return gr.skip(), gr.skip(), state
+            return UNDO.pack(state=state)
         try:
             with refused_if_missing():
                 text = await self.versions.undo(
@@ -579,9 +611,9 @@ class ChatUI:
                 )
         except NavigationRefused as exc:
             gr.Warning(str(exc), title="Cannot undo")
-            return gr.skip(), gr.skip(), state
+            return UNDO.pack(state=state)
         chat, _ = await self._reload(state, request)
-        return chat, {"text": text, "files": []}, state
+        return UNDO.pack(chatbot=chat, box={"text": text, "files": []}, state=state)
 
     async def feedback(self, state: SessionState, data: gr.LikeData, request: gr.Request) -> None:
         user_id = await self.user_id(state, request)
@@ -602,8 +634,8 @@ class ChatUI:
             state.focus_id = state.message_ids[index]
             user_id = await self.user_id(state, request)
             _, messages = await self._load(user_id, state.conversation_id)
-            return (state, *self._versions(state, messages))
-        return (state, *(gr.skip() for _ in range(4)))
+            return FOCUS.pack(state=state, switcher=self._versions(state, messages))
+        return FOCUS.pack(state=state)
 
     # Bound methods, not functools.partial(switch_version, step=...): a partial makes `request`
     # keyword-only and hides the type hints, so Gradio never injected gr.Request (TypeError).
@@ -621,7 +653,7 @@ class ChatUI:
         user_id = await self.user_id(state, request)
         conversation_id, focus_id = state.conversation_id, state.focus_id
         if not conversation_id or not focus_id:
-            return (gr.skip(), state, *(gr.skip() for _ in range(4)))
+            return VERSION.pack(state=state)
         try:
             with refused_if_missing():
                 target = await self.versions.switch(
@@ -629,11 +661,13 @@ class ChatUI:
                 )
         except NavigationRefused as exc:
             gr.Warning(str(exc))
-            return (gr.skip(), state, *(gr.skip() for _ in range(4)))
+            return VERSION.pack(state=state)
         conversation, messages = await self._load(user_id, conversation_id)
         view = self._view(state, conversation, messages)
         state.focus_id = target
-        return (view.chatbot(), state, *self._versions(state, messages))
+        return VERSION.pack(
+            chatbot=view.chatbot(), state=state, switcher=self._versions(state, messages)
+        )
 
     # ---- conversations ---------------------------------------------------------------------
     async def open(
@@ -641,7 +675,7 @@ class ChatUI:
     ) -> Updates:
         """Open a conversation from the sidebar: messages and its saved settings."""
         if not conversation_id or conversation_id == state.conversation_id:
-            return tuple(gr.skip() for _ in range(OPEN_OUTPUTS))
+            return OPEN.skip()
         user_id = await self.user_id(state, request)
         try:
             conversation, messages = await self._load(user_id, conversation_id)
@@ -658,23 +692,23 @@ class ChatUI:
             )
             provider = self.settings.default_provider
         # The note under the model list goes with the provider: "5 models from jiekou.ai."
-        model, note = await self.models_for(provider, state, current=conversation.model)
+        model, note = await self.model_choices(provider, state, current=conversation.model)
         stored = conversation.parameters or {}
         known = self.service.tools.names()
         tools = [n for n in stored.get("tools", self.default_tools) if n in known]
         choice = stored.get("tool_choice") or "auto"
-        return (
-            view.chatbot(),
-            state,
-            conversation.title,
-            conversation.system_prompt,
-            provider,
-            model,
-            note,
-            tools,
-            choice if choice in (*known, "auto", "none", "required") else "auto",
-            *self._versions(state, messages),
-            *controls.show(conversation.parameters),
+        return OPEN.pack(
+            chatbot=view.chatbot(),
+            state=state,
+            title_box=conversation.title,
+            system=conversation.system_prompt,
+            provider=provider,
+            model=model,
+            models_note=note,
+            tools_box=tools,
+            tool_choice=choice if choice in (*known, "auto", "none", "required") else "auto",
+            switcher=self._versions(state, messages),
+            params=controls.show(conversation.parameters),
         )
 
     async def open_from_url(self, state: SessionState, request: gr.Request) -> Updates:
@@ -682,19 +716,30 @@ class ChatUI:
         params = getattr(request, "query_params", None) or {}
         conversation_id = str(params.get("c", "") or "").strip()
         if not conversation_id:
-            return tuple(gr.skip() for _ in range(OPEN_OUTPUTS))
+            return OPEN.skip()
         try:
             return await self.open(conversation_id, state, request)
         except gr.Error:
             gr.Warning(
                 t("The conversation in the address does not exist or is not yours.", state.lang)
             )
-            return tuple(gr.skip() for _ in range(OPEN_OUTPUTS))
+            return OPEN.skip()
 
     def new_chat(self, state: SessionState) -> Updates:
+        return NEW_CHAT.pack(**self._new_chat(state))
+
+    def _new_chat(self, state: SessionState) -> dict[str, Any]:
+        """An empty chat: nothing selected in the sidebar, no title, no version switcher."""
         state.conversation_id, state.message_ids, state.focus_id = None, [], None
         state.window, state.hidden, state.context_full = SHOWN_MESSAGES, 0, False
-        return ([], state, "", gr.update(value=None), *(gr.update(visible=False) for _ in range(4)))
+        hidden = tuple(gr.update(visible=False) for _ in range(SWITCHER.size))
+        return {
+            "chatbot": [],
+            "state": state,
+            "title_box": "",
+            "conversations": gr.update(value=None),
+            "switcher": hidden,
+        }
 
     async def rename(self, title: str, state: SessionState, query: str, request: gr.Request) -> Any:
         if not state.conversation_id:
@@ -723,15 +768,23 @@ class ChatUI:
                 session=s, user_id=user_id, conversation_id=conversation_id
             )
         )
-        chat, state, title, _, *versions = self.new_chat(state)
-        listing = await self.sidebar(state, query, request)
+        values = self._new_chat(state)
+        values["conversations"] = await self.sidebar(state, query, request)
         gr.Info(t("Conversation deleted.", state.lang))
-        return (chat, state, title, listing, *versions, gr.update(visible=False))
+        return DELETE.pack(**values, confirm_row=gr.update(visible=False))
 
     # ---- settings --------------------------------------------------------------------------
     async def models_for(
         self, provider: str, state: SessionState, refresh: bool = False, current: str = ""
     ) -> Updates:
+        """The model list for a provider and the note under it (MODELS)."""
+        models, note = await self.model_choices(provider, state, refresh=refresh, current=current)
+        return MODELS.pack(model=models, models_note=note)
+
+    async def model_choices(
+        self, provider: str, state: SessionState, refresh: bool = False, current: str = ""
+    ) -> tuple[Any, str]:
+        """The model Dropdown's update (choices and the model to show) and the note under it."""
         config = self.settings.provider(provider)
         listing = await self.catalog.models(
             provider, state.api_keys.get(provider, ""), refresh=refresh
@@ -749,13 +802,13 @@ class ChatUI:
 
     async def models_note(self, provider: str, model: str, state: SessionState) -> str:
         """The note under the model list, in the page's language (after a language switch)."""
-        note: str = (await self.models_for(provider, state, current=model or ""))[1]
+        _, note = await self.model_choices(provider, state, current=model or "")
         return note
 
     async def rerender(self, state: SessionState, request: gr.Request) -> Updates:
         """The open conversation and its version switcher again (after a language switch)."""
         chat, versions = await self._reload(state, request)
-        return (chat, *versions)
+        return RERENDER.pack(chatbot=chat, switcher=versions)
 
     # ---- long conversations ----------------------------------------------------------------
     def earlier_button(self, state: SessionState) -> Any:
@@ -788,18 +841,16 @@ class ChatUI:
                 )
         offer = gr.update(visible=state.context_full)
         if gauge is None:
-            return gr.update(value="", visible=False), offer
-        return (
-            gr.update(
-                value=gauge.text(state.lang), visible=True, elem_classes=[f"context-{gauge.level}"]
-            ),
-            offer,
+            return GAUGE.pack(gauge=gr.update(value="", visible=False), context_offer=offer)
+        shown = gr.update(
+            value=gauge.text(state.lang), visible=True, elem_classes=[f"context-{gauge.level}"]
         )
+        return GAUGE.pack(gauge=shown, context_offer=offer)
 
     def drop_oldest(self, state: SessionState) -> Updates:
         """From now on this conversation's requests leave out the turns that do not fit."""
         state.fit_context_for, state.context_full = state.conversation_id, False
-        return state, gr.update(visible=False)
+        return DROP.pack(state=state, context_offer=gr.update(visible=False))
 
     async def summarize(
         self,
@@ -830,14 +881,14 @@ class ChatUI:
             clear_box=False,
             fit_context=True,
         ):
-            yield item
+            yield TURN.pack(**item)
 
     async def continue_from_summary(self, state: SessionState, request: gr.Request) -> Updates:
         """A new chat whose system prompt carries the summary just written; it opens, and the
         message that did not fit is still in the box, ready to send there."""
         source, state.summary_of = state.summary_of, None
         if not source or source != state.conversation_id:
-            return tuple(gr.skip() for _ in range(12 + len(PARAMS)))
+            return OPEN.skip()
         user_id = await self.user_id(state, request)
         try:
             new_id = await self.db(
@@ -853,7 +904,7 @@ class ChatUI:
                     state.lang,
                 )
             )
-            return tuple(gr.skip() for _ in range(12 + len(PARAMS)))
+            return OPEN.skip()
         return await self.open(new_id, state, request)
 
     def capabilities_for(self, provider: str, model: str) -> list[Any]:
@@ -885,12 +936,12 @@ class ChatUI:
         else:
             state.api_keys.pop(provider, None)
             status = f"Using the server's {config.key_env}." if config.api_key else ""
-        models, note = await self.models_for(provider, state, refresh=True)
-        return (
-            gr.update(value=""),
-            gr.update(value=status, visible=bool(status)),
-            state,
-            self.key_banner(state),
-            models,
-            note,
+        models, note = await self.model_choices(provider, state, refresh=True)
+        return KEY.pack(
+            key_box=gr.update(value=""),
+            key_status=gr.update(value=status, visible=bool(status)),
+            state=state,
+            banner=self.key_banner(state),
+            model=models,
+            models_note=note,
         )

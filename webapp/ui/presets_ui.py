@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import gradio as gr
 from sqlalchemy.exc import OperationalError
 
 from storage import presets as store
 from storage.repository import InvalidId, NotFound
-from webapp.params import PARAMS
 from webapp.presets import (
     PresetError,
     PresetValues,
@@ -23,10 +22,12 @@ from webapp.presets import (
     parse_choice,
 )
 from webapp.ui import controls
-from webapp.ui.handlers import DATABASE_DOWN, ChatUI
+from webapp.ui.handlers import DATABASE_DOWN, PARAM_CONTROLS, ChatUI
+from webapp.ui.outputs import HIDDEN, PRIVATE, Outputs
 from webapp.ui.session import SessionState
 
-PRIVATE: Literal["private"] = "private"
+# What applying a preset fills in, and what saving one reads, by name (webapp/ui/outputs.py).
+PRESET_SETTINGS = Outputs("system", "provider", "model", "tools_box", "tool_choice", PARAM_CONTROLS)
 Updates = tuple[Any, ...]
 T = TypeVar("T")
 
@@ -90,9 +91,9 @@ class PresetsUI:
     async def apply(
         self, choice_value: str | None, state: SessionState, request: gr.Request
     ) -> Updates:
-        """Fill (system, provider, model, tools, tool_choice, *params) from a preset."""
+        """Fill the chat's settings (PRESET_SETTINGS) from a preset."""
         if not choice_value:
-            return tuple(gr.skip() for _ in range(5 + len(PARAMS)))
+            return PRESET_SETTINGS.skip()
         user_id = await self.chat.user_id(state, request)
         values = await self._values(choice_value, user_id)
         provider, model = await self._provider_model(values, state)
@@ -105,19 +106,19 @@ class PresetsUI:
         if choice not in ("auto", "none", "required", *tools):
             choice = "auto"
         gr.Info(f"Preset “{values.name}” applied.")
-        return (
-            values.system_prompt,
-            provider,
-            model,
-            tools,
-            choice,
-            *controls.show(values.parameters),
+        return PRESET_SETTINGS.pack(
+            system=values.system_prompt,
+            provider=provider,
+            model=model,
+            tools_box=tools,
+            tool_choice=choice,
+            params=controls.show(values.parameters),
         )
 
     async def _provider_model(self, values: PresetValues, state: SessionState) -> tuple[Any, Any]:
         """Provider and model updates; an empty one in the preset keeps the current control."""
         if values.provider in {p.name for p in self.chat.settings.providers}:
-            model, _ = await self.chat.models_for(values.provider, state, current=values.model)
+            model, _ = await self.chat.model_choices(values.provider, state, current=values.model)
             return values.provider, model
         if values.provider:
             gr.Warning(
@@ -247,26 +248,22 @@ def wire_presets(
     ui: PresetsUI,
     *,
     state: gr.State,
-    system: gr.components.Component,
-    provider: gr.components.Component,
-    model: gr.components.Component,
-    tools_box: gr.components.Component,
-    tool_choice: gr.components.Component,
-    params: Sequence[gr.components.Component],
+    settings_panel: object,
     demo: gr.Blocks,
 ) -> None:
-    """Wire the Presets accordion's events; call inside the same Blocks as the layout."""
+    """Wire the Presets accordion's events; call inside the same Blocks as the layout.
+    `settings_panel` holds the chat's settings controls by name (PRESET_SETTINGS)."""
     c = components
-    settings = [system, provider, model, tools_box, tool_choice, *params]
+    settings = PRESET_SETTINGS.components(settings_panel)
     # .input, not .change: refreshing the choices after a save must not re-apply a preset.
     # .select: Gradio 6.31 fires a Dropdown's .input twice per pick (the preset applied twice).
     # Picking a preset refills every setting: no progress overlay on each of them.
     c.dropdown.select(
-        ui.apply, [c.dropdown, state], settings, api_visibility=PRIVATE, show_progress="hidden"
+        ui.apply, [c.dropdown, state], settings, api_visibility=PRIVATE, show_progress=HIDDEN
     )
     save_inputs = [state, c.name, c.team, *settings]
     for trigger in (c.save.click, c.name.submit):
         trigger(ui.save, save_inputs, [c.dropdown, c.status], api_visibility=PRIVATE)
     c.delete.click(ui.delete, [c.dropdown, state], [c.dropdown, c.status], api_visibility=PRIVATE)
-    demo.load(ui.choices, [state], [c.dropdown], api_visibility=PRIVATE, show_progress="hidden")
-    demo.load(ui.team_visible, [state], [c.team], api_visibility=PRIVATE, show_progress="hidden")
+    demo.load(ui.choices, [state], [c.dropdown], api_visibility=PRIVATE, show_progress=HIDDEN)
+    demo.load(ui.team_visible, [state], [c.team], api_visibility=PRIVATE, show_progress=HIDDEN)

@@ -1,6 +1,6 @@
 """Stored messages and live turn progress → Chatbot messages. Pure; no I/O.
 
-Every text shown goes through `_text`, which runs webapp/safe_markup.py on it: a shared
+Every text shown goes through `text_item`, which runs webapp/safe_markup.py on it: a shared
 conversation shows the user's messages, the answers and tool results to another viewer.
 """
 
@@ -121,7 +121,7 @@ def settled(view: View) -> View:
     return View(messages, ids, view.feedback, view.hidden)
 
 
-def _text(role: str, text: str, metadata: dict[str, Any] | None = None) -> ChatbotMessage:
+def text_item(role: str, text: str, metadata: dict[str, Any] | None = None) -> ChatbotMessage:
     """A Chatbot item of model or user text (and a block title), made safe to render."""
     if metadata and "title" in metadata:
         metadata = {**metadata, "title": safe_markdown(str(metadata["title"]))}
@@ -189,7 +189,7 @@ def _thinking(
     }
     if seconds is not None:
         metadata["duration"] = round(seconds, 1)
-    return _text("assistant", reasoning, metadata)
+    return text_item("assistant", reasoning, metadata)
 
 
 def pretty_arguments(arguments: str) -> str:
@@ -223,7 +223,7 @@ def tool_item(
     }
     if duration_ms is not None and result is not None:
         metadata["duration"] = round(duration_ms / 1000, 2)
-    return _text("assistant", "\n\n".join(parts), metadata)
+    return text_item("assistant", "\n\n".join(parts), metadata)
 
 
 def _live_tool_items(views: Sequence[ToolCallView], lang: str) -> list[ChatbotMessage]:
@@ -260,7 +260,7 @@ def _stored_tool_items(
     return items
 
 
-def _answer_items(
+def answer_items(
     *,
     content: str,
     reasoning: str,
@@ -275,13 +275,13 @@ def _answer_items(
 ) -> list[ChatbotMessage]:
     items = []
     if header:
-        items.append(_text("assistant", f"**{header}**"))
+        items.append(text_item("assistant", f"**{header}**"))
     if reasoning:
         items.append(
             _thinking(reasoning, pending=thinking_pending, seconds=thinking_seconds, lang=lang)
         )
     if content:
-        items.append(_text("assistant", content))
+        items.append(text_item("assistant", content))
     items += tools or []
     mark = t(STATE_MARKS.get(state, ""), lang)
     if state == "error":
@@ -289,11 +289,11 @@ def _answer_items(
     elif error and state == "complete":
         mark = f"ⓘ {error}"
     if mark:
-        items.append(_text("assistant", mark))
+        items.append(text_item("assistant", mark))
     if not items and state == "streaming":
-        items.append(_text("assistant", "…"))
+        items.append(text_item("assistant", "…"))
     if stats:
-        items.append(_text("assistant", f"<small>{html.escape(stats)}</small>"))
+        items.append(text_item("assistant", f"<small>{html.escape(stats)}</small>"))
     return items
 
 
@@ -303,7 +303,7 @@ def _stored_answer(
     seconds = (message.timings or {}).get("reasoning_ms")
     # A round that asked for tools shows no figures: they appear under the final answer.
     show_stats = message.state != "streaming" and not message.tool_calls
-    return _answer_items(
+    return answer_items(
         content=message.content,
         reasoning=message.reasoning,
         state=message.state,
@@ -335,7 +335,7 @@ def render_path(
     results = tool_results_by_answer(path)
     if hidden and note:
         view.messages.append(
-            _text(
+            text_item(
                 "assistant", t("… {count} earlier messages not shown.", lang).format(count=hidden)
             )
         )
@@ -343,7 +343,7 @@ def render_path(
     for message in path[hidden:]:
         group = (choice_groups or {}).get(message.id)
         if message.role == "user":
-            items = [_text("user", message.content)] if message.content else []
+            items = [text_item("user", message.content)] if message.content else []
             if message.attachments:
                 # The pictures are an item of their own, after the text and with no message id:
                 # Gradio sends one edit per item of a bubble, first to last, so the text's edit
@@ -416,7 +416,7 @@ def render_live(
     done = state != "streaming"
     count = len(assistant_ids)
     for past in progress.rounds:  # earlier rounds of a tool-using turn
-        items = _answer_items(
+        items = answer_items(
             content=past.content,
             reasoning=past.reasoning,
             state="complete",
@@ -439,7 +439,7 @@ def render_live(
         if count > 1:
             header = t("Choice {index} of {count}", lang).format(index=index + 1, count=count)
             header += " " + t("(✓ kept)", lang) if index == 0 else ""
-        items = _answer_items(
+        items = answer_items(
             content=choice.content,
             reasoning=choice.reasoning,
             state=state,
@@ -452,7 +452,7 @@ def render_live(
             lang=lang,
         )
         if progress.retry_note and not choice.content and not choice.reasoning and not done:
-            items = [_text("assistant", f"⏳ {progress.retry_note}")]
+            items = [text_item("assistant", f"⏳ {progress.retry_note}")]
         view.messages += items
         view.message_ids += [message_id] * len(items)
     return view

@@ -31,7 +31,7 @@ USAGE_COLUMNS = ["user", "model", "requests", "prompt tokens", "completion token
 MAX_IMPORT_BYTES = 20_000_000
 
 
-def _filename(title: str, suffix: str) -> str:
+def export_filename(title: str, suffix: str) -> str:
     stem = re.sub(r"[^\w.-]+", "-", title, flags=re.UNICODE).strip("-.")[:60] or "conversation"
     return f"{stem}{suffix}"
 
@@ -102,12 +102,12 @@ class TeamUI:
         def write() -> str:  # large conversations take a while: off the event loop
             if kind == "markdown":
                 text = conversation_markdown(conversation, messages)
-                name = _filename(conversation.title, ".md")
+                name = export_filename(conversation.title, ".md")
             else:
                 text = json.dumps(
                     conversation_json(conversation, messages), ensure_ascii=False, indent=2
                 )
-                name = _filename(conversation.title, ".json")
+                name = export_filename(conversation.title, ".json")
             return self._link(request, user_id, name, text)
 
         return gr.update(value=await asyncio.to_thread(write), visible=True)
