@@ -1,0 +1,301 @@
+"""Parley as an MCP server: the official MCP SDK's client against a real Parley on loopback
+(uvicorn, the production app stack) with the fake upstream, keyless and with accounts."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.types import CallToolResult, TextContent
+
+from storage import repository as repo
+from storage.api_keys import create_key
+from storage.db import session_factory
+from tests import tools_for_mcp
+from tests.conftest import RunningApp, start_app
+from tests.fake_openai import ErrorReply, FakeOpenAI, Reply
+from webapp.auth import LOCAL_USER
+
+MODELS = ["Qwen/Qwen3-8B", "deepseek-ai/DeepSeek-V3"]
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "0"},
+    },
+}
+MCP_HEADERS = {"Accept": "application/json, text/event-stream"}
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI() as server:
+        server.models = list(MODELS)
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def fresh(fake: FakeOpenAI) -> None:
+    fake.requests.clear()
+    fake.default = Reply(echo=True)
+    tools_for_mcp.RAN.clear()
+
+
+@pytest.fixture(scope="module")
+def keyless(fake: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
+    """AUTH_MODE=none on loopback: the local user, no key needed."""
+    running = start_app(
+        fake, tmp_path_factory.mktemp("mcp") / "parley.db", TOOLS_MODULES="tests.tools_for_mcp"
+    )
+    try:
+        yield running
+    finally:
+        running.close()
+
+
+@pytest.fixture(scope="module")
+def accounts(
+    fake: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[RunningApp, dict[str, str]]]:
+    """AUTH_MODE=accounts with alice, bob and carol (1 request a minute) and a key each."""
+    running = start_app(fake, tmp_path_factory.mktemp("mcp") / "parley.db", AUTH_MODE="accounts")
+    keys = {}
+    with session_factory(running.parley.engine)() as session:
+        for name in ("alice", "bob", "carol"):
+            user = repo.ensure_user(session=session, username=name)
+            assert user.id is not None
+            keys[name] = create_key(session=session, user_id=user.id, name="tests")[1]
+            if name == "carol":
+                user.rpm_limit = 1
+                session.commit()
+    try:
+        yield running, keys
+    finally:
+        running.close()
+
+
+@contextlib.asynccontextmanager
+async def mcp_session(app: RunningApp, key: str | None = None) -> AsyncIterator[ClientSession]:
+    headers = {"Authorization": f"Bearer {key}"} if key else None
+    async with (
+        create_mcp_http_client(headers=headers) as http,
+        streamable_http_client(app.url + "mcp", http_client=http) as (read, write, _),
+        ClientSession(read, write) as session,
+    ):
+        await session.initialize()
+        yield session
+
+
+def text_of(result: CallToolResult) -> str:
+    return "".join(part.text for part in result.content if isinstance(part, TextContent))
+
+
+def messages_of(app: RunningApp, username: str, conversation_id: str) -> list[tuple[str, str]]:
+    """The stored (role, content) of one of the user's conversations."""
+    with session_factory(app.parley.engine)() as session:
+        user = repo.ensure_user(session=session, username=username)
+        assert user.id is not None
+        rows = repo.load_messages(session=session, user_id=user.id, conversation_id=conversation_id)
+        return [(m.role, m.content) for m in rows]
+
+
+# ---- keyless (AUTH_MODE=none on loopback) ----------------------------------------------------
+async def test_the_tools_are_the_curated_set_without_approval_tools(keyless: RunningApp) -> None:
+    async with mcp_session(keyless) as session:
+        tools = {tool.name: tool for tool in (await session.list_tools()).tools}
+    assert {"chat", "list_models", "calculator", "current_time", "search_conversations"} <= set(
+        tools
+    )
+    assert "shout" in tools  # a TOOLS_MODULES tool that needs no approval is offered
+    assert "wipe_disk" not in tools  # one that needs approval is not
+    assert tools["calculator"].inputSchema["required"] == ["expression"]
+    assert "message" in tools["chat"].inputSchema["properties"]
+
+
+async def test_calculator_runs_and_a_bad_expression_is_a_tool_error(keyless: RunningApp) -> None:
+    async with mcp_session(keyless) as session:
+        good = await session.call_tool("calculator", {"expression": "(3 + 4)^2 * 2"})
+        bad = await session.call_tool("calculator", {"expression": "2 +"})
+        shouted = await session.call_tool("shout", {"text": "hi"})
+    assert not good.isError and text_of(good) == "98"
+    assert bad.isError and "calculator" in text_of(bad)
+    assert text_of(shouted) == "HI" and tools_for_mcp.RAN == ["shout hi"]
+
+
+async def test_an_approval_tool_cannot_be_called_either(keyless: RunningApp) -> None:
+    async with mcp_session(keyless) as session:
+        result = await session.call_tool("wipe_disk", {"device": "/dev/sda"})
+    assert result.isError and 'no tool named "wipe_disk"' in text_of(result)
+    assert tools_for_mcp.RAN == []
+
+
+async def test_list_models_gives_the_configured_models(keyless: RunningApp) -> None:
+    async with mcp_session(keyless) as session:
+        result = await session.call_tool("list_models", {})
+    assert not result.isError and result.structuredContent is not None
+    ids = [m["id"] for m in result.structuredContent["models"]]
+    assert [i for i in ids if i.startswith("siliconflow/")] == [f"siliconflow/{m}" for m in MODELS]
+    assert any(i.startswith("jiekou/") for i in ids)  # every configured provider
+    assert "siliconflow/Qwen/Qwen3-8B" in text_of(result)
+
+
+async def test_chat_is_saved_in_the_callers_history_and_continues(
+    keyless: RunningApp, fake: FakeOpenAI
+) -> None:
+    fake.enqueue(Reply(content="Paris."))
+    async with mcp_session(keyless) as session:
+        first = await session.call_tool(
+            "chat",
+            {
+                "message": "Capital of France?",
+                "model": "siliconflow/Qwen/Qwen3-8B",
+                "parameters": {"temperature": 0.2},
+            },
+        )
+        assert not first.isError and first.structuredContent is not None
+        conversation_id = first.structuredContent["conversation_id"]
+        second = await session.call_tool(
+            "chat", {"message": "And of Italy?", "conversation_id": conversation_id}
+        )
+    assert text_of(first) == "Paris." and first.structuredContent["state"] == "complete"
+    assert first.structuredContent["model"] == "siliconflow/Qwen/Qwen3-8B"
+    assert fake.requests[0]["json"]["model"] == "Qwen/Qwen3-8B"
+    assert fake.requests[0]["json"]["temperature"] == 0.2
+    # The continuation sends the stored history, with the conversation's model.
+    assert fake.requests[1]["json"]["messages"] == [
+        {"role": "user", "content": "Capital of France?"},
+        {"role": "assistant", "content": "Paris."},
+        {"role": "user", "content": "And of Italy?"},
+    ]
+    assert second.structuredContent is not None
+    assert second.structuredContent["conversation_id"] == conversation_id
+    assert messages_of(keyless, LOCAL_USER, conversation_id) == [
+        ("user", "Capital of France?"),
+        ("assistant", "Paris."),
+        ("user", "And of Italy?"),
+        ("assistant", "Echo: And of Italy?"),
+    ]
+
+
+async def test_chat_failures_are_tool_errors(keyless: RunningApp, fake: FakeOpenAI) -> None:
+    fake.enqueue(ErrorReply(404, '{"error": {"message": "Model does not exist: no-such-model"}}'))
+    async with mcp_session(keyless) as session:
+        provider = await session.call_tool(
+            "chat", {"message": "hi", "model": "siliconflow/no-such-model"}
+        )
+        params = await session.call_tool(
+            "chat", {"message": "hi", "parameters": {"temperature": "hot"}}
+        )
+        unknown = await session.call_tool("chat", {"message": "hi", "conversation_id": "0" * 32})
+        malformed = await session.call_tool("chat", {"message": "hi", "conversation_id": "x"})
+        missing = await session.call_tool("chat", {})
+    assert provider.isError and "no-such-model" in text_of(provider)
+    assert params.isError and "temperature" in text_of(params).lower()
+    assert unknown.isError and "not yours" in text_of(unknown)
+    assert malformed.isError and "malformed" in text_of(malformed)
+    assert missing.isError and "message" in text_of(missing)
+    assert len(fake.requests) == 1  # only the first reached the provider
+
+
+async def test_the_host_allow_list_applies(keyless: RunningApp) -> None:
+    async with httpx.AsyncClient() as http:
+        response = await http.post(
+            keyless.url + "mcp",
+            json=INITIALIZE,
+            headers={**MCP_HEADERS, "Host": "evil.example"},
+        )
+    assert response.status_code == 400
+
+
+# ---- accounts: Bearer keys and isolation ------------------------------------------------------
+@pytest.mark.parametrize("key", [None, "pk-not-a-real-key"], ids=["no key", "bad key"])
+async def test_without_a_valid_key_nothing_is_served(
+    accounts: tuple[RunningApp, dict[str, str]], key: str | None
+) -> None:
+    app, _ = accounts
+    headers = {**MCP_HEADERS, **({"Authorization": f"Bearer {key}"} if key else {})}
+    listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+    async with httpx.AsyncClient() as http:
+        for body in (INITIALIZE, listing):
+            response = await http.post(app.url + "mcp", json=body, headers=headers)
+            assert response.status_code == 401
+            assert response.headers["www-authenticate"].startswith("Bearer")
+            assert response.json()["error"]["code"] == "invalid_api_key"
+            assert "tools" not in response.text
+
+
+async def test_the_sdk_client_is_refused_without_a_key(
+    accounts: tuple[RunningApp, dict[str, str]],
+) -> None:
+    app, _ = accounts
+    with pytest.raises(BaseExceptionGroup) as raised:
+        async with mcp_session(app) as session:
+            await session.list_tools()
+    assert raised.group_contains(httpx.HTTPStatusError, match="401 Unauthorized")
+
+
+async def test_keyless_refuses_other_sites_pages_and_takes_a_parley_key(
+    keyless: RunningApp,
+) -> None:
+    """No key to ask for: a page on another site must not drive the local user's MCP tools."""
+    async with httpx.AsyncClient() as http:
+        response = await http.post(
+            keyless.url + "mcp",
+            json=INITIALIZE,
+            headers={**MCP_HEADERS, "Origin": "http://evil.example"},
+        )
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "cross_site"
+    async with mcp_session(keyless, "sk-any-provider-style-key") as session:
+        assert (await session.call_tool("calculator", {"expression": "1+1"})).isError is False
+
+
+async def test_each_key_sees_only_its_owners_conversations(
+    accounts: tuple[RunningApp, dict[str, str]], fake: FakeOpenAI
+) -> None:
+    app, keys = accounts
+    async with mcp_session(app, keys["alice"]) as alice:
+        said = await alice.call_tool("chat", {"message": "the zanzibar launch plan"})
+        assert said.structuredContent is not None
+        conversation_id = said.structuredContent["conversation_id"]
+        found = await alice.call_tool("search_conversations", {"query": "zanzibar"})
+    assert conversation_id in text_of(found)
+    async with mcp_session(app, keys["bob"]) as bob:
+        hidden = await bob.call_tool("search_conversations", {"query": "zanzibar"})
+        taken = await bob.call_tool(
+            "chat", {"message": "tell me more", "conversation_id": conversation_id}
+        )
+    assert not hidden.isError and "No conversations match" in text_of(hidden)
+    assert conversation_id not in text_of(hidden)
+    assert taken.isError and "not yours" in text_of(taken)
+    assert messages_of(app, "alice", conversation_id) == [
+        ("user", "the zanzibar launch plan"),
+        ("assistant", "Echo: the zanzibar launch plan"),
+    ]
+    assert len(fake.requests) == 1
+
+
+async def test_a_usage_limit_is_a_tool_error(
+    accounts: tuple[RunningApp, dict[str, str]], fake: FakeOpenAI
+) -> None:
+    app, keys = accounts
+    async with mcp_session(app, keys["carol"]) as carol:
+        first = await carol.call_tool("chat", {"message": "one"})
+        second = await carol.call_tool("chat", {"message": "two"})
+    assert not first.isError
+    assert second.isError and "Usage limit reached" in text_of(second)
+    assert len(fake.requests) == 1
+
+
+def test_the_mcp_path_only(accounts: tuple[RunningApp, dict[str, str]]) -> None:
+    app, keys = accounts
+    response = httpx.get(app.url + "mcpx", headers={"Authorization": f"Bearer {keys['bob']}"})
+    assert response.status_code == 404
