@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 
@@ -185,6 +186,23 @@ async def test_chat_is_saved_in_the_callers_history_and_continues(
     ]
 
 
+async def test_chat_reports_the_answer_as_it_streams(keyless: RunningApp, fake: FakeOpenAI) -> None:
+    """With a progressToken, each notification carries the answer's new text."""
+    answer = " ".join(f"word{i}" for i in range(40))
+    fake.enqueue(Reply(content=answer, chunk_chars=10, delay=0.05))
+    pieces: list[tuple[float, str]] = []
+
+    async def progress(done: float, total: float | None, message: str | None) -> None:
+        pieces.append((done, message or ""))
+
+    async with mcp_session(keyless) as session:
+        result = await session.call_tool("chat", {"message": "count"}, progress_callback=progress)
+    assert text_of(result) == answer
+    assert pieces, "no progress notification"
+    assert answer.startswith("".join(text for _, text in pieces))
+    assert [done for done, _ in pieces] == sorted({done for done, _ in pieces})
+
+
 async def test_chat_failures_are_tool_errors(keyless: RunningApp, fake: FakeOpenAI) -> None:
     fake.enqueue(ErrorReply(404, '{"error": {"message": "Model does not exist: no-such-model"}}'))
     async with mcp_session(keyless) as session:
@@ -281,6 +299,43 @@ async def test_each_key_sees_only_its_owners_conversations(
         ("assistant", "Echo: the zanzibar launch plan"),
     ]
     assert len(fake.requests) == 1
+
+
+async def test_concurrent_callers_each_act_as_themselves(
+    accounts: tuple[RunningApp, dict[str, str]], fake: FakeOpenAI
+) -> None:
+    """Two users' calls in flight at once: each chat is saved for, and each search sees, its
+    own caller only (the caller travels with each request, not in anything shared)."""
+    app, keys = accounts
+    fake.default = Reply(echo=True, chunk_chars=2, delay=0.01)
+    words = {"alice": "narwhal", "bob": "quokka"}
+    async with mcp_session(app, keys["alice"]) as alice, mcp_session(app, keys["bob"]) as bob:
+        sessions = {"alice": alice, "bob": bob}
+        chats = await asyncio.gather(
+            *(
+                sessions[name].call_tool("chat", {"message": f"about {words[name]}"})
+                for name in words
+            )
+        )
+        searches = await asyncio.gather(
+            *(
+                sessions[name].call_tool("search_conversations", {"query": word})
+                for _ in range(10)
+                for name in words
+                for word in words.values()
+            )
+        )
+    ids = {}
+    for name, said in zip(words, chats, strict=True):
+        assert said.structuredContent is not None, text_of(said)
+        ids[name] = said.structuredContent["conversation_id"]
+        assert messages_of(app, name, ids[name])[0] == ("user", f"about {words[name]}")
+    asked = [(name, owner) for _ in range(10) for name in words for owner in words]
+    for (name, owner), found in zip(asked, searches, strict=True):
+        if name == owner:
+            assert ids[name] in text_of(found)
+        else:
+            assert "No conversations match" in text_of(found), (name, owner, text_of(found))
 
 
 async def test_a_usage_limit_is_a_tool_error(

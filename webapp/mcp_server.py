@@ -42,10 +42,12 @@ log = logging.getLogger(__name__)
 MCP_PATH = "/mcp"
 CALLER_KEY = "parley.caller"  # the ASGI scope key the auth wrapper puts the caller under
 WAIT_INTERVAL_S = 3600.0  # a chat call waits for the whole answer: no frames in between
+PROGRESS_INTERVAL_S = 0.5  # unless the caller asked for progress: then at most twice a second
 DATABASE_DOWN = "The database is not reachable; try again shortly."
 OWN_TOOLS = ("chat", "list_models")
 
 Authenticate = Callable[[Request], Awaitable[Caller | JSONResponse]]
+Progress = Callable[[TurnUpdate], Awaitable["Progress | None"]]
 
 CHAT_TOOL = types.Tool(
     name="chat",
@@ -284,9 +286,41 @@ class McpServer:
         except TurnRefused as exc:
             raise ToolFailed(str(exc)) from None
         # A caller that goes away only stops waiting: the run goes on and is saved.
-        async for _ in service.runs.watch([run], WAIT_INTERVAL_S):
-            pass
+        report = self.progress_reporter()
+        interval = PROGRESS_INTERVAL_S if report is not None else WAIT_INTERVAL_S
+        async for last in service.runs.watch([run], interval):
+            if report is not None and not last:
+                report = await report(run.snapshot)
         return answer_result(run.snapshot, provider, model)
+
+    def progress_reporter(self) -> Progress | None:
+        """With a progressToken from the caller: a function sending the answer's new text as
+        progress notifications (progress = characters so far); None without one."""
+        context = self.server.request_context
+        token = context.meta.progressToken if context.meta is not None else None
+        if token is None:
+            return None
+        sent = 0
+
+        async def report(update: TurnUpdate) -> Progress | None:
+            nonlocal sent
+            answer, _ = answer_texts(update, 0)
+            if len(answer) <= sent:
+                return report
+            try:
+                await context.session.send_progress_notification(
+                    token,
+                    progress=float(len(answer)),
+                    message=answer[sent:],
+                    related_request_id=str(context.request_id),
+                )
+            except Exception:  # the caller went away: the run goes on, reporting stops
+                log.debug("MCP progress not sent", exc_info=True)
+                return None
+            sent = len(answer)
+            return report
+
+        return report
 
 
 def default_model(service: ChatService) -> tuple[str, str]:
