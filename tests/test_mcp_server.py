@@ -186,6 +186,35 @@ async def test_chat_is_saved_in_the_callers_history_and_continues(
     ]
 
 
+async def test_chat_runs_parley_tools_but_never_one_needing_approval(
+    keyless: RunningApp, fake: FakeOpenAI
+) -> None:
+    fake.enqueue(
+        Reply(
+            content="",
+            tool_calls=[
+                {"id": "c1", "name": "calculator", "arguments": '{"expression": "6*7"}'},
+                {"id": "c2", "name": "wipe_disk", "arguments": '{"device": "/dev/sda"}'},
+            ],
+        ),
+        Reply(content="It is 42; the disk was left alone."),
+    )
+    async with mcp_session(keyless) as session:
+        result = await session.call_tool(
+            "chat",
+            {"message": "6*7, then wipe", "parameters": {"tools": ["calculator", "wipe_disk"]}},
+        )
+    assert not result.isError, text_of(result)
+    assert text_of(result) == "It is 42; the disk was left alone."
+    assert tools_for_mcp.RAN == []  # no one could approve the call: it did not run
+    results = {
+        m["tool_call_id"]: m["content"]
+        for m in fake.requests[1]["json"]["messages"]
+        if m["role"] == "tool"
+    }
+    assert results["c1"] == "42" and "approval" in results["c2"]
+
+
 async def test_chat_reports_the_answer_as_it_streams(keyless: RunningApp, fake: FakeOpenAI) -> None:
     """With a progressToken, each notification carries the answer's new text."""
     answer = " ".join(f"word{i}" for i in range(40))
@@ -221,6 +250,21 @@ async def test_chat_failures_are_tool_errors(keyless: RunningApp, fake: FakeOpen
     assert malformed.isError and "malformed" in text_of(malformed)
     assert missing.isError and "message" in text_of(missing)
     assert len(fake.requests) == 1  # only the first reached the provider
+
+
+async def test_no_event_stream_is_held_open(keyless: RunningApp) -> None:
+    """Stateless: a GET (a standalone event stream) is answered 405 at once, not kept open."""
+    async with httpx.AsyncClient() as http:
+        response = await http.get(keyless.url + "mcp", headers=MCP_HEADERS)
+    assert response.status_code == 405 and response.headers["allow"] == "POST"
+
+
+async def test_the_handshake_names_parley(keyless: RunningApp) -> None:
+    async with httpx.AsyncClient() as http:
+        response = await http.post(keyless.url + "mcp/", json=INITIALIZE, headers=MCP_HEADERS)
+    assert response.status_code == 200
+    assert '"serverInfo":{"name":"parley"' in response.text
+    assert "list_models" in response.text  # the instructions for the model
 
 
 async def test_the_host_allow_list_applies(keyless: RunningApp) -> None:

@@ -14,6 +14,7 @@ The caller reaches the handlers with the request (its ASGI scope), never through
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -45,6 +46,13 @@ WAIT_INTERVAL_S = 3600.0  # a chat call waits for the whole answer: no frames in
 PROGRESS_INTERVAL_S = 0.5  # unless the caller asked for progress: then at most twice a second
 DATABASE_DOWN = "The database is not reachable; try again shortly."
 OWN_TOOLS = ("chat", "list_models")
+
+INSTRUCTIONS = (
+    "Parley is a chat server for several LLM providers. `chat` asks one of its models (ids from "
+    "`list_models`) and saves the exchange in the user's Parley history; pass the returned "
+    "conversation_id to continue it. `search_conversations` finds the user's earlier "
+    "conversations. The other tools run on the Parley server."
+)
 
 Authenticate = Callable[[Request], Awaitable[Caller | JSONResponse]]
 Progress = Callable[[TurnUpdate], Awaitable["Progress | None"]]
@@ -128,7 +136,9 @@ class McpServer:
         self.catalog = catalog
         self.authenticate = authenticate
         self.default_tools = default_tools
-        self.server: Server[Any, Request] = Server("parley", instructions=__doc__)
+        self.server: Server[Any, Request] = Server(
+            "parley", version=parley_version(), instructions=INSTRUCTIONS
+        )
         self.server.list_tools()(self.list_tools)  # type: ignore[no-untyped-call]
         self.server.call_tool()(self.call_tool)
         # Stateless: each POST is a whole exchange, so no session outlives its request (nor
@@ -152,6 +162,13 @@ class McpServer:
             if caller.status_code == 401:
                 caller.headers["WWW-Authenticate"] = 'Bearer realm="parley"'
             await caller(scope, receive, send)
+            return
+        if scope.get("method") == "GET":
+            # Stateless: the server never sends unasked, so it offers no event stream (which
+            # would otherwise stay open for good); the spec's answer is 405.
+            response = error(405, "Parley's MCP endpoint takes POST requests only.")
+            response.headers["Allow"] = "POST"
+            await response(scope, receive, send)
             return
         scope[CALLER_KEY] = caller
         await self.sessions.handle_request(scope, receive, send)
@@ -321,6 +338,14 @@ class McpServer:
             return report
 
         return report
+
+
+def parley_version() -> str:
+    """Parley's installed version (the server's version in the MCP handshake)."""
+    try:
+        return importlib.metadata.version("parley")
+    except importlib.metadata.PackageNotFoundError:
+        return "dev"
 
 
 def default_model(service: ChatService) -> tuple[str, str]:
