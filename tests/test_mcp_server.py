@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -275,6 +276,22 @@ async def test_the_host_allow_list_applies(keyless: RunningApp) -> None:
             headers={**MCP_HEADERS, "Host": "evil.example"},
         )
     assert response.status_code == 400
+
+
+def test_gradios_own_mcp_server_stays_off(
+    fake: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GRADIO_MCP_SERVER=true would make every Gradio endpoint a tool with no sign-in."""
+    monkeypatch.setenv("GRADIO_MCP_SERVER", "true")
+    running = start_app(fake, tmp_path / "parley.db")
+    try:
+        for path in ("gradio_api/mcp/", "gradio_api/mcp/sse", "gradio_api/mcp/schema"):
+            response = httpx.post(running.url + path, json=INITIALIZE, headers=MCP_HEADERS)
+            assert response.status_code in (404, 405), (path, response.status_code)
+            assert "serverInfo" not in response.text
+        assert httpx.post(running.url + "mcp", json=INITIALIZE, headers=MCP_HEADERS).is_success
+    finally:
+        running.close()
 
 
 # ---- accounts: Bearer keys and isolation ------------------------------------------------------

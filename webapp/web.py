@@ -332,6 +332,9 @@ def create_app(
     grace_s = parley.settings.shutdown_grace_s
     app.state.drain_runs = lambda: runs.shutdown(grace_s)
     mount = {key: options[key] for key in _MOUNT_KEYS if key in options}
+    # Never Gradio's own MCP server (GRADIO_MCP_SERVER=true would start it): it makes every
+    # public endpoint a tool, with no sign-in. Parley's is /mcp (webapp/mcp_server.py).
+    mount["mcp_server"] = False
     share = parley.share_auth_kwargs()
     app = gr.mount_gradio_app(
         app,
