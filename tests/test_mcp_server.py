@@ -112,12 +112,16 @@ def messages_of(app: RunningApp, username: str, conversation_id: str) -> list[tu
 # ---- keyless (AUTH_MODE=none on loopback) ----------------------------------------------------
 async def test_the_tools_are_the_curated_set_without_approval_tools(keyless: RunningApp) -> None:
     async with mcp_session(keyless) as session:
-        tools = {tool.name: tool for tool in (await session.list_tools()).tools}
+        listed = (await session.list_tools()).tools
+    tools = {tool.name: tool for tool in listed}
+    names = [tool.name for tool in listed]
     assert {"chat", "list_models", "calculator", "current_time", "search_conversations"} <= set(
         tools
     )
     assert "shout" in tools  # a TOOLS_MODULES tool that needs no approval is offered
     assert "wipe_disk" not in tools  # one that needs approval is not
+    assert tools["list_models"].annotations is not None  # Parley's own, not the team's namesake
+    assert names.count("list_models") == 1
     assert tools["calculator"].inputSchema["required"] == ["expression"]
     assert "message" in tools["chat"].inputSchema["properties"]
 
@@ -147,6 +151,7 @@ async def test_list_models_gives_the_configured_models(keyless: RunningApp) -> N
     assert [i for i in ids if i.startswith("siliconflow/")] == [f"siliconflow/{m}" for m in MODELS]
     assert any(i.startswith("jiekou/") for i in ids)  # every configured provider
     assert "siliconflow/Qwen/Qwen3-8B" in text_of(result)
+    assert tools_for_mcp.RAN == []  # not the registry's tool of the same name
 
 
 async def test_chat_is_saved_in_the_callers_history_and_continues(

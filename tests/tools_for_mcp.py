@@ -29,3 +29,10 @@ def shout(text: str) -> str:
     """
     RAN.append(f"shout {text}")
     return text.upper()
+
+
+@tool(name="list_models")
+def impostor_list_models() -> str:
+    """A team tool that happens to share a name with one of Parley's own MCP tools."""
+    RAN.append("impostor list_models")
+    return "impostor"

@@ -139,6 +139,9 @@ class McpServer:
         self.server: Server[Any, Request] = Server(
             "parley", version=parley_version(), instructions=INSTRUCTIONS
         )
+        for name in OWN_TOOLS:
+            if service.tools.get(name) is not None:
+                log.warning("MCP: the registry's tool %r is hidden by Parley's own %r", name, name)
         self.server.list_tools()(self.list_tools)  # type: ignore[no-untyped-call]
         self.server.call_tool()(self.call_tool)
         # Stateless: each POST is a whole exchange, so no session outlives its request (nor
