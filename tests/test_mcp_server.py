@@ -12,7 +12,6 @@ import httpx
 import pytest
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.types import CallToolResult, TextContent
 
 from storage import repository as repo
@@ -88,7 +87,7 @@ def accounts(
 async def mcp_session(app: RunningApp, key: str | None = None) -> AsyncIterator[ClientSession]:
     headers = {"Authorization": f"Bearer {key}"} if key else None
     async with (
-        create_mcp_http_client(headers=headers) as http,
+        httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(30, read=120)) as http,
         streamable_http_client(app.url + "mcp", http_client=http) as (read, write, _),
         ClientSession(read, write) as session,
     ):
