@@ -58,7 +58,8 @@ class Parley:
     accounts: Accounts | None = None  # the sign-in check when AUTH_MODE=accounts
     downloads: Downloads | None = None  # exports, served by create_app to their owners only
     catalog: ModelCatalog | None = None  # model lists (the UI's and GET /v1/models)
-    api_keys: ApiKeyAuth | None = None  # who a /v1 Bearer key belongs to
+    api_keys: ApiKeyAuth | None = None  # who a /v1 (or /mcp) Bearer key belongs to
+    default_tools: tuple[str, ...] = ()  # DEFAULT_TOOLS: offered in API turns that name none
 
     def share_auth_kwargs(self) -> dict[str, Any]:
         """The share page asks for sign-in only when the admin setting says so."""
@@ -190,6 +191,7 @@ def build(settings: Settings) -> Parley:
         downloads,
         catalog,
         api_keys,
+        default_tools,
     )
 
 
