@@ -11,6 +11,7 @@ from sqlalchemy import delete, func, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from storage import tree
 from storage.field_limits import TITLE
 from storage.models import (
     MESSAGE_ROLES,
@@ -98,11 +99,6 @@ def _owned_message(session: Session, user_id: int, message_id: str) -> Message:
     if message is None or message.user_id != user_id:
         raise NotFound(f"Message {message_id} not found")
     return message
-
-
-def _order_key(message: Message) -> tuple[datetime, int, str]:
-    """Sort key giving creation order."""
-    return (message.created_at, message.choice_index, message.id)
 
 
 def find_user(*, session: Session, username: str) -> User | None:
@@ -514,7 +510,7 @@ def load_thread(*, session: Session, user_id: int, conversation_id: str) -> Thre
         session=session, user_id=user_id, conversation_id=conversation_id
     )
     messages = load_messages(session=session, user_id=user_id, conversation_id=conversation_id)
-    return Thread(conversation, messages, active_path(messages, conversation.current_leaf_id))
+    return Thread(conversation, messages, tree.active_path(messages, conversation.current_leaf_id))
 
 
 def set_current_leaf(
@@ -548,52 +544,3 @@ def mark_interrupted(*, session: Session) -> int:
     )
     session.commit()
     return int(getattr(result, "rowcount", 0) or 0)
-
-
-def active_path(messages: list[Message], leaf_id: str | None) -> list[Message]:
-    """Return the root-to-leaf path ending at ``leaf_id`` (or at the newest message)."""
-    by_id = {message.id: message for message in messages}
-    leaf = by_id.get(leaf_id) if leaf_id is not None else None
-    if leaf is None:
-        if not messages:
-            return []
-        leaf = max(messages, key=_order_key)
-    path: list[Message] = []
-    seen: set[str] = set()
-    node: Message | None = leaf
-    while node is not None and node.id not in seen:
-        seen.add(node.id)
-        path.append(node)
-        node = by_id.get(node.parent_id) if node.parent_id is not None else None
-    path.reverse()
-    return path
-
-
-def siblings(messages: list[Message], message_id: str) -> list[Message]:
-    """Return the alternatives of a message (same parent and role) in creation order."""
-    target = next((message for message in messages if message.id == message_id), None)
-    if target is None:
-        return []
-    same = [
-        message
-        for message in messages
-        if message.parent_id == target.parent_id and message.role == target.role
-    ]
-    return sorted(same, key=_order_key)
-
-
-def latest_leaf_under(messages: list[Message], message_id: str) -> str:
-    """Follow the newest child from ``message_id`` down to a leaf and return its id."""
-    children: dict[str, list[Message]] = {}
-    for message in messages:
-        if message.parent_id is not None:
-            children.setdefault(message.parent_id, []).append(message)
-    current = message_id
-    seen = {current}
-    while current in children:
-        newest = max(children[current], key=_order_key)
-        if newest.id in seen:
-            break
-        seen.add(newest.id)
-        current = newest.id
-    return current

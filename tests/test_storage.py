@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from storage import repository as repo
+from storage import tree
 from storage.accounts import AccountError, create_account
 from storage.api_keys import create_key
 from storage.db import (
@@ -144,7 +145,7 @@ def test_upgrading_a_filled_first_schema_database_loses_nothing(database_url: st
             "Be kind",
             {"top_k": 5},
         )
-        path = repo.active_path(messages, full.current_leaf_id)
+        path = tree.active_path(messages, full.current_leaf_id)
         assert [(m.role, m.content, m.reasoning, m.usage, m.tool_status) for m in path] == [
             ("user", "Question?", "hm", {"total_tokens": 7}, None),
             ("assistant", "Answer ✓", "hm", {"total_tokens": 7}, None),
@@ -499,19 +500,19 @@ def test_regenerate_branches_and_active_path(call: Call, alice: int) -> None:
     assert leaf == second
 
     messages = call(repo.load_messages, user_id=alice, conversation_id=chat)
-    assert [m.content for m in repo.active_path(messages, leaf)] == ["Q", "A2"]
-    assert [m.id for m in repo.siblings(messages, second)] == [first, second]
-    assert [m.id for m in repo.siblings(messages, question)] == [question]
-    assert repo.siblings(messages, uuid.uuid4().hex) == []
+    assert [m.content for m in tree.active_path(messages, leaf)] == ["Q", "A2"]
+    assert [m.id for m in tree.siblings(messages, second)] == [first, second]
+    assert [m.id for m in tree.siblings(messages, question)] == [question]
+    assert tree.siblings(messages, uuid.uuid4().hex) == []
 
     # Switch to version 1/2: its newest descendant becomes the leaf.
-    target = repo.latest_leaf_under(messages, first)
+    target = tree.latest_leaf_under(messages, first)
     assert target == follow_up
     call(repo.set_current_leaf, user_id=alice, conversation_id=chat, message_id=target)
     leaf = call(repo.get_conversation, user_id=alice, conversation_id=chat).current_leaf_id
-    assert [m.content for m in repo.active_path(messages, leaf)] == ["Q", "A1", "Q2"]
-    assert repo.latest_leaf_under(messages, question) == second
-    assert repo.latest_leaf_under(messages, second) == second
+    assert [m.content for m in tree.active_path(messages, leaf)] == ["Q", "A1", "Q2"]
+    assert tree.latest_leaf_under(messages, question) == second
+    assert tree.latest_leaf_under(messages, second) == second
 
 
 def test_active_path_falls_back_to_newest(call: Call, alice: int) -> None:
@@ -521,9 +522,9 @@ def test_active_path_falls_back_to_newest(call: Call, alice: int) -> None:
     leaf = call(repo.get_conversation, user_id=alice, conversation_id=chat).current_leaf_id
     assert leaf == question  # make_current=False left the leaf alone
     messages = call(repo.load_messages, user_id=alice, conversation_id=chat)
-    assert [m.id for m in repo.active_path(messages, None)] == [question, answer]
-    assert [m.id for m in repo.active_path(messages, uuid.uuid4().hex)] == [question, answer]
-    assert repo.active_path([], None) == []
+    assert [m.id for m in tree.active_path(messages, None)] == [question, answer]
+    assert [m.id for m in tree.active_path(messages, uuid.uuid4().hex)] == [question, answer]
+    assert tree.active_path([], None) == []
 
 
 def test_n_choices_are_ordered_by_choice_index(call: Call, alice: int) -> None:
@@ -534,7 +535,7 @@ def test_n_choices_are_ordered_by_choice_index(call: Call, alice: int) -> None:
         for index in range(3)
     ]
     messages = call(repo.load_messages, user_id=alice, conversation_id=chat)
-    assert [m.id for m in repo.siblings(messages, ids[1])] == ids
+    assert [m.id for m in tree.siblings(messages, ids[1])] == ids
 
 
 def test_set_current_leaf_rejects_other_conversation(call: Call, alice: int) -> None:
@@ -685,7 +686,7 @@ def test_many_messages_load_in_order(engine: Engine, call: Call, alice: int) -> 
         session.add_all(rows)
         session.commit()
     messages = call(repo.load_messages, user_id=alice, conversation_id=chat)
-    path = repo.active_path(messages, parent)
+    path = tree.active_path(messages, parent)
     assert len(messages) == 1_000 and len(path) == 1_000
     assert path[-1].id == parent
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from storage import repository as repo
+from storage import tree
 from storage.db import make_engine, migrate, session_factory
 from webapp.versions import NavigationRefused, Versions, version_info
 
@@ -56,7 +57,7 @@ def path_contents(sessions: Any, uid: int, chat: str) -> list[str]:
     with sessions() as s:
         conversation = repo.get_conversation(session=s, user_id=uid, conversation_id=chat)
         messages = repo.load_messages(session=s, user_id=uid, conversation_id=chat)
-        return [m.content for m in repo.active_path(messages, conversation.current_leaf_id)]
+        return [m.content for m in tree.active_path(messages, conversation.current_leaf_id)]
 
 
 async def test_switching_versions_changes_the_path(sessions: Any) -> None:

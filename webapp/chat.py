@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from sqlmodel import Session
 
 from storage import repository as repo
+from storage import tree
 from storage.field_limits import TOOL_CHOICE, TOOL_NAME
 from storage.models import Conversation, Message
 from webapp.attachments import (
@@ -496,7 +497,7 @@ class ChatService:
         messages = repo.load_messages(
             session=session, user_id=user_id, conversation_id=conversation.id
         )
-        path = repo.active_path(messages, conversation.current_leaf_id)
+        path = tree.active_path(messages, conversation.current_leaf_id)
         if isinstance(action, NewMessage):
             parent_id = path[-1].id if path else None
             user_message = repo.add_message(

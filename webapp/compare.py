@@ -16,6 +16,7 @@ from typing import Any
 from sqlmodel import Session
 
 from storage import repository as repo
+from storage import tree
 from storage.models import Conversation, Message, new_id
 from webapp.chat import ChatService
 from webapp.compare_rounds import (
@@ -322,7 +323,7 @@ class CompareService:
             messages = repo.load_messages(
                 session=session, user_id=user_id, conversation_id=conversation.id
             )
-            path = repo.active_path(messages, conversation.current_leaf_id)
+            path = tree.active_path(messages, conversation.current_leaf_id)
             rounds = compare_rounds(path, messages)
             columns = continuation_columns(rounds, specs)
             parent_id = path[-1].id if path else None
@@ -414,7 +415,7 @@ class CompareService:
             conversation, messages, target = _compare_answer(
                 session, user_id, conversation_id, message_id
             )
-            path = repo.active_path(messages, conversation.current_leaf_id)
+            path = tree.active_path(messages, conversation.current_leaf_id)
             rounds = compare_rounds(path, messages)
             latest = last_compare(rounds)
             if latest is None or target.id not in {m.id for m in latest.answers.values()}:

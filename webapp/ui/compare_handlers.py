@@ -17,6 +17,7 @@ import gradio as gr
 from sqlalchemy.exc import OperationalError
 
 from storage import repository as repo
+from storage import tree
 from storage.models import Message
 from webapp.chat import TurnRefused
 from webapp.compare import ColumnRun, CompareService, CompareUpdate
@@ -248,7 +249,7 @@ class CompareUI:
             conversation, messages = await self.service.load(
                 user_id=user_id, conversation_id=cstate.conversation_id
             )
-        path = repo.active_path(messages, conversation.current_leaf_id)
+        path = tree.active_path(messages, conversation.current_leaf_id)
         rounds = compare_rounds(path, messages)
         latest = last_compare(rounds)
         if conversation.mode != "compare" or latest is None:

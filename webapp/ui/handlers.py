@@ -11,6 +11,7 @@ import gradio as gr
 from sqlalchemy.exc import OperationalError
 
 from storage import repository as repo
+from storage import tree
 from storage.field_limits import TITLE, FieldTooLong, check
 from storage.models import Message
 from webapp.attachments import (
@@ -186,12 +187,12 @@ class ChatUI:
         return await self.db(work)
 
     def _view(self, state: SessionState, conversation: Any, messages: list[Message]) -> View:
-        path = repo.active_path(messages, conversation.current_leaf_id)
+        path = tree.active_path(messages, conversation.current_leaf_id)
         groups: dict[str, list[Message]] = {}
         if path and path[-1].role == "assistant" and path[-1].batch_id:
             last = path[-1]
             groups[last.id] = [
-                m for m in repo.siblings(messages, last.id) if m.batch_id == last.batch_id
+                m for m in tree.siblings(messages, last.id) if m.batch_id == last.batch_id
             ]
         view = render_path(path, groups, state.lang, window=state.window, note=False)
         state.hidden = view.hidden

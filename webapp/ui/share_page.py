@@ -9,7 +9,7 @@ from typing import Any
 import gradio as gr
 from sqlmodel import Session
 
-from storage import accounts
+from storage import accounts, tree
 from storage import repository as repo
 from webapp.i18n import pick_language, t
 from webapp.safe_markup import LATEX_MARKDOWN, safe_markdown
@@ -53,7 +53,7 @@ class SharePage:
         )
         if conversation is None:
             return *header, t(GONE, lang), gr.update(visible=False)
-        path = repo.active_path(messages, conversation.current_leaf_id)
+        path = tree.active_path(messages, conversation.current_leaf_id)
         title = f"### {conversation.title}\n{t(SHARED, lang)}"
         if conversation.model:
             title += f" · {conversation.model}"
