@@ -29,13 +29,6 @@ TITLE_MAX_LENGTH = TITLE.max_chars
 INTERRUPTED_ERROR = "The server stopped while this answer was streaming."
 
 _ID_PATTERN = re.compile(r"[0-9a-f]{32}")
-_EXTRA_MESSAGE_FIELDS = frozenset(
-    {
-        "reasoning", "tool_calls", "tool_call_id", "name", "provider", "model", "parameters",
-        "usage", "timings", "finish_reason", "error", "feedback", "choice_index",
-        "batch_id", "attachments", "tool_status",
-    }
-)  # fmt: skip
 
 
 class NotFound(LookupError):
@@ -276,12 +269,24 @@ def add_message(
     content: str = "",
     state: str = "complete",
     make_current: bool = True,
-    **fields: Any,
+    reasoning: str = "",
+    tool_calls: list[dict[str, Any]] | None = None,
+    tool_call_id: str | None = None,
+    name: str | None = None,
+    tool_status: str | None = None,
+    provider: str = "",
+    model: str = "",
+    parameters: dict[str, Any] | None = None,
+    usage: dict[str, Any] | None = None,
+    timings: dict[str, Any] | None = None,
+    finish_reason: str | None = None,
+    error: str | None = None,
+    feedback: int | None = None,
+    choice_index: int = 0,
+    batch_id: str | None = None,
+    attachments: list[dict[str, Any]] | None = None,
 ) -> Message:
     """Append a message under ``parent_id`` and (by default) make it the active leaf."""
-    unknown = set(fields) - _EXTRA_MESSAGE_FIELDS
-    if unknown:
-        raise TypeError(f"Unknown message fields: {sorted(unknown)}")
     if role not in MESSAGE_ROLES:
         raise ValueError(f"Unknown message role: {role!r}")
     _check_state(state)
@@ -301,9 +306,24 @@ def add_message(
         role=role,
         content=content,
         state=state,
+        reasoning=reasoning,
+        tool_calls=tool_calls,
+        tool_call_id=tool_call_id,
+        name=name,
+        tool_status=tool_status,
+        provider=provider,
+        model=model,
+        parameters=parameters,
+        usage=usage,
+        timings=timings,
+        finish_reason=finish_reason,
+        error=error,
+        feedback=feedback,
+        choice_index=choice_index,
+        batch_id=batch_id,
+        attachments=attachments,
         created_at=now,
         updated_at=now,
-        **fields,
     )
     session.add(message)
     conversation.updated_at = now
