@@ -1,4 +1,5 @@
-"""Accounts, per-user limits, usage figures and share links: keyword-only, one unit of work each.
+"""Accounts, per-user limits, usage figures and share links: keyword-only; they flush, the
+caller's unit of work commits.
 
 Password hashing happens above this layer (webapp/auth.py); only hashes are stored here.
 """
@@ -55,9 +56,8 @@ def create_account(
     user = User(username=name, password_hash=password_hash, is_admin=is_admin)
     session.add(user)
     try:
-        session.commit()
-    except IntegrityError:  # created meanwhile, in this spelling or another
-        session.rollback()
+        session.flush()
+    except IntegrityError:  # created meanwhile, in this spelling or another (the unit rolls back)
         raise AccountError(f"A user named {name!r} already exists.") from None
     return user
 
@@ -72,7 +72,7 @@ def update_account(*, session: Session, username: str, **changes: Any) -> User:
     for name, value in changes.items():
         setattr(user, name, value)
     session.add(user)
-    session.commit()
+    session.flush()
     return user
 
 
@@ -192,7 +192,7 @@ def create_share(*, session: Session, user_id: int, conversation_id: str) -> Sha
         token=secrets.token_urlsafe(24), conversation_id=conversation.id, user_id=user_id
     )
     session.add(link)
-    session.commit()
+    session.flush()
     return link
 
 
@@ -218,7 +218,7 @@ def revoke_shares(*, session: Session, user_id: int, conversation_id: str) -> in
     for link in links:
         link.revoked_at = now
         session.add(link)
-    session.commit()
+    session.flush()
     return len(links)
 
 

@@ -146,7 +146,6 @@ def write_api_turn(
             )
         )
     session.execute(insert(MESSAGES), rows)
-    session.commit()
     return ApiTurnRows(conversation_id, question_id, answer_ids)
 
 

@@ -1,4 +1,5 @@
-"""Keyword-only data access functions; each is one unit of work scoped to one user."""
+"""Keyword-only data access functions scoped to one user; they flush, the caller's unit of work
+(storage.db.unit_of_work) commits."""
 
 from __future__ import annotations
 
@@ -109,11 +110,10 @@ def ensure_user(*, session: Session, username: str) -> User:
     if user is not None:
         return user
     user = User(username=username)
-    session.add(user)
     try:
-        session.commit()
+        with session.begin_nested():  # a savepoint: a lost race must not undo the caller's work
+            session.add(user)
     except IntegrityError:  # another process created it (or another spelling of it) first
-        session.rollback()
         found = find_user(session=session, username=username)
         if found is None:
             raise
@@ -138,8 +138,9 @@ def create_conversation(
     provider: str = "",
     model: str = "",
     parameters: dict[str, Any] | None = None,
+    mode: str = "chat",
 ) -> Conversation:
-    """Create an empty conversation for the user."""
+    """Create an empty conversation for the user ("chat", or "compare" for side-by-side)."""
     conversation = Conversation(
         user_id=user_id,
         title=_clean_title(title),
@@ -147,9 +148,10 @@ def create_conversation(
         provider=provider,
         model=model,
         parameters=dict(parameters or {}),
+        mode=mode,
     )
     session.add(conversation)
-    session.commit()
+    session.flush()
     return conversation
 
 
@@ -191,7 +193,7 @@ def rename_conversation(
     """Give a conversation a new title."""
     conversation = _owned_conversation(session, user_id, conversation_id)
     conversation.title = _clean_title(title)
-    session.commit()
+    session.flush()
 
 
 def set_title_if_default(
@@ -202,7 +204,7 @@ def set_title_if_default(
     if conversation.title != DEFAULT_TITLE:
         return False
     conversation.title = _clean_title(title)
-    session.commit()
+    session.flush()
     return True
 
 
@@ -233,7 +235,7 @@ def delete_conversation(*, session: Session, user_id: int, conversation_id: str)
         )
     session.execute(delete(Message).where(col(Message.conversation_id) == conversation.id))
     session.delete(conversation)
-    session.commit()
+    session.flush()
 
 
 def update_conversation_settings(
@@ -256,7 +258,7 @@ def update_conversation_settings(
         conversation.model = model
     if parameters is not None:
         conversation.parameters = dict(parameters)
-    session.commit()
+    session.flush()
 
 
 def add_message(
@@ -329,7 +331,7 @@ def add_message(
     conversation.updated_at = now
     if make_current:
         conversation.current_leaf_id = message.id
-    session.commit()
+    session.flush()
     return message
 
 
@@ -366,7 +368,7 @@ def complete_message(
         .where(col(Conversation.updated_at) < now)
         .values(updated_at=now)
     )
-    session.commit()
+    session.flush()
     return message
 
 
@@ -386,7 +388,6 @@ def save_partials(*, session: Session, rows: list[tuple[int, str, str, str]]) ->
             .values(content=content, reasoning=reasoning, updated_at=now)
         )
         changed += int(getattr(result, "rowcount", 0) or 0)
-    session.commit()
     return changed
 
 
@@ -406,7 +407,7 @@ def drop_unstarted_choices(
             col(Message.content) == "",
         )
     )
-    session.commit()
+    session.flush()
 
 
 def record_tool_round(
@@ -417,7 +418,7 @@ def record_tool_round(
     results: list[dict[str, Any]],
     next_assistant: dict[str, Any] | None = None,
 ) -> str | None:
-    """Store a round's tool results under its assistant message, in one unit of work.
+    """Store a round's tool results under its assistant message, in one flush.
 
     `results` are {"tool_call_id", "name", "content", "tool_status", "state"?, "error"?,
     "timings"?} in the order of the assistant's tool calls; they are chained one under the
@@ -466,7 +467,7 @@ def record_tool_round(
         parent_id = next_id = row.id
     conversation.current_leaf_id = parent_id
     conversation.updated_at = now
-    session.commit()
+    session.flush()
     return next_id
 
 
@@ -510,7 +511,6 @@ def load_messages(*, session: Session, user_id: int, conversation_id: str) -> li
         .order_by(col(Message.created_at), col(Message.choice_index), col(Message.id))
     )
     messages = list(session.exec(statement).all())
-    session.commit()
     return messages
 
 
@@ -543,7 +543,7 @@ def set_current_leaf(
     if message.conversation_id != conversation.id:
         raise NotFound(f"Message {message_id} not found in this conversation")
     conversation.current_leaf_id = message.id
-    session.commit()
+    session.flush()
 
 
 def set_feedback(*, session: Session, user_id: int, message_id: str, value: int | None) -> None:
@@ -552,7 +552,7 @@ def set_feedback(*, session: Session, user_id: int, message_id: str, value: int 
         raise ValueError(f"Feedback must be 1, -1 or None, not {value!r}")
     message = _owned_message(session, user_id, message_id)
     message.feedback = value
-    session.commit()
+    session.flush()
 
 
 def mark_interrupted(*, session: Session) -> int:
@@ -562,5 +562,4 @@ def mark_interrupted(*, session: Session) -> int:
         .where(col(Message.state) == "streaming")
         .values(state="interrupted", error=INTERRUPTED_ERROR, updated_at=utc_now())
     )
-    session.commit()
     return int(getattr(result, "rowcount", 0) or 0)

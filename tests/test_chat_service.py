@@ -16,7 +16,7 @@ from sqlmodel import Session, select
 
 from storage import repository as repo
 from storage import tree
-from storage.db import make_engine, migrate, session_factory
+from storage.db import make_engine, migrate, session_factory, unit_of_work
 from storage.models import Message
 from tests.fake_openai import ErrorReply, FakeOpenAI, Reply
 from tests.services import stored_path
@@ -233,7 +233,7 @@ async def test_an_asker_that_leaves_while_the_rows_are_written_still_gets_its_an
         # Only Stop ends a run: once the rows exist, the answer is asked for and saved.
         assert await asyncio.to_thread(fake.wait_for_requests, 1, 10)
         assert await service.runs.wait(service.runs.live_for_user(uid), 10)
-    with sessions() as session:
+    with unit_of_work(sessions) as session:
         rows = sorted((m.role, m.state, m.content) for m in session.exec(select(Message)).all())
     assert rows == [
         ("assistant", "complete", "Echo: Stop me early"),

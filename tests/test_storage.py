@@ -28,6 +28,7 @@ from storage.db import (
     make_engine,
     migrate,
     session_factory,
+    unit_of_work,
 )
 from storage.models import Conversation, Message, User
 from tests.pg import create_database, drop_database
@@ -132,7 +133,7 @@ def test_upgrading_a_filled_first_schema_database_loses_nothing(database_url: st
                 )
         migrate(engine)
         assert current_revision(engine) == head_revision()
-        with session_factory(engine)() as session:
+        with unit_of_work(session_factory(engine)) as session:
             [conversation] = repo.list_conversations(session=session, user_id=user_id)
             full = repo.get_conversation(
                 session=session, user_id=user_id, conversation_id=conversation.id
@@ -293,7 +294,7 @@ def test_upgrading_keys_user_names_and_keeps_older_case_twins_apart(database_url
             ids = dict(connection.execute(text("SELECT username, id FROM users")).all())
         migrate(engine)
         find = session_factory(engine)
-        with find() as session:
+        with unit_of_work(find) as session:
             assert repo.find_user(session=session, username="bob").id == ids["bob"]
             assert repo.find_user(session=session, username="BOB").id == ids["BOB"]
             assert repo.find_user(session=session, username="Bob").id == ids["bob"]  # the oldest
@@ -649,7 +650,7 @@ def test_malformed_ids_are_rejected(call: Call, alice: int, bad_id: str) -> None
 
 def test_many_conversations_list_fast(engine: Engine, call: Call, alice: int) -> None:
     start = datetime.now(UTC) - timedelta(days=30)
-    with session_factory(engine)() as session:
+    with unit_of_work(session_factory(engine)) as session:
         session.add_all(
             Conversation(
                 user_id=alice,
@@ -682,7 +683,7 @@ def test_many_messages_load_in_order(engine: Engine, call: Call, alice: int) -> 
         )
         rows.append(message)
         parent = message.id
-    with session_factory(engine)() as session:
+    with unit_of_work(session_factory(engine)) as session:
         session.add_all(rows)
         session.commit()
     messages = call(repo.load_messages, user_id=alice, conversation_id=chat)
@@ -699,7 +700,7 @@ def test_loading_a_chat_reads_its_own_messages_not_all_of_the_users(sqlite_url: 
     engine = make_engine(sqlite_url)
     migrate(engine)
     factory = session_factory(engine)
-    with factory() as session:
+    with unit_of_work(factory) as session:
         user = repo.ensure_user(session=session, username="ann")
         assert user.id is not None
         chats = [
@@ -722,7 +723,7 @@ def test_loading_a_chat_reads_its_own_messages_not_all_of_the_users(sqlite_url: 
             seen.append((statement, parameters))
 
     event.listen(engine, "before_cursor_execute", record)
-    with factory() as session:
+    with unit_of_work(factory) as session:
         loaded = repo.load_messages(session=session, user_id=user.id, conversation_id=chats[1])
     event.remove(engine, "before_cursor_execute", record)
     assert [m.conversation_id for m in loaded] == [chats[1]]

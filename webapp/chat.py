@@ -17,6 +17,7 @@ from sqlmodel import Session
 
 from storage import repository as repo
 from storage import tree
+from storage.db import unit_of_work
 from storage.field_limits import TOOL_CHOICE, TOOL_NAME
 from storage.models import Conversation, Message
 from webapp.attachments import (
@@ -191,7 +192,7 @@ class ChatService:
         """Run one unit of database work in a thread, in its own short session."""
 
         def run() -> T:
-            with self._session_factory() as session:
+            with unit_of_work(self._session_factory) as session:
                 return work(session)
 
         return await asyncio.to_thread(run)

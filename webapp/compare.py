@@ -329,10 +329,8 @@ class CompareService:
             parent_id = path[-1].id if path else None
         else:
             conversation = repo.create_conversation(
-                session=session, user_id=user_id, title=auto_title(text)
+                session=session, user_id=user_id, title=auto_title(text), mode="compare"
             )
-            conversation.mode = "compare"
-            session.commit()
             columns = list(range(len(specs)))
         user_message = repo.add_message(
             session=session,
@@ -401,8 +399,12 @@ class CompareService:
                     row.preferred = row.id == target.id
             leaf = next((m for m in messages if m.id == conversation.current_leaf_id), None)
             if leaf is not None and leaf.batch_id == target.batch_id:
-                conversation.current_leaf_id = target.id
-            session.commit()
+                repo.set_current_leaf(
+                    session=session,
+                    user_id=user_id,
+                    conversation_id=conversation.id,
+                    message_id=target.id,
+                )
 
         await self.service.db(work)
 
@@ -424,9 +426,19 @@ class CompareService:
             if followed is not None and followed != target.choice_index:
                 raise TurnRefused("This comparison already continues with another model.")
             if followed is None:
-                conversation.current_leaf_id = target.id
-            conversation.provider, conversation.model = target.provider, target.model
-            session.commit()
+                repo.set_current_leaf(
+                    session=session,
+                    user_id=user_id,
+                    conversation_id=conversation.id,
+                    message_id=target.id,
+                )
+            repo.update_conversation_settings(
+                session=session,
+                user_id=user_id,
+                conversation_id=conversation.id,
+                provider=target.provider,
+                model=target.model,
+            )
             return ColumnSpec(target.provider, target.model)
 
         return await self.service.db(work)

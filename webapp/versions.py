@@ -14,6 +14,7 @@ from sqlmodel import Session
 
 from storage import repository as repo
 from storage import tree
+from storage.db import unit_of_work
 from storage.models import Message
 
 
@@ -39,7 +40,7 @@ class Versions:
 
     async def _run(self, work: Callable[[Session], object]) -> object:
         def run() -> object:
-            with self._session_factory() as session:
+            with unit_of_work(self._session_factory) as session:
                 return work(session)
 
         return await asyncio.to_thread(run)

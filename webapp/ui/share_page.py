@@ -11,6 +11,7 @@ from sqlmodel import Session
 
 from storage import accounts, tree
 from storage import repository as repo
+from storage.db import unit_of_work
 from webapp.i18n import pick_language, t
 from webapp.safe_markup import LATEX_MARKDOWN, safe_markdown
 from webapp.ui.account import signed_in_text
@@ -36,7 +37,7 @@ class SharePage:
         name = getattr(request, "username", None)
 
         def work() -> tuple[Any, Any, Any]:
-            with self._session_factory() as session:
+            with unit_of_work(self._session_factory) as session:
                 viewer = accounts.get_user(session=session, username=name) if name else None
                 try:
                     found = accounts.shared_conversation(session=session, token=token)
