@@ -24,6 +24,13 @@ from storage.models import (
     username_key,
     utc_now,
 )
+from storage.schemas import (
+    NextAnswer,
+    StoredTimings,
+    StoredToolCall,
+    StoredToolResult,
+    StoredUsage,
+)
 
 DEFAULT_TITLE = "New chat"
 TITLE_MAX_LENGTH = TITLE.max_chars
@@ -272,15 +279,15 @@ def add_message(
     state: str = "complete",
     make_current: bool = True,
     reasoning: str = "",
-    tool_calls: list[dict[str, Any]] | None = None,
+    tool_calls: list[StoredToolCall] | None = None,
     tool_call_id: str | None = None,
     name: str | None = None,
     tool_status: str | None = None,
     provider: str = "",
     model: str = "",
     parameters: dict[str, Any] | None = None,
-    usage: dict[str, Any] | None = None,
-    timings: dict[str, Any] | None = None,
+    usage: StoredUsage | None = None,
+    timings: StoredTimings | None = None,
     finish_reason: str | None = None,
     error: str | None = None,
     feedback: int | None = None,
@@ -343,11 +350,11 @@ def complete_message(
     content: str,
     reasoning: str = "",
     state: str = "complete",
-    usage: dict[str, Any] | None = None,
-    timings: dict[str, Any] | None = None,
+    usage: StoredUsage | None = None,
+    timings: StoredTimings | None = None,
     finish_reason: str | None = None,
     error: str | None = None,
-    tool_calls: list[dict[str, Any]] | None = None,
+    tool_calls: list[StoredToolCall] | None = None,
 ) -> Message:
     """Store the final content and metadata of a (usually streaming) message."""
     _check_state(state)
@@ -415,8 +422,8 @@ def record_tool_round(
     session: Session,
     user_id: int,
     assistant_id: str,
-    results: list[dict[str, Any]],
-    next_assistant: dict[str, Any] | None = None,
+    results: list[StoredToolResult],
+    next_assistant: NextAnswer | None = None,
 ) -> str | None:
     """Store a round's tool results under its assistant message, in one flush.
 
