@@ -18,7 +18,13 @@ from sqlmodel import Session, col, select
 
 from storage.field_limits import USERNAME
 from storage.models import Conversation, DeletedUsage, Message, ShareLink, User, utc_now
-from storage.repository import NotFound, _check_id, _owned_conversation, find_user, of_user
+from storage.repository import (
+    NotFound,
+    Thread,
+    _owned_conversation,
+    find_user,
+    load_thread,
+)
 
 USERNAME_MAX = USERNAME.max_chars
 
@@ -222,8 +228,9 @@ def revoke_shares(*, session: Session, user_id: int, conversation_id: str) -> in
     return len(links)
 
 
-def shared_conversation(*, session: Session, token: str) -> tuple[Conversation, list[Message]]:
-    """The conversation behind a live share token, with its messages; NotFound otherwise."""
+def shared_conversation(*, session: Session, token: str) -> Thread:
+    """The conversation behind a live share token, with its messages and active path;
+    NotFound otherwise."""
     if not token or len(token) > 64:
         raise NotFound("No such share link")
     link = session.get(ShareLink, token)
@@ -232,10 +239,4 @@ def shared_conversation(*, session: Session, token: str) -> tuple[Conversation, 
     conversation = session.get(Conversation, link.conversation_id)
     if conversation is None or conversation.user_id != link.user_id:
         raise NotFound("The shared conversation no longer exists")
-    _check_id(conversation.id)
-    statement = (
-        select(Message)
-        .where(Message.conversation_id == conversation.id, of_user(link.user_id))
-        .order_by(col(Message.created_at), col(Message.choice_index), col(Message.id))
-    )
-    return conversation, list(session.exec(statement).all())
+    return load_thread(session=session, user_id=link.user_id, conversation_id=conversation.id)

@@ -112,7 +112,8 @@ def chat_bodies(fake: FakeOpenAI) -> dict[str, list[dict[str, Any]]]:
 async def stored(
     compare: CompareService, uid: int, conversation_id: str
 ) -> tuple[Any, list[Message]]:
-    return await compare.load(user_id=uid, conversation_id=conversation_id)
+    thread = await compare.load(user_id=uid, conversation_id=conversation_id)
+    return thread.conversation, thread.messages
 
 
 # ---- one round -------------------------------------------------------------------------------

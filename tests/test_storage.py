@@ -135,18 +135,15 @@ def test_upgrading_a_filled_first_schema_database_loses_nothing(database_url: st
         assert current_revision(engine) == head_revision()
         with unit_of_work(session_factory(engine)) as session:
             [conversation] = repo.list_conversations(session=session, user_id=user_id)
-            full = repo.get_conversation(
+            thread = repo.load_thread(
                 session=session, user_id=user_id, conversation_id=conversation.id
             )
-            messages = repo.load_messages(
-                session=session, user_id=user_id, conversation_id=conversation.id
-            )
+        full, path = thread.conversation, thread.path
         assert (full.title, full.system_prompt, full.parameters) == (
             "Kept",
             "Be kind",
             {"top_k": 5},
         )
-        path = tree.active_path(messages, full.current_leaf_id)
         assert [(m.role, m.content, m.reasoning, m.usage, m.tool_status) for m in path] == [
             ("user", "Question?", "hm", {"total_tokens": 7}, None),
             ("assistant", "Answer ✓", "hm", {"total_tokens": 7}, None),

@@ -719,7 +719,8 @@ def token_in(note: str) -> str:
 
 def shared(app: RunningApp, token: str) -> tuple[Conversation, list[Message]]:
     with db_session(app) as session:
-        return accounts.shared_conversation(session=session, token=token)
+        thread = accounts.shared_conversation(session=session, token=token)
+    return thread.conversation, thread.messages
 
 
 async def test_share_link_lifecycle_when_sign_in_is_required(team: Team) -> None:

@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 from storage import repository as repo
-from storage import tree
 from storage.db import make_engine, migrate, session_factory, unit_of_work
 from webapp.versions import NavigationRefused, Versions, version_info
 
@@ -55,9 +54,8 @@ def build(sessions: Any) -> tuple[int, str, dict[str, str]]:
 
 def path_contents(sessions: Any, uid: int, chat: str) -> list[str]:
     with unit_of_work(sessions) as s:
-        conversation = repo.get_conversation(session=s, user_id=uid, conversation_id=chat)
-        messages = repo.load_messages(session=s, user_id=uid, conversation_id=chat)
-        return [m.content for m in tree.active_path(messages, conversation.current_leaf_id)]
+        thread = repo.load_thread(session=s, user_id=uid, conversation_id=chat)
+        return [m.content for m in thread.path]
 
 
 async def test_switching_versions_changes_the_path(sessions: Any) -> None:
