@@ -562,6 +562,26 @@ def set_feedback(*, session: Session, user_id: int, message_id: str, value: int 
     session.flush()
 
 
+def set_preferred(*, session: Session, user_id: int, message_id: str) -> None:
+    """Mark an answer best among the answers of its batch (the others of the batch not)."""
+    message = _owned_message(session, user_id, message_id)
+    batch = [message]
+    if message.batch_id is not None:
+        batch = list(
+            session.exec(
+                select(Message).where(
+                    Message.conversation_id == message.conversation_id,
+                    of_user(user_id),
+                    Message.role == "assistant",
+                    Message.batch_id == message.batch_id,
+                )
+            ).all()
+        )
+    for row in batch:
+        row.preferred = row.id == message.id
+    session.flush()
+
+
 def mark_interrupted(*, session: Session) -> int:
     """Mark every still-streaming message (any user) as interrupted; return how many."""
     result = session.execute(

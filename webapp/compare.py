@@ -384,9 +384,7 @@ class CompareService:
         def work(session: Session) -> None:
             thread, target = _compare_answer(session, user_id, conversation_id, message_id)
             conversation, messages = thread.conversation, thread.messages
-            for row in messages:
-                if row.role == "assistant" and row.batch_id == target.batch_id:
-                    row.preferred = row.id == target.id
+            repo.set_preferred(session=session, user_id=user_id, message_id=target.id)
             leaf = next((m for m in messages if m.id == conversation.current_leaf_id), None)
             if leaf is not None and leaf.batch_id == target.batch_id:
                 repo.set_current_leaf(
