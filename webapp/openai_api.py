@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from storage import repository as repo
 from storage.api_keys import KEY_PREFIX
+from storage.schemas import StoredUsage
 from webapp.api_keys import ApiKeyAuth
 from webapp.api_turns import ApiRequestError, ApiTurns, parse_request
 from webapp.auth import Identity, NotSignedIn
@@ -366,9 +367,9 @@ def _tool_calls(update: TurnUpdate, index: int) -> list[dict[str, Any]] | None:
 def usage_of(update: TurnUpdate) -> dict[str, Any] | None:
     """OpenAI's usage object from the run's figures (summed over tool rounds)."""
     progress = update.progress
-    found: list[dict[str, Any] | None] = [r.usage for r in progress.rounds]
+    found: list[StoredUsage | None] = [r.usage for r in progress.rounds]
     found.append(progress.stored_usage())
-    usages: list[dict[str, Any]] = [u for u in found if u]
+    usages: list[StoredUsage] = [u for u in found if u]
     if not usages:
         return None
     prompt = sum(u.get("prompt_tokens", 0) for u in usages)

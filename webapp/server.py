@@ -12,7 +12,7 @@ import httpx
 from sqlalchemy import Engine
 
 from storage import repository as repo
-from storage.db import make_engine, migrate, session_factory
+from storage.db import make_engine, migrate, session_factory, unit_of_work
 from webapp import gradio_tuning
 from webapp.api_keys import ApiKeyAuth
 from webapp.auth import Accounts, HeaderAuth, Identity, LoginThrottle
@@ -124,7 +124,7 @@ def build(settings: Settings) -> Parley:
     if backup:
         log.info("database migrated; the previous file was backed up to %s", backup)
     sessions = session_factory(engine)
-    with sessions() as session:
+    with unit_of_work(sessions) as session:
         interrupted = repo.mark_interrupted(session=session)
     if interrupted:
         log.warning(

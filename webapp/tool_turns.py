@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from sqlmodel import Session
 
 from storage import repository as repo
+from storage.schemas import StoredToolCall, StoredToolResult
 from webapp.config import Settings
 from webapp.engine import ToolSetup
 from webapp.messages import ToolCall, ToolResult
@@ -128,7 +129,7 @@ class ToolTurns:
         return await self._executor.run(call, context, offered)
 
 
-def stored_calls(calls: list[ToolCall]) -> list[dict[str, Any]] | None:
+def stored_calls(calls: list[ToolCall]) -> list[StoredToolCall] | None:
     """Tool calls in the OpenAI shape they are stored and replayed in."""
     return [
         {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
@@ -137,11 +138,11 @@ def stored_calls(calls: list[ToolCall]) -> list[dict[str, Any]] | None:
 
 
 def tool_rows(
-    views: list[ToolCallView], calls: list[dict[str, Any]] | None, missing: str
-) -> list[dict[str, Any]]:
+    views: list[ToolCallView], calls: list[StoredToolCall] | None, missing: str
+) -> list[StoredToolResult]:
     """One stored result per call, in call order; calls without a result get `missing`."""
     by_id = {view.call.id: view for view in views}
-    rows = []
+    rows: list[StoredToolResult] = []
     for call in calls or []:
         view = by_id.get(call["id"])
         result = view.result if view is not None else None

@@ -245,11 +245,11 @@ class CompareUI:
         if not cstate.conversation_id:
             return self._empty_frame(cstate, blind, count)
         with refused_if_missing():
-            conversation, messages = await self.service.load(
+            thread = await self.service.load(
                 user_id=user_id, conversation_id=cstate.conversation_id
             )
-        path = repo.active_path(messages, conversation.current_leaf_id)
-        rounds = compare_rounds(path, messages)
+        conversation, messages = thread.conversation, thread.messages
+        rounds = compare_rounds(thread.path, messages)
         latest = last_compare(rounds)
         if conversation.mode != "compare" or latest is None:
             self._reset(cstate)
@@ -345,9 +345,9 @@ class CompareUI:
         if not conversation_id:
             return tuple(gr.skip() for _ in range(5 * MAX_COLUMNS + 4))
         with refused_if_missing():
-            conversation, _ = await self.service.load(
-                user_id=user_id, conversation_id=conversation_id
-            )
+            conversation = (
+                await self.service.load(user_id=user_id, conversation_id=conversation_id)
+            ).conversation
         if conversation.mode != "compare":
             return tuple(gr.skip() for _ in range(5 * MAX_COLUMNS + 4))
         cstate.conversation_id = conversation.id
@@ -430,11 +430,11 @@ class CompareUI:
         if not cstate.conversation_id:
             raise gr.Error("Run or open a comparison to export it.")
         with refused_if_missing():
-            conversation, messages = await self.service.load(
+            thread = await self.service.load(
                 user_id=user_id, conversation_id=cstate.conversation_id
             )
-        name = _filename(conversation.title, ".md")
-        text = compare_markdown(conversation, messages, self.service.prices)
+        name = _filename(thread.conversation.title, ".md")
+        text = compare_markdown(thread.conversation, thread.messages, self.service.prices)
         token = await asyncio.to_thread(self.downloads.add, user_id, name, text)
         return gr.update(
             value=link_html(download_url(base_url(request), token), name), visible=True
