@@ -66,7 +66,7 @@ from sqlmodel import Session
 
 from bench.procfs import free_port, rss_kb
 from storage import repository as repo
-from storage.db import make_engine, migrate, session_factory
+from storage.db import make_engine, migrate, session_factory, unit_of_work
 from storage.models import Conversation, Message, new_id
 from webapp.auth import LOCAL_USER
 from webapp.config import load_settings
@@ -285,7 +285,7 @@ def seed_long_conversation(url: str) -> str:
     rng = random.Random(1)
     engine = make_engine(url)
     migrate(engine)
-    with session_factory(engine)() as session:
+    with unit_of_work(session_factory(engine)) as session:
         user_id = repo.ensure_user(session=session, username=LOCAL_USER).id
         assert user_id is not None
         conversation = repo.create_conversation(
@@ -331,7 +331,7 @@ def seed_many_conversations(url: str) -> None:
     engine = make_engine(url)
     migrate(engine)
     now = datetime.now(UTC)
-    with session_factory(engine)() as session:
+    with unit_of_work(session_factory(engine)) as session:
         for username, count in (
             (LOCAL_USER, SIDEBAR_CONVERSATIONS),
             ("someone-else", OTHER_USER_CONVERSATIONS),

@@ -185,11 +185,11 @@ def memory_report(
 def check_database(database_url: str, questions: list[str]) -> dict[str, Any]:
     """Every question stored exactly once with one complete answer; nothing left streaming."""
     from storage import repository as repo
-    from storage.db import make_engine, session_factory
+    from storage.db import make_engine, session_factory, unit_of_work
 
     engine = make_engine(database_url)
     try:
-        with session_factory(engine)() as session:
+        with unit_of_work(session_factory(engine)) as session:
             user_id = repo.ensure_user(session=session, username="local").id
             assert user_id is not None
             messages = []

@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 
 from storage import repository as repo
-from storage.db import make_engine, migrate, session_factory
+from storage.db import make_engine, migrate, session_factory, unit_of_work
 from tests.fake_openai import FakeOpenAI, Reply
 from webapp.capabilities import CapabilityTable
 from webapp.chat import ChatService, NewMessage, TurnSettings
@@ -86,7 +86,7 @@ async def round_costs(fake: FakeOpenAI, folder: Path) -> dict[str, float]:
             capabilities=CapabilityTable(),
             tools=registry,
         )
-        with session_factory(engine)() as session:
+        with unit_of_work(session_factory(engine)) as session:
             user_id = repo.ensure_user(session=session, username="bench").id
         assert user_id is not None
         turn = TurnSettings(provider="siliconflow", model="Qwen/Qwen3-8B", tools=("calculator",))

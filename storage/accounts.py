@@ -1,4 +1,5 @@
-"""Accounts, per-user limits, usage figures and share links: keyword-only, one unit of work each.
+"""Accounts, per-user limits, usage figures and share links: keyword-only; they flush, the
+caller's unit of work commits.
 
 Password hashing happens above this layer (webapp/auth.py); only hashes are stored here.
 """
@@ -17,7 +18,13 @@ from sqlmodel import Session, col, select
 
 from storage.field_limits import USERNAME
 from storage.models import Conversation, DeletedUsage, Message, ShareLink, User, utc_now
-from storage.repository import NotFound, _check_id, _owned_conversation, find_user, of_user
+from storage.repository import (
+    NotFound,
+    Thread,
+    _owned_conversation,
+    find_user,
+    load_thread,
+)
 
 USERNAME_MAX = USERNAME.max_chars
 
@@ -55,9 +62,8 @@ def create_account(
     user = User(username=name, password_hash=password_hash, is_admin=is_admin)
     session.add(user)
     try:
-        session.commit()
-    except IntegrityError:  # created meanwhile, in this spelling or another
-        session.rollback()
+        session.flush()
+    except IntegrityError:  # created meanwhile, in this spelling or another (the unit rolls back)
         raise AccountError(f"A user named {name!r} already exists.") from None
     return user
 
@@ -72,7 +78,7 @@ def update_account(*, session: Session, username: str, **changes: Any) -> User:
     for name, value in changes.items():
         setattr(user, name, value)
     session.add(user)
-    session.commit()
+    session.flush()
     return user
 
 
@@ -192,7 +198,7 @@ def create_share(*, session: Session, user_id: int, conversation_id: str) -> Sha
         token=secrets.token_urlsafe(24), conversation_id=conversation.id, user_id=user_id
     )
     session.add(link)
-    session.commit()
+    session.flush()
     return link
 
 
@@ -218,12 +224,13 @@ def revoke_shares(*, session: Session, user_id: int, conversation_id: str) -> in
     for link in links:
         link.revoked_at = now
         session.add(link)
-    session.commit()
+    session.flush()
     return len(links)
 
 
-def shared_conversation(*, session: Session, token: str) -> tuple[Conversation, list[Message]]:
-    """The conversation behind a live share token, with its messages; NotFound otherwise."""
+def shared_conversation(*, session: Session, token: str) -> Thread:
+    """The conversation behind a live share token, with its messages and active path;
+    NotFound otherwise."""
     if not token or len(token) > 64:
         raise NotFound("No such share link")
     link = session.get(ShareLink, token)
@@ -232,10 +239,4 @@ def shared_conversation(*, session: Session, token: str) -> tuple[Conversation, 
     conversation = session.get(Conversation, link.conversation_id)
     if conversation is None or conversation.user_id != link.user_id:
         raise NotFound("The shared conversation no longer exists")
-    _check_id(conversation.id)
-    statement = (
-        select(Message)
-        .where(Message.conversation_id == conversation.id, of_user(link.user_id))
-        .order_by(col(Message.created_at), col(Message.choice_index), col(Message.id))
-    )
-    return conversation, list(session.exec(statement).all())
+    return load_thread(session=session, user_id=link.user_id, conversation_id=conversation.id)

@@ -50,7 +50,7 @@ def create_key(*, session: Session, user_id: int, name: str) -> tuple[ApiKey, st
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     row = ApiKey(user_id=user_id, name=name, prefix=secret[:SHOWN_CHARS], key_hash=key_hash(secret))
     session.add(row)
-    session.commit()
+    session.flush()
     session.refresh(row)
     return row, secret
 
@@ -72,7 +72,7 @@ def revoke_key(*, session: Session, user_id: int, key_id: str) -> bool:
     if row is None or row.user_id != user_id or row.revoked_at is not None:
         return False
     row.revoked_at = utc_now()
-    session.commit()
+    session.flush()
     return True
 
 
@@ -89,5 +89,5 @@ def owner_of(*, session: Session, secret: str, now: datetime | None = None) -> K
     now = now or utc_now()
     if row.last_used_at is None or now - row.last_used_at > TOUCH_EVERY:
         row.last_used_at = now
-        session.commit()
+        session.flush()
     return KeyOwner(row.id, row.user_id, user.username)

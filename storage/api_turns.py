@@ -17,6 +17,7 @@ from sqlmodel import Session
 
 from storage.models import Conversation, Message, new_id, utc_now
 from storage.repository import NotFound, _check_id
+from storage.schemas import StoredToolCall
 
 CONVERSATIONS = Conversation.__table__  # type: ignore[attr-defined]
 MESSAGES = Message.__table__  # type: ignore[attr-defined]
@@ -28,7 +29,7 @@ class StoredRequestMessage:
 
     role: str  # user | assistant | tool
     content: str
-    tool_calls: list[dict[str, Any]] | None = None
+    tool_calls: list[StoredToolCall] | None = None
     tool_call_id: str | None = None
     name: str | None = None
     attachments: list[dict[str, Any]] | None = None
@@ -146,7 +147,6 @@ def write_api_turn(
             )
         )
     session.execute(insert(MESSAGES), rows)
-    session.commit()
     return ApiTurnRows(conversation_id, question_id, answer_ids)
 
 

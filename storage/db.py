@@ -1,4 +1,4 @@
-"""Engine creation, Alembic migrations and the session factory."""
+"""Engine creation, Alembic migrations, the session factory and the unit of work."""
 
 from __future__ import annotations
 
@@ -179,20 +179,14 @@ def session_factory(engine: Engine) -> Callable[[], Session]:
 
 
 @contextlib.contextmanager
-def one_transaction(session: Session) -> Iterator[Session]:
-    """Run repository functions that each commit as one transaction.
-
-    Inside, `session.commit()` only flushes (ids are made client-side, so nothing needs the
-    real commit); the work commits once at the end, or rolls back as a whole on an exception.
-    A turn's first rows (conversation, question, title, settings, answer placeholder) were five
-    commits; as one they cost less and are stored all together or not at all.
-    """
-    session.commit = session.flush  # type: ignore[method-assign]
-    try:
-        yield session
-    except BaseException:
-        del session.commit
-        session.rollback()
-        raise
-    del session.commit
-    session.commit()
+def unit_of_work(sessions: Callable[[], Session]) -> Iterator[Session]:
+    """One short session for one unit of work: it commits once at the end, or rolls back as a
+    whole on an exception. Repository functions only flush, so their errors (a refused field,
+    a unique name taken) still surface at the call that caused them."""
+    with sessions() as session:
+        try:
+            yield session
+        except BaseException:
+            session.rollback()
+            raise
+        session.commit()

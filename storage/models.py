@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 from sqlalchemy import JSON, Column, DateTime, Dialect, Index, Text, TypeDecorator, event
 from sqlmodel import Field, SQLModel
+
+from storage.schemas import AS_STORED, StoredTimings, StoredToolCall, StoredUsage
 
 MESSAGE_ROLES = frozenset({"system", "user", "assistant", "tool"})
 MESSAGE_STATES = frozenset({"complete", "streaming", "stopped", "error", "interrupted"})
@@ -140,15 +142,19 @@ class Message(SQLModel, table=True):
     role: str
     content: str = Field(default="", sa_type=Text)
     reasoning: str = Field(default="", sa_type=Text)
-    tool_calls: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON))
+    tool_calls: Annotated[list[StoredToolCall] | None, AS_STORED] = Field(
+        default=None, sa_column=Column(JSON)
+    )
     tool_call_id: str | None = None
     name: str | None = None  # a tool result's tool name
     tool_status: str | None = Field(default=None, max_length=20)  # how a tool call ended
     provider: str = ""
     model: str = ""
     parameters: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
-    usage: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
-    timings: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    usage: Annotated[StoredUsage | None, AS_STORED] = Field(default=None, sa_column=Column(JSON))
+    timings: Annotated[StoredTimings | None, AS_STORED] = Field(
+        default=None, sa_column=Column(JSON)
+    )
     finish_reason: str | None = None
     state: str = Field(default="complete", index=True)
     error: str | None = Field(default=None, sa_type=Text)
@@ -190,7 +196,7 @@ class DeletedUsage(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     user_id: int = Field(foreign_key="users.id", nullable=False, index=True)
     model: str = ""
-    usage: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    usage: Annotated[StoredUsage | None, AS_STORED] = Field(default=None, sa_column=Column(JSON))
     state: str = Field(default="complete", max_length=20)
     request: bool = True  # stood for one upstream request (see storage.accounts)
     created_at: datetime = _timestamp(index=True)  # when the answer was made

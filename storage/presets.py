@@ -1,4 +1,5 @@
-"""Named presets of chat settings: keyword-only, one unit of work each, scoped to one user.
+"""Named presets of chat settings: keyword-only, scoped to one user; the caller's unit of work
+commits.
 
 A user sees their own presets and every team preset; only admins publish or delete team
 presets. Whether the caller is an admin is decided above this layer and passed in.
@@ -97,7 +98,7 @@ def save_preset(
     preset.tool_choice = choice
     preset.updated_at = utc_now()
     session.add(preset)
-    session.commit()
+    session.flush()
     session.refresh(preset)
     return preset
 
@@ -108,4 +109,4 @@ def delete_preset(*, session: Session, user_id: int, is_admin: bool, preset_id: 
     if preset.team and not is_admin:
         raise PresetError("Only admins can delete team presets.")
     session.delete(preset)
-    session.commit()
+    session.flush()

@@ -1,4 +1,5 @@
-"""Keyword-only data access functions; each is one unit of work scoped to one user."""
+"""Keyword-only data access functions scoped to one user; they flush, the caller's unit of work
+(storage.db.unit_of_work) commits."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from sqlalchemy import delete, func, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from storage import tree
 from storage.field_limits import TITLE
 from storage.models import (
     MESSAGE_ROLES,
@@ -22,19 +24,19 @@ from storage.models import (
     username_key,
     utc_now,
 )
+from storage.schemas import (
+    NextAnswer,
+    StoredTimings,
+    StoredToolCall,
+    StoredToolResult,
+    StoredUsage,
+)
 
 DEFAULT_TITLE = "New chat"
 TITLE_MAX_LENGTH = TITLE.max_chars
 INTERRUPTED_ERROR = "The server stopped while this answer was streaming."
 
 _ID_PATTERN = re.compile(r"[0-9a-f]{32}")
-_EXTRA_MESSAGE_FIELDS = frozenset(
-    {
-        "reasoning", "tool_calls", "tool_call_id", "name", "provider", "model", "parameters",
-        "usage", "timings", "finish_reason", "error", "feedback", "choice_index",
-        "batch_id", "attachments", "tool_status",
-    }
-)  # fmt: skip
 
 
 class NotFound(LookupError):
@@ -100,11 +102,6 @@ def _owned_message(session: Session, user_id: int, message_id: str) -> Message:
     return message
 
 
-def _order_key(message: Message) -> tuple[datetime, int, str]:
-    """Sort key giving creation order."""
-    return (message.created_at, message.choice_index, message.id)
-
-
 def find_user(*, session: Session, username: str) -> User | None:
     """The user of this name: spelled exactly so, else differing only in case."""
     user = session.exec(select(User).where(User.username == username)).first()
@@ -120,11 +117,10 @@ def ensure_user(*, session: Session, username: str) -> User:
     if user is not None:
         return user
     user = User(username=username)
-    session.add(user)
     try:
-        session.commit()
+        with session.begin_nested():  # a savepoint: a lost race must not undo the caller's work
+            session.add(user)
     except IntegrityError:  # another process created it (or another spelling of it) first
-        session.rollback()
         found = find_user(session=session, username=username)
         if found is None:
             raise
@@ -149,8 +145,9 @@ def create_conversation(
     provider: str = "",
     model: str = "",
     parameters: dict[str, Any] | None = None,
+    mode: str = "chat",
 ) -> Conversation:
-    """Create an empty conversation for the user."""
+    """Create an empty conversation for the user ("chat", or "compare" for side-by-side)."""
     conversation = Conversation(
         user_id=user_id,
         title=_clean_title(title),
@@ -158,9 +155,10 @@ def create_conversation(
         provider=provider,
         model=model,
         parameters=dict(parameters or {}),
+        mode=mode,
     )
     session.add(conversation)
-    session.commit()
+    session.flush()
     return conversation
 
 
@@ -202,7 +200,7 @@ def rename_conversation(
     """Give a conversation a new title."""
     conversation = _owned_conversation(session, user_id, conversation_id)
     conversation.title = _clean_title(title)
-    session.commit()
+    session.flush()
 
 
 def set_title_if_default(
@@ -213,7 +211,7 @@ def set_title_if_default(
     if conversation.title != DEFAULT_TITLE:
         return False
     conversation.title = _clean_title(title)
-    session.commit()
+    session.flush()
     return True
 
 
@@ -244,7 +242,7 @@ def delete_conversation(*, session: Session, user_id: int, conversation_id: str)
         )
     session.execute(delete(Message).where(col(Message.conversation_id) == conversation.id))
     session.delete(conversation)
-    session.commit()
+    session.flush()
 
 
 def update_conversation_settings(
@@ -267,7 +265,7 @@ def update_conversation_settings(
         conversation.model = model
     if parameters is not None:
         conversation.parameters = dict(parameters)
-    session.commit()
+    session.flush()
 
 
 def add_message(
@@ -280,12 +278,24 @@ def add_message(
     content: str = "",
     state: str = "complete",
     make_current: bool = True,
-    **fields: Any,
+    reasoning: str = "",
+    tool_calls: list[StoredToolCall] | None = None,
+    tool_call_id: str | None = None,
+    name: str | None = None,
+    tool_status: str | None = None,
+    provider: str = "",
+    model: str = "",
+    parameters: dict[str, Any] | None = None,
+    usage: StoredUsage | None = None,
+    timings: StoredTimings | None = None,
+    finish_reason: str | None = None,
+    error: str | None = None,
+    feedback: int | None = None,
+    choice_index: int = 0,
+    batch_id: str | None = None,
+    attachments: list[dict[str, Any]] | None = None,
 ) -> Message:
     """Append a message under ``parent_id`` and (by default) make it the active leaf."""
-    unknown = set(fields) - _EXTRA_MESSAGE_FIELDS
-    if unknown:
-        raise TypeError(f"Unknown message fields: {sorted(unknown)}")
     if role not in MESSAGE_ROLES:
         raise ValueError(f"Unknown message role: {role!r}")
     _check_state(state)
@@ -305,15 +315,30 @@ def add_message(
         role=role,
         content=content,
         state=state,
+        reasoning=reasoning,
+        tool_calls=tool_calls,
+        tool_call_id=tool_call_id,
+        name=name,
+        tool_status=tool_status,
+        provider=provider,
+        model=model,
+        parameters=parameters,
+        usage=usage,
+        timings=timings,
+        finish_reason=finish_reason,
+        error=error,
+        feedback=feedback,
+        choice_index=choice_index,
+        batch_id=batch_id,
+        attachments=attachments,
         created_at=now,
         updated_at=now,
-        **fields,
     )
     session.add(message)
     conversation.updated_at = now
     if make_current:
         conversation.current_leaf_id = message.id
-    session.commit()
+    session.flush()
     return message
 
 
@@ -325,11 +350,11 @@ def complete_message(
     content: str,
     reasoning: str = "",
     state: str = "complete",
-    usage: dict[str, Any] | None = None,
-    timings: dict[str, Any] | None = None,
+    usage: StoredUsage | None = None,
+    timings: StoredTimings | None = None,
     finish_reason: str | None = None,
     error: str | None = None,
-    tool_calls: list[dict[str, Any]] | None = None,
+    tool_calls: list[StoredToolCall] | None = None,
 ) -> Message:
     """Store the final content and metadata of a (usually streaming) message."""
     _check_state(state)
@@ -350,7 +375,7 @@ def complete_message(
         .where(col(Conversation.updated_at) < now)
         .values(updated_at=now)
     )
-    session.commit()
+    session.flush()
     return message
 
 
@@ -370,7 +395,6 @@ def save_partials(*, session: Session, rows: list[tuple[int, str, str, str]]) ->
             .values(content=content, reasoning=reasoning, updated_at=now)
         )
         changed += int(getattr(result, "rowcount", 0) or 0)
-    session.commit()
     return changed
 
 
@@ -390,7 +414,7 @@ def drop_unstarted_choices(
             col(Message.content) == "",
         )
     )
-    session.commit()
+    session.flush()
 
 
 def record_tool_round(
@@ -398,10 +422,10 @@ def record_tool_round(
     session: Session,
     user_id: int,
     assistant_id: str,
-    results: list[dict[str, Any]],
-    next_assistant: dict[str, Any] | None = None,
+    results: list[StoredToolResult],
+    next_assistant: NextAnswer | None = None,
 ) -> str | None:
-    """Store a round's tool results under its assistant message, in one unit of work.
+    """Store a round's tool results under its assistant message, in one flush.
 
     `results` are {"tool_call_id", "name", "content", "tool_status", "state"?, "error"?,
     "timings"?} in the order of the assistant's tool calls; they are chained one under the
@@ -450,7 +474,7 @@ def record_tool_round(
         parent_id = next_id = row.id
     conversation.current_leaf_id = parent_id
     conversation.updated_at = now
-    session.commit()
+    session.flush()
     return next_id
 
 
@@ -494,7 +518,6 @@ def load_messages(*, session: Session, user_id: int, conversation_id: str) -> li
         .order_by(col(Message.created_at), col(Message.choice_index), col(Message.id))
     )
     messages = list(session.exec(statement).all())
-    session.commit()
     return messages
 
 
@@ -514,7 +537,7 @@ def load_thread(*, session: Session, user_id: int, conversation_id: str) -> Thre
         session=session, user_id=user_id, conversation_id=conversation_id
     )
     messages = load_messages(session=session, user_id=user_id, conversation_id=conversation_id)
-    return Thread(conversation, messages, active_path(messages, conversation.current_leaf_id))
+    return Thread(conversation, messages, tree.active_path(messages, conversation.current_leaf_id))
 
 
 def set_current_leaf(
@@ -527,7 +550,7 @@ def set_current_leaf(
     if message.conversation_id != conversation.id:
         raise NotFound(f"Message {message_id} not found in this conversation")
     conversation.current_leaf_id = message.id
-    session.commit()
+    session.flush()
 
 
 def set_feedback(*, session: Session, user_id: int, message_id: str, value: int | None) -> None:
@@ -536,7 +559,27 @@ def set_feedback(*, session: Session, user_id: int, message_id: str, value: int 
         raise ValueError(f"Feedback must be 1, -1 or None, not {value!r}")
     message = _owned_message(session, user_id, message_id)
     message.feedback = value
-    session.commit()
+    session.flush()
+
+
+def set_preferred(*, session: Session, user_id: int, message_id: str) -> None:
+    """Mark an answer best among the answers of its batch (the others of the batch not)."""
+    message = _owned_message(session, user_id, message_id)
+    batch = [message]
+    if message.batch_id is not None:
+        batch = list(
+            session.exec(
+                select(Message).where(
+                    Message.conversation_id == message.conversation_id,
+                    of_user(user_id),
+                    Message.role == "assistant",
+                    Message.batch_id == message.batch_id,
+                )
+            ).all()
+        )
+    for row in batch:
+        row.preferred = row.id == message.id
+    session.flush()
 
 
 def mark_interrupted(*, session: Session) -> int:
@@ -546,54 +589,4 @@ def mark_interrupted(*, session: Session) -> int:
         .where(col(Message.state) == "streaming")
         .values(state="interrupted", error=INTERRUPTED_ERROR, updated_at=utc_now())
     )
-    session.commit()
     return int(getattr(result, "rowcount", 0) or 0)
-
-
-def active_path(messages: list[Message], leaf_id: str | None) -> list[Message]:
-    """Return the root-to-leaf path ending at ``leaf_id`` (or at the newest message)."""
-    by_id = {message.id: message for message in messages}
-    leaf = by_id.get(leaf_id) if leaf_id is not None else None
-    if leaf is None:
-        if not messages:
-            return []
-        leaf = max(messages, key=_order_key)
-    path: list[Message] = []
-    seen: set[str] = set()
-    node: Message | None = leaf
-    while node is not None and node.id not in seen:
-        seen.add(node.id)
-        path.append(node)
-        node = by_id.get(node.parent_id) if node.parent_id is not None else None
-    path.reverse()
-    return path
-
-
-def siblings(messages: list[Message], message_id: str) -> list[Message]:
-    """Return the alternatives of a message (same parent and role) in creation order."""
-    target = next((message for message in messages if message.id == message_id), None)
-    if target is None:
-        return []
-    same = [
-        message
-        for message in messages
-        if message.parent_id == target.parent_id and message.role == target.role
-    ]
-    return sorted(same, key=_order_key)
-
-
-def latest_leaf_under(messages: list[Message], message_id: str) -> str:
-    """Follow the newest child from ``message_id`` down to a leaf and return its id."""
-    children: dict[str, list[Message]] = {}
-    for message in messages:
-        if message.parent_id is not None:
-            children.setdefault(message.parent_id, []).append(message)
-    current = message_id
-    seen = {current}
-    while current in children:
-        newest = max(children[current], key=_order_key)
-        if newest.id in seen:
-            break
-        seen.add(newest.id)
-        current = newest.id
-    return current

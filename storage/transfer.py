@@ -1,4 +1,4 @@
-"""Export and import of whole conversations; each function is one unit of work for one user."""
+"""Export and import of whole conversations for one user; the caller's unit of work commits."""
 
 from __future__ import annotations
 
@@ -71,7 +71,6 @@ def export_all(*, session: Session, user_id: int) -> list[tuple[Conversation, li
     by_conversation: dict[str, list[Message]] = defaultdict(list)
     for message in session.exec(statement):
         by_conversation[message.conversation_id].append(message)
-    session.commit()
     return [(conversation, by_conversation[conversation.id]) for conversation in conversations]
 
 
@@ -157,5 +156,5 @@ def import_conversation(*, session: Session, user_id: int, imported: ImportedCon
     session.add(conversation)
     session.flush()  # the conversation row first: messages reference it
     session.add_all(rows)
-    session.commit()
+    session.flush()
     return conversation.id

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import Engine
 
 from storage import repository as repo
-from storage.db import make_engine, migrate, session_factory
+from storage.db import make_engine, migrate, session_factory, unit_of_work
 
 Call = Callable[..., Any]
 
@@ -33,7 +33,7 @@ def call(engine: Engine) -> Call:
     new_session = session_factory(engine)
 
     def run(function: Call, **kwargs: Any) -> Any:
-        with new_session() as session:
+        with unit_of_work(new_session) as session:
             return function(session=session, **kwargs)
 
     return run

@@ -10,13 +10,13 @@ import pytest
 from gradio_client.exceptions import AppError
 
 from storage import repository as repo
-from storage.db import session_factory
+from storage.db import session_factory, unit_of_work
 from tests.conftest import RunningApp
 from tests.fake_openai import ErrorReply, Reply
 
 
 def stored(app: RunningApp, conversation_id: str) -> list[Any]:
-    with session_factory(app.parley.engine)() as session:
+    with unit_of_work(session_factory(app.parley.engine)) as session:
         user = repo.ensure_user(session=session, username="local")
         return repo.load_thread(
             session=session, user_id=user.id, conversation_id=conversation_id
@@ -166,7 +166,7 @@ def test_answers_streaming_when_the_server_died_are_marked_interrupted(
 
     engine = make_engine(database_url)
     migrate(engine)
-    with session_factory(engine)() as session:
+    with unit_of_work(session_factory(engine)) as session:
         user = repo.ensure_user(session=session, username="local")
         chat = repo.create_conversation(session=session, user_id=user.id)
         question = repo.add_message(

@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from storage import repository as repo
-from storage.db import session_factory
+from storage.db import session_factory, unit_of_work
 from tests.browser import (  # noqa: F401
     bot,
     browser_fixture,
@@ -116,7 +116,7 @@ def test_a_long_conversation_shows_its_last_messages_and_earlier_ones_on_request
     sqlite_app: RunningApp, page: Page
 ) -> None:
     app = sqlite_app
-    with session_factory(app.parley.engine)() as session:
+    with unit_of_work(session_factory(app.parley.engine)) as session:
         user_id = repo.ensure_user(session=session, username="local").id
         assert user_id is not None
         conversation = repo.create_conversation(session=session, user_id=user_id, title="Long one")

@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import Browser, Page, Playwright, expect
 
 from storage import repository as repo
-from storage.db import session_factory
+from storage.db import session_factory, unit_of_work
 from tests.browser import (  # noqa: F401
     CHROMIUM,
     LAUNCH_ARGS,
@@ -273,7 +273,7 @@ TITLES = ["Hi", "Dark mode on phones", LONG_TITLE, LONG_WORD, "Why is the sky bl
 def test_sidebar_lists_one_full_width_entry_per_row(
     app: RunningApp, browser: Browser, viewport: dict[str, int]
 ) -> None:
-    with session_factory(app.parley.engine)() as session:
+    with unit_of_work(session_factory(app.parley.engine)) as session:
         user = repo.ensure_user(session=session, username=LOCAL_USER)
         assert user.id is not None
         for title in TITLES:

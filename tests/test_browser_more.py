@@ -22,7 +22,7 @@ from playwright.sync_api import Locator, Page, expect
 from sqlmodel import Session
 
 from storage import repository as repo
-from storage.db import session_factory
+from storage.db import session_factory, unit_of_work
 from storage.models import Message
 from tests.browser import (  # noqa: F401
     bot,
@@ -47,7 +47,7 @@ T = TypeVar("T")
 @contextmanager
 def stored(app: RunningApp) -> Iterator[tuple[Session, int]]:
     """A fresh database session and the id of the single local user."""
-    with session_factory(app.parley.engine)() as session:
+    with unit_of_work(session_factory(app.parley.engine)) as session:
         yield session, repo.ensure_user(session=session, username="local").id
 
 

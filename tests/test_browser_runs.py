@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from storage import repository as repo
-from storage.db import session_factory
+from storage.db import session_factory, unit_of_work
 from tests.browser import (  # noqa: F401
     TIMEOUT_MS,
     answer,
@@ -70,7 +70,7 @@ def words_shown(page: Page) -> int:
 
 
 def stored_answer(app: RunningApp, conversation_id: str) -> tuple[str, str]:
-    with session_factory(app.parley.engine)() as session:
+    with unit_of_work(session_factory(app.parley.engine)) as session:
         alice = repo.ensure_user(session=session, username="alice")
         assert alice.id is not None
         messages = repo.load_messages(

@@ -15,7 +15,8 @@ from sqlalchemy import Engine, inspect, text
 from sqlmodel import Session, select
 
 from storage import repository as repo
-from storage.db import make_engine, migrate, session_factory
+from storage import tree
+from storage.db import make_engine, migrate, session_factory, unit_of_work
 from storage.models import Message
 from tests.fake_openai import ErrorReply, FakeOpenAI, Reply
 from tests.services import stored_path
@@ -72,7 +73,7 @@ async def test_regenerate_keeps_the_first_answer_as_a_version(
     messages = await service.db(
         lambda s: repo.load_messages(session=s, user_id=uid, conversation_id=first.conversation_id)
     )
-    versions = repo.siblings(messages, path[-1].id)
+    versions = tree.siblings(messages, path[-1].id)
     assert [m.content for m in versions] == ["First answer.", "Second answer."]
     # The regenerated request carried the same history and the system prompt.
     assert fake.requests[-1]["json"]["messages"] == [
@@ -100,7 +101,7 @@ async def test_edit_resends_from_the_edited_question_and_keeps_the_old_branch(
     messages = await service.db(
         lambda s: repo.load_messages(session=s, user_id=uid, conversation_id=first.conversation_id)
     )
-    assert [m.content for m in repo.siblings(messages, new_path[2].id)] == ["And 3+3?", "And 4+4?"]
+    assert [m.content for m in tree.siblings(messages, new_path[2].id)] == ["And 3+3?", "And 4+4?"]
     assert fake.requests[-1]["json"]["messages"][-1] == {"role": "user", "content": "And 4+4?"}
     assert len(fake.requests[-1]["json"]["messages"]) == 4  # system, q1, a1, edited q2
 
@@ -118,7 +119,7 @@ async def test_n_choices_are_saved_as_one_batch_and_the_first_is_kept(
     messages = await service.db(
         lambda s: repo.load_messages(session=s, user_id=uid, conversation_id=update.conversation_id)
     )
-    batch = repo.siblings(messages, path[-1].id)
+    batch = tree.siblings(messages, path[-1].id)
     assert [m.content for m in batch] == ["Alpha.", "Beta.", "Gamma."]
     assert len({m.batch_id for m in batch}) == 1 and batch[0].batch_id
     assert fake.requests[-1]["json"]["n"] == 3
@@ -232,7 +233,7 @@ async def test_an_asker_that_leaves_while_the_rows_are_written_still_gets_its_an
         # Only Stop ends a run: once the rows exist, the answer is asked for and saved.
         assert await asyncio.to_thread(fake.wait_for_requests, 1, 10)
         assert await service.runs.wait(service.runs.live_for_user(uid), 10)
-    with sessions() as session:
+    with unit_of_work(sessions) as session:
         rows = sorted((m.role, m.state, m.content) for m in session.exec(select(Message)).all())
     assert rows == [
         ("assistant", "complete", "Echo: Stop me early"),

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from storage import accounts
+from storage import accounts, tree
 from storage import repository as repo
 from storage.models import Message, utc_now
 from tests.fake_openai import ErrorReply, FakeOpenAI, Reply
@@ -112,7 +112,8 @@ def chat_bodies(fake: FakeOpenAI) -> dict[str, list[dict[str, Any]]]:
 async def stored(
     compare: CompareService, uid: int, conversation_id: str
 ) -> tuple[Any, list[Message]]:
-    return await compare.load(user_id=uid, conversation_id=conversation_id)
+    thread = await compare.load(user_id=uid, conversation_id=conversation_id)
+    return thread.conversation, thread.messages
 
 
 # ---- one round -------------------------------------------------------------------------------
@@ -346,7 +347,7 @@ async def test_best_next_round_histories_and_continue_with_one_model(
         "Beta alone",
     )
     assert conversation.mode == "compare" and conversation.current_leaf_id == row.id
-    rounds = compare_rounds(repo.active_path(messages, conversation.current_leaf_id), messages)
+    rounds = compare_rounds(tree.active_path(messages, conversation.current_leaf_id), messages)
     assert [r.compare for r in rounds] == [True, True, False] and following(rounds) == 1
     with pytest.raises(TurnRefused, match="continues with one model"):
         await run_round(compare, uid, conversation_id, "All again", COLUMNS)

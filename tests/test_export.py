@@ -15,7 +15,7 @@ import pytest
 from markdown_it import MarkdownIt
 
 from storage import repository as repo
-from storage import transfer
+from storage import transfer, tree
 from storage.models import Conversation, Message
 from webapp import export, import_file
 from webapp.import_file import ImportRefused
@@ -465,7 +465,7 @@ def test_round_trip_to_another_user_keeps_everything_but_ids(
     assert len(batch_ids) == 1 and not batch_ids & {m["batch_id"] for m in original["messages"]}
     # The active path is the same conversation, message by message.
     conversation, messages = call(transfer.export_conversation, user_id=bob, conversation_id=new_id)
-    path = repo.active_path(messages, conversation.current_leaf_id)
+    path = tree.active_path(messages, conversation.current_leaf_id)
     assert [m.content for m in path][-3:] == ["6*7 = 42.", "Write a long essay.", "Once upon a"]
     assert len(path) == 10
     assert all(m.user_id == bob for m in messages)
@@ -540,7 +540,7 @@ def test_import_keeps_file_order_for_equal_timestamps_and_marks_streaming(
     assert [m.content for m in messages] == ["first", *(f"answer {n}" for n in range(6)), "half"]
     assert messages[-1].state == "interrupted"
     assert messages[-1].error == transfer.IMPORTED_STREAMING_ERROR
-    assert [m.content for m in repo.active_path(messages, conversation.current_leaf_id)] == [
+    assert [m.content for m in tree.active_path(messages, conversation.current_leaf_id)] == [
         "first",
         "answer 0",
     ]

@@ -28,7 +28,7 @@ import pytest
 from bench import gradio_queue as gq
 from bench.soak import base_env
 from storage import repository as repo
-from storage.db import make_engine, session_factory
+from storage.db import make_engine, session_factory, unit_of_work
 from storage.models import Message
 from tests.conftest import RunningApp, free_port, start_app
 from tests.fake_openai import ErrorReply, FakeOpenAI, Reply
@@ -50,7 +50,7 @@ RESULT_TIMEOUT_S = 120  # generous: the machine has two cores and other work run
 
 def all_messages(engine: Any) -> list[Message]:
     """Every message of the local user, in every conversation."""
-    with session_factory(engine)() as session:
+    with unit_of_work(session_factory(engine)) as session:
         user_id = repo.ensure_user(session=session, username="local").id
         assert user_id is not None
         messages: list[Message] = []
@@ -704,7 +704,7 @@ def test_fault_helpers_catch_a_lost_or_doubled_message(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'check.db'}")
     migrate(engine)
     try:
-        with session_factory(engine)() as session:
+        with unit_of_work(session_factory(engine)) as session:
             user_id = repo.ensure_user(session=session, username="local").id
             assert user_id is not None
             chat_id = repo.create_conversation(session=session, user_id=user_id).id
@@ -729,7 +729,7 @@ def test_fault_helpers_catch_a_lost_or_doubled_message(tmp_path: Path) -> None:
             stored_turns(engine, ["kept", "doubled"])
         with pytest.raises(AssertionError, match="lost or doubled"):
             stored_turns(engine, ["kept", "doubled", "missing"])
-        with session_factory(engine)() as session:
+        with unit_of_work(session_factory(engine)) as session:
             repo.add_message(
                 session=session,
                 user_id=user_id,

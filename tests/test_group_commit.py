@@ -10,7 +10,7 @@ from sqlalchemy import event
 from sqlmodel import Session, select
 
 from storage import repository as repo
-from storage.db import make_engine, migrate, session_factory
+from storage.db import make_engine, migrate, session_factory, unit_of_work
 from storage.models import Conversation
 from webapp.group_commit import GroupCommit
 
@@ -22,7 +22,7 @@ def factory(tmp_path: Path):
     commits: list[int] = []
     event.listen(engine, "commit", lambda _conn: commits.append(1))
     make = session_factory(engine)
-    with make() as session:
+    with unit_of_work(make) as session:
         user = repo.ensure_user(session=session, username="ann")
     commits.clear()
     yield make, user.id, commits

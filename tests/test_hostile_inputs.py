@@ -34,6 +34,7 @@ import json
 import secrets
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,7 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 from sqlmodel import Session, select
 
-from storage.db import session_factory
+from storage.db import session_factory, unit_of_work
 from storage.models import Conversation, Message, ShareLink
 from tests.conftest import RunningApp, start_app
 from tests.fake_openai import FakeOpenAI, Reply
@@ -235,8 +236,8 @@ def refusal(
     return str(refused.value)
 
 
-def db(app: RunningApp) -> Session:
-    return session_factory(app.parley.engine)()
+def db(app: RunningApp) -> AbstractContextManager[Session]:
+    return unit_of_work(session_factory(app.parley.engine))
 
 
 def everything(app: RunningApp) -> dict[str, list[dict[str, Any]]]:

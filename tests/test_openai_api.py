@@ -18,7 +18,7 @@ import pytest
 
 from bench.soak import base_env
 from storage import repository as repo
-from storage.db import make_engine, session_factory
+from storage.db import make_engine, session_factory, unit_of_work
 from tests.conftest import free_port
 from tests.fake_openai import ErrorReply, FakeOpenAI, Reply
 
@@ -119,7 +119,7 @@ def client(
 def stored(workdir: Path, user: str, conversation_id: str) -> list[Any]:
     engine = make_engine(f"sqlite:///{workdir / 'parley.db'}")
     try:
-        with session_factory(engine)() as session:
+        with unit_of_work(session_factory(engine)) as session:
             owner = repo.ensure_user(session=session, username=user)
             assert owner.id is not None
             return repo.load_messages(

@@ -12,7 +12,7 @@ import pytest
 from gradio_client.exceptions import AppError
 from sqlmodel import select
 
-from storage.db import make_engine, session_factory
+from storage.db import make_engine, session_factory, unit_of_work
 from storage.models import Conversation, Message
 from tests.conftest import RunningApp, start_app
 from tests.fake_openai import FakeOpenAI
@@ -53,7 +53,7 @@ def stored(app: RunningApp) -> dict[str, list[tuple[str, str, str]]]:
     """Every conversation's (role, content, state) rows, read on a connection of our own."""
     engine = make_engine(app.settings.database_url)
     try:
-        with session_factory(engine)() as session:
+        with unit_of_work(session_factory(engine)) as session:
             ids = session.exec(select(Conversation.id)).all()
             rows = session.exec(select(Message).order_by(Message.created_at)).all()
             return {

@@ -14,7 +14,7 @@ from gradio.helpers import special_args
 
 from storage import accounts
 from storage import presets as store
-from storage.db import session_factory
+from storage.db import session_factory, unit_of_work
 from storage.models import Preset
 from storage.repository import InvalidId, NotFound, ensure_user
 from tests.conftest import RunningApp, start_app
@@ -290,7 +290,7 @@ def test_choices_are_team_then_shipped_then_mine_with_stable_values() -> None:
 def app(fake_openai: FakeOpenAI, database_url: str) -> Iterator[RunningApp]:
     """Parley with accounts on each database; root is an admin, alice and bob are not."""
     running = start_app(fake_openai, database_url, AUTH_MODE="accounts")
-    with session_factory(running.parley.engine)() as session:
+    with unit_of_work(session_factory(running.parley.engine)) as session:
         accounts.create_account(session=session, username="root", password_hash=None, is_admin=True)
     try:
         yield running

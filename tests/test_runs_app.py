@@ -14,7 +14,7 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 
 from storage import repository as repo
-from storage.db import session_factory
+from storage.db import session_factory, unit_of_work
 from tests.conftest import RunningApp, start_app
 from tests.fake_openai import FakeOpenAI, Reply
 
@@ -41,7 +41,7 @@ def as_user(app: RunningApp, name: str) -> Client:
 
 
 def answer_row(app: RunningApp, user: str, conversation_id: str) -> Any:
-    with session_factory(app.parley.engine)() as session:
+    with unit_of_work(session_factory(app.parley.engine)) as session:
         owner = repo.ensure_user(session=session, username=user)
         assert owner.id is not None
         messages = repo.load_messages(

@@ -182,9 +182,9 @@ def stored_attachments(app: RunningApp) -> list[Any]:
 
 @contextlib.contextmanager
 def repo_session(app: RunningApp) -> Any:
-    from storage.db import session_factory
+    from storage.db import session_factory, unit_of_work
 
-    with session_factory(app.parley.engine)() as session:
+    with unit_of_work(session_factory(app.parley.engine)) as session:
         yield session
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from storage import repository as repo
+from storage import tree
 from storage.accounts import AccountError, create_account
 from storage.api_keys import create_key
 from storage.db import (
@@ -27,6 +28,7 @@ from storage.db import (
     make_engine,
     migrate,
     session_factory,
+    unit_of_work,
 )
 from storage.models import Conversation, Message, User
 from tests.pg import create_database, drop_database
@@ -131,20 +133,17 @@ def test_upgrading_a_filled_first_schema_database_loses_nothing(database_url: st
                 )
         migrate(engine)
         assert current_revision(engine) == head_revision()
-        with session_factory(engine)() as session:
+        with unit_of_work(session_factory(engine)) as session:
             [conversation] = repo.list_conversations(session=session, user_id=user_id)
-            full = repo.get_conversation(
+            thread = repo.load_thread(
                 session=session, user_id=user_id, conversation_id=conversation.id
             )
-            messages = repo.load_messages(
-                session=session, user_id=user_id, conversation_id=conversation.id
-            )
+        full, path = thread.conversation, thread.path
         assert (full.title, full.system_prompt, full.parameters) == (
             "Kept",
             "Be kind",
             {"top_k": 5},
         )
-        path = repo.active_path(messages, full.current_leaf_id)
         assert [(m.role, m.content, m.reasoning, m.usage, m.tool_status) for m in path] == [
             ("user", "Question?", "hm", {"total_tokens": 7}, None),
             ("assistant", "Answer ✓", "hm", {"total_tokens": 7}, None),
@@ -292,7 +291,7 @@ def test_upgrading_keys_user_names_and_keeps_older_case_twins_apart(database_url
             ids = dict(connection.execute(text("SELECT username, id FROM users")).all())
         migrate(engine)
         find = session_factory(engine)
-        with find() as session:
+        with unit_of_work(find) as session:
             assert repo.find_user(session=session, username="bob").id == ids["bob"]
             assert repo.find_user(session=session, username="BOB").id == ids["BOB"]
             assert repo.find_user(session=session, username="Bob").id == ids["bob"]  # the oldest
@@ -499,19 +498,19 @@ def test_regenerate_branches_and_active_path(call: Call, alice: int) -> None:
     assert leaf == second
 
     messages = call(repo.load_messages, user_id=alice, conversation_id=chat)
-    assert [m.content for m in repo.active_path(messages, leaf)] == ["Q", "A2"]
-    assert [m.id for m in repo.siblings(messages, second)] == [first, second]
-    assert [m.id for m in repo.siblings(messages, question)] == [question]
-    assert repo.siblings(messages, uuid.uuid4().hex) == []
+    assert [m.content for m in tree.active_path(messages, leaf)] == ["Q", "A2"]
+    assert [m.id for m in tree.siblings(messages, second)] == [first, second]
+    assert [m.id for m in tree.siblings(messages, question)] == [question]
+    assert tree.siblings(messages, uuid.uuid4().hex) == []
 
     # Switch to version 1/2: its newest descendant becomes the leaf.
-    target = repo.latest_leaf_under(messages, first)
+    target = tree.latest_leaf_under(messages, first)
     assert target == follow_up
     call(repo.set_current_leaf, user_id=alice, conversation_id=chat, message_id=target)
     leaf = call(repo.get_conversation, user_id=alice, conversation_id=chat).current_leaf_id
-    assert [m.content for m in repo.active_path(messages, leaf)] == ["Q", "A1", "Q2"]
-    assert repo.latest_leaf_under(messages, question) == second
-    assert repo.latest_leaf_under(messages, second) == second
+    assert [m.content for m in tree.active_path(messages, leaf)] == ["Q", "A1", "Q2"]
+    assert tree.latest_leaf_under(messages, question) == second
+    assert tree.latest_leaf_under(messages, second) == second
 
 
 def test_active_path_falls_back_to_newest(call: Call, alice: int) -> None:
@@ -521,9 +520,9 @@ def test_active_path_falls_back_to_newest(call: Call, alice: int) -> None:
     leaf = call(repo.get_conversation, user_id=alice, conversation_id=chat).current_leaf_id
     assert leaf == question  # make_current=False left the leaf alone
     messages = call(repo.load_messages, user_id=alice, conversation_id=chat)
-    assert [m.id for m in repo.active_path(messages, None)] == [question, answer]
-    assert [m.id for m in repo.active_path(messages, uuid.uuid4().hex)] == [question, answer]
-    assert repo.active_path([], None) == []
+    assert [m.id for m in tree.active_path(messages, None)] == [question, answer]
+    assert [m.id for m in tree.active_path(messages, uuid.uuid4().hex)] == [question, answer]
+    assert tree.active_path([], None) == []
 
 
 def test_n_choices_are_ordered_by_choice_index(call: Call, alice: int) -> None:
@@ -534,7 +533,7 @@ def test_n_choices_are_ordered_by_choice_index(call: Call, alice: int) -> None:
         for index in range(3)
     ]
     messages = call(repo.load_messages, user_id=alice, conversation_id=chat)
-    assert [m.id for m in repo.siblings(messages, ids[1])] == ids
+    assert [m.id for m in tree.siblings(messages, ids[1])] == ids
 
 
 def test_set_current_leaf_rejects_other_conversation(call: Call, alice: int) -> None:
@@ -648,7 +647,7 @@ def test_malformed_ids_are_rejected(call: Call, alice: int, bad_id: str) -> None
 
 def test_many_conversations_list_fast(engine: Engine, call: Call, alice: int) -> None:
     start = datetime.now(UTC) - timedelta(days=30)
-    with session_factory(engine)() as session:
+    with unit_of_work(session_factory(engine)) as session:
         session.add_all(
             Conversation(
                 user_id=alice,
@@ -681,11 +680,11 @@ def test_many_messages_load_in_order(engine: Engine, call: Call, alice: int) -> 
         )
         rows.append(message)
         parent = message.id
-    with session_factory(engine)() as session:
+    with unit_of_work(session_factory(engine)) as session:
         session.add_all(rows)
         session.commit()
     messages = call(repo.load_messages, user_id=alice, conversation_id=chat)
-    path = repo.active_path(messages, parent)
+    path = tree.active_path(messages, parent)
     assert len(messages) == 1_000 and len(path) == 1_000
     assert path[-1].id == parent
 
@@ -698,7 +697,7 @@ def test_loading_a_chat_reads_its_own_messages_not_all_of_the_users(sqlite_url: 
     engine = make_engine(sqlite_url)
     migrate(engine)
     factory = session_factory(engine)
-    with factory() as session:
+    with unit_of_work(factory) as session:
         user = repo.ensure_user(session=session, username="ann")
         assert user.id is not None
         chats = [
@@ -721,7 +720,7 @@ def test_loading_a_chat_reads_its_own_messages_not_all_of_the_users(sqlite_url: 
             seen.append((statement, parameters))
 
     event.listen(engine, "before_cursor_execute", record)
-    with factory() as session:
+    with unit_of_work(factory) as session:
         loaded = repo.load_messages(session=session, user_id=user.id, conversation_id=chats[1])
     event.remove(engine, "before_cursor_execute", record)
     assert [m.conversation_id for m in loaded] == [chats[1]]

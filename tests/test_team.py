@@ -19,6 +19,7 @@ import threading
 import time
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
@@ -34,7 +35,7 @@ from sqlmodel import Session, col, select
 
 from storage import accounts, api_keys
 from storage import repository as repo
-from storage.db import make_engine, session_factory
+from storage.db import make_engine, session_factory, unit_of_work
 from storage.models import Conversation, Message, ShareLink, User, utc_now
 from tests.conftest import RunningApp, free_port, start_app
 from tests.fake_openai import FakeOpenAI, Reply
@@ -126,8 +127,8 @@ def completions(app: RunningApp) -> list[dict[str, Any]]:
     return [r for r in app.fake.requests if r["path"].endswith("/chat/completions")]
 
 
-def db_session(app: RunningApp) -> Session:
-    return session_factory(app.parley.engine)()
+def db_session(app: RunningApp) -> AbstractContextManager[Session]:
+    return unit_of_work(session_factory(app.parley.engine))
 
 
 def user_id(app: RunningApp, name: str) -> int:
@@ -200,7 +201,7 @@ def test_the_command_line_and_api_keys_find_a_user_whatever_the_case(team: Team)
     assert refused == 1
     engine = make_engine(f"sqlite:///{team.db}")
     try:
-        with session_factory(engine)() as session:
+        with unit_of_work(session_factory(engine)) as session:
             owner = api_keys.owner_of(session=session, secret=secret)
             users = accounts.list_users(session=session)
     finally:
@@ -718,7 +719,8 @@ def token_in(note: str) -> str:
 
 def shared(app: RunningApp, token: str) -> tuple[Conversation, list[Message]]:
     with db_session(app) as session:
-        return accounts.shared_conversation(session=session, token=token)
+        thread = accounts.shared_conversation(session=session, token=token)
+    return thread.conversation, thread.messages
 
 
 async def test_share_link_lifecycle_when_sign_in_is_required(team: Team) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from storage import repository as repo
-from storage.db import make_engine, migrate, session_factory
+from storage.db import make_engine, migrate, session_factory, unit_of_work
 from webapp.versions import NavigationRefused, Versions, version_info
 
 
@@ -22,7 +22,7 @@ def sessions(tmp_path: Path) -> Any:
 
 def build(sessions: Any) -> tuple[int, str, dict[str, str]]:
     """q1 → a1; q2 → a2, a2b (regenerated, current); returns user, conversation, ids."""
-    with sessions() as s:
+    with unit_of_work(sessions) as s:
         uid = repo.ensure_user(session=s, username="alice").id
         chat = repo.create_conversation(session=s, user_id=uid).id
         ids: dict[str, str] = {}
@@ -53,10 +53,9 @@ def build(sessions: Any) -> tuple[int, str, dict[str, str]]:
 
 
 def path_contents(sessions: Any, uid: int, chat: str) -> list[str]:
-    with sessions() as s:
-        conversation = repo.get_conversation(session=s, user_id=uid, conversation_id=chat)
-        messages = repo.load_messages(session=s, user_id=uid, conversation_id=chat)
-        return [m.content for m in repo.active_path(messages, conversation.current_leaf_id)]
+    with unit_of_work(sessions) as s:
+        thread = repo.load_thread(session=s, user_id=uid, conversation_id=chat)
+        return [m.content for m in thread.path]
 
 
 async def test_switching_versions_changes_the_path(sessions: Any) -> None:
@@ -80,7 +79,7 @@ async def test_undo_steps_back_and_keeps_the_question(sessions: Any) -> None:
     versions = Versions(sessions)
     assert await versions.undo(user_id=uid, conversation_id=chat) == "q2"
     assert path_contents(sessions, uid, chat) == ["q1", "a1"]
-    with sessions() as s:
+    with unit_of_work(sessions) as s:
         assert len(repo.load_messages(session=s, user_id=uid, conversation_id=chat)) == 5
     with pytest.raises(NavigationRefused, match="first question cannot be undone"):
         await versions.undo(user_id=uid, conversation_id=chat)
@@ -88,7 +87,7 @@ async def test_undo_steps_back_and_keeps_the_question(sessions: Any) -> None:
 
 async def test_another_user_cannot_navigate(sessions: Any) -> None:
     uid, chat, ids = build(sessions)
-    with sessions() as s:
+    with unit_of_work(sessions) as s:
         mallory = repo.ensure_user(session=s, username="mallory").id
     versions = Versions(sessions)
     with pytest.raises(repo.NotFound):
@@ -100,7 +99,7 @@ async def test_another_user_cannot_navigate(sessions: Any) -> None:
 
 def test_version_info(sessions: Any) -> None:
     uid, chat, ids = build(sessions)
-    with sessions() as s:
+    with unit_of_work(sessions) as s:
         messages = repo.load_messages(session=s, user_id=uid, conversation_id=chat)
     active = {ids["q1"], ids["a1"], ids["q2"], ids["a2b"]}
     info = version_info(messages, ids["a2"], active)

@@ -10,6 +10,7 @@ from sqlmodel import Session
 
 from storage import api_keys as store
 from storage.api_keys import KeyOwner, key_hash
+from storage.db import unit_of_work
 
 CACHE_S = 10.0  # a revoked key stops working here at once, on other instances within this
 MISS_CACHE_S = 2.0  # unknown keys are remembered briefly, so guessing costs a lookup each
@@ -35,7 +36,7 @@ class ApiKeyAuth:
             return hit[1]
 
         def load() -> KeyOwner | None:
-            with self._session_factory() as session:
+            with unit_of_work(self._session_factory) as session:
                 return store.owner_of(session=session, secret=secret)
 
         owner = await asyncio.to_thread(load)

@@ -24,6 +24,7 @@ from sqlmodel import Session
 
 from storage import accounts
 from storage import repository as repo
+from storage.db import unit_of_work
 from storage.field_limits import shown
 from storage.models import User, username_key
 from webapp.config import Settings
@@ -153,7 +154,7 @@ class Accounts:
         return ok
 
     def check(self, username: str, password: str) -> bool:
-        with self._session_factory() as session:
+        with unit_of_work(self._session_factory) as session:
             user = accounts.get_user(session=session, username=username)
         if user is None or user.disabled:
             verify_password(_dummy_hash(), password)  # same cost whether or not the name exists
@@ -259,7 +260,7 @@ class Identity:
         generation = self._generation
 
         def load() -> User:
-            with self._session_factory() as session:
+            with unit_of_work(self._session_factory) as session:
                 # Header mode creates users on first sight; accounts exist already.
                 return repo.ensure_user(session=session, username=name)
 

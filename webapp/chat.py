@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from sqlmodel import Session
 
 from storage import repository as repo
+from storage.db import unit_of_work
 from storage.field_limits import TOOL_CHOICE, TOOL_NAME
 from storage.models import Conversation, Message
 from webapp.attachments import (
@@ -190,7 +191,7 @@ class ChatService:
         """Run one unit of database work in a thread, in its own short session."""
 
         def run() -> T:
-            with self._session_factory() as session:
+            with unit_of_work(self._session_factory) as session:
                 return work(session)
 
         return await asyncio.to_thread(run)
@@ -484,19 +485,17 @@ class ChatService:
         except LimitReached as exc:
             raise RateLimitRefused(str(exc)) from None
         if conversation_id:
-            conversation = repo.get_conversation(
+            thread = repo.load_thread(
                 session=session, user_id=user_id, conversation_id=conversation_id
             )
+            conversation, path = thread.conversation, thread.path
         elif isinstance(action, NewMessage):
             conversation = repo.create_conversation(
                 session=session, user_id=user_id, title="New chat"
             )
+            path = []
         else:
             raise TurnRefused("There is no conversation to regenerate or edit yet.")
-        messages = repo.load_messages(
-            session=session, user_id=user_id, conversation_id=conversation.id
-        )
-        path = repo.active_path(messages, conversation.current_leaf_id)
         if isinstance(action, NewMessage):
             parent_id = path[-1].id if path else None
             user_message = repo.add_message(

@@ -11,7 +11,7 @@ from typing import TextIO
 from sqlmodel import Session
 
 from storage import accounts, api_keys
-from storage.db import make_engine, migrate, session_factory
+from storage.db import make_engine, migrate, session_factory, unit_of_work
 from webapp.auth import hash_password
 from webapp.config import load_settings
 
@@ -158,7 +158,7 @@ def main(
     engine = make_engine(settings.database_url)
     try:
         migrate(engine)
-        with session_factory(engine)() as session:
+        with unit_of_work(session_factory(engine)) as session:
             run(args, session, out, stdin, ask)
     except accounts.AccountError as exc:
         print(f"Error: {exc}", file=sys.stderr)

@@ -16,7 +16,7 @@ from typing import Any
 from sqlmodel import Session
 
 from storage import repository as repo
-from storage.models import Conversation, Message, new_id
+from storage.models import Message, new_id
 from webapp.chat import ChatService
 from webapp.compare_rounds import (
     MAX_COLUMNS,
@@ -311,27 +311,22 @@ class CompareService:
         rounds: list[Round] = []
         parent_id = None
         if conversation_id:
-            conversation = repo.get_conversation(
+            thread = repo.load_thread(
                 session=session, user_id=user_id, conversation_id=conversation_id
             )
+            conversation, path = thread.conversation, thread.path
             if conversation.mode != "compare":
                 raise TurnRefused(
                     "That conversation is a chat, not a comparison: start a new "
                     "comparison in the Compare tab."
                 )
-            messages = repo.load_messages(
-                session=session, user_id=user_id, conversation_id=conversation.id
-            )
-            path = repo.active_path(messages, conversation.current_leaf_id)
-            rounds = compare_rounds(path, messages)
+            rounds = compare_rounds(path, thread.messages)
             columns = continuation_columns(rounds, specs)
             parent_id = path[-1].id if path else None
         else:
             conversation = repo.create_conversation(
-                session=session, user_id=user_id, title=auto_title(text)
+                session=session, user_id=user_id, title=auto_title(text), mode="compare"
             )
-            conversation.mode = "compare"
-            session.commit()
             columns = list(range(len(specs)))
         user_message = repo.add_message(
             session=session,
@@ -372,16 +367,11 @@ class CompareService:
         return _Prepared(conversation.id, user_message, message_ids, columns, histories, batch_id)
 
     # ---- votes and continuing ---------------------------------------------------------------
-    async def load(
-        self, *, user_id: int, conversation_id: str
-    ) -> tuple[Conversation, list[Message]]:
-        """A conversation and all its messages (any mode)."""
+    async def load(self, *, user_id: int, conversation_id: str) -> repo.Thread:
+        """A conversation, all its messages and its active path (any mode)."""
 
-        def work(session: Session) -> tuple[Conversation, list[Message]]:
-            conversation = repo.get_conversation(
-                session=session, user_id=user_id, conversation_id=conversation_id
-            )
-            return conversation, repo.load_messages(
+        def work(session: Session) -> repo.Thread:
+            return repo.load_thread(
                 session=session, user_id=user_id, conversation_id=conversation_id
             )
 
@@ -392,16 +382,17 @@ class CompareService:
         continues from it when that round is the latest."""
 
         def work(session: Session) -> None:
-            conversation, messages, target = _compare_answer(
-                session, user_id, conversation_id, message_id
-            )
-            for row in messages:
-                if row.role == "assistant" and row.batch_id == target.batch_id:
-                    row.preferred = row.id == target.id
+            thread, target = _compare_answer(session, user_id, conversation_id, message_id)
+            conversation, messages = thread.conversation, thread.messages
+            repo.set_preferred(session=session, user_id=user_id, message_id=target.id)
             leaf = next((m for m in messages if m.id == conversation.current_leaf_id), None)
             if leaf is not None and leaf.batch_id == target.batch_id:
-                conversation.current_leaf_id = target.id
-            session.commit()
+                repo.set_current_leaf(
+                    session=session,
+                    user_id=user_id,
+                    conversation_id=conversation.id,
+                    message_id=target.id,
+                )
 
         await self.service.db(work)
 
@@ -411,11 +402,9 @@ class CompareService:
         """From this answer on, the comparison goes on with its model alone."""
 
         def work(session: Session) -> ColumnSpec:
-            conversation, messages, target = _compare_answer(
-                session, user_id, conversation_id, message_id
-            )
-            path = repo.active_path(messages, conversation.current_leaf_id)
-            rounds = compare_rounds(path, messages)
+            thread, target = _compare_answer(session, user_id, conversation_id, message_id)
+            conversation = thread.conversation
+            rounds = compare_rounds(thread.path, thread.messages)
             latest = last_compare(rounds)
             if latest is None or target.id not in {m.id for m in latest.answers.values()}:
                 raise TurnRefused("Continue from an answer of the latest round.")
@@ -423,9 +412,19 @@ class CompareService:
             if followed is not None and followed != target.choice_index:
                 raise TurnRefused("This comparison already continues with another model.")
             if followed is None:
-                conversation.current_leaf_id = target.id
-            conversation.provider, conversation.model = target.provider, target.model
-            session.commit()
+                repo.set_current_leaf(
+                    session=session,
+                    user_id=user_id,
+                    conversation_id=conversation.id,
+                    message_id=target.id,
+                )
+            repo.update_conversation_settings(
+                session=session,
+                user_id=user_id,
+                conversation_id=conversation.id,
+                provider=target.provider,
+                model=target.model,
+            )
             return ColumnSpec(target.provider, target.model)
 
         return await self.service.db(work)
@@ -433,12 +432,10 @@ class CompareService:
 
 def _compare_answer(
     session: Session, user_id: int, conversation_id: str, message_id: str
-) -> tuple[Conversation, list[Message], Message]:
-    """The conversation, its messages and one answer of a compare round in it; refuse others."""
-    conversation = repo.get_conversation(
-        session=session, user_id=user_id, conversation_id=conversation_id
-    )
-    messages = repo.load_messages(session=session, user_id=user_id, conversation_id=conversation.id)
+) -> tuple[repo.Thread, Message]:
+    """The conversation's thread and one answer of a compare round in it; refuse others."""
+    thread = repo.load_thread(session=session, user_id=user_id, conversation_id=conversation_id)
+    messages = thread.messages
     target = next((m for m in messages if m.id == message_id), None)
     if target is None:
         raise repo.NotFound(f"Message {message_id} not found in this conversation")
@@ -449,4 +446,4 @@ def _compare_answer(
     ]
     if target.role != "assistant" or not is_compare_batch(batch):
         raise TurnRefused("That message is not an answer of a comparison.")
-    return conversation, messages, target
+    return thread, target

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from storage.models import Conversation, Message
-from storage.repository import active_path
+from storage.tree import active_path
 from webapp.compare_rounds import LETTERS, Round, compare_rounds, figures_line
 from webapp.export import iso, strip_secrets
 from webapp.markdown_text import answer_mark, quoted, thinking_details

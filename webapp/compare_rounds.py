@@ -8,11 +8,12 @@ sharing a batch_id, choice_index = column. The active path runs through the answ
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from storage.models import Message
+from storage.schemas import StoredTimings, StoredUsage
 from webapp.chat import TurnRefused
 from webapp.i18n import t
 
@@ -136,7 +137,7 @@ def column_labels(
 
 
 def figures_line(
-    usage: Mapping[str, Any] | None, timings: Mapping[str, Any] | None, cost: str, lang: str = "en"
+    usage: StoredUsage | None, timings: StoredTimings | None, cost: str, lang: str = "en"
 ) -> str:
     """'first token 0.21 s · 48.9 tok/s · 12 prompt · 300 completion · 0 reasoning tokens ·
     cost ¥0.0012' (parts that are not known are left out; the cost may be "unknown")."""

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from storage.schemas import StoredToolCall, StoredUsage
 from webapp.capabilities import Capabilities
 from webapp.i18n import t
 from webapp.token_estimate import MESSAGE_OVERHEAD, prompt_tokens, text_tokens
@@ -26,8 +27,8 @@ HEADROOM = 0.1  # dropping old turns aims this share below the window (estimates
 class PathMessage(Protocol):
     role: str
     content: str
-    usage: dict[str, Any] | None
-    tool_calls: list[dict[str, Any]] | None
+    usage: StoredUsage | None
+    tool_calls: list[StoredToolCall] | None
     attachments: list[dict[str, Any]] | None
 
 

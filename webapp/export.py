@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from storage.models import Conversation, Message
-from storage.repository import active_path
+from storage.tree import active_path
 from webapp import attachments
 from webapp.history import tool_results_by_answer
 from webapp.markdown_text import answer_mark, fenced, quoted, thinking_details

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from sqlmodel import Session
 
-from storage.db import one_transaction
+from storage.db import unit_of_work
 
 T = TypeVar("T")
 Unit = Callable[[Session], Any]
@@ -63,14 +63,14 @@ class GroupCommit:
     def _write(self, units: list[Unit]) -> list[tuple[bool, Any]]:
         if len(units) > 1:
             try:
-                with self._session_factory() as session, one_transaction(session):
+                with unit_of_work(self._session_factory) as session:
                     return [(True, unit(session)) for unit in units]
             except Exception:  # noqa: S110 (each unit runs again alone and reports its own error)
                 pass
         outcomes: list[tuple[bool, Any]] = []
         for unit in units:
             try:
-                with self._session_factory() as session, one_transaction(session):
+                with unit_of_work(self._session_factory) as session:
                     outcomes.append((True, unit(session)))
             except Exception as exc:
                 outcomes.append((False, exc))

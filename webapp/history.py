@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol, TypeVar
 
+from storage.schemas import StoredToolCall
 from webapp.attachments import content_parts
 from webapp.messages import ChatMessage
 
@@ -14,7 +15,7 @@ class Identified(Protocol):
 
     id: str
     role: str
-    tool_calls: list[dict[str, Any]] | None
+    tool_calls: list[StoredToolCall] | None
     tool_call_id: str | None
 
 
@@ -27,7 +28,7 @@ class StoredMessage(Protocol):
     role: str
     content: str
     reasoning: str
-    tool_calls: list[dict[str, Any]] | None
+    tool_calls: list[StoredToolCall] | None
     tool_call_id: str | None
     name: str | None
     state: str

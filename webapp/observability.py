@@ -274,6 +274,7 @@ def configure_logging(level: str, *, json_format: bool) -> None:
     root.setLevel(level.upper())
     # httpx logs every request URL at INFO; keep the log to our own lines.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("mcp").setLevel(logging.WARNING)  # the MCP SDK logs each request at INFO
 
 
 def log_turn(logger: logging.Logger, record: TurnRecord) -> None:

@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from storage import repository as repo
 from storage.api_keys import KEY_PREFIX
+from storage.schemas import StoredUsage
 from webapp.api_keys import ApiKeyAuth
 from webapp.api_turns import ApiRequestError, ApiTurns, parse_request
 from webapp.auth import Identity, NotSignedIn
@@ -168,18 +169,10 @@ class OpenAIApi:
         caller = await self.caller(request)
         if isinstance(caller, JSONResponse):
             return caller
-        data = []
-        for provider in self.settings.providers:
-            listed = await self.catalog.models(provider.name)
-            data += [
-                {
-                    "id": f"{provider.name}/{model}",
-                    "object": "model",
-                    "created": 0,
-                    "owned_by": provider.label,
-                }
-                for model in listed.models
-            ]
+        data = [
+            {"id": model_id, "object": "model", "created": 0, "owned_by": label}
+            for model_id, label in await model_ids(self.settings, self.catalog)
+        ]
         return JSONResponse({"object": "list", "data": data})
 
     async def chat_completions(self, request: Request) -> Response:
@@ -276,6 +269,15 @@ class OpenAIApi:
         )
 
 
+async def model_ids(settings: Settings, catalog: ModelCatalog) -> list[tuple[str, str]]:
+    """(`provider/model`, provider label) for every model of every configured provider."""
+    found = []
+    for provider in settings.providers:
+        listed = await catalog.models(provider.name)
+        found += [(f"{provider.name}/{model}", provider.label) for model in listed.models]
+    return found
+
+
 def cross_site(request: Request) -> bool:
     """A request a browser sent from another site's page (a keyless server must refuse it:
     with no key to ask for, a page's form post could otherwise spend the user's tokens)."""
@@ -319,7 +321,7 @@ def _any_output(update: TurnUpdate) -> bool:
     )
 
 
-def _texts(update: TurnUpdate, index: int) -> tuple[str, str]:
+def answer_texts(update: TurnUpdate, index: int) -> tuple[str, str]:
     """A choice's answer text and reasoning so far (a tool-using answer's rounds joined)."""
     progress = update.progress
     choice = progress.choices[index]
@@ -365,9 +367,9 @@ def _tool_calls(update: TurnUpdate, index: int) -> list[dict[str, Any]] | None:
 def usage_of(update: TurnUpdate) -> dict[str, Any] | None:
     """OpenAI's usage object from the run's figures (summed over tool rounds)."""
     progress = update.progress
-    found: list[dict[str, Any] | None] = [r.usage for r in progress.rounds]
+    found: list[StoredUsage | None] = [r.usage for r in progress.rounds]
     found.append(progress.stored_usage())
-    usages: list[dict[str, Any]] = [u for u in found if u]
+    usages: list[StoredUsage] = [u for u in found if u]
     if not usages:
         return None
     prompt = sum(u.get("prompt_tokens", 0) for u in usages)
@@ -389,7 +391,7 @@ def completion(run: Run, model_id: str) -> dict[str, Any]:
     update: TurnUpdate = run.snapshot
     choices = []
     for index in range(len(update.progress.choices[: update.progress.n])):
-        content, reasoning = _texts(update, index)
+        content, reasoning = answer_texts(update, index)
         message: dict[str, Any] = {"role": "assistant", "content": content}
         if reasoning:
             message["reasoning_content"] = reasoning
@@ -440,7 +442,7 @@ class Chunks:
         out: list[bytes] = []
         deltas = []
         for index, (sent_text, sent_reasoning) in enumerate(self.sent):
-            content, reasoning = _texts(self.update, index)
+            content, reasoning = answer_texts(self.update, index)
             delta: dict[str, Any] = {}
             if len(reasoning) > sent_reasoning:
                 delta["reasoning_content"] = reasoning[sent_reasoning:]

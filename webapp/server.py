@@ -12,7 +12,7 @@ import httpx
 from sqlalchemy import Engine
 
 from storage import repository as repo
-from storage.db import make_engine, migrate, session_factory
+from storage.db import make_engine, migrate, session_factory, unit_of_work
 from webapp import gradio_tuning
 from webapp.api_keys import ApiKeyAuth
 from webapp.auth import Accounts, HeaderAuth, Identity, LoginThrottle
@@ -58,7 +58,8 @@ class Parley:
     accounts: Accounts | None = None  # the sign-in check when AUTH_MODE=accounts
     downloads: Downloads | None = None  # exports, served by create_app to their owners only
     catalog: ModelCatalog | None = None  # model lists (the UI's and GET /v1/models)
-    api_keys: ApiKeyAuth | None = None  # who a /v1 Bearer key belongs to
+    api_keys: ApiKeyAuth | None = None  # who a /v1 (or /mcp) Bearer key belongs to
+    default_tools: tuple[str, ...] = ()  # DEFAULT_TOOLS: offered in API turns that name none
 
     def share_auth_kwargs(self) -> dict[str, Any]:
         """The share page asks for sign-in only when the admin setting says so."""
@@ -123,7 +124,7 @@ def build(settings: Settings) -> Parley:
     if backup:
         log.info("database migrated; the previous file was backed up to %s", backup)
     sessions = session_factory(engine)
-    with sessions() as session:
+    with unit_of_work(sessions) as session:
         interrupted = repo.mark_interrupted(session=session)
     if interrupted:
         log.warning(
@@ -190,6 +191,7 @@ def build(settings: Settings) -> Parley:
         downloads,
         catalog,
         api_keys,
+        default_tools,
     )
 
 

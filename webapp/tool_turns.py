@@ -6,19 +6,21 @@ round's tool calls into the rows the repository stores. Holds no per-user data b
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from sqlmodel import Session
 
 from storage import repository as repo
+from storage.schemas import StoredToolCall, StoredToolResult
 from webapp.config import Settings
 from webapp.engine import ToolSetup
 from webapp.messages import ToolCall, ToolResult
 from webapp.tools.approval import Approvals
-from webapp.tools.context import ToolContext
+from webapp.tools.context import SearchFn, ToolContext
 from webapp.tools.execute import ToolExecutor
-from webapp.tools.registry import ToolRegistry
+from webapp.tools.registry import Tool, ToolRegistry
 from webapp.tools.selection import Selection, ToolSelectionError, select
 from webapp.turn import ToolCallView
 
@@ -74,14 +76,9 @@ class ToolTurns:
         """How the engine runs this turn's tools, bound to this user and conversation."""
         if not selection.names:
             return None
-
-        async def search(query: str, limit: int) -> list[dict[str, Any]]:
-            hits: list[dict[str, Any]] = await self._db(
-                lambda s: repo.search_snippets(session=s, user_id=user_id, query=query, limit=limit)
-            )
-            return hits
-
-        context = ToolContext(conversation_id=conversation_id, search_conversations=search)
+        context = ToolContext(
+            conversation_id=conversation_id, search_conversations=self._search_for(user_id)
+        )
         # tool_choice "none" sends the tools (so the model sees them) but allows no call.
         offered = frozenset() if selection.tool_choice == "none" else frozenset(selection.names)
 
@@ -108,8 +105,31 @@ class ToolTurns:
             reasoning_passback=reasoning_passback,
         )
 
+    def _search_for(self, user_id: int) -> SearchFn:
+        """Searching the user's own conversations, for the tools' context."""
 
-def stored_calls(calls: list[ToolCall]) -> list[dict[str, Any]] | None:
+        async def search(query: str, limit: int) -> list[dict[str, Any]]:
+            hits: list[dict[str, Any]] = await self._db(
+                lambda s: repo.search_snippets(session=s, user_id=user_id, query=query, limit=limit)
+            )
+            return hits
+
+        return search
+
+    def unattended(self) -> list[Tool]:
+        """The tools a caller with no person to approve calls may run (the MCP server's)."""
+        return [tool for tool in self.registry.tools() if not tool.needs_approval]
+
+    async def run_unattended(self, user_id: int, name: str, arguments: str) -> ToolResult:
+        """Run one call outside any turn, for the user (no conversation; a tool that needs
+        approval is refused like an unknown one); never raises for tool-side problems."""
+        offered = frozenset(tool.name for tool in self.unattended())
+        context = ToolContext(search_conversations=self._search_for(user_id))
+        call = ToolCall(id=f"call_{uuid.uuid4().hex[:12]}", name=name, arguments=arguments)
+        return await self._executor.run(call, context, offered)
+
+
+def stored_calls(calls: list[ToolCall]) -> list[StoredToolCall] | None:
     """Tool calls in the OpenAI shape they are stored and replayed in."""
     return [
         {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
@@ -118,11 +138,11 @@ def stored_calls(calls: list[ToolCall]) -> list[dict[str, Any]] | None:
 
 
 def tool_rows(
-    views: list[ToolCallView], calls: list[dict[str, Any]] | None, missing: str
-) -> list[dict[str, Any]]:
+    views: list[ToolCallView], calls: list[StoredToolCall] | None, missing: str
+) -> list[StoredToolResult]:
     """One stored result per call, in call order; calls without a result get `missing`."""
     by_id = {view.call.id: view for view in views}
-    rows = []
+    rows: list[StoredToolResult] = []
     for call in calls or []:
         view = by_id.get(call["id"])
         result = view.result if view is not None else None

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
+from storage.schemas import StoredTimings, StoredUsage
 from webapp.messages import (
     ChoiceFinished,
     ChoiceState,
@@ -56,8 +56,8 @@ class RoundView:
     reasoning: str
     thinking_s: float | None
     tools: list[ToolCallView]
-    usage: dict[str, int] | None
-    timings: dict[str, Any]
+    usage: StoredUsage | None
+    timings: StoredTimings
 
 
 @dataclass(slots=True)
@@ -196,10 +196,10 @@ class TurnProgress:
         clock = self.clocks[index]
         return clock.reasoning_start is not None and clock.reasoning_end is None
 
-    def timings(self) -> dict[str, Any]:
+    def timings(self) -> StoredTimings:
         """Time to first token, duration, reasoning time and tokens/s, for storage and display."""
         end = self.last_event_at or self.clock()
-        result: dict[str, Any] = {"duration_ms": round((end - self.started) * 1000)}
+        result: StoredTimings = {"duration_ms": round((end - self.started) * 1000)}
         if self.first_token_at is not None:
             result["ttft_ms"] = round((self.first_token_at - self.started) * 1000)
             generating = end - self.first_token_at
@@ -215,7 +215,7 @@ class TurnProgress:
             result["reasoning_ms"] = round(thinking * 1000)
         return result
 
-    def usage_dict(self) -> dict[str, int] | None:
+    def usage_dict(self) -> StoredUsage | None:
         if self.usage is None:
             return None
         return {
@@ -225,7 +225,7 @@ class TurnProgress:
             "total_tokens": self.usage.total_tokens,
         }
 
-    def stored_usage(self) -> dict[str, Any] | None:
+    def stored_usage(self) -> StoredUsage | None:
         """Usage to store: the provider's report, else an estimate from the streamed chunks.
 
         A stopped or broken stream never gets the final usage chunk, and some servers send no

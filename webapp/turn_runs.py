@@ -34,6 +34,7 @@ from storage.field_limits import (
     message_limit,
 )
 from storage.models import Message
+from storage.schemas import NextAnswer
 from webapp.capabilities import Capabilities, CapabilityTable
 from webapp.config import ProviderConfig, Settings
 from webapp.engine import StreamingClient, ToolSetup, TurnRequest, run_turn
@@ -269,7 +270,7 @@ class TurnRecorder:
         progress = update.progress
         assistant_id = update.assistant_ids[0]
         first = _round_fields(progress)
-        next_fields = {"provider": "", "model": update.model, "parameters": recorded}
+        next_fields: NextAnswer = {"provider": "", "model": update.model, "parameters": recorded}
 
         def work(session: Session) -> str | None:
             row = repo.complete_message(

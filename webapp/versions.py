@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from sqlmodel import Session
 
 from storage import repository as repo
+from storage import tree
+from storage.db import unit_of_work
 from storage.models import Message
 
 
@@ -38,7 +40,7 @@ class Versions:
 
     async def _run(self, work: Callable[[Session], object]) -> object:
         def run() -> object:
-            with self._session_factory() as session:
+            with unit_of_work(self._session_factory) as session:
                 return work(session)
 
         return await asyncio.to_thread(run)
@@ -79,7 +81,7 @@ class Versions:
             messages = repo.load_messages(
                 session=session, user_id=user_id, conversation_id=conversation_id
             )
-            versions = repo.siblings(messages, message_id)
+            versions = tree.siblings(messages, message_id)
             position = next((i for i, m in enumerate(versions) if m.id == message_id), None)
             if position is None:
                 raise NavigationRefused("That message is not in this conversation any more.")
@@ -91,7 +93,7 @@ class Versions:
                 session=session,
                 user_id=user_id,
                 conversation_id=conversation_id,
-                message_id=repo.latest_leaf_under(messages, target.id),
+                message_id=tree.latest_leaf_under(messages, target.id),
             )
             return target.id
 
@@ -102,7 +104,7 @@ def version_info(
     messages: list[Message], message_id: str, active_ids: set[str]
 ) -> VersionInfo | None:
     """Where `message_id` sits among its versions, or None when it has only one."""
-    versions = repo.siblings(messages, message_id)
+    versions = tree.siblings(messages, message_id)
     if len(versions) < 2:
         return None
     index = next(i for i, m in enumerate(versions) if m.id == message_id)

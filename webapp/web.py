@@ -27,6 +27,7 @@ from webapp.api_turns import ApiTurns
 from webapp.auth import LoginAddressGuard, LoginThrottle, NotSignedIn, trusted
 from webapp.config import Settings, is_loopback
 from webapp.image_fetch import ImageFetcher
+from webapp.mcp_server import MCP_PATH, McpServer
 from webapp.observability import Metrics
 from webapp.openai_api import FastPath, OpenAIApi
 from webapp.page_routes import add_page_routes
@@ -228,10 +229,13 @@ def create_app(
     options = launch_kwargs(parley.settings)
     _raise_max_threads(demo, options["max_threads"])
 
+    mcp: McpServer | None = None
+
     @contextlib.asynccontextmanager
     async def lifespan(_app: fastapi.FastAPI) -> AsyncIterator[None]:
         # mount_gradio_app wraps this: Gradio's start-up (which starts the queue) runs inside.
-        yield
+        async with mcp.running() if mcp is not None else contextlib.nullcontext():
+            yield
         # Normally drained already (_Server.shutdown); a server that skipped it still leaves
         # no row "streaming": what is left is saved as interrupted now.
         await parley.service.runs.shutdown(0)
@@ -278,6 +282,14 @@ def create_app(
             keyless=settings.auth_mode == "none" and is_loopback(settings.host),
         )
         fast["/v1/"] = api.app
+        # MCP over Streamable HTTP, with the same keys, curated tools (webapp/mcp_server.py).
+        mcp = McpServer(
+            service=parley.service,
+            catalog=parley.catalog,
+            authenticate=api.caller,
+            default_tools=parley.default_tools,
+        )
+        fast[MCP_PATH] = mcp
     app.add_middleware(FastPath, routes=fast)
     app.add_middleware(HostCheck, allowed_hosts=parley.settings.allowed_hosts)
     fetcher = image_fetcher or ImageFetcher()
@@ -320,6 +332,9 @@ def create_app(
     grace_s = parley.settings.shutdown_grace_s
     app.state.drain_runs = lambda: runs.shutdown(grace_s)
     mount = {key: options[key] for key in _MOUNT_KEYS if key in options}
+    # Never Gradio's own MCP server (GRADIO_MCP_SERVER=true would start it): it makes every
+    # public endpoint a tool, with no sign-in. Parley's is /mcp (webapp/mcp_server.py).
+    mount["mcp_server"] = False
     share = parley.share_auth_kwargs()
     app = gr.mount_gradio_app(
         app,

@@ -256,11 +256,11 @@ class CompareUI:
         if not cstate.conversation_id:
             return self._empty_frame(cstate, blind, count)
         with refused_if_missing():
-            conversation, messages = await self.service.load(
+            thread = await self.service.load(
                 user_id=user_id, conversation_id=cstate.conversation_id
             )
-        path = repo.active_path(messages, conversation.current_leaf_id)
-        rounds = compare_rounds(path, messages)
+        conversation, messages = thread.conversation, thread.messages
+        rounds = compare_rounds(thread.path, messages)
         latest = last_compare(rounds)
         if conversation.mode != "compare" or latest is None:
             self._reset(cstate)
@@ -356,9 +356,9 @@ class CompareUI:
         if not conversation_id:
             return VIEW.skip()
         with refused_if_missing():
-            conversation, _ = await self.service.load(
-                user_id=user_id, conversation_id=conversation_id
-            )
+            conversation = (
+                await self.service.load(user_id=user_id, conversation_id=conversation_id)
+            ).conversation
         if conversation.mode != "compare":
             return VIEW.skip()
         cstate.conversation_id = conversation.id
@@ -441,11 +441,11 @@ class CompareUI:
         if not cstate.conversation_id:
             raise gr.Error("Run or open a comparison to export it.")
         with refused_if_missing():
-            conversation, messages = await self.service.load(
+            thread = await self.service.load(
                 user_id=user_id, conversation_id=cstate.conversation_id
             )
-        name = export_filename(conversation.title, ".md")
-        text = compare_markdown(conversation, messages, self.service.prices)
+        name = export_filename(thread.conversation.title, ".md")
+        text = compare_markdown(thread.conversation, thread.messages, self.service.prices)
         token = await asyncio.to_thread(self.downloads.add, user_id, name, text)
         return gr.update(
             value=link_html(download_url(base_url(request), token), name), visible=True

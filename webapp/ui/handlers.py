@@ -11,6 +11,7 @@ import gradio as gr
 from sqlalchemy.exc import OperationalError
 
 from storage import repository as repo
+from storage import tree
 from storage.field_limits import TITLE, FieldTooLong, check
 from storage.models import Message
 from webapp.attachments import (
@@ -197,25 +198,20 @@ class ChatUI:
             return await self.service.db(work)
 
     # ---- loading and rendering -------------------------------------------------------------
-    async def _load(self, user_id: int, conversation_id: str) -> tuple[Any, list[Message]]:
-        def work(session: Any) -> tuple[Any, list[Message]]:
-            conversation = repo.get_conversation(
+    async def _load(self, user_id: int, conversation_id: str) -> repo.Thread:
+        return await self.db(
+            lambda session: repo.load_thread(
                 session=session, user_id=user_id, conversation_id=conversation_id
             )
-            messages = repo.load_messages(
-                session=session, user_id=user_id, conversation_id=conversation_id
-            )
-            return conversation, messages
+        )
 
-        return await self.db(work)
-
-    def _view(self, state: SessionState, conversation: Any, messages: list[Message]) -> View:
-        path = repo.active_path(messages, conversation.current_leaf_id)
+    def _view(self, state: SessionState, thread: repo.Thread) -> View:
+        conversation, messages, path = thread.conversation, thread.messages, thread.path
         groups: dict[str, list[Message]] = {}
         if path and path[-1].role == "assistant" and path[-1].batch_id:
             last = path[-1]
             groups[last.id] = [
-                m for m in repo.siblings(messages, last.id) if m.batch_id == last.batch_id
+                m for m in tree.siblings(messages, last.id) if m.batch_id == last.batch_id
             ]
         view = render_path(path, groups, state.lang, window=state.window, note=False)
         state.hidden = view.hidden
@@ -595,9 +591,9 @@ class ChatUI:
             state.message_ids, state.focus_id = [], None
             return [], self._versions(state, [])
         user_id = await self.user_id(state, request)
-        conversation, messages = await self._load(user_id, state.conversation_id)
-        view = self._view(state, conversation, messages)
-        return view.chatbot(), self._versions(state, messages)
+        thread = await self._load(user_id, state.conversation_id)
+        view = self._view(state, thread)
+        return view.chatbot(), self._versions(state, thread.messages)
 
     async def undo(self, state: SessionState, request: gr.Request) -> Updates:
         """Step back before the last question; it stays reachable as an earlier version."""
@@ -633,8 +629,8 @@ class ChatUI:
         if index < len(state.message_ids) and state.message_ids[index] and state.conversation_id:
             state.focus_id = state.message_ids[index]
             user_id = await self.user_id(state, request)
-            _, messages = await self._load(user_id, state.conversation_id)
-            return FOCUS.pack(state=state, switcher=self._versions(state, messages))
+            thread = await self._load(user_id, state.conversation_id)
+            return FOCUS.pack(state=state, switcher=self._versions(state, thread.messages))
         return FOCUS.pack(state=state)
 
     # Bound methods, not functools.partial(switch_version, step=...): a partial makes `request`
@@ -662,11 +658,11 @@ class ChatUI:
         except NavigationRefused as exc:
             gr.Warning(str(exc))
             return VERSION.pack(state=state)
-        conversation, messages = await self._load(user_id, conversation_id)
-        view = self._view(state, conversation, messages)
+        thread = await self._load(user_id, conversation_id)
+        view = self._view(state, thread)
         state.focus_id = target
         return VERSION.pack(
-            chatbot=view.chatbot(), state=state, switcher=self._versions(state, messages)
+            chatbot=view.chatbot(), state=state, switcher=self._versions(state, thread.messages)
         )
 
     # ---- conversations ---------------------------------------------------------------------
@@ -678,12 +674,13 @@ class ChatUI:
             return OPEN.skip()
         user_id = await self.user_id(state, request)
         try:
-            conversation, messages = await self._load(user_id, conversation_id)
+            thread = await self._load(user_id, conversation_id)
         except (repo.NotFound, repo.InvalidId) as exc:
             raise _refusal(exc) from None
+        conversation, messages = thread.conversation, thread.messages
         state.conversation_id = conversation.id
         state.window, state.context_full = SHOWN_MESSAGES, False
-        view = self._view(state, conversation, messages)
+        view = self._view(state, thread)
         provider = conversation.provider or self.settings.default_provider
         if provider not in {p.name for p in self.settings.providers}:
             gr.Warning(

@@ -16,6 +16,7 @@ from typing import Any
 import gradio as gr
 
 from storage.models import Message
+from storage.schemas import StoredTimings, StoredUsage
 from webapp import attachments
 from webapp.history import tool_results_by_answer
 from webapp.i18n import t
@@ -138,8 +139,8 @@ def _markup(role: str, text: str, metadata: dict[str, Any] | None = None) -> Cha
 
 
 def stats_line(
-    usage: dict[str, Any] | None,
-    timings: dict[str, Any] | None,
+    usage: StoredUsage | None,
+    timings: StoredTimings | None,
     model: str = "",
     lang: str = "en",
 ) -> str:

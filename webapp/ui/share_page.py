@@ -11,6 +11,7 @@ from sqlmodel import Session
 
 from storage import accounts
 from storage import repository as repo
+from storage.db import unit_of_work
 from webapp.i18n import pick_language, t
 from webapp.safe_markup import LATEX_MARKDOWN, safe_markdown
 from webapp.ui.account import signed_in_text
@@ -35,25 +36,24 @@ class SharePage:
         lang = pick_language(None, request.headers.get("accept-language"))
         name = getattr(request, "username", None)
 
-        def work() -> tuple[Any, Any, Any]:
-            with self._session_factory() as session:
+        def work() -> tuple[Any, repo.Thread | None]:
+            with unit_of_work(self._session_factory) as session:
                 viewer = accounts.get_user(session=session, username=name) if name else None
                 try:
-                    found = accounts.shared_conversation(session=session, token=token)
+                    return viewer, accounts.shared_conversation(session=session, token=token)
                 except repo.NotFound:
-                    return viewer, None, None
-                return viewer, *found
+                    return viewer, None
 
-        viewer, conversation, messages = await asyncio.to_thread(work)
+        viewer, thread = await asyncio.to_thread(work)
         shown = viewer.username if viewer is not None else name  # as first spelled
         header = (
             gr.update(visible=bool(shown)),
             signed_in_text(shown, lang) if shown else "",
             t("Sign out", lang),
         )
-        if conversation is None:
+        if thread is None:
             return *header, t(GONE, lang), gr.update(visible=False)
-        path = repo.active_path(messages, conversation.current_leaf_id)
+        conversation, path = thread.conversation, thread.path
         title = f"### {conversation.title}\n{t(SHARED, lang)}"
         if conversation.model:
             title += f" · {conversation.model}"
