@@ -37,7 +37,7 @@ from storage.models import Message
 from webapp.capabilities import Capabilities, CapabilityTable
 from webapp.config import ProviderConfig, Settings
 from webapp.engine import StreamingClient, ToolSetup, TurnRequest, run_turn
-from webapp.error_text import describe_error
+from webapp.error_info import ErrorInfo, stored_error
 from webapp.messages import (
     RequestSized,
     RoundStarted,
@@ -188,7 +188,7 @@ class TurnUpdate:
     provider_label: str
     model: str
     state: str = "streaming"  # streaming | complete | stopped | error | interrupted
-    error: str = ""
+    error: ErrorInfo | str = ""  # a provider error as data, or one of Parley's notes (English)
     notes: list[str] = field(default_factory=list)  # things the user should know (warnings)
     failure: ProviderError | None = None  # the provider's error, when that is how it ended
     # False when the caller runs the tools itself (the /v1 API's function tools): the calls are
@@ -247,7 +247,7 @@ class TurnRecorder:
         except ProviderError as exc:
             update.failure = exc
             update.state = "error"
-            update.error = describe_error(exc, partial=bool(progress.choices[0].content))
+            update.error = ErrorInfo.of(exc, partial=bool(progress.choices[0].content))
         except asyncio.CancelledError:
             update.state, update.error = run.end_state, run.end_note
             raise
@@ -414,7 +414,7 @@ def finish(session: Session, user_id: int, update: TurnUpdate) -> None:
     for index, message_id in enumerate(update.assistant_ids):
         choice = progress.choices[index]
         state = update.state
-        error = update.error or None
+        error = stored_error(update.error)
         if state == "complete" and choice.finish_reason == "length":
             error = LENGTH_NOTE
         elif (

@@ -12,6 +12,7 @@ from sqlalchemy.exc import OperationalError
 
 from storage import presets as store
 from storage.repository import InvalidId, NotFound
+from webapp.error_text import DATABASE_DOWN
 from webapp.params import PARAMS
 from webapp.presets import (
     PresetError,
@@ -23,7 +24,7 @@ from webapp.presets import (
     parse_choice,
 )
 from webapp.ui import controls
-from webapp.ui.handlers import DATABASE_DOWN, ChatUI
+from webapp.ui.handlers import ChatUI
 from webapp.ui.session import SessionState
 
 PRIVATE: Literal["private"] = "private"
