@@ -65,6 +65,7 @@ async def test_a_401_is_stored_as_data_and_shown_in_english_and_in_chinese(
         "key_env": "SILICONFLOW_API_KEY",
         "attempts": 1,
         "timeout_s": None,
+        "number": None,
     }
     assert "rejected" not in stored  # data, not the English wording
 

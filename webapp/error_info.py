@@ -1,9 +1,10 @@
-"""A provider error as data: what is stored with a failed answer and rendered at the edge.
+"""An error as data: what is stored with a failed answer and rendered at the edge.
 
 `messages.error` holds either this record as a JSON object (``{"kind": "authentication",
 "status": 401, ...}``) or plain text: Parley's own notes, and rows saved before errors were
-data, which are shown as they are. No wording here: `webapp.error_text.user_message` turns
-either form into the user's language.
+data, which are shown as they are. Parley's own notes that carry a number (the tool-round
+limit, fewer choices than asked, an unwatched run) are records too. No wording here:
+`webapp.error_text.user_message` turns either form into the user's language.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class ErrorInfo:
     key_env: str = ""  # the setting that holds the key, e.g. "SILICONFLOW_API_KEY"
     attempts: int = 1  # requests made before giving up
     timeout_s: float | None = None  # the read timeout that ran out
+    number: float | None = None  # Parley's own notes: the rounds, choices or minutes they name
 
     @classmethod
     def of(cls, exc: ProviderError, *, partial: bool = False, retried: bool = True) -> ErrorInfo:
@@ -60,6 +62,7 @@ _FIELD_CHECKS: dict[str, Any] = {
     "key_env": lambda v: isinstance(v, str),
     "attempts": lambda v: type(v) is int and v >= 1,
     "timeout_s": lambda v: v is None or (type(v) in (int, float) and v >= 0),
+    "number": lambda v: v is None or (type(v) in (int, float) and v >= 0),
 }
 
 

@@ -60,6 +60,19 @@ TEMPLATES: dict[str, str] = {
     "connection_failed": "Could not connect to {who}: check the network and {base_env} in .env.",
     "stream_interrupted": "The connection to {who} broke while the answer was streaming.",
     "upstream_error": "{who} reported an error in the middle of the answer.{detail}",
+    # Parley's own notes ({number}: the rounds, the choices asked for, the minutes)
+    "tool_round_limit": (
+        "Stopped after {number} rounds of tool calls (the limit, TOOL_MAX_ROUNDS): the last "
+        "calls were not run. Ask the model to continue, or raise the limit in .env."
+    ),
+    "fewer_choices": (
+        "The provider returned fewer choices than the {number} requested (n); it may not "
+        "support n > 1."
+    ),
+    "unwatched": (
+        "Stopped: nobody was watching this answer for {number} minutes (RUN_UNWATCHED_TIMEOUT). "
+        "The partial answer is kept; use Retry to try again."
+    ),
 }
 UNREADABLE = "{who} sent a response Parley could not read{status}.{detail}"
 SERVER_ERROR = (
@@ -119,6 +132,7 @@ def _provider_text(error: ErrorInfo, lang: str) -> str:
         "key_env": error.key_env,
         "base_env": error.key_env.replace("_API_KEY", "_BASE_URL"),
         "seconds": f"{error.timeout_s:g}" if error.timeout_s is not None else "",
+        "number": f"{error.number:g}" if error.number is not None else "",
     }
     kind = error.kind
     if kind == "server_error":

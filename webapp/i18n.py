@@ -407,4 +407,34 @@ ZH: dict[str, str] = {
     "Continue from an answer of the latest round.": "请从最新一轮的某个回答继续。",
     "This comparison already continues with another model.": "这个对比已经在和另一个模型继续。",
     "That message is not an answer of a comparison.": "这条消息不是对比中的回答。",
+    # ---- presets ----
+    "That preset no longer exists or is not yours.": "该预设已不存在，或不属于你。",
+    "Preset not found": "未找到预设",
+    "Preset not saved": "预设未保存",
+    "This preset offers tools that are no longer installed: {missing}.": "这个预设提供的工具已不再"
+    "安装：{missing}。",
+    "Preset “{name}” applied.": "已应用预设“{name}”。",
+    "This preset uses provider {provider}, which is not configured here; the current provider "
+    "is kept.": "这个预设使用的服务商 {provider} 在这里没有配置；保留当前服务商。",
+    "Only admins can publish team presets.": "只有管理员可以发布团队预设。",
+    "Give the preset a name first.": "请先给预设起个名字。",
+    "Pick a preset to delete.": "请选择要删除的预设。",
+    "Shipped presets cannot be deleted.": "内置预设不能删除。",
+    "Deleted preset “{name}”.": "已删除预设“{name}”。",
+    # ---- team: import, usage and limits ----
+    "No file arrived; pick a Parley JSON export.": "没有收到文件；请选择 Parley 导出的 JSON 文件。",
+    "The file is larger than {size} MB.": "文件超过 {size} MB。",
+    "Cannot import": "无法导入",
+    "Only admins can see usage and set limits.": "只有管理员可以查看用量和设置限额。",
+    "{label} must be a whole number ≥ 0 (empty: no limit).": "{label} 必须是 ≥ 0 的整数（留空：不限）。",
+    "Requests per minute": "每分钟请求数",
+    "Tokens per day": "每日 token 数",
+    "Stopped after {number} rounds of tool calls (the limit, TOOL_MAX_ROUNDS): the last calls "
+    "were not run. Ask the model to continue, or raise the limit in .env.": "工具调用达到 {number} "
+    "轮（上限 TOOL_MAX_ROUNDS）后停止：最后的调用没有执行。可以让模型继续，或在 .env 中调大上限。",
+    "The provider returned fewer choices than the {number} requested (n); it may not support "
+    "n > 1.": "服务商返回的候选少于请求的 {number} 个（n）；它可能不支持 n > 1。",
+    "Stopped: nobody was watching this answer for {number} minutes (RUN_UNWATCHED_TIMEOUT). "
+    "The partial answer is kept; use Retry to try again.": "已停止：这个回答有 {number} 分钟无人"
+    "查看（RUN_UNWATCHED_TIMEOUT）。部分回答已保留；点“重试”再试一次。",
 }

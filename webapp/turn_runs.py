@@ -236,11 +236,7 @@ class TurnRecorder:
                     if isinstance(event, ToolCallFinished):
                         self.metrics.observe_tool(event.result.name, event.result.status)
                     elif isinstance(event, ToolRoundLimit):
-                        update.error = (
-                            f"Stopped after {event.rounds} rounds of tool calls (the limit, "
-                            "TOOL_MAX_ROUNDS): the last calls were not run. Ask the model to "
-                            "continue, or raise the limit in .env."
-                        )
+                        update.error = ErrorInfo("tool_round_limit", number=event.rounds)
                     if not isinstance(event, UNSEEN):
                         run.changed()
             update.state = "complete"
@@ -423,10 +419,7 @@ def finish(session: Session, user_id: int, update: TurnUpdate) -> None:
             and not (choice.content or choice.reasoning or choice.finish_reason)
         ):
             state = "error"
-            error = (
-                f"The provider returned fewer choices than the {len(update.assistant_ids)}"
-                " requested (n); it may not support n > 1."
-            )
+            error = ErrorInfo("fewer_choices", number=len(update.assistant_ids)).to_json()
         calls = stored_calls(choice.tool_calls)
         repo.complete_message(
             session=session,
