@@ -157,7 +157,7 @@ class Message(SQLModel, table=True):
     )
     finish_reason: str | None = None
     state: str = Field(default="complete", index=True)
-    error: str | None = Field(default=None, sa_type=Text)
+    error: str | None = Field(default=None, sa_type=Text)  # JSON record or text: error_info.py
     feedback: int | None = None
     choice_index: int = 0
     batch_id: str | None = Field(default=None, max_length=32)  # choices made together (n>1)

@@ -17,7 +17,7 @@ from tests.browser import (  # noqa: F401
     send,
 )
 from tests.conftest import RunningApp
-from tests.fake_openai import Reply
+from tests.fake_openai import ErrorReply, Reply
 
 
 @pytest.fixture
@@ -62,6 +62,19 @@ def test_a_chinese_browser_gets_the_chinese_ui_and_chinese_figures(
     expect(page.locator("#chatbot")).not_to_contain_text("first token")
     sent = chat_requests(app)[-1]["json"]["messages"]
     assert sent[-1] == {"role": "user", "content": "你好"}
+
+    # A provider's error is stored as data and worded in Chinese, live and after a reload;
+    # the provider's own words stay as they came.
+    app.fake.enqueue(ErrorReply(401, '"Invalid token"'))
+    send(page, "再说一遍")
+    refused = "SiliconFlow 拒绝了 API 密钥（401）：请检查 .env 中的 SILICONFLOW_API_KEY"
+    expect(page.locator("#chatbot")).to_contain_text(refused)
+    expect(page.locator("#chatbot")).not_to_contain_text("rejected the API key")
+    page.locator("#new-chat").click()  # then open it again: drawn from the stored rows
+    expect(page.locator("#chatbot")).not_to_contain_text(refused)
+    page.locator("#conversations label", has_text="你好").click()
+    expect(page.locator("#chatbot")).to_contain_text("你好！很高兴见到你。")
+    expect(page.locator("#chatbot")).to_contain_text(refused)
 
 
 def test_switching_language_relabels_the_page_and_is_remembered(

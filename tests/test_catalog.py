@@ -10,6 +10,8 @@ import pytest
 from tests.fake_openai import ErrorReply, FakeOpenAI
 from webapp.catalog import ModelCatalog
 from webapp.config import Settings, load_settings
+from webapp.error_info import ErrorInfo
+from webapp.error_text import model_list_note
 from webapp.provider import ProviderClient
 
 
@@ -51,7 +53,19 @@ async def test_failure_falls_back_to_the_built_in_catalog_and_says_why(
     listing = await catalog.models("siliconflow")
     assert not listing.live
     assert listing.models == settings.provider("siliconflow").catalog
-    assert "Could not list models" in listing.note and "SILICONFLOW_API_KEY" in listing.note
+    assert listing.error == ErrorInfo(
+        "authentication",
+        "SiliconFlow",
+        401,
+        "Invalid token",
+        retried=False,
+        key_env="SILICONFLOW_API_KEY",
+    )
+    note = model_list_note(listing, "SiliconFlow")
+    assert "Could not list models" in note and "SILICONFLOW_API_KEY" in note
+    assert model_list_note(listing, "SiliconFlow", "zh").startswith(
+        "无法获取模型列表，显示内置列表。SiliconFlow 拒绝了 API 密钥（401）"
+    )
 
 
 async def test_without_any_key_the_catalog_is_shown_without_a_request(
@@ -60,7 +74,8 @@ async def test_without_any_key_the_catalog_is_shown_without_a_request(
     catalog, settings = setup
     listing = await catalog.models("jiekou")
     assert listing.models == settings.provider("jiekou").catalog
-    assert "No API key for jiekou.ai" in listing.note
+    assert listing.missing_key and listing.error is None
+    assert "No API key for jiekou.ai" in model_list_note(listing, "jiekou.ai")
     assert fake_openai.requests == []
 
 

@@ -32,6 +32,7 @@ from webapp.chat import (
     TurnUpdate,
 )
 from webapp.config import load_settings
+from webapp.error_text import user_message
 from webapp.params import ParamError
 from webapp.provider import ProviderClient
 
@@ -285,7 +286,7 @@ async def test_fewer_choices_than_requested_are_marked(
     )
     first, second = [m for m in messages if m.role == "assistant"]
     assert (first.state, first.content) == ("complete", "Only one.")
-    assert second.state == "error" and "fewer choices" in (second.error or "")
+    assert second.state == "error" and "fewer choices" in user_message(second.error)
 
 
 async def test_n_refused_by_the_server_is_one_error_not_n(

@@ -19,6 +19,8 @@ from webapp.chat import UPDATE_INTERVAL_S, ChatService, TurnRefused
 from webapp.compare import CompareService, CompareUpdate
 from webapp.compare_export import compare_markdown
 from webapp.compare_rounds import ColumnSpec, column_labels, compare_rounds, following
+from webapp.error_info import parse_error
+from webapp.error_text import user_message
 from webapp.params import ParamError
 from webapp.pricing import Cost, PriceFileError, PriceTable, format_cost, load_prices, parse_prices
 
@@ -135,7 +137,8 @@ async def test_three_columns_stream_concurrently_and_one_failure_stays_in_its_co
     assert a.progress.choices[0].content == "Alpha answer 1 in five words"
     assert a.progress.choices[0].reasoning == "Thinking it over"
     assert b.progress.choices[0].content == "Beta answer 1 here"
-    assert "rate-limiting" in c.error and "TPM limit reached" in c.error
+    shown = user_message(c.error)
+    assert "rate-limiting" in shown and "TPM limit reached" in shown
 
     # Concurrency, from the fake's clock: all three requests arrived together, long before the
     # fastest column could have finished (one after another, B would start after A ended).
@@ -170,7 +173,8 @@ async def test_three_columns_stream_concurrently_and_one_failure_stays_in_its_co
     assert answers[0].usage == a.progress.usage_dict()
     assert answers[0].timings and answers[0].timings["ttft_ms"] == timings_a["ttft_ms"]
     assert answers[1].content == "Beta answer 1 here"
-    assert answers[2].content == "" and answers[2].error == c.error and answers[2].usage is None
+    assert answers[2].content == "" and answers[2].usage is None
+    assert parse_error(answers[2].error) == c.error  # stored as data, not as the wording
     assert conversation.current_leaf_id == answers[0].id  # column 0 until one is marked best
     assert not any(m.preferred for m in answers)
     assert chat_bodies(fake)[B.model][0]["json"]["max_tokens"] == 4096  # jiekou's default
@@ -233,7 +237,7 @@ async def test_a_bad_key_or_a_timeout_stays_in_its_column(
     final, _ = await run_round(compare, uid, None, "Go", [A, B])
     good, bad = final.columns
     assert (good.state, good.progress.choices[0].content) == ("complete", "Fine here")
-    assert bad.state == "error" and expected in bad.error
+    assert bad.state == "error" and expected in user_message(bad.error)
     _, messages = await stored(compare, uid, final.conversation_id)
     assert [(m.state, bool(m.error)) for m in messages if m.role == "assistant"] == [
         ("complete", False),

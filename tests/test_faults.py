@@ -32,6 +32,7 @@ from storage.db import make_engine, session_factory, unit_of_work
 from storage.models import Message
 from tests.conftest import RunningApp, free_port, start_app
 from tests.fake_openai import ErrorReply, FakeOpenAI, Reply
+from webapp.error_text import user_message
 
 RATE_LIMITED = (
     '{"message":"Request was rejected due to rate limiting. TPM limit reached.","data":null}'
@@ -220,7 +221,7 @@ def test_when_retries_run_out_the_error_names_the_cause_and_the_message_is_kept(
         assert len(requests_for(fake, model)) == 3
         stored = turns[question].answer
         assert turns[question].question.content == question
-        assert (stored.state, stored.content, stored.error) == ("error", "", shown)
+        assert (stored.state, stored.content, user_message(stored.error)) == ("error", "", shown)
 
 
 # -- broken, stalled and slow streams --------------------------------------------------------------
@@ -272,7 +273,7 @@ def test_a_connection_dropped_mid_stream_keeps_the_partial_answer_and_is_not_ret
     )
     assert len(requests_for(fake, "fake/drop")) == 1  # the answer had started: no retry
     stored = stored_turns(sqlite_app.parley.engine, ["tell me a story"])["tell me a story"].answer
-    assert stored.state == "error" and stored.error == error_part(answer)
+    assert stored.state == "error" and user_message(stored.error) == error_part(answer)
     # The role chunk, then "one ", "two ", "three ": the connection is cut after four chunks.
     assert stored.content and "one two three ".startswith(stored.content)
     assert answer.startswith(stored.content)
@@ -300,7 +301,11 @@ def test_a_first_token_slower_than_read_timeout_is_retried_once_then_reported(
     turns = stored_turns(timeout_app.parley.engine, [q for q, _ in requests])
     turn = turns["are you there?"]
     assert turn.question.content == "are you there?"
-    assert (turn.answer.state, turn.answer.content, turn.answer.error) == ("error", "", shown)
+    assert (turn.answer.state, turn.answer.content, user_message(turn.answer.error)) == (
+        "error",
+        "",
+        shown,
+    )
     assert turns["hello?"].answer.state == "complete"
 
 
@@ -326,7 +331,7 @@ def test_no_response_within_read_timeout_is_retried_then_reported(
     assert len(requests_for(fake, "fake/late-always")) == 3
     turns = stored_turns(timeout_app.parley.engine, [q for q, _ in requests])
     assert turns["late once"].answer.state == "complete"
-    assert (turns["late always"].answer.state, turns["late always"].answer.error) == (
+    assert (turns["late always"].answer.state, user_message(turns["late always"].answer.error)) == (
         "error",
         shown,
     )
@@ -363,7 +368,11 @@ def test_a_stalled_stream_times_out_and_keeps_the_partial_answer(
     assert fake.wait_for_disconnect(timeout=10), "the stalled upstream was never closed"
     assert len(requests_for(fake, "fake/stall")) == 1
     stored = stored_turns(timeout_app.parley.engine, ["go on"])["go on"].answer
-    assert (stored.state, stored.content, stored.error) == ("error", "alpha beta ", shown)
+    assert (stored.state, stored.content, user_message(stored.error)) == (
+        "error",
+        "alpha beta ",
+        shown,
+    )
 
 
 # -- everything at once ----------------------------------------------------------------------------
@@ -483,7 +492,9 @@ def test_a_mixed_run_of_faults_stores_every_message_once_in_a_final_state(
                 assert (answer, stored.content, stored.error) == (_long(i), _long(i), None)
                 continue
             shown = error_part(answer)
-            assert fault.error in shown and stored.error == shown, f"{question}: {shown}"
+            assert fault.error in shown and user_message(stored.error) == shown, (
+                f"{question}: {shown}"
+            )
             if fault.partial:
                 assert stored.content and _long(i).startswith(stored.content), question
                 assert "partial answer above is kept" in shown

@@ -56,6 +56,8 @@ from tests.test_export import _document
 from tests.test_security_demo import VISION, file_data, png_bytes, small_png
 from tests.test_team import handlers, outcome, share_view
 from webapp import attachments
+from webapp.error_info import ErrorInfo, parse_error
+from webapp.error_text import user_message
 from webapp.tools.registry import tool
 from webapp.ui.session import SessionState
 
@@ -787,8 +789,10 @@ def test_malformed_upstream_stream_keeps_what_arrived(lite: RunningApp, case: st
     _, assistant = path_of(lite, conversation_id)
     assert (assistant.content, assistant.state) == (text, state), assistant.error
     if error:
-        assert error in (assistant.error or "")
-        assert answer == (f"{text}\n\n" if text else "") + f"[error] {assistant.error}"
+        assert isinstance(parse_error(assistant.error), ErrorInfo)  # stored as data
+        shown = user_message(assistant.error)
+        assert error in shown
+        assert answer == (f"{text}\n\n" if text else "") + f"[error] {shown}"
     else:
         assert answer == text and assistant.error is None
     still_answers(lite)

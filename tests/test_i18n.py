@@ -147,3 +147,24 @@ def test_figures_under_an_answer_follow_the_language() -> None:
     )
     assert t("Thinking", "zh") == "思考" and t("Thinking", "en") == "Thinking"
     assert t("a sentence nobody translated", "zh") == "a sentence nobody translated"
+
+
+def test_every_literal_text_given_to_t_has_a_chinese_translation() -> None:
+    """A toast or note written as t("…") in the code is in the table (else it stays English)."""
+    import ast
+    from pathlib import Path
+
+    missing = []
+    for path in sorted(Path("webapp").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id == "t"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str)
+                and node.args[0].value not in ZH
+            ):
+                missing.append(f"{path}:{node.lineno}: {node.args[0].value}")
+    assert missing == []

@@ -16,7 +16,7 @@ from httpx_aiohttp import AiohttpTransport
 
 from tests.fake_openai import ErrorReply, FakeOpenAI, Reply
 from webapp.config import ProviderConfig, Secret
-from webapp.error_text import describe_error
+from webapp.error_text import user_message
 from webapp.messages import (
     ChoiceFinished,
     ReasoningDelta,
@@ -332,7 +332,7 @@ async def test_a_500_is_a_server_error_retried_once(
         await collect(make_client(fake, http, sleeps))
     assert len(fake.requests) == 2 and info.value.attempts == 2
     assert sleeps.delays == [0.5]
-    shown = describe_error(info.value)
+    shown = user_message(info.value)
     assert shown.startswith(
         "SiliconFlow answered with a server error (500): "
         "“Internal error, request id 7f3a”. A retry got the same answer."
@@ -347,7 +347,7 @@ async def test_a_500_that_names_a_request_problem_is_not_retried(
     with pytest.raises(ServerError) as info:
         await collect(make_client(fake, http, sleeps))
     assert len(fake.requests) == 1 and sleeps.delays == []
-    assert describe_error(info.value).startswith(
+    assert user_message(info.value).startswith(
         "SiliconFlow answered with a server error (500): “response_format.json_schema is "
         "invalid: additionalProperties must be a boolean”. If the request uses unusual"
     )
@@ -378,7 +378,7 @@ async def test_a_stall_before_any_data_twice_is_reported(
         await collect(make_client(fake, http, sleeps, read_timeout_s=0.3))
     assert len(fake.requests) == 2 and info.value.attempts == 2
     assert "sent no answer for 0.3 s (the READ_TIMEOUT limit), on a second try too" in (
-        describe_error(info.value)
+        user_message(info.value)
     )
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from webapp.error_text import user_message
 from webapp.runs import SHUTDOWN_NOTE, Run, RunLimitReached, RunManager
 
 
@@ -31,7 +32,7 @@ class Work:
                 run.changed()
             self.ended = "complete"
         except asyncio.CancelledError:
-            self.ended = f"{run.end_state}: {run.end_note}"
+            self.ended = f"{run.end_state}: {user_message(run.end_note)}"
             raise
 
 

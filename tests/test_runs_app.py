@@ -17,6 +17,7 @@ from storage import repository as repo
 from storage.db import session_factory, unit_of_work
 from tests.conftest import RunningApp, start_app
 from tests.fake_openai import FakeOpenAI, Reply
+from webapp.error_text import user_message
 
 WORDS = " ".join(f"w{n}" for n in range(60))  # 60 words at 20 a second: a 3 s answer
 
@@ -128,8 +129,8 @@ def test_a_run_nobody_watches_is_stopped_after_the_timeout(
         job, conversation_id, _ = started(client, "Nobody will watch", words=2)
         job.cancel()
         stored = wait_for_state(app, "local", conversation_id, "stopped")
-        assert "nobody was watching this answer" in (stored.error or "")
-        assert "RUN_UNWATCHED_TIMEOUT" in (stored.error or "")
+        shown = user_message(stored.error)
+        assert "nobody was watching this answer" in shown and "RUN_UNWATCHED_TIMEOUT" in shown
         assert stored.content and WORDS.startswith(stored.content.split(" w59")[0])
         assert fake_openai.wait_for_disconnect(timeout=10)
     finally:

@@ -19,6 +19,7 @@ from tests.fake_openai import FakeOpenAI, Reply
 from tests.services import stored_path
 from webapp.chat import ChatService, NewMessage, TurnRefused, TurnSettings, TurnUpdate
 from webapp.engine import APPROVAL_UNAVAILABLE, DENIED
+from webapp.error_text import user_message
 from webapp.tools.builtin import register_builtins
 from webapp.tools.context import ToolContext
 from webapp.tools.registry import ToolRegistry
@@ -282,12 +283,11 @@ async def test_more_rounds_than_the_limit_end_the_turn_clearly(
     update = await run(service, user_id, "loop", turn("calculator"))
     assert len(fake.requests) == 4
     assert update.state == "complete"
-    assert "Stopped after 3 rounds of tool calls" in update.error
+    assert "Stopped after 3 rounds of tool calls" in user_message(update.error)
     path = await stored_path(service, user_id, update.conversation_id)
     assert [m.role for m in path] == ["user"] + ["assistant", "tool"] * 4
-    assert (
-        path[-1].tool_status == "not_run" and path[-2].error and "TOOL_MAX_ROUNDS" in path[-2].error
-    )
+    assert path[-1].tool_status == "not_run" and "TOOL_MAX_ROUNDS" in user_message(path[-2].error)
+    assert "工具调用达到 3 轮" in user_message(path[-2].error, "zh")
     # A follow-up replays every call with its result, so the provider accepts the history.
     fake.enqueue(Reply(content="fine"))
     await run(service, user_id, "and now?", turn("calculator"), update.conversation_id)

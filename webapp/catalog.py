@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from webapp.config import ProviderConfig
-from webapp.error_text import describe_error
+from webapp.error_info import ErrorInfo
 from webapp.provider import ProviderError
 
 CACHE_TTL_S = 600.0
@@ -23,11 +23,12 @@ class ModelLister(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ModelList:
-    """The models to offer, and a note for the user when they came from the fallback."""
+    """The models to offer, and why they came from the fallback (worded at the UI edge)."""
 
     models: tuple[str, ...]
     live: bool
-    note: str = ""
+    missing_key: bool = False  # no key to ask the provider with
+    error: ErrorInfo | None = None  # how asking the provider failed
 
 
 class ModelCatalog:
@@ -48,21 +49,11 @@ class ModelCatalog:
         if cached and not refresh and time.monotonic() - cached[0] < ttl:
             return cached[1]
         if not key and config.kind != "openai":
-            return ModelList(
-                config.catalog,
-                live=False,
-                note=f"No API key for {config.label} yet: showing the built-in "
-                "model list. You can also type a model id.",
-            )
+            return ModelList(config.catalog, live=False, missing_key=True)
         try:
             live = await self._clients[provider].list_models(api_key=key)
         except ProviderError as exc:
-            result = ModelList(
-                config.catalog,
-                live=False,
-                note="Could not list models, showing the built-in list. "
-                + describe_error(exc, retried=False),
-            )
+            result = ModelList(config.catalog, live=False, error=ErrorInfo.of(exc, retried=False))
         else:
             result = ModelList(tuple(live) or config.catalog, live=bool(live))
         async with self._lock:

@@ -8,6 +8,7 @@ import json
 from storage.models import Conversation, Message
 from storage.tree import active_path
 from webapp.compare_rounds import LETTERS, Round, compare_rounds, figures_line
+from webapp.error_text import user_message
 from webapp.export import iso, strip_secrets
 from webapp.markdown_text import answer_mark, quoted, thinking_details
 from webapp.pricing import PriceTable, format_cost
@@ -32,7 +33,7 @@ def _answer(column: int, answer: Message, prices: PriceTable, *, compare: bool) 
         blocks.append(thinking_details(answer.reasoning))
     if answer.content:
         blocks.append(answer.content)
-    mark = answer_mark(answer.state, answer.error)
+    mark = answer_mark(answer.state, user_message(answer.error))
     if mark:
         blocks.append(quoted(mark))
     cost = format_cost(prices.cost(answer.provider, answer.model, answer.usage))

@@ -16,6 +16,7 @@ from typing import Any
 from storage.models import Conversation, Message
 from storage.tree import active_path
 from webapp import attachments
+from webapp.error_text import user_message
 from webapp.history import tool_results_by_answer
 from webapp.markdown_text import answer_mark, fenced, quoted, thinking_details
 
@@ -221,7 +222,7 @@ def _answer_blocks(message: Message, results: dict[str, Message]) -> list[str]:
     if message.content:
         blocks.append(message.content)
     blocks += _tool_blocks(message, results)
-    mark = answer_mark(message.state, message.error)
+    mark = answer_mark(message.state, user_message(message.error))
     if mark:
         blocks.append(quoted(mark))
     line = figures(message) if not message.tool_calls else ""

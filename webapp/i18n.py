@@ -317,4 +317,124 @@ ZH: dict[str, str] = {
     "Choices (n) is ignored while tools are offered: one answer is made.": "提供工具时忽略候选数（n）：只生成一个回答。",
     "That item cannot be edited: edit the text of your message (its attachments stay as they "
     "are).": "这一项不能编辑：请编辑消息的文字（附件保持不变）。",
+    # ---- errors (webapp/error_text.py); the provider's own words stay as they came ----
+    " and retries did not get through": "，重试也没有成功",
+    " The partial answer above is kept; use Retry to try again.": "上面的部分回答已保留；点“重试”再试一次。",
+    " The provider said: “{detail}”.": "服务商的原话：“{detail}”。",
+    " ({status})": "（{status}）",
+    ".": "。",
+    "{who} rejected the API key{status}: check {key_env} in .env, or paste a key under "
+    "Settings → API key.": "{who} 拒绝了 API 密钥{status}：请检查 .env 中的 {key_env}，或在"
+    "“设置 → API 密钥”中粘贴密钥。",
+    "{who} refused the request{status}: the account may be unverified or out of balance; "
+    "check it on the {who} console.{detail}": "{who} 拒绝了请求{status}：账号可能未认证或余额"
+    "不足；请到 {who} 控制台查看。{detail}",
+    "{who} answered “not found”{status}: the base URL or path is wrong; check {base_env} "
+    "in .env.{detail}": "{who} 返回“未找到”{status}：基础 URL 或路径有误；请检查 .env 中的 "
+    "{base_env}。{detail}",
+    "{who} refused the request{status}.{detail} Check the model id and the parameters "
+    "under Settings.": "{who} 拒绝了请求{status}。{detail}请在“设置”中检查模型 id 和参数。",
+    "{who} is rate-limiting this key{status}{gave_up}; wait a minute and try again, or "
+    "lower the request rate.{detail}": "{who} 正在对这个密钥限流{status}{gave_up}；请等一分钟"
+    "再试，或降低请求频率。{detail}",
+    "{who}'s model service is overloaded{status}{gave_up}; try again shortly or pick "
+    "another model.{detail}": "{who} 的模型服务过载{status}{gave_up}；请稍后再试或换一个模型。"
+    "{detail}",
+    "{who}'s gateway timed out{status}{gave_up}; try again, or pick a faster model.": "{who} "
+    "的网关超时{status}{gave_up}；请重试，或换一个更快的模型。",
+    "Could not connect to {who}: check the network and {base_env} in .env.": "无法连接到 "
+    "{who}：请检查网络以及 .env 中的 {base_env}。",
+    "The connection to {who} broke while the answer was streaming.": "输出回答时，与 {who} "
+    "的连接断开了。",
+    "{who} reported an error in the middle of the answer.{detail}": "{who} 在回答中途报告了错误。"
+    "{detail}",
+    "{who} sent a response Parley could not read{status}.{detail}": "{who} 返回了 Parley "
+    "无法解析的响应{status}。{detail}",
+    "{who} answered with a server error{status}{said}{again} If the request uses unusual "
+    "parameters (such as response_format or tools), check them under Settings; otherwise try "
+    "again later or pick another model.": "{who} 返回了服务器错误{status}{said}{again}如果请求"
+    "用了不常见的参数（例如 response_format 或 tools），请在“设置”中检查；否则请稍后再试或换"
+    "一个模型。",
+    ": “{detail}”.": "：“{detail}”。",
+    " A retry got the same answer.": "重试得到的也是同样的回答。",
+    "{who} did not answer within {seconds} s (READ_TIMEOUT){gave_up}; check the network and "
+    "try again, or raise READ_TIMEOUT in .env if this model is slow to start.": "{who} 在 "
+    "{seconds} 秒内没有响应（READ_TIMEOUT）{gave_up}；请检查网络后重试；如果这个模型启动较慢，"
+    "可以在 .env 中调大 READ_TIMEOUT。",
+    "{who} did not answer in time; check the network or try again.": "{who} 没有及时响应；"
+    "请检查网络或重试。",
+    "{who} went silent for {seconds} s in the middle of the answer (the READ_TIMEOUT limit), "
+    "so Parley stopped waiting. If this model often pauses that long (long prompts, reasoning "
+    "models), raise READ_TIMEOUT in .env; otherwise try again.": "{who} 在回答中途 {seconds} "
+    "秒没有任何输出（READ_TIMEOUT 限制），Parley 已停止等待。如果这个模型经常停顿这么久（长提示、"
+    "推理模型），请在 .env 中调大 READ_TIMEOUT；否则请重试。",
+    "{who} accepted the request but sent no answer for {seconds} s (the READ_TIMEOUT "
+    "limit){again}, so Parley stopped waiting. If this model often pauses that long (long "
+    "prompts, reasoning models), raise READ_TIMEOUT in .env; otherwise try again.": "{who} "
+    "接受了请求，但 {seconds} 秒内没有返回任何回答（READ_TIMEOUT 限制）{again}，Parley 已停止"
+    "等待。如果这个模型经常停顿这么久（长提示、推理模型），请在 .env 中调大 READ_TIMEOUT；"
+    "否则请重试。",
+    ", on a second try too": "，第二次尝试也是如此",
+    # Parley's own notes, stored as their English text (the key)
+    "Parley hit an internal error; the partial answer is kept.": "Parley 遇到内部错误；部分回答"
+    "已保留。",
+    "The answer hit the max_tokens limit and was cut off.": "回答达到 max_tokens 上限，被截断了。",
+    "The server stopped while this answer was streaming.": "服务器在输出这个回答时停止了。",
+    "The server shut down while this answer was streaming; the partial answer is kept.": "服务器"
+    "在输出这个回答时关闭了；部分回答已保留。",
+    "This answer was still streaming when the conversation was exported.": "导出对话时，这个回答"
+    "仍在输出中。",
+    "The database is not answering right now, so nothing was saved; try again in a moment. "
+    "(If it persists, an admin should check DATABASE_URL and /healthz.)": "数据库暂时没有响应，"
+    "因此没有保存任何内容；请稍后再试。（如果问题持续，请管理员检查 DATABASE_URL 和 /healthz。）",
+    "Could not list models, showing the built-in list. ": "无法获取模型列表，显示内置列表。",
+    "No API key for {provider} yet: showing the built-in model list. You can also type a model "
+    "id.": "{provider} 还没有 API 密钥：显示内置模型列表。你也可以直接输入模型 id。",
+    "{count} models listed by {provider}.": "{provider} 列出了 {count} 个模型。",
+    # ---- toasts of the chat and Compare tabs ----
+    "Not signed in": "未登录",
+    "Cannot undo": "无法撤销",
+    "Not renamed": "未重命名",
+    "There is nothing to undo yet.": "还没有可以撤销的内容。",
+    "The first question cannot be undone: edit it, or start a new chat.": "第一个问题不能撤销："
+    "请编辑它，或开始新对话。",
+    "That message is not in this conversation any more.": "这条消息已不在这个对话中。",
+    "There is no version in that direction.": "那个方向没有其他版本。",
+    "This conversation used provider {provider}, which is no longer configured; pick another "
+    "provider to continue it.": "这个对话使用的服务商 {provider} 已不再配置；请选择其他服务商继续。",
+    "Run a comparison first.": "请先运行一次对比。",
+    "Run or open a comparison to export it.": "请先运行或打开一个对比再导出。",
+    "Continue from an answer of the latest round.": "请从最新一轮的某个回答继续。",
+    "This comparison already continues with another model.": "这个对比已经在和另一个模型继续。",
+    "That message is not an answer of a comparison.": "这条消息不是对比中的回答。",
+    # ---- presets ----
+    "That preset no longer exists or is not yours.": "该预设已不存在，或不属于你。",
+    "Preset not found": "未找到预设",
+    "Preset not saved": "预设未保存",
+    "This preset offers tools that are no longer installed: {missing}.": "这个预设提供的工具已不再"
+    "安装：{missing}。",
+    "Preset “{name}” applied.": "已应用预设“{name}”。",
+    "This preset uses provider {provider}, which is not configured here; the current provider "
+    "is kept.": "这个预设使用的服务商 {provider} 在这里没有配置；保留当前服务商。",
+    "Only admins can publish team presets.": "只有管理员可以发布团队预设。",
+    "Give the preset a name first.": "请先给预设起个名字。",
+    "Pick a preset to delete.": "请选择要删除的预设。",
+    "Shipped presets cannot be deleted.": "内置预设不能删除。",
+    "Deleted preset “{name}”.": "已删除预设“{name}”。",
+    # ---- team: import, usage and limits ----
+    "No file arrived; pick a Parley JSON export.": "没有收到文件；请选择 Parley 导出的 JSON 文件。",
+    "The file is larger than {size} MB.": "文件超过 {size} MB。",
+    "Cannot import": "无法导入",
+    "Only admins can see usage and set limits.": "只有管理员可以查看用量和设置限额。",
+    "{label} must be a whole number ≥ 0 (empty: no limit).": "{label} 必须是 ≥ 0 的整数（留空：不限）。",
+    "Requests per minute": "每分钟请求数",
+    "Tokens per day": "每日 token 数",
+    "Stopped after {number} rounds of tool calls (the limit, TOOL_MAX_ROUNDS): the last calls "
+    "were not run. Ask the model to continue, or raise the limit in .env.": "工具调用达到 {number} "
+    "轮（上限 TOOL_MAX_ROUNDS）后停止：最后的调用没有执行。可以让模型继续，或在 .env 中调大上限。",
+    "The provider returned fewer choices than the {number} requested (n); it may not support "
+    "n > 1.": "服务商返回的候选少于请求的 {number} 个（n）；它可能不支持 n > 1。",
+    "Stopped: nobody was watching this answer for {number} minutes (RUN_UNWATCHED_TIMEOUT). "
+    "The partial answer is kept; use Retry to try again.": "已停止：这个回答有 {number} 分钟无人"
+    "查看（RUN_UNWATCHED_TIMEOUT）。部分回答已保留；点“重试”再试一次。",
 }

@@ -29,6 +29,7 @@ from webapp.api_turns import ApiRequestError, ApiTurns, parse_request
 from webapp.auth import Identity, NotSignedIn
 from webapp.catalog import ModelCatalog
 from webapp.config import Settings
+from webapp.error_text import DATABASE_DOWN, user_message
 from webapp.params import ParamError
 from webapp.runs import Run, RunManager
 from webapp.turn_runs import RateLimitRefused, TurnRefused, TurnUpdate
@@ -62,7 +63,7 @@ def provider_error(update: TurnUpdate) -> JSONResponse:
         429: "rate_limit_error",
     }.get(status, "api_error" if status >= 500 else "invalid_request_error")
     code = failure.kind if failure is not None else "upstream_error"
-    return error(status, update.error or "the provider failed", kind=kind, code=code)
+    return error(status, user_message(update.error) or "the provider failed", kind=kind, code=code)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,12 +149,7 @@ class OpenAIApi:
         try:
             user = await self.identity.user(name)
         except OperationalError:
-            return error(
-                503,
-                "The database is not reachable; try again shortly.",
-                kind="api_error",
-                code="database_unavailable",
-            )
+            return error(503, DATABASE_DOWN, kind="api_error", code="database_unavailable")
         if user.disabled:
             return error(
                 403,
@@ -217,12 +213,7 @@ class OpenAIApi:
                 param="conversation_id",
             )
         except (OperationalError, NotSignedIn):
-            return error(
-                503,
-                "The database is not reachable; try again shortly.",
-                kind="api_error",
-                code="database_unavailable",
-            )
+            return error(503, DATABASE_DOWN, kind="api_error", code="database_unavailable")
         headers = {CONVERSATION_HEADER: run.snapshot.conversation_id}
         if parsed.stream:
             return await self._streamed(run, parsed.model_id, parsed.include_usage, headers)
@@ -410,7 +401,7 @@ def completion(run: Run, model_id: str) -> dict[str, Any]:
         "parley": {"conversation_id": update.conversation_id, "state": update.state},
     }
     if update.error and update.state != "complete":
-        body["parley"]["error"] = update.error
+        body["parley"]["error"] = user_message(update.error)
     return body
 
 
@@ -470,7 +461,7 @@ class Chunks:
                 + json.dumps(
                     {
                         "error": {
-                            "message": update.error or update.state,
+                            "message": user_message(update.error) or update.state,
                             "type": kind,
                             "code": update.failure.kind if update.failure else update.state,
                         }

@@ -19,12 +19,10 @@ from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from webapp.error_info import ErrorInfo
+
 log = logging.getLogger(__name__)
 
-UNWATCHED_NOTE = (
-    "Stopped: nobody was watching this answer for {minutes:g} minutes "
-    "(RUN_UNWATCHED_TIMEOUT). The partial answer is kept; use Retry to try again."
-)
 SHUTDOWN_NOTE = "The server shut down while this answer was streaming; the partial answer is kept."
 
 
@@ -45,7 +43,7 @@ class Run:
     # What a cancellation means for the row: "stopped" (Stop, nobody watching) or
     # "interrupted" (shutdown), with a note for the user.
     end_state: str = "stopped"
-    end_note: str = ""
+    end_note: ErrorInfo | str = ""  # what to tell the user when it was ended (worded later)
     finished: asyncio.Event = field(default_factory=asyncio.Event)
     _started: bool = False
     _cancel_pending: bool = False
@@ -250,7 +248,7 @@ class RunManager:
         log.info(
             "run %s: nobody watched for %g s, stopping it", run.id[:8], self.unwatched_timeout_s
         )
-        run.end_note = UNWATCHED_NOTE.format(minutes=self.unwatched_timeout_s / 60)
+        run.end_note = ErrorInfo("unwatched", number=self.unwatched_timeout_s / 60)
         run.cancel()
 
     # ---- ending --------------------------------------------------------------------------

@@ -38,7 +38,7 @@ from storage.schemas import NextAnswer
 from webapp.capabilities import Capabilities, CapabilityTable
 from webapp.config import ProviderConfig, Settings
 from webapp.engine import StreamingClient, ToolSetup, TurnRequest, run_turn
-from webapp.error_text import describe_error
+from webapp.error_info import ErrorInfo, stored_error
 from webapp.messages import (
     RequestSized,
     RoundStarted,
@@ -189,7 +189,7 @@ class TurnUpdate:
     provider_label: str
     model: str
     state: str = "streaming"  # streaming | complete | stopped | error | interrupted
-    error: str = ""
+    error: ErrorInfo | str = ""  # a provider error as data, or one of Parley's notes (English)
     notes: list[str] = field(default_factory=list)  # things the user should know (warnings)
     failure: ProviderError | None = None  # the provider's error, when that is how it ended
     # False when the caller runs the tools itself (the /v1 API's function tools): the calls are
@@ -237,18 +237,14 @@ class TurnRecorder:
                     if isinstance(event, ToolCallFinished):
                         self.metrics.observe_tool(event.result.name, event.result.status)
                     elif isinstance(event, ToolRoundLimit):
-                        update.error = (
-                            f"Stopped after {event.rounds} rounds of tool calls (the limit, "
-                            "TOOL_MAX_ROUNDS): the last calls were not run. Ask the model to "
-                            "continue, or raise the limit in .env."
-                        )
+                        update.error = ErrorInfo("tool_round_limit", number=event.rounds)
                     if not isinstance(event, UNSEEN):
                         run.changed()
             update.state = "complete"
         except ProviderError as exc:
             update.failure = exc
             update.state = "error"
-            update.error = describe_error(exc, partial=bool(progress.choices[0].content))
+            update.error = ErrorInfo.of(exc, partial=bool(progress.choices[0].content))
         except asyncio.CancelledError:
             update.state, update.error = run.end_state, run.end_note
             raise
@@ -415,7 +411,7 @@ def finish(session: Session, user_id: int, update: TurnUpdate) -> None:
     for index, message_id in enumerate(update.assistant_ids):
         choice = progress.choices[index]
         state = update.state
-        error = update.error or None
+        error = stored_error(update.error)
         if state == "complete" and choice.finish_reason == "length":
             error = LENGTH_NOTE
         elif (
@@ -424,10 +420,7 @@ def finish(session: Session, user_id: int, update: TurnUpdate) -> None:
             and not (choice.content or choice.reasoning or choice.finish_reason)
         ):
             state = "error"
-            error = (
-                f"The provider returned fewer choices than the {len(update.assistant_ids)}"
-                " requested (n); it may not support n > 1."
-            )
+            error = ErrorInfo("fewer_choices", number=len(update.assistant_ids)).to_json()
         calls = stored_calls(choice.tool_calls)
         repo.complete_message(
             session=session,

@@ -21,8 +21,8 @@ from webapp.chat import (
     TurnSettings,
     TurnUpdate,
 )
+from webapp.error_text import DATABASE_DOWN, user_message
 from webapp.params import ParamError, parse_params_json
-from webapp.ui.handlers import DATABASE_DOWN
 
 INPUTS = {
     "message": "",
@@ -223,7 +223,7 @@ class ChatAPI:
             final = answers[-1] if answers else None
             if final is not None and final.error:
                 mark = "error" if final.state == "error" else "note"
-                text += ("\n\n" if text else "") + f"[{mark}] {final.error}"
+                text += ("\n\n" if text else "") + f"[{mark}] {user_message(final.error)}"
             return text
 
         return await self.service.db(work)
@@ -238,5 +238,5 @@ def answer_text(update: TurnUpdate) -> str:
     )
     if update.error:
         mark = "error" if update.state == "error" else "note"
-        answer += ("\n\n" if answer else "") + f"[{mark}] {update.error}"
+        answer += ("\n\n" if answer else "") + f"[{mark}] {user_message(update.error)}"
     return answer

@@ -33,10 +33,11 @@ from webapp.compare_rounds import (
     last_compare,
 )
 from webapp.downloads import Downloads, base_url, download_url, link_html
+from webapp.error_text import refusal_message, user_message
 from webapp.i18n import t
 from webapp.params import ParamError, parse_params_json
 from webapp.pricing import format_cost
-from webapp.ui.handlers import ChatUI, refusal_text, refused_if_missing
+from webapp.ui.handlers import ChatUI, refused_if_missing
 from webapp.ui.outputs import Group, Outputs
 from webapp.ui.render import ChatbotMessage, answer_items, text_item
 from webapp.ui.session import SessionState
@@ -115,7 +116,7 @@ def _history_items(
             content=message.content,
             reasoning=message.reasoning,
             state=message.state,
-            error=_masked(message.error, hide, lang),
+            error=_masked(user_message(message.error, lang), hide, lang),
             stats=stats,
             thinking_seconds=seconds / 1000 if seconds is not None else None,
             lang=lang,
@@ -130,7 +131,7 @@ def _live_items(run: ColumnRun, lang: str, hide: Sequence[str] = ()) -> list[Cha
         content=choice.content,
         reasoning=choice.reasoning,
         state=run.state,
-        error=_masked(run.error, hide, lang),
+        error=_masked(user_message(run.error, lang), hide, lang),
         stats="",
         thinking_pending=progress.is_thinking(0) and not done,
         thinking_seconds=progress.thinking_seconds(0),
@@ -255,7 +256,7 @@ class CompareUI:
         """Render the open comparison from the database."""
         if not cstate.conversation_id:
             return self._empty_frame(cstate, blind, count)
-        with refused_if_missing():
+        with refused_if_missing(cstate.lang):
             thread = await self.service.load(
                 user_id=user_id, conversation_id=cstate.conversation_id
             )
@@ -355,7 +356,7 @@ class CompareUI:
         user_id = await self._user(session, cstate, request)
         if not conversation_id:
             return VIEW.skip()
-        with refused_if_missing():
+        with refused_if_missing(cstate.lang):
             conversation = (
                 await self.service.load(user_id=user_id, conversation_id=conversation_id)
             ).conversation
@@ -422,16 +423,16 @@ class CompareUI:
         ) -> Updates:
             user_id = await self._user(session, cstate, request)
             if not cstate.conversation_id or slot >= len(cstate.latest_ids):
-                raise gr.Error("Run a comparison first.")
+                raise gr.Error(t("Run a comparison first.", cstate.lang))
             try:
-                with refused_if_missing():
+                with refused_if_missing(cstate.lang):
                     await self.service.mark_best(
                         user_id=user_id,
                         conversation_id=cstate.conversation_id,
                         message_id=cstate.latest_ids[slot],
                     )
             except TurnRefused as exc:
-                raise gr.Error(str(exc)) from None
+                raise gr.Error(t(str(exc), cstate.lang)) from None
             return await self._stored_frame(user_id, cstate, blind)
 
         return best
@@ -439,8 +440,8 @@ class CompareUI:
     async def export(self, request: gr.Request, session: SessionState, cstate: CompareState) -> Any:
         user_id = await self._user(session, cstate, request)
         if not cstate.conversation_id:
-            raise gr.Error("Run or open a comparison to export it.")
-        with refused_if_missing():
+            raise gr.Error(t("Run or open a comparison to export it.", cstate.lang))
+        with refused_if_missing(cstate.lang):
             thread = await self.service.load(
                 user_id=user_id, conversation_id=cstate.conversation_id
             )
@@ -485,12 +486,12 @@ class CompareUI:
             )
             first = await anext(stream)
         except (TurnRefused, ParamError, repo.NotFound, repo.InvalidId, OperationalError) as exc:
-            title, message = refusal_text(exc, cstate.lang)
+            title, message = refusal_message(exc, cstate.lang)
             gr.Warning(message, title=title)
             yield RUN.skip()
             return
         for note in first.notes:
-            gr.Warning(note)
+            gr.Warning(t(note, cstate.lang))
         # Closing the page only stops watching: the columns go on and are saved.
         async with contextlib.aclosing(stream):
             async for frame in self._stream(cstate, first, blind, stream):
@@ -577,7 +578,7 @@ class CompareUI:
         if not 0 <= slot < min(len(cstate.columns), len(cstate.latest_ids)):
             raise TurnRefused("Pick a column under “Continue with” again.")
         if cstate.follow is None:
-            with refused_if_missing():
+            with refused_if_missing(cstate.lang):
                 await self.service.continue_with(
                     user_id=user_id,
                     conversation_id=cstate.conversation_id,

@@ -37,6 +37,7 @@ from webapp.chat import (
     update_interval,
 )
 from webapp.context import used_tokens
+from webapp.error_text import model_list_note, refusal_message, user_message
 from webapp.i18n import t
 from webapp.markdown_text import fenced
 from webapp.params import PARAMS, ParamError, normalize, warnings_for
@@ -112,40 +113,19 @@ def box_value(value: Any) -> tuple[str, list[str]]:
     return str(value.get("text") or ""), files
 
 
-def refusal_text(exc: Exception, lang: str = "en") -> tuple[str, str]:
-    """(title, message) for a turn that was refused before anything was sent, in `lang`."""
-    if isinstance(exc, ParamError):
-        return t("Check the parameters", lang), "\n".join(exc.errors)
-    if isinstance(exc, repo.NotFound | repo.InvalidId):
-        return t("Not found", lang), t("That conversation does not exist or is not yours.", lang)
-    if isinstance(exc, OperationalError):
-        return t("Database unavailable", lang), t(DATABASE_DOWN, lang)
-    if isinstance(exc, TurnRefused):
-        return t("Cannot send", lang), t(exc.template, lang).format(**exc.params)
-    return t("Cannot send", lang), t(str(exc), lang)
-
-
-def _refusal(exc: Exception) -> gr.Error:
-    title, message = refusal_text(exc)
+def _refusal(exc: Exception, lang: str = "en") -> gr.Error:
+    title, message = refusal_message(exc, lang)
     return gr.Error(message, title=title)
 
 
-DATABASE_DOWN = (
-    "The database is not answering right now, so nothing was saved; try again in "
-    "a moment. (If it persists, an admin should check DATABASE_URL and /healthz.)"
-)
-
-
 @contextlib.contextmanager
-def refused_if_missing() -> Iterator[None]:
+def refused_if_missing(lang: str = "en") -> Iterator[None]:
     """A conversation that is gone (or another user's) is refused with a message, not a crash;
     so is an unreachable database."""
     try:
         yield
-    except (repo.NotFound, repo.InvalidId) as exc:
-        raise _refusal(exc) from None
-    except OperationalError:
-        raise gr.Error(DATABASE_DOWN, title="Database unavailable") from None
+    except (repo.NotFound, repo.InvalidId, OperationalError) as exc:
+        raise _refusal(exc, lang) from None
 
 
 class ChatUI:
@@ -175,10 +155,10 @@ class ChatUI:
     async def person(self, state: SessionState, request: gr.Request | None) -> Person:
         """The signed-in user for this event (checked on every event, never trusted from state)."""
         try:
-            with refused_if_missing():
+            with refused_if_missing(state.lang):
                 person = await self.identity.person(request)
         except NotSignedIn as exc:
-            raise gr.Error(str(exc), title="Not signed in") from None
+            raise gr.Error(str(exc), title=t("Not signed in", state.lang)) from None
         if state.user_id != person.user_id:  # a different account in this tab: start clean
             state.conversation_id, state.message_ids, state.focus_id = None, [], None
             state.api_keys.clear()  # a pasted key must never bill the next person
@@ -318,7 +298,7 @@ class ChatUI:
             # A warning toast, not an error: nothing was sent, the message stays in the box.
             # Over the context, the gauge (after this event) offers what to do about it.
             state.context_full = isinstance(exc, ContextFull)
-            title, message = refusal_text(exc, state.lang)
+            title, message = refusal_message(exc, state.lang)
             gr.Warning(message, title=title)
             yield {}
             return
@@ -354,7 +334,7 @@ class ChatUI:
                 update.progress,
                 update.assistant_ids,
                 state=update.state,
-                error=update.error,
+                error=user_message(update.error, state.lang),
                 model=update.model,
                 lang=state.lang,
             )
@@ -601,12 +581,12 @@ class ChatUI:
         if not state.conversation_id:
             return UNDO.pack(state=state)
         try:
-            with refused_if_missing():
+            with refused_if_missing(state.lang):
                 text = await self.versions.undo(
                     user_id=user_id, conversation_id=state.conversation_id
                 )
         except NavigationRefused as exc:
-            gr.Warning(str(exc), title="Cannot undo")
+            gr.Warning(t(str(exc), state.lang), title=t("Cannot undo", state.lang))
             return UNDO.pack(state=state)
         chat, _ = await self._reload(state, request)
         return UNDO.pack(chatbot=chat, box={"text": text, "files": []}, state=state)
@@ -651,12 +631,12 @@ class ChatUI:
         if not conversation_id or not focus_id:
             return VERSION.pack(state=state)
         try:
-            with refused_if_missing():
+            with refused_if_missing(state.lang):
                 target = await self.versions.switch(
                     user_id=user_id, conversation_id=conversation_id, message_id=focus_id, step=step
                 )
         except NavigationRefused as exc:
-            gr.Warning(str(exc))
+            gr.Warning(t(str(exc), state.lang))
             return VERSION.pack(state=state)
         thread = await self._load(user_id, conversation_id)
         view = self._view(state, thread)
@@ -676,7 +656,7 @@ class ChatUI:
         try:
             thread = await self._load(user_id, conversation_id)
         except (repo.NotFound, repo.InvalidId) as exc:
-            raise _refusal(exc) from None
+            raise _refusal(exc, state.lang) from None
         conversation, messages = thread.conversation, thread.messages
         state.conversation_id = conversation.id
         state.window, state.context_full = SHOWN_MESSAGES, False
@@ -684,8 +664,11 @@ class ChatUI:
         provider = conversation.provider or self.settings.default_provider
         if provider not in {p.name for p in self.settings.providers}:
             gr.Warning(
-                f"This conversation used provider {provider!r}, which is no longer "
-                "configured; pick another provider to continue it."
+                t(
+                    "This conversation used provider {provider}, which is no longer "
+                    "configured; pick another provider to continue it.",
+                    state.lang,
+                ).format(provider=repr(provider))
             )
             provider = self.settings.default_provider
         # The note under the model list goes with the provider: "5 models from jiekou.ai."
@@ -744,7 +727,7 @@ class ChatUI:
         try:  # refused, not cut: the box keeps the title to shorten
             check(TITLE, " ".join((title or "").split()))
         except FieldTooLong as exc:
-            raise gr.Error(str(exc), title="Not renamed") from None
+            raise gr.Error(str(exc), title=t("Not renamed", state.lang)) from None
         user_id = await self.user_id(state, request)
         conversation_id = state.conversation_id
         await self.db(
@@ -791,10 +774,12 @@ class ChatUI:
         )
         value = preferred or config.default_model or (listing.models[0] if listing.models else "")
         if refresh and listing.live:
-            gr.Info(f"{len(listing.models)} models listed by {config.label}.")
-        note = listing.note or t("{count} models from {provider}.", state.lang).format(
-            count=len(listing.models), provider=config.label
-        )
+            gr.Info(
+                t("{count} models listed by {provider}.", state.lang).format(
+                    count=len(listing.models), provider=config.label
+                )
+            )
+        note = model_list_note(listing, config.label, state.lang)
         return gr.update(choices=list(listing.models), value=value), note
 
     async def models_note(self, provider: str, model: str, state: SessionState) -> str:
@@ -828,7 +813,7 @@ class ChatUI:
         if state.conversation_id and known and known[0] == state.conversation_id:
             gauge = self.service.gauge(provider, model or "", used=known[1], estimated=known[2])
         else:
-            with refused_if_missing():
+            with refused_if_missing(state.lang):
                 gauge = await self.service.context_gauge(
                     user_id=user_id,
                     conversation_id=state.conversation_id,

@@ -12,6 +12,8 @@ from sqlalchemy.exc import OperationalError
 
 from storage import presets as store
 from storage.repository import InvalidId, NotFound
+from webapp.error_text import DATABASE_DOWN
+from webapp.i18n import t
 from webapp.presets import (
     PresetError,
     PresetValues,
@@ -22,7 +24,7 @@ from webapp.presets import (
     parse_choice,
 )
 from webapp.ui import controls
-from webapp.ui.handlers import DATABASE_DOWN, PARAM_CONTROLS, ChatUI
+from webapp.ui.handlers import PARAM_CONTROLS, ChatUI
 from webapp.ui.outputs import HIDDEN, PRIVATE, Outputs
 from webapp.ui.session import SessionState
 
@@ -33,18 +35,19 @@ T = TypeVar("T")
 
 
 @contextlib.contextmanager
-def _refused() -> Iterator[None]:
-    """Preset failures become a message in the page, not a crash."""
+def _refused(lang: str = "en") -> Iterator[None]:
+    """Preset failures become a message in the page (in `lang`), not a crash."""
     try:
         yield
     except (NotFound, InvalidId):
         raise gr.Error(
-            "That preset no longer exists or is not yours.", title="Preset not found"
+            t("That preset no longer exists or is not yours.", lang),
+            title=t("Preset not found", lang),
         ) from None
     except PresetError as exc:
-        raise gr.Error(str(exc), title="Preset not saved") from None
+        raise gr.Error(t(str(exc), lang), title=t("Preset not saved", lang)) from None
     except OperationalError:
-        raise gr.Error(DATABASE_DOWN, title="Database unavailable") from None
+        raise gr.Error(t(DATABASE_DOWN, lang), title=t("Database unavailable", lang)) from None
 
 
 class PresetsUI:
@@ -54,8 +57,8 @@ class PresetsUI:
         self.chat = chat
         self.service = chat.service
 
-    async def _db(self, work: Callable[[Any], T]) -> T:
-        with _refused():
+    async def _db(self, work: Callable[[Any], T], lang: str = "en") -> T:
+        with _refused(lang):
             return await self.service.db(work)
 
     async def _choices(self, user_id: int, value: str | None = None) -> Any:
@@ -101,11 +104,16 @@ class PresetsUI:
         tools = [name for name in values.tools if name in known]
         if len(tools) < len(values.tools):
             missing = ", ".join(n for n in values.tools if n not in known)
-            gr.Warning(f"This preset offers tools that are no longer installed: {missing}.")
+            gr.Warning(
+                t(
+                    "This preset offers tools that are no longer installed: {missing}.",
+                    state.lang,
+                ).format(missing=missing)
+            )
         choice = values.tool_choice
         if choice not in ("auto", "none", "required", *tools):
             choice = "auto"
-        gr.Info(f"Preset “{values.name}” applied.")
+        gr.Info(t("Preset “{name}” applied.", state.lang).format(name=values.name))
         return PRESET_SETTINGS.pack(
             system=values.system_prompt,
             provider=provider,
@@ -122,8 +130,11 @@ class PresetsUI:
             return values.provider, model
         if values.provider:
             gr.Warning(
-                f"This preset uses provider {values.provider!r}, which is not "
-                "configured here; the current provider is kept."
+                t(
+                    "This preset uses provider {provider}, which is not configured here; the "
+                    "current provider is kept.",
+                    state.lang,
+                ).format(provider=repr(values.provider))
             )
         return gr.skip(), (gr.update(value=values.model) if values.model else gr.skip())
 
@@ -145,10 +156,16 @@ class PresetsUI:
         """Save the current settings as a preset; return the refreshed Dropdown and a note."""
         person = await self.chat.person(state, request)
         if team and not person.is_admin:
-            raise gr.Error("Only admins can publish team presets.", title="Preset not saved")
+            raise gr.Error(
+                t("Only admins can publish team presets.", state.lang),
+                title=t("Preset not saved", state.lang),
+            )
         if not (name or "").strip():
-            raise gr.Error("Give the preset a name first.", title="Preset not saved")
-        with _refused():
+            raise gr.Error(
+                t("Give the preset a name first.", state.lang),
+                title=t("Preset not saved", state.lang),
+            )
+        with _refused(state.lang):
             values = check(
                 PresetValues(
                     name=name,
@@ -175,7 +192,8 @@ class PresetsUI:
                 parameters=dict(values.parameters),
                 tools=values.tools,
                 tool_choice=values.tool_choice,
-            )
+            ),
+            state.lang,
         )
         where = "team preset" if row.team else "preset"
         return (
@@ -189,11 +207,11 @@ class PresetsUI:
         """Delete the picked preset (team presets: admins only); shipped ones stay."""
         person = await self.chat.person(state, request)
         if not choice_value:
-            raise gr.Error("Pick a preset to delete.")
-        with _refused():
+            raise gr.Error(t("Pick a preset to delete.", state.lang))
+        with _refused(state.lang):
             kind, key = parse_choice(choice_value)
         if kind == "shipped":
-            raise gr.Error("Shipped presets cannot be deleted.")
+            raise gr.Error(t("Shipped presets cannot be deleted.", state.lang))
 
         def work(session: Any) -> str:
             name = store.get_preset(session=session, user_id=person.user_id, preset_id=key).name
@@ -202,8 +220,10 @@ class PresetsUI:
             )
             return name
 
-        name = await self._db(work)
-        return await self._choices(person.user_id), f"Deleted preset “{name}”."
+        name = await self._db(work, state.lang)
+        return await self._choices(person.user_id), t(
+            "Deleted preset “{name}”.", state.lang
+        ).format(name=name)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ import gradio as gr
 from storage.models import Message
 from storage.schemas import StoredTimings, StoredUsage
 from webapp import attachments
+from webapp.error_text import user_message
 from webapp.history import tool_results_by_answer
 from webapp.i18n import t
 from webapp.markdown_text import fenced
@@ -308,7 +309,7 @@ def _stored_answer(
         content=message.content,
         reasoning=message.reasoning,
         state=message.state,
-        error=message.error,
+        error=user_message(message.error, lang),
         stats=(
             stats_line(message.usage, message.timings, message.model, lang) if show_stats else ""
         ),

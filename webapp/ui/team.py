@@ -141,9 +141,13 @@ class TeamUI:
         user_id = await self.chat.user_id(state, request)
         path = Path(file if isinstance(file, str) else getattr(file, "name", ""))
         if not path.is_file():
-            raise gr.Error("No file arrived; pick a Parley JSON export.")
+            raise gr.Error(t("No file arrived; pick a Parley JSON export.", state.lang))
         if path.stat().st_size > MAX_IMPORT_BYTES:
-            raise gr.Error(f"The file is larger than {MAX_IMPORT_BYTES // 1_000_000} MB.")
+            raise gr.Error(
+                t("The file is larger than {size} MB.", state.lang).format(
+                    size=MAX_IMPORT_BYTES // 1_000_000
+                )
+            )
         limit = self.service.settings.max_message_chars
         try:
             imported = await asyncio.to_thread(
@@ -152,7 +156,7 @@ class TeamUI:
                 )
             )
         except ImportRefused as exc:
-            raise gr.Error(str(exc), title="Cannot import") from None
+            raise gr.Error(str(exc), title=t("Cannot import", state.lang)) from None
         new_id = await self.chat.db(
             lambda s: transfer.import_conversation(session=s, user_id=user_id, imported=imported)
         )
@@ -170,7 +174,7 @@ class TeamUI:
     async def _admin(self, state: SessionState, request: gr.Request) -> None:
         person = await self.chat.person(state, request)
         if not person.is_admin:
-            raise gr.Error("Only admins can see usage and set limits.")
+            raise gr.Error(t("Only admins can see usage and set limits.", state.lang))
 
     async def usage(self, period: str, state: SessionState, request: gr.Request) -> Any:
         """Requests, tokens and errors per user and model over the chosen period."""
@@ -197,7 +201,11 @@ class TeamUI:
                 values[field] = None
                 continue
             if not text.isdigit():
-                raise gr.Error(f"{label} must be a whole number ≥ 0 (empty: no limit).")
+                raise gr.Error(
+                    t("{label} must be a whole number ≥ 0 (empty: no limit).", state.lang).format(
+                        label=t(label, state.lang)
+                    )
+                )
             values[field] = int(text) or None
         name = (username or "").strip()
         try:
