@@ -256,6 +256,8 @@ def build_ui(
                             "one call · a name: that tool.",
                             elem_id="tool-choice",
                         )
+                        # Read again at each page load: servers come and go while Parley runs.
+                        gr.Markdown(ui.mcp_panel, elem_id="mcp-status")
                     param_controls = []
                     for p in PARAMS:
                         if not p.advanced:

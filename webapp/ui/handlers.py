@@ -133,8 +133,10 @@ class ChatUI:
         versions: Versions,
         identity: Identity,
         default_tools: tuple[str, ...] = (),
+        mcp_status: Callable[[], list[dict[str, Any]]] | None = None,
     ) -> None:
         self.service = service
+        self.mcp_status = mcp_status
         self.identity = identity
         self.versions = versions
         self.catalog = catalog
@@ -142,9 +144,28 @@ class ChatUI:
         self.default_tools = default_tools
 
     def tool_label(self, name: str) -> str:
-        """A tool's checkbox label: its name, and ✋ when its calls need approval."""
+        """A tool's checkbox label: its name, ✋ when its calls need approval, and "read-only"
+        when an MCP server says so (shown only: it does not skip the approval)."""
         tool = self.service.tools.get(name)
-        return f"{name} ✋" if tool is not None and tool.needs_approval else name
+        if tool is None:
+            return name
+        label = f"{name} ✋" if tool.needs_approval else name
+        return f"{label} (read-only)" if tool.read_only else label
+
+    def mcp_panel(self) -> str:
+        """The Tools panel's lines about MCP servers: each one's tools, or why it is missing."""
+        rows = self.mcp_status() if self.mcp_status is not None else []
+        if not rows:
+            return ""
+        lines = ["**MCP servers**"]
+        for row in rows:
+            names = [t.name for t in self.service.tools.tools() if t.group == row["name"]]
+            if row["state"] == "ready":
+                lines.append(f"- {row['name']}: {', '.join(names) or 'no tools'}")
+            else:
+                reason = row.get("reason") or row["state"]
+                lines.append(f"- {row['name']}: not available — {reason}")
+        return "\n".join(lines)
 
     # ---- identity -------------------------------------------------------------------------
     async def person(self, state: SessionState, request: gr.Request | None) -> Person:
