@@ -1,0 +1,83 @@
+"""Browser test for MCP tools: the Tools panel lists a stdio MCP server's tools and says why
+another server is missing; an untrusted MCP tool waits for approval, and once approved its
+result shows in the tool block and goes back to the model."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.browser import (  # noqa: F401
+    bot,
+    browser_fixture,
+    expand,
+    open_app,
+    page_fixture,
+    playwright_fixture,
+    send,
+)
+from tests.conftest import RunningApp, start_app
+from tests.fake_openai import FakeOpenAI, Reply
+from tests.test_browser_tools import (
+    approval_panel,
+    call,
+    code_blocks,
+    expect_status,
+    open_tools_panel,
+    tool_messages,
+    wait_requests,
+)
+
+TEAM = str(Path(__file__).resolve().parent / "mcp_servers" / "team.py")
+
+
+@pytest.fixture
+def mcp_app(fake_openai: FakeOpenAI, tmp_path: Path) -> Iterator[RunningApp]:
+    servers = {
+        "team": {"command": sys.executable, "args": [TEAM], "env": {"TEAM_GREETING": "hey"}},
+        "ghost": {"command": "/no/such/mcp-server"},
+    }
+    path = tmp_path / "mcp.json"
+    path.write_text(json.dumps({"mcpServers": servers}), encoding="utf-8")
+    running = start_app(fake_openai, tmp_path / "parley.db", MCP_SERVERS_FILE=str(path))
+    try:
+        yield running
+    finally:
+        running.close()
+
+
+def test_an_mcp_tool_is_ticked_approved_and_its_result_shown(
+    mcp_app: RunningApp, page: Page
+) -> None:
+    mcp_app.fake.enqueue(
+        Reply(content="", tool_calls=[call("call_l", "team__lookup", {"key": "door"})]),
+        Reply(content="Found it."),
+    )
+    open_app(page, mcp_app)
+    open_tools_panel(page)
+    status = page.locator("#mcp-status")
+    expect(status).to_contain_text("team: team__add, team__lookup")
+    expect(status).to_contain_text("ghost: not available — FileNotFoundError")
+    # Untrusted: ✋ (asks first); the server's readOnlyHint is shown but does not skip asking.
+    box = page.locator("#tools").get_by_label("team__lookup ✋ (read-only)", exact=True)
+    box.check()
+    send(page, "Where is the door?")
+
+    expect(approval_panel(page)).to_be_visible()
+    expect(page.locator("#approval-text")).to_contain_text("team__lookup")
+    expect_status(page, "team__lookup", "awaiting your approval")
+    assert len(wait_requests(mcp_app, 1)) == 1
+    page.locator("#approve-tool").click()
+
+    expect(bot(page, "Found it.")).to_be_visible()
+    block = expect_status(page, "team__lookup", "done")
+    expand(page, block)
+    expect(code_blocks(block).nth(1)).to_contain_text("door = hey")
+    _, second = wait_requests(mcp_app, 2)
+    (message,) = tool_messages(second)
+    assert message["tool_call_id"] == "call_l" and message["content"].startswith("door = hey")
