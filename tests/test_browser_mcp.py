@@ -32,6 +32,7 @@ from tests.test_browser_tools import (
     tool_messages,
     wait_requests,
 )
+from tests.test_mcp import http_server  # noqa: F401
 
 TEAM = str(Path(__file__).resolve().parent / "mcp_servers" / "team.py")
 
@@ -81,3 +82,43 @@ def test_an_mcp_tool_is_ticked_approved_and_its_result_shown(
     _, second = wait_requests(mcp_app, 2)
     (message,) = tool_messages(second)
     assert message["tool_call_id"] == "call_l" and message["content"].startswith("door = hey")
+
+
+def test_a_per_user_header_value_set_in_the_tools_panel_reaches_the_server(
+    fake_openai: FakeOpenAI,
+    tmp_path: Path,
+    page: Page,
+    http_server: str,  # noqa: F811
+) -> None:
+    headers = {"Authorization": "Bearer {{user.TRACKER_TOKEN}}"}
+    servers = {"tracker": {"url": http_server, "headers": headers, "trust": True}}
+    path = tmp_path / "mcp.json"
+    path.write_text(json.dumps({"mcpServers": servers}), encoding="utf-8")
+    app = start_app(fake_openai, tmp_path / "parley.db", MCP_SERVERS_FILE=str(path))
+    try:
+        fake_openai.enqueue(
+            Reply(content="", tool_calls=[call("call_w", "tracker__whoami", {})]),
+            Reply(content="You are known."),
+        )
+        open_app(page, app)
+        open_tools_panel(page)
+        token = page.locator("#mcp-credential-TRACKER_TOKEN input")
+        token.fill("my-own-token")
+        token.press("Enter")
+        expect(page.locator("#mcp-credential-status")).to_contain_text(
+            "TRACKER_TOKEN set for this browser session only"
+        )
+        expect(token).to_have_value("")  # not kept in the page
+        page.locator("#tools").get_by_label("tracker__whoami", exact=True).check()
+        send(page, "Who am I?")
+        expect(bot(page, "You are known.")).to_be_visible()
+        _, second = wait_requests(app, 2)
+        assert tool_messages(second) == [
+            {
+                "role": "tool",
+                "tool_call_id": "call_w",
+                "content": "authorization=Bearer my-own-token",
+            }
+        ]
+    finally:
+        app.close()

@@ -29,8 +29,9 @@ from webapp.config import ConfigError, load_settings
 from webapp.messages import ToolCall
 from webapp.tools.context import ToolContext
 from webapp.tools.execute import ToolExecutor
-from webapp.tools.mcp_client import McpManager, tool_name
+from webapp.tools.mcp_client import McpManager
 from webapp.tools.mcp_config import McpConfigError, McpServerConfig, load_mcp_servers
+from webapp.tools.mcp_convert import tool_name
 from webapp.tools.registry import NAME_PATTERN, ToolRegistry
 
 SERVERS = Path(__file__).resolve().parent / "mcp_servers"
@@ -80,9 +81,11 @@ def executor_for(registry: ToolRegistry, timeout_s: float = 20.0) -> ToolExecuto
     return ToolExecutor(registry, timeout_s=timeout_s, max_result_chars=2000)
 
 
-async def run_call(executor: ToolExecutor, name: str, arguments: Any, call_id: str = "c1") -> Any:
+async def run_call(
+    executor: ToolExecutor, name: str, arguments: Any, context: ToolContext | None = None
+) -> Any:
     text = arguments if isinstance(arguments, str) else json.dumps(arguments)
-    return await executor.run(ToolCall(call_id, name, text), ToolContext(), {name})
+    return await executor.run(ToolCall("c1", name, text), context or ToolContext(), {name})
 
 
 # ---- the file ---------------------------------------------------------------------------------
@@ -292,6 +295,29 @@ async def test_http_tools_run_with_headers_from_the_environment(
         assert (await run_call(executor, "tracker__shout", {"text": "hi"})).content == "HI"
         whoami = await run_call(executor, "tracker__whoami", {})
         assert whoami.content == "authorization=Bearer sekrit"
+
+
+async def test_per_user_headers_use_each_users_value_and_ask_for_a_missing_one(
+    http_server: str, tmp_path: Path
+) -> None:
+    headers = {"Authorization": "Bearer {{user.TRACKER_TOKEN}}"}
+    path = write(tmp_path, {"mcpServers": {"tracker": {"url": http_server, "headers": headers}}})
+    (config,) = load_mcp_servers(path, {})
+    assert config.user_fields == ("TRACKER_TOKEN",)
+    with manager(config) as (mcp, registry):
+        assert mcp.status()[0]["state"] == "ready"  # listed without the user's header
+        executor = executor_for(registry)
+
+        def as_user(token: str) -> ToolContext:
+            return ToolContext(credentials={"TRACKER_TOKEN": token})
+
+        ann = await run_call(executor, "tracker__whoami", {}, as_user("ann-token"))
+        bob = await run_call(executor, "tracker__whoami", {}, as_user("bob-token"))
+        again = await run_call(executor, "tracker__whoami", {}, as_user("ann-token"))
+        assert ann.content == again.content == "authorization=Bearer ann-token"
+        assert bob.content == "authorization=Bearer bob-token"
+        unset = await run_call(executor, "tracker__whoami", {})
+        assert unset.status == "error" and "needs your TRACKER_TOKEN" in unset.content
 
 
 # ---- through the chat service: approval -------------------------------------------------------

@@ -6,7 +6,7 @@ round's tool calls into the rows the repository stores. Holds no per-user data b
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from sqlmodel import Session
@@ -70,6 +70,7 @@ class ToolTurns:
         *,
         interactive: bool,
         reasoning_passback: bool,
+        credentials: Mapping[str, str] | None = None,
     ) -> ToolSetup | None:
         """How the engine runs this turn's tools, bound to this user and conversation."""
         if not selection.names:
@@ -81,7 +82,11 @@ class ToolTurns:
             )
             return hits
 
-        context = ToolContext(conversation_id=conversation_id, search_conversations=search)
+        context = ToolContext(
+            conversation_id=conversation_id,
+            search_conversations=search,
+            credentials=dict(credentials or {}),
+        )
         # tool_choice "none" sends the tools (so the model sees them) but allows no call.
         offered = frozenset() if selection.tool_choice == "none" else frozenset(selection.names)
 

@@ -12,46 +12,48 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
-import re
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 import httpx
-from jsonschema import exceptions as schema_errors
-from jsonschema import validators
 from mcp import ClientSession, StdioServerParameters, types
 from mcp.client.sse import sse_client
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import McpError
 
-from webapp.tools.mcp_config import McpServerConfig
-from webapp.tools.registry import Tool, ToolArgumentsError, ToolRegistry
+from webapp.tools.context import ToolContext
+from webapp.tools.mcp_config import McpServerConfig, drop_user_headers, fill_user_fields
+from webapp.tools.mcp_convert import parameters, result_text, tool_name, validator
+from webapp.tools.registry import Tool, ToolRegistry
 
 log = logging.getLogger(__name__)
 
 FIRST_DELAY_S, MAX_DELAY_S, STABLE_S = 0.5, 60.0, 30.0  # restart back-off
-_INVALID = re.compile(r"[^a-zA-Z0-9_-]")
+CONTEXT_PARAM = "_parley_context"  # how the executor hands the caller the user's context
+MAX_USER_SESSIONS = 64  # per-user HTTP sessions kept open (least recently used closed first)
+
+
+@dataclass
+class _UserSession:
+    """A session with one user's header values (servers whose headers ask for {{user.X}})."""
+
+    ready: asyncio.Future[ClientSession]
+    stop: asyncio.Event
+    task: asyncio.Task[None] | None = None
+    done: bool = False
 
 
 class McpToolError(RuntimeError):
     """The server ran the call and reported an error (isError), or the session failed."""
-
-
-def tool_name(server: str, tool: str, taken: set[str]) -> str:
-    """`SERVER__TOOL`, made to fit the providers' `^[a-zA-Z0-9_-]{1,64}$` and unique in `taken`."""
-    name = f"{_INVALID.sub('_', server)}__{_INVALID.sub('_', tool)}"
-    if len(name) <= 64 and name not in taken:
-        return name
-    digest = hashlib.sha1(f"{server}\0{tool}".encode()).hexdigest()[:8]
-    return f"{name[:55]}_{digest}"
 
 
 @dataclass
@@ -102,6 +104,7 @@ class McpManager:
         self._thread: threading.Thread | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._first_attempts = threading.Semaphore(0)
+        self._user_sessions: dict[tuple[str, str], _UserSession] = {}  # on the MCP loop
         self._closing = False
 
     # ---- lifecycle (called from the main thread) -------------------------------------------
@@ -136,9 +139,10 @@ class McpManager:
         self._closing = True
 
         async def stop() -> None:
-            for task in self._tasks:
+            held = [s.task for s in self._user_sessions.values() if s.task is not None]
+            for task in [*self._tasks, *held]:
                 task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await asyncio.gather(*self._tasks, *held, return_exceptions=True)
 
         with contextlib.suppress(Exception):
             asyncio.run_coroutine_threadsafe(stop(), loop).result(timeout=10)
@@ -153,19 +157,32 @@ class McpManager:
         return [state.public() for state in self._states.values()]
 
     # ---- calls (from any event loop) --------------------------------------------------------
-    async def call(self, server: str, tool: str, arguments: dict[str, Any]) -> str:
-        """Run `tool` on `server` and return its result as text; raise McpToolError on failure."""
+    async def call(
+        self,
+        server: str,
+        tool: str,
+        arguments: dict[str, Any],
+        credentials: Mapping[str, str] | None = None,
+    ) -> str:
+        """Run `tool` on `server` and return its result as text; raise McpToolError on failure.
+
+        `credentials`: the calling user's values for the server's {{user.X}} headers."""
         loop = self._loop
         if loop is None:
             raise McpToolError(f"MCP server {server} is not running")
-        future = asyncio.run_coroutine_threadsafe(self._call(server, tool, arguments), loop)
-        return await asyncio.wrap_future(future)
+        work = self._call(server, tool, arguments, dict(credentials or {}))
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, loop))
 
-    async def _call(self, server: str, tool: str, arguments: dict[str, Any]) -> str:
+    async def _call(
+        self, server: str, tool: str, arguments: dict[str, Any], credentials: dict[str, str]
+    ) -> str:
         state = self._states[server]
-        if state.state != "ready" and state.ready is not None:
-            await state.ready.wait()  # restarting: the executor's timeout bounds the wait
-        session = state.session
+        if state.config.user_fields:
+            session: ClientSession | None = await self._user_session(state.config, credentials)
+        else:
+            if state.state != "ready" and state.ready is not None:
+                await state.ready.wait()  # restarting: the executor's timeout bounds the wait
+            session = state.session
         if session is None:
             raise McpToolError(f"MCP server {server} is not available: {state.reason}")
         task = asyncio.current_task()
@@ -185,6 +202,7 @@ class McpManager:
             raise McpToolError(exc.error.message) from None
         except (httpx.HTTPError, anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
             self._signal(state, "closed")  # HTTP servers: reconnect before the next call
+            self._forget_user_session(state.config, credentials)
             raise McpToolError(f"the connection to {server} failed: {_describe(exc)}") from None
         finally:
             state.calls.discard(task)
@@ -245,7 +263,9 @@ class McpManager:
             if isinstance(root, types.ToolListChangedNotification):
                 self._signal(state, "refresh")
 
-        async with self._transport(state.config) as (read, write):
+        # The server-wide session lists the tools; headers that need a user's value are left out.
+        shared = dataclasses.replace(state.config, headers=drop_user_headers(state.config.headers))
+        async with self._transport(shared) as (read, write):
             relay_in, relay = anyio.create_memory_object_stream[Any](0)
 
             async def pump() -> None:
@@ -272,6 +292,61 @@ class McpManager:
                         with anyio.fail_after(self._start_timeout_s):
                             await self._list_tools(state, session)
                 group.cancel_scope.cancel()
+
+    # ---- per-user sessions (on the MCP loop) ------------------------------------------------
+    def _user_key(self, config: McpServerConfig, credentials: dict[str, str]) -> tuple[str, str]:
+        values = json.dumps([credentials.get(name, "") for name in config.user_fields])
+        return config.name, hashlib.sha256(values.encode()).hexdigest()
+
+    async def _user_session(
+        self, config: McpServerConfig, credentials: dict[str, str]
+    ) -> ClientSession:
+        """The open session with this user's header values (opened on first use)."""
+        missing = [name for name in config.user_fields if not credentials.get(name, "").strip()]
+        if missing:
+            raise McpToolError(
+                f"the MCP server {config.name} needs your {', '.join(missing)}: the user must "
+                "set it under Settings → Tools (MCP credentials) first"
+            )
+        key = self._user_key(config, credentials)
+        held = self._user_sessions.pop(key, None)
+        if held is None or held.done:
+            loop = asyncio.get_running_loop()
+            held = _UserSession(loop.create_future(), asyncio.Event())
+            headers = fill_user_fields(config.headers, credentials)
+            personal = dataclasses.replace(config, headers=headers)
+            held.task = loop.create_task(self._hold(personal, held))
+        self._user_sessions[key] = held  # most recently used last
+        while len(self._user_sessions) > MAX_USER_SESSIONS:
+            oldest = next(iter(self._user_sessions))
+            self._user_sessions.pop(oldest).stop.set()
+        return await asyncio.shield(held.ready)
+
+    async def _hold(self, config: McpServerConfig, held: _UserSession) -> None:
+        """Keep one user's session open until it is stopped or fails."""
+        try:
+            async with (
+                self._transport(config) as (read, write),
+                ClientSession(read, write) as session,
+            ):
+                with anyio.fail_after(self._start_timeout_s):
+                    await session.initialize()
+                held.ready.set_result(session)
+                await held.stop.wait()
+        except BaseException as exc:
+            if not held.ready.done():
+                reason = _describe(_leaf(exc))
+                held.ready.set_exception(McpToolError(f"cannot reach {config.name}: {reason}"))
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+        finally:
+            held.done = True
+
+    def _forget_user_session(self, config: McpServerConfig, credentials: dict[str, str]) -> None:
+        if config.user_fields:
+            held = self._user_sessions.pop(self._user_key(config, credentials), None)
+            if held is not None:
+                held.stop.set()
 
     def _signal(self, state: ServerState, signal: str) -> None:
         with contextlib.suppress(Exception):
@@ -303,11 +378,12 @@ class McpManager:
                 Tool(
                     name=name,
                     description=(remote.description or remote.title or remote.name).strip(),
-                    parameters=_parameters(remote.inputSchema),
+                    parameters=parameters(remote.inputSchema),
                     function=self._caller(config.name, remote.name),
                     needs_approval=not config.trusted(remote.name),
                     timeout_s=config.timeout_s,
-                    validator=_validator(remote.inputSchema),
+                    context_param=CONTEXT_PARAM,
+                    validator=validator(remote.inputSchema),
                     group=config.name,
                     read_only=read_only,
                 )
@@ -316,7 +392,9 @@ class McpManager:
 
     def _caller(self, server: str, tool: str) -> Callable[..., Coroutine[Any, Any, str]]:
         async def call_mcp_tool(**arguments: Any) -> str:
-            return await self.call(server, tool, arguments)
+            context = arguments.pop(CONTEXT_PARAM, None)
+            credentials = context.credentials if isinstance(context, ToolContext) else {}
+            return await self.call(server, tool, arguments, credentials)
 
         return call_mcp_tool
 
@@ -341,59 +419,6 @@ class McpManager:
                 streamable_http_client(config.url, http_client=http) as (read, write, _),
             ):
                 yield read, write
-
-
-def result_text(result: types.CallToolResult) -> str:
-    """A tool result as the text the model reads: text, JSON, and a line per image/resource."""
-    parts: list[str] = []
-    for item in result.content:
-        if isinstance(item, types.TextContent):
-            parts.append(item.text)
-        elif isinstance(item, types.ImageContent | types.AudioContent):
-            size = len(item.data) * 3 // 4
-            kind = "image" if isinstance(item, types.ImageContent) else "audio"
-            parts.append(f"[{kind}: {item.mimeType}, about {size:,} bytes; not shown here]")
-        elif isinstance(item, types.ResourceLink):
-            parts.append(f"[resource link: {item.name} <{item.uri}>]")
-        elif isinstance(item, types.EmbeddedResource):
-            resource = item.resource
-            if isinstance(resource, types.TextResourceContents):
-                parts.append(resource.text)
-            else:
-                parts.append(f"[resource: {resource.uri} ({resource.mimeType or 'binary'})]")
-    if not parts and result.structuredContent is not None:
-        parts.append(json.dumps(result.structuredContent, ensure_ascii=False))
-    return "\n\n".join(parts) or "(no output)"
-
-
-def _parameters(schema: dict[str, Any]) -> dict[str, Any]:
-    """The tool's input schema as the provider's `parameters` (always an object schema)."""
-    shown = dict(schema or {})
-    shown.setdefault("type", "object")
-    shown.setdefault("properties", {})
-    return shown
-
-
-def _validator(schema: dict[str, Any]) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """Check arguments against the server's JSON schema (a broken schema checks nothing)."""
-    try:
-        cls = validators.validator_for(schema)
-        cls.check_schema(schema)
-        checker: Any = cls(schema)
-    except (schema_errors.SchemaError, TypeError):
-        checker = None
-
-    def validate(arguments: dict[str, Any]) -> dict[str, Any]:
-        if checker is not None:
-            problems = [
-                f"{'.'.join(map(str, e.absolute_path)) or 'arguments'}: {e.message}"
-                for e in sorted(checker.iter_errors(arguments), key=lambda e: list(e.path))
-            ]
-            if problems:
-                raise ToolArgumentsError(problems[:10])
-        return arguments
-
-    return validate
 
 
 def _leaf(exc: BaseException) -> BaseException:

@@ -171,6 +171,11 @@ def fill_user_fields(headers: Mapping[str, str], values: Mapping[str, str]) -> d
     return {k: _USER_REF.sub(lambda m: values[m.group(1)], v) for k, v in headers.items()}
 
 
+def drop_user_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The headers without those that need a user's value (for the server-wide session)."""
+    return {k: v for k, v in headers.items() if not _USER_REF.search(v)}
+
+
 def _string_map(value: Any, fail: Any) -> dict[str, str]:
     if not isinstance(value, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()

@@ -30,6 +30,25 @@ CSS = (Path(__file__).parent / "style.css").read_text(encoding="utf-8")
 LATEX = chatbot_latex()  # every Chatbot showing chat text uses these (see safe_markup)
 
 
+def build_credential_boxes(ui: ChatUI, state: gr.State) -> None:
+    """One password box per {{user.NAME}} that MCP servers' headers ask for (session only)."""
+    fields = ui.mcp_credential_fields()
+    if not fields:
+        return
+    status = gr.Markdown(elem_id="mcp-credential-status")
+    for name, servers in fields:
+        box = gr.Textbox(
+            label=f"{name} for {', '.join(servers)} (this browser session only)",
+            type="password",
+            max_lines=1,
+            placeholder="Paste your value and press Enter",
+            elem_id=f"mcp-credential-{name}",
+        )
+        box.submit(
+            ui.credential_setter(name), [box, state], [box, status, state], api_visibility=PRIVATE
+        )
+
+
 def build_ui(
     ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI, keys: KeysUI | None = None
 ) -> gr.Blocks:
@@ -258,6 +277,7 @@ def build_ui(
                         )
                         # Read again at each page load: servers come and go while Parley runs.
                         gr.Markdown(ui.mcp_panel, elem_id="mcp-status")
+                        build_credential_boxes(ui, state)
                     param_controls = []
                     for p in PARAMS:
                         if not p.advanced:

@@ -152,6 +152,30 @@ class ChatUI:
         label = f"{name} ✋" if tool.needs_approval else name
         return f"{label} (read-only)" if tool.read_only else label
 
+    def mcp_credential_fields(self) -> list[tuple[str, list[str]]]:
+        """Each {{user.NAME}} the MCP servers' headers ask for, with the servers asking."""
+        fields: dict[str, list[str]] = {}
+        for server in self.settings.mcp_servers:
+            for name in server.user_fields:
+                fields.setdefault(name, []).append(server.name)
+        return list(fields.items())
+
+    def credential_setter(
+        self, name: str
+    ) -> Callable[[str, SessionState], tuple[Any, str, SessionState]]:
+        """The handler storing this session's value of {{user.NAME}} (in memory, never saved)."""
+
+        def set_credential(value: str, state: SessionState) -> tuple[Any, str, SessionState]:
+            if value.strip():
+                state.mcp_credentials[name] = value.strip()
+                note = f"✓ {name} set for this browser session only."
+            else:
+                state.mcp_credentials.pop(name, None)
+                note = f"{name} cleared."
+            return gr.update(value=""), note, state
+
+        return set_credential
+
     def mcp_panel(self) -> str:
         """The Tools panel's lines about MCP servers: each one's tools, or why it is missing."""
         rows = self.mcp_status() if self.mcp_status is not None else []
@@ -178,6 +202,7 @@ class ChatUI:
         if state.user_id != person.user_id:  # a different account in this tab: start clean
             state.conversation_id, state.message_ids, state.focus_id = None, [], None
             state.api_keys.clear()  # a pasted key must never bill the next person
+            state.mcp_credentials.clear()
         state.username, state.user_id = person.username, person.user_id
         return person
 
@@ -299,6 +324,7 @@ class ChatUI:
             system_prompt=system or "",
             params=controls.collect(params),
             api_keys=state.api_keys,
+            mcp_credentials=state.mcp_credentials,
             tools=tuple(tools or ()),
             tool_choice=tool_choice or "auto",
             interval_per_message_s=INTERVAL_PER_MESSAGE_S,
