@@ -9,6 +9,7 @@ their results go back in the next request.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import socket
 import subprocess
@@ -425,3 +426,17 @@ def test_healthz_reports_each_server_without_secrets(mcp_app: RunningApp) -> Non
     assert rows["team"] == {"name": "team", "transport": "stdio", "state": "ready", "tools": 6}
     assert rows["ghost"]["state"] == "failed" and "No such file" in rows["ghost"]["reason"]
     assert "hey" not in response.text
+
+
+def test_the_readme_example_is_the_file_and_its_stdio_server_works() -> None:
+    root = SERVERS.parent.parent
+    example = root / "examples" / "mcp.json"
+    assert example.read_text(encoding="utf-8").strip() in (root / "README.md").read_text("utf-8")
+    clock, tracker = load_mcp_servers(example, {"CLOCK_LABEL": "c", "TRACKER_TEAM_KEY": "t"})
+    assert tracker.user_fields == ("TRACKER_TOKEN",) and tracker.headers["X-Team-Key"] == "t"
+    runnable = dataclasses.replace(clock, command=sys.executable, cwd=str(root))
+    with manager(runnable) as (mcp, registry):
+        assert mcp.status()[0]["state"] == "ready"
+        assert registry.names() == ["clock__utc_now", "clock__days_between"]
+        utc_now = registry.get("clock__utc_now")
+        assert utc_now is not None and not utc_now.needs_approval and utc_now.read_only

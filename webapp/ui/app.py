@@ -275,8 +275,9 @@ def build_ui(
                             "one call · a name: that tool.",
                             elem_id="tool-choice",
                         )
-                        # Read again at each page load: servers come and go while Parley runs.
-                        gr.Markdown(ui.mcp_panel, elem_id="mcp-status")
+                        mcp_status = None
+                        if ui.settings.mcp_servers:  # nothing at all without MCP servers
+                            mcp_status = gr.Markdown(ui.mcp_panel(), elem_id="mcp-status")
                         build_credential_boxes(ui, state)
                     param_controls = []
                     for p in PARAMS:
@@ -477,6 +478,11 @@ def build_ui(
         )
         # A conversation opened from its link (?c=…, kept in the address bar), as after a
         # reload: shown, selected in the sidebar, and followed live if an answer streams.
+        # Read again at each page load: MCP servers come and go while Parley runs.
+        if mcp_status is not None:
+            demo.load(
+                ui.mcp_panel, None, [mcp_status], api_visibility=PRIVATE, show_progress=HIDDEN
+            )
         url_open = demo.load(
             ui.open_from_url, [state], open_outputs, api_visibility=PRIVATE, show_progress="hidden"
         ).then(
