@@ -8,6 +8,7 @@ their results go back in the next request.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import json
@@ -65,6 +66,15 @@ def until(condition: Any, what: str, timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting until {what}")
         time.sleep(0.02)
+
+
+async def until_async(condition: Any, what: str, timeout: float = 10.0) -> None:
+    """A bounded wait, on the event loop, for a condition the MCP thread makes true."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting until {what}")
+        await asyncio.sleep(0.02)
 
 
 @contextlib.contextmanager
@@ -230,6 +240,18 @@ async def test_a_hanging_call_times_out_into_an_error_result_and_the_server_goes
         hung = await run_call(executor, "team__hang", {})
         assert hung.status == "timeout" and "did not finish within 0.5 s" in hung.content
         assert (await run_call(executor, "team__add", {"a": 1, "b": 1})).content == "2"
+
+
+async def test_stop_cancels_the_call_on_the_mcp_side_and_the_server_goes_on() -> None:
+    with manager(team()) as (mcp, registry):
+        executor = executor_for(registry)
+        running = asyncio.create_task(run_call(executor, "team__hang", {}))
+        await until_async(lambda: mcp.in_flight() == 1, "the call reaches the server")
+        running.cancel()  # what Stop does to a running tool call
+        with pytest.raises(asyncio.CancelledError):
+            await running
+        await until_async(lambda: mcp.in_flight() == 0, "the MCP side lets go of the call")
+        assert (await run_call(executor, "team__add", {"a": 2, "b": 2})).content == "4"
 
 
 async def test_a_changed_tool_list_is_picked_up() -> None:

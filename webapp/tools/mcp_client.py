@@ -152,6 +152,10 @@ class McpManager:
             state.state = "stopped"
         self._loop = self._thread = None
 
+    def in_flight(self) -> int:
+        """Calls waiting for a server's answer now."""
+        return sum(len(state.calls) for state in self._states.values())
+
     def status(self) -> list[dict[str, Any]]:
         """Each server's name, transport, state and tool count (never its env or headers)."""
         return [state.public() for state in self._states.values()]
