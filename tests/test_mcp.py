@@ -78,9 +78,11 @@ async def until_async(condition: Any, what: str, timeout: float = 10.0) -> None:
 
 
 @contextlib.contextmanager
-def manager(*servers: McpServerConfig, registry: ToolRegistry | None = None) -> Iterator[Any]:
+def manager(
+    *servers: McpServerConfig, registry: ToolRegistry | None = None, start_timeout_s: float = 20
+) -> Iterator[Any]:
     registry = registry if registry is not None else ToolRegistry()
-    mcp = McpManager(servers, registry, start_timeout_s=20)
+    mcp = McpManager(servers, registry, start_timeout_s=start_timeout_s)
     mcp.start()
     try:
         yield mcp, registry
@@ -271,6 +273,19 @@ def test_a_server_that_cannot_start_is_reported_and_the_others_work() -> None:
         assert rows["broken"]["state"] == "failed" and rows["broken"]["tools"] == 0
         assert "No such file or directory" in rows["broken"]["reason"]
         assert not [n for n in registry.names() if n.startswith("broken__")]
+
+
+def test_a_server_that_never_answers_is_timed_out_and_reported() -> None:
+    mute = McpServerConfig(
+        name="mute",
+        transport="stdio",
+        command=sys.executable,
+        args=("-c", "import sys; sys.stdin.read()"),  # reads the requests, never answers
+    )
+    with manager(mute, start_timeout_s=1) as (mcp, registry):
+        until(lambda: mcp.status()[0]["state"] == "failed", "the start is given up")
+        assert mcp.status()[0]["reason"] == "timed out while starting"
+        assert len(registry) == 0
 
 
 # ---- a Streamable HTTP server -----------------------------------------------------------------

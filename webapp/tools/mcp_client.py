@@ -109,7 +109,8 @@ class McpManager:
 
     # ---- lifecycle (called from the main thread) -------------------------------------------
     def start(self, wait_s: float | None = None) -> None:
-        """Start every server; wait up to `wait_s` (default: the start timeout) for first tries."""
+        """Start every server; wait up to `wait_s` for their first tries (default: the start
+        timeout, plus a second for processes to spawn: that is not under the timeout)."""
         if not self._states or self._thread is not None:
             return
         loop = asyncio.new_event_loop()
@@ -126,7 +127,7 @@ class McpManager:
         self._thread = threading.Thread(target=run, name="parley-mcp", daemon=True)
         self._thread.start()
         started.wait()
-        deadline = time.monotonic() + (self._start_timeout_s if wait_s is None else wait_s)
+        deadline = time.monotonic() + (self._start_timeout_s + 1.0 if wait_s is None else wait_s)
         for _ in self._states:
             if not self._first_attempts.acquire(timeout=max(0.0, deadline - time.monotonic())):
                 break
@@ -148,6 +149,8 @@ class McpManager:
             asyncio.run_coroutine_threadsafe(stop(), loop).result(timeout=10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
+        if not thread.is_alive():
+            loop.close()
         for state in self._states.values():
             state.state = "stopped"
         self._loop = self._thread = None
