@@ -34,7 +34,7 @@ from webapp.tools.execute import ToolExecutor
 from webapp.tools.mcp_client import McpManager
 from webapp.tools.mcp_config import McpConfigError, McpServerConfig, load_mcp_servers
 from webapp.tools.mcp_convert import tool_name
-from webapp.tools.registry import NAME_PATTERN, ToolRegistry
+from webapp.tools.registry import NAME_PATTERN, Tool, ToolRegistry
 
 SERVERS = Path(__file__).resolve().parent / "mcp_servers"
 TEAM = [str(SERVERS / "team.py")]
@@ -188,6 +188,25 @@ def test_long_or_clashing_names_still_fit_and_stay_apart() -> None:
     first = tool_name("a", "b.c", set())
     second = tool_name("a", "b_c", {first})
     assert first != second and NAME_PATTERN.match(second)
+
+
+def test_a_group_of_tools_is_replaced_whole_and_never_takes_another_tools_name() -> None:
+    registry = ToolRegistry()
+
+    def mine() -> str:
+        """A Python tool."""
+        return "mine"
+
+    registry.register(mine)
+    made = [
+        Tool("team__a", "A.", {"type": "object"}, mine),
+        Tool("mine", "Clash.", {"type": "object"}, mine),
+    ]
+    registry.set_group("team", made)
+    assert registry.names() == ["mine", "team__a"]
+    assert registry.get("mine") is not None and registry.get("mine").group is None  # type: ignore[union-attr]
+    registry.set_group("team", [Tool("team__b", "B.", {"type": "object"}, mine)])
+    assert registry.names() == ["mine", "team__b"]
 
 
 # ---- a stdio server ---------------------------------------------------------------------------
