@@ -310,11 +310,12 @@ def test_a_server_that_never_answers_is_timed_out_and_reported() -> None:
 # ---- a Streamable HTTP server -----------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def http_server() -> Iterator[str]:
-    """tests/mcp_servers/http_server.py on a free port; its /mcp URL once it accepts."""
+@contextlib.contextmanager
+def serving(*options: str) -> Iterator[int]:
+    """tests/mcp_servers/http_server.py on a free port, once it accepts connections."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, str(SERVERS / "http_server.py"), str(port)])
+    command = [sys.executable, str(SERVERS / "http_server.py"), str(port), *options]
+    process = subprocess.Popen(command)
     try:
 
         def accepts() -> bool:
@@ -323,10 +324,28 @@ def http_server() -> Iterator[str]:
                 return sock.connect_ex(("127.0.0.1", port)) == 0
 
         until(accepts, "the MCP HTTP server listens", timeout=20)
-        yield f"http://127.0.0.1:{port}/mcp"
+        yield port
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def http_server() -> Iterator[str]:
+    """A Streamable HTTP MCP server's URL."""
+    with serving() as port:
+        yield f"http://127.0.0.1:{port}/mcp"
+
+
+async def test_a_legacy_sse_server_works_too(tmp_path: Path) -> None:
+    with serving("sse") as port:
+        url = f"http://127.0.0.1:{port}/sse"
+        (config,) = load_mcp_servers(write(tmp_path, {"mcpServers": {"old": {"url": url}}}), {})
+        assert config.transport == "sse"
+        with manager(config) as (mcp, registry):
+            assert mcp.status()[0]["state"] == "ready"
+            result = await run_call(executor_for(registry), "old__shout", {"text": "sse"})
+            assert result.content == "SSE"
 
 
 async def test_http_tools_run_with_headers_from_the_environment(

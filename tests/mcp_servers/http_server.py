@@ -1,4 +1,6 @@
-"""A Streamable HTTP MCP server for the tests: python tests/mcp_servers/http_server.py PORT
+"""An HTTP MCP server for the tests: python tests/mcp_servers/http_server.py PORT [sse]
+
+Streamable HTTP at /mcp, or with `sse` the legacy SSE transport at /sse.
 
 Tools: whoami (the Authorization header it was called with), shout.
 """
@@ -27,4 +29,4 @@ def shout(text: str) -> str:
 
 
 if __name__ == "__main__":
-    server.run("streamable-http")
+    server.run("sse" if sys.argv[2:] == ["sse"] else "streamable-http")
