@@ -15,6 +15,7 @@ from playwright.sync_api import Page, expect
 from tests.browser import (  # noqa: F401
     bot,
     browser_fixture,
+    chat_requests,
     expand,
     open_app,
     page_fixture,
@@ -119,6 +120,40 @@ def test_a_per_user_header_value_set_in_the_tools_panel_reaches_the_server(
                 "tool_call_id": "call_w",
                 "content": "authorization=Bearer my-own-token",
             }
+        ]
+    finally:
+        app.close()
+
+
+def test_a_tool_the_server_adds_later_is_listed_on_the_next_page_load(
+    fake_openai: FakeOpenAI, tmp_path: Path, page: Page
+) -> None:
+    servers = {"team": {"command": sys.executable, "args": [TEAM], "trusted_tools": ["learn"]}}
+    path = tmp_path / "mcp.json"
+    path.write_text(json.dumps({"mcpServers": servers}), encoding="utf-8")
+    app = start_app(fake_openai, tmp_path / "parley.db", MCP_SERVERS_FILE=str(path))
+    try:
+        fake_openai.enqueue(
+            Reply(content="", tool_calls=[call("call_n", "team__learn", {"word": "hi"})]),
+            Reply(content="Learned."),
+        )
+        open_app(page, app)
+        open_tools_panel(page)
+        new_box = page.locator("#tools").get_by_label("team__say_hi ✋", exact=True)
+        expect(new_box).to_have_count(0)
+        page.locator("#tools").get_by_label("team__learn", exact=True).check()
+        send(page, "Learn a word")
+        expect(bot(page, "Learned.")).to_be_visible()
+        page.reload()
+        expect(page.locator("#models-note")).to_contain_text("models from")
+        open_tools_panel(page)
+        expect(new_box).to_have_count(1)
+        new_box.check()  # the server-side choices know it: a send with it ticked is accepted
+        fake_openai.enqueue(Reply(content="Offered."))
+        send(page, "Say it")
+        expect(bot(page, "Offered.")).to_be_visible()
+        assert "team__say_hi" in [
+            t["function"]["name"] for t in chat_requests(app)[-1]["json"]["tools"]
         ]
     finally:
         app.close()

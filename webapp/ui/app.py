@@ -483,6 +483,14 @@ def build_ui(
             demo.load(
                 ui.mcp_panel, None, [mcp_status], api_visibility=PRIVATE, show_progress=HIDDEN
             )
+            # MCP servers' tool lists change while Parley runs: a page loaded later lists them.
+            demo.load(
+                ui.tool_options,
+                None,
+                [tools_box, tool_choice],
+                api_visibility=PRIVATE,
+                show_progress=HIDDEN,
+            )
         url_open = demo.load(
             ui.open_from_url, [state], open_outputs, api_visibility=PRIVATE, show_progress="hidden"
         ).then(

@@ -152,6 +152,14 @@ class ChatUI:
         label = f"{name} ✋" if tool.needs_approval else name
         return f"{label} (read-only)" if tool.read_only else label
 
+    def tool_options(self) -> tuple[Any, Any]:
+        """The Tools panel's choices as the registry has them now (values left as they are)."""
+        names = self.service.tools.names()
+        return (
+            gr.update(choices=[(self.tool_label(name), name) for name in names]),
+            gr.update(choices=["auto", "none", "required", *names]),
+        )
+
     def mcp_credential_fields(self) -> list[tuple[str, list[str]]]:
         """Each {{user.NAME}} the MCP servers' headers ask for, with the servers asking."""
         fields: dict[str, list[str]] = {}
