@@ -107,6 +107,8 @@ class TurnSettings:
     params: Mapping[str, Any] = field(default_factory=dict)  # raw values; validated here
     api_keys: Mapping[str, str] = field(default_factory=dict, repr=False)  # pasted this session
     tools: tuple[str, ...] = ()  # names of the tools offered
+    # {{user.NAME}} values for MCP servers' headers, set this session (never stored or logged)
+    mcp_credentials: Mapping[str, str] = field(default_factory=dict, repr=False)
     tool_choice: str = "auto"  # auto | none | required | an offered tool's name
     interactive: bool = True  # a person can approve tool calls (False through the API)
     # Seconds added to the update interval per message already in the conversation: a page
@@ -361,6 +363,7 @@ class ChatService:
                     conversation.id,
                     interactive=turn.interactive,
                     reasoning_passback=plan.caps.reasoning_passback,
+                    credentials=turn.mcp_credentials,
                 ),
                 recorded=recorded,
             )

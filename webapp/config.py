@@ -11,6 +11,8 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
+from webapp.tools.mcp_config import McpConfigError, McpServerConfig, load_mcp_servers
+
 
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message says which and how to fix it."""
@@ -142,6 +144,11 @@ class Settings:
     metrics_allowed: tuple[str, ...] = PRIVATE_NETWORKS  # who may read /metrics
     login_max_failures: int = 5  # failed sign-ins per user name (and per address) ...
     login_lockout_s: float = 300.0  # ... before sign-in is refused for this long
+    mcp_servers_file: str = (
+        ""  # MCP_SERVERS_FILE: {"mcpServers": {...}} (webapp/tools/mcp_config.py)
+    )
+    mcp_servers: tuple[McpServerConfig, ...] = ()  # read from it, ${VAR} replaced
+    mcp_start_timeout_s: float = 10.0  # one server's connect + initialize + tools/list
 
     def provider(self, name: str) -> ProviderConfig:
         for provider in self.providers:
@@ -321,7 +328,21 @@ def load_settings(
         metrics_allowed=_networks(values, "METRICS_ALLOWED", PRIVATE_NETWORKS),
         login_max_failures=_bounded(values, "LOGIN_MAX_FAILURES", 5, 1, 1000),
         login_lockout_s=_positive(values, "LOGIN_LOCKOUT", 300.0),
+        mcp_servers_file=values.get("MCP_SERVERS_FILE", "").strip(),
+        mcp_servers=_mcp_servers(values),
+        mcp_start_timeout_s=_positive(values, "MCP_START_TIMEOUT", 10.0),
     )
+
+
+def _mcp_servers(values: Mapping[str, str]) -> tuple[McpServerConfig, ...]:
+    """The servers of MCP_SERVERS_FILE; a bad file stops start-up like any bad setting."""
+    path = values.get("MCP_SERVERS_FILE", "").strip()
+    if not path:
+        return ()
+    try:
+        return load_mcp_servers(path, values)
+    except McpConfigError as exc:
+        raise ConfigError(f"{exc}: fix the file, or unset MCP_SERVERS_FILE in .env") from None
 
 
 _HOST_NAME = re.compile(

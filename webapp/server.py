@@ -27,6 +27,7 @@ from webapp.observability import Metrics
 from webapp.pricing import PriceFileError, load_prices
 from webapp.provider import ProviderClient, RetryPolicy
 from webapp.tools.builtin import register_builtins
+from webapp.tools.mcp_client import McpManager
 from webapp.tools.registry import ToolRegistry, ToolSpecError
 from webapp.tools.selection import ToolSelectionError, parse_names
 from webapp.ui import presentation
@@ -60,6 +61,7 @@ class Parley:
     catalog: ModelCatalog | None = None  # model lists (the UI's and GET /v1/models)
     api_keys: ApiKeyAuth | None = None  # who a /v1 (or /mcp) Bearer key belongs to
     default_tools: tuple[str, ...] = ()  # DEFAULT_TOOLS: offered in API turns that name none
+    mcp: McpManager | None = None  # the MCP_SERVERS_FILE servers whose tools are in the registry
 
     def share_auth_kwargs(self) -> dict[str, Any]:
         """The share page asks for sign-in only when the admin setting says so."""
@@ -119,6 +121,10 @@ def build(settings: Settings) -> Parley:
     """Migrate the database, mark interrupted streams, and build the UI (no server yet)."""
     http = provider_http(settings)
     tools, default_tools = build_tools(settings, http)
+    # MCP servers start now (a bounded wait), so the Tools panel lists their tools; one that
+    # fails is reported in the log, the Tools panel and /healthz, and retried with back-off.
+    mcp = McpManager(settings.mcp_servers, tools, start_timeout_s=settings.mcp_start_timeout_s)
+    mcp.start()
     engine = make_engine(settings.database_url)
     backup = migrate(engine)
     if backup:
@@ -150,7 +156,9 @@ def build(settings: Settings) -> Parley:
         prices = load_prices(settings.prices_file)
     except PriceFileError as exc:
         raise ConfigError(f"{exc}: fix it, or unset PRICES_FILE in .env") from None
-    chat_ui = ChatUI(service, catalog, Versions(sessions), identity, default_tools)
+    chat_ui = ChatUI(
+        service, catalog, Versions(sessions), identity, default_tools, mcp_status=mcp.status
+    )
     api_keys = ApiKeyAuth(sessions)
     downloads = Downloads()
     compare_ui = CompareUI(chat_ui, CompareService(service, prices), downloads)
@@ -192,6 +200,7 @@ def build(settings: Settings) -> Parley:
         catalog,
         api_keys,
         default_tools,
+        mcp,
     )
 
 

@@ -7,7 +7,7 @@ round's tool calls into the rows the repository stores. Holds no per-user data b
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from sqlmodel import Session
@@ -72,12 +72,15 @@ class ToolTurns:
         *,
         interactive: bool,
         reasoning_passback: bool,
+        credentials: Mapping[str, str] | None = None,
     ) -> ToolSetup | None:
         """How the engine runs this turn's tools, bound to this user and conversation."""
         if not selection.names:
             return None
         context = ToolContext(
-            conversation_id=conversation_id, search_conversations=self._search_for(user_id)
+            conversation_id=conversation_id,
+            search_conversations=self._search_for(user_id),
+            credentials=dict(credentials or {}),
         )
         # tool_choice "none" sends the tools (so the model sees them) but allows no call.
         offered = frozenset() if selection.tool_choice == "none" else frozenset(selection.names)

@@ -241,6 +241,8 @@ def create_app(
         await parley.service.runs.shutdown(0)
         demo.close(verbose=False)  # stops the queue's loops
         await parley.http.aclose()  # the provider client's connections (aiohttp's session)
+        if parley.mcp is not None:
+            await asyncio.to_thread(parley.mcp.close)  # MCP sessions; stdio servers end
         await fetcher.aclose()
 
     app = fastapi.FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
@@ -309,14 +311,19 @@ def create_app(
         if running is False:
             queue["running"] = False
         live = len(parley.service.runs)  # answers streaming now (a draining server shows them)
+        # MCP servers: name, state, tool count (never env or headers); one that is down does
+        # not make Parley unhealthy, its other features work.
+        servers = parley.mcp.status() if parley.mcp is not None else []
+        mcp = {"mcp": servers} if servers else {}
         if database_error is None and running is not False:
-            body = {"status": "ok", "database": "ok", "queue": queue, "runs": live}
+            body = {"status": "ok", "database": "ok", "queue": queue, "runs": live, **mcp}
             return JSONResponse(body, headers=NO_STORE)
         body = {
             "status": "unavailable",
             "database": database_error or "ok",
             "queue": queue,
             "runs": live,
+            **mcp,
         }
         return JSONResponse(body, status_code=503, headers=NO_STORE)
 

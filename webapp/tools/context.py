@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 # (query, limit) -> hits from the calling user's own conversations, newest first:
@@ -21,3 +21,5 @@ class ToolContext:
 
     conversation_id: str | None = None
     search_conversations: SearchFn | None = None  # bound to the calling user; None if unavailable
+    # Values the user set this session for MCP headers' {{user.NAME}} (secrets: never logged).
+    credentials: Mapping[str, str] = field(default_factory=dict, repr=False)

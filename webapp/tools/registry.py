@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import importlib
 import importlib.util
@@ -94,6 +95,12 @@ class Tool:
     context_param: str | None = None
     # Validates arguments; built from `function` when a Tool is made by hand without it.
     arguments_model: type[BaseModel] | None = field(default=None, repr=False, compare=False)
+    # Tools not made from a Python signature (MCP) bring their own check of the arguments.
+    validator: Callable[[dict[str, Any]], dict[str, Any]] | None = field(
+        default=None, repr=False, compare=False
+    )
+    group: str | None = None  # where the tool comes from (an MCP server's name); None: Python
+    read_only: bool | None = None  # the tool says it changes nothing (MCP readOnlyHint)
 
     def schema(self) -> dict[str, Any]:
         """The tool in the OpenAI `tools` format."""
@@ -108,6 +115,8 @@ class Tool:
 
     def validate(self, arguments: dict[str, Any]) -> dict[str, Any]:
         """Check the model's arguments; return the keyword arguments to call with (no context)."""
+        if self.validator is not None:
+            return self.validator(arguments)
         model = self.arguments_model or inspect_function(self.function, self.name).model
         return validate_arguments(model, arguments)
 
@@ -221,6 +230,18 @@ class ToolRegistry:
 
         return add if fn is None else add(fn)
 
+    def set_group(self, group: str, tools: Iterable[Tool]) -> None:
+        """Replace the tools of `group` (e.g. an MCP server's list, which can change at any time).
+
+        Copy-on-write: readers on other threads see the old dict or the new one, never a dict
+        changing under them. A name taken by a tool outside the group is skipped.
+        """
+        kept = {n: t for n, t in self._tools.items() if t.group != group}
+        for new in tools:
+            if new.name not in kept:
+                kept[new.name] = dataclasses.replace(new, group=group)
+        self._tools = kept
+
     def get(self, name: str) -> Tool | None:
         """The tool called `name`, or None."""
         return self._tools.get(name)
@@ -237,16 +258,17 @@ class ToolRegistry:
 
     def tools(self, names: Iterable[str] | None = None) -> list[Tool]:
         """The tools called `names` (all when None); an unknown name raises ToolSpecError."""
+        current = self._tools  # one snapshot: MCP servers may swap their tools meanwhile
         if names is None:
-            return list(self._tools.values())
+            return list(current.values())
         wanted = list(names)
-        unknown = [name for name in wanted if name not in self._tools]
+        unknown = [name for name in wanted if name not in current]
         if unknown:
-            known = ", ".join(self._tools) or "none"
+            known = ", ".join(current) or "none"
             raise ToolSpecError(
                 f"unknown tool {', '.join(f'{n!r}' for n in unknown)}; known tools: {known}."
             )
-        return [self._tools[name] for name in wanted]
+        return [current[name] for name in wanted]
 
     def load(self, spec: str) -> int:
         """Import a module (dotted name or .py path), register its tools; return how many."""

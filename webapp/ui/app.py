@@ -67,6 +67,7 @@ def build_ui(
         wire_presets(
             settings.preset_row, settings.presets, state=state, settings_panel=settings, demo=demo
         )
+        wire_settings(ui, settings, page, chat)
         turns = wire_turns(ui, chat, page, settings, side)
         opened = wire_sidebar(
             ui,
@@ -76,7 +77,6 @@ def build_ui(
             summarized=turns.summarized,
             panels=(page, chat, settings),
         )
-        wire_settings(ui, settings, page, chat)
         wire_sharing(team, side, state)
         wire_admin(team, admin, demo=demo, state=state)
         wire_compare(

@@ -89,6 +89,7 @@ RERENDER = Outputs("chatbot", SWITCHER)
 MODELS = Outputs("model", "models_note")
 GAUGE = Outputs("gauge", "context_offer")
 DROP = Outputs("state", "context_offer")
+TOOL_OPTIONS = Outputs("tools_box", "tool_choice")
 KEY = Outputs("key_box", "key_status", "state", "banner", "model", "models_note")
 T = TypeVar("T")
 # Every update re-sends the whole chat to the page (Gradio diffs it after postprocessing all
@@ -138,8 +139,10 @@ class ChatUI:
         versions: Versions,
         identity: Identity,
         default_tools: tuple[str, ...] = (),
+        mcp_status: Callable[[], list[dict[str, Any]]] | None = None,
     ) -> None:
         self.service = service
+        self.mcp_status = mcp_status
         self.identity = identity
         self.versions = versions
         self.catalog = catalog
@@ -147,9 +150,60 @@ class ChatUI:
         self.default_tools = default_tools
 
     def tool_label(self, name: str) -> str:
-        """A tool's checkbox label: its name, and ✋ when its calls need approval."""
+        """A tool's checkbox label: its name, ✋ when its calls need approval, and "read-only"
+        when an MCP server says so (shown only: it does not skip the approval)."""
         tool = self.service.tools.get(name)
-        return f"{name} ✋" if tool is not None and tool.needs_approval else name
+        if tool is None:
+            return name
+        label = f"{name} ✋" if tool.needs_approval else name
+        return f"{label} (read-only)" if tool.read_only else label
+
+    def tool_options(self) -> Updates:
+        """The Tools panel's choices as the registry has them now (values left as they are)."""
+        names = self.service.tools.names()
+        return TOOL_OPTIONS.pack(
+            tools_box=gr.update(choices=[(self.tool_label(name), name) for name in names]),
+            tool_choice=gr.update(choices=["auto", "none", "required", *names]),
+        )
+
+    def mcp_credential_fields(self) -> list[tuple[str, list[str]]]:
+        """Each {{user.NAME}} the MCP servers' headers ask for, with the servers asking."""
+        fields: dict[str, list[str]] = {}
+        for server in self.settings.mcp_servers:
+            for name in server.user_fields:
+                fields.setdefault(name, []).append(server.name)
+        return list(fields.items())
+
+    def credential_setter(
+        self, name: str
+    ) -> Callable[[str, SessionState], tuple[Any, str, SessionState]]:
+        """The handler storing this session's value of {{user.NAME}} (in memory, never saved)."""
+
+        def set_credential(value: str, state: SessionState) -> tuple[Any, str, SessionState]:
+            if value.strip():
+                state.mcp_credentials[name] = value.strip()
+                note = f"✓ {name} set for this browser session only."
+            else:
+                state.mcp_credentials.pop(name, None)
+                note = f"{name} cleared."
+            return gr.update(value=""), note, state
+
+        return set_credential
+
+    def mcp_panel(self) -> str:
+        """The Tools panel's lines about MCP servers: each one's tools, or why it is missing."""
+        rows = self.mcp_status() if self.mcp_status is not None else []
+        if not rows:
+            return ""
+        lines = ["**MCP servers**"]
+        for row in rows:
+            names = [t.name for t in self.service.tools.tools() if t.group == row["name"]]
+            if row["state"] == "ready":
+                lines.append(f"- {row['name']}: {', '.join(names) or 'no tools'}")
+            else:
+                reason = row.get("reason") or row["state"]
+                lines.append(f"- {row['name']}: not available — {reason}")
+        return "\n".join(lines)
 
     # ---- identity -------------------------------------------------------------------------
     async def person(self, state: SessionState, request: gr.Request | None) -> Person:
@@ -162,6 +216,7 @@ class ChatUI:
         if state.user_id != person.user_id:  # a different account in this tab: start clean
             state.conversation_id, state.message_ids, state.focus_id = None, [], None
             state.api_keys.clear()  # a pasted key must never bill the next person
+            state.mcp_credentials.clear()
         state.username, state.user_id = person.username, person.user_id
         return person
 
@@ -277,6 +332,7 @@ class ChatUI:
             system_prompt=system or "",
             params=controls.collect(params),
             api_keys=state.api_keys,
+            mcp_credentials=state.mcp_credentials,
             tools=tuple(tools or ()),
             tool_choice=tool_choice or "auto",
             interval_per_message_s=INTERVAL_PER_MESSAGE_S,

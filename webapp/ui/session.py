@@ -15,6 +15,7 @@ class SessionState:
     user_id: int | None = None
     conversation_id: str | None = None
     api_keys: dict[str, str] = field(default_factory=dict)
+    mcp_credentials: dict[str, str] = field(default_factory=dict)  # {{user.NAME}} → value
     message_ids: list[str | None] = field(default_factory=list)  # Chatbot index → message id
     focus_id: str | None = None  # the message whose versions the switcher shows
     active_ids: set[str] = field(default_factory=set)  # the messages on the shown path

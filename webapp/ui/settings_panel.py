@@ -15,7 +15,7 @@ from webapp.ui import controls
 from webapp.ui import handlers as h
 from webapp.ui.handlers import ChatUI
 from webapp.ui.keys_ui import KeysUI, build_keys_panel
-from webapp.ui.outputs import HIDDEN, PRIVATE, Outputs
+from webapp.ui.outputs import HIDDEN, PRIVATE, QUIET, Outputs
 from webapp.ui.presets_ui import PresetsUI, build_presets_row
 
 
@@ -34,6 +34,7 @@ class SettingsPanel:
     system: gr.Textbox
     tools_box: gr.CheckboxGroup
     tool_choice: gr.Dropdown
+    mcp_status: gr.Markdown | None  # the MCP servers' state, only when some are configured
     params: list[Any]  # one control per parameter, in PARAMS order (handlers.PARAM_CONTROLS)
 
 
@@ -84,6 +85,10 @@ def build_settings_panel(ui: ChatUI, state: gr.State, keys: KeysUI | None) -> Se
             "one call · a name: that tool.",
             elem_id="tool-choice",
         )
+        mcp_status = None
+        if settings.mcp_servers:  # nothing at all without MCP servers
+            mcp_status = gr.Markdown(ui.mcp_panel(), elem_id="mcp-status")
+        build_credential_boxes(ui, state)
     made = {p.name: controls.make_control(p) for p in PARAMS if not p.advanced}
     with gr.Accordion("Advanced parameters", open=False, elem_id="advanced"):
         made |= {p.name: controls.make_control(p) for p in PARAMS if p.advanced}
@@ -99,8 +104,28 @@ def build_settings_panel(ui: ChatUI, state: gr.State, keys: KeysUI | None) -> Se
         system=system,
         tools_box=tools_box,
         tool_choice=tool_choice,
+        mcp_status=mcp_status,
         params=[made[p.name] for p in PARAMS],  # PARAMS order (basic ones were made first)
     )
+
+
+def build_credential_boxes(ui: ChatUI, state: gr.State) -> None:
+    """One password box per {{user.NAME}} that MCP servers' headers ask for (session only)."""
+    fields = ui.mcp_credential_fields()
+    if not fields:
+        return
+    status = gr.Markdown(elem_id="mcp-credential-status")
+    for name, servers in fields:
+        box = gr.Textbox(
+            label=f"{name} for {', '.join(servers)} (this browser session only)",
+            type="password",
+            max_lines=1,
+            placeholder="Paste your value and press Enter",
+            elem_id=f"mcp-credential-{name}",
+        )
+        box.submit(
+            ui.credential_setter(name), [box, state], [box, status, state], api_visibility=PRIVATE
+        )
 
 
 def wire_settings(ui: ChatUI, panel: SettingsPanel, *others: object) -> None:
@@ -111,6 +136,12 @@ def wire_settings(ui: ChatUI, panel: SettingsPanel, *others: object) -> None:
         return outputs.components(panel, *others)
 
     state = next(p.state for p in others if hasattr(p, "state"))
+    demo = next(p.demo for p in others if hasattr(p, "demo"))
+    if panel.mcp_status is not None:
+        # Read again at each page load: MCP servers come and go while Parley runs, and their
+        # tool lists change (a page loaded later lists them).
+        demo.load(ui.mcp_panel, None, [panel.mcp_status], **QUIET)
+        demo.load(ui.tool_options, None, names(h.TOOL_OPTIONS), **QUIET)
     # .select, not .change: opening a conversation sets provider and model together (and
     # Gradio 6.31 fires a Dropdown's .input twice per pick).
     panel.provider.select(
