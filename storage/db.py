@@ -16,6 +16,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from storage.field_limits import GuardedSession
@@ -178,15 +179,26 @@ def session_factory(engine: Engine) -> Callable[[], Session]:
     return new_session
 
 
+class StorageUnavailable(Exception):
+    """The database did not answer (down, unreachable, or locked past the busy timeout), so
+    the unit of work was rolled back and nothing of it was written. It stands for SQLAlchemy's
+    OperationalError above storage/, which then needs no SQLAlchemy exceptions."""
+
+
 @contextlib.contextmanager
 def unit_of_work(sessions: Callable[[], Session]) -> Iterator[Session]:
     """One short session for one unit of work: it commits once at the end, or rolls back as a
     whole on an exception. Repository functions only flush, so their errors (a refused field,
-    a unique name taken) still surface at the call that caused them."""
-    with sessions() as session:
-        try:
-            yield session
-        except BaseException:
-            session.rollback()
-            raise
-        session.commit()
+    a unique name taken) still surface at the call that caused them. A database that does not
+    answer surfaces as StorageUnavailable."""
+    try:
+        with sessions() as session:
+            try:
+                yield session
+            except BaseException:
+                session.rollback()
+                raise
+            session.commit()
+    except OperationalError as exc:
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise StorageUnavailable(first_line) from exc

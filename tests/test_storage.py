@@ -22,6 +22,7 @@ from storage import tree
 from storage.accounts import AccountError, create_account
 from storage.api_keys import create_key
 from storage.db import (
+    StorageUnavailable,
     alembic_config,
     current_revision,
     head_revision,
@@ -730,3 +731,30 @@ def test_loading_a_chat_reads_its_own_messages_not_all_of_the_users(sqlite_url: 
             row[3] for row in raw.execute("EXPLAIN QUERY PLAN " + statement, parameters)
         )
     assert "ix_messages_conversation_id_created_at" in plan, plan
+
+
+def test_a_database_that_does_not_answer_is_storage_unavailable_and_nothing_is_written(
+    tmp_path: Path,
+) -> None:
+    """unit_of_work stands StorageUnavailable in for SQLAlchemy's OperationalError (so no
+    layer above storage/ catches SQLAlchemy's exceptions), after rolling the unit back."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'chat.db'}")
+    migrate(engine)
+    sessions = session_factory(engine)
+    with unit_of_work(sessions) as session:
+        user_id = repo.ensure_user(session=session, username="alice").id
+    assert user_id is not None
+    # Another connection holds the write lock: this unit's write waits out the busy timeout.
+    blocker = sqlite3.connect(tmp_path / "chat.db", timeout=0)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StorageUnavailable) as raised, unit_of_work(sessions) as session:
+            session.connection().exec_driver_sql("PRAGMA busy_timeout = 50")
+            repo.create_conversation(session=session, user_id=user_id, title="Never saved")
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert "locked" in str(raised.value)
+    assert type(raised.value.__cause__).__name__ == "OperationalError"
+    with unit_of_work(sessions) as session:
+        assert repo.list_conversations(session=session, user_id=user_id) == []

@@ -25,8 +25,8 @@ import fastapi
 import gradio as gr
 from fastapi.responses import FileResponse, PlainTextResponse, Response
 from gradio.routes import App as GradioApp
-from sqlalchemy.exc import OperationalError
 
+from storage.db import StorageUnavailable
 from webapp.auth import Identity, NotSignedIn
 
 ROUTE = "/download/{token}"
@@ -112,7 +112,7 @@ def add_route(app: GradioApp, downloads: Downloads, identity: Identity) -> None:
             person = await identity.person(gr.Request(request=request, username=name))
         except NotSignedIn as exc:
             return PlainTextResponse(str(exc), status_code=401, headers=NO_STORE)
-        except OperationalError:
+        except StorageUnavailable:
             return PlainTextResponse(
                 "The database is not answering; try again in a moment.",
                 status_code=503,

@@ -7,9 +7,8 @@ key of the Chinese table (`webapp.i18n`); the provider's own message is quoted a
 
 from __future__ import annotations
 
-from sqlalchemy.exc import OperationalError
-
 from storage import repository as repo
+from storage.db import StorageUnavailable
 from webapp.catalog import ModelList
 from webapp.error_info import ErrorInfo, parse_error
 from webapp.i18n import t
@@ -158,7 +157,7 @@ def refusal_message(exc: Exception, lang: str = "en") -> tuple[str, str]:
         return t("Check the parameters", lang), "\n".join(exc.errors)
     if isinstance(exc, repo.NotFound | repo.InvalidId):
         return t("Not found", lang), t("That conversation does not exist or is not yours.", lang)
-    if isinstance(exc, OperationalError):
+    if isinstance(exc, StorageUnavailable):
         return t("Database unavailable", lang), t(DATABASE_DOWN, lang)
     if isinstance(exc, TurnRefused):
         return t("Cannot send", lang), t(exc.template, lang).format(**exc.params)

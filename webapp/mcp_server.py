@@ -23,12 +23,12 @@ from typing import Any
 import mcp.types as types
 from mcp.server.lowlevel import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
-from sqlalchemy.exc import OperationalError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
 from storage import repository as repo
+from storage.db import StorageUnavailable
 from storage.field_limits import shown
 from webapp.api_turns import split_model
 from webapp.auth import NotSignedIn
@@ -209,7 +209,7 @@ class McpServer:
             return await self.run_registry_tool(caller, name, arguments)
         except ToolFailed as exc:
             return failed(str(exc))
-        except (OperationalError, NotSignedIn):
+        except (StorageUnavailable, NotSignedIn):
             return failed(DATABASE_DOWN)
         except Exception:
             log.exception("MCP tool %s failed", name)

@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy.exc import OperationalError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route, Router
@@ -23,6 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from storage import repository as repo
 from storage.api_keys import KEY_PREFIX
+from storage.db import StorageUnavailable
 from storage.schemas import StoredUsage
 from webapp.api_keys import ApiKeyAuth
 from webapp.api_turns import ApiRequestError, ApiTurns, parse_request
@@ -148,7 +148,7 @@ class OpenAIApi:
             )
         try:
             user = await self.identity.user(name)
-        except OperationalError:
+        except StorageUnavailable:
             return error(503, DATABASE_DOWN, kind="api_error", code="database_unavailable")
         if user.disabled:
             return error(
@@ -212,7 +212,7 @@ class OpenAIApi:
                 kind="not_found_error",
                 param="conversation_id",
             )
-        except (OperationalError, NotSignedIn):
+        except (StorageUnavailable, NotSignedIn):
             return error(503, DATABASE_DOWN, kind="api_error", code="database_unavailable")
         headers = {CONVERSATION_HEADER: run.snapshot.conversation_id}
         if parsed.stream:

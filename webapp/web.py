@@ -18,10 +18,10 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from gradio.routes import App as GradioApp
 from sqlalchemy import Engine, text
-from sqlalchemy.exc import OperationalError
 from starlette.routing import Mount, Route, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from storage.db import StorageUnavailable
 from webapp import downloads, gradio_tuning
 from webapp.api_turns import ApiTurns
 from webapp.auth import LoginAddressGuard, LoginThrottle, NotSignedIn, trusted
@@ -384,7 +384,7 @@ async def _page_user(app: Any, parley: Parley, request: Any) -> int | None:
     try:
         name = await downloads.gradio_user(pages[0], request)
         person = await parley.identity.person(gr.Request(request=request, username=name))
-    except (NotSignedIn, OperationalError):
+    except (NotSignedIn, StorageUnavailable):
         return None
     return person.user_id
 

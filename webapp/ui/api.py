@@ -8,9 +8,9 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 import gradio as gr
-from sqlalchemy.exc import OperationalError
 
 from storage import repository as repo
+from storage.db import StorageUnavailable
 from storage.field_limits import shown
 from webapp.auth import Identity, NotSignedIn
 from webapp.chat import (
@@ -101,7 +101,7 @@ class ChatAPI:
             person = await self.identity.person(request)
         except NotSignedIn as exc:
             raise gr.Error(str(exc)) from None
-        except OperationalError:
+        except StorageUnavailable:
             raise gr.Error(DATABASE_DOWN) from None
         user_id = person.user_id
         try:
@@ -146,7 +146,7 @@ class ChatAPI:
             raise gr.Error("Invalid parameters: " + "; ".join(exc.errors)) from None
         except TurnRefused as exc:
             raise gr.Error(str(exc)) from None
-        except OperationalError:
+        except StorageUnavailable:
             raise gr.Error(DATABASE_DOWN) from None
         # A client that goes away only stops watching: the answer goes on and is saved.
         async with contextlib.aclosing(stream):
@@ -190,7 +190,7 @@ class ChatAPI:
             person = await self.identity.person(request)
         except NotSignedIn as exc:
             raise gr.Error(str(exc)) from None
-        except OperationalError:
+        except StorageUnavailable:
             raise gr.Error(DATABASE_DOWN) from None
         wanted = conversation_id.strip()
         try:
@@ -208,7 +208,7 @@ class ChatAPI:
             raise gr.Error(
                 f"No conversation {shown(conversation_id)}: it does not exist or is not yours."
             ) from None
-        except OperationalError:
+        except StorageUnavailable:
             raise gr.Error(DATABASE_DOWN) from None
         return person.user_id, wanted
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import gradio as gr
-from sqlalchemy.exc import OperationalError
 
 from storage import repository as repo
+from storage.db import StorageUnavailable
 from storage.models import Message
 from webapp.chat import TurnRefused
 from webapp.compare import ColumnRun, CompareService, CompareUpdate
@@ -485,7 +485,7 @@ class CompareUI:
                 username=session.username,
             )
             first = await anext(stream)
-        except (TurnRefused, ParamError, repo.NotFound, repo.InvalidId, OperationalError) as exc:
+        except (TurnRefused, ParamError, repo.NotFound, repo.InvalidId, StorageUnavailable) as exc:
             title, message = refusal_message(exc, cstate.lang)
             gr.Warning(message, title=title)
             yield RUN.skip()

@@ -1,4 +1,4 @@
-"""Event handlers: thin adapters between Gradio events and ChatService / the repository."""
+"""Event handlers: thin adapters between Gradio events and the services (chat, conversations)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
 
 import gradio as gr
-from sqlalchemy.exc import OperationalError
 
 from storage import repository as repo
 from storage import tree
+from storage.db import StorageUnavailable
 from storage.field_limits import TITLE, FieldTooLong, check
 from storage.models import Message
 from webapp.attachments import (
@@ -37,6 +37,7 @@ from webapp.chat import (
     update_interval,
 )
 from webapp.context import used_tokens
+from webapp.conversations import Conversations
 from webapp.error_text import model_list_note, refusal_message, user_message
 from webapp.i18n import t
 from webapp.markdown_text import fenced
@@ -125,7 +126,7 @@ def refused_if_missing(lang: str = "en") -> Iterator[None]:
     so is an unreachable database."""
     try:
         yield
-    except (repo.NotFound, repo.InvalidId, OperationalError) as exc:
+    except (repo.NotFound, repo.InvalidId, StorageUnavailable) as exc:
         raise _refusal(exc, lang) from None
 
 
@@ -142,6 +143,7 @@ class ChatUI:
         mcp_status: Callable[[], list[dict[str, Any]]] | None = None,
     ) -> None:
         self.service = service
+        self.conversations = Conversations(service.db)
         self.mcp_status = mcp_status
         self.identity = identity
         self.versions = versions
@@ -234,11 +236,8 @@ class ChatUI:
 
     # ---- loading and rendering -------------------------------------------------------------
     async def _load(self, user_id: int, conversation_id: str) -> repo.Thread:
-        return await self.db(
-            lambda session: repo.load_thread(
-                session=session, user_id=user_id, conversation_id=conversation_id
-            )
-        )
+        with refused_if_missing():
+            return await self.conversations.thread(user_id, conversation_id)
 
     def _view(self, state: SessionState, thread: repo.Thread) -> View:
         conversation, messages, path = thread.conversation, thread.messages, thread.path
@@ -289,10 +288,8 @@ class ChatUI:
         """The conversation list (newest first, filtered by the search); ● marks a live run."""
         user_id = await self.user_id(state, request)
         state.query = query or ""
-        items = await self.db(
-            lambda s: repo.list_conversations(session=s, user_id=user_id, query=query or "")
-        )
-        state.listing = [(c.title, c.id) for c in items]
+        with refused_if_missing(state.lang):
+            state.listing = await self.conversations.listing(user_id, query or "")
         return self._marked(state, user_id)
 
     def _marked(self, state: SessionState, user_id: int) -> Any:
@@ -350,7 +347,7 @@ class ChatUI:
                 username=state.username,
             )
             first = await anext(stream)
-        except (TurnRefused, ParamError, repo.NotFound, repo.InvalidId, OperationalError) as exc:
+        except (TurnRefused, ParamError, repo.NotFound, repo.InvalidId, StorageUnavailable) as exc:
             # A warning toast, not an error: nothing was sent, the message stays in the box.
             # Over the context, the gauge (after this event) offers what to do about it.
             state.context_full = isinstance(exc, ContextFull)
@@ -654,11 +651,8 @@ class ChatUI:
         if message_id is None:
             return
         value = None if data.liked is None or data.liked == "" else (1 if data.liked else -1)
-        await self.db(
-            lambda s: repo.set_feedback(
-                session=s, user_id=user_id, message_id=message_id, value=value
-            )
-        )
+        with refused_if_missing(state.lang):
+            await self.conversations.set_feedback(user_id, message_id, value)
 
     async def focus(self, state: SessionState, data: gr.SelectData, request: gr.Request) -> Updates:
         index = data.index if isinstance(data.index, int) else data.index[0]
@@ -786,11 +780,8 @@ class ChatUI:
             raise gr.Error(str(exc), title=t("Not renamed", state.lang)) from None
         user_id = await self.user_id(state, request)
         conversation_id = state.conversation_id
-        await self.db(
-            lambda s: repo.rename_conversation(
-                session=s, user_id=user_id, conversation_id=conversation_id, title=title
-            )
-        )
+        with refused_if_missing(state.lang):
+            await self.conversations.rename(user_id, conversation_id, title)
         gr.Info(t("Renamed.", state.lang))
         return await self.sidebar(state, query, request)
 
@@ -799,11 +790,8 @@ class ChatUI:
             raise gr.Error(t("Open a conversation to delete it.", state.lang))
         user_id = await self.user_id(state, request)
         conversation_id = state.conversation_id
-        await self.db(
-            lambda s: repo.delete_conversation(
-                session=s, user_id=user_id, conversation_id=conversation_id
-            )
-        )
+        with refused_if_missing(state.lang):
+            await self.conversations.delete(user_id, conversation_id)
         values = self._new_chat(state)
         values["conversations"] = await self.sidebar(state, query, request)
         gr.Info(t("Conversation deleted.", state.lang))

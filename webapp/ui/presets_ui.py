@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import gradio as gr
-from sqlalchemy.exc import OperationalError
 
 from storage import presets as store
+from storage.db import StorageUnavailable
 from storage.repository import InvalidId, NotFound
 from webapp.error_text import DATABASE_DOWN
 from webapp.i18n import t
@@ -46,7 +46,7 @@ def _refused(lang: str = "en") -> Iterator[None]:
         ) from None
     except PresetError as exc:
         raise gr.Error(t(str(exc), lang), title=t("Preset not saved", lang)) from None
-    except OperationalError:
+    except StorageUnavailable:
         raise gr.Error(t(DATABASE_DOWN, lang), title=t("Database unavailable", lang)) from None
 
 
