@@ -78,7 +78,7 @@ def compare_app(fake_openai: FakeOpenAI, tmp_path: Path) -> Iterator[CompareApp]
     catalog = ModelCatalog({p.name: p for p in settings.providers}, service.clients)
     chat = ChatUI(service, catalog, Versions(service._session_factory), parley.identity)
     assert parley.downloads is not None  # served by create_app's /download route
-    compare = CompareUI(chat, CompareService(service, parse_prices(PRICES)), parley.downloads)
+    compare = CompareUI(chat.page, CompareService(service, parse_prices(PRICES)), parley.downloads)
     with gr.Blocks(title="Parley Compare") as demo:
         state = gr.State(SessionState())
         with gr.Sidebar(open=True):

@@ -301,7 +301,7 @@ def app(fake_openai: FakeOpenAI, database_url: str) -> Iterator[RunningApp]:
 def presets_ui(app: RunningApp) -> PresetsUI:
     """A PresetsUI around the running app's own ChatUI (the object its wired events call)."""
     owners = {getattr(fn.fn, "__self__", None) for fn in app.parley.demo.fns.values()}
-    return PresetsUI(next(o for o in owners if isinstance(o, ChatUI)))
+    return PresetsUI(next(o for o in owners if isinstance(o, ChatUI)).page)
 
 
 def as_user(name: str) -> gr.Request:

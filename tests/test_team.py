@@ -162,7 +162,7 @@ def handlers(app: RunningApp) -> tuple[ChatUI, TeamUI]:
     owners = {getattr(fn.fn, "__self__", None) for fn in app.parley.demo.fns.values()}
     chat_ui = next(o for o in owners if isinstance(o, ChatUI))
     team_ui = next(o for o in owners if isinstance(o, TeamUI))
-    assert team_ui.chat is chat_ui
+    assert team_ui.page is chat_ui.page  # one PageContext under every panel
     return chat_ui, team_ui
 
 

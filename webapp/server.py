@@ -34,6 +34,7 @@ from webapp.ui import presentation
 from webapp.ui.api import ChatAPI
 from webapp.ui.app import CSS, build_ui
 from webapp.ui.compare_tab import CompareUI
+from webapp.ui.context import PageContext
 from webapp.ui.handlers import ChatUI
 from webapp.ui.keys_ui import KeysUI
 from webapp.ui.share_page import SharePage, build_share_page
@@ -156,18 +157,25 @@ def build(settings: Settings) -> Parley:
         prices = load_prices(settings.prices_file)
     except PriceFileError as exc:
         raise ConfigError(f"{exc}: fix it, or unset PRICES_FILE in .env") from None
+    page = PageContext(service, catalog, identity)  # what every panel's handlers share
     chat_ui = ChatUI(
-        service, catalog, Versions(sessions), identity, default_tools, mcp_status=mcp.status
+        service,
+        catalog,
+        Versions(sessions),
+        identity,
+        default_tools,
+        mcp_status=mcp.status,
+        page=page,
     )
     api_keys = ApiKeyAuth(sessions)
     downloads = Downloads()
-    compare_ui = CompareUI(chat_ui, CompareService(service, prices), downloads)
+    compare_ui = CompareUI(page, CompareService(service, prices), downloads)
     demo = build_ui(
         chat_ui,
         ChatAPI(service, identity, default_tools),
-        TeamUI(chat_ui, downloads),
+        TeamUI(page, downloads, sidebar=chat_ui.sidebar),
         compare_ui,
-        KeysUI(chat_ui, api_keys),
+        KeysUI(page, api_keys),
     )
     gradio_tuning.lighter_sessions()
     gradio_tuning.no_matplotlib_retries()

@@ -1,6 +1,6 @@
 """Compare tab handlers: thin adapters between Gradio events and CompareService.
 
-Every handler resolves the user from the request (ChatUI.person) and works only on that user's
+Every handler resolves the user from the request (PageContext.person) and works only on that user's
 comparisons; per-tab data lives in CompareState (gr.State), never in module globals. The layout
 is in webapp/ui/compare_tab.py.
 """
@@ -37,7 +37,7 @@ from webapp.error_text import refusal_message, user_message
 from webapp.i18n import t
 from webapp.params import ParamError, parse_params_json
 from webapp.pricing import format_cost
-from webapp.ui.handlers import ChatUI, refused_if_missing
+from webapp.ui.context import PageContext, refused_if_missing
 from webapp.ui.outputs import Group, Outputs
 from webapp.ui.render import ChatbotMessage, answer_items, text_item
 from webapp.ui.session import SessionState
@@ -167,10 +167,10 @@ def _header(label: str, provider_label: str, *, shown: bool, best: bool, lang: s
 class CompareUI:
     """Compare handlers; every one resolves the user from the request and is scoped to them."""
 
-    def __init__(self, chat: ChatUI, service: CompareService, downloads: Downloads) -> None:
-        self.chat = chat
+    def __init__(self, page: PageContext, service: CompareService, downloads: Downloads) -> None:
+        self.page = page
         self.service = service
-        self.settings = chat.settings
+        self.settings = page.settings
         self.downloads = downloads
 
     def provider_label(self, name: str) -> str:
@@ -179,7 +179,7 @@ class CompareUI:
     async def _user(
         self, session: SessionState, cstate: CompareState, request: gr.Request | None
     ) -> int:
-        person = await self.chat.person(session, request)
+        person = await self.page.person(session, request)
         cstate.lang = session.lang
         if cstate.user_id != person.user_id:  # another account in this tab: start clean
             self._reset(cstate)
@@ -313,10 +313,10 @@ class CompareUI:
     ) -> Updates:
         """Fill each column's model list for its provider (on page load). Each column starts
         on a different model where the lists allow, so Compare works without picking any."""
-        await self.chat.person(session, request)
+        await self.page.person(session, request)
         updates, used = [], set()
         for provider in providers:
-            update = (await self.chat.model_choices(provider, session))[0]
+            update = (await self.page.model_choices(provider, session))[0]
             if update.get("value") in used:
                 fresh = [m for m in update.get("choices") or [] if m not in used]
                 update["value"] = fresh[0] if fresh else update["value"]
@@ -325,8 +325,8 @@ class CompareUI:
         return tuple(updates)
 
     async def models_for(self, provider: str, session: SessionState, request: gr.Request) -> Any:
-        await self.chat.person(session, request)
-        return (await self.chat.model_choices(provider, session))[0]
+        await self.page.person(session, request)
+        return (await self.page.model_choices(provider, session))[0]
 
     def set_count(self, count: Any) -> Updates:
         shown = [gr.update(visible=i < _count(count)) for i in range(MAX_COLUMNS)]

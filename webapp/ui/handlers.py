@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 import gradio as gr
@@ -22,7 +22,7 @@ from webapp.attachments import (
     image_from_file,
     link,
 )
-from webapp.auth import Identity, NotSignedIn, Person
+from webapp.auth import Identity, Person
 from webapp.catalog import ModelCatalog
 from webapp.chat import (
     Action,
@@ -38,7 +38,7 @@ from webapp.chat import (
 )
 from webapp.context import used_tokens
 from webapp.conversations import Conversations
-from webapp.error_text import model_list_note, refusal_message, user_message
+from webapp.error_text import refusal_message, user_message
 from webapp.i18n import t
 from webapp.markdown_text import fenced
 from webapp.params import PARAMS, ParamError, normalize, warnings_for
@@ -46,6 +46,7 @@ from webapp.safe_markup import LATEX_MARKDOWN, safe_markdown, unescape_for_edit
 from webapp.summary import SUMMARY_REQUEST, SummaryMissing, start_from_summary
 from webapp.ui import controls
 from webapp.ui.account import signed_in_text
+from webapp.ui.context import PageContext, refusal, refused_if_missing
 from webapp.ui.outputs import Group, Outputs
 from webapp.ui.render import (
     View,
@@ -115,21 +116,6 @@ def box_value(value: Any) -> tuple[str, list[str]]:
     return str(value.get("text") or ""), files
 
 
-def _refusal(exc: Exception, lang: str = "en") -> gr.Error:
-    title, message = refusal_message(exc, lang)
-    return gr.Error(message, title=title)
-
-
-@contextlib.contextmanager
-def refused_if_missing(lang: str = "en") -> Iterator[None]:
-    """A conversation that is gone (or another user's) is refused with a message, not a crash;
-    so is an unreachable database."""
-    try:
-        yield
-    except (repo.NotFound, repo.InvalidId, StorageUnavailable) as exc:
-        raise _refusal(exc, lang) from None
-
-
 class ChatUI:
     """Holds the app's collaborators; every handler gets per-user data from its arguments."""
 
@@ -141,7 +127,9 @@ class ChatUI:
         identity: Identity,
         default_tools: tuple[str, ...] = (),
         mcp_status: Callable[[], list[dict[str, Any]]] | None = None,
+        page: PageContext | None = None,
     ) -> None:
+        self.page = page or PageContext(service, catalog, identity)
         self.service = service
         self.conversations = Conversations(service.db)
         self.mcp_status = mcp_status
@@ -209,30 +197,19 @@ class ChatUI:
 
     # ---- identity -------------------------------------------------------------------------
     async def person(self, state: SessionState, request: gr.Request | None) -> Person:
-        """The signed-in user for this event (checked on every event, never trusted from state)."""
-        try:
-            with refused_if_missing(state.lang):
-                person = await self.identity.person(request)
-        except NotSignedIn as exc:
-            raise gr.Error(str(exc), title=t("Not signed in", state.lang)) from None
-        if state.user_id != person.user_id:  # a different account in this tab: start clean
-            state.conversation_id, state.message_ids, state.focus_id = None, [], None
-            state.api_keys.clear()  # a pasted key must never bill the next person
-            state.mcp_credentials.clear()
-        state.username, state.user_id = person.username, person.user_id
-        return person
+        """The signed-in user for this event (PageContext.person)."""
+        return await self.page.person(state, request)
 
     async def signed_in(self, state: SessionState, request: gr.Request) -> str:
         """The header line: who is signed in, in the page's language."""
         return signed_in_text((await self.person(state, request)).username, state.lang)
 
     async def user_id(self, state: SessionState, request: gr.Request | None) -> int:
-        return (await self.person(state, request)).user_id
+        return await self.page.user_id(state, request)
 
     async def db(self, work: Callable[[Any], T]) -> T:
-        """One unit of database work; a missing or foreign record becomes a clear message."""
-        with refused_if_missing():
-            return await self.service.db(work)
+        """One unit of database work (PageContext.db)."""
+        return await self.page.db(work)
 
     # ---- loading and rendering -------------------------------------------------------------
     async def _load(self, user_id: int, conversation_id: str) -> repo.Thread:
@@ -706,7 +683,7 @@ class ChatUI:
         try:
             thread = await self._load(user_id, conversation_id)
         except (repo.NotFound, repo.InvalidId) as exc:
-            raise _refusal(exc, state.lang) from None
+            raise refusal(exc, state.lang) from None
         conversation, messages = thread.conversation, thread.messages
         state.conversation_id = conversation.id
         state.window, state.context_full = SHOWN_MESSAGES, False
@@ -808,23 +785,8 @@ class ChatUI:
     async def model_choices(
         self, provider: str, state: SessionState, refresh: bool = False, current: str = ""
     ) -> tuple[Any, str]:
-        """The model Dropdown's update (choices and the model to show) and the note under it."""
-        config = self.settings.provider(provider)
-        listing = await self.catalog.models(
-            provider, state.api_keys.get(provider, ""), refresh=refresh
-        )
-        preferred = current or (
-            self.settings.default_model if provider == self.settings.default_provider else ""
-        )
-        value = preferred or config.default_model or (listing.models[0] if listing.models else "")
-        if refresh and listing.live:
-            gr.Info(
-                t("{count} models listed by {provider}.", state.lang).format(
-                    count=len(listing.models), provider=config.label
-                )
-            )
-        note = model_list_note(listing, config.label, state.lang)
-        return gr.update(choices=list(listing.models), value=value), note
+        """The model Dropdown's update and the note under it (PageContext.model_choices)."""
+        return await self.page.model_choices(provider, state, refresh=refresh, current=current)
 
     async def models_note(self, provider: str, model: str, state: SessionState) -> str:
         """The note under the model list, in the page's language (after a language switch)."""

@@ -10,7 +10,7 @@ from storage import api_keys as store
 from storage.models import ApiKey
 from webapp.api_keys import ApiKeyAuth
 from webapp.i18n import t
-from webapp.ui.handlers import ChatUI
+from webapp.ui.context import PageContext
 from webapp.ui.session import SessionState
 
 
@@ -24,26 +24,26 @@ def _label(key: ApiKey, lang: str) -> str:
 class KeysUI:
     """Handlers for the API keys panel; every call works on the signed-in user's keys only."""
 
-    def __init__(self, chat: ChatUI, auth: ApiKeyAuth) -> None:
-        self.chat = chat
+    def __init__(self, page: PageContext, auth: ApiKeyAuth) -> None:
+        self.page = page
         self.auth = auth
 
     async def _choices(self, user_id: int, lang: str) -> list[tuple[str, str]]:
-        keys = await self.chat.db(lambda s: store.list_keys(session=s, user_id=user_id))
+        keys = await self.page.db(lambda s: store.list_keys(session=s, user_id=user_id))
         return [(_label(key, lang), key.id) for key in keys]
 
     async def refresh(self, state: SessionState, request: gr.Request) -> Any:
         """The list of keys (when the panel opens)."""
-        user_id = await self.chat.user_id(state, request)
+        user_id = await self.page.user_id(state, request)
         return gr.update(choices=await self._choices(user_id, state.lang), value=None)
 
     async def create(
         self, name: str, state: SessionState, request: gr.Request
     ) -> tuple[Any, Any, Any]:
         """Make a key and show it once: (note, key list, name box)."""
-        user_id = await self.chat.user_id(state, request)
+        user_id = await self.page.user_id(state, request)
         try:
-            _, secret = await self.chat.db(
+            _, secret = await self.page.db(
                 lambda s: store.create_key(session=s, user_id=user_id, name=name or "")
             )
         except (store.KeyRefused, ValueError) as exc:
@@ -64,11 +64,11 @@ class KeysUI:
         self, key_id: str | None, state: SessionState, request: gr.Request
     ) -> tuple[Any, Any]:
         """Revoke the picked key: (note, key list)."""
-        user_id = await self.chat.user_id(state, request)
+        user_id = await self.page.user_id(state, request)
         if not key_id:
             gr.Warning(t("Pick a key to revoke first.", state.lang))
             return gr.skip(), gr.skip()
-        revoked = await self.chat.db(
+        revoked = await self.page.db(
             lambda s: store.revoke_key(session=s, user_id=user_id, key_id=key_id)
         )
         if revoked:

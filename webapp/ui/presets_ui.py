@@ -24,7 +24,8 @@ from webapp.presets import (
     parse_choice,
 )
 from webapp.ui import controls
-from webapp.ui.handlers import PARAM_CONTROLS, ChatUI
+from webapp.ui.context import PageContext
+from webapp.ui.handlers import PARAM_CONTROLS
 from webapp.ui.outputs import HIDDEN, PRIVATE, Outputs
 from webapp.ui.session import SessionState
 
@@ -53,9 +54,9 @@ def _refused(lang: str = "en") -> Iterator[None]:
 class PresetsUI:
     """Handlers for presets; each one checks who is asking and reads their presets only."""
 
-    def __init__(self, chat: ChatUI) -> None:
-        self.chat = chat
-        self.service = chat.service
+    def __init__(self, page: PageContext) -> None:
+        self.page = page
+        self.service = page.service
 
     async def _db(self, work: Callable[[Any], T], lang: str = "en") -> T:
         with _refused(lang):
@@ -67,12 +68,12 @@ class PresetsUI:
 
     async def choices(self, state: SessionState, request: gr.Request) -> Any:
         """The Dropdown's entries for this user: team, shipped, then their own presets."""
-        user_id = await self.chat.user_id(state, request)
+        user_id = await self.page.user_id(state, request)
         return await self._choices(user_id)
 
     async def team_visible(self, state: SessionState, request: gr.Request) -> Any:
         """Only admins see the "Team preset" checkbox."""
-        person = await self.chat.person(state, request)
+        person = await self.page.person(state, request)
         return gr.update(visible=person.is_admin, value=False)
 
     async def _values(self, choice_value: str, user_id: int) -> PresetValues:
@@ -97,7 +98,7 @@ class PresetsUI:
         """Fill the chat's settings (PRESET_SETTINGS) from a preset."""
         if not choice_value:
             return PRESET_SETTINGS.skip()
-        user_id = await self.chat.user_id(state, request)
+        user_id = await self.page.user_id(state, request)
         values = await self._values(choice_value, user_id)
         provider, model = await self._provider_model(values, state)
         known = self.service.tools.names()
@@ -125,8 +126,8 @@ class PresetsUI:
 
     async def _provider_model(self, values: PresetValues, state: SessionState) -> tuple[Any, Any]:
         """Provider and model updates; an empty one in the preset keeps the current control."""
-        if values.provider in {p.name for p in self.chat.settings.providers}:
-            model, _ = await self.chat.model_choices(values.provider, state, current=values.model)
+        if values.provider in {p.name for p in self.page.settings.providers}:
+            model, _ = await self.page.model_choices(values.provider, state, current=values.model)
             return values.provider, model
         if values.provider:
             gr.Warning(
@@ -154,7 +155,7 @@ class PresetsUI:
         *params: Any,
     ) -> Updates:
         """Save the current settings as a preset; return the refreshed Dropdown and a note."""
-        person = await self.chat.person(state, request)
+        person = await self.page.person(state, request)
         if team and not person.is_admin:
             raise gr.Error(
                 t("Only admins can publish team presets.", state.lang),
@@ -177,7 +178,7 @@ class PresetsUI:
                     tool_choice=tool_choice or "auto",
                 ),
                 self.service.tools,
-                self.chat.settings.max_message_chars,
+                self.page.settings.max_message_chars,
             )
         row = await self._db(
             lambda s: store.save_preset(
@@ -205,7 +206,7 @@ class PresetsUI:
         self, choice_value: str | None, state: SessionState, request: gr.Request
     ) -> Updates:
         """Delete the picked preset (team presets: admins only); shipped ones stay."""
-        person = await self.chat.person(state, request)
+        person = await self.page.person(state, request)
         if not choice_value:
             raise gr.Error(t("Pick a preset to delete.", state.lang))
         with _refused(state.lang):

@@ -42,7 +42,7 @@ def build_settings_panel(ui: ChatUI, state: gr.State, keys: KeysUI | None) -> Se
     """Lay out the column; call inside the Chat tab's row."""
     settings = ui.settings
     gr.Markdown("#### Settings")
-    presets = PresetsUI(ui)
+    presets = PresetsUI(ui.page)
     preset_row = build_presets_row(presets)
     provider = gr.Dropdown(
         [(p.label, p.name) for p in settings.providers],

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from webapp.downloads import Downloads, base_url, download_url, link_html
 from webapp.export import conversation_json, conversation_markdown, export_all_json
 from webapp.i18n import t
 from webapp.import_file import ImportRefused, parse_import
-from webapp.ui.handlers import ChatUI
+from webapp.ui.context import PageContext
 from webapp.ui.session import SessionState
 
 log = logging.getLogger(__name__)
@@ -39,9 +40,17 @@ def export_filename(title: str, suffix: str) -> str:
 class TeamUI:
     """Handlers for sharing, export/import and administration; every one checks the user."""
 
-    def __init__(self, chat: ChatUI, downloads: Downloads, share_base: str = "/share/") -> None:
-        self.chat = chat
-        self.service = chat.service
+    def __init__(
+        self,
+        page: PageContext,
+        downloads: Downloads,
+        *,
+        sidebar: Callable[[SessionState, str, gr.Request], Awaitable[Any]],
+        share_base: str = "/share/",
+    ) -> None:
+        self.page = page
+        self.sidebar = sidebar  # the conversation list again (ChatUI.sidebar), after an import
+        self.service = page.service
         self.downloads = downloads
         self.share_base = share_base
 
@@ -51,11 +60,11 @@ class TeamUI:
 
     async def share(self, state: SessionState, request: gr.Request) -> str:
         """Create a read-only link to the open conversation."""
-        user_id = await self.chat.user_id(state, request)
+        user_id = await self.page.user_id(state, request)
         conversation_id = state.conversation_id
         if not conversation_id:
             raise gr.Error(t("Open a conversation to share it.", state.lang))
-        link = await self.chat.db(
+        link = await self.page.db(
             lambda s: accounts.create_share(
                 session=s, user_id=user_id, conversation_id=conversation_id
             )
@@ -75,11 +84,11 @@ class TeamUI:
         )
 
     async def revoke(self, state: SessionState, request: gr.Request) -> str:
-        user_id = await self.chat.user_id(state, request)
+        user_id = await self.page.user_id(state, request)
         conversation_id = state.conversation_id
         if not conversation_id:
             raise gr.Error(t("Open a conversation first.", state.lang))
-        count = await self.chat.db(
+        count = await self.page.db(
             lambda s: accounts.revoke_shares(
                 session=s, user_id=user_id, conversation_id=conversation_id
             )
@@ -89,11 +98,11 @@ class TeamUI:
     # ---- export and import -----------------------------------------------------------------
     async def export(self, state: SessionState, kind: str, request: gr.Request) -> Any:
         """Write the open conversation as Markdown or JSON; return the file for download."""
-        user_id = await self.chat.user_id(state, request)
+        user_id = await self.page.user_id(state, request)
         conversation_id = state.conversation_id
         if not conversation_id:
             raise gr.Error(t("Open a conversation to export it.", state.lang))
-        conversation, messages = await self.chat.db(
+        conversation, messages = await self.page.db(
             lambda s: transfer.export_conversation(
                 session=s, user_id=user_id, conversation_id=conversation_id
             )
@@ -120,8 +129,8 @@ class TeamUI:
 
     async def export_everything(self, state: SessionState, request: gr.Request) -> Any:
         """All of the user's own conversations as one JSON file."""
-        user_id = await self.chat.user_id(state, request)
-        items = await self.chat.db(lambda s: transfer.export_all(session=s, user_id=user_id))
+        user_id = await self.page.user_id(state, request)
+        items = await self.page.db(lambda s: transfer.export_all(session=s, user_id=user_id))
 
         def write() -> str:
             text = json.dumps(export_all_json(items), ensure_ascii=False, indent=2)
@@ -138,7 +147,7 @@ class TeamUI:
         self, file: Any, state: SessionState, query: str, request: gr.Request
     ) -> Any:
         """Import a conversation JSON export as a new conversation of this user."""
-        user_id = await self.chat.user_id(state, request)
+        user_id = await self.page.user_id(state, request)
         path = Path(file if isinstance(file, str) else getattr(file, "name", ""))
         if not path.is_file():
             raise gr.Error(t("No file arrived; pick a Parley JSON export.", state.lang))
@@ -157,22 +166,22 @@ class TeamUI:
             )
         except ImportRefused as exc:
             raise gr.Error(str(exc), title=t("Cannot import", state.lang)) from None
-        new_id = await self.chat.db(
+        new_id = await self.page.db(
             lambda s: transfer.import_conversation(session=s, user_id=user_id, imported=imported)
         )
         gr.Info(
             t("Imported as a new conversation: open it from the top of the sidebar.", state.lang)
         )
         log.info("user %s imported conversation %s", user_id, new_id)
-        return await self.chat.sidebar(state, query, request)
+        return await self.sidebar(state, query, request)
 
     # ---- administration ----------------------------------------------------------------------
     async def admin_visible(self, state: SessionState, request: gr.Request) -> Any:
-        person = await self.chat.person(state, request)
+        person = await self.page.person(state, request)
         return gr.update(visible=person.is_admin)
 
     async def _admin(self, state: SessionState, request: gr.Request) -> None:
-        person = await self.chat.person(state, request)
+        person = await self.page.person(state, request)
         if not person.is_admin:
             raise gr.Error(t("Only admins can see usage and set limits.", state.lang))
 
@@ -180,7 +189,7 @@ class TeamUI:
         """Requests, tokens and errors per user and model over the chosen period."""
         await self._admin(state, request)
         since = utc_now() - PERIODS.get(period, timedelta(days=1))
-        rows = await self.chat.db(lambda s: accounts.usage_since(session=s, since=since))
+        rows = await self.page.db(lambda s: accounts.usage_since(session=s, since=since))
         return [
             [r.username, r.model, r.requests, r.prompt_tokens, r.completion_tokens, r.errors]
             for r in rows
@@ -209,12 +218,12 @@ class TeamUI:
             values[field] = int(text) or None
         name = (username or "").strip()
         try:
-            await self.chat.db(
+            await self.page.db(
                 lambda s: accounts.update_account(session=s, username=name, **values)
             )
         except accounts.AccountError as exc:
             raise gr.Error(str(exc)) from None
-        self.chat.identity.forget(name)
+        self.page.identity.forget(name)
         parts = [
             f"{values['rpm_limit']} requests/min" if values["rpm_limit"] else "no request limit",
             f"{values['daily_token_limit']:,} tokens/day"
