@@ -303,3 +303,18 @@ def test_malformed_allowed_hosts_are_refused_with_the_fix(entry: str) -> None:
     message = config_error(HOST="0.0.0.0", ALLOWED_HOSTS=entry)
     assert message.startswith(f"ALLOWED_HOSTS entry {entry!r} is not a host name")
     assert "without scheme or port" in message
+
+
+def test_one_rule_picks_the_model_of_a_request_that_names_none() -> None:
+    s = settings(
+        DEFAULT_MODEL="Qwen/Qwen3-8B",
+        EXTRA_PROVIDERS="local",
+        LOCAL_BASE_URL="http://127.0.0.1:8000/v1",
+        LOCAL_MODELS="a, b",
+    )
+    assert s.default_model_for("siliconflow") == "Qwen/Qwen3-8B"  # DEFAULT_MODEL, its provider
+    assert s.default_model_for("jiekou") == "deepseek/deepseek-v3.2"  # the provider's own
+    assert s.default_model_for("local") == "a"  # the first of its listed models
+    assert settings().default_model_for("siliconflow") == "Qwen/Qwen3-32B"
+    with pytest.raises(ConfigError):
+        s.default_model_for("nowhere")

@@ -161,6 +161,14 @@ class Settings:
     def default_provider_config(self) -> ProviderConfig:
         return self.provider(self.default_provider)
 
+    def default_model_for(self, provider_name: str) -> str:
+        """The model a request that names none uses on this provider: DEFAULT_MODEL on the
+        default provider, else the provider's own default (may be "": the user must pick)."""
+        provider = self.provider(provider_name)
+        if provider.name == self.default_provider and self.default_model:
+            return self.default_model
+        return provider.default_model
+
 
 def _int(values: Mapping[str, str], name: str, default: int) -> int:
     raw = values.get(name, "").strip()

@@ -354,8 +354,7 @@ def parley_version() -> str:
 def default_model(service: ChatService) -> tuple[str, str]:
     """(provider, model) a chat call without a model uses."""
     settings = service.settings
-    provider = settings.provider(settings.default_provider)
-    return provider.name, settings.default_model or provider.default_model
+    return settings.default_provider, settings.default_model_for(settings.default_provider)
 
 
 def answer_result(

@@ -158,7 +158,7 @@ def plan_model(
         provider = settings.provider(checked(PROVIDER, provider_name))
     except ValueError as exc:
         raise TurnRefused(str(exc)) from None
-    chosen = checked(MODEL, model.strip() or provider.default_model)
+    chosen = checked(MODEL, model.strip() or settings.default_model_for(provider.name))
     if not chosen:
         where = f" {what}" if what else ""
         raise TurnRefused(f"Choose a model{where} for {provider.label} (or type a model id).")

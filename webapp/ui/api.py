@@ -96,7 +96,7 @@ class ChatAPI:
         if tool_choice is not None and not isinstance(tool_choice, str):
             raise gr.Error('"tool_choice" must be "auto", "none", "required" or a tool name')
         if not model.strip() and provider == settings.default_provider:
-            model = settings.default_model
+            model = settings.default_model_for(provider)
         try:
             person = await self.identity.person(request)
         except NotSignedIn as exc:

@@ -77,10 +77,8 @@ class PageContext:
         listing = await self.catalog.models(
             provider, state.api_keys.get(provider, ""), refresh=refresh
         )
-        preferred = current or (
-            self.settings.default_model if provider == self.settings.default_provider else ""
-        )
-        value = preferred or config.default_model or (listing.models[0] if listing.models else "")
+        value = current or self.settings.default_model_for(provider)
+        value = value or (listing.models[0] if listing.models else "")
         if refresh and listing.live:
             gr.Info(
                 t("{count} models listed by {provider}.", state.lang).format(
