@@ -174,6 +174,8 @@ class RunningApp:
     def close(self) -> None:
         self.server.stop()
         self.parley.engine.dispose()
+        if self.parley.tuning is not None:  # Gradio's own code again once no app holds it
+            self.parley.tuning.undo()
 
 
 def start_app(

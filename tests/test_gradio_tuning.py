@@ -7,18 +7,32 @@ import importlib.util
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import gradio as gr
 import httpx
+import pytest
 from gradio import state_holder
 
-from tests.conftest import RunningApp
+from tests.conftest import RunningApp, start_app
 from webapp import gradio_tuning
+from webapp.config import ConfigError
 from webapp.ui.render import View, settled
 
 GradioSessionState = gradio_tuning.LightSessionState.__bases__[0]  # Gradio's own class
+
+
+@pytest.fixture(autouse=True)
+def tuned() -> Iterator[gradio_tuning.Applied]:
+    """Each test here runs with the process-wide patches on, and gives them back after."""
+    applied = gradio_tuning.Applied.apply()
+    try:
+        yield applied
+    finally:
+        applied.undo()
 
 
 def small_demo() -> tuple[gr.Blocks, Any, Any, Any]:
@@ -66,13 +80,16 @@ async def test_a_skipped_output_is_not_rebuilt() -> None:
     assert tuned[0][0]["role"] == "user"
 
 
-def test_gradio_would_rebuild_a_skipped_component_without_the_tuning() -> None:
+async def test_gradio_would_rebuild_a_skipped_component_without_the_tuning() -> None:
     """The cost being avoided exists: Gradio's own postprocess_data builds a skipped block
-    anew (checked on its source, so this fails once a Gradio upgrade stops doing it)."""
-    import inspect
-
-    source = inspect.getsource(blocks_original_postprocess())
-    assert "state[block._id] = block.__class__(**kwargs)" in source
+    anew, a whole component per skip (so this fails once a Gradio upgrade stops doing it)."""
+    demo, box, panel, _ = small_demo()
+    session = GradioSessionState(demo)
+    predictions = [[], gr.skip(), gr.skip(), gr.skip()]
+    await blocks_original_postprocess()(demo, demo.fns[0], predictions, session)
+    for block in (box, panel):
+        rebuilt = session[block._id]
+        assert type(rebuilt) is type(block) and rebuilt is not block
 
 
 def blocks_original_postprocess() -> Any:
@@ -226,3 +243,58 @@ def test_long_chats_are_updated_less_often_but_never_rarely() -> None:
     assert update_interval(1, INTERVAL_PER_MESSAGE_S) < 0.11  # a new chat: ~10 per second
     assert 0.25 < update_interval(80, INTERVAL_PER_MESSAGE_S) < MAX_UPDATE_INTERVAL_S  # 40 turns
     assert update_interval(10_000, INTERVAL_PER_MESSAGE_S) == MAX_UPDATE_INTERVAL_S == 0.4
+
+
+def gradio_is_its_own() -> bool:
+    """No process-wide patch in effect: Gradio's own session class, postprocess and anyio."""
+    blocks_module: Any = sys.modules["gradio.blocks"]
+    return (
+        state_holder.SessionState is GradioSessionState
+        and not getattr(gr.Blocks.postprocess_data, "_parley_cheap_skips", False)
+        and blocks_module.anyio is anyio
+    )
+
+
+def test_the_last_undo_gives_gradio_its_own_code_back(tuned: gradio_tuning.Applied) -> None:
+    assert not gradio_is_its_own()
+    second = gradio_tuning.Applied.apply()  # another app built in the same process
+    tuned.undo()
+    assert not gradio_is_its_own(), "the second app still holds the patches"
+    second.undo()
+    assert gradio_is_its_own()
+    tuned.undo()  # twice is harmless
+    assert gradio_is_its_own()
+    again = gradio_tuning.Applied.apply()  # and they can be applied anew (the fixture's undo
+    assert not gradio_is_its_own()  # above was its one release)
+    again.undo()
+
+
+def test_gradio_tuning_off_leaves_patches_out_and_names_are_checked(
+    tuned: gradio_tuning.Applied,
+) -> None:
+    tuned.undo()  # this test decides what is applied
+    leaving_one = gradio_tuning.Applied.apply(["cheap_skips"])
+    assert state_holder.SessionState is gradio_tuning.LightSessionState
+    assert not getattr(gr.Blocks.postprocess_data, "_parley_cheap_skips", False)
+    leaving_one.undo()
+    nothing = gradio_tuning.Applied.apply(["all"])
+    assert nothing.names == () and gradio_is_its_own()
+    nothing.undo()
+    with pytest.raises(ValueError, match="cheap_skip.*the names are lighter_sessions"):
+        gradio_tuning.Applied.apply(["cheap_skip"])
+    assert gradio_is_its_own()
+
+
+def test_an_app_with_all_tuning_off_chats_on_gradio_s_own_code(
+    tuned: gradio_tuning.Applied, fake_openai: Any, tmp_path: Path
+) -> None:
+    tuned.undo()
+    running = start_app(fake_openai, tmp_path / "plain.db", GRADIO_TUNING_OFF="all")
+    try:
+        assert gradio_is_its_own()
+        answer, conversation_id = running.client().predict("Hi", "", "", "{}", api_name="/chat")
+        assert answer and conversation_id
+    finally:
+        running.close()
+    with pytest.raises(ConfigError, match="GRADIO_TUNING_OFF"):
+        start_app(fake_openai, tmp_path / "bad.db", GRADIO_TUNING_OFF="fast_everything")

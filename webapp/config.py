@@ -136,6 +136,7 @@ class Settings:
     max_runs: int = 500  # answers streaming at once on this server
     run_unwatched_timeout_s: float = 600.0  # an answer nobody watches is stopped after this
     shutdown_grace_s: float = 30.0  # on SIGTERM, streaming answers get this long to finish
+    gradio_tuning_off: tuple[str, ...] = ()  # GRADIO_TUNING_OFF: patches left out, or "all"
     http_get_allowed_hosts: tuple[str, ...] = ()  # http_get is off unless hosts are listed
     auth_mode: str = "none"  # none | accounts | header
     auth_header: str = "X-Forwarded-User"  # header mode: the header the proxy sets
@@ -328,6 +329,7 @@ def load_settings(
         max_runs=_bounded(values, "MAX_RUNS", 500, 1, 100_000),
         run_unwatched_timeout_s=_positive(values, "RUN_UNWATCHED_TIMEOUT", 600.0),
         shutdown_grace_s=_positive(values, "SHUTDOWN_GRACE", 30.0),
+        gradio_tuning_off=_list(values, "GRADIO_TUNING_OFF"),
         http_get_allowed_hosts=tuple(h.lower() for h in _list(values, "HTTP_GET_ALLOWED_HOSTS")),
         auth_mode=_choice(values, "AUTH_MODE", ("none", "accounts", "header")),
         auth_header=values.get("AUTH_HEADER", "").strip() or "X-Forwarded-User",

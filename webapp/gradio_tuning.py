@@ -2,7 +2,12 @@
 
 Each function touches one documented piece of Gradio's internals and is checked by
 tests/test_gradio_tuning.py, so an upgrade that moves that piece fails a test instead of silently
-losing the gain.
+losing the gain. gradio is pinned to 6.31.* in pyproject.toml while these exist.
+
+The four that change Gradio for the whole process (PROCESS_PATCHES) are applied by `apply`,
+each can be left out with GRADIO_TUNING_OFF (names, or "all": to rule one out when chasing a
+bug), and `Applied.undo` restores Gradio's own code once the last app built with them closes.
+The per-app ones (queue analytics and polling, the login check) change only that app.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import importlib.util
 import inspect
 import os
 import sys
+from collections.abc import Callable, Collection
 from copy import copy
 from typing import Any
 
@@ -18,6 +24,12 @@ import anyio
 import fastapi
 import gradio as gr
 from gradio import state_holder
+
+Undo = Callable[[], None]
+
+
+def _nothing() -> None:
+    """The undo of a patch that found nothing to change."""
 
 
 class LightSessionState(state_holder.SessionState):
@@ -42,9 +54,15 @@ class LightSessionState(state_holder.SessionState):
         self.STATE_TTL_WHEN_CLOSED = 1 if os.getenv("GRADIO_IS_E2E_TEST", None) else 3600
 
 
-def lighter_sessions() -> None:
+def lighter_sessions() -> Undo:
     """New sessions (tabs, API calls) skip the per-session copy of every component's config."""
+    original = state_holder.SessionState
     state_holder.SessionState = LightSessionState  # type: ignore[misc]
+
+    def undo() -> None:
+        state_holder.SessionState = original  # type: ignore[misc]
+
+    return undo
 
 
 def skip_queue_analytics(demo: gr.Blocks) -> None:
@@ -74,7 +92,7 @@ def calmer_queue(demo: gr.Blocks) -> None:
         queue.progress_update_sleep_when_free = PROGRESS_POLL_S
 
 
-def no_matplotlib_retries() -> None:
+def no_matplotlib_retries() -> Undo:
     """Make `import matplotlib` fail at once when it is not installed.
 
     Gradio wraps every event call in MatplotlibBackendMananger, which tries `import matplotlib`
@@ -82,8 +100,15 @@ def no_matplotlib_retries() -> None:
     CPU of a streaming server, by py-spy). A None in sys.modules is Python's documented way to
     make an import fail immediately.
     """
-    if "matplotlib" not in sys.modules and importlib.util.find_spec("matplotlib") is None:
-        sys.modules["matplotlib"] = None  # type: ignore[assignment]
+    if "matplotlib" in sys.modules or importlib.util.find_spec("matplotlib") is not None:
+        return _nothing
+    sys.modules["matplotlib"] = None  # type: ignore[assignment]
+
+    def undo() -> None:
+        if "matplotlib" in sys.modules and sys.modules["matplotlib"] is None:
+            del sys.modules["matplotlib"]
+
+    return undo
 
 
 def login_check_on_the_loop(gradio_app: fastapi.FastAPI) -> bool:
@@ -120,7 +145,7 @@ def _on_the_loop(check: Any) -> Any:
 _SKIP = {"__type__": "update"}  # what gr.skip() returns
 
 
-def cheap_skips() -> None:
+def cheap_skips() -> Undo:
     """Let `gr.skip()` in a streamed update cost nothing.
 
     Gradio 6.31 treats a skipped output as a property update with no properties: it builds a
@@ -132,7 +157,7 @@ def cheap_skips() -> None:
     """
     original = gr.Blocks.postprocess_data
     if getattr(original, "_parley_cheap_skips", False):
-        return
+        return _nothing
 
     async def postprocess_data(
         self: gr.Blocks, block_fn: Any, predictions: Any, state: Any
@@ -160,6 +185,11 @@ def cheap_skips() -> None:
     postprocess_data._parley_cheap_skips = True  # type: ignore[attr-defined]
     gr.Blocks.postprocess_data = postprocess_data  # type: ignore[method-assign]
 
+    def undo() -> None:
+        gr.Blocks.postprocess_data = original  # type: ignore[method-assign]
+
+    return undo
+
 
 class _InlineConversions:
     """Stands in for the `anyio` module inside gradio.blocks (see `inline_conversions`)."""
@@ -179,7 +209,7 @@ class _InlineConversions:
             return await anyio.to_thread.run_sync(function, *args, **kwargs)
 
 
-def inline_conversions() -> None:
+def inline_conversions() -> Undo:
     """Convert inputs and outputs on the event loop instead of in a worker thread.
 
     Gradio 6.31 hands every component's preprocess/postprocess call to a worker thread: for a
@@ -190,5 +220,58 @@ def inline_conversions() -> None:
     Event handlers that are plain functions still run in threads, as before.
     """
     blocks_module: Any = sys.modules["gradio.blocks"]
-    if not isinstance(blocks_module.anyio, _InlineConversions):
-        blocks_module.anyio = _InlineConversions()
+    original = blocks_module.anyio
+    if isinstance(original, _InlineConversions):
+        return _nothing
+    blocks_module.anyio = _InlineConversions()
+
+    def undo() -> None:
+        blocks_module.anyio = original
+
+    return undo
+
+
+PROCESS_PATCHES: dict[str, Callable[[], Undo]] = {
+    "lighter_sessions": lighter_sessions,
+    "no_matplotlib_retries": no_matplotlib_retries,
+    "cheap_skips": cheap_skips,
+    "inline_conversions": inline_conversions,
+}
+
+
+class Applied:
+    """The process-wide patches in effect for one built app; `undo` when the app closes.
+
+    Apps built together in one process (the tests build many) share the patches: Gradio's own
+    code comes back when the last of them is undone."""
+
+    _holders = 0  # apps built with the patches and not closed yet
+    _undos: list[Undo] = []  # in the order applied; undone in reverse
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
+        self._done = False
+
+    @classmethod
+    def apply(cls, off: Collection[str] = ()) -> Applied:
+        """Apply every process-wide patch not named in `off` ("all": none of them)."""
+        unknown = set(off) - set(PROCESS_PATCHES) - {"all"}
+        if unknown:
+            known = ", ".join(PROCESS_PATCHES)
+            raise ValueError(f"unknown Gradio tuning {sorted(unknown)}: the names are {known}")
+        names = () if "all" in off else tuple(n for n in PROCESS_PATCHES if n not in off)
+        if cls._holders == 0:
+            cls._undos = [PROCESS_PATCHES[name]() for name in names]
+        cls._holders += 1
+        return cls(names)
+
+    def undo(self) -> None:
+        """Release this app's hold; the last one restores Gradio's own code."""
+        if self._done:
+            return
+        self._done = True
+        Applied._holders -= 1
+        if Applied._holders == 0:
+            for undo in reversed(Applied._undos):
+                undo()
+            Applied._undos = []

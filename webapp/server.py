@@ -63,6 +63,7 @@ class Parley:
     api_keys: ApiKeyAuth | None = None  # who a /v1 (or /mcp) Bearer key belongs to
     default_tools: tuple[str, ...] = ()  # DEFAULT_TOOLS: offered in API turns that name none
     mcp: McpManager | None = None  # the MCP_SERVERS_FILE servers whose tools are in the registry
+    tuning: gradio_tuning.Applied | None = None  # the process-wide Gradio patches this app holds
 
     def share_auth_kwargs(self) -> dict[str, Any]:
         """The share page asks for sign-in only when the admin setting says so."""
@@ -177,10 +178,10 @@ def build(settings: Settings) -> Parley:
         compare_ui,
         KeysUI(page, api_keys),
     )
-    gradio_tuning.lighter_sessions()
-    gradio_tuning.no_matplotlib_retries()
-    gradio_tuning.cheap_skips()
-    gradio_tuning.inline_conversions()
+    try:  # Gradio internals tuned for speed (webapp/gradio_tuning.py), undone on close
+        tuning = gradio_tuning.Applied.apply(settings.gradio_tuning_off)
+    except ValueError as exc:
+        raise ConfigError(f"GRADIO_TUNING_OFF: {exc}") from None
     # Queue positions go out every 2 s instead of to every waiting event after each start
     # (Gradio's "auto": O(n²) messages in a burst, 12% of its CPU before the first token).
     demo.queue(default_concurrency_limit=None, max_size=2000, status_update_rate=2)
@@ -209,6 +210,7 @@ def build(settings: Settings) -> Parley:
         api_keys,
         default_tools,
         mcp,
+        tuning,
     )
 
 
