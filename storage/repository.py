@@ -428,10 +428,10 @@ def record_tool_round(
     """Store a round's tool results under its assistant message, in one flush.
 
     `results` are {"tool_call_id", "name", "content", "tool_status", "state"?, "error"?,
-    "timings"?} in the order of the assistant's tool calls; they are chained one under the
-    other (so the active path replays them in order). With `next_assistant` (fields of a new
-    assistant row), a "streaming" assistant row is added under the last result and made
-    current; its id is returned.
+    "timings"?, "attachments"?} in the order of the assistant's tool calls; they are chained
+    one under the other (so the active path replays them in order). With `next_assistant`
+    (fields of a new assistant row), a "streaming" assistant row is added under the last
+    result and made current; its id is returned.
     """
     assistant = _owned_message(session, user_id, assistant_id)
     conversation = _owned_conversation(session, user_id, assistant.conversation_id)
@@ -452,6 +452,7 @@ def record_tool_round(
             tool_status=result["tool_status"],
             error=result.get("error"),
             timings=result.get("timings"),
+            attachments=result.get("attachments") or None,
             created_at=now,
             updated_at=now,
         )

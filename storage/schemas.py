@@ -60,6 +60,7 @@ class StoredToolResult(TypedDict):
     state: NotRequired[str]
     error: NotRequired[str | None]
     timings: NotRequired[StoredTimings]
+    attachments: NotRequired[list[dict[str, Any]]]  # images the tool returned (user-image form)
 
 
 class NextAnswer(TypedDict):

@@ -123,6 +123,20 @@ def test_dropping_keeps_the_system_prompt_and_the_last_question_and_cuts_whole_t
     assert fitted == [system, last] and dropped == 5
 
 
+def test_a_tools_images_message_stays_in_its_turn_when_turns_are_dropped() -> None:
+    images = {"role": "user", "content": [{"type": "text", "text": "The images returned by …"}]}
+    old = [
+        {"role": "user", "content": "q0 " + "x" * 800},
+        {"role": "assistant", "content": "", "tool_calls": [{"id": "c1"}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "[image 1: image/png]"},
+        images,
+        {"role": "assistant", "content": "a" * 800},
+    ]
+    last = {"role": "user", "content": "the last question"}
+    fitted, dropped = fit_messages([*old, last], ContextLimit(300, "table"), reserve=0)
+    assert (fitted, dropped) == ([last], 1)  # not [images, answer, last]: one turn, dropped whole
+
+
 def test_a_context_tokens_override_must_be_a_sensible_whole_number(tmp_path: Path) -> None:
     rules = tmp_path / "caps.json"
     rules.write_text(json.dumps([{"match": "mystery", "context_tokens": 65_536}]))

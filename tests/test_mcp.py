@@ -9,6 +9,7 @@ their results go back in the next request.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import dataclasses
 import json
@@ -26,6 +27,7 @@ import pytest
 from storage import repository as repo
 from tests.conftest import RunningApp, free_port, start_app
 from tests.fake_openai import FakeOpenAI, Reply
+from webapp.attachments import Limits
 from webapp.chat import ChatService, NewMessage, TurnSettings
 from webapp.config import ConfigError, load_settings
 from webapp.messages import ToolCall
@@ -35,6 +37,7 @@ from webapp.tools.mcp_client import McpManager
 from webapp.tools.mcp_config import McpConfigError, McpServerConfig, load_mcp_servers
 from webapp.tools.mcp_convert import tool_name
 from webapp.tools.registry import NAME_PATTERN, Tool, ToolRegistry
+from webapp.ui.render import render_path
 
 SERVERS = Path(__file__).resolve().parent / "mcp_servers"
 TEAM = [str(SERVERS / "team.py")]
@@ -79,10 +82,13 @@ async def until_async(condition: Any, what: str, timeout: float = 10.0) -> None:
 
 @contextlib.contextmanager
 def manager(
-    *servers: McpServerConfig, registry: ToolRegistry | None = None, start_timeout_s: float = 20
+    *servers: McpServerConfig,
+    registry: ToolRegistry | None = None,
+    start_timeout_s: float = 20,
+    image_limits: Limits | None = None,
 ) -> Iterator[Any]:
     registry = registry if registry is not None else ToolRegistry()
-    mcp = McpManager(servers, registry, start_timeout_s=start_timeout_s)
+    mcp = McpManager(servers, registry, start_timeout_s=start_timeout_s, image_limits=image_limits)
     mcp.start()
     try:
         yield mcp, registry
@@ -240,7 +246,7 @@ async def test_calls_run_with_validated_arguments_and_env_from_the_file() -> Non
         assert "'two' is not of type 'integer'" in bad.content
         picture = await run_call(executor, "team__picture", {})
         assert picture.content.splitlines()[0] == "a dot"
-        assert "[image: image/png" in picture.content
+        assert "[image 1: image/png" in picture.content
         assert "[resource link: notes <file:///notes.txt>]" in picture.content
 
 
@@ -449,6 +455,124 @@ async def test_an_untrusted_mcp_tool_waits_for_approval(
     assert await turn_with(service, "team__lookup", True) == ["team__lookup"]
     (message,) = tool_messages(fake.requests[1]["json"])
     assert message["content"].startswith("door = hello")
+
+
+# ---- images in results -----------------------------------------------------------------------
+
+
+async def test_a_results_images_are_kept_within_the_limits_and_the_rest_are_notes() -> None:
+    with manager(team(), image_limits=Limits(max_bytes=50_000, max_count=4)) as (_, registry):
+        executor = executor_for(registry)
+        one = await run_call(executor, "team__picture", {})
+        (image,) = one.images
+        assert (image["kind"], image["mime"], image["width"], image["height"]) == (
+            "image",
+            "image/png",
+            2,
+            2,
+        )
+        assert base64.b64decode(image["data"]).startswith(b"\x89PNG")
+        assert image["preview"].startswith("data:image/jpeg;base64,")  # the thumbnail
+        assert "[image 1: image/png" in one.content and "not shown" not in one.content
+        five = await run_call(executor, "team__picture", {"count": 5})
+        assert len(five.images) == 4 and five.content.count("shown to the user") == 4
+        assert "not shown: at most 4 images of a result are shown" in five.content
+        tiff = await run_call(executor, "team__picture", {"kind": "tiff"})
+        assert tiff.images == () and "[image: image/tiff" in tiff.content
+        assert "not shown: only PNG, JPEG, GIF and WebP images are shown" in tiff.content
+        big = await run_call(executor, "team__picture", {"side": 200})
+        assert big.images == () and "[image: image/png" in big.content
+        assert "not shown: larger than" in big.content
+
+
+VISION_MODEL, TEXT_MODEL = "Qwen/Qwen2.5-VL-72B-Instruct", "Qwen/Qwen3-8B"
+
+
+async def picture_turn(
+    service: ChatService, model: str, conversation_id: str | None = None
+) -> tuple[int, str]:
+    """A turn offering team__picture, its calls approved; returns (user id, conversation id)."""
+    user = await service.db(lambda s: repo.ensure_user(session=s, username="local"))
+    assert user.id is not None
+    stream = service.stream_turn(
+        user_id=user.id,
+        conversation_id=conversation_id,
+        action=NewMessage("draw"),
+        turn=TurnSettings(provider="siliconflow", model=model, tools=("team__picture",)),
+    )
+    async with contextlib.aclosing(stream):
+        async for update in stream:
+            conversation_id = update.conversation_id
+            if update.progress.awaiting_approval:
+                service.approvals.resolve(user.id, update.conversation_id, True)
+    assert conversation_id is not None
+    return user.id, conversation_id
+
+
+def roles(body: dict[str, Any]) -> list[str]:
+    return [m["role"] for m in body["messages"] if m["role"] != "system"]
+
+
+async def test_a_tools_images_are_stored_shown_and_sent_to_a_vision_model(
+    service: ChatService, fake: FakeOpenAI
+) -> None:
+    fake.enqueue(
+        Reply(content="", tool_calls=[call("p1", "team__picture", {"count": 2})]),
+        Reply(content="Two dots."),
+        Reply(content="Still two."),
+    )
+    user_id, conversation_id = await picture_turn(service, VISION_MODEL)
+    body = fake.requests[1]["json"]
+    assert roles(body) == ["user", "assistant", "tool", "user"]
+    tool, shown = body["messages"][-2:]
+    assert "[image 1: image/png" in tool["content"] and "[image 2: image/png" in tool["content"]
+    assert shown["content"][0] == {
+        "type": "text",
+        "text": "The images returned by tool team__picture:",
+    }
+    urls = [part["image_url"]["url"] for part in shown["content"][1:]]
+    assert len(urls) == 2 and all(u.startswith("data:image/png;base64,") for u in urls)
+
+    thread = await service.db(
+        lambda s: repo.load_thread(session=s, user_id=user_id, conversation_id=conversation_id)
+    )
+    (row,) = [m for m in thread.path if m.role == "tool"]
+    kept = row.attachments or []
+    assert urls == [f"data:{a['mime']};base64,{a['data']}" for a in kept]
+    blocks = [
+        str(item) for item in render_path(thread.path).messages if "team__picture" in str(item)
+    ]
+    assert len(blocks) == 1 and kept[0]["preview"] != kept[1]["preview"]
+    assert all(f"![image-{n}.png]({a['preview']})" in blocks[0] for n, a in enumerate(kept, 1))
+
+    await picture_turn(service, VISION_MODEL, conversation_id)  # the stored path, sent again
+    again = fake.requests[2]["json"]
+    assert roles(again) == ["user", "assistant", "tool", "user", "assistant", "user"]
+    assert again["messages"][-4:-2] == [tool, shown]
+
+
+async def test_a_model_without_image_input_gets_only_the_note(
+    service: ChatService, fake: FakeOpenAI
+) -> None:
+    fake.enqueue(
+        Reply(content="", tool_calls=[call("p1", "team__picture", {})]),
+        Reply(content="A dot."),
+        Reply(content="Still one."),
+    )
+    user_id, conversation_id = await picture_turn(service, TEXT_MODEL)
+    await picture_turn(service, TEXT_MODEL, conversation_id)
+    first, again = fake.requests[1]["json"], fake.requests[2]["json"]
+    assert roles(first) == ["user", "assistant", "tool"]
+    assert roles(again) == ["user", "assistant", "tool", "assistant", "user"]
+    for body in (first, again):
+        assert "image_url" not in json.dumps(body)
+        (tool,) = tool_messages(body)
+        assert "[image 1: image/png" in tool["content"]
+    thread = await service.db(
+        lambda s: repo.load_thread(session=s, user_id=user_id, conversation_id=conversation_id)
+    )
+    (row,) = [m for m in thread.path if m.role == "tool"]
+    assert [a["mime"] for a in row.attachments or []] == ["image/png"]  # still shown to the user
 
 
 # ---- the running app --------------------------------------------------------------------------

@@ -363,6 +363,7 @@ class ApiTurns:
                 rows.conversation_id,
                 interactive=False,
                 reasoning_passback=plan.caps.reasoning_passback,
+                images=plan.caps.vision is True,
             )
             spec = RunSpec(
                 client=service.clients[plan.provider.name],

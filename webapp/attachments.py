@@ -1,5 +1,7 @@
 """Images and video links attached to a user message: checked, stored, and sent to a provider.
 
+Images an MCP tool returned are kept in the same form on the tool result's row.
+
 An attachment is a plain dict, stored as is in `messages.attachments` (JSON) and exported:
 
 - an uploaded image: ``{"kind": "image", "name", "mime", "size", "data": <base64>,
@@ -289,6 +291,21 @@ def content_parts(text: str, attachments: Sequence[Attachment]) -> list[dict[str
         elif kind == "video_url":
             parts.append({"type": "video_url", "video_url": {"url": item["url"]}})
     return parts
+
+
+def tool_images_message(
+    results: Iterable[tuple[str, Sequence[Attachment]]],
+) -> dict[str, Any] | None:
+    """The user message that shows a model the images tools returned, sent after the round's
+    tool messages (those carry text only); `results` are (tool name, images). None: no images.
+    """
+    parts: list[dict[str, Any]] = []
+    for name, images in results:
+        shown = content_parts("", [a for a in images if a.get("kind") == "image"])
+        if shown:
+            parts.append({"type": "text", "text": f"The images returned by tool {name}:"})
+            parts += shown
+    return {"role": "user", "content": parts} if parts else None
 
 
 def markdown(attachments: Sequence[Attachment], *, full: bool = False) -> str:

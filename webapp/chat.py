@@ -336,6 +336,7 @@ class ChatService:
                 prepared.path,
                 reasoning_passback=plan.caps.reasoning_passback,
                 attachments=images_ok,
+                tool_images=plan.caps.vision is True,
             )
             if not images_ok and any(m.attachments for m in prepared.path):
                 notes.append(
@@ -364,6 +365,7 @@ class ChatService:
                     interactive=turn.interactive,
                     reasoning_passback=plan.caps.reasoning_passback,
                     credentials=turn.mcp_credentials,
+                    images=plan.caps.vision is True,
                 ),
                 recorded=recorded,
             )

@@ -146,7 +146,9 @@ def fit_messages(
     head = [m for m in messages[:1] if m.get("role") == "system"]
     turns: list[list[dict[str, Any]]] = []
     for message in messages[len(head) :]:
-        if message.get("role") == "user" or not turns:
+        # A user message right after tool messages shows the tools' images: same turn.
+        follows_tools = bool(turns) and turns[-1][-1].get("role") == "tool"
+        if (message.get("role") == "user" and not follows_tools) or not turns:
             turns.append([])
         turns[-1].append(message)
     sizes = [prompt_tokens(turn) for turn in turns]

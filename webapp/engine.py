@@ -2,7 +2,8 @@
 
 Knows nothing of Gradio or the database. The loop follows choice 0 (with tools on, the
 service sends n=1); tool calls of one answer run concurrently, and their events arrive as
-they happen. Results go back as `role: "tool"` messages, up to `max_rounds` rounds.
+they happen. Results go back as `role: "tool"` messages, up to `max_rounds` rounds; images
+a tool returned follow them as a user message when the model takes images.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from webapp.attachments import tool_images_message
 from webapp.messages import (
     ChatMessage,
     ReasoningDelta,
@@ -62,6 +64,7 @@ class ToolSetup:
     max_rounds: int = 8
     approve: Approver | None = None  # None: nobody can approve (API); such calls are refused
     reasoning_passback: bool = False  # send reasoning back with tool calls (DeepSeek, Kimi)
+    images: bool = False  # the model takes images: tools' images follow their tool messages
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +167,10 @@ async def run_turn(
             )
         )
         messages.extend(tool_message(results[call.id]) for call in calls)
+        if tools.images:
+            shown = tool_images_message((results[c.id].name, results[c.id].images) for c in calls)
+            if shown is not None:
+                messages.append(shown)  # tool messages carry text only
         round_number += 1
 
 

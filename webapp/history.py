@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Protocol, TypeVar
 
 from storage.schemas import StoredToolCall
-from webapp.attachments import content_parts
+from webapp.attachments import content_parts, tool_images_message
 from webapp.messages import ChatMessage
 
 
@@ -41,6 +41,7 @@ def to_provider_messages(
     *,
     reasoning_passback: bool = False,
     attachments: bool = True,
+    tool_images: bool = False,
 ) -> list[ChatMessage]:
     """Build the request's `messages` from the active path.
 
@@ -48,14 +49,19 @@ def to_provider_messages(
     Assistant answers that failed before producing any text are left out; partial answers
     (stopped, interrupted) are sent as the user saw them. A user message with attachments
     becomes a list of content parts; with `attachments=False` (a model known to take no images)
-    they are left out and only the text is sent.
+    they are left out and only the text is sent. With `tool_images` (a model known to take
+    images), the images tools returned follow their round's tool messages as a user message;
+    without, the model has only the results' notes about them.
     """
     messages: list[ChatMessage] = []
     if system_prompt.strip():
         messages.append({"role": "system", "content": system_prompt})
     path = list(path)
     answered = _answered_calls(path)
+    images: list[tuple[str, list[dict[str, Any]]]] = []  # of the tool messages just added
     for message in path:
+        if images and message.role != "tool":
+            _add_tool_images(messages, images)
         if message.role == "user":
             if attachments and message.attachments:
                 parts = content_parts(message.content, message.attachments)
@@ -78,7 +84,20 @@ def to_provider_messages(
             messages.append(
                 {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
             )
+            if tool_images and message.attachments:
+                images.append((message.name or "", message.attachments))
+    _add_tool_images(messages, images)
     return messages
+
+
+def _add_tool_images(
+    messages: list[ChatMessage], images: list[tuple[str, list[dict[str, Any]]]]
+) -> None:
+    """Add the round's tool images as one user message, and empty `images`."""
+    shown = tool_images_message(images)
+    if shown is not None:
+        messages.append(shown)
+    images.clear()
 
 
 def _call_id(call: Any) -> str | None:

@@ -100,6 +100,17 @@ class ToolResult:
     status: ToolStatus = "done"  # done | error | timeout | denied | cancelled | not_run
     duration_ms: int = 0
     error: str | None = None  # a short reason when status is not "done"
+    # Images the tool returned (MCP), as user-image attachments: shown in the tool block, and
+    # sent after the tool messages to a model that takes images.
+    images: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ToolOutput:
+    """What a tool returns when it has images besides its text (MCP tools)."""
+
+    text: str
+    images: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

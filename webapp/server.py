@@ -15,6 +15,7 @@ from storage import repository as repo
 from storage.db import make_engine, migrate, session_factory, unit_of_work
 from webapp import gradio_tuning
 from webapp.api_keys import ApiKeyAuth
+from webapp.attachments import Limits
 from webapp.auth import Accounts, HeaderAuth, Identity, LoginThrottle
 from webapp.capabilities import CapabilityTable, load_rules
 from webapp.catalog import ModelCatalog
@@ -28,6 +29,7 @@ from webapp.pricing import PriceFileError, load_prices
 from webapp.provider import ProviderClient, RetryPolicy
 from webapp.tools.builtin import register_builtins
 from webapp.tools.mcp_client import McpManager
+from webapp.tools.mcp_convert import MAX_TOOL_IMAGES
 from webapp.tools.registry import ToolRegistry, ToolSpecError
 from webapp.tools.selection import ToolSelectionError, parse_names
 from webapp.ui import presentation
@@ -125,7 +127,12 @@ def build(settings: Settings) -> Parley:
     tools, default_tools = build_tools(settings, http)
     # MCP servers start now (a bounded wait), so the Tools panel lists their tools; one that
     # fails is reported in the log, the Tools panel and /healthz, and retried with back-off.
-    mcp = McpManager(settings.mcp_servers, tools, start_timeout_s=settings.mcp_start_timeout_s)
+    mcp = McpManager(
+        settings.mcp_servers,
+        tools,
+        start_timeout_s=settings.mcp_start_timeout_s,
+        image_limits=Limits.from_mb(settings.attach_max_mb, MAX_TOOL_IMAGES),
+    )
     mcp.start()
     engine = make_engine(settings.database_url)
     backup = migrate(engine)

@@ -73,8 +73,10 @@ class ToolTurns:
         interactive: bool,
         reasoning_passback: bool,
         credentials: Mapping[str, str] | None = None,
+        images: bool = False,
     ) -> ToolSetup | None:
-        """How the engine runs this turn's tools, bound to this user and conversation."""
+        """How the engine runs this turn's tools, bound to this user and conversation;
+        `images`: the model takes images, so the images tools return are sent to it."""
         if not selection.names:
             return None
         context = ToolContext(
@@ -106,6 +108,7 @@ class ToolTurns:
             max_rounds=self.settings.tool_max_rounds,
             approve=approve,
             reasoning_passback=reasoning_passback,
+            images=images,
         )
 
     def _search_for(self, user_id: int) -> SearchFn:
@@ -160,14 +163,15 @@ def tool_rows(
                 }
             )
             continue
-        rows.append(
-            {
-                "tool_call_id": result.call_id,
-                "name": result.name,
-                "content": result.content,
-                "tool_status": result.status,
-                "error": result.error,
-                "timings": {"duration_ms": result.duration_ms},
-            }
-        )
+        row: StoredToolResult = {
+            "tool_call_id": result.call_id,
+            "name": result.name,
+            "content": result.content,
+            "tool_status": result.status,
+            "error": result.error,
+            "timings": {"duration_ms": result.duration_ms},
+        }
+        if result.images:
+            row["attachments"] = list(result.images)
+        rows.append(row)
     return rows

@@ -1,18 +1,20 @@
 """A stdio MCP server for the tests (FastMCP, the official SDK): tests/mcp_servers/team.py
 
 Tools: add, lookup (read-only), crash (the process exits mid-call), hang (never answers),
-picture (an image and a resource link), learn (adds a tool and says the list changed).
+picture (Pillow images and a resource link), learn (adds a tool and says the list changed).
 TEAM_GREETING (from the env the client passes) shows that `${VAR}` reached the process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
 import os
 
 from mcp.server.fastmcp import Context, FastMCP
-from mcp.server.fastmcp.utilities.types import Image
-from mcp.types import ResourceLink, TextContent, ToolAnnotations
+from mcp.types import ImageContent, ResourceLink, TextContent, ToolAnnotations
+from PIL import Image
 
 server = FastMCP("team", log_level="WARNING")
 
@@ -43,15 +45,19 @@ async def hang() -> str:
 
 
 @server.tool()
-def picture() -> list[object]:
-    """Return an image and a link."""
-    png = bytes.fromhex(
-        "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-        "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082"
-    )
+def picture(count: int = 1, kind: str = "png", side: int = 2) -> list[object]:
+    """Return `count` images (Pillow: PNG, or `kind` such as tiff; `side` pixels square, of
+    random colours so they stay large) and a link."""
+    images = []
+    for number in range(count):
+        out = io.BytesIO()
+        pixels = os.urandom(side * side * 3) if side > 2 else bytes([number * 40 % 256] * 12)
+        Image.frombytes("RGB", (side, side), pixels).save(out, kind.upper())
+        data = base64.b64encode(out.getvalue()).decode("ascii")
+        images.append(ImageContent(type="image", data=data, mimeType=f"image/{kind}"))
     return [
         TextContent(type="text", text="a dot"),
-        Image(data=png, format="png").to_image_content(),
+        *images,
         ResourceLink(type="resource_link", name="notes", uri="file:///notes.txt"),
     ]
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from webapp.messages import ToolCall, ToolResult
+from webapp.messages import ToolCall, ToolOutput, ToolResult
 from webapp.tools.context import ToolContext
 from webapp.tools.registry import Tool, ToolArgumentsError, ToolRegistry
 
@@ -32,6 +32,7 @@ class _Outcome:
     content: str
     status: str = "done"
     error: str | None = None
+    images: tuple[dict[str, Any], ...] = ()
 
 
 class ToolExecutor:
@@ -70,6 +71,7 @@ class ToolExecutor:
             status=outcome.status,
             duration_ms=int((time.monotonic() - started) * 1000),
             error=outcome.error,
+            images=outcome.images,
         )
 
     def close(self) -> None:
@@ -110,6 +112,8 @@ class ToolExecutor:
                 # the tool itself is reported as a failure, not as our timeout.
                 try:
                     value = await self._invoke(tool, kwargs)
+                    if isinstance(value, ToolOutput):
+                        return _Outcome(to_text(value.text), images=value.images)
                     return _Outcome(to_text(value))
                 except (Exception, SystemExit) as exc:
                     logger.warning("tool %s failed", tool.name, exc_info=True)

@@ -30,9 +30,17 @@ from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import McpError
 
+from webapp.attachments import Limits
+from webapp.messages import ToolOutput
 from webapp.tools.context import ToolContext
 from webapp.tools.mcp_config import McpServerConfig, drop_user_headers, fill_user_fields
-from webapp.tools.mcp_convert import parameters, result_text, tool_name, validator
+from webapp.tools.mcp_convert import (
+    MAX_TOOL_IMAGES,
+    parameters,
+    result_output,
+    tool_name,
+    validator,
+)
 from webapp.tools.registry import Tool, ToolRegistry
 
 log = logging.getLogger(__name__)
@@ -96,8 +104,11 @@ class McpManager:
         registry: ToolRegistry,
         *,
         start_timeout_s: float = 10.0,
+        image_limits: Limits | None = None,
     ) -> None:
+        """`image_limits`: how many images of a result are kept to show, and how large."""
         self._registry = registry
+        self._image_limits = image_limits or Limits(max_count=MAX_TOOL_IMAGES)
         self._start_timeout_s = start_timeout_s
         self._states = {s.name: ServerState(s) for s in servers}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -170,8 +181,9 @@ class McpManager:
         tool: str,
         arguments: dict[str, Any],
         credentials: Mapping[str, str] | None = None,
-    ) -> str:
-        """Run `tool` on `server` and return its result as text; raise McpToolError on failure.
+    ) -> ToolOutput:
+        """Run `tool` on `server` and return its result (text, images); raise McpToolError on
+        failure.
 
         `credentials`: the calling user's values for the server's {{user.X}} headers."""
         loop = self._loop
@@ -182,7 +194,7 @@ class McpManager:
 
     async def _call(
         self, server: str, tool: str, arguments: dict[str, Any], credentials: dict[str, str]
-    ) -> str:
+    ) -> ToolOutput:
         state = self._states[server]
         if state.config.user_fields:
             session: ClientSession | None = await self._user_session(state.config, credentials)
@@ -213,10 +225,9 @@ class McpManager:
             raise McpToolError(f"the connection to {server} failed: {_describe(exc)}") from None
         finally:
             state.calls.discard(task)
-        text = result_text(result)
         if result.isError:
-            raise McpToolError(text)
-        return text
+            raise McpToolError(result_output(result, None).text)
+        return await asyncio.to_thread(result_output, result, self._image_limits)
 
     # ---- the supervisor (on the MCP loop) ---------------------------------------------------
     async def _supervise(self, state: ServerState) -> None:
@@ -397,8 +408,8 @@ class McpManager:
             )
         return made
 
-    def _caller(self, server: str, tool: str) -> Callable[..., Coroutine[Any, Any, str]]:
-        async def call_mcp_tool(**arguments: Any) -> str:
+    def _caller(self, server: str, tool: str) -> Callable[..., Coroutine[Any, Any, ToolOutput]]:
+        async def call_mcp_tool(**arguments: Any) -> ToolOutput:
             context = arguments.pop(CONTEXT_PARAM, None)
             credentials = context.credentials if isinstance(context, ToolContext) else {}
             return await self.call(server, tool, arguments, credentials)

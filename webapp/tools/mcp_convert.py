@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import re
@@ -12,9 +14,13 @@ from jsonschema import exceptions as schema_errors
 from jsonschema import validators
 from mcp import types
 
+from webapp.attachments import Attachment, AttachmentError, Limits, image_from_bytes
+from webapp.messages import ToolOutput
 from webapp.tools.registry import ToolArgumentsError
 
 _INVALID = re.compile(r"[^a-zA-Z0-9_-]")
+MAX_TOOL_IMAGES = 4  # images of one result kept to show; each within ATTACH_MAX_MB
+SHOWN_IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 
 
 def tool_name(server: str, tool: str, taken: set[str]) -> str:
@@ -26,16 +32,34 @@ def tool_name(server: str, tool: str, taken: set[str]) -> str:
     return f"{name[:55]}_{digest}"
 
 
-def result_text(result: types.CallToolResult) -> str:
-    """A tool result as the text the model reads: text, JSON, and a line per image/resource."""
+def result_output(result: types.CallToolResult, limits: Limits | None) -> ToolOutput:
+    """A tool result as the text the model reads (text, JSON, a line per image/resource) and
+    the images kept to show: PNG, JPEG, GIF or WebP, at most `limits.max_count`, each within
+    `limits.max_bytes`, checked like an uploaded image. Any other image (every one with
+    `limits` None) stays a note.
+
+    Decodes the images (Pillow): call it off the event loop."""
     parts: list[str] = []
+    images: list[Attachment] = []
     for item in result.content:
         if isinstance(item, types.TextContent):
             parts.append(item.text)
-        elif isinstance(item, types.ImageContent | types.AudioContent):
+        elif isinstance(item, types.ImageContent):
+            image, why_not = _image(item, limits, len(images) + 1)
+            if image is None:
+                size = len(item.data) * 3 // 4
+                parts.append(
+                    f"[image: {item.mimeType}, about {size:,} bytes; not shown: {why_not}]"
+                )
+            else:
+                images.append(image)
+                parts.append(
+                    f"[image {len(images)}: {image['mime']}, {image['size']:,} bytes; "
+                    "shown to the user]"
+                )
+        elif isinstance(item, types.AudioContent):
             size = len(item.data) * 3 // 4
-            kind = "image" if isinstance(item, types.ImageContent) else "audio"
-            parts.append(f"[{kind}: {item.mimeType}, about {size:,} bytes; not shown here]")
+            parts.append(f"[audio: {item.mimeType}, about {size:,} bytes; not shown here]")
         elif isinstance(item, types.ResourceLink):
             parts.append(f"[resource link: {item.name} <{item.uri}>]")
         elif isinstance(item, types.EmbeddedResource):
@@ -46,7 +70,28 @@ def result_text(result: types.CallToolResult) -> str:
                 parts.append(f"[resource: {resource.uri} ({resource.mimeType or 'binary'})]")
     if not parts and result.structuredContent is not None:
         parts.append(json.dumps(result.structuredContent, ensure_ascii=False))
-    return "\n\n".join(parts) or "(no output)"
+    return ToolOutput("\n\n".join(parts) or "(no output)", tuple(images))
+
+
+def _image(
+    item: types.ImageContent, limits: Limits | None, number: int
+) -> tuple[Attachment | None, str]:
+    """The image as a user-image attachment, or None and why it is not shown."""
+    if limits is None:
+        return None, "an error result's images are not kept"
+    if item.mimeType not in SHOWN_IMAGE_TYPES:
+        return None, "only PNG, JPEG, GIF and WebP images are shown"
+    if number > limits.max_count:
+        return None, f"at most {limits.max_count} images of a result are shown"
+    if len(item.data) > limits.max_bytes * 4 // 3 + 4:  # before decoding anything
+        return None, f"larger than {limits.max_bytes / (1024 * 1024):g} MB (ATTACH_MAX_MB)"
+    try:
+        raw = base64.b64decode(item.data, validate=True)
+        extension = item.mimeType.removeprefix("image/")
+        return image_from_bytes(raw, f"image-{number}.{extension}", limits), ""
+    except (binascii.Error, ValueError) as exc:  # AttachmentError is a ValueError
+        reason = str(exc) if isinstance(exc, AttachmentError) else "its data is not valid base64"
+        return None, reason
 
 
 def parameters(schema: dict[str, Any]) -> dict[str, Any]:

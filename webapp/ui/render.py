@@ -203,9 +203,15 @@ def pretty_arguments(arguments: str) -> str:
 
 
 def tool_item(
-    call: ToolCall, status: str, result: str | None, duration_ms: int | None, lang: str = "en"
+    call: ToolCall,
+    status: str,
+    result: str | None,
+    duration_ms: int | None,
+    lang: str = "en",
+    images: Sequence[attachments.Attachment] = (),
 ) -> ChatbotMessage:
-    """One collapsible block for a tool call: name, arguments, result, duration, status."""
+    """One collapsible block for a tool call: name, arguments, result (and the images the tool
+    returned, as thumbnails), duration, status."""
     parts = [t("**Arguments**", lang), fenced(pretty_arguments(call.arguments), "json")]
     if status == "awaiting_approval":
         parts.append(t("Approve or deny this call with the buttons under the chat.", lang))
@@ -217,6 +223,8 @@ def tool_item(
                 + f"\n… ({len(result) - TOOL_SHOWN_CHARS:,} more characters stored)"
             )
         parts += [t("**Result**", lang), fenced(shown)]
+        if images:
+            parts.append(attachments.markdown(images))
     icon = "⚠" if status in ("error", "timeout") else "🛠"
     metadata: dict[str, Any] = {
         "title": f"{icon} {call.name or t('(unnamed tool)', lang)} · "
@@ -236,6 +244,7 @@ def _live_tool_items(views: Sequence[ToolCallView], lang: str) -> list[ChatbotMe
             v.result.content if v.result else None,
             v.result.duration_ms if v.result else None,
             lang,
+            v.result.images if v.result else (),
         )
         for v in views
     ]
@@ -258,7 +267,16 @@ def _stored_tool_items(
             items.append(tool_item(call, status, None, None, lang))
         else:
             duration = (row.timings or {}).get("duration_ms")
-            items.append(tool_item(call, row.tool_status or "done", row.content, duration, lang))
+            items.append(
+                tool_item(
+                    call,
+                    row.tool_status or "done",
+                    row.content,
+                    duration,
+                    lang,
+                    row.attachments or (),
+                )
+            )
     return items
 
 
