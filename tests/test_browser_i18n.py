@@ -3,6 +3,7 @@ remembered, and followed by the text the server writes (Thinking block, figures,
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -75,6 +76,12 @@ def test_a_chinese_browser_gets_the_chinese_ui_and_chinese_figures(
     page.locator("#conversations label", has_text="你好").click()
     expect(page.locator("#chatbot")).to_contain_text("你好！很高兴见到你。")
     expect(page.locator("#chatbot")).to_contain_text(refused)
+    # Reloaded, the conversation in the address opens once the language is known: in Chinese.
+    expect(page).to_have_url(re.compile(r"[?&]c=[0-9a-f]{32}"))
+    page.reload()
+    expect(page.locator("#chatbot")).to_contain_text(refused)
+    expect(page.locator("#chatbot")).to_contain_text("首 token")
+    expect(page.locator("#chatbot")).not_to_contain_text("first token")
 
 
 def test_switching_language_relabels_the_page_and_is_remembered(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from typing import Any
 
 import gradio as gr
 import pytest
@@ -168,3 +169,23 @@ def test_every_literal_text_given_to_t_has_a_chinese_translation() -> None:
             ):
                 missing.append(f"{path}:{node.lineno}: {node.args[0].value}")
     assert missing == []
+
+
+def test_what_the_server_writes_on_load_waits_for_the_language(parley: Parley) -> None:
+    """The conversation named in the address, the model list and the banner are written after
+    the page's language is known (on_load), or a Chinese page would show them in English
+    until the next event."""
+    fns = list(parley.demo.fns.values())
+
+    def name(f: Any) -> str:
+        return str(getattr(f.fn, "__name__", ""))  # "" for a partial or a lambda
+
+    def after(first: Any) -> set[str]:
+        return {name(f) for f in fns if f.trigger_after == first._id}
+
+    on_load = next(f for f in fns if name(f) == "on_load")
+    assert on_load.targets[0][1] == "load"
+    assert {"open_from_url", "key_banner"} <= after(on_load)
+    assert "models_for" not in after(on_load)  # it would reset an opened conversation's model
+    opened = next(f for f in fns if name(f) == "open_from_url")
+    assert {"models_on_load", "sidebar"} <= after(opened)

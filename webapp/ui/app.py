@@ -15,7 +15,7 @@ from webapp.ui.admin_panel import build_admin_panel, wire_admin
 from webapp.ui.api import ChatAPI
 from webapp.ui.chat_tab import LATEX, ChatColumn, build_chat_column, wire_turns
 from webapp.ui.compare_tab import CompareTab, CompareUI, build_compare_tab, wire_compare
-from webapp.ui.handlers import MODELS, RERENDER, ChatUI
+from webapp.ui.handlers import RERENDER, ChatUI
 from webapp.ui.keys_ui import KeysUI
 from webapp.ui.outputs import HIDDEN, PRIVATE, QUIET
 from webapp.ui.presets_ui import wire_presets
@@ -69,10 +69,16 @@ def build_ui(
         )
         wire_settings(ui, settings, page, chat)
         turns = wire_turns(ui, chat, page, settings, side)
+        api_components = wire_chat_api(api)
+        # The page's language first: what the server writes on load (the chat opened from the
+        # address, the model note) waits for it.
+        language_known = wire_page_language(
+            ui, compare, compare_tab, page, side, chat, settings, account_note, api_components
+        )
         opened = wire_sidebar(
             ui,
             side,
-            demo=demo,
+            loaded=language_known,
             then_gauge=turns.then_gauge,
             summarized=turns.summarized,
             panels=(page, chat, settings),
@@ -94,10 +100,6 @@ def build_ui(
             tabs=tabs,
             after_open=[opened.from_list, opened.from_url],
         )
-        api_components = wire_chat_api(api)
-        wire_page_language(
-            ui, compare, compare_tab, page, side, chat, settings, account_note, api_components
-        )
     return demo
 
 
@@ -111,9 +113,10 @@ def wire_page_language(
     settings: SettingsPanel,
     account_note: gr.Markdown | None,
     skip: list[Any],
-) -> None:
+) -> Dependency:
     """Translate the page on load and on a switch, then write again in the new language
-    what the server wrote (the banner, the signed-in line, the chat, the model note)."""
+    what the server wrote (the banner, the signed-in line, the chat, the model note).
+    Returns the load's event, once the language is known."""
     demo = page.demo
     state = page.state
     # Text the server writes on load follows the language, so it waits for it.
@@ -128,9 +131,7 @@ def wire_page_language(
         ui.models_note, [settings.provider, settings.model, state], [settings.models_note], **QUIET
     )
     switched.then(compare.refresh, compare_tab.refresh_inputs, compare_tab.view_outputs, **QUIET)
-    language_known.then(
-        ui.models_for, [settings.provider, state], MODELS.components(settings), **QUIET
-    )
+    return language_known
 
 
 def account_bar(auth_mode: str) -> gr.Markdown | None:

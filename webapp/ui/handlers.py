@@ -788,6 +788,13 @@ class ChatUI:
         """The model Dropdown's update and the note under it (PageContext.model_choices)."""
         return await self.page.model_choices(provider, state, refresh=refresh, current=current)
 
+    async def models_on_load(self, provider: str, state: SessionState) -> Updates:
+        """The model list when the page loads, unless a conversation opened from the address
+        already filled it (with that conversation's model)."""
+        if state.conversation_id:
+            return MODELS.skip()
+        return await self.models_for(provider, state)
+
     async def models_note(self, provider: str, model: str, state: SessionState) -> str:
         """The note under the model list, in the page's language (after a language switch)."""
         _, note = await self.model_choices(provider, state, current=model or "")

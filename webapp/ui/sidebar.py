@@ -110,13 +110,14 @@ def wire_sidebar(
     ui: ChatUI,
     side: Sidebar,
     *,
-    demo: gr.Blocks,
+    loaded: Dependency,
     then_gauge: Callable[[Dependency], Dependency],
     summarized: Dependency,
     panels: tuple[object, ...],
 ) -> OpenEvents:
     """Hook the conversation list to ChatUI. `panels` (the page, the chat column, the
-    settings panel) hold the other components the events update, by name."""
+    settings panel) hold the other components the events update, by name. `loaded` is the
+    page load's event once the language is known."""
 
     def names(outputs: Outputs) -> list[Any]:
         return outputs.components(side, *panels)
@@ -126,10 +127,13 @@ def wire_sidebar(
         ui.open, [side.conversations, state], names(h.OPEN), **QUIET
     )
     # A conversation opened from its link (?c=…, kept in the address bar), as after a
-    # reload: shown, selected in the sidebar, and followed live if an answer streams.
-    url_open = demo.load(ui.open_from_url, [state], names(h.OPEN), **QUIET).then(
-        ui.sidebar, [state, side.search], [side.conversations], **QUIET
+    # reload: shown in the page's language, selected in the sidebar, and followed live if an
+    # answer streams. The model list comes after it, so the conversation keeps its model.
+    from_address = loaded.then(ui.open_from_url, [state], names(h.OPEN), **QUIET)
+    from_address.then(
+        ui.models_on_load, [find(panels, "provider"), state], names(h.MODELS), **QUIET
     )
+    url_open = from_address.then(ui.sidebar, [state, side.search], [side.conversations], **QUIET)
     continued = summarized.then(
         ui.continue_from_summary, [state], names(h.OPEN), api_visibility=PRIVATE
     )
@@ -153,6 +157,11 @@ def wire_sidebar(
     side.cancel_btn.click(lambda: gr.update(visible=False), None, [side.confirm_row], **QUIET)
     side.confirm_btn.click(ui.delete, [state, side.search], names(h.DELETE), **QUIET)
     return OpenEvents(from_list=open_event, from_url=url_open)
+
+
+def find(panels: tuple[object, ...], name: str) -> Any:
+    """The component called `name` in the first panel that has one."""
+    return getattr(next(p for p in panels if hasattr(p, name)), name)
 
 
 def wire_sharing(team: TeamUI, side: Sidebar, state: gr.State) -> None:
