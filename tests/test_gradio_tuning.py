@@ -255,46 +255,48 @@ def gradio_is_its_own() -> bool:
     )
 
 
-def test_the_last_undo_gives_gradio_its_own_code_back(tuned: gradio_tuning.Applied) -> None:
-    assert not gradio_is_its_own()
-    second = gradio_tuning.Applied.apply()  # another app built in the same process
-    tuned.undo()
-    assert not gradio_is_its_own(), "the second app still holds the patches"
-    second.undo()
-    assert gradio_is_its_own()
-    tuned.undo()  # twice is harmless
-    assert gradio_is_its_own()
-    again = gradio_tuning.Applied.apply()  # and they can be applied anew (the fixture's undo
-    assert not gradio_is_its_own()  # above was its one release)
-    again.undo()
+def test_the_last_undo_gives_gradio_its_own_code_back() -> None:
+    with gradio_tuning.Applied.suspended():  # whatever other apps of this process hold
+        assert gradio_is_its_own()
+        first = gradio_tuning.Applied.apply()
+        second = gradio_tuning.Applied.apply()  # another app built in the same process
+        assert not gradio_is_its_own()
+        first.undo()
+        assert not gradio_is_its_own(), "the second app still holds the patches"
+        second.undo()
+        assert gradio_is_its_own()
+        first.undo()  # twice is harmless
+        assert gradio_is_its_own()
+        again = gradio_tuning.Applied.apply()  # and they can be applied anew
+        assert not gradio_is_its_own()
+        again.undo()
+    assert not gradio_is_its_own()  # this module's fixture holds them again
 
 
-def test_gradio_tuning_off_leaves_patches_out_and_names_are_checked(
-    tuned: gradio_tuning.Applied,
-) -> None:
-    tuned.undo()  # this test decides what is applied
-    leaving_one = gradio_tuning.Applied.apply(["cheap_skips"])
-    assert state_holder.SessionState is gradio_tuning.LightSessionState
-    assert not getattr(gr.Blocks.postprocess_data, "_parley_cheap_skips", False)
-    leaving_one.undo()
-    nothing = gradio_tuning.Applied.apply(["all"])
-    assert nothing.names == () and gradio_is_its_own()
-    nothing.undo()
-    with pytest.raises(ValueError, match="cheap_skip.*the names are lighter_sessions"):
-        gradio_tuning.Applied.apply(["cheap_skip"])
-    assert gradio_is_its_own()
+def test_gradio_tuning_off_leaves_patches_out_and_names_are_checked() -> None:
+    with gradio_tuning.Applied.suspended():
+        leaving_one = gradio_tuning.Applied.apply(["cheap_skips"])
+        assert state_holder.SessionState is gradio_tuning.LightSessionState
+        assert not getattr(gr.Blocks.postprocess_data, "_parley_cheap_skips", False)
+        leaving_one.undo()
+        nothing = gradio_tuning.Applied.apply(["all"])
+        assert nothing.names == () and gradio_is_its_own()
+        nothing.undo()
+        with pytest.raises(ValueError, match="cheap_skip.*the names are lighter_sessions"):
+            gradio_tuning.Applied.apply(["cheap_skip"])
+        assert gradio_is_its_own()
 
 
 def test_an_app_with_all_tuning_off_chats_on_gradio_s_own_code(
-    tuned: gradio_tuning.Applied, fake_openai: Any, tmp_path: Path
+    fake_openai: Any, tmp_path: Path
 ) -> None:
-    tuned.undo()
-    running = start_app(fake_openai, tmp_path / "plain.db", GRADIO_TUNING_OFF="all")
-    try:
-        assert gradio_is_its_own()
-        answer, conversation_id = running.client().predict("Hi", "", "", "{}", api_name="/chat")
-        assert answer and conversation_id
-    finally:
-        running.close()
-    with pytest.raises(ConfigError, match="GRADIO_TUNING_OFF"):
-        start_app(fake_openai, tmp_path / "bad.db", GRADIO_TUNING_OFF="fast_everything")
+    with gradio_tuning.Applied.suspended():
+        running = start_app(fake_openai, tmp_path / "plain.db", GRADIO_TUNING_OFF="all")
+        try:
+            assert gradio_is_its_own()
+            answer, conversation_id = running.client().predict("Hi", "", "", "{}", api_name="/chat")
+            assert answer and conversation_id
+        finally:
+            running.close()
+        with pytest.raises(ConfigError, match="GRADIO_TUNING_OFF"):
+            start_app(fake_openai, tmp_path / "bad.db", GRADIO_TUNING_OFF="fast_everything")

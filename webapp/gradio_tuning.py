@@ -12,11 +12,12 @@ The per-app ones (queue analytics and polling, the login check) change only that
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import inspect
 import os
 import sys
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from copy import copy
 from typing import Any
 
@@ -246,6 +247,7 @@ class Applied:
     code comes back when the last of them is undone."""
 
     _holders = 0  # apps built with the patches and not closed yet
+    _names: tuple[str, ...] = ()  # the patches in effect
     _undos: list[Undo] = []  # in the order applied; undone in reverse
 
     def __init__(self, names: tuple[str, ...]) -> None:
@@ -261,17 +263,36 @@ class Applied:
             raise ValueError(f"unknown Gradio tuning {sorted(unknown)}: the names are {known}")
         names = () if "all" in off else tuple(n for n in PROCESS_PATCHES if n not in off)
         if cls._holders == 0:
-            cls._undos = [PROCESS_PATCHES[name]() for name in names]
+            cls._names, cls._undos = names, [PROCESS_PATCHES[name]() for name in names]
         cls._holders += 1
         return cls(names)
+
+    @classmethod
+    @contextlib.contextmanager
+    def suspended(cls) -> Iterator[None]:
+        """Gradio's own code for the length of the block, whoever holds the patches (for
+        tests); what the block applies is undone after it, and the holders' patches return."""
+        holders, names = cls._holders, cls._names
+        cls._release_all()
+        try:
+            yield
+        finally:
+            cls._release_all()
+            if holders:
+                cls._holders, cls._names = holders, names
+                cls._undos = [PROCESS_PATCHES[name]() for name in names]
+
+    @classmethod
+    def _release_all(cls) -> None:
+        for undo in reversed(cls._undos):
+            undo()
+        cls._holders, cls._names, cls._undos = 0, (), []
 
     def undo(self) -> None:
         """Release this app's hold; the last one restores Gradio's own code."""
         if self._done:
             return
         self._done = True
-        Applied._holders -= 1
+        Applied._holders = max(Applied._holders - 1, 0)
         if Applied._holders == 0:
-            for undo in reversed(Applied._undos):
-                undo()
-            Applied._undos = []
+            Applied._release_all()
