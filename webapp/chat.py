@@ -390,6 +390,41 @@ class ChatService:
         [run] = await self.launch_when_prepared(reservation, prepare, start)
         return run
 
+    async def unattended_turn(
+        self,
+        *,
+        user_id: int,
+        conversation_id: str | None,
+        provider: str,
+        model: str,
+        params: Mapping[str, Any],
+        tools: list[str] | None,
+        tool_choice: str | None,
+        default_tools: tuple[str, ...],
+    ) -> TurnSettings:
+        """A turn asked for by a program (the /chat API, MCP's chat): where the call names no
+        tools or tool_choice, the conversation's stored ones (else `default_tools`), with its
+        system prompt; no person is there to approve a tool call. NotFound if not theirs."""
+        system_prompt, stored = "", {}
+        if conversation_id:
+            existing = await self.db(
+                lambda s: repo.get_conversation(
+                    session=s, user_id=user_id, conversation_id=conversation_id
+                )
+            )
+            system_prompt, stored = existing.system_prompt, existing.parameters or {}
+        if tools is None:
+            tools = stored.get("tools", list(default_tools))
+        return TurnSettings(
+            provider=provider,
+            model=model,
+            params=params,
+            system_prompt=system_prompt,
+            tools=tuple(tools or ()),
+            tool_choice=tool_choice or stored.get("tool_choice") or "auto",
+            interactive=False,  # such tools are not run
+        )
+
     async def stream_turn(
         self,
         *,

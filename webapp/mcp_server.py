@@ -33,7 +33,7 @@ from storage.field_limits import shown
 from webapp.api_turns import split_model
 from webapp.auth import NotSignedIn
 from webapp.catalog import ModelCatalog
-from webapp.chat import ChatService, NewMessage, TurnRefused, TurnSettings
+from webapp.chat import ChatService, NewMessage, TurnRefused
 from webapp.openai_api import Caller, answer_texts, error, model_ids
 from webapp.params import ParamError
 from webapp.turn_runs import RateLimitRefused, TurnUpdate
@@ -263,24 +263,15 @@ class McpServer:
             provider, model = default_model(service)
         user_id = caller.user_id
         try:
-            system_prompt, stored = "", {}
-            if conversation_id:
-                existing = await service.db(
-                    lambda s: repo.get_conversation(
-                        session=s, user_id=user_id, conversation_id=conversation_id
-                    )
-                )
-                system_prompt, stored = existing.system_prompt, existing.parameters or {}
-            if tools is None:
-                tools = stored.get("tools", list(self.default_tools))
-            turn = TurnSettings(
+            turn = await service.unattended_turn(
+                user_id=user_id,
+                conversation_id=conversation_id,
                 provider=provider,
                 model=model,
                 params=params,
-                system_prompt=system_prompt,
-                tools=tuple(tools),
-                tool_choice=tool_choice or stored.get("tool_choice") or "auto",
-                interactive=False,  # no person to approve a call: such tools are not run
+                tools=tools,
+                tool_choice=tool_choice,
+                default_tools=self.default_tools,
             )
             run = await service.start_turn(
                 user_id=user_id,

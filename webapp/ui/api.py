@@ -18,7 +18,6 @@ from webapp.chat import (
     ChatService,
     NewMessage,
     TurnRefused,
-    TurnSettings,
     TurnUpdate,
 )
 from webapp.error_text import DATABASE_DOWN, user_message
@@ -105,24 +104,15 @@ class ChatAPI:
             raise gr.Error(DATABASE_DOWN) from None
         user_id = person.user_id
         try:
-            system_prompt, stored = "", {}
-            if conversation_id.strip():
-                existing = await self.service.db(
-                    lambda s: repo.get_conversation(
-                        session=s, user_id=user_id, conversation_id=conversation_id.strip()
-                    )
-                )
-                system_prompt, stored = existing.system_prompt, existing.parameters or {}
-            if tools is None:
-                tools = stored.get("tools", list(self.default_tools))
-            turn = TurnSettings(
+            turn = await self.service.unattended_turn(
+                user_id=user_id,
+                conversation_id=conversation_id.strip() or None,
                 provider=provider,
                 model=model,
                 params=params,
-                system_prompt=system_prompt,
-                tools=tuple(tools),
-                tool_choice=tool_choice or stored.get("tool_choice") or "auto",
-                interactive=False,
+                tools=tools,
+                tool_choice=tool_choice,
+                default_tools=self.default_tools,
             )
             stream = self.service.stream_turn(
                 user_id=user_id,
