@@ -68,7 +68,7 @@ from bench.procfs import free_port, rss_kb
 from storage import repository as repo
 from storage.db import make_engine, migrate, session_factory, unit_of_work
 from storage.models import Conversation, Message, new_id
-from webapp.auth import LOCAL_USER
+from webapp.app.auth import LOCAL_USER
 from webapp.config import load_settings
 from webapp.process_tuning import freeze_startup_objects, steady_malloc
 from webapp.server import Parley, build

@@ -41,7 +41,7 @@ each stage of a turn (request in, first rows written, upstream request out) in o
 - **Added time to first token in a burst.** Each turn does a few milliseconds of Python before
   its upstream request; in a burst these run one after another on the one core the GIL
   allows. Two costs that grew with the burst are gone: the first rows of turns that start
-  together are written by one writer in one transaction (webapp/group_commit.py; 50 requests
+  together are written by one writer in one transaction (webapp/app/group_commit.py; 50 requests
   used to sleep in SQLite's busy handler), and one user's parallel turns no longer wait on a
   per-user lock (the writer already runs them in order). `/v1` is at +74 ms. The UI's
   +656 ms is Gradio's own per-event path before the handler runs (queue join, the send

@@ -24,11 +24,11 @@ import httpx
 from storage import repository as repo
 from storage.db import make_engine, migrate, session_factory, unit_of_work
 from tests.fake_openai import FakeOpenAI, Reply
-from webapp.capabilities import CapabilityTable
-from webapp.chat import ChatService, NewMessage, TurnSettings
+from webapp.app.chat import ChatService, NewMessage, TurnSettings
 from webapp.config import load_settings
-from webapp.messages import ToolCall
-from webapp.provider import ProviderClient, RetryPolicy
+from webapp.core.capabilities import CapabilityTable
+from webapp.core.messages import ToolCall
+from webapp.provider.client import ProviderClient, RetryPolicy
 from webapp.tools.builtin import register_builtins
 from webapp.tools.context import ToolContext
 from webapp.tools.execute import ToolExecutor

@@ -10,8 +10,13 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("webapp", "webapp/tools", "webapp/ui", "storage")
 WIDTH = 100
+
+
+def packages() -> list[Path]:
+    """webapp/ and storage/ and every package under them (a folder with an __init__.py)."""
+    inner = sorted(p.parent for p in (ROOT / "webapp").rglob("*/__init__.py"))
+    return [ROOT / "webapp", *inner, ROOT / "storage"]
 
 
 def summary(path: Path) -> str:
@@ -24,11 +29,13 @@ def summary(path: Path) -> str:
 def module_map() -> list[str]:
     """One line per module, `path  summary`, cut to the README's width."""
     lines = []
-    for package in PACKAGES:
-        for path in sorted((ROOT / package).glob("*.py")):
-            if path.name == "__init__.py":
-                continue
+    for package in packages():
+        for path in sorted(package.glob("*.py")):
             name = path.relative_to(ROOT).as_posix()
+            if path.name == "__init__.py":  # the package itself, by its docstring
+                if package.name in ("webapp", "storage"):
+                    continue
+                name = package.relative_to(ROOT).as_posix() + "/"
             line = f"{name:<31} {summary(path)}"
             if len(line) > WIDTH:  # cut at a word, marked
                 line = line[: WIDTH - 1].rsplit(" ", 1)[0] + " …"

@@ -1,7 +1,7 @@
 """Accounts, per-user limits, usage figures and share links: keyword-only; they flush, the
 caller's unit of work commits.
 
-Password hashing happens above this layer (webapp/auth.py); only hashes are stored here.
+Password hashing happens above this layer (webapp/app/auth.py); only hashes are stored here.
 """
 
 from __future__ import annotations

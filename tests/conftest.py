@@ -16,11 +16,11 @@ from gradio_client import Client
 from storage.db import make_engine, migrate, session_factory
 from tests.fake_openai import FakeOpenAI
 from tests.pg import PostgresUnavailable, create_database, drop_database, start_postgres_server
-from webapp.capabilities import CapabilityTable
-from webapp.chat import ChatService
+from webapp.app.chat import ChatService
 from webapp.config import Settings, load_settings
-from webapp.image_fetch import ImageFetcher
-from webapp.provider import ProviderClient, RetryPolicy
+from webapp.core.capabilities import CapabilityTable
+from webapp.edge.image_fetch import ImageFetcher
+from webapp.provider.client import ProviderClient, RetryPolicy
 from webapp.server import Parley, build
 from webapp.web import ServerThread, create_app, start_in_thread
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from storage import repository as repo
-from webapp.chat import ChatService
+from webapp.app.chat import ChatService
 
 
 async def stored_path(service: ChatService, user_id: int, conversation_id: str) -> list[Any]:

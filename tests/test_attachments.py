@@ -1,7 +1,7 @@
 """Image and video attachments: checking uploads and links, what reaches the provider, what is
 stored, and what export and import keep.
 
-Unit tests for webapp.attachments and the capability table; ChatService turns against the fake
+Unit tests for webapp.core.attachments and the capability table; ChatService turns against the fake
 upstream on a real database (SQLite and PostgreSQL); export and import round trips.
 """
 
@@ -25,10 +25,8 @@ from storage import repository as repo
 from storage import transfer
 from tests.fake_openai import FakeOpenAI, Reply
 from tests.services import stored_path
-from webapp import attachments, export, import_file
-from webapp.attachments import AttachmentError, Limits
-from webapp.capabilities import CapabilityTable
-from webapp.chat import (
+from webapp.app import export, import_file
+from webapp.app.chat import (
     Action,
     ChatService,
     EditMessage,
@@ -38,7 +36,10 @@ from webapp.chat import (
     TurnSettings,
     TurnUpdate,
 )
-from webapp.import_file import ImportRefused
+from webapp.app.import_file import ImportRefused
+from webapp.core import attachments
+from webapp.core.attachments import AttachmentError, Limits
+from webapp.core.capabilities import CapabilityTable
 
 Call = Callable[..., Any]
 

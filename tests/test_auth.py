@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import RunningApp, start_app
 from tests.fake_openai import FakeOpenAI
 from webapp import cli
-from webapp.auth import HeaderAuth, LoginThrottle, hash_password, trusted, verify_password
+from webapp.app.auth import HeaderAuth, LoginThrottle, hash_password, trusted, verify_password
 
 PASSWORD = "a long enough secret"
 

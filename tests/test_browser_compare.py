@@ -21,15 +21,15 @@ from playwright.sync_api import Page, expect
 from tests.browser import ARTIFACTS, browser_fixture, page_fixture, playwright_fixture  # noqa: F401
 from tests.conftest import free_port
 from tests.fake_openai import ErrorReply, FakeOpenAI, Reply
-from webapp.catalog import ModelCatalog
-from webapp.compare import CompareService
+from webapp.app.compare import CompareService
+from webapp.app.versions import Versions
 from webapp.config import load_settings
-from webapp.pricing import parse_prices
+from webapp.provider.catalog import ModelCatalog
+from webapp.provider.pricing import parse_prices
 from webapp.server import Parley, build
 from webapp.ui.compare_tab import CompareUI, build_compare_tab, wire_compare
 from webapp.ui.handlers import ChatUI
 from webapp.ui.session import SessionState
-from webapp.versions import Versions
 from webapp.web import ServerThread, create_app, start_in_thread
 
 PRICES = [

@@ -32,7 +32,7 @@ from tests.browser import (  # noqa: F401
 )
 from tests.conftest import RunningApp, start_app
 from tests.fake_openai import FakeOpenAI, Reply
-from webapp.auth import LOCAL_USER
+from webapp.app.auth import LOCAL_USER
 
 
 @pytest.fixture

@@ -40,7 +40,7 @@ from tests.image_server import ImageServer, image_server
 from tests.test_browser_hostile import expand_all
 from tests.test_image_fetch import loopback_too, resolve
 from webapp import cli
-from webapp.image_fetch import ImageFetcher
+from webapp.edge.image_fetch import ImageFetcher
 
 PASSWORD = "correct horse battery"
 REQUIRED = [

@@ -30,7 +30,7 @@ from tests.browser import (  # noqa: F401
 )
 from tests.conftest import RunningApp, start_app
 from tests.fake_openai import FakeOpenAI, Reply
-from webapp.engine import DENIED
+from webapp.core.engine import DENIED
 
 TOOLS_MODULE = "tests.tools_for_browser"
 

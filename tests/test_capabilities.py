@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from webapp.capabilities import (
+from webapp.core.capabilities import (
     Capabilities,
     CapabilityFileError,
     CapabilityTable,

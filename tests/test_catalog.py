@@ -8,11 +8,11 @@ import httpx
 import pytest
 
 from tests.fake_openai import ErrorReply, FakeOpenAI
-from webapp.catalog import ModelCatalog
+from webapp.app.error_text import model_list_note
 from webapp.config import Settings, load_settings
-from webapp.error_info import ErrorInfo
-from webapp.error_text import model_list_note
-from webapp.provider import ProviderClient
+from webapp.provider.catalog import ModelCatalog
+from webapp.provider.client import ProviderClient
+from webapp.provider.error_info import ErrorInfo
 
 
 @pytest.fixture

@@ -20,8 +20,7 @@ from storage.db import make_engine, migrate, session_factory, unit_of_work
 from storage.models import Message
 from tests.fake_openai import ErrorReply, FakeOpenAI, Reply
 from tests.services import stored_path
-from webapp.capabilities import CapabilityTable
-from webapp.chat import (
+from webapp.app.chat import (
     Action,
     ChatService,
     EditMessage,
@@ -31,10 +30,11 @@ from webapp.chat import (
     TurnSettings,
     TurnUpdate,
 )
+from webapp.app.error_text import user_message
 from webapp.config import load_settings
-from webapp.error_text import user_message
-from webapp.params import ParamError
-from webapp.provider import ProviderClient
+from webapp.core.capabilities import CapabilityTable
+from webapp.core.params import ParamError
+from webapp.provider.client import ProviderClient
 
 TURN = TurnSettings(provider="siliconflow", model="Qwen/Qwen3-8B", system_prompt="Be brief.")
 

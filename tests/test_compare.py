@@ -15,14 +15,21 @@ from storage import accounts, tree
 from storage import repository as repo
 from storage.models import Message, utc_now
 from tests.fake_openai import ErrorReply, FakeOpenAI, Reply
-from webapp.chat import UPDATE_INTERVAL_S, ChatService, TurnRefused
-from webapp.compare import CompareService, CompareUpdate
-from webapp.compare_export import compare_markdown
-from webapp.compare_rounds import ColumnSpec, column_labels, compare_rounds, following
-from webapp.error_info import parse_error
-from webapp.error_text import user_message
-from webapp.params import ParamError
-from webapp.pricing import Cost, PriceFileError, PriceTable, format_cost, load_prices, parse_prices
+from webapp.app.chat import UPDATE_INTERVAL_S, ChatService, TurnRefused
+from webapp.app.compare import CompareService, CompareUpdate
+from webapp.app.compare_export import compare_markdown
+from webapp.app.compare_rounds import ColumnSpec, column_labels, compare_rounds, following
+from webapp.app.error_text import user_message
+from webapp.core.params import ParamError
+from webapp.provider.error_info import parse_error
+from webapp.provider.pricing import (
+    Cost,
+    PriceFileError,
+    PriceTable,
+    format_cost,
+    load_prices,
+    parse_prices,
+)
 
 A = ColumnSpec("siliconflow", "fast/a")
 B = ColumnSpec("jiekou", "slow/b")

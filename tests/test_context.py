@@ -15,10 +15,11 @@ import pytest
 from storage import repository as repo
 from tests.fake_openai import FakeOpenAI, Reply
 from tests.services import stored_path
-from webapp.capabilities import CapabilityFileError, CapabilityTable, Rule, load_rules
-from webapp.chat import ChatService, ContextFull, NewMessage, TurnSettings
+from webapp.app.chat import ChatService, ContextFull, NewMessage, TurnSettings
+from webapp.app.summary import SummaryMissing, start_from_summary
 from webapp.config import load_settings
-from webapp.context import (
+from webapp.core.capabilities import CapabilityFileError, CapabilityTable, Rule, load_rules
+from webapp.core.context import (
     DEFAULT_CONTEXT_TOKENS,
     ContextLimit,
     Gauge,
@@ -28,8 +29,7 @@ from webapp.context import (
     used_tokens,
     would_exceed,
 )
-from webapp.provider import ProviderClient
-from webapp.summary import SummaryMissing, start_from_summary
+from webapp.provider.client import ProviderClient
 
 
 @dataclass

@@ -10,13 +10,13 @@ from sqlalchemy import text
 from storage.models import Message
 from tests.fake_openai import ErrorReply, FakeOpenAI
 from tests.services import local_user, stored_path
-from webapp import error_text
-from webapp.chat import ChatService, NewMessage, TurnSettings, TurnUpdate
-from webapp.error_info import ErrorInfo, parse_error, stored_error
-from webapp.error_text import user_message
+from webapp.app import error_text
+from webapp.app.chat import ChatService, NewMessage, TurnSettings, TurnUpdate
+from webapp.app.error_text import user_message
+from webapp.app.turn_runs import LENGTH_NOTE
 from webapp.i18n import ZH
-from webapp.provider_errors import ProviderError
-from webapp.turn_runs import LENGTH_NOTE
+from webapp.provider.error_info import ErrorInfo, parse_error, stored_error
+from webapp.provider.errors import ProviderError
 from webapp.ui.render import View, render_path
 
 TURN = TurnSettings(provider="siliconflow", model="Qwen/Qwen3-8B")

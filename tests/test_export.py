@@ -17,8 +17,8 @@ from markdown_it import MarkdownIt
 from storage import repository as repo
 from storage import transfer, tree
 from storage.models import Conversation, Message
-from webapp import export, import_file
-from webapp.import_file import ImportRefused
+from webapp.app import export, import_file
+from webapp.app.import_file import ImportRefused
 
 Call = Callable[..., Any]
 

@@ -32,7 +32,7 @@ from storage.db import make_engine, session_factory, unit_of_work
 from storage.models import Message
 from tests.conftest import RunningApp, free_port, start_app
 from tests.fake_openai import ErrorReply, FakeOpenAI, Reply
-from webapp.error_text import user_message
+from webapp.app.error_text import user_message
 
 RATE_LIMITED = (
     '{"message":"Request was rejected due to rate limiting. TPM limit reached.","data":null}'

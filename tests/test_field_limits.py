@@ -179,7 +179,7 @@ def test_a_five_million_character_model_id_is_refused_before_anything_is_stored_
 def test_a_model_id_with_a_line_break_cannot_forge_a_log_line(
     lite: RunningApp, log_text: io.StringIO
 ) -> None:
-    forged = f"{MODEL}\n2030-01-01 00:00:00,000 INFO webapp.auth: admin signed in user=root"
+    forged = f"{MODEL}\n2030-01-01 00:00:00,000 INFO webapp.app.auth: admin signed in user=root"
     error = refused(lite, "Hello", model=forged)
     assert error.startswith(
         "The model id contains a control character (U+000A at position "
@@ -197,7 +197,7 @@ def test_log_lines_escape_control_characters_in_every_field(
     """The production formatters themselves: a value with CR, LF, U+2028 or ESC stays on its
     line (text), or inside its JSON string (ENV=production)."""
     record = TurnRecord(
-        user="eve\r\n2030-01-01 00:00:00,000 INFO webapp.auth: root signed in",
+        user="eve\r\n2030-01-01 00:00:00,000 INFO webapp.app.auth: root signed in",
         provider="siliconflow",
         model="Qwen\u2028FORGED status=complete \x1b[2J",
         status="complete",
@@ -211,12 +211,12 @@ def test_log_lines_escape_control_characters_in_every_field(
         tool_calls=0,
         conversation_id="c" * 32,
     )
-    logger = logging.getLogger("webapp.chat")
+    logger = logging.getLogger("webapp.app.chat")
     try:
         for json_format in (False, True):
             configure_logging("INFO", json_format=json_format)
             log_turn(logger, record)
-            logging.getLogger("webapp.auth").warning("sign-in refused for %s", "x\ny\u2029z")
+            logging.getLogger("webapp.app.auth").warning("sign-in refused for %s", "x\ny\u2029z")
             lines = capsys.readouterr().err.split("\n")[:-1]
             assert len(lines) == 2, lines
             if json_format:
@@ -225,7 +225,7 @@ def test_log_lines_escape_control_characters_in_every_field(
                 assert "\u2028" not in lines[0] and "\u2029" not in lines[1]
             else:
                 assert re.match(
-                    r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ INFO webapp\.chat: turn "
+                    r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ INFO webapp\.app\.chat: turn "
                     r"complete user=\"eve\\r\\n2030",
                     lines[0],
                 ), lines[0]

@@ -12,7 +12,7 @@ from sqlmodel import Session, select
 from storage import repository as repo
 from storage.db import make_engine, migrate, session_factory, unit_of_work
 from storage.models import Conversation
-from webapp.group_commit import GroupCommit
+from webapp.app.group_commit import GroupCommit
 
 
 @pytest.fixture

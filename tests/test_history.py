@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from webapp.engine import TurnRequest, build_body
-from webapp.history import auto_title, to_provider_messages
+from webapp.core.engine import TurnRequest, build_body
+from webapp.core.history import auto_title, to_provider_messages
 
 
 @dataclass

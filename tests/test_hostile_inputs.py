@@ -55,9 +55,9 @@ from tests.test_attachments import with_ihdr_size
 from tests.test_export import _document
 from tests.test_security_demo import VISION, file_data, png_bytes, small_png
 from tests.test_team import handlers, outcome, share_view
-from webapp import attachments
-from webapp.error_info import ErrorInfo, parse_error
-from webapp.error_text import user_message
+from webapp.app.error_text import user_message
+from webapp.core import attachments
+from webapp.provider.error_info import ErrorInfo, parse_error
 from webapp.tools.registry import tool
 from webapp.ui.session import SessionState
 

@@ -15,7 +15,7 @@ from urllib.parse import quote
 import pytest
 
 from tests.image_server import MAX, ImageServer, image_server, picture, self_signed
-from webapp.image_fetch import ImageFetcher, ImageFetchError, IPAddress, public_address
+from webapp.edge.image_fetch import ImageFetcher, ImageFetchError, IPAddress, public_address
 
 NAMES = {
     "images.test": ["127.0.0.1"],

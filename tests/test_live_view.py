@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from webapp.messages import ReasoningDelta, TextDelta, ToolCall, ToolCallStarted
-from webapp.turn import TurnProgress
-from webapp.turn_runs import TurnUpdate
+from webapp.app.turn_runs import TurnUpdate
+from webapp.core.messages import ReasoningDelta, TextDelta, ToolCall, ToolCallStarted
+from webapp.core.turn import TurnProgress
 from webapp.ui.live_view import Blocks, LiveWriter, render_block
 
 

@@ -27,10 +27,10 @@ import pytest
 from storage import repository as repo
 from tests.conftest import RunningApp, free_port, start_app
 from tests.fake_openai import FakeOpenAI, Reply
-from webapp.attachments import Limits
-from webapp.chat import ChatService, NewMessage, TurnSettings
+from webapp.app.chat import ChatService, NewMessage, TurnSettings
 from webapp.config import ConfigError, load_settings
-from webapp.messages import ToolCall
+from webapp.core.attachments import Limits
+from webapp.core.messages import ToolCall
 from webapp.tools.context import ToolContext
 from webapp.tools.execute import ToolExecutor
 from webapp.tools.mcp_client import McpManager

@@ -20,7 +20,7 @@ from storage.db import session_factory
 from tests import tools_for_mcp
 from tests.conftest import RunningApp, start_app
 from tests.fake_openai import ErrorReply, FakeOpenAI, Reply
-from webapp.auth import LOCAL_USER
+from webapp.app.auth import LOCAL_USER
 
 MODELS = ["Qwen/Qwen3-8B", "deepseek-ai/DeepSeek-V3"]
 INITIALIZE = {

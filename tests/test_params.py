@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from webapp.capabilities import Capabilities, CapabilityTable
-from webapp.params import (
+from webapp.core.capabilities import Capabilities, CapabilityTable
+from webapp.core.params import (
     JIEKOU_DEFAULT_MAX_TOKENS,
     PARAMS,
     PARAMS_BY_NAME,

@@ -19,8 +19,7 @@ from storage.models import Preset
 from storage.repository import InvalidId, NotFound, ensure_user
 from tests.conftest import RunningApp, start_app
 from tests.fake_openai import FakeOpenAI
-from webapp.params import PARAMS
-from webapp.presets import (
+from webapp.app.presets import (
     SHIPPED,
     PresetError,
     PresetValues,
@@ -31,6 +30,7 @@ from webapp.presets import (
     parse_choice,
     shipped_value,
 )
+from webapp.core.params import PARAMS
 from webapp.tools.builtin import register_builtins
 from webapp.tools.registry import ToolRegistry
 from webapp.ui import controls

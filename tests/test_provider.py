@@ -15,9 +15,9 @@ import pytest
 from httpx_aiohttp import AiohttpTransport
 
 from tests.fake_openai import ErrorReply, FakeOpenAI, Reply
+from webapp.app.error_text import user_message
 from webapp.config import ProviderConfig, Secret
-from webapp.error_text import user_message
-from webapp.messages import (
+from webapp.core.messages import (
     ChoiceFinished,
     ReasoningDelta,
     Retrying,
@@ -28,7 +28,7 @@ from webapp.messages import (
     ToolCallsReady,
     Usage,
 )
-from webapp.provider import (
+from webapp.provider.client import (
     AuthenticationError,
     BadRequest,
     ConnectionFailed,
@@ -47,7 +47,7 @@ from webapp.provider import (
     error_from_response,
     extract_detail,
 )
-from webapp.provider_errors import StreamTimeout, parse_retry_after
+from webapp.provider.errors import StreamTimeout, parse_retry_after
 
 BODY = {"model": "Qwen/Qwen3-32B", "messages": [{"role": "user", "content": "Hi there"}]}
 
@@ -70,7 +70,7 @@ def fake() -> Iterator[FakeOpenAI]:
 
 @pytest.fixture(params=["aiohttp", "httpcore"])
 async def http(request: pytest.FixtureRequest) -> AsyncIterator[httpx.AsyncClient]:
-    """The transport Parley uses (aiohttp's, webapp/http_client.py) and httpx's own: the
+    """The transport Parley uses (aiohttp's, webapp/provider/http_client.py) and httpx's own: the
     provider's errors, retries and decoding must not depend on which one carries them."""
     transport = AiohttpTransport() if request.param == "aiohttp" else None
     async with httpx.AsyncClient(timeout=httpx.Timeout(5.0), transport=transport) as client:

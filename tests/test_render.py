@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from storage.models import Message
-from webapp.messages import (
+from webapp.core.messages import (
     ChoiceFinished,
     ReasoningDelta,
     Retrying,
@@ -20,7 +20,7 @@ from webapp.messages import (
     ToolResult,
     Usage,
 )
-from webapp.turn import TurnProgress
+from webapp.core.turn import TurnProgress
 from webapp.ui.render import STATE_MARKS, WINDOW, View, render_live, render_path, stats_line
 
 

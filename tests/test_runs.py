@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from webapp.error_text import user_message
-from webapp.runs import SHUTDOWN_NOTE, Run, RunLimitReached, RunManager
+from webapp.app.error_text import user_message
+from webapp.app.runs import SHUTDOWN_NOTE, Run, RunLimitReached, RunManager
 
 
 class Work:

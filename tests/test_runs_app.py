@@ -17,7 +17,7 @@ from storage import repository as repo
 from storage.db import session_factory, unit_of_work
 from tests.conftest import RunningApp, start_app
 from tests.fake_openai import FakeOpenAI, Reply
-from webapp.error_text import user_message
+from webapp.app.error_text import user_message
 
 WORDS = " ".join(f"w{n}" for n in range(60))  # 60 words at 20 a second: a 3 s answer
 

@@ -1,4 +1,4 @@
-"""webapp/safe_markup.py: raw HTML escaped, images behind a click, code and LaTeX untouched.
+"""webapp/ui/safe_markup.py: raw HTML escaped, images behind a click, code and LaTeX untouched.
 
 What Gradio's own renderer (marked + DOMPurify) makes of the output in Chromium, including
 the cases where marked reads Markdown differently from CommonMark, is checked in
@@ -14,10 +14,10 @@ import pytest
 from markdown_it import MarkdownIt
 
 from storage.models import Message
-from webapp.messages import ToolCall
-from webapp.safe_markup import LATEX_MARKDOWN, safe_markdown, unescape_for_edit
+from webapp.core.messages import ToolCall
 from webapp.ui.compare_handlers import _history_items
 from webapp.ui.render import render_path, tool_item
+from webapp.ui.safe_markup import LATEX_MARKDOWN, safe_markdown, unescape_for_edit
 
 SECRET = "http://attacker.example/?q=SECRET"
 LOAD = "[🖼 load image: {alt} (attacker.example)](/parley/image?url={url})"

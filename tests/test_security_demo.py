@@ -38,11 +38,11 @@ from storage import accounts
 from storage import repository as repo
 from storage.models import Message, utc_now
 from tests.conftest import RunningApp
-from webapp import attachments
+from webapp.app.import_file import ImportRefused, parse_import
+from webapp.app.limits import LimitReached, check_limits
 from webapp.config import load_settings
+from webapp.core import attachments
 from webapp.i18n import pick_language
-from webapp.import_file import ImportRefused, parse_import
-from webapp.limits import LimitReached, check_limits
 from webapp.ui.handlers import ChatUI
 from webapp.ui.session import SessionState
 from webapp.ui.translate import Translations
@@ -80,7 +80,7 @@ def small_png(color: tuple[int, int, int] = (10, 200, 30)) -> bytes:
 
 PEAK_SCRIPT = """
 import json, resource, sys, threading
-from webapp import attachments
+from webapp.core import attachments
 raw = open(sys.argv[1], "rb").read()
 limits = attachments.Limits(max_bytes=5 * 1024 * 1024, max_count=4)
 outcomes = []
@@ -271,7 +271,7 @@ def test_a_send_naming_a_pipe_does_not_freeze_the_server(
 def test_a_send_does_not_make_the_server_download_a_link_named_as_a_file(
     sqlite_app: RunningApp, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # "The provider fetches it; Parley never does" (webapp/attachments.py). An http(s) `path`
+    # "The provider fetches it; Parley never does" (webapp/core/attachments.py). An http(s) `path`
     # skips even Gradio's upload check; Gradio then downloads it, with no size limit, into its
     # cache. The download is replaced here (no network): only whether it is tried matters.
     fetched: list[str] = []

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from webapp.config import ProviderConfig, Secret
-from webapp.messages import (
+from webapp.core.messages import (
     ChoiceFinished,
     ReasoningDelta,
     StreamEvent,
@@ -20,13 +20,13 @@ from webapp.messages import (
     ToolCallsReady,
     Usage,
 )
-from webapp.provider import (
+from webapp.provider.client import (
     MalformedResponse,
     ProviderClient,
     StreamInterrupted,
     UpstreamStreamError,
 )
-from webapp.sse import SSEDecoder, SSEMessage, ThinkSplitter, ToolCallAssembler
+from webapp.provider.sse import SSEDecoder, SSEMessage, ThinkSplitter, ToolCallAssembler
 
 CONFIG = ProviderConfig(
     name="siliconflow",

@@ -1,4 +1,4 @@
-"""The coalescing of streamed events (webapp/streaming.py)."""
+"""The coalescing of streamed events (webapp/core/streaming.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from webapp.streaming import batched
+from webapp.core.streaming import batched
 
 
 async def test_fast_events_are_coalesced_and_nothing_is_lost() -> None:

@@ -40,7 +40,7 @@ from storage.models import Conversation, Message, ShareLink, User, utc_now
 from tests.conftest import RunningApp, free_port, start_app
 from tests.fake_openai import FakeOpenAI, Reply
 from webapp import cli
-from webapp.auth import Accounts, LoginThrottle
+from webapp.app.auth import Accounts, LoginThrottle
 from webapp.server import Parley, build
 from webapp.ui import controls
 from webapp.ui.handlers import ChatUI
@@ -446,7 +446,7 @@ def test_wrong_passwords_lock_the_name_at_their_address_not_for_its_owner(team: 
         "must be refused too"
     )
     assert sign_in_status(app, "alice", PASSWORDS["alice"], owner) == 200, (
-        "a stranger's failures locked alice out from her own address (webapp/auth.py "
+        "a stranger's failures locked alice out from her own address (webapp/app/auth.py "
         "Accounts keys the throttle by name only)"
     )
     answer, _ = chat(login(app, "alice"), "Still mine?")  # gradio_client, from 127.0.0.1
@@ -1000,7 +1000,7 @@ def test_a_successful_sign_in_does_not_reset_the_address_limit(team: Team) -> No
             break
     assert statuses[-1] == 429, (
         f"BUG: {len(statuses)} failed sign-ins from one address were all checked: "
-        "webapp/auth.py LoginAddressGuard calls throttle.succeeded(address) on any 200, so "
+        "webapp/app/auth.py LoginAddressGuard calls throttle.succeeded(address) on any 200, so "
         "one good sign-in (the attacker's own account) clears the address's failures."
     )
 

@@ -1,6 +1,6 @@
 """Token estimates for requests whose provider reports no usage."""
 
-from webapp.token_estimate import IMAGE_TOKENS, MESSAGE_OVERHEAD, prompt_tokens, text_tokens
+from webapp.core.token_estimate import IMAGE_TOKENS, MESSAGE_OVERHEAD, prompt_tokens, text_tokens
 
 
 def test_latin_text_is_about_four_characters_a_token() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from webapp.messages import ToolCall, ToolResult
+from webapp.core.messages import ToolCall, ToolResult
 from webapp.tools.context import ToolContext
 from webapp.tools.execute import ToolExecutor, to_text
 from webapp.tools.registry import ToolRegistry

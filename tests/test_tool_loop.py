@@ -17,9 +17,9 @@ import pytest
 from storage import repository as repo
 from tests.fake_openai import FakeOpenAI, Reply
 from tests.services import stored_path
-from webapp.chat import ChatService, NewMessage, TurnRefused, TurnSettings, TurnUpdate
-from webapp.engine import APPROVAL_UNAVAILABLE, DENIED
-from webapp.error_text import user_message
+from webapp.app.chat import ChatService, NewMessage, TurnRefused, TurnSettings, TurnUpdate
+from webapp.app.error_text import user_message
+from webapp.core.engine import APPROVAL_UNAVAILABLE, DENIED
 from webapp.tools.builtin import register_builtins
 from webapp.tools.context import ToolContext
 from webapp.tools.registry import ToolRegistry

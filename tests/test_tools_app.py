@@ -13,7 +13,7 @@ from gradio_client.exceptions import AppError
 from tests.conftest import RunningApp, start_app
 from tests.fake_openai import FakeOpenAI, Reply
 from webapp.config import ConfigError, load_settings
-from webapp.engine import APPROVAL_UNAVAILABLE
+from webapp.core.engine import APPROVAL_UNAVAILABLE
 from webapp.server import build_tools
 from webapp.tools.registry import ToolRegistry
 

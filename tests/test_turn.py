@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from webapp.messages import (
+from webapp.core.messages import (
     ChoiceFinished,
     ReasoningDelta,
     Retrying,
@@ -15,7 +15,7 @@ from webapp.messages import (
     ToolCallsReady,
     Usage,
 )
-from webapp.turn import TurnProgress
+from webapp.core.turn import TurnProgress
 
 
 class FakeClock:
@@ -228,7 +228,7 @@ def test_retrying_note_names_reason_delay_and_the_next_attempt() -> None:
 
 
 def test_retry_note_clears_once_the_stream_starts() -> None:
-    from webapp.messages import StreamStarted
+    from webapp.core.messages import StreamStarted
 
     progress = TurnProgress(clock=FakeClock())
     progress.apply(Retrying(attempt=2, delay_s=0.5, reason="rate_limited"))

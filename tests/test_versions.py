@@ -1,4 +1,4 @@
-"""Undo and version switching on a real SQLite file (webapp/versions.py)."""
+"""Undo and version switching on a real SQLite file (webapp/app/versions.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from storage import repository as repo
 from storage.db import make_engine, migrate, session_factory, unit_of_work
-from webapp.versions import NavigationRefused, Versions, version_info
+from webapp.app.versions import NavigationRefused, Versions, version_info
 
 
 @pytest.fixture

@@ -19,8 +19,8 @@ from tests.fake_openai import FakeOpenAI
 from tests.image_server import ImageServer, image_server, picture
 from tests.test_image_fetch import loopback_too, resolve
 from webapp import cli
-from webapp.image_fetch import ImageFetcher
-from webapp.web_security import inline_script_hashes, policy
+from webapp.edge.image_fetch import ImageFetcher
+from webapp.edge.web_security import inline_script_hashes, policy
 
 PASSWORD = "correct horse battery"
 EVIL = "http://evil.example"

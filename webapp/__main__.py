@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import sys
 
-from webapp.capabilities import CapabilityFileError
 from webapp.config import ConfigError, Settings, load_settings
+from webapp.core.capabilities import CapabilityFileError
 from webapp.observability import configure_logging
 from webapp.process_tuning import freeze_startup_objects, steady_malloc
 from webapp.server import build

@@ -12,7 +12,7 @@ from sqlmodel import Session
 
 from storage import accounts, api_keys
 from storage.db import make_engine, migrate, session_factory, unit_of_work
-from webapp.auth import hash_password
+from webapp.app.auth import hash_password
 from webapp.config import load_settings
 
 PasswordSource = Callable[[str], str]

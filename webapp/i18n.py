@@ -200,7 +200,7 @@ ZH: dict[str, str] = {
     "Loading…": "加载中…",
     "Shared from Parley · read-only": "来自 Parley 的分享 · 只读",
     "### This link does not exist or was revoked\nAsk the person who shared it for a new one.": "### 这个链接不存在或已被撤销\n请向分享者要一个新链接。",
-    # ---- header mode: the proxy did not identify the viewer (webapp/proxy_page.py) ----
+    # ---- header mode: the proxy did not identify the viewer (webapp/edge/proxy_page.py) ----
     "Parley does not know who you are": "Parley 无法确认你的身份",
     "The sign-in proxy in front of Parley did not identify you: the request reached Parley "
     "without a user name from it.": "Parley 前面的登录代理没有提供你的身份：请求到达 Parley 时没有"
@@ -317,7 +317,7 @@ ZH: dict[str, str] = {
     "Choices (n) is ignored while tools are offered: one answer is made.": "提供工具时忽略候选数（n）：只生成一个回答。",
     "That item cannot be edited: edit the text of your message (its attachments stay as they "
     "are).": "这一项不能编辑：请编辑消息的文字（附件保持不变）。",
-    # ---- errors (webapp/error_text.py); the provider's own words stay as they came ----
+    # ---- errors (webapp/app/error_text.py); the provider's own words stay as they came ----
     " and retries did not get through": "，重试也没有成功",
     " The partial answer above is kept; use Retry to try again.": "上面的部分回答已保留；点“重试”再试一次。",
     " The provider said: “{detail}”.": "服务商的原话：“{detail}”。",

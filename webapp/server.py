@@ -14,19 +14,20 @@ from sqlalchemy import Engine
 from storage import repository as repo
 from storage.db import make_engine, migrate, session_factory, unit_of_work
 from webapp import gradio_tuning
-from webapp.api_keys import ApiKeyAuth
-from webapp.attachments import Limits
-from webapp.auth import Accounts, HeaderAuth, Identity, LoginThrottle
-from webapp.capabilities import CapabilityTable, load_rules
-from webapp.catalog import ModelCatalog
-from webapp.chat import ChatService
-from webapp.compare import CompareService
+from webapp.app.api_keys import ApiKeyAuth
+from webapp.app.auth import Accounts, HeaderAuth, Identity, LoginThrottle
+from webapp.app.chat import ChatService
+from webapp.app.compare import CompareService
+from webapp.app.downloads import Downloads
+from webapp.app.versions import Versions
 from webapp.config import ConfigError, Settings
-from webapp.downloads import Downloads
-from webapp.http_client import provider_http
+from webapp.core.attachments import Limits
+from webapp.core.capabilities import CapabilityTable, load_rules
 from webapp.observability import Metrics
-from webapp.pricing import PriceFileError, load_prices
-from webapp.provider import ProviderClient, RetryPolicy
+from webapp.provider.catalog import ModelCatalog
+from webapp.provider.client import ProviderClient, RetryPolicy
+from webapp.provider.http_client import provider_http
+from webapp.provider.pricing import PriceFileError, load_prices
 from webapp.tools.builtin import register_builtins
 from webapp.tools.mcp_client import McpManager
 from webapp.tools.mcp_convert import MAX_TOOL_IMAGES
@@ -41,7 +42,6 @@ from webapp.ui.handlers import ChatUI
 from webapp.ui.keys_ui import KeysUI
 from webapp.ui.share_page import SharePage, build_share_page
 from webapp.ui.team import TeamUI
-from webapp.versions import Versions
 
 log = logging.getLogger(__name__)
 MAX_THREADS = 400  # Gradio's queue runs at most max_threads events at once, async ones too

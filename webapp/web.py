@@ -22,20 +22,21 @@ from starlette.routing import Mount, Route, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from storage.db import StorageUnavailable
-from webapp import downloads, gradio_tuning
-from webapp.api_turns import ApiTurns
-from webapp.auth import LoginAddressGuard, LoginThrottle, NotSignedIn, trusted
+from webapp import gradio_tuning
+from webapp.app import downloads
+from webapp.app.api_turns import ApiTurns
+from webapp.app.auth import LoginAddressGuard, LoginThrottle, NotSignedIn, trusted
 from webapp.config import Settings, is_loopback
-from webapp.image_fetch import ImageFetcher
-from webapp.mcp_server import MCP_PATH, McpServer
+from webapp.edge.image_fetch import ImageFetcher
+from webapp.edge.mcp_server import MCP_PATH, McpServer
+from webapp.edge.openai_api import FastPath, OpenAIApi
+from webapp.edge.page_routes import add_page_routes
+from webapp.edge.proxy_page import UnidentifiedPage
+from webapp.edge.sign_in import share_sign_in
+from webapp.edge.web_security import HostCheck, SameOriginGuard, SecurityHeaders
 from webapp.observability import Metrics
-from webapp.openai_api import FastPath, OpenAIApi
-from webapp.page_routes import add_page_routes
-from webapp.proxy_page import UnidentifiedPage
 from webapp.server import Parley, launch_kwargs
-from webapp.sign_in import share_sign_in
 from webapp.ui.live_view import LIVE_PATH, LIVE_PREFIX, LiveFeed
-from webapp.web_security import HostCheck, SameOriginGuard, SecurityHeaders
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +219,7 @@ def create_app(
     Parley's Gradio app at "/". Sign-in follows AUTH_MODE unless auth arguments are given.
 
     Every request passes the Host check (ALLOWED_HOSTS), pages get the CSP, state-changing
-    requests from other sites are refused (webapp/web_security.py); "load image" links fetch
+    requests from other sites are refused (webapp/edge/web_security.py); "load image" links fetch
     through `image_fetcher` (a default ImageFetcher: public addresses only)."""
     demo = parley.demo
     metrics = metrics or parley.metrics
@@ -284,7 +285,7 @@ def create_app(
             keyless=settings.auth_mode == "none" and is_loopback(settings.host),
         )
         fast["/v1/"] = api.app
-        # MCP over Streamable HTTP, with the same keys, curated tools (webapp/mcp_server.py).
+        # MCP over Streamable HTTP, with the same keys, curated tools (webapp/edge/mcp_server.py).
         mcp = McpServer(
             service=parley.service,
             catalog=parley.catalog,
@@ -340,7 +341,7 @@ def create_app(
     app.state.drain_runs = lambda: runs.shutdown(grace_s)
     mount = {key: options[key] for key in _MOUNT_KEYS if key in options}
     # Never Gradio's own MCP server (GRADIO_MCP_SERVER=true would start it): it makes every
-    # public endpoint a tool, with no sign-in. Parley's is /mcp (webapp/mcp_server.py).
+    # public endpoint a tool, with no sign-in. Parley's is /mcp (webapp/edge/mcp_server.py).
     mount["mcp_server"] = False
     share = parley.share_auth_kwargs()
     app = gr.mount_gradio_app(

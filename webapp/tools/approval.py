@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from webapp.messages import ToolCall
+from webapp.core.messages import ToolCall
 
 Owner = tuple[int, str]  # (user_id, conversation_id)
 

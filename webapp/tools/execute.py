@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from webapp.messages import ToolCall, ToolOutput, ToolResult
+from webapp.core.messages import ToolCall, ToolOutput, ToolResult
 from webapp.tools.context import ToolContext
 from webapp.tools.registry import Tool, ToolArgumentsError, ToolRegistry
 

@@ -30,8 +30,8 @@ from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import McpError
 
-from webapp.attachments import Limits
-from webapp.messages import ToolOutput
+from webapp.core.attachments import Limits
+from webapp.core.messages import ToolOutput
 from webapp.tools.context import ToolContext
 from webapp.tools.mcp_config import McpServerConfig, drop_user_headers, fill_user_fields
 from webapp.tools.mcp_convert import (

@@ -14,8 +14,8 @@ from jsonschema import exceptions as schema_errors
 from jsonschema import validators
 from mcp import types
 
-from webapp.attachments import Attachment, AttachmentError, Limits, image_from_bytes
-from webapp.messages import ToolOutput
+from webapp.core.attachments import Attachment, AttachmentError, Limits, image_from_bytes
+from webapp.core.messages import ToolOutput
 from webapp.tools.registry import ToolArgumentsError
 
 _INVALID = re.compile(r"[^a-zA-Z0-9_-]")

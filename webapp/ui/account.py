@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from webapp.i18n import t
-from webapp.safe_markup import LATEX_MARKDOWN, safe_markdown
+from webapp.ui.safe_markup import LATEX_MARKDOWN, safe_markdown
 
 # Every ASCII punctuation character: CommonMark lets each be escaped with a backslash.
 _PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")

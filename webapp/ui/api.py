@@ -12,16 +12,16 @@ import gradio as gr
 from storage import repository as repo
 from storage.db import StorageUnavailable
 from storage.field_limits import shown
-from webapp.auth import Identity, NotSignedIn
-from webapp.chat import (
+from webapp.app.auth import Identity, NotSignedIn
+from webapp.app.chat import (
     UPDATE_INTERVAL_S,
     ChatService,
     NewMessage,
     TurnRefused,
     TurnUpdate,
 )
-from webapp.error_text import DATABASE_DOWN, user_message
-from webapp.params import ParamError, parse_params_json
+from webapp.app.error_text import DATABASE_DOWN, user_message
+from webapp.core.params import ParamError, parse_params_json
 
 INPUTS = {
     "message": "",

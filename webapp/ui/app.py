@@ -141,7 +141,7 @@ def account_bar(auth_mode: str) -> gr.Markdown | None:
     with gr.Row(elem_id="account"):
         note = gr.Markdown(elem_id="signed-in")
         if auth_mode == "accounts":  # behind a sign-in proxy, signing out is the proxy's
-            # page.js signs out with a POST: GET /logout is refused (webapp/web_security.py).
+            # page.js signs out with a POST: GET /logout is refused (webapp/edge/web_security.py).
             gr.Button("Sign out", size="sm", elem_id="sign-out", scale=0, min_width=90)
     return note
 

@@ -16,11 +16,11 @@ import gradio as gr
 from gradio.events import Dependency
 
 from webapp.config import Settings
-from webapp.safe_markup import chatbot_latex
 from webapp.ui import handlers as h
 from webapp.ui.handlers import ChatUI
 from webapp.ui.message_box import uploads_only
 from webapp.ui.outputs import HIDDEN, PRIVATE, Outputs
+from webapp.ui.safe_markup import chatbot_latex
 
 LATEX = chatbot_latex()  # every Chatbot showing chat text uses these (see safe_markup)
 

@@ -18,10 +18,10 @@ import gradio as gr
 from storage import repository as repo
 from storage.db import StorageUnavailable
 from storage.models import Message
-from webapp.chat import TurnRefused
-from webapp.compare import ColumnRun, CompareService, CompareUpdate
-from webapp.compare_export import compare_markdown
-from webapp.compare_rounds import (
+from webapp.app.chat import TurnRefused
+from webapp.app.compare import ColumnRun, CompareService, CompareUpdate
+from webapp.app.compare_export import compare_markdown
+from webapp.app.compare_rounds import (
     MAX_COLUMNS,
     MIN_COLUMNS,
     ColumnSpec,
@@ -32,11 +32,11 @@ from webapp.compare_rounds import (
     following,
     last_compare,
 )
-from webapp.downloads import Downloads, base_url, download_url, link_html
-from webapp.error_text import refusal_message, user_message
+from webapp.app.downloads import Downloads, base_url, download_url, link_html
+from webapp.app.error_text import refusal_message, user_message
+from webapp.core.params import ParamError, parse_params_json
 from webapp.i18n import t
-from webapp.params import ParamError, parse_params_json
-from webapp.pricing import format_cost
+from webapp.provider.pricing import format_cost
 from webapp.ui.context import PageContext, refused_if_missing
 from webapp.ui.outputs import Group, Outputs
 from webapp.ui.render import ChatbotMessage, answer_items, text_item
@@ -596,7 +596,7 @@ def _count(value: Any) -> int:
 
 
 def _params(temperature: str, max_tokens: str, advanced: str) -> dict[str, Any]:
-    """The tab's parameter boxes → raw values for webapp.params.normalize (empty: not set)."""
+    """The tab's parameter boxes → raw values for webapp.core.params.normalize (empty: not set)."""
     params = parse_params_json(advanced or "", "Advanced JSON", '{"top_p": 0.9}')
     for name, value in (("temperature", temperature), ("max_tokens", max_tokens)):
         if (value or "").strip():

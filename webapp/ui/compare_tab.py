@@ -15,10 +15,10 @@ from typing import Any
 import gradio as gr
 from gradio.events import Dependency
 
-from webapp.compare_rounds import MAX_COLUMNS, MIN_COLUMNS
-from webapp.safe_markup import chatbot_latex
+from webapp.app.compare_rounds import MAX_COLUMNS, MIN_COLUMNS
 from webapp.ui.compare_handlers import ALL, COUNT, RUN, VIEW, CompareState, CompareUI
 from webapp.ui.outputs import HIDDEN, PRIVATE
+from webapp.ui.safe_markup import chatbot_latex
 from webapp.ui.session import SessionState
 
 __all__ = ["CompareState", "CompareTab", "CompareUI", "build_compare_tab", "wire_compare"]
@@ -127,7 +127,7 @@ def build_compare_tab(compare: CompareUI, *, state: gr.State | None = None) -> C
             stop_btn = gr.Button("Stop", variant="stop", elem_id="compare-stop")
             export_btn = gr.Button("Export Markdown", elem_id="compare-export")
         note = gr.Markdown(elem_id="compare-note")
-        # A link to Parley's own download route (webapp/downloads.py), not a gr.File: Gradio
+        # A link to Parley's own download route (webapp/app/downloads.py), not a gr.File: Gradio
         # would serve its cached copy to anyone signed in who has the URL.
         download = gr.Markdown(visible=False, elem_id="compare-download")
         columns, headers, chatbots, stats, bests = [], [], [], [], []

@@ -12,11 +12,11 @@ import gradio as gr
 
 from storage import repository as repo
 from storage.db import StorageUnavailable
-from webapp.auth import Identity, NotSignedIn, Person
-from webapp.catalog import ModelCatalog
-from webapp.chat import ChatService
-from webapp.error_text import model_list_note, refusal_message
+from webapp.app.auth import Identity, NotSignedIn, Person
+from webapp.app.chat import ChatService
+from webapp.app.error_text import model_list_note, refusal_message
 from webapp.i18n import t
+from webapp.provider.catalog import ModelCatalog
 from webapp.ui.session import SessionState
 
 T = TypeVar("T")

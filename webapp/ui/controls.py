@@ -1,4 +1,4 @@
-"""Parameter controls generated from the parameter table (webapp/params.py)."""
+"""Parameter controls generated from the parameter table (webapp/core/params.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 
 import gradio as gr
 
-from webapp.capabilities import Capabilities
-from webapp.params import PARAMS, RESPONSE_FORMATS, Param, applies
+from webapp.core.capabilities import Capabilities
+from webapp.core.params import PARAMS, RESPONSE_FORMATS, Param, applies
 
 BOOL_CHOICES = ["default", "on", "off"]
 
@@ -42,7 +42,7 @@ def make_control(p: Param) -> gr.components.Component:
     if p.kind == "json_object":
         return gr.Textbox(lines=1, placeholder=_placeholder(p), **common)
     # Numbers are text boxes so that "empty" is a real, visible state (not set, not sent);
-    # the range is enforced by webapp.params.normalize with a message naming it.
+    # the range is enforced by webapp.core.params.normalize with a message naming it.
     return gr.Textbox(lines=1, max_lines=1, placeholder=_placeholder(p), **common)
 
 

@@ -14,17 +14,8 @@ from storage import tree
 from storage.db import StorageUnavailable
 from storage.field_limits import TITLE, FieldTooLong, check
 from storage.models import Message
-from webapp.attachments import (
-    Attachment,
-    AttachmentError,
-    Limits,
-    check_count,
-    image_from_file,
-    link,
-)
-from webapp.auth import Identity, Person
-from webapp.catalog import ModelCatalog
-from webapp.chat import (
+from webapp.app.auth import Identity, Person
+from webapp.app.chat import (
     Action,
     ChatService,
     ContextFull,
@@ -36,14 +27,23 @@ from webapp.chat import (
     TurnUpdate,
     update_interval,
 )
-from webapp.context import used_tokens
-from webapp.conversations import Conversations
-from webapp.error_text import refusal_message, user_message
+from webapp.app.conversations import Conversations
+from webapp.app.error_text import refusal_message, user_message
+from webapp.app.summary import SUMMARY_REQUEST, SummaryMissing, start_from_summary
+from webapp.app.versions import NavigationRefused, Versions, version_info
+from webapp.core.attachments import (
+    Attachment,
+    AttachmentError,
+    Limits,
+    check_count,
+    image_from_file,
+    link,
+)
+from webapp.core.context import used_tokens
+from webapp.core.markdown_text import fenced
+from webapp.core.params import PARAMS, ParamError, normalize, warnings_for
 from webapp.i18n import t
-from webapp.markdown_text import fenced
-from webapp.params import PARAMS, ParamError, normalize, warnings_for
-from webapp.safe_markup import LATEX_MARKDOWN, safe_markdown, unescape_for_edit
-from webapp.summary import SUMMARY_REQUEST, SummaryMissing, start_from_summary
+from webapp.provider.catalog import ModelCatalog
 from webapp.ui import controls
 from webapp.ui.account import signed_in_text
 from webapp.ui.context import PageContext, refusal, refused_if_missing
@@ -57,8 +57,8 @@ from webapp.ui.render import (
     render_waiting,
     settled,
 )
+from webapp.ui.safe_markup import LATEX_MARKDOWN, safe_markdown, unescape_for_edit
 from webapp.ui.session import SHOWN_MESSAGES, SessionState
-from webapp.versions import NavigationRefused, Versions, version_info
 
 Updates = tuple[Any, ...]
 # What each event updates, by name (webapp/ui/outputs.py): the wiring binds the names to the

@@ -8,7 +8,7 @@ import gradio as gr
 
 from storage import api_keys as store
 from storage.models import ApiKey
-from webapp.api_keys import ApiKeyAuth
+from webapp.app.api_keys import ApiKeyAuth
 from webapp.i18n import t
 from webapp.ui.context import PageContext
 from webapp.ui.session import SessionState

@@ -25,9 +25,9 @@ from markdown_it import MarkdownIt
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from webapp.app.runs import Run, RunManager
+from webapp.app.turn_runs import TurnUpdate
 from webapp.i18n import t
-from webapp.runs import Run, RunManager
-from webapp.turn_runs import TurnUpdate
 from webapp.ui.render import TOOL_LABELS
 
 LIVE_INTERVAL_S = 0.1  # frames a second per viewer: 10

@@ -12,9 +12,8 @@ import gradio as gr
 from storage import presets as store
 from storage.db import StorageUnavailable
 from storage.repository import InvalidId, NotFound
-from webapp.error_text import DATABASE_DOWN
-from webapp.i18n import t
-from webapp.presets import (
+from webapp.app.error_text import DATABASE_DOWN
+from webapp.app.presets import (
     PresetError,
     PresetValues,
     check,
@@ -23,6 +22,7 @@ from webapp.presets import (
     find_shipped,
     parse_choice,
 )
+from webapp.i18n import t
 from webapp.ui import controls
 from webapp.ui.context import PageContext
 from webapp.ui.handlers import PARAM_CONTROLS

@@ -1,6 +1,6 @@
 """Stored messages and live turn progress → Chatbot messages. Pure; no I/O.
 
-Every text shown goes through `text_item`, which runs webapp/safe_markup.py on it: a shared
+Every text shown goes through `text_item`, which runs webapp/ui/safe_markup.py on it: a shared
 conversation shows the user's messages, the answers and tool results to another viewer.
 """
 
@@ -17,14 +17,14 @@ import gradio as gr
 
 from storage.models import Message
 from storage.schemas import StoredTimings, StoredUsage
-from webapp import attachments
-from webapp.error_text import user_message
-from webapp.history import tool_results_by_answer
+from webapp.app.error_text import user_message
+from webapp.core import attachments
+from webapp.core.history import tool_results_by_answer
+from webapp.core.markdown_text import fenced
+from webapp.core.messages import ToolCall
+from webapp.core.turn import ToolCallView, TurnProgress
 from webapp.i18n import t
-from webapp.markdown_text import fenced
-from webapp.messages import ToolCall
-from webapp.safe_markup import safe_markdown
-from webapp.turn import ToolCallView, TurnProgress
+from webapp.ui.safe_markup import safe_markdown
 from webapp.ui.session import SHOWN_MESSAGES
 
 # The chat shows the last WINDOW stored messages; "Show earlier" adds WINDOW more each time.

@@ -10,7 +10,7 @@ from typing import Any
 
 import gradio as gr
 
-from webapp.params import PARAMS
+from webapp.core.params import PARAMS
 from webapp.ui import controls
 from webapp.ui import handlers as h
 from webapp.ui.handlers import ChatUI

@@ -13,10 +13,10 @@ from storage import accounts
 from storage import repository as repo
 from storage.db import unit_of_work
 from webapp.i18n import pick_language, t
-from webapp.safe_markup import LATEX_MARKDOWN, safe_markdown
 from webapp.ui.account import signed_in_text
 from webapp.ui.app import LATEX
 from webapp.ui.render import render_path
+from webapp.ui.safe_markup import LATEX_MARKDOWN, safe_markdown
 
 GONE = "### This link does not exist or was revoked\nAsk the person who shared it for a new one."
 SHARED = "Shared from Parley · read-only"

@@ -70,7 +70,7 @@ def build_sidebar() -> Sidebar:
             md_btn = gr.Button("Markdown", size="sm", elem_id="export-md")
             json_btn = gr.Button("JSON", size="sm", elem_id="export-json")
         all_btn = gr.Button("All my data (JSON)", size="sm", elem_id="export-all")
-        # A link to Parley's own download route (webapp/downloads.py), not a gr.File:
+        # A link to Parley's own download route (webapp/app/downloads.py), not a gr.File:
         # Gradio would serve its cached copy to anyone signed in who has the URL.
         download = gr.Markdown(visible=False, elem_id="download")
         import_btn = gr.UploadButton(

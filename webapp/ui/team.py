@@ -15,10 +15,10 @@ import gradio as gr
 
 from storage import accounts, transfer
 from storage.models import utc_now
-from webapp.downloads import Downloads, base_url, download_url, link_html
-from webapp.export import conversation_json, conversation_markdown, export_all_json
+from webapp.app.downloads import Downloads, base_url, download_url, link_html
+from webapp.app.export import conversation_json, conversation_markdown, export_all_json
+from webapp.app.import_file import ImportRefused, parse_import
 from webapp.i18n import t
-from webapp.import_file import ImportRefused, parse_import
 from webapp.ui.context import PageContext
 from webapp.ui.session import SessionState
 

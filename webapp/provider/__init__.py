@@ -1,0 +1,1 @@
+"""The wire to OpenAI-compatible providers: HTTP, SSE, the error tree, model lists, prices."""
