@@ -72,7 +72,7 @@ from webapp.app.auth import LOCAL_USER
 from webapp.config import load_settings
 from webapp.process_tuning import freeze_startup_objects, steady_malloc
 from webapp.server import Parley, build
-from webapp.ui.handlers import ChatUI
+from webapp.ui.handlers.chat import ChatUI
 from webapp.ui.session import SessionState
 
 RESULTS = Path(__file__).parent / "results" / "history.json"

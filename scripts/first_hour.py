@@ -111,7 +111,7 @@ def money(page: Page, app: RunningApp, shot: Callable[[str, Page], None]) -> Non
 def slow_server() -> Callable[[], None]:
     """Hold ChatUI.after_turn and ChatUI.open for a second each (apps built from now on), as on
     a busy server; returns the undo."""
-    from webapp.ui.handlers import ChatUI
+    from webapp.ui.handlers.chat import ChatUI
 
     originals = {name: getattr(ChatUI, name) for name in ("after_turn", "open")}
 

@@ -18,13 +18,7 @@ from sqlmodel import Session, col, select
 
 from storage.field_limits import USERNAME
 from storage.models import Conversation, DeletedUsage, Message, ShareLink, User, utc_now
-from storage.repository import (
-    NotFound,
-    Thread,
-    _owned_conversation,
-    find_user,
-    load_thread,
-)
+from storage.repository import NotFound, Thread, find_user, load_thread, owned_conversation
 
 USERNAME_MAX = USERNAME.max_chars
 
@@ -193,7 +187,7 @@ def _tokens(usage: Mapping[str, Any] | None, key: str) -> int:
 
 def create_share(*, session: Session, user_id: int, conversation_id: str) -> ShareLink:
     """A new read-only link to one of the user's conversations (an unguessable token)."""
-    conversation = _owned_conversation(session, user_id, conversation_id)
+    conversation = owned_conversation(session, user_id, conversation_id)
     link = ShareLink(
         token=secrets.token_urlsafe(24), conversation_id=conversation.id, user_id=user_id
     )
@@ -204,7 +198,7 @@ def create_share(*, session: Session, user_id: int, conversation_id: str) -> Sha
 
 def list_shares(*, session: Session, user_id: int, conversation_id: str) -> list[ShareLink]:
     """The user's live links to this conversation, newest first."""
-    _owned_conversation(session, user_id, conversation_id)
+    owned_conversation(session, user_id, conversation_id)
     statement = (
         select(ShareLink)
         .where(

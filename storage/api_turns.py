@@ -16,7 +16,7 @@ from sqlalchemy import insert, select, update
 from sqlmodel import Session
 
 from storage.models import Conversation, Message, new_id, utc_now
-from storage.repository import NotFound, _check_id
+from storage.repository import NotFound, check_id
 from storage.schemas import StoredToolCall
 
 CONVERSATIONS = Conversation.__table__  # type: ignore[attr-defined]
@@ -64,7 +64,7 @@ def write_api_turn(
     parent_id: str | None = None
     continued = bool(conversation_id)
     if conversation_id:
-        _check_id(conversation_id)  # InvalidId for anything but an id
+        check_id(conversation_id)  # InvalidId for anything but an id
         row = session.execute(
             select(CONVERSATIONS.c.current_leaf_id, CONVERSATIONS.c.updated_at).where(
                 CONVERSATIONS.c.id == conversation_id,

@@ -15,7 +15,7 @@ from sqlmodel import Session, col, select
 
 from storage.field_limits import PRESET_NAME, TOOL_CHOICE
 from storage.models import Preset, utc_now
-from storage.repository import NotFound, _check_id
+from storage.repository import NotFound, check_id
 
 NAME_MAX = PRESET_NAME.max_chars
 TOOL_CHOICE_MAX = TOOL_CHOICE.max_chars
@@ -35,7 +35,7 @@ def _clean_name(name: str) -> str:
 
 def _visible_preset(session: Session, user_id: int, preset_id: str) -> Preset:
     """Load one of the user's presets or a team preset; raise NotFound otherwise."""
-    _check_id(preset_id)
+    check_id(preset_id)
     preset = session.get(Preset, preset_id)
     if preset is None or not (preset.team or preset.user_id == user_id):
         raise NotFound(f"Preset {preset_id} not found")

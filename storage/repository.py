@@ -1,5 +1,7 @@
-"""Keyword-only data access functions scoped to one user; they flush, the caller's unit of work
-(storage.db.unit_of_work) commits."""
+"""Keyword-only data access functions scoped to one user: users, conversations, and reading a
+conversation's messages; they flush, the caller's unit of work (storage.db.unit_of_work)
+commits. Writing messages is storage/message_rows.py; both check ownership with
+`owned_conversation` and `owned_message`."""
 
 from __future__ import annotations
 
@@ -8,14 +10,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, or_, update
+from sqlalchemy import delete, func, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from storage import tree
 from storage.field_limits import TITLE
 from storage.models import (
-    MESSAGE_ROLES,
     MESSAGE_STATES,
     Conversation,
     DeletedUsage,
@@ -24,17 +25,9 @@ from storage.models import (
     username_key,
     utc_now,
 )
-from storage.schemas import (
-    NextAnswer,
-    StoredTimings,
-    StoredToolCall,
-    StoredToolResult,
-    StoredUsage,
-)
 
 DEFAULT_TITLE = "New chat"
 TITLE_MAX_LENGTH = TITLE.max_chars
-INTERRUPTED_ERROR = "The server stopped while this answer was streaming."
 
 _ID_PATTERN = re.compile(r"[0-9a-f]{32}")
 
@@ -56,14 +49,14 @@ class ConversationSummary:
     updated_at: datetime
 
 
-def _check_id(value: object) -> str:
+def check_id(value: object) -> str:
     """Return ``value`` if it is a well-formed id, else raise InvalidId."""
     if not isinstance(value, str) or not _ID_PATTERN.fullmatch(value):
         raise InvalidId(f"Malformed id: {value!r}")
     return value
 
 
-def _check_state(state: str) -> None:
+def check_state(state: str) -> None:
     """Raise ValueError for an unknown message state."""
     if state not in MESSAGE_STATES:
         raise ValueError(f"Unknown message state: {state!r}")
@@ -84,18 +77,18 @@ def of_user(user_id: int) -> Any:
     return (col(Message.user_id) + 0) == user_id
 
 
-def _owned_conversation(session: Session, user_id: int, conversation_id: str) -> Conversation:
+def owned_conversation(session: Session, user_id: int, conversation_id: str) -> Conversation:
     """Load a conversation of this user or raise NotFound."""
-    _check_id(conversation_id)
+    check_id(conversation_id)
     conversation = session.get(Conversation, conversation_id)
     if conversation is None or conversation.user_id != user_id:
         raise NotFound(f"Conversation {conversation_id} not found")
     return conversation
 
 
-def _owned_message(session: Session, user_id: int, message_id: str) -> Message:
+def owned_message(session: Session, user_id: int, message_id: str) -> Message:
     """Load a message of this user or raise NotFound."""
-    _check_id(message_id)
+    check_id(message_id)
     message = session.get(Message, message_id)
     if message is None or message.user_id != user_id:
         raise NotFound(f"Message {message_id} not found")
@@ -164,7 +157,7 @@ def create_conversation(
 
 def get_conversation(*, session: Session, user_id: int, conversation_id: str) -> Conversation:
     """Return one of the user's conversations."""
-    return _owned_conversation(session, user_id, conversation_id)
+    return owned_conversation(session, user_id, conversation_id)
 
 
 def list_conversations(
@@ -198,7 +191,7 @@ def rename_conversation(
     *, session: Session, user_id: int, conversation_id: str, title: str
 ) -> None:
     """Give a conversation a new title."""
-    conversation = _owned_conversation(session, user_id, conversation_id)
+    conversation = owned_conversation(session, user_id, conversation_id)
     conversation.title = _clean_title(title)
     session.flush()
 
@@ -207,7 +200,7 @@ def set_title_if_default(
     *, session: Session, user_id: int, conversation_id: str, title: str
 ) -> bool:
     """Set the title only while it is still the default one; report whether it changed."""
-    conversation = _owned_conversation(session, user_id, conversation_id)
+    conversation = owned_conversation(session, user_id, conversation_id)
     if conversation.title != DEFAULT_TITLE:
         return False
     conversation.title = _clean_title(title)
@@ -220,7 +213,7 @@ USAGE_KEPT_DAYS = 31  # the admin's longest usage period is 30 days; limits look
 
 def delete_conversation(*, session: Session, user_id: int, conversation_id: str) -> None:
     """Delete a conversation and all its messages, keeping what its recent answers used."""
-    conversation = _owned_conversation(session, user_id, conversation_id)
+    conversation = owned_conversation(session, user_id, conversation_id)
     answers = session.exec(
         select(Message).where(
             col(Message.conversation_id) == conversation.id,
@@ -256,7 +249,7 @@ def update_conversation_settings(
     parameters: dict[str, Any] | None = None,
 ) -> None:
     """Change only the given settings of a conversation."""
-    conversation = _owned_conversation(session, user_id, conversation_id)
+    conversation = owned_conversation(session, user_id, conversation_id)
     if system_prompt is not None:
         conversation.system_prompt = system_prompt
     if provider is not None:
@@ -266,217 +259,6 @@ def update_conversation_settings(
     if parameters is not None:
         conversation.parameters = dict(parameters)
     session.flush()
-
-
-def add_message(
-    *,
-    session: Session,
-    user_id: int,
-    conversation_id: str,
-    parent_id: str | None,
-    role: str,
-    content: str = "",
-    state: str = "complete",
-    make_current: bool = True,
-    reasoning: str = "",
-    tool_calls: list[StoredToolCall] | None = None,
-    tool_call_id: str | None = None,
-    name: str | None = None,
-    tool_status: str | None = None,
-    provider: str = "",
-    model: str = "",
-    parameters: dict[str, Any] | None = None,
-    usage: StoredUsage | None = None,
-    timings: StoredTimings | None = None,
-    finish_reason: str | None = None,
-    error: str | None = None,
-    feedback: int | None = None,
-    choice_index: int = 0,
-    batch_id: str | None = None,
-    attachments: list[dict[str, Any]] | None = None,
-) -> Message:
-    """Append a message under ``parent_id`` and (by default) make it the active leaf."""
-    if role not in MESSAGE_ROLES:
-        raise ValueError(f"Unknown message role: {role!r}")
-    _check_state(state)
-    if parent_id is not None:
-        _check_id(parent_id)
-    conversation = _owned_conversation(session, user_id, conversation_id)
-    if parent_id is not None:
-        parent = session.get(Message, parent_id)
-        if parent is None or parent.conversation_id != conversation.id:
-            raise NotFound(f"Message {parent_id} not found in this conversation")
-    # Strictly increasing timestamps per conversation keep "created order" well defined.
-    now = max(utc_now(), conversation.updated_at + timedelta(microseconds=1))
-    message = Message(
-        conversation_id=conversation.id,
-        user_id=user_id,
-        parent_id=parent_id,
-        role=role,
-        content=content,
-        state=state,
-        reasoning=reasoning,
-        tool_calls=tool_calls,
-        tool_call_id=tool_call_id,
-        name=name,
-        tool_status=tool_status,
-        provider=provider,
-        model=model,
-        parameters=parameters,
-        usage=usage,
-        timings=timings,
-        finish_reason=finish_reason,
-        error=error,
-        feedback=feedback,
-        choice_index=choice_index,
-        batch_id=batch_id,
-        attachments=attachments,
-        created_at=now,
-        updated_at=now,
-    )
-    session.add(message)
-    conversation.updated_at = now
-    if make_current:
-        conversation.current_leaf_id = message.id
-    session.flush()
-    return message
-
-
-def complete_message(
-    *,
-    session: Session,
-    user_id: int,
-    message_id: str,
-    content: str,
-    reasoning: str = "",
-    state: str = "complete",
-    usage: StoredUsage | None = None,
-    timings: StoredTimings | None = None,
-    finish_reason: str | None = None,
-    error: str | None = None,
-    tool_calls: list[StoredToolCall] | None = None,
-) -> Message:
-    """Store the final content and metadata of a (usually streaming) message."""
-    _check_state(state)
-    message = _owned_message(session, user_id, message_id)
-    now = utc_now()
-    message.content = content
-    message.reasoning = reasoning
-    message.state = state
-    message.usage = usage
-    message.timings = timings
-    message.finish_reason = finish_reason
-    message.error = error
-    message.tool_calls = tool_calls
-    message.updated_at = now
-    session.execute(
-        update(Conversation)
-        .where(col(Conversation.id) == message.conversation_id)
-        .where(col(Conversation.updated_at) < now)
-        .values(updated_at=now)
-    )
-    session.flush()
-    return message
-
-
-def save_partials(*, session: Session, rows: list[tuple[int, str, str, str]]) -> int:
-    """Store the text streaming answers have so far, as (user id, message id, content,
-    reasoning), in one transaction of Core UPDATEs; a row no longer "streaming" (its final
-    save came first) is left alone. Returns how many rows changed."""
-    table = Message.__table__  # type: ignore[attr-defined]
-    now = utc_now()
-    changed = 0
-    for user_id, message_id, content, reasoning in rows:
-        result = session.connection().execute(
-            update(table)
-            .where(
-                table.c.id == message_id, table.c.user_id == user_id, table.c.state == "streaming"
-            )
-            .values(content=content, reasoning=reasoning, updated_at=now)
-        )
-        changed += int(getattr(result, "rowcount", 0) or 0)
-    return changed
-
-
-def drop_unstarted_choices(
-    *, session: Session, user_id: int, keep_id: str, drop_ids: list[str]
-) -> None:
-    """A request for several choices (n > 1) failed before any began: keep one answer row
-    (for the error) and delete the other, still empty, rows of its batch."""
-    keep = _owned_message(session, user_id, keep_id)
-    keep.batch_id = None
-    session.execute(
-        delete(Message).where(
-            col(Message.id).in_(drop_ids),
-            col(Message.user_id) == user_id,
-            col(Message.conversation_id) == keep.conversation_id,
-            col(Message.state) == "streaming",
-            col(Message.content) == "",
-        )
-    )
-    session.flush()
-
-
-def record_tool_round(
-    *,
-    session: Session,
-    user_id: int,
-    assistant_id: str,
-    results: list[StoredToolResult],
-    next_assistant: NextAnswer | None = None,
-) -> str | None:
-    """Store a round's tool results under its assistant message, in one flush.
-
-    `results` are {"tool_call_id", "name", "content", "tool_status", "state"?, "error"?,
-    "timings"?, "attachments"?} in the order of the assistant's tool calls; they are chained
-    one under the other (so the active path replays them in order). With `next_assistant`
-    (fields of a new assistant row), a "streaming" assistant row is added under the last
-    result and made current; its id is returned.
-    """
-    assistant = _owned_message(session, user_id, assistant_id)
-    conversation = _owned_conversation(session, user_id, assistant.conversation_id)
-    now = max(utc_now(), conversation.updated_at + timedelta(microseconds=1))
-    parent_id = assistant.id
-    for result in results:
-        state = result.get("state", "complete")
-        _check_state(state)
-        row = Message(
-            conversation_id=conversation.id,
-            user_id=user_id,
-            parent_id=parent_id,
-            role="tool",
-            content=result["content"],
-            state=state,
-            tool_call_id=result["tool_call_id"],
-            name=result["name"],
-            tool_status=result["tool_status"],
-            error=result.get("error"),
-            timings=result.get("timings"),
-            attachments=result.get("attachments") or None,
-            created_at=now,
-            updated_at=now,
-        )
-        session.add(row)
-        parent_id = row.id
-        now += timedelta(microseconds=1)
-    next_id = None
-    if next_assistant is not None:
-        row = Message(
-            conversation_id=conversation.id,
-            user_id=user_id,
-            parent_id=parent_id,
-            role="assistant",
-            state="streaming",
-            created_at=now,
-            updated_at=now,
-            **next_assistant,
-        )
-        session.add(row)
-        parent_id = next_id = row.id
-    conversation.current_leaf_id = parent_id
-    conversation.updated_at = now
-    session.flush()
-    return next_id
 
 
 def search_snippets(
@@ -512,7 +294,7 @@ def search_snippets(
 
 def load_messages(*, session: Session, user_id: int, conversation_id: str) -> list[Message]:
     """Return every message of a conversation in creation order."""
-    conversation = _owned_conversation(session, user_id, conversation_id)
+    conversation = owned_conversation(session, user_id, conversation_id)
     statement = (
         select(Message)
         .where(Message.conversation_id == conversation.id, of_user(user_id))
@@ -539,55 +321,3 @@ def load_thread(*, session: Session, user_id: int, conversation_id: str) -> Thre
     )
     messages = load_messages(session=session, user_id=user_id, conversation_id=conversation_id)
     return Thread(conversation, messages, tree.active_path(messages, conversation.current_leaf_id))
-
-
-def set_current_leaf(
-    *, session: Session, user_id: int, conversation_id: str, message_id: str
-) -> None:
-    """Make ``message_id`` the tip of the conversation's active branch."""
-    _check_id(message_id)
-    conversation = _owned_conversation(session, user_id, conversation_id)
-    message = _owned_message(session, user_id, message_id)
-    if message.conversation_id != conversation.id:
-        raise NotFound(f"Message {message_id} not found in this conversation")
-    conversation.current_leaf_id = message.id
-    session.flush()
-
-
-def set_feedback(*, session: Session, user_id: int, message_id: str, value: int | None) -> None:
-    """Record a like (1), a dislike (-1) or clear the feedback (None)."""
-    if value not in (1, -1, None) or isinstance(value, bool):
-        raise ValueError(f"Feedback must be 1, -1 or None, not {value!r}")
-    message = _owned_message(session, user_id, message_id)
-    message.feedback = value
-    session.flush()
-
-
-def set_preferred(*, session: Session, user_id: int, message_id: str) -> None:
-    """Mark an answer best among the answers of its batch (the others of the batch not)."""
-    message = _owned_message(session, user_id, message_id)
-    batch = [message]
-    if message.batch_id is not None:
-        batch = list(
-            session.exec(
-                select(Message).where(
-                    Message.conversation_id == message.conversation_id,
-                    of_user(user_id),
-                    Message.role == "assistant",
-                    Message.batch_id == message.batch_id,
-                )
-            ).all()
-        )
-    for row in batch:
-        row.preferred = row.id == message.id
-    session.flush()
-
-
-def mark_interrupted(*, session: Session) -> int:
-    """Mark every still-streaming message (any user) as interrupted; return how many."""
-    result = session.execute(
-        update(Message)
-        .where(col(Message.state) == "streaming")
-        .values(state="interrupted", error=INTERRUPTED_ERROR, updated_at=utc_now())
-    )
-    return int(getattr(result, "rowcount", 0) or 0)

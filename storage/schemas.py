@@ -51,7 +51,7 @@ class StoredToolCall(TypedDict):
 
 
 class StoredToolResult(TypedDict):
-    """One tool result row to store under its assistant message (repository.record_tool_round)."""
+    """One tool result row to store under its assistant message (message_rows.record_tool_round)."""
 
     tool_call_id: str
     name: str

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from gradio_client.exceptions import AppError
 
+from storage import message_rows
 from storage import repository as repo
 from storage.db import session_factory, unit_of_work
 from tests.conftest import RunningApp
@@ -169,7 +170,7 @@ def test_answers_streaming_when_the_server_died_are_marked_interrupted(
     with unit_of_work(session_factory(engine)) as session:
         user = repo.ensure_user(session=session, username="local")
         chat = repo.create_conversation(session=session, user_id=user.id)
-        question = repo.add_message(
+        question = message_rows.add_message(
             session=session,
             user_id=user.id,
             conversation_id=chat.id,
@@ -177,7 +178,7 @@ def test_answers_streaming_when_the_server_died_are_marked_interrupted(
             role="user",
             content="Still there?",
         )
-        repo.add_message(
+        message_rows.add_message(
             session=session,
             user_id=user.id,
             conversation_id=chat.id,

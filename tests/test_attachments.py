@@ -21,8 +21,8 @@ import pytest
 from markdown_it import MarkdownIt
 from PIL import Image, ImageFile
 
+from storage import message_rows, transfer
 from storage import repository as repo
-from storage import transfer
 from tests.fake_openai import FakeOpenAI, Reply
 from tests.services import stored_path
 from webapp.app import export, import_file
@@ -694,7 +694,7 @@ def _conversation_with_attachments(call: Call, user_id: int) -> tuple[str, list[
         model=VISION,
     )
     question = call(
-        repo.add_message,
+        message_rows.add_message,
         user_id=user_id,
         conversation_id=conversation.id,
         parent_id=None,
@@ -703,7 +703,7 @@ def _conversation_with_attachments(call: Call, user_id: int) -> tuple[str, list[
         attachments=items,
     )
     call(
-        repo.add_message,
+        message_rows.add_message,
         user_id=user_id,
         conversation_id=conversation.id,
         parent_id=question.id,

@@ -28,7 +28,7 @@ from webapp.provider.catalog import ModelCatalog
 from webapp.provider.pricing import parse_prices
 from webapp.server import Parley, build
 from webapp.ui.compare_tab import CompareUI, build_compare_tab, wire_compare
-from webapp.ui.handlers import ChatUI
+from webapp.ui.handlers.chat import ChatUI
 from webapp.ui.session import SessionState
 from webapp.web import ServerThread, create_app, start_in_thread
 
@@ -290,3 +290,33 @@ def test_stop_keeps_partial_answers_in_every_column(compare_app: CompareApp, pag
         expect(page.locator(f"#compare-col-{column}")).to_contain_text("Stopped by you")
         expect(page.locator(f"#compare-stats-{column}")).to_contain_text("stopped")
         expect(page.locator(f"#compare-col-{column}")).not_to_contain_text("never ends")
+
+
+def test_the_parameter_table_s_controls_reach_every_column_s_request(
+    compare_app: CompareApp, page: Page
+) -> None:
+    """Compare's parameters are the Chat tab's table (everyday ones, then an Advanced
+    accordion), not boxes of its own: a temperature and a seed set there go to both models."""
+    fake = compare_app.fake
+    fake.enqueue(Reply(content="Alpha"), model="fast/a")
+    fake.enqueue(Reply(content="Beta"), model="slow/b")
+    open_compare(page, compare_app)
+    pick(page, 0, "fast/a")
+    pick(page, 1, "slow/b")
+    page.locator("#compare-settings").get_by_text("System prompt and parameters").click()
+    page.locator("#compare-param-temperature input").fill("0.3")
+    page.locator("#compare-advanced").get_by_text("Advanced parameters").click()
+    page.locator("#compare-param-seed input").fill("7")
+    expect(page.locator("#compare-param-n")).to_have_count(0)  # one answer per column
+    page.locator("#compare-prompt textarea").fill("Same settings?")
+    page.locator("#compare-send").click()
+    expect(page.locator("#compare-col-1")).to_contain_text("Beta")
+    expect(page.locator("#compare-col-0")).to_contain_text("Alpha")
+    sent = {
+        r["json"]["model"]: r["json"]
+        for r in fake.requests
+        if r["path"].endswith("/chat/completions")
+    }
+    assert set(sent) == {"fast/a", "slow/b"}
+    for body in sent.values():
+        assert (body["temperature"], body["seed"]) == (0.3, 7), body

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
+from storage import message_rows
 from storage import repository as repo
 from storage.db import session_factory, unit_of_work
 from tests.browser import (  # noqa: F401
@@ -123,7 +124,7 @@ def test_a_long_conversation_shows_its_last_messages_and_earlier_ones_on_request
         parent = None
         for n in range(150):
             for role, text in (("user", f"question {n}"), ("assistant", f"answer {n}")):
-                parent = repo.add_message(
+                parent = message_rows.add_message(
                     session=session,
                     user_id=user_id,
                     conversation_id=conversation.id,

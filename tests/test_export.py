@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from markdown_it import MarkdownIt
 
+from storage import message_rows, transfer, tree
 from storage import repository as repo
-from storage import transfer, tree
 from storage.models import Conversation, Message
 from webapp.app import export, import_file
 from webapp.app.import_file import ImportRefused
@@ -32,7 +32,7 @@ def _add(
     call: Call, user_id: int, conversation_id: str, parent_id: str | None, role: str, **fields: Any
 ) -> str:
     return call(
-        repo.add_message,
+        message_rows.add_message,
         user_id=user_id,
         conversation_id=conversation_id,
         parent_id=parent_id,
@@ -129,7 +129,7 @@ def _build(call: Call, user_id: int) -> dict[str, str]:
         }
     ]
     call(
-        repo.complete_message,
+        message_rows.complete_message,
         user_id=user_id,
         message_id=ids["t0"],
         content="",
@@ -139,7 +139,7 @@ def _build(call: Call, user_id: int) -> dict[str, str]:
         timings={"duration_ms": 300},
     )
     ids["t1"] = call(
-        repo.record_tool_round,
+        message_rows.record_tool_round,
         user_id=user_id,
         assistant_id=ids["t0"],
         results=[
@@ -154,7 +154,7 @@ def _build(call: Call, user_id: int) -> dict[str, str]:
         next_assistant={"provider": "", "model": MODEL, "parameters": planted},
     )
     call(
-        repo.complete_message,
+        message_rows.complete_message,
         user_id=user_id,
         message_id=ids["t1"],
         content="6*7 = 42.",
@@ -1052,7 +1052,7 @@ def test_a_comparison_keeps_its_mode_and_best_answer_through_export_and_import(
         row.mode = "compare"
         session.add(row)
         session.commit()
-        question = repo.add_message(
+        question = message_rows.add_message(
             session=session,
             user_id=alice,
             conversation_id=conversation.id,
@@ -1062,7 +1062,7 @@ def test_a_comparison_keeps_its_mode_and_best_answer_through_export_and_import(
         )
         ids = []
         for index, model in enumerate(("m-a", "m-b")):
-            answer = repo.add_message(
+            answer = message_rows.add_message(
                 session=session,
                 user_id=alice,
                 conversation_id=conversation.id,

@@ -27,6 +27,7 @@ import pytest
 
 from bench import gradio_queue as gq
 from bench.soak import base_env
+from storage import message_rows
 from storage import repository as repo
 from storage.db import make_engine, session_factory, unit_of_work
 from storage.models import Message
@@ -638,7 +639,7 @@ def test_sigkill_mid_stream_keeps_what_streamed_and_the_restart_marks_it_interru
             for question in questions:
                 answer = turns[question].answer
                 assert answer.state == "interrupted"
-                assert answer.error == repo.INTERRUPTED_ERROR
+                assert answer.error == message_rows.INTERRUPTED_ERROR
                 last_shown = watched[question].seen[-1][1]
                 earlier = watched[question].at(killed_at - 1.5)
                 # At least what the client had seen 1.5 s before the kill, and nothing it
@@ -720,7 +721,7 @@ def test_fault_helpers_catch_a_lost_or_doubled_message(tmp_path: Path) -> None:
             assert user_id is not None
             chat_id = repo.create_conversation(session=session, user_id=user_id).id
             for text in ("kept", "doubled", "doubled"):
-                question = repo.add_message(
+                question = message_rows.add_message(
                     session=session,
                     user_id=user_id,
                     conversation_id=chat_id,
@@ -728,7 +729,7 @@ def test_fault_helpers_catch_a_lost_or_doubled_message(tmp_path: Path) -> None:
                     role="user",
                     content=text,
                 )
-                repo.add_message(
+                message_rows.add_message(
                     session=session,
                     user_id=user_id,
                     conversation_id=chat_id,
@@ -741,7 +742,7 @@ def test_fault_helpers_catch_a_lost_or_doubled_message(tmp_path: Path) -> None:
         with pytest.raises(AssertionError, match="lost or doubled"):
             stored_turns(engine, ["kept", "doubled", "missing"])
         with unit_of_work(session_factory(engine)) as session:
-            repo.add_message(
+            message_rows.add_message(
                 session=session,
                 user_id=user_id,
                 conversation_id=chat_id,

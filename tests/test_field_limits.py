@@ -34,9 +34,9 @@ import pytest
 from gradio_client.exceptions import AppError
 from sqlalchemy import text
 
+from storage import message_rows, transfer
 from storage import presets as store
 from storage import repository as repo
-from storage import transfer
 from storage.field_limits import FieldTooLong
 from tests.conftest import RunningApp, start_app
 from tests.fake_openai import FakeOpenAI
@@ -527,7 +527,7 @@ def test_the_repository_refuses_oversized_fields_whatever_path_writes_them(
         )
     with pytest.raises(FieldTooLong, match="The model id is 201 characters"):
         call(
-            repo.add_message,
+            message_rows.add_message,
             user_id=alice,
             conversation_id=conversation_id,
             parent_id=None,
@@ -568,7 +568,7 @@ def test_rows_stored_before_the_limits_stay_usable(call: Call, alice: int) -> No
     call(lambda session: lengthen(session))
     call(repo.rename_conversation, user_id=alice, conversation_id=conversation_id, title="Old")
     call(
-        repo.add_message,
+        message_rows.add_message,
         user_id=alice,
         conversation_id=conversation_id,
         parent_id=None,

@@ -237,7 +237,7 @@ def test_matplotlib_is_marked_missing_only_where_it_is_missing(tmp_path: Path) -
 
 def test_long_chats_are_updated_less_often_but_never_rarely() -> None:
     from webapp.app.chat import MAX_UPDATE_INTERVAL_S, UPDATE_INTERVAL_S, update_interval
-    from webapp.ui.handlers import INTERVAL_PER_MESSAGE_S
+    from webapp.ui.handlers.events import INTERVAL_PER_MESSAGE_S
 
     assert update_interval(0, 0.0) == UPDATE_INTERVAL_S == update_interval(500, 0.0)  # the API
     assert update_interval(1, INTERVAL_PER_MESSAGE_S) < 0.11  # a new chat: ~10 per second

@@ -34,7 +34,7 @@ from webapp.core.params import PARAMS
 from webapp.tools.builtin import register_builtins
 from webapp.tools.registry import ToolRegistry
 from webapp.ui import controls
-from webapp.ui.handlers import ChatUI
+from webapp.ui.handlers.chat import ChatUI
 from webapp.ui.presets_ui import PresetsUI, build_presets_row, wire_presets
 from webapp.ui.session import SessionState
 

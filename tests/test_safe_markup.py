@@ -15,7 +15,7 @@ from markdown_it import MarkdownIt
 
 from storage.models import Message
 from webapp.core.messages import ToolCall
-from webapp.ui.compare_handlers import _history_items
+from webapp.ui.handlers.compare import _history_items
 from webapp.ui.render import render_path, tool_item
 from webapp.ui.safe_markup import LATEX_MARKDOWN, safe_markdown, unescape_for_edit
 

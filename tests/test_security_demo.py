@@ -34,7 +34,7 @@ from gradio import processing_utils
 from PIL import Image
 from sqlmodel import select
 
-from storage import accounts
+from storage import accounts, message_rows
 from storage import repository as repo
 from storage.models import Message, utc_now
 from tests.conftest import RunningApp
@@ -43,7 +43,7 @@ from webapp.app.limits import LimitReached, check_limits
 from webapp.config import load_settings
 from webapp.core import attachments
 from webapp.i18n import pick_language
-from webapp.ui.handlers import ChatUI
+from webapp.ui.handlers.chat import ChatUI
 from webapp.ui.session import SessionState
 from webapp.ui.translate import Translations
 
@@ -319,7 +319,7 @@ def test_concurrent_checks_of_large_images_hold_bounded_memory(tmp_path: Path) -
 def test_the_attachment_count_is_checked_before_any_image_is_decoded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # ChatUI._attachments (webapp/ui/handlers.py) decodes every file, then counts them: a send
+    # ChatUI._attachments (webapp/ui/handlers/turns.py) decodes every file, then counts them: a send
     # naming hundreds of uploaded images decodes them all before it is refused.
     settings = load_settings({"ATTACH_MAX_COUNT": "4"}, dotenv_path=None)
     paths = []
@@ -399,7 +399,7 @@ def test_deleting_a_conversation_does_not_reset_the_limits_or_the_admin_table(
     call(accounts.update_account, username="alice", daily_token_limit=1000, rpm_limit=2)
     conversation = call(repo.create_conversation, user_id=alice, title="t")
     question = call(
-        repo.add_message,
+        message_rows.add_message,
         user_id=alice,
         conversation_id=conversation.id,
         parent_id=None,
@@ -408,7 +408,7 @@ def test_deleting_a_conversation_does_not_reset_the_limits_or_the_admin_table(
     )
     for _ in range(2):
         call(
-            repo.add_message,
+            message_rows.add_message,
             user_id=alice,
             conversation_id=conversation.id,
             parent_id=question.id,

@@ -17,8 +17,8 @@ from sqlalchemy import Engine, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
+from storage import message_rows, tree
 from storage import repository as repo
-from storage import tree
 from storage.accounts import AccountError, create_account
 from storage.api_keys import create_key
 from storage.db import (
@@ -52,7 +52,7 @@ def _add(call: Call, user_id: int, conversation_id: str, parent_id: str | None, 
     """Add a message (role defaults to user) and return its id."""
     kw.setdefault("role", "user")
     return call(
-        repo.add_message,
+        message_rows.add_message,
         user_id=user_id,
         conversation_id=conversation_id,
         parent_id=parent_id,
@@ -433,7 +433,7 @@ def test_message_fields_round_trip(call: Call, alice: int) -> None:
     chat = _chat(call, alice)
     question = _add(call, alice, chat, None, content="2+2?", attachments=[{"name": "a.png"}])
     answer = call(
-        repo.add_message,
+        message_rows.add_message,
         user_id=alice,
         conversation_id=chat,
         parent_id=question,
@@ -445,7 +445,7 @@ def test_message_fields_round_trip(call: Call, alice: int) -> None:
     )
     assert answer.state == "streaming"
     done = call(
-        repo.complete_message,
+        message_rows.complete_message,
         user_id=alice,
         message_id=answer.id,
         content="4",
@@ -507,7 +507,7 @@ def test_regenerate_branches_and_active_path(call: Call, alice: int) -> None:
     # Switch to version 1/2: its newest descendant becomes the leaf.
     target = tree.latest_leaf_under(messages, first)
     assert target == follow_up
-    call(repo.set_current_leaf, user_id=alice, conversation_id=chat, message_id=target)
+    call(message_rows.set_current_leaf, user_id=alice, conversation_id=chat, message_id=target)
     leaf = call(repo.get_conversation, user_id=alice, conversation_id=chat).current_leaf_id
     assert [m.content for m in tree.active_path(messages, leaf)] == ["Q", "A1", "Q2"]
     assert tree.latest_leaf_under(messages, question) == second
@@ -541,7 +541,9 @@ def test_set_current_leaf_rejects_other_conversation(call: Call, alice: int) -> 
     chat, other = _chat(call, alice), _chat(call, alice)
     elsewhere = _add(call, alice, other, None)
     with pytest.raises(repo.NotFound):
-        call(repo.set_current_leaf, user_id=alice, conversation_id=chat, message_id=elsewhere)
+        call(
+            message_rows.set_current_leaf, user_id=alice, conversation_id=chat, message_id=elsewhere
+        )
 
 
 def test_feedback(call: Call, alice: int) -> None:
@@ -551,14 +553,14 @@ def test_feedback(call: Call, alice: int) -> None:
     def feedback() -> int | None:
         return call(repo.load_messages, user_id=alice, conversation_id=chat)[0].feedback
 
-    call(repo.set_feedback, user_id=alice, message_id=message, value=1)
+    call(message_rows.set_feedback, user_id=alice, message_id=message, value=1)
     assert feedback() == 1
-    call(repo.set_feedback, user_id=alice, message_id=message, value=-1)
+    call(message_rows.set_feedback, user_id=alice, message_id=message, value=-1)
     assert feedback() == -1
     for bad in (0, 2, True):
         with pytest.raises(ValueError):
-            call(repo.set_feedback, user_id=alice, message_id=message, value=bad)
-    call(repo.set_feedback, user_id=alice, message_id=message, value=None)
+            call(message_rows.set_feedback, user_id=alice, message_id=message, value=bad)
+    call(message_rows.set_feedback, user_id=alice, message_id=message, value=None)
     assert feedback() is None
 
 
@@ -569,12 +571,12 @@ def test_mark_interrupted(call: Call, alice: int, bob: int) -> None:
         _add(call, bob, chats[1], None, role="assistant", state="streaming"),
     ]
     _add(call, alice, chats[0], streaming[0], role="user", content="fine")
-    assert call(repo.mark_interrupted) == 2
-    assert call(repo.mark_interrupted) == 0
+    assert call(message_rows.mark_interrupted) == 2
+    assert call(message_rows.mark_interrupted) == 0
     for user_id, chat in ((alice, chats[0]), (bob, chats[1])):
         first = call(repo.load_messages, user_id=user_id, conversation_id=chat)[0]
         assert first.state == "interrupted"
-        assert first.error == repo.INTERRUPTED_ERROR
+        assert first.error == message_rows.INTERRUPTED_ERROR
     last = call(repo.load_messages, user_id=alice, conversation_id=chats[0])[-1]
     assert last.state == "complete" and last.error is None
 
@@ -593,12 +595,15 @@ def test_other_users_data_behaves_as_missing(call: Call, alice: int, bob: int) -
         (repo.set_title_if_default, {"conversation_id": chat, "title": "pwned"}),
         (repo.update_conversation_settings, {"conversation_id": chat, "model": "pwned"}),
         (repo.delete_conversation, {"conversation_id": chat}),
-        (repo.add_message, {"conversation_id": chat, "parent_id": message, "role": "user"}),
-        (repo.add_message, {"conversation_id": bob_chat, "parent_id": message, "role": "user"}),
-        (repo.set_feedback, {"message_id": message, "value": -1}),
-        (repo.complete_message, {"message_id": message, "content": "pwned"}),
-        (repo.set_current_leaf, {"conversation_id": chat, "message_id": message}),
-        (repo.set_current_leaf, {"conversation_id": bob_chat, "message_id": message}),
+        (message_rows.add_message, {"conversation_id": chat, "parent_id": message, "role": "user"}),
+        (
+            message_rows.add_message,
+            {"conversation_id": bob_chat, "parent_id": message, "role": "user"},
+        ),
+        (message_rows.set_feedback, {"message_id": message, "value": -1}),
+        (message_rows.complete_message, {"message_id": message, "content": "pwned"}),
+        (message_rows.set_current_leaf, {"conversation_id": chat, "message_id": message}),
+        (message_rows.set_current_leaf, {"conversation_id": bob_chat, "message_id": message}),
     ]
     for function, kwargs in attempts:
         with pytest.raises(repo.NotFound):
@@ -633,10 +638,10 @@ def test_malformed_ids_are_rejected(call: Call, alice: int, bad_id: str) -> None
         (repo.get_conversation, {"conversation_id": bad_id}),
         (repo.load_messages, {"conversation_id": bad_id}),
         (repo.delete_conversation, {"conversation_id": bad_id}),
-        (repo.add_message, {"conversation_id": bad_id, "parent_id": None, "role": "user"}),
-        (repo.add_message, {"conversation_id": chat, "parent_id": bad_id, "role": "user"}),
-        (repo.set_feedback, {"message_id": bad_id, "value": 1}),
-        (repo.set_current_leaf, {"conversation_id": chat, "message_id": bad_id}),
+        (message_rows.add_message, {"conversation_id": bad_id, "parent_id": None, "role": "user"}),
+        (message_rows.add_message, {"conversation_id": chat, "parent_id": bad_id, "role": "user"}),
+        (message_rows.set_feedback, {"message_id": bad_id, "value": 1}),
+        (message_rows.set_current_leaf, {"conversation_id": chat, "message_id": bad_id}),
     ]
     for function, kwargs in attempts:
         with pytest.raises(repo.InvalidId):
@@ -706,7 +711,7 @@ def test_loading_a_chat_reads_its_own_messages_not_all_of_the_users(sqlite_url: 
             for i in range(3)
         ]
         for chat in chats:
-            repo.add_message(
+            message_rows.add_message(
                 session=session,
                 user_id=user.id,
                 conversation_id=chat,

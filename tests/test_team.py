@@ -43,7 +43,7 @@ from webapp import cli
 from webapp.app.auth import Accounts, LoginThrottle
 from webapp.server import Parley, build
 from webapp.ui import controls
-from webapp.ui.handlers import ChatUI
+from webapp.ui.handlers.chat import ChatUI
 from webapp.ui.session import SessionState
 from webapp.ui.share_page import GONE
 from webapp.ui.team import TeamUI
@@ -1031,6 +1031,6 @@ async def test_a_conversation_deleted_in_another_tab_is_refused_with_a_message(t
     bare = {name: result for name, result in outcomes.items() if not result.startswith("gr.Error")}
     assert not bare, (
         f"BUG: these handlers let repo.NotFound escape instead of a gr.Error: {bare} "
-        "(webapp/ui/handlers.py rename/delete/undo/switch_version/_reload and "
+        "(webapp/ui/handlers/ rename/delete/undo/switch_version/_reload and "
         "webapp/ui/team.py share/revoke/export do not catch NotFound/InvalidId as open() does)"
     )

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from storage import message_rows
 from storage import repository as repo
 from storage.db import make_engine, migrate, session_factory, unit_of_work
 from webapp.app.versions import NavigationRefused, Versions, version_info
@@ -33,7 +34,7 @@ def build(sessions: Any) -> tuple[int, str, dict[str, str]]:
             ("q2", "user"),
             ("a2", "assistant"),
         ):
-            parent = ids[name] = repo.add_message(
+            parent = ids[name] = message_rows.add_message(
                 session=s,
                 user_id=uid,
                 conversation_id=chat,
@@ -41,7 +42,7 @@ def build(sessions: Any) -> tuple[int, str, dict[str, str]]:
                 role=role,
                 content=name,
             ).id
-        ids["a2b"] = repo.add_message(
+        ids["a2b"] = message_rows.add_message(
             session=s,
             user_id=uid,
             conversation_id=chat,

@@ -11,7 +11,7 @@ import gradio as gr
 import httpx
 from sqlalchemy import Engine
 
-from storage import repository as repo
+from storage import message_rows
 from storage.db import make_engine, migrate, session_factory, unit_of_work
 from webapp import gradio_tuning
 from webapp.app.api_keys import ApiKeyAuth
@@ -38,7 +38,7 @@ from webapp.ui.api import ChatAPI
 from webapp.ui.app import CSS, build_ui
 from webapp.ui.compare_tab import CompareUI
 from webapp.ui.context import PageContext
-from webapp.ui.handlers import ChatUI
+from webapp.ui.handlers.chat import ChatUI
 from webapp.ui.keys_ui import KeysUI
 from webapp.ui.share_page import SharePage, build_share_page
 from webapp.ui.team import TeamUI
@@ -140,7 +140,7 @@ def build(settings: Settings) -> Parley:
         log.info("database migrated; the previous file was backed up to %s", backup)
     sessions = session_factory(engine)
     with unit_of_work(sessions) as session:
-        interrupted = repo.mark_interrupted(session=session)
+        interrupted = message_rows.mark_interrupted(session=session)
     if interrupted:
         log.warning(
             "%d answers were streaming when the server stopped: marked interrupted", interrupted

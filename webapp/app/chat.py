@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from sqlmodel import Session
 
+from storage import message_rows
 from storage import repository as repo
 from storage.db import unit_of_work
 from storage.field_limits import TOOL_CHOICE, TOOL_NAME
@@ -538,7 +539,7 @@ class ChatService:
             raise TurnRefused("There is no conversation to regenerate or edit yet.")
         if isinstance(action, NewMessage):
             parent_id = path[-1].id if path else None
-            user_message = repo.add_message(
+            user_message = message_rows.add_message(
                 session=session,
                 user_id=user_id,
                 conversation_id=conversation.id,
@@ -560,7 +561,7 @@ class ChatService:
                 raise TurnRefused("That message can no longer be edited: reload the conversation.")
             # The question's own pictures go with it: a model that takes none cannot answer.
             self._check_attachments(tuple(original.attachments or ()), caps, model)
-            user_message = repo.add_message(
+            user_message = message_rows.add_message(
                 session=session,
                 user_id=user_id,
                 conversation_id=conversation.id,
@@ -597,7 +598,7 @@ class ChatService:
         provider = self.settings.provider(turn.provider)
         batch_id = uuid.uuid4().hex if n > 1 else None
         for index in range(n):
-            row = repo.add_message(
+            row = message_rows.add_message(
                 session=session,
                 user_id=user_id,
                 conversation_id=conversation.id,

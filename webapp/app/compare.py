@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from storage import message_rows
 from storage import repository as repo
 from storage.models import Message, new_id
 from webapp.app.chat import ChatService
@@ -328,7 +329,7 @@ class CompareService:
                 session=session, user_id=user_id, title=auto_title(text), mode="compare"
             )
             columns = list(range(len(specs)))
-        user_message = repo.add_message(
+        user_message = message_rows.add_message(
             session=session,
             user_id=user_id,
             conversation_id=conversation.id,
@@ -348,7 +349,7 @@ class CompareService:
         batch_id = new_id() if len(plans) > 1 else None
         message_ids = []
         for position, (plan, column) in enumerate(zip(plans, columns, strict=True)):
-            row = repo.add_message(
+            row = message_rows.add_message(
                 session=session,
                 user_id=user_id,
                 conversation_id=conversation.id,
@@ -384,10 +385,10 @@ class CompareService:
         def work(session: Session) -> None:
             thread, target = _compare_answer(session, user_id, conversation_id, message_id)
             conversation, messages = thread.conversation, thread.messages
-            repo.set_preferred(session=session, user_id=user_id, message_id=target.id)
+            message_rows.set_preferred(session=session, user_id=user_id, message_id=target.id)
             leaf = next((m for m in messages if m.id == conversation.current_leaf_id), None)
             if leaf is not None and leaf.batch_id == target.batch_id:
-                repo.set_current_leaf(
+                message_rows.set_current_leaf(
                     session=session,
                     user_id=user_id,
                     conversation_id=conversation.id,
@@ -412,7 +413,7 @@ class CompareService:
             if followed is not None and followed != target.choice_index:
                 raise TurnRefused("This comparison already continues with another model.")
             if followed is None:
-                repo.set_current_leaf(
+                message_rows.set_current_leaf(
                     session=session,
                     user_id=user_id,
                     conversation_id=conversation.id,

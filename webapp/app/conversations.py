@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from sqlmodel import Session
 
+from storage import message_rows
 from storage import repository as repo
 
 T = TypeVar("T")
@@ -57,7 +58,7 @@ class Conversations:
     async def set_feedback(self, user_id: int, message_id: str, value: int | None) -> None:
         """A like (1), a dislike (-1), or none, on one of the user's answers."""
         await self._db(
-            lambda s: repo.set_feedback(
+            lambda s: message_rows.set_feedback(
                 session=s, user_id=user_id, message_id=message_id, value=value
             )
         )

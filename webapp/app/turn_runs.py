@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from sqlmodel import Session
 
-from storage import repository as repo
+from storage import message_rows
 from storage.db import storable_text
 from storage.field_limits import (
     MODEL,
@@ -269,11 +269,11 @@ class TurnRecorder:
         next_fields: NextAnswer = {"provider": "", "model": update.model, "parameters": recorded}
 
         def work(session: Session) -> str | None:
-            row = repo.complete_message(
+            row = message_rows.complete_message(
                 session=session, user_id=user_id, message_id=assistant_id, **first
             )
             next_fields["provider"] = row.provider
-            return repo.record_tool_round(
+            return message_rows.record_tool_round(
                 session=session,
                 user_id=user_id,
                 assistant_id=assistant_id,
@@ -371,7 +371,7 @@ class PartialSaver:
 
 
 def _save_partials(session: Session, *, rows: list[tuple[int, str, str, str]]) -> int:
-    return repo.save_partials(session=session, rows=rows)
+    return message_rows.save_partials(session=session, rows=rows)
 
 
 def _storable(text: str) -> str:
@@ -404,7 +404,9 @@ def finish(session: Session, user_id: int, update: TurnUpdate) -> None:
     ):
         # One refused request (say, n too large) is one error, not n identical ones.
         keep, *drop = update.assistant_ids
-        repo.drop_unstarted_choices(session=session, user_id=user_id, keep_id=keep, drop_ids=drop)
+        message_rows.drop_unstarted_choices(
+            session=session, user_id=user_id, keep_id=keep, drop_ids=drop
+        )
         update.assistant_ids = [keep]
     timings = progress.timings() if update.model else None
     usage = progress.stored_usage()
@@ -422,7 +424,7 @@ def finish(session: Session, user_id: int, update: TurnUpdate) -> None:
             state = "error"
             error = ErrorInfo("fewer_choices", number=len(update.assistant_ids)).to_json()
         calls = stored_calls(choice.tool_calls)
-        repo.complete_message(
+        message_rows.complete_message(
             session=session,
             user_id=user_id,
             message_id=message_id,
@@ -439,7 +441,7 @@ def finish(session: Session, user_id: int, update: TurnUpdate) -> None:
             # Every call gets a stored result, so the history replays as the provider
             # expects: cancelled by Stop, or not run (round limit, no tools offered).
             missing = "cancelled" if update.state in ("stopped", "interrupted") else "not_run"
-            repo.record_tool_round(
+            message_rows.record_tool_round(
                 session=session,
                 user_id=user_id,
                 assistant_id=message_id,

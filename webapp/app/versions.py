@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from sqlmodel import Session
 
+from storage import message_rows, tree
 from storage import repository as repo
-from storage import tree
 from storage.db import unit_of_work
 from storage.models import Message
 
@@ -60,7 +60,7 @@ class Versions:
                 raise NavigationRefused(
                     "The first question cannot be undone: edit it, or start a new chat."
                 )
-            repo.set_current_leaf(
+            message_rows.set_current_leaf(
                 session=session,
                 user_id=user_id,
                 conversation_id=conversation_id,
@@ -89,7 +89,7 @@ class Versions:
             if not 0 <= index < len(versions):
                 raise NavigationRefused("There is no version in that direction.")
             target = versions[index]
-            repo.set_current_leaf(
+            message_rows.set_current_leaf(
                 session=session,
                 user_id=user_id,
                 conversation_id=conversation_id,

@@ -320,9 +320,8 @@ def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
 def parse_params_json(
     text: str, label: str, example: str = '{"temperature": 0.5}'
 ) -> dict[str, Any]:
-    """Request parameters typed as a JSON object (the API's parameters_json, Compare's
-    Advanced JSON) → raw values for `normalize`; ParamError names `label` and the fault.
-    Empty text is no parameters."""
+    """Request parameters typed as a JSON object (the Gradio API's parameters_json) → raw
+    values for `normalize`; ParamError names `label` and the fault. Empty text is none."""
     if not text.strip():
         return {}
     if len(text) > MAX_PARAMETERS_JSON:

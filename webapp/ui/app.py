@@ -1,5 +1,5 @@
 """The page: its panels laid out (each built by its own module) and each panel's events wired
-to its handlers. Outputs are named once per event (webapp/ui/outputs.py, handlers.py)."""
+to its handlers. Outputs are named once per event (webapp/ui/outputs.py, handlers/events.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from webapp.ui.admin_panel import build_admin_panel, wire_admin
 from webapp.ui.api import ChatAPI
 from webapp.ui.chat_tab import LATEX, ChatColumn, build_chat_column, wire_turns
 from webapp.ui.compare_tab import CompareTab, CompareUI, build_compare_tab, wire_compare
-from webapp.ui.handlers import RERENDER, ChatUI
+from webapp.ui.handlers.chat import ChatUI
+from webapp.ui.handlers.events import RERENDER
 from webapp.ui.keys_ui import KeysUI
 from webapp.ui.outputs import HIDDEN, PRIVATE, QUIET
 from webapp.ui.presets_ui import wire_presets

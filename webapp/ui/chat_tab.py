@@ -2,8 +2,8 @@
 context gauge, the approval panel) and the wiring of its turns.
 
 `build_chat_column` lays it out and returns its components by name; `wire_turns` hooks every
-event that starts, follows, stops or steps through a turn to ChatUI (webapp/ui/handlers.py),
-with each event's outputs named once in handlers.py (TURN, AFTER, VERSION, …).
+event that starts, follows, stops or steps through a turn to ChatUI (webapp/ui/handlers/),
+with each event's outputs named once in handlers/events.py (TURN, AFTER, VERSION, …).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import gradio as gr
 from gradio.events import Dependency
 
 from webapp.config import Settings
-from webapp.ui import handlers as h
-from webapp.ui.handlers import ChatUI
+from webapp.ui.handlers import events as h
+from webapp.ui.handlers.chat import ChatUI
 from webapp.ui.message_box import uploads_only
 from webapp.ui.outputs import HIDDEN, PRIVATE, Outputs
 from webapp.ui.safe_markup import chatbot_latex

@@ -1,7 +1,7 @@
 """The Compare tab's layout and wiring: one prompt to 2–4 models side by side, figures under
 each column, a vote for the best answer, blind mode, and continuing with all columns or one.
 
-Handlers live in webapp/ui/compare_handlers.py (CompareUI); `wire_compare` hooks the tab to the
+Handlers live in webapp/ui/handlers/compare.py (CompareUI); `wire_compare` hooks the tab to the
 rest of the page (model lists on load, the sidebar after a comparison, opening from the sidebar).
 """
 
@@ -16,7 +16,17 @@ import gradio as gr
 from gradio.events import Dependency
 
 from webapp.app.compare_rounds import MAX_COLUMNS, MIN_COLUMNS
-from webapp.ui.compare_handlers import ALL, COUNT, RUN, VIEW, CompareState, CompareUI
+from webapp.ui import controls
+from webapp.ui.handlers.compare import (
+    ALL,
+    COMPARE_PARAMS,
+    COUNT,
+    PICKERS,
+    RUN,
+    VIEW,
+    CompareState,
+    CompareUI,
+)
 from webapp.ui.outputs import HIDDEN, PRIVATE
 from webapp.ui.safe_markup import chatbot_latex
 from webapp.ui.session import SessionState
@@ -89,24 +99,12 @@ def build_compare_tab(compare: CompareUI, *, state: gr.State | None = None) -> C
             )
         with gr.Accordion("System prompt and parameters", open=False, elem_id="compare-settings"):
             system = gr.Textbox(label="System prompt", lines=2, elem_id="compare-system")
-            with gr.Row():
-                temperature = gr.Textbox(
-                    label="Temperature",
-                    max_lines=1,
-                    placeholder="not set · 0 to 2",
-                    elem_id="compare-temperature",
-                )
-                max_tokens = gr.Textbox(
-                    label="Max tokens",
-                    max_lines=1,
-                    placeholder="not set",
-                    elem_id="compare-max-tokens",
-                )
-            advanced = gr.Textbox(
-                label="Advanced JSON",
-                lines=2,
-                elem_id="compare-advanced",
-                placeholder='Other parameters, e.g. {"top_p": 0.9, "seed": 1}',
+            gr.Markdown(
+                "Each column's model is sent only the parameters it accepts.",
+                elem_id="compare-params-note",
+            )
+            params = controls.build_controls(
+                COMPARE_PARAMS, id_prefix="compare-param", accordion_id="compare-advanced"
             )
         continue_radio = gr.Radio(
             [("All columns", ALL)],
@@ -169,6 +167,7 @@ def build_compare_tab(compare: CompareUI, *, state: gr.State | None = None) -> C
     )
     view_outputs = VIEW.components(parts)
     pickers = [c for pair in zip(providers, models, strict=True) for c in pair]
+    assert len(pickers) == PICKERS and len(params) == len(COMPARE_PARAMS)
     run_inputs = [
         prompt,
         session,
@@ -176,11 +175,9 @@ def build_compare_tab(compare: CompareUI, *, state: gr.State | None = None) -> C
         blind,
         count,
         system,
-        temperature,
-        max_tokens,
-        advanced,
         continue_radio,
-        *pickers,
+        *pickers,  # PICKERS of them: provider, model, provider, model, ...
+        *params,  # one control per row of COMPARE_PARAMS
     ]
     run_event = gr.on(
         [send_btn.click, prompt.submit],

@@ -24,9 +24,9 @@ def _placeholder(p: Param) -> str:
     return " · ".join(parts)
 
 
-def make_control(p: Param) -> gr.components.Component:
+def make_control(p: Param, id_prefix: str = "param") -> gr.components.Component:
     """One component for one parameter; its empty state means "not set"."""
-    common: dict[str, Any] = {"label": p.label, "info": p.help, "elem_id": f"param-{p.name}"}
+    common: dict[str, Any] = {"label": p.label, "info": p.help, "elem_id": f"{id_prefix}-{p.name}"}
     if p.kind == "bool":
         return gr.Radio(BOOL_CHOICES, value="default", **common)
     if p.kind == "stop":
@@ -44,6 +44,17 @@ def make_control(p: Param) -> gr.components.Component:
     # Numbers are text boxes so that "empty" is a real, visible state (not set, not sent);
     # the range is enforced by webapp.core.params.normalize with a message naming it.
     return gr.Textbox(lines=1, max_lines=1, placeholder=_placeholder(p), **common)
+
+
+def build_controls(
+    params: Sequence[Param], *, id_prefix: str, accordion_id: str
+) -> list[gr.components.Component]:
+    """One control per parameter, laid out where they are called: the everyday ones, then the
+    advanced ones in a closed "Advanced parameters" accordion. Returned in `params` order."""
+    made = {p.name: make_control(p, id_prefix) for p in params if not p.advanced}
+    with gr.Accordion("Advanced parameters", open=False, elem_id=accordion_id):
+        made |= {p.name: make_control(p, id_prefix) for p in params if p.advanced}
+    return [made[p.name] for p in params]
 
 
 def to_raw(p: Param, value: Any) -> Any:
@@ -72,9 +83,9 @@ def from_clean(p: Param, value: Any) -> Any:
     return str(value)
 
 
-def collect(values: Sequence[Any]) -> dict[str, Any]:
-    """Control values, in PARAMS order → {name: raw value} for the ones that are set."""
-    raw = {p.name: to_raw(p, v) for p, v in zip(PARAMS, values, strict=True)}
+def collect(values: Sequence[Any], params: Sequence[Param] = PARAMS) -> dict[str, Any]:
+    """Control values, in `params` order → {name: raw value} for the ones that are set."""
+    raw = {p.name: to_raw(p, v) for p, v in zip(params, values, strict=True)}
     return {name: value for name, value in raw.items() if value is not None}
 
 

@@ -25,7 +25,7 @@ from webapp.app.presets import (
 from webapp.i18n import t
 from webapp.ui import controls
 from webapp.ui.context import PageContext
-from webapp.ui.handlers import PARAM_CONTROLS
+from webapp.ui.handlers.events import PARAM_CONTROLS
 from webapp.ui.outputs import HIDDEN, PRIVATE, Outputs
 from webapp.ui.session import SessionState
 

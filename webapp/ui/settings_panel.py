@@ -12,8 +12,8 @@ import gradio as gr
 
 from webapp.core.params import PARAMS
 from webapp.ui import controls
-from webapp.ui import handlers as h
-from webapp.ui.handlers import ChatUI
+from webapp.ui.handlers import events as h
+from webapp.ui.handlers.chat import ChatUI
 from webapp.ui.keys_ui import KeysUI, build_keys_panel
 from webapp.ui.outputs import HIDDEN, PRIVATE, QUIET, Outputs
 from webapp.ui.presets_ui import PresetsUI, build_presets_row
@@ -89,9 +89,7 @@ def build_settings_panel(ui: ChatUI, state: gr.State, keys: KeysUI | None) -> Se
         if settings.mcp_servers:  # nothing at all without MCP servers
             mcp_status = gr.Markdown(ui.mcp_panel(), elem_id="mcp-status")
         build_credential_boxes(ui, state)
-    made = {p.name: controls.make_control(p) for p in PARAMS if not p.advanced}
-    with gr.Accordion("Advanced parameters", open=False, elem_id="advanced"):
-        made |= {p.name: controls.make_control(p) for p in PARAMS if p.advanced}
+    params = controls.build_controls(PARAMS, id_prefix="param", accordion_id="advanced")
     return SettingsPanel(
         presets=presets,
         preset_row=preset_row,
@@ -105,7 +103,7 @@ def build_settings_panel(ui: ChatUI, state: gr.State, keys: KeysUI | None) -> Se
         tools_box=tools_box,
         tool_choice=tool_choice,
         mcp_status=mcp_status,
-        params=[made[p.name] for p in PARAMS],  # PARAMS order (basic ones were made first)
+        params=params,
     )
 
 

@@ -11,9 +11,9 @@ from typing import Any
 import gradio as gr
 from gradio.events import Dependency
 
-from webapp.ui import handlers as h
 from webapp.ui import presentation, translate
-from webapp.ui.handlers import ChatUI
+from webapp.ui.handlers import events as h
+from webapp.ui.handlers.chat import ChatUI
 from webapp.ui.outputs import PRIVATE, QUIET, Outputs
 from webapp.ui.team import TeamUI
 

@@ -34,9 +34,10 @@ from webapp.app.compare_rounds import (
 )
 from webapp.app.downloads import Downloads, base_url, download_url, link_html
 from webapp.app.error_text import refusal_message, user_message
-from webapp.core.params import ParamError, parse_params_json
+from webapp.core.params import PARAMS, ParamError
 from webapp.i18n import t
 from webapp.provider.pricing import format_cost
+from webapp.ui import controls
 from webapp.ui.context import PageContext, refused_if_missing
 from webapp.ui.outputs import Group, Outputs
 from webapp.ui.render import ChatbotMessage, answer_items, text_item
@@ -44,6 +45,9 @@ from webapp.ui.session import SessionState
 from webapp.ui.team import export_filename
 
 ALL = "all"
+PICKERS = 2 * MAX_COLUMNS  # the run's column pickers: provider, model, provider, model, ...
+# Compare's parameter controls: the table's, but one answer per column (no `n`).
+COMPARE_PARAMS = tuple(p for p in PARAMS if p.name != "n")
 Updates = tuple[Any, ...]
 # What the tab's events update, by name (webapp/ui/outputs.py); compare_tab.py binds the names.
 VIEW = Outputs(
@@ -453,7 +457,7 @@ class CompareUI:
         )
 
     # gr.Request comes first: Gradio injects it only into positional parameters, and the
-    # column pickers arrive as *pickers (provider, model, provider, model, ...).
+    # column pickers and parameter controls arrive as *values.
     async def run(
         self,
         request: gr.Request,
@@ -463,16 +467,15 @@ class CompareUI:
         blind: bool,
         count: Any,
         system: str,
-        temperature: str,
-        max_tokens: str,
-        advanced: str,
         continue_with: str | None,
-        *pickers: str,
+        *values: Any,
     ) -> AsyncIterator[Updates]:
-        """Send the prompt to every column (or the one continued with) and stream answers."""
+        """Send the prompt to every column (or the one continued with) and stream answers.
+
+        `values` are the column pickers (PICKERS of them) and then the parameter controls."""
         user_id = await self._user(session, cstate, request)
+        pickers, params = values[:PICKERS], controls.collect(values[PICKERS:], COMPARE_PARAMS)
         try:
-            params = _params(temperature, max_tokens, advanced)
             columns = await self._columns(user_id, cstate, continue_with, pickers, count)
             stream = self.service.stream_compare(
                 user_id=user_id,
@@ -593,12 +596,3 @@ def _count(value: Any) -> int:
         return min(MAX_COLUMNS, max(MIN_COLUMNS, int(value)))
     except (TypeError, ValueError):
         return MIN_COLUMNS
-
-
-def _params(temperature: str, max_tokens: str, advanced: str) -> dict[str, Any]:
-    """The tab's parameter boxes → raw values for webapp.core.params.normalize (empty: not set)."""
-    params = parse_params_json(advanced or "", "Advanced JSON", '{"top_p": 0.9}')
-    for name, value in (("temperature", temperature), ("max_tokens", max_tokens)):
-        if (value or "").strip():
-            params[name] = value.strip()
-    return params
