@@ -15,7 +15,7 @@ from markdown_it import MarkdownIt
 
 from storage.models import Message
 from webapp.core.messages import ToolCall
-from webapp.ui.handlers.compare import _history_items
+from webapp.ui.compare_render import history_items
 from webapp.ui.render import render_path, tool_item
 from webapp.ui.safe_markup import LATEX_MARKDOWN, safe_markdown, unescape_for_edit
 
@@ -241,7 +241,7 @@ def test_every_chat_text_is_sanitized_and_attachment_markup_kept() -> None:
 
 
 def test_compare_columns_show_the_same_safe_text() -> None:
-    items = _history_items(
+    items = history_items(
         [
             Message(role="user", content="<form><input></form>"),
             Message(role="assistant", content=f"![c]({SECRET})", state="complete"),

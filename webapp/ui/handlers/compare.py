@@ -19,7 +19,7 @@ from storage import repository as repo
 from storage.db import StorageUnavailable
 from storage.models import Message
 from webapp.app.chat import TurnRefused
-from webapp.app.compare import ColumnRun, CompareService, CompareUpdate
+from webapp.app.compare import CompareService, CompareUpdate
 from webapp.app.compare_export import compare_markdown
 from webapp.app.compare_rounds import (
     MAX_COLUMNS,
@@ -33,14 +33,14 @@ from webapp.app.compare_rounds import (
     last_compare,
 )
 from webapp.app.downloads import Downloads, base_url, download_url, link_html
-from webapp.app.error_text import refusal_message, user_message
+from webapp.app.error_text import refusal_message
 from webapp.core.params import PARAMS, ParamError
 from webapp.i18n import t
 from webapp.provider.pricing import format_cost
-from webapp.ui import controls
+from webapp.ui import compare_render, controls
 from webapp.ui.context import PageContext, refused_if_missing
 from webapp.ui.outputs import Group, Outputs
-from webapp.ui.render import ChatbotMessage, answer_items, text_item
+from webapp.ui.render import ChatbotMessage, text_item
 from webapp.ui.session import SessionState
 from webapp.ui.team import export_filename
 
@@ -80,94 +80,6 @@ class CompareState:
     attached: bool = False  # ... one it did not start (set by attach)
 
 
-@dataclass
-class _Column:
-    """What one column shows."""
-
-    header: str = ""
-    messages: list[ChatbotMessage] = field(default_factory=list)
-    stats: str = ""
-    best: Any = None  # the Best button's update
-
-
-def _masked(text: str | None, hide: Sequence[str], lang: str) -> str | None:
-    """Blind mode: an error or retry note names no provider and no model before the vote."""
-    for name in sorted(hide, key=len, reverse=True):
-        if text and name and name in text:
-            text = text.replace(name, t("the provider", lang))
-            text = text[:1].upper() + text[1:]  # "SiliconFlow is …" → "The provider is …"
-    return text
-
-
-def _history_items(
-    history: Sequence[Message],
-    stats_for_last: bool = False,
-    cost: Callable[[Message], str] | None = None,
-    lang: str = "en",
-    hide: Sequence[str] = (),
-) -> list[ChatbotMessage]:
-    items: list[ChatbotMessage] = []
-    for position, message in enumerate(history):
-        if message.role == "user":
-            items.append(text_item("user", message.content))
-            continue
-        last = position == len(history) - 1
-        stats = ""
-        if cost is not None and (stats_for_last or not last) and message.state != "streaming":
-            stats = figures_line(message.usage, message.timings, cost(message), lang)
-        seconds = (message.timings or {}).get("reasoning_ms")
-        items += answer_items(
-            content=message.content,
-            reasoning=message.reasoning,
-            state=message.state,
-            error=_masked(user_message(message.error, lang), hide, lang),
-            stats=stats,
-            thinking_seconds=seconds / 1000 if seconds is not None else None,
-            lang=lang,
-        )
-    return items
-
-
-def _live_items(run: ColumnRun, lang: str, hide: Sequence[str] = ()) -> list[ChatbotMessage]:
-    choice, progress = run.progress.choices[0], run.progress
-    done = run.state != "streaming"
-    items = answer_items(
-        content=choice.content,
-        reasoning=choice.reasoning,
-        state=run.state,
-        error=_masked(user_message(run.error, lang), hide, lang),
-        stats="",
-        thinking_pending=progress.is_thinking(0) and not done,
-        thinking_seconds=progress.thinking_seconds(0),
-        lang=lang,
-    )
-    if progress.retry_note and not choice.content and not choice.reasoning and not done:
-        items = [text_item("assistant", f"⏳ {_masked(progress.retry_note, hide, lang)}")]
-    return items
-
-
-def _live_stats(run: ColumnRun, lang: str) -> str:
-    timings, usage = run.progress.timings(), run.progress.usage_dict()
-    if run.state == "streaming":
-        if "ttft_ms" not in timings:
-            return t("waiting for the first token…", lang)
-        return t("first token {seconds} s", lang).format(
-            seconds=f"{timings['ttft_ms'] / 1000:.2f}"
-        ) + t(" · streaming…", lang)
-    line = figures_line(usage, timings, format_cost(run.cost), lang)
-    return _state_prefix(run.state, lang) + line
-
-
-def _state_prefix(state: str, lang: str) -> str:
-    prefix = {"error": "failed · ", "stopped": "stopped · "}.get(state, "")
-    return t(prefix, lang) if prefix else ""
-
-
-def _header(label: str, provider_label: str, *, shown: bool, best: bool, lang: str = "en") -> str:
-    text = f"**{label}**" + (f" · {provider_label}" if shown and provider_label else "")
-    return text + (t(" · ★ best", lang) if best else "")
-
-
 class CompareUI:
     """Compare handlers; every one resolves the user from the request and is scoped to them."""
 
@@ -199,7 +111,7 @@ class CompareUI:
     def _frame(
         self,
         cstate: CompareState,
-        columns: dict[int, _Column],
+        columns: dict[int, compare_render.Column],
         blind: bool,
         note: Any = None,
         count: int | None = None,
@@ -238,7 +150,9 @@ class CompareUI:
                 headers.append(column.header)
             elif i < len(specs):
                 provider = self.provider_label(specs[i].provider)
-                headers.append(_header(labels[i], provider, shown=shown, best=False, lang=lang))
+                headers.append(
+                    compare_render.header(labels[i], provider, shown=shown, best=False, lang=lang)
+                )
             else:
                 headers.append("")
         values["pickers_group"] = gr.update(visible=not specs)
@@ -249,7 +163,7 @@ class CompareUI:
 
     def _empty_frame(self, cstate: CompareState, blind: bool, count: int) -> Updates:
         empty = {
-            i: _Column(messages=[], stats="", best=gr.update(visible=False))
+            i: compare_render.Column(messages=[], stats="", best=gr.update(visible=False))
             for i in range(MAX_COLUMNS)
         }
         return VIEW.pack(**self._frame(cstate, empty, blind, note="", count=count))
@@ -289,7 +203,7 @@ class CompareUI:
             answer = history[-1] if history and history[-1].role == "assistant" else None
             stats = ""
             if answer is not None and answer.state != "streaming":
-                stats = _state_prefix(answer.state, lang) + figures_line(
+                stats = compare_render.state_prefix(answer.state, lang) + figures_line(
                     answer.usage, answer.timings, cost(answer), lang
                 )
             best = latest.answers[i].preferred
@@ -297,15 +211,17 @@ class CompareUI:
                 "streaming",
                 "error",
             )
-            columns[i] = _Column(
-                _header(
+            columns[i] = compare_render.Column(
+                compare_render.header(
                     labels[i],
                     self.provider_label(spec.provider),
                     shown=not blind or cstate.voted,
                     best=best,
                     lang=lang,
                 ),
-                _history_items(history, cost=cost, lang=lang, hide=self._hidden(cstate, blind)),
+                compare_render.history_items(
+                    history, cost=cost, lang=lang, hide=self._hidden(cstate, blind)
+                ),
                 stats,
                 gr.update(visible=can_vote, value=t("★ Best" if best else "Best", lang)),
             )
@@ -516,7 +432,7 @@ class CompareUI:
             cstate.latest_ids = [run.message_id for run in first.columns]
         hide = self._hidden(cstate, blind)
         prior = {
-            run.index: _history_items(
+            run.index: compare_render.history_items(
                 run.history, cost=self._cost_text, lang=cstate.lang, hide=hide
             )
             + [text_item("user", first.user_message.content)]
@@ -555,9 +471,9 @@ class CompareUI:
         lang = cstate.lang
         hide = self._hidden(cstate, blind)
         columns = {
-            run.index: _Column(
-                messages=prior[run.index] + _live_items(run, lang, hide),
-                stats=_live_stats(run, lang),
+            run.index: compare_render.Column(
+                messages=prior[run.index] + compare_render.live_items(run, lang, hide),
+                stats=compare_render.live_stats(run, lang),
                 best=gr.update(visible=False),
             )
             for run in update.columns
