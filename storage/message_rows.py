@@ -46,7 +46,9 @@ def add_message(
     batch_id: str | None = None,
     attachments: list[dict[str, Any]] | None = None,
 ) -> Message:
-    """Append a message under ``parent_id`` and (by default) make it the active leaf."""
+    """Append a message under ``parent_id`` and (by default) make it the active leaf.
+
+    Long: one keyword per column of the row (typed, so mypy sees a typo)."""
     if role not in MESSAGE_ROLES:
         raise ValueError(f"Unknown message role: {role!r}")
     repo.check_state(state)

@@ -38,3 +38,16 @@ def test_the_map_names_each_module_once_with_a_summary() -> None:
     assert len(names) == len(set(names)) > 60
     assert all(len(line.split(maxsplit=1)) == 2 for line in printed), "a module has no docstring"
     assert "webapp/ui/outputs.py" in names and "storage/tree.py" in names
+
+
+def test_every_function_over_sixty_lines_says_why_in_its_docstring() -> None:
+    spec = importlib.util.spec_from_file_location(
+        "long_functions", ROOT / "scripts/long_functions.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    found = module.long_functions(60)
+    assert found, "the script finds nothing: it no longer reads the tree"
+    silent = [f"{path}:{name} ({lines} lines)" for lines, path, name, why in found if not why]
+    assert silent == [], f"add a 'Long: <why>' sentence to the docstring, or cut: {silent}"

@@ -267,7 +267,9 @@ def _extra_providers(values: Mapping[str, str]) -> list[ProviderConfig]:
 def load_settings(
     environ: Mapping[str, str] | None = None, dotenv_path: str | Path | None = ".env"
 ) -> Settings:
-    """Merge `.env` (if present) under the environment and build a frozen Settings."""
+    """Merge `.env` (if present) under the environment and build a frozen Settings.
+
+    Long: one line or two per setting, in the order .env.example documents them."""
     values: dict[str, str] = {}
     if dotenv_path is not None and Path(dotenv_path).is_file():
         values.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})

@@ -122,7 +122,9 @@ def build_tools(
 
 
 def build(settings: Settings) -> Parley:
-    """Migrate the database, mark interrupted streams, and build the UI (no server yet)."""
+    """Migrate the database, mark interrupted streams, and build the UI (no server yet).
+
+    Long: the composition root, one collaborator after another in dependency order."""
     http = provider_http(settings)
     tools, default_tools = build_tools(settings, http)
     # MCP servers start now (a bounded wait), so the Tools panel lists their tools; one that

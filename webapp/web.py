@@ -220,7 +220,10 @@ def create_app(
 
     Every request passes the Host check (ALLOWED_HOSTS), pages get the CSP, state-changing
     requests from other sites are refused (webapp/edge/web_security.py); "load image" links fetch
-    through `image_fetcher` (a default ImageFetcher: public addresses only)."""
+    through `image_fetcher` (a default ImageFetcher: public addresses only).
+
+    Long: the routes and middleware of the server in the order they apply, which must be read
+    together."""
     demo = parley.demo
     metrics = metrics or parley.metrics
     if auth is None and auth_dependency is None:

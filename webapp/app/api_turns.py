@@ -289,7 +289,10 @@ class ApiTurns:
         self, request: ApiRequest, *, user_id: int, username: str, limited: bool
     ) -> Run:
         """Store the request and start its run; TurnRefused/ParamError/ApiRequestError when it
-        cannot start (nothing stored or sent). `limited`: the user has usage limits to check."""
+        cannot start (nothing stored or sent). `limited`: the user has usage limits to check.
+
+        Long: one refusal-first sequence (body, limits, model, then the rows and the run) whose
+        steps share the request's values; nothing is written before every check passed."""
         service = self.service
         plan = plan_model(
             service.settings,

@@ -260,7 +260,11 @@ class ChatService:
         username: str = "",
     ) -> Run:
         """Check a turn, write its first rows and start it as a run (TurnRefused if it cannot
-        start: then nothing was stored or sent)."""
+        start: then nothing was stored or sent).
+
+        Long: the refusals come first and in a fixed order (limits, model, attachments,
+        context), then one write-ahead unit and the launch; split, the steps would hand a dozen
+        values to each other."""
         limit = self.settings.max_message_chars
         if isinstance(action, NewMessage | EditMessage):
             action = replace(action, text=user_text("The message", action.text, limit))
@@ -521,6 +525,9 @@ class ChatService:
         caps: Capabilities,
         context: ContextCheck,
     ) -> _Prepared:
+        """The first rows of a Chat turn, in the write-ahead unit of work: the conversation, the
+        question (new, regenerated or edited) and the answer's placeholders. Long: each of
+        the three actions writes a different part of the tree, in one transaction."""
         try:
             check_limits(session=session, user_id=user_id)
         except LimitReached as exc:

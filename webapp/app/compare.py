@@ -147,7 +147,10 @@ class CompareService:
         username: str = "",
     ) -> CompareUpdate:
         """Start one round in every column at once, each column a run of its own; one column
-        continues a comparison "with one model". TurnRefused if it cannot start."""
+        continues a comparison "with one model". TurnRefused if it cannot start.
+
+        Long: like ChatService.start_turn, checks first (every column's model and limits), then
+        one write-ahead unit for all the columns and one run per column."""
         low = 1 if conversation_id else MIN_COLUMNS
         if not low <= len(columns) <= MAX_COLUMNS:
             raise TurnRefused(
@@ -304,6 +307,9 @@ class CompareService:
         system_prompt: str,
         clean: dict[str, Any],
     ) -> _Prepared:
+        """The first rows of a Compare round, in one unit of work: the comparison, the prompt
+        and one answer placeholder per column. Long: a new comparison, a continued one and
+        one continued with a single column write different parents."""
         try:
             check_limits(session=session, user_id=user_id)
         except LimitReached as exc:

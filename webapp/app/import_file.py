@@ -270,7 +270,9 @@ def _check_tool_calls(where: str, calls: list[Any]) -> None:
 def _check_message(
     number: int, raw: Any, budget: attachments.PixelBudget, max_message_chars: int
 ) -> dict[str, Any]:
-    """One message of the file → the dict `import_conversation` stores."""
+    """One message of the file → the dict `import_conversation` stores.
+
+    Long: one check per field of the file's message, each with its own message naming the field."""
     if not isinstance(raw, dict):
         raise ImportRefused(f"message {number} must be an object, not {_kind(raw)}.")
     fields = _Fields(raw, f"message {number}")

@@ -89,7 +89,9 @@ class CapabilityFileError(ValueError):
 
 
 def load_rules(path: str) -> tuple[Rule, ...]:
-    """Read override rules: a JSON list of {"match": regex, "provider"?: str, <capability>: v}."""
+    """Read override rules: a JSON list of {"match": regex, "provider"?: str, <capability>: v}.
+
+    Long: one check per field of a rule, each refusal naming the rule and the field."""
     if not path:
         return ()
     try:

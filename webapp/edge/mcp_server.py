@@ -241,7 +241,10 @@ class McpServer:
     async def chat(
         self, caller: Caller, arguments: dict[str, Any]
     ) -> types.CallToolResult | tuple[list[types.TextContent], dict[str, Any]]:
-        """One turn, saved in the caller's history; waits for the whole answer."""
+        """One turn, saved in the caller's history; waits for the whole answer.
+
+        Long: the MCP tool's arguments checked one by one (each with its own error for the MCP
+        client) before one call of ChatService.unattended_turn."""
         service, settings = self.service, self.service.settings
         conversation_id = str(arguments.get("conversation_id") or "").strip() or None
         params = dict(arguments.get("parameters") or {})

@@ -89,7 +89,9 @@ def load_mcp_servers(path: str | Path, environ: Mapping[str, str]) -> tuple[McpS
 
 
 def _server(where: str, name: str, spec: Any, environ: Mapping[str, str]) -> McpServerConfig | None:
-    """One server entry, or None when it is marked "disabled": true."""
+    """One server entry, or None when it is marked "disabled": true.
+
+    Long: one check per field of the entry, each refusal naming the server and the field."""
 
     def fail(field_name: str, problem: str) -> McpConfigError:
         return McpConfigError(

@@ -74,7 +74,9 @@ class ChatAPI:
         and may name a "provider", "tools" (a list of tool names to offer; absent means the
         conversation's default) and "tool_choice". Tools run as in the UI; a tool that needs a
         person's approval is not run. With n > 1 the first choice is returned.
-        """
+
+        Long: the public API's arguments checked one by one (each refusal worded for a program)
+        before one turn."""
         settings = self.service.settings
         check_inputs((message, conversation_id, model, parameters_json))
         try:

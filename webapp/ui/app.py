@@ -42,7 +42,9 @@ class Page:
 def build_ui(
     ui: ChatUI, api: ChatAPI, team: TeamUI, compare: CompareUI, keys: KeysUI | None = None
 ) -> gr.Blocks:
-    """Lay out the page from its panels and wire each panel's events to its handlers."""
+    """Lay out the page from its panels and wire each panel's events to its handlers.
+
+    Long: layout, one panel after another in the order the page shows them."""
     # delete_cache: exports and uploads Gradio copied into its cache go after an hour.
     demo: gr.Blocks
     with gr.Blocks(title="Parley", delete_cache=(3600, 3600)) as demo:

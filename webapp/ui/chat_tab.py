@@ -55,7 +55,9 @@ class ChatColumn:
 
 
 def build_chat_column(settings: Settings) -> ChatColumn:
-    """Lay out the column; call inside the Chat tab's column."""
+    """Lay out the column; call inside the Chat tab's column.
+
+    Long: layout, one component after another in the order the page shows them."""
     banner = gr.Markdown(elem_id="banner")
     earlier_btn = gr.Button(
         "Show earlier messages", size="sm", visible=False, elem_id="show-earlier"
@@ -166,7 +168,10 @@ class TurnEvents:
 
 def wire_turns(ui: ChatUI, chat: ChatColumn, *panels: object) -> TurnEvents:
     """Hook the column's events to ChatUI. `panels` (the page, the settings panel, the
-    sidebar) hold the other components the events read or update, by name."""
+    sidebar) hold the other components the events read or update, by name.
+
+    Long: wiring, one event chain after another; each chain reads top to bottom as the page runs
+    it."""
 
     def names(outputs: Outputs) -> list[Any]:
         return outputs.components(chat, *panels)

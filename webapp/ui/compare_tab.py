@@ -54,7 +54,8 @@ def build_compare_tab(compare: CompareUI, *, state: gr.State | None = None) -> C
     """Create the Compare tab's content inside the current Blocks context and wire its events.
 
     `state` is the page's SessionState (pasted API keys, identity); a new one is made if absent.
-    """
+
+    Long: layout, one component after another in the order the page shows them."""
     settings = compare.settings
     provider_choices = [(p.label, p.name) for p in settings.providers]
     session = state if state is not None else gr.State(SessionState())
@@ -239,7 +240,8 @@ def wire_compare(
       tab, and with `tabs` also switches to the tab whose id is `tab_id`. Pass the chat's own
       open events as `after_open` so this runs after them, not at the same time (two events
       writing the page at once let a late one overwrite what the user typed meanwhile).
-    """
+
+    Long: wiring, one event chain after another."""
 
     def show_tab(conversation_id: str | None, cstate: CompareState) -> Any:
         opened_here = bool(conversation_id) and cstate.conversation_id == conversation_id

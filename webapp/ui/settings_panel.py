@@ -39,7 +39,9 @@ class SettingsPanel:
 
 
 def build_settings_panel(ui: ChatUI, state: gr.State, keys: KeysUI | None) -> SettingsPanel:
-    """Lay out the column; call inside the Chat tab's row."""
+    """Lay out the column; call inside the Chat tab's row.
+
+    Long: layout, one component after another in the order the page shows them."""
     settings = ui.settings
     gr.Markdown("#### Settings")
     presets = PresetsUI(ui.page)

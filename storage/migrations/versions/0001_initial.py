@@ -19,7 +19,9 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    """Create the three tables and their indexes."""
+    """Create the three tables and their indexes.
+
+    Long: the schema, one table after another."""
     op.create_table(
         "users",
         sa.Column("id", sa.Integer(), primary_key=True),

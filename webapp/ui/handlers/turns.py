@@ -78,7 +78,10 @@ class TurnEvents(ChatBase):
         clear_box: bool,
         fit_context: bool = False,
     ) -> AsyncIterator[dict[str, Any]]:
-        """Start a turn and show it: the TURN outputs, frame by frame."""
+        """Start a turn and show it: the TURN outputs, frame by frame.
+
+        Long: refusals as toasts (nothing sent, the box kept), then the first frame with the
+        sidebar's mark, then the frames; one generator, since Gradio streams what it yields."""
         user_id = await self.user_id(state, request)
         fit_context = fit_context or bool(
             state.conversation_id and state.fit_context_for == state.conversation_id
