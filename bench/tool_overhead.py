@@ -24,7 +24,8 @@ import httpx
 from storage import repository as repo
 from storage.db import make_engine, migrate, session_factory, unit_of_work
 from tests.fake_openai import FakeOpenAI, Reply
-from webapp.app.chat import ChatService, NewMessage, TurnSettings
+from webapp.app.chat import ChatService
+from webapp.app.chat_request import NewMessage, TurnSettings
 from webapp.config import load_settings
 from webapp.core.capabilities import CapabilityTable
 from webapp.core.messages import ToolCall

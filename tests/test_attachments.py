@@ -26,16 +26,8 @@ from storage import repository as repo
 from tests.fake_openai import FakeOpenAI, Reply
 from tests.services import stored_path
 from webapp.app import export, import_file
-from webapp.app.chat import (
-    Action,
-    ChatService,
-    EditMessage,
-    NewMessage,
-    Regenerate,
-    TurnRefused,
-    TurnSettings,
-    TurnUpdate,
-)
+from webapp.app.chat import ChatService, TurnRefused, TurnUpdate
+from webapp.app.chat_request import Action, EditMessage, NewMessage, Regenerate, TurnSettings
 from webapp.app.import_file import ImportRefused
 from webapp.core import attachments
 from webapp.core.attachments import AttachmentError, Limits

@@ -20,16 +20,8 @@ from storage.db import make_engine, migrate, session_factory, unit_of_work
 from storage.models import Message
 from tests.fake_openai import ErrorReply, FakeOpenAI, Reply
 from tests.services import stored_path
-from webapp.app.chat import (
-    Action,
-    ChatService,
-    EditMessage,
-    NewMessage,
-    Regenerate,
-    TurnRefused,
-    TurnSettings,
-    TurnUpdate,
-)
+from webapp.app.chat import ChatService, TurnRefused, TurnUpdate
+from webapp.app.chat_request import Action, EditMessage, NewMessage, Regenerate, TurnSettings
 from webapp.app.error_text import user_message
 from webapp.config import load_settings
 from webapp.core.capabilities import CapabilityTable

@@ -15,7 +15,8 @@ import pytest
 from storage import repository as repo
 from tests.fake_openai import FakeOpenAI, Reply
 from tests.services import stored_path
-from webapp.app.chat import ChatService, ContextFull, NewMessage, TurnSettings
+from webapp.app.chat import ChatService, ContextFull
+from webapp.app.chat_request import NewMessage, TurnSettings
 from webapp.app.summary import SummaryMissing, start_from_summary
 from webapp.config import load_settings
 from webapp.core.capabilities import CapabilityFileError, CapabilityTable, Rule, load_rules

@@ -11,7 +11,8 @@ from storage.models import Message
 from tests.fake_openai import ErrorReply, FakeOpenAI
 from tests.services import local_user, stored_path
 from webapp.app import error_text
-from webapp.app.chat import ChatService, NewMessage, TurnSettings, TurnUpdate
+from webapp.app.chat import ChatService, TurnUpdate
+from webapp.app.chat_request import NewMessage, TurnSettings
 from webapp.app.error_text import user_message
 from webapp.app.turn_runs import LENGTH_NOTE
 from webapp.i18n import ZH

@@ -27,7 +27,8 @@ import pytest
 from storage import repository as repo
 from tests.conftest import RunningApp, free_port, start_app
 from tests.fake_openai import FakeOpenAI, Reply
-from webapp.app.chat import ChatService, NewMessage, TurnSettings
+from webapp.app.chat import ChatService
+from webapp.app.chat_request import NewMessage, TurnSettings
 from webapp.config import ConfigError, load_settings
 from webapp.core.attachments import Limits
 from webapp.core.messages import ToolCall

@@ -17,7 +17,8 @@ import pytest
 from storage import repository as repo
 from tests.fake_openai import FakeOpenAI, Reply
 from tests.services import stored_path
-from webapp.app.chat import ChatService, NewMessage, TurnRefused, TurnSettings, TurnUpdate
+from webapp.app.chat import ChatService, TurnRefused, TurnUpdate
+from webapp.app.chat_request import NewMessage, TurnSettings
 from webapp.app.error_text import user_message
 from webapp.core.engine import APPROVAL_UNAVAILABLE, DENIED
 from webapp.tools.builtin import register_builtins

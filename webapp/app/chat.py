@@ -8,24 +8,22 @@ This is the seam the UI and the /chat API share. It checks the turn, writes its 
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncGenerator, Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from sqlmodel import Session
 
-from storage import message_rows
 from storage import repository as repo
 from storage.db import unit_of_work
 from storage.field_limits import TOOL_CHOICE, TOOL_NAME
-from storage.models import Conversation, Message
+from storage.models import Message
+from webapp.app.chat_request import Action, EditMessage, NewMessage, TurnSettings
+from webapp.app.chat_rows import ContextCheck, Prepared, check_attachments, first_rows
 from webapp.app.group_commit import GroupCommit
-from webapp.app.limits import LimitReached, check_limits
 from webapp.app.runs import Reservation, Run, RunLimitReached, RunManager
 from webapp.app.tool_turns import ToolTurns
 from webapp.app.turn_runs import (
-    CONTEXT_FULL,
     MAX_UPDATE_INTERVAL_S,
     UPDATE_INTERVAL_S,
     ContextFull,
@@ -41,25 +39,20 @@ from webapp.app.turn_runs import (
 )
 from webapp.config import Settings
 from webapp.core.attachments import (
-    Attachment,
     AttachmentError,
     Limits,
     check_count,
-    has_images,
-    has_video,
 )
-from webapp.core.capabilities import Capabilities, CapabilityTable
+from webapp.core.capabilities import CapabilityTable
 from webapp.core.context import (
-    ContextLimit,
     Gauge,
     answer_room,
     context_limit,
     fit_messages,
     used_tokens,
-    would_exceed,
 )
 from webapp.core.engine import StreamingClient, TurnRequest
-from webapp.core.history import auto_title, to_provider_messages
+from webapp.core.history import to_provider_messages
 from webapp.core.token_estimate import prompt_tokens
 from webapp.core.turn import TurnProgress
 from webapp.observability import Metrics
@@ -79,83 +72,6 @@ __all__ = [
 
 T = TypeVar("T")
 P = TypeVar("P")
-
-
-def _first_name(attached: tuple[Attachment, ...]) -> str:
-    """A title for a message of pictures only: the first file's name, or its link."""
-    first = attached[0] if attached else {}
-    return str(first.get("name") or first.get("url") or "")
-
-
-IMAGES_REFUSED = (
-    "{model} does not accept images. Pick a vision model (their names have -VL, V "
-    "or Omni, such as Qwen/Qwen2.5-VL-72B-Instruct), or send the question without "
-    "its image."
-)
-VIDEO_REFUSED = (
-    "{model} does not accept video. Pick a video model (such as "
-    "Qwen/Qwen2.5-VL-72B-Instruct), or send the question without the video link."
-)
-
-
-@dataclass(frozen=True, slots=True)
-class TurnSettings:
-    """The user's choices for one turn."""
-
-    provider: str
-    model: str
-    system_prompt: str = ""
-    params: Mapping[str, Any] = field(default_factory=dict)  # raw values; validated here
-    api_keys: Mapping[str, str] = field(default_factory=dict, repr=False)  # pasted this session
-    tools: tuple[str, ...] = ()  # names of the tools offered
-    # {{user.NAME}} values for MCP servers' headers, set this session (never stored or logged)
-    mcp_credentials: Mapping[str, str] = field(default_factory=dict, repr=False)
-    tool_choice: str = "auto"  # auto | none | required | an offered tool's name
-    interactive: bool = True  # a person can approve tool calls (False through the API)
-    # Seconds added to the update interval per message already in the conversation: a page
-    # re-sends its whole chat with every update, so long chats are updated less often.
-    interval_per_message_s: float = 0.0
-    # Leave out the oldest turns when the request would not fit the model's context (the
-    # user chose to); otherwise such a turn is refused with ContextFull before anything is sent.
-    fit_context: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class NewMessage:
-    text: str
-    attachments: tuple[Attachment, ...] = ()  # checked images and links (webapp.core.attachments)
-
-
-@dataclass(frozen=True, slots=True)
-class Regenerate:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class EditMessage:
-    message_id: str
-    text: str
-
-
-Action = NewMessage | Regenerate | EditMessage
-
-
-@dataclass(slots=True)
-class _Prepared:
-    conversation: Conversation
-    path: list[Message]
-    assistant_ids: list[str]
-    used: int  # tokens of the request's history (the provider's count where known)
-
-
-@dataclass(frozen=True, slots=True)
-class ContextCheck:
-    """The model's window, the tokens kept for the answer, and whether to refuse a turn
-    that would not fit (False: the oldest turns are left out of the request instead)."""
-
-    limit: ContextLimit
-    reserve: int
-    refuse: bool
 
 
 class ChatService:
@@ -300,7 +216,7 @@ class ChatService:
                 check_count(attached, limits)
             except AttachmentError as exc:
                 raise TurnRefused(str(exc)) from None
-            self._check_attachments(attached, plan.caps, plan.model)
+            check_attachments(attached, plan.caps, plan.model)
         if (
             isinstance(action, NewMessage | EditMessage)
             and not action.text.strip()
@@ -315,8 +231,9 @@ class ChatService:
         reservation = self.reserve(user_id)
         try:
             prepare = self.write_ahead(
-                lambda s: self._prepare(
+                lambda s: first_rows(
                     s,
+                    self.settings.provider(turn.provider).name,
                     user_id,
                     conversation_id,
                     action,
@@ -333,7 +250,7 @@ class ChatService:
             reservation.release()
             raise
 
-        def start(prepared: _Prepared) -> list[Run]:
+        def start(prepared: Prepared) -> list[Run]:
             conversation = prepared.conversation
             images_ok = plan.caps.vision is not False
             history = to_provider_messages(
@@ -501,123 +418,3 @@ class ChatService:
         config = self.settings.provider(provider)
         caps = self.capabilities.lookup(model, config.kind, config.name)
         return Gauge(used, estimated, context_limit(model, caps, self._listed_contexts(provider)))
-
-    def _check_attachments(
-        self, attached: tuple[Attachment, ...], caps: Capabilities, model: str
-    ) -> None:
-        """Refuse attachments the model is known not to take, before anything is stored."""
-        if has_images(attached) and caps.vision is False:
-            raise TurnRefused(IMAGES_REFUSED, model=model)
-        if has_video(attached) and caps.video is False:
-            raise TurnRefused(VIDEO_REFUSED, model=model)
-
-    def _prepare(
-        self,
-        session: Session,
-        user_id: int,
-        conversation_id: str | None,
-        action: Action,
-        turn: TurnSettings,
-        model: str,
-        clean: dict[str, Any],
-        n: int,
-        sent_params: dict[str, Any],
-        caps: Capabilities,
-        context: ContextCheck,
-    ) -> _Prepared:
-        """The first rows of a Chat turn, in the write-ahead unit of work: the conversation, the
-        question (new, regenerated or edited) and the answer's placeholders. Long: each of
-        the three actions writes a different part of the tree, in one transaction."""
-        try:
-            check_limits(session=session, user_id=user_id)
-        except LimitReached as exc:
-            raise RateLimitRefused(str(exc)) from None
-        if conversation_id:
-            thread = repo.load_thread(
-                session=session, user_id=user_id, conversation_id=conversation_id
-            )
-            conversation, path = thread.conversation, thread.path
-        elif isinstance(action, NewMessage):
-            conversation = repo.create_conversation(
-                session=session, user_id=user_id, title="New chat"
-            )
-            path = []
-        else:
-            raise TurnRefused("There is no conversation to regenerate or edit yet.")
-        if isinstance(action, NewMessage):
-            parent_id = path[-1].id if path else None
-            user_message = message_rows.add_message(
-                session=session,
-                user_id=user_id,
-                conversation_id=conversation.id,
-                parent_id=parent_id,
-                role="user",
-                content=action.text,
-                attachments=list(action.attachments) or None,
-            )
-            if not any(m.role == "user" for m in path):
-                repo.set_title_if_default(
-                    session=session,
-                    user_id=user_id,
-                    conversation_id=conversation.id,
-                    title=auto_title(action.text or _first_name(action.attachments)),
-                )
-        elif isinstance(action, EditMessage):
-            original = next((m for m in path if m.id == action.message_id), None)
-            if original is None or original.role != "user":
-                raise TurnRefused("That message can no longer be edited: reload the conversation.")
-            # The question's own pictures go with it: a model that takes none cannot answer.
-            self._check_attachments(tuple(original.attachments or ()), caps, model)
-            user_message = message_rows.add_message(
-                session=session,
-                user_id=user_id,
-                conversation_id=conversation.id,
-                parent_id=original.parent_id,
-                role="user",
-                content=action.text,
-                attachments=original.attachments,
-            )
-        else:
-            users = [m for m in path if m.role == "user"]
-            if not users:
-                raise TurnRefused("There is no question to regenerate an answer for.")
-            user_message = users[-1]
-            self._check_attachments(tuple(user_message.attachments or ()), caps, model)
-        path = [m for m in path if m.id != user_message.id]
-        cut = next((i for i, m in enumerate(path) if m.id == user_message.parent_id), -1)
-        path = path[: cut + 1] + [user_message]
-        used, _ = used_tokens(path, turn.system_prompt)
-        if context.refuse and would_exceed(used, context.reserve, context.limit):
-            raise ContextFull(
-                CONTEXT_FULL, used=f"{used:,}", model=model, limit=f"{context.limit.tokens:,}"
-            )
-        # Settings are saved only once the action is known to be valid.
-        repo.update_conversation_settings(
-            session=session,
-            user_id=user_id,
-            conversation_id=conversation.id,
-            system_prompt=turn.system_prompt,
-            provider=turn.provider,
-            model=model,
-            parameters=clean,
-        )
-        assistant_ids = []
-        provider = self.settings.provider(turn.provider)
-        batch_id = uuid.uuid4().hex if n > 1 else None
-        for index in range(n):
-            row = message_rows.add_message(
-                session=session,
-                user_id=user_id,
-                conversation_id=conversation.id,
-                parent_id=user_message.id,
-                role="assistant",
-                state="streaming",
-                provider=provider.name,
-                model=model,
-                parameters=sent_params,
-                choice_index=index,
-                batch_id=batch_id,
-                make_current=index == 0,
-            )
-            assistant_ids.append(row.id)
-        return _Prepared(conversation, path, assistant_ids, used)

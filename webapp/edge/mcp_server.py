@@ -32,7 +32,8 @@ from storage.db import StorageUnavailable
 from storage.field_limits import shown
 from webapp.app.api_turns import split_model
 from webapp.app.auth import NotSignedIn
-from webapp.app.chat import ChatService, NewMessage, TurnRefused
+from webapp.app.chat import ChatService, TurnRefused
+from webapp.app.chat_request import NewMessage
 from webapp.app.turn_runs import RateLimitRefused, TurnUpdate
 from webapp.core.params import ParamError
 from webapp.edge.openai_api import Caller, answer_texts, error, model_ids

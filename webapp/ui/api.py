@@ -13,13 +13,8 @@ from storage import repository as repo
 from storage.db import StorageUnavailable
 from storage.field_limits import shown
 from webapp.app.auth import Identity, NotSignedIn
-from webapp.app.chat import (
-    UPDATE_INTERVAL_S,
-    ChatService,
-    NewMessage,
-    TurnRefused,
-    TurnUpdate,
-)
+from webapp.app.chat import UPDATE_INTERVAL_S, ChatService, TurnRefused, TurnUpdate
+from webapp.app.chat_request import NewMessage
 from webapp.app.error_text import DATABASE_DOWN, user_message
 from webapp.core.params import ParamError, parse_params_json
 

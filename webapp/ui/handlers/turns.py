@@ -12,17 +12,8 @@ import gradio as gr
 
 from storage import repository as repo
 from storage.db import StorageUnavailable
-from webapp.app.chat import (
-    Action,
-    ContextFull,
-    EditMessage,
-    NewMessage,
-    Regenerate,
-    TurnRefused,
-    TurnSettings,
-    TurnUpdate,
-    update_interval,
-)
+from webapp.app.chat import ContextFull, TurnRefused, TurnUpdate, update_interval
+from webapp.app.chat_request import Action, EditMessage, NewMessage, Regenerate, TurnSettings
 from webapp.app.error_text import refusal_message, user_message
 from webapp.app.summary import SUMMARY_REQUEST
 from webapp.core.attachments import (
