@@ -57,6 +57,7 @@ def write_api_turn(
     sent_parameters: dict[str, Any],
     messages: list[StoredRequestMessage],
     answers: int,
+    owner: str | None = None,
 ) -> ApiTurnRows:
     """Store the request and its streaming answer rows; a new conversation unless
     `conversation_id` names one of the user's own (then the messages continue it).
@@ -119,6 +120,7 @@ def write_api_turn(
                 role="assistant",
                 content="",
                 state="streaming",
+                owner=owner,
                 provider=provider,
                 model=model,
                 parameters=sent_parameters,
@@ -181,6 +183,7 @@ def _message(
         "timings": None,
         "finish_reason": None,
         "state": "complete",
+        "owner": None,
         "error": None,
         "feedback": None,
         "choice_index": 0,

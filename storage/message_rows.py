@@ -5,10 +5,11 @@ commits. Reads and the conversations themselves are in storage/repository.py."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, or_, update
 from sqlmodel import Session, col, select
 
 from storage import repository as repo
@@ -28,6 +29,7 @@ def add_message(
     role: str,
     content: str = "",
     state: str = "complete",
+    owner: str | None = None,
     make_current: bool = True,
     reasoning: str = "",
     tool_calls: list[StoredToolCall] | None = None,
@@ -68,6 +70,7 @@ def add_message(
         role=role,
         content=content,
         state=state,
+        owner=owner,
         reasoning=reasoning,
         tool_calls=tool_calls,
         tool_call_id=tool_call_id,
@@ -220,6 +223,7 @@ def record_tool_round(
             parent_id=parent_id,
             role="assistant",
             state="streaming",
+            owner=assistant.owner,  # the same process streams the turn's next answer
             created_at=now,
             updated_at=now,
             **next_assistant,
@@ -274,11 +278,25 @@ def set_preferred(*, session: Session, user_id: int, message_id: str) -> None:
     session.flush()
 
 
-def mark_interrupted(*, session: Session) -> int:
-    """Mark every still-streaming message (any user) as interrupted; return how many."""
+def mark_interrupted(*, session: Session, owners: Collection[str | None] | None = None) -> int:
+    """Mark still-streaming messages (any user) as interrupted: every one, or those of the
+    given owners (processes; None stands for rows without one). Returns how many."""
+    statement = update(Message).where(col(Message.state) == "streaming")
+    if owners is not None:
+        named = [owner for owner in owners if owner is not None]
+        matches = [col(Message.owner).in_(named)] if named else []
+        if None in owners:
+            matches.append(col(Message.owner).is_(None))
+        if not matches:
+            return 0
+        statement = statement.where(or_(*matches))
     result = session.execute(
-        update(Message)
-        .where(col(Message.state) == "streaming")
-        .values(state="interrupted", error=INTERRUPTED_ERROR, updated_at=utc_now())
+        statement.values(state="interrupted", error=INTERRUPTED_ERROR, updated_at=utc_now())
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def streaming_owners(*, session: Session) -> set[str | None]:
+    """The processes (owners) of the messages still streaming, any user."""
+    statement = select(Message.owner).where(col(Message.state) == "streaming").distinct()
+    return set(session.exec(statement).all())

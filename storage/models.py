@@ -157,6 +157,9 @@ class Message(SQLModel, table=True):
     )
     finish_reason: str | None = None
     state: str = Field(default="complete", index=True)
+    # The Parley process streaming this answer (webapp/app/cluster.py): when it dies, another
+    # marks the row interrupted. Only meaningful while the state is "streaming".
+    owner: str | None = Field(default=None, max_length=80)
     error: str | None = Field(default=None, sa_type=Text)  # JSON record or text: error_info.py
     feedback: int | None = None
     choice_index: int = 0

@@ -34,6 +34,7 @@ SLOW_MODULES = {
     "test_soak.py",  # a minute of streaming against the resource bounds
     "test_install.py",  # a fresh virtualenv and pip install
     "test_faults.py",  # real server processes killed and restarted
+    "test_cluster_processes.py",  # two Parley processes and a redis-server
 }
 
 

@@ -10,11 +10,9 @@ crash leaves "interrupted"), and nothing is left "streaming".
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -26,13 +24,13 @@ import httpx
 import pytest
 
 from bench import gradio_queue as gq
-from bench.soak import base_env
 from storage import message_rows
 from storage import repository as repo
 from storage.db import make_engine, session_factory, unit_of_work
 from storage.models import Message
-from tests.conftest import RunningApp, free_port, start_app
+from tests.conftest import RunningApp, start_app
 from tests.fake_openai import ErrorReply, FakeOpenAI, Reply
+from tests.processes import parley_process
 from webapp.app.error_text import user_message
 
 RATE_LIMITED = (
@@ -509,52 +507,6 @@ def test_a_mixed_run_of_faults_stores_every_message_once_in_a_final_state(
 # -- SIGKILL mid-stream ----------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def parley_process(
-    db_file: Path, fake: FakeOpenAI, workdir: Path, log: Path, **extra: str
-) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """`python -m webapp` on a SQLite file, its upstream the fake; yields (process, base URL)
-    once /healthz answers. Stopped with SIGTERM on the way out if still running."""
-    port = free_port()
-    env = base_env() | {
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "DATABASE_URL": f"sqlite:///{db_file}",
-        "SILICONFLOW_BASE_URL": fake.base_url,
-        "SILICONFLOW_API_KEY": "test-key",
-        "JIEKOU_BASE_URL": fake.base_url,
-        "LOG_LEVEL": "WARNING",
-        **extra,
-    }
-    base = f"http://127.0.0.1:{port}"
-    with log.open("ab") as out:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "webapp"],
-            cwd=workdir,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            if child.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"Parley never became healthy:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)  # polling a starting server, bounded by the deadline
-        yield child, base
-    finally:
-        if child.poll() is None:
-            child.terminate()
-            try:
-                child.wait(30)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait(10)
-
-
 async def chat_endpoint(http: httpx.AsyncClient, base: str) -> gq.Event:
     """The public /chat event of the Parley at `base`, from its /config."""
     return gq.find_event((await http.get(f"{base}/config")).raise_for_status().json(), "chat")
@@ -623,7 +575,9 @@ def test_sigkill_mid_stream_keeps_what_streamed_and_the_restart_marks_it_interru
     questions = [f"killed question {i}" for i in range(5)]
     engine = make_engine(f"sqlite:///{db_file}")
     try:
-        with parley_process(db_file, fake_openai, tmp_path, log, MAX_RUNS_PER_USER="10") as (
+        with parley_process(
+            f"sqlite:///{db_file}", fake_openai, tmp_path, log, MAX_RUNS_PER_USER="10"
+        ) as (
             child,
             base,
         ):
@@ -634,7 +588,7 @@ def test_sigkill_mid_stream_keeps_what_streamed_and_the_restart_marks_it_interru
         assert fake_openai.wait_for_disconnect(timeout=10, count=5), "upstream streams left open"
 
         fake_openai.default = Reply(echo=True)
-        with parley_process(db_file, fake_openai, tmp_path, log) as (_, base):
+        with parley_process(f"sqlite:///{db_file}", fake_openai, tmp_path, log) as (_, base):
             turns = stored_turns(engine, questions)
             for question in questions:
                 answer = turns[question].answer
@@ -686,7 +640,11 @@ def test_sigterm_during_long_answers_saves_them_interrupted_within_the_grace_per
     engine = make_engine(f"sqlite:///{db_file}")
     try:
         with parley_process(
-            db_file, fake_openai, tmp_path, tmp_path / "parley.log", SHUTDOWN_GRACE="3"
+            f"sqlite:///{db_file}",
+            fake_openai,
+            tmp_path,
+            tmp_path / "parley.log",
+            SHUTDOWN_GRACE="3",
         ) as (child, base):
             watched, signalled_at = asyncio.run(
                 stream_then_signal(base, child, questions, signal.SIGTERM, words_first=10)

@@ -136,6 +136,10 @@ class Settings:
     max_runs: int = 500  # answers streaming at once on this server
     run_unwatched_timeout_s: float = 600.0  # an answer nobody watches is stopped after this
     shutdown_grace_s: float = 30.0  # on SIGTERM, streaming answers get this long to finish
+    # REDIS_URL: several Parley processes share run slots, run ownership and Stop through it
+    # (webapp/app/redis_cluster.py); empty: one process, everything in its memory.
+    redis_url: str = field(default="", repr=False)  # may hold a password
+    run_lease_s: float = 15.0  # a process silent this long is dead: its answers are interrupted
     gradio_tuning_off: tuple[str, ...] = ()  # GRADIO_TUNING_OFF: patches left out, or "all"
     http_get_allowed_hosts: tuple[str, ...] = ()  # http_get is off unless hosts are listed
     auth_mode: str = "none"  # none | accounts | header
@@ -330,6 +334,8 @@ def load_settings(
         max_runs_per_user=_bounded(values, "MAX_RUNS_PER_USER", 4, 1, 1000),
         max_runs=_bounded(values, "MAX_RUNS", 500, 1, 100_000),
         run_unwatched_timeout_s=_positive(values, "RUN_UNWATCHED_TIMEOUT", 600.0),
+        redis_url=values.get("REDIS_URL", "").strip(),
+        run_lease_s=_positive(values, "RUN_LEASE", 15.0),
         shutdown_grace_s=_positive(values, "SHUTDOWN_GRACE", 30.0),
         gradio_tuning_off=_list(values, "GRADIO_TUNING_OFF"),
         http_get_allowed_hosts=tuple(h.lower() for h in _list(values, "HTTP_GET_ALLOWED_HOSTS")),

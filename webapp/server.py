@@ -17,8 +17,10 @@ from webapp import gradio_tuning
 from webapp.app.api_keys import ApiKeyAuth
 from webapp.app.auth import Accounts, HeaderAuth, Identity, LoginThrottle
 from webapp.app.chat import ChatService
+from webapp.app.cluster import Cluster
 from webapp.app.compare import CompareService
 from webapp.app.downloads import Downloads
+from webapp.app.redis_cluster import RedisCluster
 from webapp.app.versions import Versions
 from webapp.config import ConfigError, Settings
 from webapp.core.attachments import Limits
@@ -141,12 +143,15 @@ def build(settings: Settings) -> Parley:
     if backup:
         log.info("database migrated; the previous file was backed up to %s", backup)
     sessions = session_factory(engine)
-    with unit_of_work(sessions) as session:
-        interrupted = message_rows.mark_interrupted(session=session)
-    if interrupted:
-        log.warning(
-            "%d answers were streaming when the server stopped: marked interrupted", interrupted
-        )
+    cluster = make_cluster(settings)
+    if not cluster.shared:  # alone, every answer left streaming is from this server's last run
+        with unit_of_work(sessions) as session:
+            interrupted = message_rows.mark_interrupted(session=session)
+        if interrupted:
+            log.warning(
+                "%d answers were streaming when the server stopped: marked interrupted",
+                interrupted,
+            )
     retry = RetryPolicy(max_retries=settings.max_retries)
     metrics = Metrics()
     clients = {
@@ -160,6 +165,7 @@ def build(settings: Settings) -> Parley:
         capabilities=CapabilityTable(load_rules(settings.capabilities_file)),
         tools=tools,
         metrics=metrics,
+        cluster=cluster,
     )
     catalog = ModelCatalog({p.name: p for p in settings.providers}, clients)
     identity = Identity(settings, sessions)
@@ -221,6 +227,14 @@ def build(settings: Settings) -> Parley:
         mcp,
         tuning,
     )
+
+
+def make_cluster(settings: Settings) -> Cluster:
+    """What this process shares with the deployment's others: through Redis with REDIS_URL
+    (their answers interrupted by any other when one dies), else nothing (one process)."""
+    if not settings.redis_url:
+        return Cluster()
+    return RedisCluster(settings.redis_url, lease_s=settings.run_lease_s)
 
 
 def launch_kwargs(settings: Settings) -> dict[str, Any]:

@@ -21,11 +21,12 @@ from sqlalchemy import Engine, text
 from starlette.routing import Mount, Route, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from storage.db import StorageUnavailable
+from storage.db import StorageUnavailable, session_factory
 from webapp import gradio_tuning
 from webapp.app import downloads
 from webapp.app.api_turns import ApiTurns
 from webapp.app.auth import LoginAddressGuard, LoginThrottle, NotSignedIn, trusted
+from webapp.app.cluster import database_reaper
 from webapp.config import Settings, is_loopback
 from webapp.edge.image_fetch import ImageFetcher
 from webapp.edge.mcp_server import MCP_PATH, McpServer
@@ -238,7 +239,12 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_app: fastapi.FastAPI) -> AsyncIterator[None]:
         # mount_gradio_app wraps this: Gradio's start-up (which starts the queue) runs inside.
-        async with mcp.running() if mcp is not None else contextlib.nullcontext():
+        runs = parley.service.runs
+        reaper = database_reaper(session_factory(parley.engine))
+        async with (
+            runs.cluster.running(runs.stop_here, reaper),
+            mcp.running() if mcp is not None else contextlib.nullcontext(),
+        ):
             yield
         # Normally drained already (_Server.shutdown); a server that skipped it still leaves
         # no row "streaming": what is left is saved as interrupted now.
@@ -310,6 +316,9 @@ def create_app(
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> JSONResponse:
         database_error = await probe.check()
+        cluster = parley.service.runs.cluster
+        redis_error = await cluster.health() if cluster.shared else None
+        shared = {"redis": redis_error or "ok"} if cluster.shared else {}
         running, pending = queue_state(demo)
         queue: dict[str, Any] = {"pending": "unknown" if pending is None else pending}
         if running is False:
@@ -319,12 +328,20 @@ def create_app(
         # not make Parley unhealthy, its other features work.
         servers = parley.mcp.status() if parley.mcp is not None else []
         mcp = {"mcp": servers} if servers else {}
-        if database_error is None and running is not False:
-            body = {"status": "ok", "database": "ok", "queue": queue, "runs": live, **mcp}
+        if database_error is None and redis_error is None and running is not False:
+            body = {
+                "status": "ok",
+                "database": "ok",
+                **shared,
+                "queue": queue,
+                "runs": live,
+                **mcp,
+            }
             return JSONResponse(body, headers=NO_STORE)
         body = {
             "status": "unavailable",
             "database": database_error or "ok",
+            **shared,
             "queue": queue,
             "runs": live,
             **mcp,

@@ -350,9 +350,10 @@ class ApiTurns:
                 sent_parameters=sent,
                 messages=new_messages,
                 answers=n,
+                owner=service.runs.cluster.process_id,
             )
 
-        reservation = service.reserve(user_id)
+        reservation = await service.reserve(user_id)
         try:
             prepare = service.write_ahead(work)
         except BaseException:

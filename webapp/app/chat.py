@@ -20,6 +20,7 @@ from storage.field_limits import TOOL_CHOICE, TOOL_NAME
 from storage.models import Message
 from webapp.app.chat_request import Action, EditMessage, NewMessage, TurnSettings
 from webapp.app.chat_rows import ContextCheck, Prepared, check_attachments, first_rows
+from webapp.app.cluster import Cluster
 from webapp.app.group_commit import GroupCommit
 from webapp.app.runs import Reservation, Run, RunLimitReached, RunManager
 from webapp.app.tool_turns import ToolTurns
@@ -88,6 +89,7 @@ class ChatService:
         executor: ToolExecutor | None = None,
         metrics: Metrics | None = None,
         runs: RunManager | None = None,
+        cluster: Cluster | None = None,
     ) -> None:
         self.metrics = metrics or Metrics()
         self.settings = settings
@@ -101,6 +103,7 @@ class ChatService:
             max_per_user=settings.max_runs_per_user,
             max_total=settings.max_runs,
             unwatched_timeout_s=settings.run_unwatched_timeout_s,
+            cluster=cluster,
         )
         self.recorder = TurnRecorder(self.db, self.metrics)
         # Turns that start together write their first rows in one transaction.
@@ -115,10 +118,11 @@ class ChatService:
 
         return await asyncio.to_thread(run)
 
-    def reserve(self, user_id: int, count: int = 1) -> Reservation:
-        """Hold run slots for a new turn; TurnRefused names the limit when there are none."""
+    async def reserve(self, user_id: int, count: int = 1) -> Reservation:
+        """Hold run slots for a new turn (over every process of the cluster); TurnRefused
+        names the limit when there are none."""
         try:
-            return self.runs.reserve(user_id, count)
+            return await self.runs.hold(user_id, count)
         except RunLimitReached as exc:
             raise RateLimitRefused(str(exc)) from None
 
@@ -228,12 +232,13 @@ class ChatService:
         recorded = {**sent_params, **({"tools": list(selection.names)} if tools_sent else {})}
         window = context_limit(plan.model, plan.caps, self._listed_contexts(plan.provider.name))
         reserve = answer_room(int(sent_params.get("max_tokens") or 0), window)
-        reservation = self.reserve(user_id)
+        reservation = await self.reserve(user_id)
         try:
             prepare = self.write_ahead(
                 lambda s: first_rows(
                     s,
                     self.settings.provider(turn.provider).name,
+                    self.runs.cluster.process_id,
                     user_id,
                     conversation_id,
                     action,

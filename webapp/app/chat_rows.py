@@ -85,6 +85,7 @@ def check_attachments(attached: tuple[Attachment, ...], caps: Capabilities, mode
 def first_rows(
     session: Session,
     provider: str,
+    owner: str,
     user_id: int,
     conversation_id: str | None,
     action: Action,
@@ -178,6 +179,7 @@ def first_rows(
             parent_id=user_message.id,
             role="assistant",
             state="streaming",
+            owner=owner,
             provider=provider,
             model=model,
             parameters=sent_params,

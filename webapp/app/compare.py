@@ -164,7 +164,7 @@ class CompareService:
         notes: list[str] = []
         plans = self._plan(columns, params or {}, api_keys or {}, notes)
         clean = {k: v for k, v in plans[0].clean.items() if k != "n"}
-        reservation = self.service.reserve(user_id, len(plans))
+        reservation = await self.service.reserve(user_id, len(plans))
         try:
             # One writer with the chat turns: the limit check counts both.
             prepare = self.service.write_ahead(
@@ -362,6 +362,7 @@ class CompareService:
                 parent_id=user_message.id,
                 role="assistant",
                 state="streaming",
+                owner=self.service.runs.cluster.process_id,
                 provider=plan.provider.name,
                 model=plan.model,
                 parameters={k: v for k, v in plan.request_params().items() if k != "n"},

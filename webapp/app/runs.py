@@ -4,8 +4,8 @@ A run is an asyncio task that does one generation (a chat turn, or one column of
 independent of whoever asked for it. Viewers (a page, the /chat or /attach API) subscribe and
 get woken when it changes, each rendering at its own pace; a viewer that leaves only
 unsubscribes. What ends a run: its own end, Stop, nobody watching for `unwatched_timeout_s`,
-and shutdown. The registry lives in this process; the same interface could sit on a shared
-bus (Redis) for several processes.
+and shutdown. The registry lives in this process; what several processes share (each user's
+run slots, Stop from any of them) goes through its `cluster` (webapp/app/cluster.py).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from webapp.app.cluster import Cluster
 from webapp.provider.error_info import ErrorInfo
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ class Run:
     snapshot: Any  # a TurnUpdate: mutated by the run, read by its viewers
     kind: str = "chat"  # chat | compare (a column of a comparison)
     task: asyncio.Task[None] | None = None
+    slot: str | None = None  # its run slot in the cluster (None: one process alone)
     # What a cancellation means for the row: "stopped" (Stop, nobody watching) or
     # "interrupted" (shutdown), with a note for the user.
     end_state: str = "stopped"
@@ -81,18 +83,27 @@ class Reservation:
     manager: RunManager
     user_id: int
     count: int
+    slots: list[str] = field(default_factory=list)  # the cluster's, one per run to launch
 
     def release(self) -> None:
         """Give back the slots not used by `launch` (safe to call more than once)."""
         self.manager._release(self, self.count)
+        self.manager.cluster.release(self.slots)
+        self.slots = []
 
 
 class RunManager:
     """The process's live runs: limits, start, viewers, Stop, the unwatched timeout, shutdown."""
 
     def __init__(
-        self, *, max_per_user: int = 4, max_total: int = 500, unwatched_timeout_s: float = 600.0
+        self,
+        *,
+        max_per_user: int = 4,
+        max_total: int = 500,
+        unwatched_timeout_s: float = 600.0,
+        cluster: Cluster | None = None,
     ) -> None:
+        self.cluster = cluster or Cluster()
         self.max_per_user = max_per_user
         self.max_total = max_total
         self.unwatched_timeout_s = unwatched_timeout_s
@@ -123,6 +134,17 @@ class RunManager:
         self._held_total += count
         return Reservation(self, user_id, count)
 
+    async def hold(self, user_id: int, count: int = 1) -> Reservation:
+        """`reserve`, and the same slots over every process of the cluster (the per-user
+        limit is the deployment's, not each process's)."""
+        reservation = self.reserve(user_id, count)
+        try:
+            reservation.slots = await self.cluster.hold(user_id, count, self.max_per_user)
+        except BaseException:
+            reservation.release()
+            raise
+        return reservation
+
     def launch(
         self,
         reservation: Reservation,
@@ -136,7 +158,9 @@ class RunManager:
             raise RuntimeError("no reserved run slot left")
         reservation.count -= 1
         run = Run(uuid.uuid4().hex, reservation.user_id, conversation_id, snapshot, kind)
+        run.slot = reservation.slots.pop() if reservation.slots else None
         self._runs[run.id] = run
+        self.cluster.run_started(run.id, run.user_id, conversation_id)
         run.task = asyncio.create_task(self._drive(run, work), name=f"run-{run.id[:8]}")
         self._arm_orphan_timer(run)  # the starter subscribes at once; if it never does, this
         return run
@@ -157,6 +181,9 @@ class RunManager:
     def _end(self, run: Run) -> None:
         self._runs.pop(run.id, None)
         self._release_one(run.user_id)
+        if run.slot is not None:
+            self.cluster.release([run.slot])
+        self.cluster.run_ended(run.id, run.user_id, run.conversation_id)
         if run._orphan_timer is not None:
             run._orphan_timer.cancel()
         run.finished.set()
@@ -253,7 +280,17 @@ class RunManager:
 
     # ---- ending --------------------------------------------------------------------------
     async def stop(self, user_id: int, conversation_id: str | None, timeout_s: float = 15.0) -> int:
-        """Stop the user's live runs in a conversation and wait for their final saves."""
+        """Stop the user's live runs in a conversation, here and on the cluster's other
+        processes, and wait for their final saves; returns how many were stopped."""
+        here = await self.stop_here(user_id, conversation_id, timeout_s)
+        if not conversation_id or not self.cluster.shared:
+            return here
+        return here + await self.cluster.stop_elsewhere(user_id, conversation_id, timeout_s)
+
+    async def stop_here(
+        self, user_id: int, conversation_id: str | None, timeout_s: float = 15.0
+    ) -> int:
+        """Stop this process's live runs of the user in a conversation (and wait)."""
         runs = self.live(user_id, conversation_id)
         for run in runs:
             run.cancel()

@@ -1,0 +1,127 @@
+"""Two real `python -m webapp` processes on one database and one redis-server (REDIS_URL), as
+a deployment behind a load balancer runs them: one user's run limit holds over both, Stop
+through one stops the answer streaming on the other, and when one is killed mid-answer the
+other marks that answer interrupted, with its text, within the lease. On SQLite and on
+PostgreSQL."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+from sqlalchemy import create_engine
+from sqlmodel import Session, select
+
+from storage.models import Message
+from tests.fake_openai import FakeOpenAI, Reply
+from tests.processes import parley_process
+from tests.redis_server import RedisServer
+
+WORDS = " ".join(f"w{n}" for n in range(80))  # 80 words at 20 a second: a 4 s answer
+LEASE_S = 2.0
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def answer(database_url: str, conversation_id: str) -> Message:
+    """The conversation's latest answer row, read straight from the database."""
+    engine = create_engine(database_url)
+    try:
+        with Session(engine) as session:
+            rows = session.exec(
+                select(Message)
+                .where(Message.conversation_id == conversation_id, Message.role == "assistant")
+                .order_by(Message.created_at)  # type: ignore[arg-type]
+            ).all()
+            return rows[-1]
+    finally:
+        engine.dispose()
+
+
+def wait_for_state(database_url: str, conversation_id: str, state: str, within_s: float) -> Any:
+    deadline = time.monotonic() + within_s
+    while True:
+        row = answer(database_url, conversation_id)
+        if row.state == state:
+            return row
+        if time.monotonic() > deadline:
+            pytest.fail(f"the answer stayed {row.state!r}, not {state!r}, for {within_s} s")
+        time.sleep(0.1)  # polling the database for a state change, bounded by the deadline
+
+
+def started(client: Client, question: str, words: int = 1) -> tuple[Any, str, str]:
+    """Submit a /chat and read until `words` words of the answer have arrived."""
+    job = client.submit(question, "", "", "{}", api_name="/chat")
+    for text, conversation_id in job:
+        if len(text.split()) >= words:
+            return job, conversation_id, text
+    raise AssertionError(f"the answer ended before {words} words: {job.outputs()[-1]}")
+
+
+def test_two_processes_share_the_run_limit_stop_and_a_dead_one_s_answers(
+    database_url: str, fake_openai: FakeOpenAI, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    fake_openai.default = Reply(content=WORDS, chunk_words=1, delay=0.05)
+    shared = {
+        "REDIS_URL": redis_server.url,
+        "RUN_LEASE": str(LEASE_S),
+        "MAX_RUNS_PER_USER": "1",
+    }
+    with (
+        parley_process(database_url, fake_openai, tmp_path, tmp_path / "a.log", **shared) as (
+            a,
+            base_a,
+        ),
+        parley_process(database_url, fake_openai, tmp_path, tmp_path / "b.log", **shared) as (
+            _,
+            base_b,
+        ),
+    ):
+        assert httpx.get(f"{base_b}/healthz").json()["redis"] == "ok"
+        on_a, on_b = Client(f"{base_a}/", verbose=False), Client(f"{base_b}/", verbose=False)
+
+        # One answer streaming on A uses the user's only slot: B refuses a second, by name.
+        job, conversation, _ = started(on_a, "first question")
+        with pytest.raises(AppError, match=r"at most 1 can run at once .*every Parley process"):
+            on_b.predict("second question", "", "", "{}", api_name="/chat")
+
+        # Stop through B ends the answer on A, which saves it as stopped.
+        assert on_b.predict(conversation, api_name="/stop") == "stopped 1 answer"
+        stopped = wait_for_state(database_url, conversation, "stopped", 10)
+        assert stopped.content and WORDS.startswith(stopped.content)
+        job.result(timeout=20)
+
+        # A killed mid-answer: B marks its answer interrupted, text kept, within the lease.
+        job, conversation, early = started(on_a, "third question", words=10)
+        last = early
+        for last, _ in job:  # on to 40 words: PartialSaver has saved the first 10 by then
+            if len(last.split()) >= 40:
+                break
+        a.send_signal(signal.SIGKILL)
+        a.wait(10)
+        killed_at = time.monotonic()
+        row = wait_for_state(database_url, conversation, "interrupted", LEASE_S * 4)
+        assert time.monotonic() - killed_at >= LEASE_S * 0.9  # a lease of silence first
+        # At least what the client saw 1.5 s before the kill, nothing it was not shown.
+        assert row.content.startswith(early) and last.startswith(row.content)
+        assert row.error and "stopped while this answer was streaming" in row.error
+
+        # A's slot expired with it: the user may ask again, on B.
+        fake_openai.default = Reply(echo=True)
+        text, _ = on_b.predict("after the crash", "", "", "{}", api_name="/chat")
+        assert text == "Echo: after the crash"
