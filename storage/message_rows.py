@@ -188,6 +188,8 @@ def record_tool_round(
     one under the other (so the active path replays them in order). With `next_assistant`
     (fields of a new assistant row), a "streaming" assistant row is added under the last
     result and made current; its id is returned.
+
+    Long: the result rows and the next answer's row are built here in one pass, one flush.
     """
     assistant = repo.owned_message(session, user_id, assistant_id)
     conversation = repo.owned_conversation(session, user_id, assistant.conversation_id)
