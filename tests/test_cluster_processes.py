@@ -66,6 +66,7 @@ def wait_for_state(database_url: str, conversation_id: str, state: str, within_s
 
 def started(client: Client, question: str, words: int = 1) -> tuple[Any, str, str]:
     """Submit a /chat and read until `words` words of the answer have arrived."""
+    # gradio_client yields each update once; iterating the job again goes on from there.
     job = client.submit(question, "", "", "{}", api_name="/chat")
     for text, conversation_id in job:
         if len(text.split()) >= words:
@@ -99,6 +100,13 @@ def test_two_processes_share_the_run_limit_stop_and_a_dead_one_s_answers(
         job, conversation, _ = started(on_a, "first question")
         with pytest.raises(AppError, match=r"at most 1 can run at once .*every Parley process"):
             on_b.predict("second question", "", "", "{}", api_name="/chat")
+
+        # Attached through B, the answer streaming on A is followed live to its end.
+        seen = [text for text, _ in on_b.submit(conversation, api_name="/attach")]
+        assert seen[-1] == WORDS == job.result(timeout=20)[0]
+        assert len(seen) > 3 and all(WORDS.startswith(text) for text in seen)  # live, growing
+        assert wait_for_state(database_url, conversation, "complete", 10).content == WORDS
+        job, conversation, _ = started(on_a, "second question")
 
         # Stop through B ends the answer on A, which saves it as stopped.
         assert on_b.predict(conversation, api_name="/stop") == "stopped 1 answer"

@@ -19,6 +19,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from sqlmodel import Session
 
@@ -27,6 +28,16 @@ from storage.db import unit_of_work
 
 # (user id, conversation id) -> how many of this process's runs were stopped
 StopLocal = Callable[[int, str], Awaitable[int]]
+
+
+class LiveRun(Protocol):
+    """What the cluster knows of a run (webapp.app.runs.Run)."""
+
+    id: str
+    user_id: int
+    conversation_id: str
+    kind: str
+    snapshot: Any
 
 
 def new_process_id() -> str:
@@ -59,11 +70,18 @@ class Cluster:
     def release(self, slots: Sequence[str]) -> None:
         """Give slots back (a run ended, or a reservation went unused)."""
 
-    def run_started(self, run_id: str, user_id: int, conversation_id: str) -> None:
-        """A run of this process began (other processes can find it to stop it)."""
+    def run_started(self, run: LiveRun) -> None:
+        """A run of this process began (other processes can find it, follow it, stop it)."""
 
-    def run_ended(self, run_id: str, user_id: int, conversation_id: str) -> None:
-        """A run of this process ended."""
+    def run_ended(self, run: LiveRun) -> None:
+        """A run of this process ended (its final state is in `run.snapshot`)."""
+
+    async def runs_elsewhere(
+        self, user_id: int, conversation_id: str, kind: str | None = None
+    ) -> list[Any]:
+        """The user's live runs of a conversation on the other processes, as local stand-ins
+        (webapp.app.runs.Run) that follow the owner's snapshots; alone, none."""
+        return []
 
     async def stop_elsewhere(self, user_id: int, conversation_id: str, timeout_s: float) -> int:
         """Stop the user's runs in a conversation on the other processes and wait (up to

@@ -9,9 +9,13 @@ Redis restarts empty):
   each expires. A Lua script drops the expired ones, counts and adds in one step (Redis's
   clock, so hosts' clocks do not matter); the holder renews its slots with its heartbeat, so
   the slots of a process that dies free themselves after a lease.
-- `live:{user}:{conversation}`: which process owns each live run of a conversation.
-- channel `control:{process}`: Stop requests for that process's runs; the answer (how many
-  were stopped, after their final saves) comes back on a list `reply:{request}`.
+- `live:{user}:{conversation}`: which process owns each live run of a conversation, and its
+  kind (chat, or a compare column).
+- channel `control:{process}`: requests for that process's runs. Stop: the answer (how many
+  were stopped, after their final saves) comes back on a list `reply:{request}`. Watch: a
+  viewer on another process follows a run; while it keeps asking (every lease/3), the owner
+  adds the run's snapshot (webapp/app/run_wire.py) to the stream `run:{run}` when it changed,
+  at most every PUBLISH_INTERVAL_S, and its last one when the run ends.
 
 What is not here: the answers themselves. Rows are in the database, stamped with the owning
 process; when a process is dead, any other marks its streaming rows interrupted with the text
@@ -33,12 +37,14 @@ from typing import Any
 from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
-from webapp.app.cluster import Cluster, Reaper, StopLocal
-from webapp.app.runs import RunLimitReached
+from webapp.app import run_wire
+from webapp.app.cluster import Cluster, LiveRun, Reaper, StopLocal
+from webapp.app.runs import Run, RunLimitReached
 
 log = logging.getLogger(__name__)
 
 PREFIX = "parley"
+PUBLISH_INTERVAL_S = 0.2  # a watched run's snapshot goes out at most this often
 UNREACHABLE = (
     "Parley cannot reach Redis (REDIS_URL), which its processes share run slots through; "
     "nothing was sent. Try again in a moment (an admin should check REDIS_URL and /healthz)."
@@ -85,7 +91,8 @@ class RedisCluster(Cluster):
             url, socket_timeout=None, socket_connect_timeout=2.0, health_check_interval=10
         )
         self._slots: dict[int, set[str]] = {}  # this process's held slots, per user
-        self._live: dict[str, tuple[int, str]] = {}  # this process's runs: id -> (user, conv)
+        self._runs: dict[str, LiveRun] = {}  # this process's live runs, by id
+        self._watched: dict[str, float] = {}  # runs followed from elsewhere: id -> until when
         self._background: set[asyncio.Task[Any]] = set()
 
     # ---- keys ----------------------------------------------------------------------------
@@ -136,27 +143,107 @@ class RedisCluster(Cluster):
             self._later(self.redis.zrem(self.slots_key(user_id), *mine), "release run slots")
 
     # ---- live runs -----------------------------------------------------------------------
-    def run_started(self, run_id: str, user_id: int, conversation_id: str) -> None:
-        self._live[run_id] = (user_id, conversation_id)
-        self._later(self._index(run_id, user_id, conversation_id), "index a run")
+    def _entry(self, run: LiveRun) -> str:
+        return json.dumps({"owner": self.process_id, "kind": run.kind})
 
-    async def _index(self, run_id: str, user_id: int, conversation_id: str) -> None:
-        key = self.live_key(user_id, conversation_id)
+    def run_started(self, run: LiveRun) -> None:
+        self._runs[run.id] = run
+        self._later(self._index(run), "index a run")
+
+    async def _index(self, run: LiveRun) -> None:
+        key = self.live_key(run.user_id, run.conversation_id)
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hset(key, run_id, self.process_id)
+            pipe.hset(key, run.id, self._entry(run))
             pipe.pexpire(key, self._lease_ms * 3)
             await pipe.execute()
 
-    def run_ended(self, run_id: str, user_id: int, conversation_id: str) -> None:
-        self._live.pop(run_id, None)
-        key = self.live_key(user_id, conversation_id)
-        self._later(self.redis.hdel(key, run_id), "unindex a run")
+    def run_ended(self, run: LiveRun) -> None:
+        self._runs.pop(run.id, None)
+        key = self.live_key(run.user_id, run.conversation_id)
+        self._later(self._unindex(key, run, self._watched.pop(run.id, None) is not None), "end")
+
+    async def _unindex(self, key: str, run: LiveRun, watched: bool) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            if watched:  # the last snapshot, so its viewers end with the run
+                stream = self.stream_key(run.id)
+                pipe.xadd(stream, {"end": run_wire.to_wire(run.snapshot)}, maxlen=5)
+                pipe.expire(stream, 60)
+            pipe.hdel(key, run.id)
+            await pipe.execute()
+
+    def stream_key(self, run_id: str) -> str:
+        return f"{PREFIX}:run:{run_id}"
+
+    async def _entries(self, user_id: int, conversation_id: str) -> dict[str, dict[str, str]]:
+        """The conversation's runs on live processes other than this one: id -> entry."""
+        raw = await self.redis.hgetall(self.live_key(user_id, conversation_id))  # type: ignore[misc]
+        entries: dict[str, dict[str, str]] = {}
+        for run_id, value in raw.items():
+            try:
+                entry = json.loads(value)
+                owner = str(entry["owner"])
+            except (ValueError, KeyError, TypeError):
+                continue
+            if owner != self.process_id and await self.redis.exists(self.proc_key(owner)):
+                entries[run_id.decode()] = {"owner": owner, "kind": str(entry.get("kind"))}
+        return entries
+
+    async def runs_elsewhere(
+        self, user_id: int, conversation_id: str, kind: str | None = None
+    ) -> list[Any]:
+        try:
+            entries = await self._entries(user_id, conversation_id)
+        except RedisError as exc:
+            log.warning("runs on other processes: Redis unreachable (%s)", type(exc).__name__)
+            return []
+        runs = []
+        for run_id, entry in entries.items():
+            if kind is None or entry["kind"] == kind:
+                run = RemoteRun(
+                    run_id, user_id, conversation_id, run_wire.blank(conversation_id), entry["kind"]
+                )
+                run.follow = asyncio.create_task(self._follow(run, entry["owner"]))
+                runs.append(run)
+        return runs
+
+    async def _follow(self, run: RemoteRun, owner: str) -> None:
+        """Keep a stand-in up to date from the owner's stream until the run ends (or its
+        owner dies: then it ends as interrupted; the stored row says the rest)."""
+        stream, last_id, asked = self.stream_key(run.id), "0-0", float("-inf")
+        key = self.live_key(run.user_id, run.conversation_id)
+        watch = json.dumps({"op": "watch", "run": run.id})
+        try:
+            while True:
+                if time.monotonic() - asked > self.lease_s / 3:
+                    await self.redis.publish(f"{PREFIX}:control:{owner}", watch)
+                    if not await self.redis.hexists(key, run.id):  # type: ignore[misc]
+                        break  # ended (its last snapshot, if sent, was read already)
+                    if not await self.redis.exists(self.proc_key(owner)):
+                        run.snapshot.state = "interrupted"
+                        break
+                    asked = time.monotonic()
+                read = await self.waiting.xread({stream: last_id}, block=500, count=20)
+                ended = False
+                for _, entries in read or []:
+                    for entry_id, fields in entries:
+                        last_id = entry_id.decode()
+                        text = fields.get(b"end") or fields.get(b"view")
+                        if text is not None:
+                            run_wire.apply_wire(run.snapshot, text.decode())
+                        ended = ended or b"end" in fields
+                if read:
+                    run.changed()
+                if ended:
+                    break
+        except RedisError as exc:
+            log.warning("following a run elsewhere: Redis unreachable (%s)", type(exc).__name__)
+        finally:
+            run.finished.set()
+            run.changed()
 
     async def stop_elsewhere(self, user_id: int, conversation_id: str, timeout_s: float) -> int:
         try:
-            owners = await self.redis.hgetall(self.live_key(user_id, conversation_id))  # type: ignore[misc]
-            others = {o.decode() for o in owners.values()} - {self.process_id}
-            others = {o for o in others if await self.redis.exists(self.proc_key(o))}
+            others = {e["owner"] for e in (await self._entries(user_id, conversation_id)).values()}
             if not others:
                 return 0
             reply = f"{PREFIX}:reply:{uuid.uuid4().hex}"
@@ -196,6 +283,7 @@ class RedisCluster(Cluster):
             asyncio.create_task(self._heartbeat(), name="cluster-heartbeat"),
             asyncio.create_task(self._control(stop_local), name="cluster-control"),
             asyncio.create_task(self._reap(reaper), name="cluster-reaper"),
+            asyncio.create_task(self._publish(), name="cluster-publisher"),
         ]
         try:
             yield
@@ -229,9 +317,9 @@ class RedisCluster(Cluster):
             pipe.set(self.proc_key(self.process_id), json.dumps({"since": time.time()}), px=lease)
             for user_id, slots in self._slots.items():
                 pipe.eval(RENEW, 1, self.slots_key(user_id), lease, *slots)
-            for run_id, (user_id, conversation_id) in self._live.items():
-                key = self.live_key(user_id, conversation_id)
-                pipe.hset(key, run_id, self.process_id)  # again, if Redis restarted empty
+            for run in self._runs.values():
+                key = self.live_key(run.user_id, run.conversation_id)
+                pipe.hset(key, run.id, self._entry(run))  # again, if Redis restarted empty
                 pipe.pexpire(key, lease * 3)
             await pipe.execute()
 
@@ -249,15 +337,25 @@ class RedisCluster(Cluster):
                 await asyncio.sleep(min(5.0, self.lease_s / 3))  # then subscribe again
 
     async def _answer(self, message: dict[str, Any], stop_local: StopLocal) -> None:
+        """One request from another process: watch a run, or stop a conversation's runs (in
+        a task of its own: it waits for the final saves, and the next requests must not)."""
         try:
             request = json.loads(message["data"])
-            user_id, conversation_id = int(request["user"]), str(request["conversation"])
-            reply = str(request["reply"])
-        except (ValueError, KeyError, TypeError):
+            op = request["op"]
+            if op == "watch":
+                self._watched[str(request["run"])] = time.monotonic() + self.lease_s
+            elif op == "stop":
+                user_id, conversation_id = int(request["user"]), str(request["conversation"])
+                reply = str(request["reply"])
+                if reply.startswith(f"{PREFIX}:reply:"):
+                    stopping = self._stop_for(user_id, conversation_id, reply, stop_local)
+                    self._later(stopping, "answer a Stop request")
+        except (ValueError, KeyError, TypeError, AttributeError):
             log.warning("ignored a malformed control message")
-            return
-        if request.get("op") != "stop" or not reply.startswith(f"{PREFIX}:reply:"):
-            return
+
+    async def _stop_for(
+        self, user_id: int, conversation_id: str, reply: str, stop_local: StopLocal
+    ) -> None:
         stopped = await stop_local(user_id, conversation_id)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.rpush(reply, stopped)
@@ -295,6 +393,31 @@ class RedisCluster(Cluster):
             except Exception:
                 log.exception("reaper: could not check for answers of stopped processes")
 
+    async def _publish(self) -> None:
+        """Send the snapshots of the runs followed from elsewhere, when they changed."""
+        sent: dict[str, tuple[Any, ...]] = {}
+        while True:
+            await asyncio.sleep(PUBLISH_INTERVAL_S)
+            now = time.monotonic()
+            self._watched = {r: until for r, until in self._watched.items() if until > now}
+            sent = {r: s for r, s in sent.items() if r in self._watched}
+            due = []
+            for run_id in self._watched:
+                run = self._runs.get(run_id)
+                if run is not None and sent.get(run_id) != run_wire.signature(run.snapshot):
+                    sent[run_id] = run_wire.signature(run.snapshot)
+                    due.append((self.stream_key(run_id), run_wire.to_wire(run.snapshot)))
+            if not due:
+                continue
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for stream, text in due:
+                        pipe.xadd(stream, {"view": text}, maxlen=5)
+                        pipe.expire(stream, 60)
+                    await pipe.execute()
+            except RedisError as exc:
+                log.warning("run snapshots: Redis unreachable (%s)", type(exc).__name__)
+
     def _later(self, work: Any, what: str) -> None:
         """Run a Redis write without waiting for it (a failure is logged, the lease heals)."""
 
@@ -307,3 +430,10 @@ class RedisCluster(Cluster):
         task = asyncio.create_task(run())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+class RemoteRun(Run):
+    """A run of another process, as a viewer here watches it: its snapshot follows the
+    owner's stream (`RedisCluster._follow`); it has no task here, so Stop goes to the owner."""
+
+    follow: asyncio.Task[None] | None = None

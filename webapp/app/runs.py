@@ -160,7 +160,7 @@ class RunManager:
         run = Run(uuid.uuid4().hex, reservation.user_id, conversation_id, snapshot, kind)
         run.slot = reservation.slots.pop() if reservation.slots else None
         self._runs[run.id] = run
-        self.cluster.run_started(run.id, run.user_id, conversation_id)
+        self.cluster.run_started(run)
         run.task = asyncio.create_task(self._drive(run, work), name=f"run-{run.id[:8]}")
         self._arm_orphan_timer(run)  # the starter subscribes at once; if it never does, this
         return run
@@ -183,7 +183,7 @@ class RunManager:
         self._release_one(run.user_id)
         if run.slot is not None:
             self.cluster.release([run.slot])
-        self.cluster.run_ended(run.id, run.user_id, run.conversation_id)
+        self.cluster.run_ended(run)
         if run._orphan_timer is not None:
             run._orphan_timer.cancel()
         run.finished.set()
@@ -215,6 +215,17 @@ class RunManager:
             and run.conversation_id == conversation_id
             and (kind is None or run.kind == kind)
         ]
+
+    async def find(
+        self, user_id: int, conversation_id: str | None, kind: str | None = None
+    ) -> list[Run]:
+        """`live`, or else the user's runs of the conversation on the cluster's other
+        processes (stand-ins that follow them: a viewer watches them like local ones)."""
+        here = self.live(user_id, conversation_id, kind)
+        if here or not conversation_id or not self.cluster.shared:
+            return here
+        found: list[Run] = await self.cluster.runs_elsewhere(user_id, conversation_id, kind)
+        return found
 
     def live_for_user(self, user_id: int) -> list[Run]:
         return [run for run in self._runs.values() if run.user_id == user_id]

@@ -148,7 +148,7 @@ class ChatAPI:
         start to its end, as /chat does; with no answer streaming, the stored last answer at
         once. A comparison gives its first column."""
         user_id, conversation_id = await self._owned(conversation_id, request)
-        runs = self.service.runs.live(user_id, conversation_id)
+        runs = await self.service.runs.find(user_id, conversation_id)
         runs.sort(key=lambda run: getattr(run.snapshot, "index", 0))
         if not runs:
             yield await self._stored_answer(user_id, conversation_id), conversation_id
