@@ -563,8 +563,34 @@ def test_the_deployment_guide_covers_nginx_and_load_balancing() -> None:
         "client_max_body_size",
         "proxy_set_header X-Forwarded-User $remote_user;",
         "proxy_set_header X-Forwarded-Proto $scheme;",
-        "ip_hash;",
+        "deploy/nginx.conf",
+        "docker-compose.scale.yml",
+        "REDIS_URL",
+        "RUN_LEASE",
         "/healthz",
         "TRUSTED_PROXIES",
     ):
         assert directive in guide, directive
+
+
+def test_the_scaled_compose_file_runs_two_replicas_behind_the_shipped_nginx() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.scale.yml").read_text(encoding="utf-8"))
+    services = compose["services"]
+    assert services["app1"] == services["app2"]  # one definition, two replicas
+    app = services["app1"]
+    env = app["environment"]
+    assert env["DATABASE_URL"].startswith("postgresql://") and "@db:" in env["DATABASE_URL"]
+    assert env["REDIS_URL"] == "redis://redis:6379/0"
+    assert app["depends_on"] == {
+        "db": {"condition": "service_healthy"},
+        "redis": {"condition": "service_healthy"},
+    }
+    assert "ports" not in app  # only nginx is reachable
+    assert app["stop_grace_period"] == "40s"
+    nginx = services["nginx"]
+    assert nginx["volumes"] == ["./deploy/nginx.conf:/etc/nginx/nginx.conf:ro"]
+    assert nginx["ports"] == ["8080:80"]
+    config = (ROOT / "deploy" / "nginx.conf").read_text(encoding="utf-8")
+    for name in ("app1", "app2"):  # the upstreams name the compose services
+        assert config.count(f"server {name}:7860") == 2
+    assert "redis-cli" in " ".join(services["redis"]["healthcheck"]["test"])

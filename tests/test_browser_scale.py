@@ -1,0 +1,132 @@
+"""The reference deployment's nginx (deploy/nginx.conf, Debian's nginx) in front of two real
+Parley processes sharing a database and a redis-server: a browser stays on its replica for a
+whole turn (Gradio's queue lives in one process), and the APIs spread over both."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.browser import browser_fixture, page_fixture, playwright_fixture  # noqa: F401
+from tests.conftest import free_port
+from tests.fake_openai import FakeOpenAI, Reply
+from tests.processes import parley_process
+from tests.redis_server import RedisServer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def nginx_config(prefix: Path, port: int, replicas: list[int]) -> Path:
+    """deploy/nginx.conf as shipped, with loopback addresses for the replicas and a log line
+    naming the replica each request went to."""
+    text = (ROOT / "deploy" / "nginx.conf").read_text(encoding="utf-8")
+    text = text.replace("server app1:7860", f"server 127.0.0.1:{replicas[0]}")
+    text = text.replace("server app2:7860", f"server 127.0.0.1:{replicas[1]}")
+    text = text.replace("listen 80;", f"listen 127.0.0.1:{port};")
+    log = f"log_format replica '$upstream_addr $uri'; access_log {prefix / 'access.log'} replica;"
+    text = text.replace("http {", "http {\n    " + log, 1)
+    assert text.count("127.0.0.1:") == 5, "deploy/nginx.conf changed: update this test"
+    config = prefix / "nginx.conf"
+    config.write_text(text, encoding="utf-8")
+    return config
+
+
+@pytest.fixture
+def nginx_in_front(fake_openai: FakeOpenAI, tmp_path: Path) -> Iterator[tuple[str, Path, dict]]:
+    """Yields (nginx's URL, its access log, {replica port: its base URL})."""
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(binary).exists():
+        pytest.fail("nginx is missing: apt-get install -y nginx")
+    redis = RedisServer(tmp_path / "redis")
+    redis.start()
+    shared = {"REDIS_URL": redis.url, "RUN_LEASE": "5", "ALLOWED_HOSTS": "127.0.0.1"}
+    database = f"sqlite:///{tmp_path / 'parley.db'}"
+    prefix = tmp_path / "nginx"
+    for name in ("", "logs", "client_body_temp", "proxy_temp"):
+        (prefix / name).mkdir(parents=True, exist_ok=True)
+        (prefix / name).chmod(0o777)  # nginx's workers may run as another user
+    port = free_port()
+    try:
+        with (
+            parley_process(database, fake_openai, tmp_path, tmp_path / "a.log", **shared) as (
+                _,
+                a,
+            ),
+            parley_process(database, fake_openai, tmp_path, tmp_path / "b.log", **shared) as (
+                _,
+                b,
+            ),
+        ):
+            replicas = {int(url.rsplit(":", 1)[1]): url for url in (a, b)}
+            config = nginx_config(prefix, port, list(replicas))
+            error_log = prefix / "logs" / "error.log"
+            nginx = subprocess.Popen(
+                [binary, "-p", str(prefix), "-c", str(config), "-g",
+                 f"daemon off; pid {prefix / 'nginx.pid'}; error_log {error_log};"],
+            )  # fmt: skip
+            try:
+                url = f"http://127.0.0.1:{port}"
+                deadline = time.monotonic() + 10
+                while True:  # until nginx answers, bounded
+                    try:
+                        if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                            break
+                    except httpx.HTTPError:
+                        pass
+                    if nginx.poll() is not None or time.monotonic() > deadline:
+                        pytest.fail(f"nginx did not start: {error_log.read_text()[-2000:]}")
+                    time.sleep(0.1)  # polling a starting server, bounded by the deadline
+                yield url, prefix / "access.log", replicas
+            finally:
+                nginx.terminate()
+                nginx.wait(10)
+    finally:
+        redis.stop()
+
+
+def replicas_in_log(log: Path, path: re.Pattern[str]) -> Counter[str]:
+    """How many requests whose path matches went to each replica (by upstream address)."""
+    seen: Counter[str] = Counter()
+    for line in log.read_text(encoding="utf-8").splitlines():
+        upstream, _, uri = line.partition(" ")
+        if path.search(uri):
+            seen[upstream] += 1
+    return seen
+
+
+def test_a_browser_stays_on_its_replica_and_the_apis_spread(
+    nginx_in_front: tuple[str, Path, dict], fake_openai: FakeOpenAI, page: Page
+) -> None:
+    url, log, replicas = nginx_in_front
+    fake_openai.enqueue(Reply(content="Hello through nginx, word by word", chunk_words=1))
+    page.goto(f"{url}/")
+    expect(page.locator("#models-note")).to_contain_text("models from")
+    box = page.locator("#message textarea")
+    box.fill("hi")
+    box.press("Enter")
+    expect(
+        page.locator('#chatbot [data-testid="bot"]').filter(has_text="Hello through nginx")
+    ).to_be_visible()
+    cookie = next(c for c in page.context.cookies() if c["name"] == "parley_replica")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+
+    # Every request of the page, the queue's join and its event stream included, went to
+    # one replica.
+    pages = replicas_in_log(log, re.compile(r"^/(gradio_api|config|parley|assets|$)"))
+    assert len(pages) == 1 and sum(pages.values()) > 5, pages
+
+    # The APIs and health checks go to both.
+    for _ in range(12):
+        assert httpx.get(f"{url}/v1/models", timeout=10).status_code == 200
+        assert httpx.get(f"{url}/healthz", timeout=10).json()["redis"] == "ok"
+    spread = replicas_in_log(log, re.compile(r"^/(v1/models|healthz)$"))
+    assert set(spread) == {f"127.0.0.1:{port}" for port in replicas}, spread
