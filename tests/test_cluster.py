@@ -19,7 +19,7 @@ from storage.db import make_engine, migrate, session_factory, unit_of_work
 from storage.models import Message
 from tests.redis_server import RedisServer
 from webapp.app.cluster import Cluster, Reaper, database_reaper
-from webapp.app.redis_cluster import RedisCluster
+from webapp.app.redis_cluster import RedisCluster, SharedLoginThrottle
 from webapp.app.runs import Run, RunLimitReached, RunManager
 
 
@@ -253,3 +253,28 @@ async def _exists(cluster: RedisCluster, process_id: str) -> bool:
         return bool(await cluster.redis.exists(cluster.proc_key(process_id)))
     except Exception:
         return False
+
+
+def test_failed_sign_ins_lock_a_name_out_on_every_process(redis_server: RedisServer) -> None:
+    one = SharedLoginThrottle(redis_server.url, max_failures=3, lockout_s=60)
+    two = SharedLoginThrottle(redis_server.url, max_failures=3, lockout_s=60)
+    key = f"alice@10.0.0.7:{time.time_ns()}"
+    for _ in range(2):
+        one.failed(key)
+    assert two.retry_after(key) == 0  # two failures: still allowed
+    two.failed(key)  # the third, on the other process
+    assert 55 < one.retry_after(key) <= 60 and 55 < two.retry_after(key) <= 60
+    assert one.retry_after("bob@10.0.0.7") == 0  # per key
+    two.forgive_one(key)  # counted up front, then it succeeded
+    assert one.retry_after(key) == 0
+    one.failed(key)
+    one.succeeded(key)  # a success clears the key everywhere
+    assert two.retry_after(key) == 0
+
+
+def test_without_redis_the_sign_in_throttle_falls_back_to_this_process(tmp_path: Path) -> None:
+    down = RedisServer(tmp_path / "down")  # never started: nothing listens on its port
+    throttle = SharedLoginThrottle(down.url, max_failures=2, lockout_s=60)
+    throttle.failed("mallory")
+    throttle.failed("mallory")
+    assert throttle.retry_after("mallory") > 55  # never off, even when Redis is

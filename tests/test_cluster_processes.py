@@ -133,3 +133,31 @@ def test_two_processes_share_the_run_limit_stop_and_a_dead_one_s_answers(
         fake_openai.default = Reply(echo=True)
         text, _ = on_b.predict("after the crash", "", "", "{}", api_name="/chat")
         assert text == "Echo: after the crash"
+
+
+def test_an_answer_outlives_a_redis_restart_and_healthz_tells_meanwhile(
+    fake_openai: FakeOpenAI, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    fake_openai.default = Reply(content=WORDS, chunk_words=1, delay=0.05)
+    database_url = f"sqlite:///{tmp_path / 'parley.db'}"
+    shared = {"REDIS_URL": redis_server.url, "RUN_LEASE": str(LEASE_S)}
+    with parley_process(database_url, fake_openai, tmp_path, tmp_path / "a.log", **shared) as (
+        _,
+        base,
+    ):
+        client = Client(f"{base}/", verbose=False)
+        job, conversation, _ = started(client, "a question", words=5)
+        redis_server.stop()
+        down = httpx.get(f"{base}/healthz", timeout=10)
+        assert down.status_code == 503 and down.json()["redis"].startswith("unreachable")
+        with pytest.raises(AppError, match="cannot reach Redis \\(REDIS_URL\\)"):
+            client.predict("meanwhile", "", "", "{}", api_name="/chat")  # refused, by cause
+        redis_server.start()  # empty: the heartbeat writes this process's keys again
+        assert job.result(timeout=30)[0] == WORDS  # the answer streamed on through it
+        assert wait_for_state(database_url, conversation, "complete", 10).content == WORDS
+        deadline = time.monotonic() + 10
+        while httpx.get(f"{base}/healthz", timeout=10).status_code != 200:
+            assert time.monotonic() < deadline, "healthz did not recover"
+            time.sleep(0.1)  # polling for recovery, bounded by the deadline
+        fake_openai.default = Reply(echo=True)
+        assert client.predict("after", "", "", "{}", api_name="/chat")[0] == "Echo: after"

@@ -20,7 +20,7 @@ from webapp.app.chat import ChatService
 from webapp.app.cluster import Cluster
 from webapp.app.compare import CompareService
 from webapp.app.downloads import Downloads
-from webapp.app.redis_cluster import RedisCluster
+from webapp.app.redis_cluster import RedisCluster, SharedLoginThrottle
 from webapp.app.versions import Versions
 from webapp.config import ConfigError, Settings
 from webapp.core.attachments import Limits
@@ -204,9 +204,7 @@ def build(settings: Settings) -> Parley:
     gradio_tuning.calmer_queue(demo)
     accounts = None
     if settings.auth_mode == "accounts":
-        accounts = Accounts(
-            sessions, LoginThrottle(settings.login_max_failures, settings.login_lockout_s)
-        )
+        accounts = Accounts(sessions, login_throttle(settings, settings.login_max_failures))
     share_demo = build_share_page(SharePage(sessions, settings.auth_mode))
     gradio_tuning.skip_queue_analytics(share_demo)
     gradio_tuning.calmer_queue(share_demo)
@@ -235,6 +233,13 @@ def make_cluster(settings: Settings) -> Cluster:
     if not settings.redis_url:
         return Cluster()
     return RedisCluster(settings.redis_url, lease_s=settings.run_lease_s)
+
+
+def login_throttle(settings: Settings, max_failures: int) -> LoginThrottle:
+    """Failed sign-ins counted over every process with REDIS_URL, else in this one."""
+    if settings.redis_url:
+        return SharedLoginThrottle(settings.redis_url, max_failures, settings.login_lockout_s)
+    return LoginThrottle(max_failures, settings.login_lockout_s)
 
 
 def launch_kwargs(settings: Settings) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from storage.db import StorageUnavailable, session_factory
 from webapp import gradio_tuning
 from webapp.app import downloads
 from webapp.app.api_turns import ApiTurns
-from webapp.app.auth import LoginAddressGuard, LoginThrottle, NotSignedIn, trusted
+from webapp.app.auth import LoginAddressGuard, NotSignedIn, trusted
 from webapp.app.cluster import database_reaper
 from webapp.config import Settings, is_loopback
 from webapp.edge.image_fetch import ImageFetcher
@@ -36,7 +36,7 @@ from webapp.edge.proxy_page import UnidentifiedPage
 from webapp.edge.sign_in import share_sign_in
 from webapp.edge.web_security import HostCheck, SameOriginGuard, SecurityHeaders
 from webapp.observability import Metrics
-from webapp.server import Parley, launch_kwargs
+from webapp.server import Parley, launch_kwargs, login_throttle
 from webapp.ui.live_view import LIVE_PATH, LIVE_PREFIX, LiveFeed
 
 log = logging.getLogger(__name__)
@@ -266,7 +266,7 @@ def create_app(
         settings = parley.settings
         app.add_middleware(
             LoginAddressGuard,
-            throttle=LoginThrottle(settings.login_max_failures * 4, settings.login_lockout_s),
+            throttle=login_throttle(settings, settings.login_max_failures * 4),
         )
     # With a CORSMiddleware on the parent app, Gradio's own steps aside; it would let any
     # origin read any answer, with credentials, whenever the Host is not localhost.
