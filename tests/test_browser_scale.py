@@ -130,3 +130,32 @@ def test_a_browser_stays_on_its_replica_and_the_apis_spread(
         assert httpx.get(f"{url}/healthz", timeout=10).json()["redis"] == "ok"
     spread = replicas_in_log(log, re.compile(r"^/(v1/models|healthz)$"))
     assert set(spread) == {f"127.0.0.1:{port}" for port in replicas}, spread
+
+
+def test_a_page_on_another_replica_follows_an_answer_live(
+    nginx_in_front: tuple[str, Path, dict], fake_openai: FakeOpenAI, page: Page
+) -> None:
+    """A second browser (or a reload that lands elsewhere) opens the conversation on the
+    replica that is not streaming it: the page shows the question and follows the answer."""
+    from gradio_client import Client
+
+    _, _, replicas = nginx_in_front
+    owner, other = list(replicas.values())
+    words = " ".join(f"w{n}" for n in range(80))  # 80 words at 20 a second: 4 s
+    fake_openai.default = Reply(content=words, chunk_words=1, delay=0.05)
+    job = Client(f"{owner}/", verbose=False).submit(
+        "a slow question", "", "", "{}", api_name="/chat"
+    )
+    conversation = ""
+    for text, conversation_id in job:
+        conversation = conversation_id
+        if len(text.split()) >= 3:
+            break
+    page.goto(f"{other}/?c={conversation}")
+    expect(page.locator('#chatbot [data-testid="user"]')).to_contain_text("a slow question")
+    live = page.locator("#chatbot .parley-live")
+    expect(live).to_contain_text("w10")  # streaming here, from the other process
+    expect(page.locator('#chatbot [data-testid="bot"]').filter(has_text="w79")).to_be_visible(
+        timeout=20_000
+    )  # then the stored answer, whole
+    assert job.result(timeout=20)[0] == words

@@ -384,6 +384,23 @@ class ChatService:
         runs = self.runs.live(user_id, conversation_id, "chat")
         return runs[0] if runs else None
 
+    async def find_turn(self, user_id: int, conversation_id: str | None) -> Run | None:
+        """`live_turn`, or else the chat run streaming in the conversation on another process
+        of the cluster; its stand-in's history (up to the question) comes from the database."""
+        runs = await self.runs.find(user_id, conversation_id, "chat")
+        if not runs or not conversation_id:
+            return None
+        run = runs[0]
+        if not run.snapshot.path:
+            thread = await self.db(
+                lambda s: repo.load_thread(
+                    session=s, user_id=user_id, conversation_id=conversation_id
+                )
+            )
+            asked = [i for i, message in enumerate(thread.path) if message.role == "user"]
+            run.snapshot.path = thread.path[: asked[-1] + 1] if asked else []
+        return run
+
     async def wait_finished(
         self, user_id: int, conversation_id: str | None, timeout_s: float = 10.0
     ) -> None:

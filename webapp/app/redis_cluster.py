@@ -35,6 +35,7 @@ import random
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis as redis_sync
@@ -209,6 +210,11 @@ class RedisCluster(Cluster):
                 )
                 run.follow = asyncio.create_task(self._follow(run, entry["owner"]))
                 runs.append(run)
+        # Their first snapshots (the owner sends one within a publish interval of being asked),
+        # so a viewer starts from the answer so far, not from nothing.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(3.0):
+                await asyncio.gather(*(run.arrived.wait() for run in runs))
         return runs
 
     async def _follow(self, run: RemoteRun, owner: str) -> None:
@@ -235,6 +241,7 @@ class RedisCluster(Cluster):
                         text = fields.get(b"end") or fields.get(b"view")
                         if text is not None:
                             run_wire.apply_wire(run.snapshot, text.decode())
+                            run.arrived.set()
                         ended = ended or b"end" in fields
                 if read:
                     run.changed()
@@ -243,6 +250,7 @@ class RedisCluster(Cluster):
         except RedisError as exc:
             log.warning("following a run elsewhere: Redis unreachable (%s)", type(exc).__name__)
         finally:
+            run.arrived.set()
             run.finished.set()
             run.changed()
 
@@ -437,11 +445,13 @@ class RedisCluster(Cluster):
         task.add_done_callback(self._background.discard)
 
 
+@dataclass(eq=False)
 class RemoteRun(Run):
     """A run of another process, as a viewer here watches it: its snapshot follows the
     owner's stream (`RedisCluster._follow`); it has no task here, so Stop goes to the owner."""
 
     follow: asyncio.Task[None] | None = None
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)  # first snapshot (or end)
 
 
 # KEYS[1] one key's failures; ARGV: the lockout in ms, the most failures allowed.

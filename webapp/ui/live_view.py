@@ -212,7 +212,7 @@ class LiveFeed:
             return Response("Sign in first.", status_code=401)
         conversation_id = str(request.path_params.get("conversation_id", ""))
         lang = request.query_params.get("lang", "en")
-        runs = self.runs.live(user_id, conversation_id, "chat")
+        runs = await self.runs.find(user_id, conversation_id, "chat")
         headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
         if not runs:  # nothing streams there (or not for this user): say so and end
             done = b'data: {"done": true, "state": "none"}\n\n'

@@ -190,7 +190,7 @@ class TurnEvents(ChatBase):
         before a reload), show it so far and follow it live to its end."""
         state.attached = False
         user_id = await self.user_id(state, request)
-        run = self.service.live_turn(user_id, state.conversation_id)
+        run = await self.service.find_turn(user_id, state.conversation_id)
         if run is None or state.viewing:  # nothing live, or this tab already shows it
             yield TURN.skip()
             return
