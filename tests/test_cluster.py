@@ -278,3 +278,56 @@ def test_without_redis_the_sign_in_throttle_falls_back_to_this_process(tmp_path:
     throttle.failed("mallory")
     throttle.failed("mallory")
     assert throttle.retry_after("mallory") > 55  # never off, even when Redis is
+
+
+async def test_a_tool_call_waiting_on_one_process_is_approved_from_another(
+    clusters: Callable[..., RedisCluster],
+) -> None:
+    owner = RunManager(cluster=clusters("owner"))
+    viewer = RunManager(cluster=clusters("viewer"))
+    conversation = "f" * 32
+    waiting = {(9, conversation)}  # what the owner's approvals hold
+    decided: list[bool] = []
+
+    def decide_here(user_id: int, conversation_id: str, approved: bool) -> bool:
+        if (user_id, conversation_id) not in waiting:
+            return False
+        waiting.discard((user_id, conversation_id))
+        decided.append(approved)
+        return True
+
+    async def work(run: Run) -> None:
+        await asyncio.Event().wait()
+
+    async with owner.cluster.running(owner.stop_here, _reaps_nothing(), decide_here):
+        owner.launch(await owner.hold(9), conversation, None, work)
+        await eventually(lambda: _indexed(viewer.cluster, 9, conversation), "the run's index", 5)
+        assert await viewer.cluster.decide_elsewhere(9, conversation, False) is True
+        assert decided == [False]  # denied, on the process that runs it
+        assert await viewer.cluster.decide_elsewhere(9, conversation, True) is False  # none left
+        assert await viewer.stop(9, conversation) == 1
+
+
+def test_a_snapshot_travels_with_its_text_its_calls_and_its_error() -> None:
+    from webapp.app import run_wire
+    from webapp.app.turn_runs import TurnUpdate
+    from webapp.core.messages import ToolCall
+    from webapp.core.turn import ToolCallView, TurnProgress
+    from webapp.provider.error_info import ErrorInfo
+
+    progress = TurnProgress(n=2)
+    progress.choices[0].content, progress.choices[0].reasoning = "Hello", "thinking"
+    progress.choices[1].content = "Hi"
+    call = ToolCall("call_1", "send_mail", '{"to": "bob"}')
+    progress.tools = [ToolCallView(call, status="awaiting_approval")]
+    error = ErrorInfo("rate_limited", provider="SiliconFlow", status=429)
+    update = TurnUpdate("c" * 32, [], ["a1", "a2"], progress, "SiliconFlow", "m", error=error)
+    copy = run_wire.blank("c" * 32)
+    run_wire.apply_wire(copy, run_wire.to_wire(update))
+    assert [c.content for c in copy.progress.choices] == ["Hello", "Hi"]
+    assert copy.progress.choices[0].reasoning == "thinking"
+    assert copy.progress.awaiting_approval == [call]  # approvable from the other process
+    assert copy.error == error and copy.assistant_ids == ["a1", "a2"] and copy.model == "m"
+    before = run_wire.signature(update)
+    progress.choices[0].content += " there"
+    assert run_wire.signature(update) != before  # a change is sent again

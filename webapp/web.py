@@ -241,8 +241,13 @@ def create_app(
         # mount_gradio_app wraps this: Gradio's start-up (which starts the queue) runs inside.
         runs = parley.service.runs
         reaper = database_reaper(session_factory(parley.engine))
+        approvals = parley.service.approvals
+
+        def decide_here(user_id: int, conversation_id: str, approved: bool) -> bool:
+            return approvals.resolve(user_id, conversation_id, approved) is not None
+
         async with (
-            runs.cluster.running(runs.stop_here, reaper),
+            runs.cluster.running(runs.stop_here, reaper, decide_here),
             mcp.running() if mcp is not None else contextlib.nullcontext(),
         ):
             yield

@@ -28,6 +28,8 @@ from storage.db import unit_of_work
 
 # (user id, conversation id) -> how many of this process's runs were stopped
 StopLocal = Callable[[int, str], Awaitable[int]]
+# (user id, conversation id, approved) -> whether a tool call of this process was waiting
+DecideLocal = Callable[[int, str, bool], bool]
 
 
 class LiveRun(Protocol):
@@ -88,15 +90,24 @@ class Cluster:
         `timeout_s`) for their final saves; returns how many were stopped."""
         return 0
 
+    async def decide_elsewhere(
+        self, user_id: int, conversation_id: str, approved: bool, timeout_s: float = 5.0
+    ) -> bool:
+        """Approve or deny the oldest tool call waiting in the conversation on the process
+        that runs it; False when none waits anywhere."""
+        return False
+
     async def health(self) -> str | None:
         """None when what the cluster needs answers, else the problem in one line."""
         return None
 
     @contextlib.asynccontextmanager
-    async def running(self, stop_local: StopLocal, reaper: Reaper) -> AsyncIterator[None]:
-        """Keep this process's share alive while the server runs (heartbeat, Stop requests
-        from other processes, ending dead processes' answers). Alone: nothing to do, since
-        the start already marked every answer left streaming as interrupted."""
+    async def running(
+        self, stop_local: StopLocal, reaper: Reaper, decide_local: DecideLocal | None = None
+    ) -> AsyncIterator[None]:
+        """Keep this process's share alive while the server runs (heartbeat, Stop and
+        approval requests from other processes, ending dead processes' answers). Alone:
+        nothing to do, since the start marked every answer left streaming as interrupted."""
         yield
 
 

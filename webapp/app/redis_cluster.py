@@ -44,7 +44,7 @@ from redis.exceptions import RedisError
 
 from webapp.app import run_wire
 from webapp.app.auth import LoginThrottle
-from webapp.app.cluster import Cluster, LiveRun, Reaper, StopLocal
+from webapp.app.cluster import Cluster, DecideLocal, LiveRun, Reaper, StopLocal
 from webapp.app.runs import Run, RunLimitReached
 
 log = logging.getLogger(__name__)
@@ -100,6 +100,7 @@ class RedisCluster(Cluster):
         self._runs: dict[str, LiveRun] = {}  # this process's live runs, by id
         self._watched: dict[str, float] = {}  # runs followed from elsewhere: id -> until when
         self._background: set[asyncio.Task[Any]] = set()
+        self._decide_local: DecideLocal | None = None
 
     # ---- keys ----------------------------------------------------------------------------
     def proc_key(self, process_id: str) -> str:
@@ -255,18 +256,34 @@ class RedisCluster(Cluster):
             run.changed()
 
     async def stop_elsewhere(self, user_id: int, conversation_id: str, timeout_s: float) -> int:
+        request = {"op": "stop", "user": user_id, "conversation": conversation_id}
+        return sum(await self._ask(request, "stop on other processes", timeout_s))
+
+    async def decide_elsewhere(
+        self, user_id: int, conversation_id: str, approved: bool, timeout_s: float = 5.0
+    ) -> bool:
+        request = {
+            "op": "decide",
+            "user": user_id,
+            "conversation": conversation_id,
+            "approved": approved,
+        }
+        return any(await self._ask(request, "approve on other processes", timeout_s))
+
+    async def _ask(self, request: dict[str, Any], what: str, timeout_s: float) -> list[int]:
+        """Send `request` to the processes owning the conversation's runs; their answers (a
+        number each), as many as came within `timeout_s`."""
         try:
-            others = {e["owner"] for e in (await self._entries(user_id, conversation_id)).values()}
-            if not others:
-                return 0
+            entries = await self._entries(int(request["user"]), str(request["conversation"]))
+            owners = {entry["owner"] for entry in entries.values()}
+            if not owners:
+                return []
             reply = f"{PREFIX}:reply:{uuid.uuid4().hex}"
-            request = json.dumps(
-                {"op": "stop", "user": user_id, "conversation": conversation_id, "reply": reply}
-            )
-            for owner in others:
-                await self.redis.publish(f"{PREFIX}:control:{owner}", request)
-            stopped, deadline = 0, time.monotonic() + timeout_s
-            for _ in others:
+            text = json.dumps({**request, "reply": reply})
+            for owner in owners:
+                await self.redis.publish(f"{PREFIX}:control:{owner}", text)
+            answers, deadline = [], time.monotonic() + timeout_s
+            for _ in owners:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
@@ -274,11 +291,11 @@ class RedisCluster(Cluster):
                     answer = await self.waiting.blpop([reply], timeout=max(1, round(left)))  # type: ignore[misc]
                 if answer is None:
                     break
-                stopped += int(answer[1])
-            return stopped
+                answers.append(int(answer[1]))
+            return answers
         except (RedisError, TimeoutError) as exc:
-            log.warning("stop on other processes: Redis unreachable (%s)", type(exc).__name__)
-            return 0
+            log.warning("%s: Redis unreachable (%s)", what, type(exc).__name__)
+            return []
 
     # ---- health ------------------------------------------------------------------------
     async def health(self) -> str | None:
@@ -291,7 +308,10 @@ class RedisCluster(Cluster):
 
     # ---- while the server runs -----------------------------------------------------------
     @contextlib.asynccontextmanager
-    async def running(self, stop_local: StopLocal, reaper: Reaper) -> AsyncIterator[None]:
+    async def running(
+        self, stop_local: StopLocal, reaper: Reaper, decide_local: DecideLocal | None = None
+    ) -> AsyncIterator[None]:
+        self._decide_local = decide_local
         tasks = [
             asyncio.create_task(self._heartbeat(), name="cluster-heartbeat"),
             asyncio.create_task(self._control(stop_local), name="cluster-control"),
@@ -337,7 +357,7 @@ class RedisCluster(Cluster):
             await pipe.execute()
 
     async def _control(self, stop_local: StopLocal) -> None:
-        """Answer other processes' Stop requests for this process's runs."""
+        """Answer other processes' requests for this process's runs."""
         channel = f"{PREFIX}:control:{self.process_id}"
         while True:
             try:
@@ -346,7 +366,7 @@ class RedisCluster(Cluster):
                     async for message in pubsub.listen():
                         await self._answer(message, stop_local)
             except RedisError as exc:
-                log.warning("Stop requests: Redis unreachable (%s)", type(exc).__name__)
+                log.warning("requests: Redis unreachable (%s)", type(exc).__name__)
                 await asyncio.sleep(min(5.0, self.lease_s / 3))  # then subscribe again
 
     async def _answer(self, message: dict[str, Any], stop_local: StopLocal) -> None:
@@ -357,21 +377,29 @@ class RedisCluster(Cluster):
             op = request["op"]
             if op == "watch":
                 self._watched[str(request["run"])] = time.monotonic() + self.lease_s
-            elif op == "stop":
+            elif op in ("stop", "decide"):
                 user_id, conversation_id = int(request["user"]), str(request["conversation"])
                 reply = str(request["reply"])
-                if reply.startswith(f"{PREFIX}:reply:"):
+                if not reply.startswith(f"{PREFIX}:reply:"):
+                    return
+                if op == "stop":
                     stopping = self._stop_for(user_id, conversation_id, reply, stop_local)
                     self._later(stopping, "answer a Stop request")
+                else:
+                    approved, decide = request["approved"] is True, self._decide_local
+                    found = decide is not None and decide(user_id, conversation_id, approved)
+                    self._later(self._reply(reply, int(found)), "answer an approval")
         except (ValueError, KeyError, TypeError, AttributeError):
             log.warning("ignored a malformed control message")
 
     async def _stop_for(
         self, user_id: int, conversation_id: str, reply: str, stop_local: StopLocal
     ) -> None:
-        stopped = await stop_local(user_id, conversation_id)
+        await self._reply(reply, await stop_local(user_id, conversation_id))
+
+    async def _reply(self, reply: str, value: int) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.rpush(reply, stopped)
+            pipe.rpush(reply, value)
             pipe.expire(reply, 60)
             await pipe.execute()
 

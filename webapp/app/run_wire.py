@@ -1,9 +1,10 @@
 """A live run's snapshot as JSON, for a viewer on another process (webapp/app/redis_cluster.py).
 
 What travels is what a remote viewer shows: the state, each choice's text and reasoning so far,
-the earlier tool rounds' text, the model and the error (as data, worded by the viewer). The
-tool calls' own progress, the timings and the history stay with the owning process; a viewer
-that needs them reads the stored answer once the run has ended.
+the earlier tool rounds' text, this round's tool calls with their status (so a call waiting
+for approval can be approved from there), the model and the error (as data, worded by the
+viewer). Timings, usage and tool results stay with the owning process; a viewer that needs
+them reads the stored answer once the run has ended.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import json
 from typing import Any
 
 from webapp.app.turn_runs import TurnUpdate
-from webapp.core.messages import ChoiceState
-from webapp.core.turn import RoundView, TurnProgress
+from webapp.core.messages import ChoiceState, ToolCall
+from webapp.core.turn import RoundView, ToolCallView, TurnProgress
 from webapp.provider.error_info import parse_error, stored_error
 
 
@@ -31,6 +32,15 @@ def to_wire(update: TurnUpdate) -> str:
             "choices": [{"content": c.content, "reasoning": c.reasoning} for c in progress.choices],
             "rounds": [{"content": r.content, "reasoning": r.reasoning} for r in progress.rounds],
             "retry_note": progress.retry_note,
+            "tools": [
+                {
+                    "id": v.call.id,
+                    "name": v.call.name,
+                    "arguments": v.call.arguments,
+                    "status": v.status,
+                }
+                for v in progress.tools
+            ],  # fmt: skip
         },
         ensure_ascii=False,
     )
@@ -44,6 +54,7 @@ def signature(update: TurnUpdate) -> tuple[Any, ...]:
         bool(update.error),
         len(progress.rounds),
         progress.retry_note,
+        tuple((view.call.id, view.status) for view in progress.tools),
         *((len(c.content), len(c.reasoning)) for c in progress.choices),
     )
 
@@ -59,6 +70,10 @@ def apply_wire(update: TurnUpdate, text: str) -> None:
     progress = TurnProgress(n=max(1, len(choices)))
     progress.choices, progress.rounds = choices or [ChoiceState()], rounds
     progress.retry_note = str(data.get("retry_note") or "")
+    progress.tools = [
+        ToolCallView(ToolCall(t["id"], t["name"], t["arguments"]), status=t["status"])
+        for t in data.get("tools") or []
+    ]
     update.progress = progress
     update.assistant_ids = list(data["assistant_ids"])
     update.provider_label, update.model = data["provider_label"], data["model"]

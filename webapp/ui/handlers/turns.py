@@ -234,10 +234,13 @@ class TurnEvents(ChatBase):
     async def _decide(self, state: SessionState, request: gr.Request, *, approved: bool) -> None:
         """Approve or deny the oldest tool call waiting in this tab's conversation."""
         user_id = await self.user_id(state, request)
-        call = None
+        decided = False
         if state.conversation_id:
             call = self.service.approvals.resolve(user_id, state.conversation_id, approved)
-        if call is None:
+            decided = call is not None or await self.service.runs.cluster.decide_elsewhere(
+                user_id, state.conversation_id, approved
+            )
+        if not decided:
             gr.Warning(t("No tool call is waiting for approval.", state.lang))
 
     # gr.Request and event data come first: Gradio only injects them into positional
