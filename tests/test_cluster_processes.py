@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,8 @@ from gradio_client.exceptions import AppError
 from sqlalchemy import create_engine
 from sqlmodel import Session, select
 
-from storage.models import Message
+from storage import accounts
+from storage.models import Message, User, utc_now
 from tests.fake_openai import FakeOpenAI, Reply
 from tests.processes import parley_process
 from tests.redis_server import RedisServer
@@ -62,6 +64,34 @@ def wait_for_state(database_url: str, conversation_id: str, state: str, within_s
         if time.monotonic() > deadline:
             pytest.fail(f"the answer stayed {row.state!r}, not {state!r}, for {within_s} s")
         time.sleep(0.1)  # polling the database for a state change, bounded by the deadline
+
+
+def allow_one_more_request_per_minute(database_url: str) -> None:
+    """Set the (only) user's requests-per-minute limit to what it used, plus one."""
+    engine = create_engine(database_url)
+    try:
+        with Session(engine) as session:
+            user = session.exec(select(User)).one()
+            assert user.id is not None
+            since = utc_now() - timedelta(minutes=1)
+            used = accounts.requests_since(session=session, user_id=user.id, since=since)
+            user.rpm_limit = used + 1
+            session.add(user)
+            session.commit()
+    finally:
+        engine.dispose()
+
+
+def lift_the_request_limit(database_url: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        with Session(engine) as session:
+            user = session.exec(select(User)).one()
+            user.rpm_limit = None
+            session.add(user)
+            session.commit()
+    finally:
+        engine.dispose()
 
 
 def started(client: Client, question: str, words: int = 1) -> tuple[Any, str, str]:
@@ -113,6 +143,15 @@ def test_two_processes_share_the_run_limit_stop_and_a_dead_one_s_answers(
         stopped = wait_for_state(database_url, conversation, "stopped", 10)
         assert stopped.content and WORDS.startswith(stopped.content)
         job.result(timeout=20)
+
+        # Requests per minute are counted in the shared database: the limit holds over both.
+        fake_openai.default = Reply(content="short")
+        allow_one_more_request_per_minute(database_url)
+        assert on_a.predict("one more", "", "", "{}", api_name="/chat")[0] == "short"
+        with pytest.raises(AppError, match="limit of .* requests per minute"):
+            on_b.predict("one too many", "", "", "{}", api_name="/chat")
+        lift_the_request_limit(database_url)
+        fake_openai.default = Reply(content=WORDS, chunk_words=1, delay=0.05)
 
         # A killed mid-answer: B marks its answer interrupted, text kept, within the lease.
         job, conversation, early = started(on_a, "third question", words=10)
