@@ -1,4 +1,5 @@
-"""Real `python -m webapp` processes for tests that kill, restart or run several of them."""
+"""Real `python -m webapp` processes for tests that kill, restart or run several of them, and
+starting an answer through the Gradio `/chat` API."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from gradio_client import Client
 
 from bench.soak import base_env
 from tests.conftest import free_port
@@ -61,3 +64,13 @@ def parley_process(
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait(10)
+
+
+def started(client: Client, question: str, words: int = 1) -> tuple[Any, str, str]:
+    """Submit a /chat and read until `words` words of the answer have arrived; returns the job
+    (iterating it again goes on from there), the conversation id and the text so far."""
+    job = client.submit(question, "", "", "{}", api_name="/chat")
+    for text, conversation_id in job:
+        if len(text.split()) >= words:
+            return job, conversation_id, text
+    raise AssertionError(f"the answer ended before {words} words: {job.outputs()[-1]}")

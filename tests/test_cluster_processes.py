@@ -23,7 +23,7 @@ from sqlmodel import Session, select
 from storage import accounts
 from storage.models import Message, User, utc_now
 from tests.fake_openai import FakeOpenAI, Reply
-from tests.processes import parley_process
+from tests.processes import parley_process, started
 from tests.redis_server import RedisServer
 
 WORDS = " ".join(f"w{n}" for n in range(80))  # 80 words at 20 a second: a 4 s answer
@@ -92,16 +92,6 @@ def lift_the_request_limit(database_url: str) -> None:
             session.commit()
     finally:
         engine.dispose()
-
-
-def started(client: Client, question: str, words: int = 1) -> tuple[Any, str, str]:
-    """Submit a /chat and read until `words` words of the answer have arrived."""
-    # gradio_client yields each update once; iterating the job again goes on from there.
-    job = client.submit(question, "", "", "{}", api_name="/chat")
-    for text, conversation_id in job:
-        if len(text.split()) >= words:
-            return job, conversation_id, text
-    raise AssertionError(f"the answer ended before {words} words: {job.outputs()[-1]}")
 
 
 def test_two_processes_share_the_run_limit_stop_and_a_dead_one_s_answers(

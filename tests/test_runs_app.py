@@ -17,6 +17,7 @@ from storage import repository as repo
 from storage.db import session_factory, unit_of_work
 from tests.conftest import RunningApp, start_app
 from tests.fake_openai import FakeOpenAI, Reply
+from tests.processes import started
 from webapp.app.error_text import user_message
 
 WORDS = " ".join(f"w{n}" for n in range(60))  # 60 words at 20 a second: a 3 s answer
@@ -60,15 +61,6 @@ def wait_for_state(app: RunningApp, user: str, conversation_id: str, state: str)
             assert row.state == state, f"state stayed {row.state!r}"
             return row
         time.sleep(0.05)  # polling the database for a state change, bounded by the deadline
-
-
-def started(client: Client, question: str, words: int = 1) -> tuple[Any, str, str]:
-    """Submit a /chat and read until `words` words of the answer have arrived."""
-    job = client.submit(question, "", "", "{}", api_name="/chat")
-    for answer, conversation_id in job:
-        if len(answer.split()) >= words:
-            return job, conversation_id, answer
-    raise AssertionError(f"the answer ended before {words} words: {job.outputs()[-1]}")
 
 
 def test_a_client_that_disconnects_does_not_cancel_and_attach_follows_live(
