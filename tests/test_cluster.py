@@ -228,8 +228,8 @@ async def _is(sessions: Any, ids: dict[str | None, str], owner: str, state: str)
 async def test_a_redis_restart_does_not_make_live_processes_look_dead(
     clusters: Callable[..., RedisCluster], redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    """Redis comes back empty: the heartbeats set the keys again within a third of a lease,
-    before any reaper has missed a process for a whole lease."""
+    """Redis comes back empty: the heartbeats set the keys (and the slots held) again within a
+    third of a lease, before any reaper has missed a process for a whole lease."""
     alive, watcher = clusters("alive", 1.5), clusters("watcher", 1.5)
     sessions, ids = _streaming_rows(tmp_path / "p.db", ["alive"])
     async with (
@@ -237,11 +237,13 @@ async def test_a_redis_restart_does_not_make_live_processes_look_dead(
         watcher.running(_stops_nothing, database_reaper(sessions)),
     ):
         await eventually(lambda: _exists(watcher, "alive"), "the first heartbeat", 5)
+        await alive.hold(4, 1, limit=1)  # one answer streaming for user 4
         redis_server.stop()
         assert await watcher.health() is not None  # /healthz says so meanwhile
         redis_server.start()
         await eventually(lambda: _exists(watcher, "alive"), "the heartbeat after the restart", 5)
         assert await watcher.health() is None
+        assert not await _fits(watcher, 4, 1, 1)  # the slot was written again, the limit holds
         started = time.monotonic()
         while time.monotonic() - started < 3.0:  # two leases of the reaper looking
             assert _states(sessions, ids) == {"alive": "streaming"}

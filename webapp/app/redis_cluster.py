@@ -68,13 +68,13 @@ for i = 3, #ARGV do redis.call('ZADD', KEYS[1], now + lease, ARGV[i]) end
 redis.call('PEXPIRE', KEYS[1], lease * 2)
 return -1
 """
-# KEYS[1] the user's slots; ARGV: lease in ms, then the slots to keep alive (XX: only those
-# still there, so a slot released meanwhile stays released).
+# KEYS[1] the user's slots; ARGV: lease in ms, then the slots to keep alive: the ones this
+# process still holds, added again if Redis lost them (a restart).
 RENEW = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local lease = tonumber(ARGV[1])
-for i = 2, #ARGV do redis.call('ZADD', KEYS[1], 'XX', now + lease, ARGV[i]) end
+for i = 2, #ARGV do redis.call('ZADD', KEYS[1], now + lease, ARGV[i]) end
 redis.call('PEXPIRE', KEYS[1], lease * 2)
 return 0
 """
@@ -221,19 +221,21 @@ class RedisCluster(Cluster):
     async def _follow(self, run: RemoteRun, owner: str) -> None:
         """Keep a stand-in up to date from the owner's stream until the run ends (or its
         owner dies: then it ends as interrupted; the stored row says the rest)."""
-        stream, last_id, asked = self.stream_key(run.id), "0-0", float("-inf")
+        stream, last_id = self.stream_key(run.id), "0-0"
+        asked = checked = float("-inf")
         key = self.live_key(run.user_id, run.conversation_id)
         watch = json.dumps({"op": "watch", "run": run.id})
         try:
             while True:
-                if time.monotonic() - asked > self.lease_s / 3:
+                if time.monotonic() - asked > self.lease_s / 3:  # keep the owner sending
                     await self.redis.publish(f"{PREFIX}:control:{owner}", watch)
-                    if not await self.redis.hexists(key, run.id):  # type: ignore[misc]
-                        break  # ended (its last snapshot, if sent, was read already)
-                    if not await self.redis.exists(self.proc_key(owner)):
-                        run.snapshot.state = "interrupted"
-                        break
                     asked = time.monotonic()
+                if time.monotonic() - checked > 1.0:
+                    if not await self.redis.hexists(key, run.id):  # type: ignore[misc]
+                        break  # ended before it was watched: the stored row has the end
+                    if not await self.redis.exists(self.proc_key(owner)):
+                        break  # its process died: another marks the row interrupted
+                    checked = time.monotonic()
                 read = await self.waiting.xread({stream: last_id}, block=500, count=20)
                 ended = False
                 for _, entries in read or []:
@@ -347,13 +349,14 @@ class RedisCluster(Cluster):
     async def _beat(self) -> None:
         lease = self._lease_ms
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.set(self.proc_key(self.process_id), json.dumps({"since": time.time()}), px=lease)
             for user_id, slots in self._slots.items():
                 pipe.eval(RENEW, 1, self.slots_key(user_id), lease, *slots)
             for run in self._runs.values():
                 key = self.live_key(run.user_id, run.conversation_id)
                 pipe.hset(key, run.id, self._entry(run))  # again, if Redis restarted empty
                 pipe.pexpire(key, lease * 3)
+            # Last: whoever sees this process alive also sees its slots and runs.
+            pipe.set(self.proc_key(self.process_id), json.dumps({"since": time.time()}), px=lease)
             await pipe.execute()
 
     async def _control(self, stop_local: StopLocal) -> None:

@@ -156,6 +156,8 @@ class ChatAPI:
         first: TurnUpdate = runs[0].snapshot
         async for _ in self.service.runs.watch(runs[:1], UPDATE_INTERVAL_S):
             yield answer_text(first), conversation_id
+        if first.state == "streaming":  # followed from another process, its end not seen
+            yield await self._stored_answer(user_id, conversation_id), conversation_id
 
     async def stop(self, conversation_id: str, request: gr.Request) -> str:
         """Stop the conversation's live answer (saved as stopped); returns what happened."""
