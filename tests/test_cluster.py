@@ -333,3 +333,45 @@ def test_a_snapshot_travels_with_its_text_its_calls_and_its_error() -> None:
     before = run_wire.signature(update)
     progress.choices[0].content += " there"
     assert run_wire.signature(update) != before  # a change is sent again
+
+
+async def test_a_viewer_on_another_process_follows_through_a_redis_restart(
+    clusters: Callable[..., RedisCluster], redis_server: RedisServer
+) -> None:
+    from webapp.app import run_wire
+
+    owner = RunManager(cluster=clusters("owner", 1.5))
+    viewer = RunManager(cluster=clusters("viewer", 1.5))
+    conversation = "9" * 32
+    snapshot = run_wire.blank(conversation)
+    snapshot.assistant_ids = ["a1"]
+    go_on, halfway = asyncio.Event(), asyncio.Event()
+
+    async def work(run: Run) -> None:
+        choice = run.snapshot.progress.choices[0]
+        for n in range(40):
+            if n == 20:
+                halfway.set()
+                await go_on.wait()  # the test restarts Redis here
+            choice.content += f"w{n} "
+            run.changed()
+            await asyncio.sleep(0.02)  # an answer streaming at its own pace
+        run.snapshot.state = "complete"
+
+    async with (
+        owner.cluster.running(owner.stop_here, _reaps_nothing()),
+        viewer.cluster.running(viewer.stop_here, _reaps_nothing()),
+    ):
+        await eventually(lambda: _exists(viewer.cluster, "owner"), "the owner's heartbeat", 5)
+        run = owner.launch(await owner.hold(6), conversation, snapshot, work)
+        await eventually(lambda: _indexed(viewer.cluster, 6, conversation), "the index", 5)
+        [remote] = await viewer.find(6, conversation)
+        await halfway.wait()
+        redis_server.stop()
+        redis_server.start()  # empty
+        go_on.set()
+        frames = [frame async for frame in viewer.watch([remote], 0.05)]
+        await run.finished.wait()
+        assert frames[-1] is True and remote.snapshot.state == "complete"
+        text = remote.snapshot.progress.choices[0].content
+        assert text == "".join(f"w{n} " for n in range(40))  # all of it, through the restart

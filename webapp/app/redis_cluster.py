@@ -40,6 +40,9 @@ from typing import Any
 
 import redis as redis_sync
 from redis import asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from webapp.app import run_wire
@@ -88,13 +91,24 @@ class RedisCluster(Cluster):
     def __init__(self, url: str, *, lease_s: float = 15.0, process_id: str | None = None) -> None:
         super().__init__(process_id)
         self.lease_s = lease_s
+        # A connection Redis closed (a restart) is reconnected and the command tried again at
+        # once, so a heartbeat after a restart is not lost to a stale connection.
         self.redis: aioredis.Redis = aioredis.Redis.from_url(
-            url, socket_timeout=max(2.0, lease_s / 5), socket_connect_timeout=2.0
+            url,
+            socket_timeout=max(2.0, lease_s / 5),
+            socket_connect_timeout=2.0,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+            retry_on_error=[RedisConnectionError],
         )
         # Stop requests and their replies wait on a connection longer than any socket timeout:
         # their own client, which checks an idle connection is alive instead.
         self.waiting: aioredis.Redis = aioredis.Redis.from_url(
-            url, socket_timeout=None, socket_connect_timeout=2.0, health_check_interval=10
+            url,
+            socket_timeout=None,
+            socket_connect_timeout=2.0,
+            health_check_interval=10,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+            retry_on_error=[RedisConnectionError],
         )
         self._slots: dict[int, set[str]] = {}  # this process's held slots, per user
         self._runs: dict[str, LiveRun] = {}  # this process's live runs, by id
@@ -219,43 +233,61 @@ class RedisCluster(Cluster):
         return runs
 
     async def _follow(self, run: RemoteRun, owner: str) -> None:
-        """Keep a stand-in up to date from the owner's stream until the run ends (or its
-        owner dies: then it ends as interrupted; the stored row says the rest)."""
-        stream, last_id = self.stream_key(run.id), "0-0"
+        """Keep a stand-in up to date from the owner's stream until the run ends, or its
+        owner has been silent for a lease (dead: another process marks the row interrupted).
+        Through a Redis restart it reconnects and goes on: the owner's heartbeat writes the
+        index again, and its next snapshot starts the stream again."""
+        stream = self.stream_key(run.id)
         asked = checked = float("-inf")
+        silent_since: float | None = None  # when the owner (or Redis) was last heard from
         key = self.live_key(run.user_id, run.conversation_id)
         watch = json.dumps({"op": "watch", "run": run.id})
         try:
             while True:
-                if time.monotonic() - asked > self.lease_s / 3:  # keep the owner sending
-                    await self.redis.publish(f"{PREFIX}:control:{owner}", watch)
-                    asked = time.monotonic()
-                if time.monotonic() - checked > 1.0:
-                    if not await self.redis.hexists(key, run.id):  # type: ignore[misc]
-                        break  # ended before it was watched: the stored row has the end
-                    if not await self.redis.exists(self.proc_key(owner)):
-                        break  # its process died: another marks the row interrupted
-                    checked = time.monotonic()
-                read = await self.waiting.xread({stream: last_id}, block=500, count=20)
-                ended = False
-                for _, entries in read or []:
-                    for entry_id, fields in entries:
-                        last_id = entry_id.decode()
-                        text = fields.get(b"end") or fields.get(b"view")
-                        if text is not None:
-                            run_wire.apply_wire(run.snapshot, text.decode())
-                            run.arrived.set()
-                        ended = ended or b"end" in fields
-                if read:
-                    run.changed()
-                if ended:
+                try:
+                    if time.monotonic() - asked > self.lease_s / 3:  # keep the owner sending
+                        await self.redis.publish(f"{PREFIX}:control:{owner}", watch)
+                        asked = time.monotonic()
+                    if time.monotonic() - checked > 1.0:
+                        checked = time.monotonic()
+                        if await self.redis.exists(self.proc_key(owner)):
+                            silent_since = None
+                            if not await self.redis.hexists(key, run.id):  # type: ignore[misc]
+                                break  # ended unseen: the stored row has its end
+                        else:
+                            silent_since = silent_since or time.monotonic()
+                    read = await self.waiting.xread({stream: run.last_entry}, block=500, count=20)
+                except RedisError as exc:
+                    if silent_since is None:
+                        log.warning("following a run elsewhere: Redis unreachable (%s)", exc)
+                    silent_since = silent_since or time.monotonic()
+                    read = None
+                    await asyncio.sleep(0.5)  # then reconnect
+                if silent_since is not None and time.monotonic() - silent_since > self.lease_s:
+                    break  # its process died, or Redis stayed away: the stored row says the rest
+                if self._apply(run, read or []):
                     break
-        except RedisError as exc:
-            log.warning("following a run elsewhere: Redis unreachable (%s)", type(exc).__name__)
         finally:
             run.arrived.set()
             run.finished.set()
             run.changed()
+
+    @staticmethod
+    def _apply(run: RemoteRun, read: Any) -> bool:
+        """Bring the stand-in up to date from stream entries; True when the run ended."""
+        ended, last = False, None
+        for _, entries in read:
+            for entry_id, fields in entries:
+                last = entry_id.decode()
+                text = fields.get(b"end") or fields.get(b"view")
+                if text is not None:
+                    run_wire.apply_wire(run.snapshot, text.decode())
+                    run.arrived.set()
+                ended = ended or b"end" in fields
+        if last is not None:
+            run.last_entry = last
+            run.changed()
+        return ended
 
     async def stop_elsewhere(self, user_id: int, conversation_id: str, timeout_s: float) -> int:
         request = {"op": "stop", "user": user_id, "conversation": conversation_id}
@@ -483,6 +515,7 @@ class RemoteRun(Run):
 
     follow: asyncio.Task[None] | None = None
     arrived: asyncio.Event = field(default_factory=asyncio.Event)  # first snapshot (or end)
+    last_entry: str = "0-0"  # the owner's stream, read up to here
 
 
 # KEYS[1] one key's failures; ARGV: the lockout in ms, the most failures allowed.
