@@ -19,7 +19,8 @@ from storage.db import make_engine, migrate, session_factory, unit_of_work
 from storage.models import Message
 from tests.redis_server import RedisServer
 from webapp.app.cluster import Cluster, Reaper, database_reaper
-from webapp.app.redis_cluster import RedisCluster, SharedLoginThrottle
+from webapp.app.redis_cluster import RedisCluster
+from webapp.app.redis_signin import SharedLoginThrottle
 from webapp.app.runs import Run, RunLimitReached, RunManager
 
 

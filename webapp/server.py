@@ -20,7 +20,8 @@ from webapp.app.chat import ChatService
 from webapp.app.cluster import Cluster
 from webapp.app.compare import CompareService
 from webapp.app.downloads import Downloads
-from webapp.app.redis_cluster import RedisCluster, SharedLoginThrottle
+from webapp.app.redis_cluster import RedisCluster
+from webapp.app.redis_signin import SharedLoginThrottle
 from webapp.app.versions import Versions
 from webapp.config import ConfigError, Settings
 from webapp.core.attachments import Limits

@@ -10,7 +10,7 @@ Redis restarts empty):
   clock, so hosts' clocks do not matter); the holder renews its slots with its heartbeat, so
   the slots of a process that dies free themselves after a lease.
 - `signin:{hash of a name at an address, or of an address}`: failed sign-ins, so the lockout
-  holds whichever process a sign-in reaches (SharedLoginThrottle).
+  holds whichever process a sign-in reaches (webapp/app/redis_signin.py).
 - `live:{user}:{conversation}`: which process owns each live run of a conversation, and its
   kind (chat, or a compare column).
 - channel `control:{process}`: requests for that process's runs. Stop: the answer (how many
@@ -28,17 +28,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import random
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-import redis as redis_sync
 from redis import asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
@@ -46,9 +43,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from webapp.app import run_wire
-from webapp.app.auth import LoginThrottle
 from webapp.app.cluster import Cluster, DecideLocal, LiveRun, Reaper, StopLocal
-from webapp.app.runs import Run, RunLimitReached
+from webapp.app.remote_runs import RemoteRun, follow
+from webapp.app.runs import RunLimitReached
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +189,9 @@ class RedisCluster(Cluster):
             pipe.hdel(key, run.id)
             await pipe.execute()
 
+    def control_channel(self, process_id: str) -> str:
+        return f"{PREFIX}:control:{process_id}"
+
     def stream_key(self, run_id: str) -> str:
         return f"{PREFIX}:run:{run_id}"
 
@@ -223,7 +223,7 @@ class RedisCluster(Cluster):
                 run = RemoteRun(
                     run_id, user_id, conversation_id, run_wire.blank(conversation_id), entry["kind"]
                 )
-                run.follow = asyncio.create_task(self._follow(run, entry["owner"]))
+                run.follow = asyncio.create_task(follow(self, run, entry["owner"]))
                 runs.append(run)
         # Their first snapshots (the owner sends one within a publish interval of being asked),
         # so a viewer starts from the answer so far, not from nothing.
@@ -231,63 +231,6 @@ class RedisCluster(Cluster):
             async with asyncio.timeout(3.0):
                 await asyncio.gather(*(run.arrived.wait() for run in runs))
         return runs
-
-    async def _follow(self, run: RemoteRun, owner: str) -> None:
-        """Keep a stand-in up to date from the owner's stream until the run ends, or its
-        owner has been silent for a lease (dead: another process marks the row interrupted).
-        Through a Redis restart it reconnects and goes on: the owner's heartbeat writes the
-        index again, and its next snapshot starts the stream again."""
-        stream = self.stream_key(run.id)
-        asked = checked = float("-inf")
-        silent_since: float | None = None  # when the owner (or Redis) was last heard from
-        key = self.live_key(run.user_id, run.conversation_id)
-        watch = json.dumps({"op": "watch", "run": run.id})
-        try:
-            while True:
-                try:
-                    if time.monotonic() - asked > self.lease_s / 3:  # keep the owner sending
-                        await self.redis.publish(f"{PREFIX}:control:{owner}", watch)
-                        asked = time.monotonic()
-                    if time.monotonic() - checked > 1.0:
-                        checked = time.monotonic()
-                        if await self.redis.exists(self.proc_key(owner)):
-                            silent_since = None
-                            if not await self.redis.hexists(key, run.id):  # type: ignore[misc]
-                                break  # ended unseen: the stored row has its end
-                        else:
-                            silent_since = silent_since or time.monotonic()
-                    read = await self.waiting.xread({stream: run.last_entry}, block=500, count=20)
-                except RedisError as exc:
-                    if silent_since is None:
-                        log.warning("following a run elsewhere: Redis unreachable (%s)", exc)
-                    silent_since = silent_since or time.monotonic()
-                    read = None
-                    await asyncio.sleep(0.5)  # then reconnect
-                if silent_since is not None and time.monotonic() - silent_since > self.lease_s:
-                    break  # its process died, or Redis stayed away: the stored row says the rest
-                if self._apply(run, read or []):
-                    break
-        finally:
-            run.arrived.set()
-            run.finished.set()
-            run.changed()
-
-    @staticmethod
-    def _apply(run: RemoteRun, read: Any) -> bool:
-        """Bring the stand-in up to date from stream entries; True when the run ended."""
-        ended, last = False, None
-        for _, entries in read:
-            for entry_id, fields in entries:
-                last = entry_id.decode()
-                text = fields.get(b"end") or fields.get(b"view")
-                if text is not None:
-                    run_wire.apply_wire(run.snapshot, text.decode())
-                    run.arrived.set()
-                ended = ended or b"end" in fields
-        if last is not None:
-            run.last_entry = last
-            run.changed()
-        return ended
 
     async def stop_elsewhere(self, user_id: int, conversation_id: str, timeout_s: float) -> int:
         request = {"op": "stop", "user": user_id, "conversation": conversation_id}
@@ -506,79 +449,3 @@ class RedisCluster(Cluster):
         task = asyncio.create_task(run())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-
-@dataclass(eq=False)
-class RemoteRun(Run):
-    """A run of another process, as a viewer here watches it: its snapshot follows the
-    owner's stream (`RedisCluster._follow`); it has no task here, so Stop goes to the owner."""
-
-    follow: asyncio.Task[None] | None = None
-    arrived: asyncio.Event = field(default_factory=asyncio.Event)  # first snapshot (or end)
-    last_entry: str = "0-0"  # the owner's stream, read up to here
-
-
-# KEYS[1] one key's failures; ARGV: the lockout in ms, the most failures allowed.
-# Returns the ms until the key may try again (0: now).
-SIGN_IN_WAIT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local lockout, most = tonumber(ARGV[1]), tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - lockout)
-if redis.call('ZCARD', KEYS[1]) < most then return 0 end
-local nth = redis.call('ZREVRANGE', KEYS[1], most - 1, most - 1, 'WITHSCORES')
-return math.max(0, tonumber(nth[2]) + lockout - now)
-"""
-# KEYS[1] one key's failures; ARGV: the lockout in ms, a unique member.
-SIGN_IN_FAILED = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZADD', KEYS[1], now, ARGV[2])
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]))
-return 0
-"""
-
-
-class SharedLoginThrottle(LoginThrottle):
-    """LoginThrottle over every process: the failures per key (a name at an address, or an
-    address) are a sorted set in Redis, on Redis's clock. Sign-in is rare, so the calls are
-    short blocking ones; when Redis does not answer, this process's own count decides (the
-    throttle is never off)."""
-
-    def __init__(self, url: str, max_failures: int = 5, lockout_s: float = 300.0) -> None:
-        super().__init__(max_failures, lockout_s)
-        self.redis = redis_sync.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
-
-    @staticmethod
-    def _key(key: str) -> str:
-        return f"{PREFIX}:signin:{hashlib.sha256(key.encode()).hexdigest()[:32]}"
-
-    @property
-    def _lockout_ms(self) -> int:
-        return max(1, int(self.lockout_s * 1000))
-
-    def retry_after(self, key: str) -> float:
-        try:
-            wait = self.redis.eval(
-                SIGN_IN_WAIT, 1, self._key(key), self._lockout_ms, self.max_failures
-            )
-        except RedisError as exc:
-            log.warning("sign-in throttle: Redis unreachable (%s)", type(exc).__name__)
-            return super().retry_after(key)
-        return max(float(wait) / 1000, super().retry_after(key))  # type: ignore[arg-type]
-
-    def failed(self, key: str) -> None:
-        super().failed(key)
-        member = f"{time.time_ns()}:{uuid.uuid4().hex[:8]}"
-        with contextlib.suppress(RedisError):
-            self.redis.eval(SIGN_IN_FAILED, 1, self._key(key), self._lockout_ms, member)
-
-    def succeeded(self, key: str) -> None:
-        super().succeeded(key)
-        with contextlib.suppress(RedisError):
-            self.redis.delete(self._key(key))
-
-    def forgive_one(self, key: str) -> None:
-        super().forgive_one(key)
-        with contextlib.suppress(RedisError):
-            self.redis.zpopmax(self._key(key))
