@@ -61,6 +61,15 @@ RAMP_S = 10.0
 REQUEST_TIMEOUT_S = 240.0
 
 
+def machine() -> dict[str, Any]:
+    """What a results file records about the machine it was measured on."""
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
 def count_tokens(text: str) -> int:
     """The upstream's answer is words from WORDS: count those (figures lines don't count)."""
     return sum(1 for word in text.split() if word in VOCAB)
@@ -589,11 +598,7 @@ def main(argv: list[str] | None = None) -> None:
         json.dumps(
             {
                 "date": datetime.now(UTC).isoformat(timespec="seconds"),
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "platform": platform.platform(),
-                    "python": platform.python_version(),
-                },
+                "machine": machine(),
                 "workload": {
                     "first_token_s": 0.2,
                     "tokens_per_s": 50,

@@ -17,18 +17,11 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
-import platform
-import shutil
-import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 from bench.load import (
     MODEL,
@@ -36,12 +29,14 @@ from bench.load import (
     ROOT,
     OpenAIStream,
     ProcessTree,
+    machine,
     parley_env,
     run_once,
     server,
 )
 from bench.procfs import free_port
 from bench.report import percentile
+from tests.nginx_server import nginx
 from tests.redis_server import RedisServer
 
 RESULTS = ROOT / "bench" / "results" / "scale.json"
@@ -59,38 +54,12 @@ class Trees(ProcessTree):
 
 
 @contextlib.contextmanager
-def nginx(work: Path, replicas: list[int]) -> Iterator[tuple[str, ProcessTree]]:
-    """deploy/nginx.conf on a free loopback port, its upstreams the given Parley ports."""
-    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+def proxy(work: Path, replicas: list[int]) -> Iterator[tuple[str, ProcessTree]]:
+    """The shipped deploy/nginx.conf (tests/nginx_server.py) with one worker, one core's
+    share, and no access log; yields its URL and its process tree."""
     prefix = work / f"nginx-{len(set(replicas))}"
-    for name in ("", "logs", "client_body_temp", "proxy_temp"):
-        (prefix / name).mkdir(parents=True, exist_ok=True)
-        (prefix / name).chmod(0o777)
-    port = free_port()
-    text = (ROOT / "deploy" / "nginx.conf").read_text(encoding="utf-8")
-    text = text.replace("server app1:7860", f"server 127.0.0.1:{replicas[0]}")
-    text = text.replace("server app2:7860", f"server 127.0.0.1:{replicas[1]}")
-    text = text.replace("listen 80;", f"listen 127.0.0.1:{port};")
-    text = text.replace("worker_processes auto;", "worker_processes 1;")  # one core's share
-    text = text.replace("http {", "http {\n    access_log off;", 1)
-    config = prefix / "nginx.conf"
-    config.write_text(text, encoding="utf-8")
-    options = f"daemon off; pid {prefix / 'nginx.pid'}; error_log {prefix / 'error.log'};"
-    command = [binary, "-p", str(prefix), "-c", str(config), "-g", options]
-    process = subprocess.Popen(command, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 10
-        while True:  # until nginx answers, bounded
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                    break
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"nginx did not start: {prefix / 'error.log'}")
-            time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}/", ProcessTree(process.pid)
-    finally:
-        process.terminate()
-        process.wait(10)
+    with nginx(prefix, replicas, "access_log off;", workers=1) as (url, process):
+        yield f"{url}/", ProcessTree(process.pid)
 
 
 async def run_setup(
@@ -114,15 +83,15 @@ async def run_setup(
                     )  # fmt: skip
                 )
             )
-        url, proxy = stack.enter_context(nginx(work, (ports * 2)[:2]))
+        url, balancer = stack.enter_context(proxy(work, (ports * 2)[:2]))
         name = f"{processes} process{'es' if processes > 1 else ''}"
         system = OpenAIStream(name, Trees(trees), url=f"{url}v1/chat/completions")
         await run_once(system, "burst", 1)  # warm-up: imports, pools, caches
         runs = []
         for users in levels:
-            proxy_cpu0 = proxy.cpu_seconds()
+            proxy_cpu0 = balancer.cpu_seconds()
             result = await run_once(system, "burst", users)
-            result["nginx_cpu_s"] = round(proxy.cpu_seconds() - proxy_cpu0, 3)
+            result["nginx_cpu_s"] = round(balancer.cpu_seconds() - proxy_cpu0, 3)
             runs.append(result)
             print(summary(result), flush=True)
         return runs
@@ -171,11 +140,7 @@ def main(argv: list[str] | None = None) -> None:
         json.dumps(
             {
                 "date": datetime.now(UTC).isoformat(timespec="seconds"),
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "platform": platform.platform(),
-                    "python": platform.python_version(),
-                },
+                "machine": machine(),
                 "workload": {"model": MODEL, "pattern": "burst", "users": levels},
                 "runs": [
                     {**{k: v for k, v in run.items() if k != "requests"}, "summary": summary(run)}

@@ -20,6 +20,19 @@ from tests.conftest import free_port
 from tests.fake_openai import FakeOpenAI
 
 
+def wait_healthy(base: str, child: subprocess.Popen[bytes], log: Path) -> None:
+    """Poll a starting Parley's /healthz until it answers 200 (fail with its log if it exits
+    or takes more than 90 s)."""
+    deadline = time.monotonic() + 90
+    while True:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                return
+        if child.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"Parley never became healthy:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)  # polling a starting server, bounded by the deadline
+
+
 @contextlib.contextmanager
 def parley_process(
     database_url: str, fake: FakeOpenAI, workdir: Path, log: Path, **extra: str
@@ -47,14 +60,7 @@ def parley_process(
             stderr=subprocess.STDOUT,
         )
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            if child.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"Parley never became healthy:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)  # polling a starting server, bounded by the deadline
+        wait_healthy(base, child, log)
         yield child, base
     finally:
         if child.poll() is None:

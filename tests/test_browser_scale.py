@@ -5,9 +5,6 @@ whole turn (Gradio's queue lives in one process), and the APIs spread over both.
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,44 +14,23 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser import browser_fixture, page_fixture, playwright_fixture  # noqa: F401
-from tests.conftest import free_port
 from tests.fake_openai import FakeOpenAI, Reply
+from tests.nginx_server import nginx
 from tests.processes import parley_process
 from tests.redis_server import RedisServer
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def nginx_config(prefix: Path, port: int, replicas: list[int]) -> Path:
-    """deploy/nginx.conf as shipped, with loopback addresses for the replicas and a log line
-    naming the replica each request went to."""
-    text = (ROOT / "deploy" / "nginx.conf").read_text(encoding="utf-8")
-    text = text.replace("server app1:7860", f"server 127.0.0.1:{replicas[0]}")
-    text = text.replace("server app2:7860", f"server 127.0.0.1:{replicas[1]}")
-    text = text.replace("listen 80;", f"listen 127.0.0.1:{port};")
-    log = f"log_format replica '$upstream_addr $uri'; access_log {prefix / 'access.log'} replica;"
-    text = text.replace("http {", "http {\n    " + log, 1)
-    assert text.count("127.0.0.1:") == 5, "deploy/nginx.conf changed: update this test"
-    config = prefix / "nginx.conf"
-    config.write_text(text, encoding="utf-8")
-    return config
 
 
 @pytest.fixture
 def nginx_in_front(fake_openai: FakeOpenAI, tmp_path: Path) -> Iterator[tuple[str, Path, dict]]:
     """Yields (nginx's URL, its access log, {replica port: its base URL})."""
-    binary = shutil.which("nginx") or "/usr/sbin/nginx"
-    if not Path(binary).exists():
-        pytest.fail("nginx is missing: apt-get install -y nginx")
     redis = RedisServer(tmp_path / "redis")
     redis.start()
     shared = {"REDIS_URL": redis.url, "RUN_LEASE": "5", "ALLOWED_HOSTS": "127.0.0.1"}
     database = f"sqlite:///{tmp_path / 'parley.db'}"
     prefix = tmp_path / "nginx"
-    for name in ("", "logs", "client_body_temp", "proxy_temp"):
-        (prefix / name).mkdir(parents=True, exist_ok=True)
-        (prefix / name).chmod(0o777)  # nginx's workers may run as another user
-    port = free_port()
+    log = prefix / "access.log"
+    # A log line naming the replica each request went to.
+    log_lines = f"log_format replica '$upstream_addr $uri'; access_log {log} replica;"
     try:
         with (
             parley_process(database, fake_openai, tmp_path, tmp_path / "a.log", **shared) as (
@@ -67,28 +43,8 @@ def nginx_in_front(fake_openai: FakeOpenAI, tmp_path: Path) -> Iterator[tuple[st
             ),
         ):
             replicas = {int(url.rsplit(":", 1)[1]): url for url in (a, b)}
-            config = nginx_config(prefix, port, list(replicas))
-            error_log = prefix / "logs" / "error.log"
-            nginx = subprocess.Popen(
-                [binary, "-p", str(prefix), "-c", str(config), "-g",
-                 f"daemon off; pid {prefix / 'nginx.pid'}; error_log {error_log};"],
-            )  # fmt: skip
-            try:
-                url = f"http://127.0.0.1:{port}"
-                deadline = time.monotonic() + 10
-                while True:  # until nginx answers, bounded
-                    try:
-                        if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        pass
-                    if nginx.poll() is not None or time.monotonic() > deadline:
-                        pytest.fail(f"nginx did not start: {error_log.read_text()[-2000:]}")
-                    time.sleep(0.1)  # polling a starting server, bounded by the deadline
-                yield url, prefix / "access.log", replicas
-            finally:
-                nginx.terminate()
-                nginx.wait(10)
+            with nginx(prefix, list(replicas), log_lines) as (url, _):
+                yield url, log, replicas
     finally:
         redis.stop()
 

@@ -7,7 +7,6 @@ import contextlib
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from storage import repository as repo
 from storage.db import make_engine, session_factory, unit_of_work
 from tests.conftest import free_port
 from tests.fake_openai import ErrorReply, FakeOpenAI, Reply
+from tests.processes import wait_healthy
 
 MODEL = "siliconflow/Qwen/Qwen3-8B"
 
@@ -67,14 +67,7 @@ def parley(fake: FakeOpenAI, workdir: Path, **extra: str) -> Iterator[tuple[str,
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            if child.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"Parley did not start:\n{(workdir / 'parley.log').read_text()}")
-            time.sleep(0.2)  # polling a starting server, bounded by the deadline
+        wait_healthy(base, child, workdir / "parley.log")
         yield base, keys
     finally:
         child.terminate()
