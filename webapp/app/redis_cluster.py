@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import random
@@ -110,6 +111,7 @@ class RedisCluster(Cluster):
         self._slots: dict[int, set[str]] = {}  # this process's held slots, per user
         self._runs: dict[str, LiveRun] = {}  # this process's live runs, by id
         self._watched: dict[str, float] = {}  # runs followed from elsewhere: id -> until when
+        self._followed: dict[str, RemoteRun] = {}  # other processes' runs followed here
         self._background: set[asyncio.Task[Any]] = set()
         self._decide_local: DecideLocal | None = None
 
@@ -220,17 +222,31 @@ class RedisCluster(Cluster):
         runs = []
         for run_id, entry in entries.items():
             if kind is None or entry["kind"] == kind:
-                run = RemoteRun(
-                    run_id, user_id, conversation_id, run_wire.blank(conversation_id), entry["kind"]
-                )
-                run.follow = asyncio.create_task(follow(self, run, entry["owner"]))
-                runs.append(run)
+                runs.append(self._stand_in(run_id, user_id, conversation_id, entry))
         # Their first snapshots (the owner sends one within a publish interval of being asked),
         # so a viewer starts from the answer so far, not from nothing.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(3.0):
                 await asyncio.gather(*(run.arrived.wait() for run in runs))
         return runs
+
+    def _stand_in(
+        self, run_id: str, user_id: int, conversation_id: str, entry: dict[str, str]
+    ) -> RemoteRun:
+        """The one stand-in this process keeps for a run of another (a page's follow-live and
+        its live feed, and any /attach, share it and its follow loop) while it is live."""
+        run = self._followed.get(run_id)
+        if run is None or run.done:
+            snapshot = run_wire.blank(conversation_id)
+            run = RemoteRun(run_id, user_id, conversation_id, snapshot, entry["kind"])
+            run.follow = asyncio.create_task(follow(self, run, entry["owner"]))
+            run.follow.add_done_callback(functools.partial(self._unfollow, run))
+            self._followed[run_id] = run
+        return run
+
+    def _unfollow(self, run: RemoteRun, _task: asyncio.Task[None]) -> None:
+        if self._followed.get(run.id) is run:  # not a newer stand-in for the same id
+            del self._followed[run.id]
 
     async def stop_elsewhere(self, user_id: int, conversation_id: str, timeout_s: float) -> int:
         request = {"op": "stop", "user": user_id, "conversation": conversation_id}
@@ -423,8 +439,11 @@ class RedisCluster(Cluster):
             due = []
             for run_id in self._watched:
                 run = self._runs.get(run_id)
-                if run is not None and sent.get(run_id) != run_wire.signature(run.snapshot):
-                    sent[run_id] = run_wire.signature(run.snapshot)
+                if run is None:
+                    continue
+                signature = run_wire.signature(run.snapshot)
+                if sent.get(run_id) != signature:
+                    sent[run_id] = signature
                     due.append((self.stream_key(run_id), run_wire.to_wire(run.snapshot)))
             if not due:
                 continue
